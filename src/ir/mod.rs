@@ -1,0 +1,505 @@
+//! The graph IR: data only.
+//!
+//! A [`Graph`] is an append-only arena of [`Node`]s in topological order: every operand id is
+//! smaller than the id of the node that reads it, so a graph is acyclic by construction and every
+//! pass can be a plain forward or backward loop. Each node produces exactly one value, so a
+//! [`NodeId`] also names that value.
+//!
+//! This module knows nothing about derivatives, optimization or code generation. Type inference
+//! lives in the per-op rule table ([`crate::ops`]); [`Graph::push`] calls it.
+
+mod builder;
+pub mod text;
+mod types;
+mod verify;
+
+pub use builder::{BuildError, GraphBuilder, Var};
+pub use types::{
+    DType, MAX_ELEMENTS, TensorType, broadcast_shapes, broadcast_strides, checked_numel, strides,
+};
+pub use verify::{VerifyError, VerifyErrors, verify};
+
+use crate::ops::{self, ShapeError};
+use crate::tensor::Tensor;
+use std::fmt;
+use std::panic::Location;
+use std::sync::Arc;
+
+/// Index of a node (and of the value it produces). Displays as its `.gir` spelling, `%7`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// The index into [`Graph::nodes`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "%{}", self.0)
+    }
+}
+
+/// The primitive operations. Fieldless: attributes live on the [`Node`]. Every rule about an op
+/// (name, arity, type inference, evaluation, derivatives, lowering) is in [`crate::ops`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)] // each op is documented by its rule constant in `ops`.
+pub enum Op {
+    Input,
+    Const,
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Sin,
+    Cos,
+    Tanh,
+    Sigmoid,
+    Relu,
+    Recip,
+    Log1p,
+    Expm1,
+    Powi,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Max,
+    Min,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    Select,
+    Cast,
+    ReduceSum,
+    ReduceMean,
+    ReduceMax,
+    ReduceMin,
+    Reshape,
+    Transpose,
+    Broadcast,
+    Slice,
+    Concat,
+    Matmul,
+}
+
+impl Op {
+    /// Every op, in declaration order (tests loop over this).
+    pub const ALL: [Op; 42] = [
+        Op::Input,
+        Op::Const,
+        Op::Neg,
+        Op::Abs,
+        Op::Exp,
+        Op::Log,
+        Op::Sqrt,
+        Op::Rsqrt,
+        Op::Sin,
+        Op::Cos,
+        Op::Tanh,
+        Op::Sigmoid,
+        Op::Relu,
+        Op::Recip,
+        Op::Log1p,
+        Op::Expm1,
+        Op::Powi,
+        Op::Add,
+        Op::Sub,
+        Op::Mul,
+        Op::Div,
+        Op::Pow,
+        Op::Max,
+        Op::Min,
+        Op::Lt,
+        Op::Le,
+        Op::Gt,
+        Op::Ge,
+        Op::Eq,
+        Op::Ne,
+        Op::Select,
+        Op::Cast,
+        Op::ReduceSum,
+        Op::ReduceMean,
+        Op::ReduceMax,
+        Op::ReduceMin,
+        Op::Reshape,
+        Op::Transpose,
+        Op::Broadcast,
+        Op::Slice,
+        Op::Concat,
+        Op::Matmul,
+    ];
+
+    /// The `.gir` spelling.
+    pub fn name(self) -> &'static str {
+        ops::rules(self).name
+    }
+
+    /// Looks an op up by its `.gir` spelling (`input` and `const` are statements, not ops, and
+    /// are not found here).
+    pub fn from_name(s: &str) -> Option<Op> {
+        Op::ALL
+            .iter()
+            .copied()
+            .find(|&op| !matches!(op, Op::Input | Op::Const) && op.name() == s)
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Attributes of a node. Which variant an op takes is fixed by its rule (`ops::rules(op).attrs`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attrs {
+    /// No attributes.
+    None,
+    /// `powi`: the integer exponent.
+    Powi {
+        /// Exponent (may be negative or zero).
+        n: i32,
+    },
+    /// `cast`: the target dtype (`f32` or `f64`).
+    Cast {
+        /// Target dtype.
+        to: DType,
+    },
+    /// `reduce_*`: reduced axes (sorted, distinct, in range; all axes when omitted in `.gir`).
+    Reduce {
+        /// Axes to reduce, sorted ascending.
+        axes: Vec<usize>,
+        /// Keep reduced axes as size 1.
+        keepdims: bool,
+    },
+    /// `reshape` and `broadcast`: the target shape.
+    Shape {
+        /// Target shape.
+        shape: Vec<usize>,
+    },
+    /// `transpose`: output axis `i` is input axis `perm[i]`.
+    Perm {
+        /// A permutation of the axes.
+        perm: Vec<usize>,
+    },
+    /// `slice`: half-open ranges per axis, step 1.
+    Slice {
+        /// First index per axis.
+        start: Vec<usize>,
+        /// One past the last index per axis.
+        stop: Vec<usize>,
+    },
+    /// `concat`: the axis to join along.
+    Axis {
+        /// Axis.
+        axis: usize,
+    },
+    /// `const`: the value (shared, so cloning graphs is cheap).
+    Const(Arc<Tensor>),
+}
+
+impl Attrs {
+    /// Hash of the attributes, consistent with [`Attrs::same`] (constants hash by bits).
+    pub fn hash_into<H: std::hash::Hasher>(&self, h: &mut H) {
+        use std::hash::Hash;
+        std::mem::discriminant(self).hash(h);
+        match self {
+            Attrs::None => {}
+            Attrs::Powi { n } => n.hash(h),
+            Attrs::Cast { to } => to.hash(h),
+            Attrs::Reduce { axes, keepdims } => (axes, keepdims).hash(h),
+            Attrs::Shape { shape } => shape.hash(h),
+            Attrs::Perm { perm } => perm.hash(h),
+            Attrs::Slice { start, stop } => (start, stop).hash(h),
+            Attrs::Axis { axis } => axis.hash(h),
+            Attrs::Const(t) => {
+                t.shape().hash(h);
+                t.to_bytes().hash(h);
+            }
+        }
+    }
+
+    /// Equality that compares constants bitwise (so `nan == nan`, `-0.0 != 0.0`).
+    pub fn same(&self, other: &Attrs) -> bool {
+        match (self, other) {
+            (Attrs::Const(a), Attrs::Const(b)) => a.bits_eq(b),
+            _ => self == other,
+        }
+    }
+
+    /// The constant of a `const` node.
+    pub fn as_const(&self) -> Option<&Tensor> {
+        match self {
+            Attrs::Const(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Where a node came from, for error messages and NaN provenance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// Unknown (e.g. created by a pass).
+    #[default]
+    None,
+    /// Created by a builder call at this Rust source location.
+    Source(&'static Location<'static>),
+    /// Parsed from `.gir` at this line and column (1-based).
+    Line(u32, u32),
+    /// Part of the adjoint of this forward node.
+    Adjoint(NodeId),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::None => f.write_str("<unknown>"),
+            Origin::Source(l) => write!(f, "{}:{}:{}", l.file(), l.line(), l.column()),
+            Origin::Line(l, c) => write!(f, "line {l}:{c}"),
+            Origin::Adjoint(n) => write!(f, "adjoint of {n}"),
+        }
+    }
+}
+
+/// One node: an op applied to earlier nodes, producing one value of type `ty`.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The operation.
+    pub op: Op,
+    /// Operand ids, each smaller than this node's id.
+    pub inputs: Vec<NodeId>,
+    /// Attributes (the variant is fixed by the op).
+    pub attrs: Attrs,
+    /// The inferred result type.
+    pub ty: TensorType,
+    /// The value name (`x1` for `%x1`), if it has one. Inputs and outputs always do.
+    pub name: Option<Box<str>>,
+    /// Where the node came from.
+    pub origin: Origin,
+}
+
+impl Node {
+    /// Structural equality: op, operands, attributes (constants bitwise), type and name.
+    pub fn same(&self, other: &Node) -> bool {
+        self.op == other.op
+            && self.inputs == other.inputs
+            && self.attrs.same(&other.attrs)
+            && self.ty == other.ty
+            && self.name == other.name
+    }
+}
+
+/// A static computational graph.
+///
+/// ```
+/// use gradlift::{Graph, Op, Attrs, TensorType, DType};
+/// let mut g = Graph::new("seed");
+/// let x = g.add_input("x", TensorType::scalar(DType::F64)).unwrap();
+/// let y = g.push(Op::Mul, vec![x, x], Attrs::None).unwrap();
+/// g.set_outputs(vec![y]);
+/// assert_eq!(g.nodes()[y.index()].ty, TensorType::scalar(DType::F64));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// The graph's name (`@name` in `.gir`).
+    pub name: String,
+    nodes: Vec<Node>,
+    outputs: Vec<NodeId>,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new(name: impl Into<String>) -> Graph {
+        Graph {
+            name: name.into(),
+            nodes: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// All nodes, in topological (id) order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Node `id`.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True if the graph has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Type of node `id`.
+    pub fn ty(&self, id: NodeId) -> &TensorType {
+        &self.nodes[id.index()].ty
+    }
+
+    /// The graph's inputs in order (the input nodes, in id order).
+    pub fn inputs(&self) -> Vec<NodeId> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].op == Op::Input)
+            .map(|i| NodeId(i as u32))
+            .collect()
+    }
+
+    /// The input node with this name.
+    pub fn input_named(&self, name: &str) -> Option<NodeId> {
+        self.inputs()
+            .into_iter()
+            .find(|&i| self.value_name(i) == name)
+    }
+
+    /// The outputs, in order.
+    pub fn outputs(&self) -> &[NodeId] {
+        &self.outputs
+    }
+
+    /// Replaces the outputs.
+    pub fn set_outputs(&mut self, outputs: Vec<NodeId>) {
+        self.outputs = outputs;
+    }
+
+    /// The name a value is known by: its name, or its number (`7` for an unnamed `%7`).
+    pub fn value_name(&self, id: NodeId) -> String {
+        match &self.nodes[id.index()].name {
+            Some(n) => n.to_string(),
+            None => id.0.to_string(),
+        }
+    }
+
+    /// Sets a node's name.
+    pub fn set_name(&mut self, id: NodeId, name: Option<&str>) {
+        self.nodes[id.index()].name = name.map(Into::into);
+    }
+
+    /// Sets a node's origin.
+    pub fn set_origin(&mut self, id: NodeId, origin: Origin) {
+        self.nodes[id.index()].origin = origin;
+    }
+
+    /// Appends an input of type `ty` named `name`.
+    ///
+    /// # Errors
+    /// If another node already has this name.
+    pub fn add_input(&mut self, name: &str, ty: TensorType) -> Result<NodeId, ShapeError> {
+        if self.nodes.iter().any(|n| n.name.as_deref() == Some(name)) {
+            return Err(ShapeError::new(
+                Op::Input,
+                format!("duplicate value name %{name}"),
+            ));
+        }
+        let id = self.append(Node {
+            op: Op::Input,
+            inputs: Vec::new(),
+            attrs: Attrs::None,
+            ty,
+            name: Some(name.into()),
+            origin: Origin::None,
+        });
+        Ok(id)
+    }
+
+    /// Appends a constant.
+    pub fn add_const(&mut self, value: Tensor) -> NodeId {
+        let ty = value.ty();
+        self.append(Node {
+            op: Op::Const,
+            inputs: Vec::new(),
+            attrs: Attrs::Const(Arc::new(value)),
+            ty,
+            name: None,
+            origin: Origin::None,
+        })
+    }
+
+    /// Appends a scalar constant of the given dtype.
+    pub fn add_scalar(&mut self, dtype: DType, x: f64) -> NodeId {
+        self.add_const(Tensor::splat(&TensorType::scalar(dtype), x))
+    }
+
+    /// Appends `op(inputs)` with `attrs`, inferring its type with the op's shape rule.
+    ///
+    /// # Errors
+    /// A [`ShapeError`] naming the op and operand types if the operands or attributes are
+    /// invalid (wrong arity, dtype, shapes, attribute kind or range).
+    pub fn push(
+        &mut self,
+        op: Op,
+        inputs: Vec<NodeId>,
+        attrs: Attrs,
+    ) -> Result<NodeId, ShapeError> {
+        if matches!(op, Op::Input | Op::Const) {
+            return Err(ShapeError::new(op, "use add_input/add_const".into()));
+        }
+        if let Some(bad) = inputs.iter().find(|i| i.index() >= self.nodes.len()) {
+            return Err(ShapeError::new(op, format!("operand {bad} is not defined")));
+        }
+        let tys: Vec<&TensorType> = inputs.iter().map(|&i| &self.nodes[i.index()].ty).collect();
+        let ty = ops::infer(op, &tys, &attrs)?;
+        Ok(self.append(Node {
+            op,
+            inputs,
+            attrs,
+            ty,
+            name: None,
+            origin: Origin::None,
+        }))
+    }
+
+    /// Appends a node whose type the caller has already inferred (used by passes that rebuild
+    /// graphs). Debug builds check the type and the topological order.
+    pub fn append(&mut self, node: Node) -> NodeId {
+        debug_assert!(
+            node.inputs.iter().all(|i| i.index() < self.nodes.len()),
+            "topological order: operands precede their user"
+        );
+        let id = NodeId(u32::try_from(self.nodes.len()).expect("graph exceeds 2^32 nodes"));
+        self.nodes.push(node);
+        id
+    }
+
+    /// Number of users of each node (outputs count as a use).
+    pub fn use_counts(&self) -> Vec<u32> {
+        let mut uses = vec![0u32; self.nodes.len()];
+        for n in &self.nodes {
+            for i in &n.inputs {
+                uses[i.index()] += 1;
+            }
+        }
+        for o in &self.outputs {
+            uses[o.index()] += 1;
+        }
+        uses
+    }
+
+    /// Structural equality of two graphs (names, nodes, outputs; constants bitwise).
+    pub fn same(&self, other: &Graph) -> bool {
+        self.name == other.name
+            && self.outputs == other.outputs
+            && self.nodes.len() == other.nodes.len()
+            && self.nodes.iter().zip(&other.nodes).all(|(a, b)| a.same(b))
+    }
+
+    /// Mutable access to the nodes, for passes. Passes must keep the topological order and the
+    /// types consistent; debug builds run [`verify`] after every pass.
+    pub fn nodes_mut(&mut self) -> &mut Vec<Node> {
+        &mut self.nodes
+    }
+}

@@ -1,0 +1,32 @@
+//! gradlift: static computational graphs, reverse-mode automatic differentiation, a graph
+//! optimizer, and a Cranelift JIT that compiles forward and backward passes into one native
+//! kernel.
+//!
+//! ```
+#![doc = include_str!("../examples/quickstart.rs")]
+//! ```
+//!
+//! # Layers
+//! - [`ir`]: the graph ([`Graph`]), the builder ([`GraphBuilder`]), the verifier and the `.gir`
+//!   text format ([`ir::text`]).
+//! - [`ops`]: the per-op rule table (shape rule, interpreter kernel, VJP, lowering).
+//! - [`autodiff`]: reverse mode ([`autodiff::grad`]).
+//! - [`opt`]: the optimizer pipeline ([`opt::optimize`]).
+//! - [`interp`]: the reference interpreter ([`interp::run`]).
+//! - [`jit`]: the Cranelift backend ([`jit::compile`], [`jit::Kernel`]).
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod autodiff;
+mod error;
+pub mod interp;
+pub mod ir;
+pub mod jit;
+pub mod ops;
+pub mod opt;
+mod tensor;
+
+pub use error::Error;
+pub use ir::{Attrs, DType, Graph, GraphBuilder, Node, NodeId, Op, Origin, TensorType, Var};
+pub use tensor::{Data, Tensor};

@@ -1,0 +1,419 @@
+//! The per-op rule table: everything about one primitive in one place.
+//!
+//! [`rules`] is the single exhaustive `match` on [`Op`]. Each op is one [`OpRules`] constant in
+//! its family file (`elementwise`, `reduce`, `shape`, `linalg`) holding its `.gir` name, arity,
+//! attribute kind, properties, shape rule, interpreter kernel, VJP rule and (for elementwise ops)
+//! its scalar lowering. The parser, printer, builder, interpreter, reverse mode, the optimizer and
+//! the JIT all dispatch through this table, so adding an op touches this module only (plus the
+//! `Op` variant).
+//!
+//! Deliberately absent: any Cranelift type (lowering targets the small [`ScalarEmit`] trait that
+//! `jit` implements), and any sharing between `eval` and `lower` (the interpreter stays an
+//! independent oracle).
+
+mod elementwise;
+mod linalg;
+mod reduce;
+mod shape;
+
+use crate::ir::{Attrs, DType, GraphBuilder, Node, NodeId, Op, TensorType, Var};
+use crate::tensor::Tensor;
+use std::fmt;
+
+pub use elementwise::powi_ref;
+pub(crate) use reduce::reduced_shape;
+
+/// A shape or dtype error: an op was applied to operands or attributes it does not accept.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{op}: {message}{}", operand_list(.operands))]
+pub struct ShapeError {
+    /// The op being built.
+    pub op: Op,
+    /// The operand types it was given.
+    pub operands: Vec<TensorType>,
+    /// What was wrong and what was expected.
+    pub message: String,
+}
+
+fn operand_list(ops: &[TensorType]) -> String {
+    if ops.is_empty() {
+        return String::new();
+    }
+    let tys: Vec<String> = ops.iter().map(ToString::to_string).collect();
+    format!(" (operands: {})", tys.join(", "))
+}
+
+impl ShapeError {
+    /// An error about `op` with no operand list.
+    pub fn new(op: Op, message: String) -> ShapeError {
+        ShapeError {
+            op,
+            operands: Vec::new(),
+            message,
+        }
+    }
+}
+
+/// How many operands an op takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly this many.
+    Exact(usize),
+    /// One or more.
+    Variadic,
+}
+
+/// Which attribute variant an op takes (its attributes in `.gir` follow from this).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttrKind {
+    /// No attributes.
+    None,
+    /// `n=INT` (required).
+    Powi,
+    /// `to=f32|f64` (required).
+    Cast,
+    /// `axes=[..]` (optional), `keepdims=BOOL` (optional).
+    Reduce,
+    /// `shape=[..]` (required).
+    Shape,
+    /// `perm=[..]` (required).
+    Perm,
+    /// `start=[..] stop=[..]` (required).
+    Slice,
+    /// `axis=INT` (required).
+    Axis,
+    /// A constant value (the `const` statement).
+    Const,
+}
+
+/// Named op properties that passes query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OpProps {
+    /// `f(a, b) == f(b, a)` bitwise (CSE normalizes operand order).
+    pub commutative: bool,
+    /// Computes each output element from the same-index (broadcast) elements of the operands.
+    pub elementwise: bool,
+    /// Has a VJP rule (comparisons and graph leaves do not).
+    pub differentiable: bool,
+}
+
+/// The math of an elementwise op, for the interpreter. `f32` versions compute in `f32`.
+#[derive(Clone, Copy)]
+pub enum Elementwise {
+    /// `y = f(x)`.
+    Unary {
+        /// In f64.
+        f64: fn(f64) -> f64,
+        /// In f32.
+        f32: fn(f32) -> f32,
+    },
+    /// `y = f(x, n)` with the integer attribute `n` (`powi`).
+    UnaryInt {
+        /// In f64.
+        f64: fn(f64, i32) -> f64,
+        /// In f32.
+        f32: fn(f32, i32) -> f32,
+    },
+    /// `y = f(a, b)`.
+    Binary {
+        /// In f64.
+        f64: fn(f64, f64) -> f64,
+        /// In f32.
+        f32: fn(f32, f32) -> f32,
+    },
+    /// `y = a ⋈ b` (bool result; f32 operands compare exactly after widening).
+    Compare(fn(f64, f64) -> bool),
+    /// `select(c, a, b)`.
+    Select,
+    /// `cast`.
+    Cast,
+}
+
+/// An opaque scalar value inside an emitter (a Cranelift SSA value in the JIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SVal(pub u32);
+
+/// A float unary instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FUnary {
+    /// `-x`.
+    Neg,
+    /// `|x|`.
+    Abs,
+    /// Correctly rounded square root.
+    Sqrt,
+}
+
+/// A float binary instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FBinary {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b`.
+    Div,
+    /// NaN if either is NaN, else the larger (`+0 > -0`).
+    Max,
+    /// NaN if either is NaN, else the smaller (`-0 < +0`).
+    Min,
+}
+
+/// A math-library function (no Cranelift instruction exists for these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum MathFn {
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Tanh,
+    Log1p,
+    Expm1,
+    /// Two arguments.
+    Pow,
+}
+
+impl MathFn {
+    /// Every math function.
+    pub const ALL: [MathFn; 8] = [
+        MathFn::Exp,
+        MathFn::Log,
+        MathFn::Sin,
+        MathFn::Cos,
+        MathFn::Tanh,
+        MathFn::Log1p,
+        MathFn::Expm1,
+        MathFn::Pow,
+    ];
+
+    /// Number of arguments.
+    pub fn arity(self) -> usize {
+        if self == MathFn::Pow { 2 } else { 1 }
+    }
+}
+
+/// A float comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+/// What an elementwise lowering rule emits into: one scalar at a time, inside a loop body the
+/// JIT owns. Rules compose, so a chain of elementwise ops becomes one expression.
+pub trait ScalarEmit {
+    /// A float constant of `dtype`.
+    fn fconst(&mut self, dtype: DType, x: f64) -> SVal;
+    /// A float unary instruction.
+    fn unary(&mut self, op: FUnary, x: SVal) -> SVal;
+    /// A float binary instruction (operands of one dtype).
+    fn binary(&mut self, op: FBinary, a: SVal, b: SVal) -> SVal;
+    /// A math-library call.
+    fn call(&mut self, f: MathFn, args: &[SVal]) -> SVal;
+    /// A comparison giving a bool.
+    fn compare(&mut self, cmp: Cmp, a: SVal, b: SVal) -> SVal;
+    /// `if c { a } else { b }`.
+    fn select(&mut self, c: SVal, a: SVal, b: SVal) -> SVal;
+    /// A dtype conversion from `x`'s dtype (bool → 0/1, f64 → f32 rounds to nearest even).
+    fn cast(&mut self, x: SVal, to: DType) -> SVal;
+    /// The dtype of a value.
+    fn dtype(&self, x: SVal) -> DType;
+}
+
+/// The scalar lowering of an elementwise op: operands are already loaded (broadcast handled by
+/// the caller), the result is the output element.
+pub type LowerScalar = fn(&mut dyn ScalarEmit, &Node, &[SVal]) -> SVal;
+
+/// The VJP rule: given the node (its id and data) and the cotangent of its output, return the
+/// cotangent contribution of each operand (`None`: no gradient flows there). Rules are written
+/// with builder primitives, so derivatives can be differentiated again. The reverse driver
+/// un-broadcasts the results, so rules never do.
+pub type Vjp = for<'b> fn(&'b GraphBuilder, NodeId, &Node, Var<'b>) -> Vec<Option<Var<'b>>>;
+
+/// Everything about one op.
+pub struct OpRules {
+    /// The `.gir` spelling.
+    pub name: &'static str,
+    /// Number of operands.
+    pub arity: Arity,
+    /// Attribute kind.
+    pub attrs: AttrKind,
+    /// Named properties.
+    pub props: OpProps,
+    /// The shape and dtype rule (operands already checked against `arity`).
+    pub infer: fn(&[&TensorType], &Attrs) -> Result<TensorType, String>,
+    /// The interpreter kernel (operands already type-checked by `infer`).
+    pub eval: fn(&Node, &[&Tensor]) -> Tensor,
+    /// The reverse-mode rule, if differentiable.
+    pub vjp: Option<Vjp>,
+    /// Elementwise math for the interpreter, if elementwise.
+    pub math: Option<Elementwise>,
+    /// Scalar lowering for the JIT, if elementwise.
+    pub lower: Option<LowerScalar>,
+}
+
+impl fmt::Debug for OpRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpRules")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rules of `op`. The one exhaustive `match` on ops.
+pub fn rules(op: Op) -> &'static OpRules {
+    use elementwise as e;
+    match op {
+        Op::Input => &shape::INPUT,
+        Op::Const => &shape::CONST,
+        Op::Neg => &e::NEG,
+        Op::Abs => &e::ABS,
+        Op::Exp => &e::EXP,
+        Op::Log => &e::LOG,
+        Op::Sqrt => &e::SQRT,
+        Op::Rsqrt => &e::RSQRT,
+        Op::Sin => &e::SIN,
+        Op::Cos => &e::COS,
+        Op::Tanh => &e::TANH,
+        Op::Sigmoid => &e::SIGMOID,
+        Op::Relu => &e::RELU,
+        Op::Recip => &e::RECIP,
+        Op::Log1p => &e::LOG1P,
+        Op::Expm1 => &e::EXPM1,
+        Op::Powi => &e::POWI,
+        Op::Add => &e::ADD,
+        Op::Sub => &e::SUB,
+        Op::Mul => &e::MUL,
+        Op::Div => &e::DIV,
+        Op::Pow => &e::POW,
+        Op::Max => &e::MAX,
+        Op::Min => &e::MIN,
+        Op::Lt => &e::LT,
+        Op::Le => &e::LE,
+        Op::Gt => &e::GT,
+        Op::Ge => &e::GE,
+        Op::Eq => &e::EQ,
+        Op::Ne => &e::NE,
+        Op::Select => &e::SELECT,
+        Op::Cast => &e::CAST,
+        Op::ReduceSum => &reduce::REDUCE_SUM,
+        Op::ReduceMean => &reduce::REDUCE_MEAN,
+        Op::ReduceMax => &reduce::REDUCE_MAX,
+        Op::ReduceMin => &reduce::REDUCE_MIN,
+        Op::Reshape => &shape::RESHAPE,
+        Op::Transpose => &shape::TRANSPOSE,
+        Op::Broadcast => &shape::BROADCAST,
+        Op::Slice => &shape::SLICE,
+        Op::Concat => &shape::CONCAT,
+        Op::Matmul => &linalg::MATMUL,
+    }
+}
+
+/// Infers the type of `op(operands)` with `attrs`, checking arity, attribute kind and the op's
+/// shape rule.
+///
+/// # Errors
+/// A [`ShapeError`] naming the op, the operand types and what was expected.
+pub fn infer(op: Op, operands: &[&TensorType], attrs: &Attrs) -> Result<TensorType, ShapeError> {
+    let r = rules(op);
+    let err = |message: String| ShapeError {
+        op,
+        operands: operands.iter().map(|t| (*t).clone()).collect(),
+        message,
+    };
+    match r.arity {
+        Arity::Exact(n) if operands.len() != n => {
+            return Err(err(format!(
+                "expected {n} operand(s), found {}",
+                operands.len()
+            )));
+        }
+        Arity::Variadic if operands.is_empty() => {
+            return Err(err("expected at least one operand".into()));
+        }
+        _ => {}
+    }
+    if attr_kind(attrs) != r.attrs {
+        return Err(err(format!(
+            "expected {:?} attributes, found {:?}",
+            r.attrs,
+            attr_kind(attrs)
+        )));
+    }
+    let ty = (r.infer)(operands, attrs).map_err(err)?;
+    if crate::ir::checked_numel(&ty.shape).is_none() || ty.shape.contains(&0) {
+        return Err(err(format!(
+            "result shape {:?} is empty or too large",
+            ty.shape
+        )));
+    }
+    Ok(ty)
+}
+
+/// The kind of an attribute value.
+pub fn attr_kind(attrs: &Attrs) -> AttrKind {
+    match attrs {
+        Attrs::None => AttrKind::None,
+        Attrs::Powi { .. } => AttrKind::Powi,
+        Attrs::Cast { .. } => AttrKind::Cast,
+        Attrs::Reduce { .. } => AttrKind::Reduce,
+        Attrs::Shape { .. } => AttrKind::Shape,
+        Attrs::Perm { .. } => AttrKind::Perm,
+        Attrs::Slice { .. } => AttrKind::Slice,
+        Attrs::Axis { .. } => AttrKind::Axis,
+        Attrs::Const(_) => AttrKind::Const,
+    }
+}
+
+/// Evaluates one node on host tensors (the reference semantics).
+pub fn eval(node: &Node, args: &[&Tensor]) -> Tensor {
+    (rules(node.op).eval)(node, args)
+}
+
+// ---- shared shape-rule helpers -------------------------------------------------------------
+
+fn same_float(tys: &[&TensorType]) -> Result<DType, String> {
+    let d = tys[0].dtype;
+    if !d.is_float() {
+        return Err(format!("expected float operands, found {d}"));
+    }
+    if let Some(t) = tys.iter().find(|t| t.dtype != d) {
+        return Err(format!(
+            "operands must have the same dtype ({d} vs {}); use cast",
+            t.dtype
+        ));
+    }
+    Ok(d)
+}
+
+fn broadcast_all(tys: &[&TensorType]) -> Result<Vec<usize>, String> {
+    let mut shape = tys[0].shape.clone();
+    for t in &tys[1..] {
+        shape = crate::ir::broadcast_shapes(&shape, &t.shape)
+            .ok_or_else(|| "shapes do not broadcast".to_string())?;
+    }
+    Ok(shape)
+}
+
+/// Multi-index iteration helper: advances `idx` over `shape` in row-major order; false at end.
+pub(crate) fn next_index(idx: &mut [usize], shape: &[usize]) -> bool {
+    for ax in (0..shape.len()).rev() {
+        idx[ax] += 1;
+        if idx[ax] < shape[ax] {
+            return true;
+        }
+        idx[ax] = 0;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;
