@@ -1,0 +1,5 @@
+//! The one integration-test binary: each module covers one area.
+
+mod cli;
+mod jit;
+mod text;
