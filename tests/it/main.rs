@@ -2,4 +2,5 @@
 
 mod cli;
 mod jit;
+mod scale;
 mod text;
