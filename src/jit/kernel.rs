@@ -189,6 +189,36 @@ impl Workspace {
     }
 }
 
+/// Counters from compiling one kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KernelStats {
+    /// Nodes that got code.
+    pub nodes_compiled: u64,
+    /// Nodes skipped because no output depends on them.
+    pub nodes_dead: u64,
+    /// Workspace values placed in the range of a value that was already dead.
+    pub buffers_reused: u64,
+    /// Cranelift functions the graph was split into.
+    pub functions: u64,
+    /// Wall-clock compile time.
+    pub compile_time: std::time::Duration,
+}
+
+impl fmt::Display for KernelStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "nodes_compiled={} nodes_dead={} buffers_reused={} functions={} compile_time={:?}",
+            self.nodes_compiled,
+            self.nodes_dead,
+            self.buffers_reused,
+            self.functions,
+            self.compile_time
+        )
+    }
+}
+
 /// Source of kernel identities (a workspace remembers the kernel that made it).
 static NEXT_KERNEL_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -205,6 +235,7 @@ pub struct Kernel {
     output_names: Vec<String>,
     ws_bytes: usize,
     post: Vec<PostCopy>,
+    stats: KernelStats,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -223,8 +254,8 @@ impl fmt::Debug for Kernel {
         f.debug_struct("Kernel")
             .field("inputs", &self.input_names)
             .field("outputs", &self.output_names)
-            .field("functions", &self.funcs.len())
             .field("workspace_bytes", &self.ws_bytes)
+            .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
@@ -239,6 +270,7 @@ pub(super) struct Parts {
     pub output_names: Vec<String>,
     pub ws_bytes: usize,
     pub post: Vec<PostCopy>,
+    pub stats: KernelStats,
 }
 
 impl Kernel {
@@ -252,6 +284,7 @@ impl Kernel {
             output_names: p.output_names,
             ws_bytes: p.ws_bytes,
             post: p.post,
+            stats: p.stats,
             id: NEXT_KERNEL_ID.fetch_add(1, Ordering::Relaxed),
             module,
         }
@@ -285,6 +318,11 @@ impl Kernel {
     /// Number of compiled functions the graph was split into.
     pub fn function_count(&self) -> usize {
         self.funcs.len()
+    }
+
+    /// What the compiler did.
+    pub fn stats(&self) -> &KernelStats {
+        &self.stats
     }
 
     /// A fresh workspace for this kernel.
@@ -417,5 +455,30 @@ impl Kernel {
             return Err(CallError::ForeignWorkspace);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn kernels_workspaces_and_errors_cross_threads() {
+        send_sync::<Kernel>();
+        send_sync::<Workspace>();
+        send_sync::<super::super::JitError>();
+        send_sync::<CallError>();
+    }
+
+    #[test]
+    fn buffers_report_dtype_and_length() {
+        let t = Tensor::new(vec![2], Data::Bool(vec![true, false]));
+        let b = Buf::from(&t);
+        assert_eq!((b.dtype(), b.len()), (DType::Bool, 2));
+        let mut v = [0f32; 3];
+        let m = BufMut::F32(&mut v);
+        assert_eq!((m.dtype(), m.len(), m.is_empty()), (DType::F32, 3, false));
     }
 }
