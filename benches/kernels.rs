@@ -19,7 +19,9 @@ use std::time::Duration;
 /// value from far back (long-range reuse), plus its gradient with respect to all inputs.
 pub fn scalar_graph(n: usize, inputs: usize) -> Graph {
     let b = GraphBuilder::new("scalar");
-    let xs: Vec<_> = (0..inputs).map(|i| b.input(&format!("x{i}"), DType::F64, &[])).collect();
+    let xs: Vec<_> = (0..inputs)
+        .map(|i| b.input(&format!("x{i}"), DType::F64, &[]))
+        .collect();
     let mut vals = xs.clone();
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     while b.graph().len() < n {
@@ -74,15 +76,23 @@ fn jit_vs_interp(c: &mut Criterion, name: &str, mut g: Graph) {
     let mut group = c.benchmark_group(name);
     group.measurement_time(Duration::from_secs(3));
     let mut ws = kernel.workspace();
-    let mut outs: Vec<Tensor> = kernel.output_types().iter().map(|t| Tensor::splat(t, 0.0)).collect();
+    let mut outs: Vec<Tensor> = kernel
+        .output_types()
+        .iter()
+        .map(|t| Tensor::splat(t, 0.0))
+        .collect();
     group.bench_function("jit", |bch| {
         bch.iter(|| {
             let in_bufs: Vec<Buf<'_>> = ins.iter().map(buf).collect();
             let mut out_bufs: Vec<BufMut<'_>> = outs.iter_mut().map(buf_mut).collect();
-            kernel.call(black_box(&in_bufs), &mut out_bufs, &mut ws).unwrap();
+            kernel
+                .call(black_box(&in_bufs), &mut out_bufs, &mut ws)
+                .unwrap();
         })
     });
-    group.bench_function("interp", |bch| bch.iter(|| interp::run(&g, black_box(&ins)).unwrap()));
+    group.bench_function("interp", |bch| {
+        bch.iter(|| interp::run(&g, black_box(&ins)).unwrap())
+    });
     group.finish();
 }
 
@@ -114,14 +124,22 @@ fn seed(c: &mut Criterion) {
     c.bench_function("seed/jit_arrays", |b| {
         b.iter(|| {
             let ins = [Buf::F64(black_box(&x1)), Buf::F64(black_box(&x2))];
-            let mut outs = [BufMut::F64(&mut y), BufMut::F64(&mut g1), BufMut::F64(&mut g2)];
+            let mut outs = [
+                BufMut::F64(&mut y),
+                BufMut::F64(&mut g1),
+                BufMut::F64(&mut g2),
+            ];
             k.call(&ins, &mut outs, &mut ws).unwrap();
         })
     });
 }
 
 fn rosenbrock(c: &mut Criterion) {
-    jit_vs_interp(c, "rosenbrock_1000", with_grad(include_str!("../ir/rosenbrock.gir")));
+    jit_vs_interp(
+        c,
+        "rosenbrock_1000",
+        with_grad(include_str!("../ir/rosenbrock.gir")),
+    );
 }
 
 fn scalar_10k(c: &mut Criterion) {

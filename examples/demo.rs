@@ -84,11 +84,17 @@ fn run_both(title: &str, mut g: Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>,
         .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
         .fold(0.0, f64::max);
     let mut ws = kernel.workspace();
-    let mut outs: Vec<Tensor> = kernel.output_types().iter().map(|t| Tensor::splat(t, 0.0)).collect();
+    let mut outs: Vec<Tensor> = kernel
+        .output_types()
+        .iter()
+        .map(|t| Tensor::splat(t, 0.0))
+        .collect();
     let ins = bufs(inputs);
     let jit_ns = ns_per_call(|| {
         let mut o = bufs_mut(&mut outs);
-        kernel.call(&ins, &mut o, &mut ws).expect("buffers match the kernel");
+        kernel
+            .call(&ins, &mut o, &mut ws)
+            .expect("buffers match the kernel");
     });
     let interp_ns = ns_per_call(|| {
         std::hint::black_box(interp::run(&g, inputs).expect("inputs match"));
@@ -106,20 +112,34 @@ fn main() -> Result<(), gradlift::Error> {
     let g = text::parse(include_str!("../ir/seed.gir"))?;
     println!("{}", text::print(&g));
     let g = with_gradient(g)?;
-    println!("-- with its adjoint graph appended (reverse mode, seed ȳ = 1):\n{}", text::print(&g));
+    println!(
+        "-- with its adjoint graph appended (reverse mode, seed ȳ = 1):\n{}",
+        text::print(&g)
+    );
     let mut shown = g.clone();
     opt::optimize(&mut shown, &opt::OptConfig::default());
     println!("-- after the optimizer:\n{}", text::print(&shown));
     let (x1, x2) = (3.0, 4.0);
     let out = run_both("seed", g, &[x1.into(), x2.into()])?;
-    let v: Vec<f64> = out.iter().map(|t| t.scalar_value().unwrap_or(f64::NAN)).collect();
-    println!("   at x1 = {x1}, x2 = {x2}: y = {}, dy/dx1 = {} (2·x1 = {}), dy/dx2 = {} (expected 1)\n", v[0], v[1], 2.0 * x1, v[2]);
+    let v: Vec<f64> = out
+        .iter()
+        .map(|t| t.scalar_value().unwrap_or(f64::NAN))
+        .collect();
+    println!(
+        "   at x1 = {x1}, x2 = {x2}: y = {}, dy/dx1 = {} (2·x1 = {}), dy/dx2 = {} (expected 1)\n",
+        v[0],
+        v[1],
+        2.0 * x1,
+        v[2]
+    );
     assert_eq!(v, [x1 * x1 + x2, 2.0 * x1, 1.0]);
 
     println!("== 2. Rosenbrock, n = 1000, value + gradient ==\n");
     let g = with_gradient(text::parse(include_str!("../ir/rosenbrock.gir"))?)?;
     let n = g.ty(g.inputs()[0]).numel();
-    let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 100) as f64 / 50.0 - 1.0).collect();
+    let x: Vec<f64> = (0..n)
+        .map(|i| ((i * 37) % 100) as f64 / 50.0 - 1.0)
+        .collect();
     let out = run_both("rosenbrock", g, &[Tensor::from_f64(vec![n], x.clone())])?;
     // The gradient by hand: ∂f/∂x_i = -400 x_i (x_{i+1} - x_i²) - 2(1 - x_i) + 200 (x_i - x_{i-1}²).
     let hand: Vec<f64> = (0..n)
@@ -134,8 +154,16 @@ fn main() -> Result<(), gradlift::Error> {
             d
         })
         .collect();
-    let err = out[1].to_f64_vec().iter().zip(&hand).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0, f64::max);
-    println!("   f(x) = {:.6}, max relative error of the gradient vs the hand-derived formula: {err:.1e}\n", out[0].scalar_value().unwrap_or(f64::NAN));
+    let err = out[1]
+        .to_f64_vec()
+        .iter()
+        .zip(&hand)
+        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+        .fold(0.0, f64::max);
+    println!(
+        "   f(x) = {:.6}, max relative error of the gradient vs the hand-derived formula: {err:.1e}\n",
+        out[0].scalar_value().unwrap_or(f64::NAN)
+    );
     assert!(err < 1e-12);
 
     println!("== 3. A small MLP loss (f32), value + gradient of every parameter ==\n");
@@ -144,7 +172,11 @@ fn main() -> Result<(), gradlift::Error> {
         .inputs()
         .iter()
         .enumerate()
-        .map(|(k, &i)| Tensor::from_fn(g.ty(i), |j| (((k * 7919 + j * 104_729) % 200) as f64 / 100.0 - 1.0) * 0.5))
+        .map(|(k, &i)| {
+            Tensor::from_fn(g.ty(i), |j| {
+                (((k * 7919 + j * 104_729) % 200) as f64 / 100.0 - 1.0) * 0.5
+            })
+        })
         .collect();
     run_both("mlp", g, &inputs)?;
     Ok(())

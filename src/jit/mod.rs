@@ -425,7 +425,9 @@ fn host_isa(verifier: bool) -> Result<OwnedTargetIsa, JitError> {
         ("is_pic", "false"),
         ("use_colocated_libcalls", "false"),
     ] {
-        flags.set(k, v).map_err(|e| JitError::Settings(Box::new(e)))?;
+        flags
+            .set(k, v)
+            .map_err(|e| JitError::Settings(Box::new(e)))?;
     }
     let builder =
         cranelift_native::builder().map_err(|e| JitError::UnsupportedHost(e.to_string()))?;

@@ -1,7 +1,7 @@
 //! Property tests on random graphs: JIT == interpreter, `parse(print(g)) == g`, and optimized
 //! == unoptimized.
 
-use crate::gen::{agree, random_graph, random_inputs};
+use crate::random::{agree, random_graph, random_inputs};
 use gradlift::{interp, ir::text, jit, opt};
 use proptest::prelude::*;
 
@@ -55,4 +55,26 @@ proptest! {
             prop_assert!(agree(a, b, tolerance(&g)));
         }
     }
+}
+
+/// The generator is only useful if it reaches every op and builds graphs of some size.
+#[test]
+fn generator_covers_every_op() {
+    let mut seen = std::collections::HashSet::new();
+    let mut nodes = 0;
+    for seed in 0..300 {
+        let g = random_graph(seed, 24, seed % 2 == 0);
+        nodes += g.len();
+        seen.extend(g.nodes().iter().map(|n| n.op));
+    }
+    let missing: Vec<_> = gradlift::Op::ALL
+        .iter()
+        .filter(|op| !seen.contains(op))
+        .collect();
+    assert!(missing.is_empty(), "ops never generated: {missing:?}");
+    assert!(
+        nodes / 300 >= 15,
+        "average graph has only {} nodes",
+        nodes / 300
+    );
 }

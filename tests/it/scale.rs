@@ -25,7 +25,13 @@ fn million_node_chain_builds_differentiates_optimizes_prints_parses_and_interpre
     let parsed = gradlift::ir::text::parse(&text).unwrap();
     assert!(parsed.same(&g));
     drop(parsed);
-    let report = opt::optimize(&mut g, &opt::OptConfig { verify: false, ..Default::default() });
+    let report = opt::optimize(
+        &mut g,
+        &opt::OptConfig {
+            verify: false,
+            ..Default::default()
+        },
+    );
     assert!(report.nodes_after <= report.nodes_before);
     let after = interp::run(&g, &[0.5.into()]).unwrap();
     assert_eq!(after, reference);

@@ -3,7 +3,13 @@
 
 use gradlift::{DType, Graph, GraphBuilder, Tensor, autodiff, interp, ir::text, jit, opt};
 
-const POINTS: [(f64, f64); 5] = [(3.0, 4.0), (0.0, 0.0), (-1.5, 2.25), (1e3, -7.0), (0.1, 0.2)];
+const POINTS: [(f64, f64); 5] = [
+    (3.0, 4.0),
+    (0.0, 0.0),
+    (-1.5, 2.25),
+    (1e3, -7.0),
+    (0.1, 0.2),
+];
 
 fn check(g: &Graph) {
     let k = jit::compile(g).unwrap();
@@ -35,7 +41,8 @@ fn through_the_gir_file() {
     let mut g = text::parse(&src).unwrap();
     let (y, ins) = (g.outputs()[0], g.inputs());
     let d = autodiff::grad(&mut g, y, &ins).unwrap();
-    g.set_named_outputs(&[("y", y), ("dx1", d[0]), ("dx2", d[1])]).unwrap();
+    g.set_named_outputs(&[("y", y), ("dx1", d[0]), ("dx2", d[1])])
+        .unwrap();
     check(&g);
     // The adjoint graph is an ordinary graph: it prints and parses back.
     let back = text::parse(&text::print(&g)).unwrap();

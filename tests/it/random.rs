@@ -29,12 +29,17 @@ const SHAPES: [&[usize]; 7] = [&[], &[3], &[2, 3], &[1, 3], &[2, 1], &[3, 2], &[
 /// `with_grad`, the gradient of a scalar sum of a float node with respect to every input.
 pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
     let mut r = Rng(seed);
-    let dtype = if r.below(2) == 0 { DType::F64 } else { DType::F32 };
+    let dtype = if r.below(2) == 0 {
+        DType::F64
+    } else {
+        DType::F32
+    };
     let mut g = Graph::new("random");
     let n_inputs = 1 + r.below(3);
     for i in 0..n_inputs {
         let shape = SHAPES[r.below(SHAPES.len())].to_vec();
-        g.add_input(&format!("x{i}"), TensorType::new(dtype, shape)).unwrap();
+        g.add_input(&format!("x{i}"), TensorType::new(dtype, shape))
+            .unwrap();
     }
     if r.below(2) == 0 {
         let shape = SHAPES[r.below(SHAPES.len())].to_vec();
@@ -46,7 +51,11 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
         let pick = |r: &mut Rng, g: &Graph| {
             // Prefer recent nodes, sometimes reach far back (DAG reuse).
             let n = g.len();
-            if r.below(3) == 0 { NodeId(r.below(n) as u32) } else { NodeId((n - 1 - r.below(n.min(4))) as u32) }
+            if r.below(3) == 0 {
+                NodeId(r.below(n) as u32)
+            } else {
+                NodeId((n - 1 - r.below(n.min(4))) as u32)
+            }
         };
         let a = pick(&mut r, &g);
         let b = pick(&mut r, &g);
@@ -54,29 +63,70 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
         let op = Op::ALL[2 + r.below(Op::ALL.len() - 2)];
         let rank = ta.rank();
         let (inputs, attrs) = match op {
-            Op::Powi => (vec![a], Attrs::Powi { n: r.below(7) as i32 - 3 }),
-            Op::Cast => (vec![a], Attrs::Cast { to: if r.below(2) == 0 { DType::F32 } else { DType::F64 } }),
+            Op::Powi => (
+                vec![a],
+                Attrs::Powi {
+                    n: r.below(7) as i32 - 3,
+                },
+            ),
+            Op::Cast => (
+                vec![a],
+                Attrs::Cast {
+                    to: if r.below(2) == 0 {
+                        DType::F32
+                    } else {
+                        DType::F64
+                    },
+                },
+            ),
             Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
                 let axes = (0..rank).filter(|_| r.below(2) == 0).collect();
-                (vec![a], Attrs::Reduce { axes, keepdims: r.below(2) == 0 })
+                (
+                    vec![a],
+                    Attrs::Reduce {
+                        axes,
+                        keepdims: r.below(2) == 0,
+                    },
+                )
             }
             Op::Reshape => {
-                let shape = if r.below(2) == 0 { vec![ta.numel()] } else { ta.shape.iter().rev().copied().collect() };
+                let shape = if r.below(2) == 0 {
+                    vec![ta.numel()]
+                } else {
+                    ta.shape.iter().rev().copied().collect()
+                };
                 (vec![a], Attrs::Shape { shape })
             }
-            Op::Transpose => (vec![a], Attrs::Perm { perm: (0..rank).rev().collect() }),
+            Op::Transpose => (
+                vec![a],
+                Attrs::Perm {
+                    perm: (0..rank).rev().collect(),
+                },
+            ),
             Op::Broadcast => {
                 let mut shape = vec![2];
                 shape.extend(ta.shape.iter().map(|&d| if d == 1 { 3 } else { d }));
                 (vec![a], Attrs::Shape { shape })
             }
             Op::Slice => {
-                let stop = ta.shape.iter().map(|&d| if d > 1 { d - 1 } else { d }).collect();
-                (vec![a], Attrs::Slice { start: vec![0; rank], stop })
+                let stop = ta
+                    .shape
+                    .iter()
+                    .map(|&d| if d > 1 { d - 1 } else { d })
+                    .collect();
+                (
+                    vec![a],
+                    Attrs::Slice {
+                        start: vec![0; rank],
+                        stop,
+                    },
+                )
             }
             Op::Concat => (vec![a, b], Attrs::Axis { axis: 0 }),
             Op::Select => {
-                let bools: Vec<usize> = (0..g.len()).filter(|&i| g.nodes()[i].ty.dtype == DType::Bool).collect();
+                let bools: Vec<usize> = (0..g.len())
+                    .filter(|&i| g.nodes()[i].ty.dtype == DType::Bool)
+                    .collect();
                 if bools.is_empty() {
                     continue;
                 }
@@ -85,7 +135,20 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
             }
             Op::Matmul => {
                 if rank >= 2 {
-                    (vec![a, g.push(Op::Transpose, vec![a], Attrs::Perm { perm: (0..rank).rev().collect() }).unwrap()], Attrs::None)
+                    (
+                        vec![
+                            a,
+                            g.push(
+                                Op::Transpose,
+                                vec![a],
+                                Attrs::Perm {
+                                    perm: (0..rank).rev().collect(),
+                                },
+                            )
+                            .unwrap(),
+                        ],
+                        Attrs::None,
+                    )
                 } else {
                     continue;
                 }
@@ -106,10 +169,26 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
         }
     }
     if with_grad {
-        if let Some(f) = (0..n).rev().find(|&i| g.nodes()[i].ty.dtype.is_float() && g.nodes()[i].op != Op::Input) {
+        if let Some(f) = (0..n)
+            .rev()
+            .find(|&i| g.nodes()[i].ty.dtype.is_float() && g.nodes()[i].op != Op::Input)
+        {
             let f = NodeId(f as u32);
-            let s = g.push(Op::ReduceSum, vec![f], Attrs::Reduce { axes: (0..g.ty(f).rank()).collect(), keepdims: false }).unwrap();
-            let wrt: Vec<NodeId> = g.inputs().into_iter().filter(|&i| g.ty(i).dtype.is_float()).collect();
+            let s = g
+                .push(
+                    Op::ReduceSum,
+                    vec![f],
+                    Attrs::Reduce {
+                        axes: (0..g.ty(f).rank()).collect(),
+                        keepdims: false,
+                    },
+                )
+                .unwrap();
+            let wrt: Vec<NodeId> = g
+                .inputs()
+                .into_iter()
+                .filter(|&i| g.ty(i).dtype.is_float())
+                .collect();
             let grads = autodiff::grad(&mut g, s, &wrt).unwrap();
             outs.push(s);
             outs.extend(grads);
@@ -127,7 +206,10 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
 /// Random input values for `g` in [-2, 2), bools at random.
 pub fn random_inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
     let mut r = Rng(seed);
-    g.inputs().iter().map(|&i| Tensor::from_fn(g.ty(i), |_| r.uniform(-2.0, 2.0))).collect()
+    g.inputs()
+        .iter()
+        .map(|&i| Tensor::from_fn(g.ty(i), |_| r.uniform(-2.0, 2.0)))
+        .collect()
 }
 
 /// Values agree: same shape and dtype, NaN where the other is NaN, else within `rel` relative
