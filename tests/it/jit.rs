@@ -497,6 +497,56 @@ fn small_functions_and_threads_give_the_same_answers() {
     }
 }
 
+#[test]
+fn graphs_without_code_still_copy_their_outputs() {
+    let g = Graph::new("empty");
+    let k = jit::compile(&g).unwrap();
+    assert_eq!(k.function_count(), 0);
+    assert!(k.run(&[]).unwrap().is_empty());
+
+    // Outputs that are an input and a constant need no code, only copies.
+    let mut g = Graph::new("pass");
+    let x = g.add_input("x", t(DType::Bool, &[2])).unwrap();
+    let c = g.add_const(Tensor::from_f32(vec![2], vec![1.5, -2.0]));
+    g.set_outputs(vec![c, x]);
+    let k = jit::compile(&g).unwrap();
+    assert_eq!(k.function_count(), 0);
+    assert_eq!(k.output_names(), ["1".to_string(), "x".to_string()]);
+    let out = k
+        .run(&[Tensor::new(vec![2], Data::Bool(vec![false, true]))])
+        .unwrap();
+    assert_eq!(out[0], Tensor::from_f32(vec![2], vec![1.5, -2.0]));
+    assert_eq!(out[1].data(), &Data::Bool(vec![false, true]));
+}
+
+#[test]
+fn dead_nodes_get_no_code_and_dead_values_lend_their_memory() {
+    let b = GraphBuilder::new("dead");
+    let x = b.input("x", DType::F64, &[16]);
+    let _unused = x.exp().sin(); // 2 dead nodes
+    let y = ((x * 2.0).tanh() * 3.0).sum();
+    let outs = [y.id()];
+    let g = b.into_graph(&outs).unwrap();
+    let k = jit::compile(&g).unwrap();
+    let st = k.stats();
+    assert_eq!(st.nodes_dead, 2, "{st}");
+    // mul, tanh, mul, sum get code; the third [16] temporary reuses the first one's range.
+    assert_eq!(st.nodes_compiled, 4, "{st}");
+    assert_eq!(st.buffers_reused, 1, "{st}");
+    assert_eq!(k.workspace_bytes(), 2 * 128, "{st}");
+    let xs: Vec<f64> = (0..16).map(|i| i as f64 / 8.0 - 1.0).collect();
+    let mut y = [0.0];
+    let mut ws = k.workspace();
+    k.call(
+        &[xs.as_slice().into()],
+        &mut [y.as_mut_slice().into()],
+        &mut ws,
+    )
+    .unwrap();
+    let want: f64 = xs.iter().map(|x| (x * 2.0).tanh() * 3.0).sum();
+    assert_eq!(y[0], want);
+}
+
 // ---- bad calls -----------------------------------------------------------------------------
 
 #[test]
