@@ -143,6 +143,42 @@ impl BufMut<'_> {
     }
 }
 
+impl<'a> From<&'a [f32]> for Buf<'a> {
+    fn from(v: &'a [f32]) -> Buf<'a> {
+        Buf::F32(v)
+    }
+}
+
+impl<'a> From<&'a [f64]> for Buf<'a> {
+    fn from(v: &'a [f64]) -> Buf<'a> {
+        Buf::F64(v)
+    }
+}
+
+impl<'a> From<&'a [bool]> for Buf<'a> {
+    fn from(v: &'a [bool]) -> Buf<'a> {
+        Buf::Bool(v)
+    }
+}
+
+impl<'a> From<&'a mut [f32]> for BufMut<'a> {
+    fn from(v: &'a mut [f32]) -> BufMut<'a> {
+        BufMut::F32(v)
+    }
+}
+
+impl<'a> From<&'a mut [f64]> for BufMut<'a> {
+    fn from(v: &'a mut [f64]) -> BufMut<'a> {
+        BufMut::F64(v)
+    }
+}
+
+impl<'a> From<&'a mut [bool]> for BufMut<'a> {
+    fn from(v: &'a mut [bool]) -> BufMut<'a> {
+        BufMut::Bool(v)
+    }
+}
+
 impl<'a> From<&'a Tensor> for Buf<'a> {
     fn from(t: &'a Tensor) -> Buf<'a> {
         match t.data() {
@@ -231,6 +267,8 @@ pub struct Kernel {
     consts: Vec<Line>,
     inputs: Vec<TensorType>,
     outputs: Vec<TensorType>,
+    /// `(dtype, element count)` of each input, then of each output (what `call` checks).
+    sig: Vec<(DType, usize)>,
     input_names: Vec<String>,
     output_names: Vec<String>,
     ws_bytes: usize,
@@ -275,7 +313,14 @@ pub(super) struct Parts {
 
 impl Kernel {
     pub(super) fn new(p: Parts, module: ModuleOwner) -> Kernel {
+        let sig = p
+            .inputs
+            .iter()
+            .chain(&p.outputs)
+            .map(|t| (t.dtype, t.numel()))
+            .collect();
         Kernel {
+            sig,
             funcs: p.funcs,
             consts: p.consts,
             inputs: p.inputs,
@@ -426,32 +471,30 @@ impl Kernel {
                 got: outputs.len(),
             });
         }
-        for (k, (b, ty)) in inputs.iter().zip(&self.inputs).enumerate() {
-            if b.dtype() != ty.dtype || b.len() != ty.numel() {
+        let n_in = self.inputs.len();
+        for (k, (b, &want)) in inputs.iter().zip(&self.sig).enumerate() {
+            if (b.dtype(), b.len()) != want {
                 return Err(CallError::InputBuffer {
                     index: k,
                     name: self.input_names[k].clone(),
-                    expected: ty.clone(),
+                    expected: self.inputs[k].clone(),
                     dtype: b.dtype(),
                     len: b.len(),
                 });
             }
         }
-        for (k, (b, ty)) in outputs.iter().zip(&self.outputs).enumerate() {
-            if b.dtype() != ty.dtype || b.len() != ty.numel() {
+        for (k, (b, &want)) in outputs.iter().zip(&self.sig[n_in..]).enumerate() {
+            if (b.dtype(), b.len()) != want {
                 return Err(CallError::OutputBuffer {
                     index: k,
                     name: self.output_names[k].clone(),
-                    expected: ty.clone(),
+                    expected: self.outputs[k].clone(),
                     dtype: b.dtype(),
                     len: b.len(),
                 });
             }
         }
-        if ws.kernel != self.id
-            || ws.bytes() < self.ws_bytes
-            || ws.ptrs.len() != self.inputs.len() + self.outputs.len()
-        {
+        if ws.kernel != self.id || ws.bytes() < self.ws_bytes || ws.ptrs.len() != self.sig.len() {
             return Err(CallError::ForeignWorkspace);
         }
         Ok(())

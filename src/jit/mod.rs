@@ -30,9 +30,29 @@
 //!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence. Functions never
 //!    call each other, so there are no cross-function relocations.
 //!
+//! # Memory layout
+//! Inputs are read from the caller's buffers and computed outputs are written straight into the
+//! caller's output buffers. Every other value lives in the [`Workspace`] (64-byte aligned,
+//! caller-owned, reusable): byte offsets are fixed at compile time by a linear scan in node
+//! order that reuses the range of a value after its last reader (values under 64 bytes take
+//! 8-byte-aligned ranges, larger ones 64-byte-aligned ranges). Constants whose elements are all
+//! bitwise equal become immediates; other constants live in a 64-byte aligned blob owned by the
+//! kernel. Outputs that are inputs or constants are copied by [`Kernel::call`] after the code
+//! ran. Nodes no output depends on get no code.
+//!
+//! # Kernel ABI
+//! Each compiled function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
+//! ws: *mut u8, consts: *const u8)`: a table of the input buffer addresses (input order), a
+//! table of the output buffer addresses (output order), the workspace base and the constant
+//! blob base. Functions return nothing and never call each other; [`Kernel::call`] runs them in
+//! order after checking every buffer. Bool elements are bytes holding 0 or 1; the code never
+//! writes anything else into bool memory.
+//!
 //! # Agreement with the interpreter
 //! Same operation order, same dtype, no `fma`, no reassociation, and math functions call the
-//! same Rust methods: results equal [`crate::interp::run`] bit for bit, up to NaN payloads.
+//! same Rust methods: results equal [`crate::interp::run`] bit for bit, up to NaN payloads
+//! (the tests check every op in f32 and f64, with broadcasting, special values and gradient
+//! graphs).
 //!
 //! Deliberately absent: fusion, vectorization, unrolling (the elementwise rules are emitted
 //! through [`crate::ops::ScalarEmit`] inside loop bodies so a later tier can add them), and
