@@ -168,31 +168,30 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
             outs.push(id);
         }
     }
-    if with_grad {
-        if let Some(f) = (0..n)
+    if with_grad
+        && let Some(f) = (0..n)
             .rev()
             .find(|&i| g.nodes()[i].ty.dtype.is_float() && g.nodes()[i].op != Op::Input)
-        {
-            let f = NodeId(f as u32);
-            let s = g
-                .push(
-                    Op::ReduceSum,
-                    vec![f],
-                    Attrs::Reduce {
-                        axes: (0..g.ty(f).rank()).collect(),
-                        keepdims: false,
-                    },
-                )
-                .unwrap();
-            let wrt: Vec<NodeId> = g
-                .inputs()
-                .into_iter()
-                .filter(|&i| g.ty(i).dtype.is_float())
-                .collect();
-            let grads = autodiff::grad(&mut g, s, &wrt).unwrap();
-            outs.push(s);
-            outs.extend(grads);
-        }
+    {
+        let f = NodeId(f as u32);
+        let s = g
+            .push(
+                Op::ReduceSum,
+                vec![f],
+                Attrs::Reduce {
+                    axes: (0..g.ty(f).rank()).collect(),
+                    keepdims: false,
+                },
+            )
+            .unwrap();
+        let wrt: Vec<NodeId> = g
+            .inputs()
+            .into_iter()
+            .filter(|&i| g.ty(i).dtype.is_float())
+            .collect();
+        let grads = autodiff::grad(&mut g, s, &wrt).unwrap();
+        outs.push(s);
+        outs.extend(grads);
     }
     if outs.is_empty() {
         outs.push(g.inputs()[0]);
