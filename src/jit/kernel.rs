@@ -237,6 +237,10 @@ pub struct KernelStats {
     pub buffers_reused: u64,
     /// Cranelift functions the graph was split into.
     pub functions: u64,
+    /// Transposes read only by matmuls, passed to them as strides instead of being copied.
+    pub transposes_fused: u64,
+    /// Matmul nodes computed by calls of the tuned GEMM (the rest use a loop nest).
+    pub matmuls_gemm: u64,
     /// Wall-clock compile time.
     pub compile_time: std::time::Duration,
 }
@@ -245,11 +249,14 @@ impl fmt::Display for KernelStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "nodes_compiled={} nodes_dead={} buffers_reused={} functions={} compile_time={:?}",
+            "nodes_compiled={} nodes_dead={} buffers_reused={} functions={} transposes_fused={} \
+             matmuls_gemm={} compile_time={:?}",
             self.nodes_compiled,
             self.nodes_dead,
             self.buffers_reused,
             self.functions,
+            self.transposes_fused,
+            self.matmuls_gemm,
             self.compile_time
         )
     }

@@ -58,6 +58,7 @@
 //! through [`crate::ops::ScalarEmit`] inside loop bodies so a later tier can add them), and
 //! graph optimization (run [`crate::opt`] first).
 
+mod gemm;
 mod kernel;
 mod libm;
 mod lower;
@@ -244,6 +245,9 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     for (_, _, name, ptr) in libm::symbols() {
         jb.symbol(name, ptr);
     }
+    for (_, name, ptr) in gemm::symbols() {
+        jb.symbol(name, ptr);
+    }
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jb));
     let module = owner.module();
     let call_conv = isa.default_call_conv();
@@ -256,6 +260,14 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             .declare_function(name, Linkage::Import, &sig)
             .map_err(JitError::module)?;
         math.insert((f, d), id.as_u32());
+    }
+    let mut gemm_ids = lower::GemmIds::new();
+    for (d, name, _) in gemm::symbols() {
+        let sig = lower::gemm_signature(ptr, call_conv);
+        let id = module
+            .declare_function(name, Linkage::Import, &sig)
+            .map_err(JitError::module)?;
+        gemm_ids.insert(d, id.as_u32());
     }
     let sig = lower::kernel_signature(ptr, call_conv);
     let mut ids = Vec::with_capacity(plan.chunks.len());
@@ -276,6 +288,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         g,
         plan: &plan,
         math: &math,
+        gemm: &gemm_ids,
         isa: &isa,
         sig: &sig,
         ids: &ids,
@@ -359,6 +372,8 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             nodes_dead: plan.nodes_dead,
             buffers_reused: plan.buffers_reused,
             functions: plan.chunks.len() as u64,
+            transposes_fused: plan.transposes_fused,
+            matmuls_gemm: plan.matmuls_gemm,
             compile_time: started.elapsed(),
         },
     };
@@ -379,6 +394,7 @@ struct Job<'a> {
     g: &'a Graph,
     plan: &'a plan::Plan,
     math: &'a lower::MathIds,
+    gemm: &'a lower::GemmIds,
     isa: &'a OwnedTargetIsa,
     sig: &'a cranelift_codegen::ir::Signature,
     ids: &'a [FuncId],
@@ -404,6 +420,7 @@ impl Job<'_> {
             self.plan,
             steps,
             self.math,
+            self.gemm,
             self.isa.frontend_config(),
         );
     }

@@ -13,6 +13,12 @@
 //! 3. Splitting: the nodes that need code are cut into chunks of at most
 //!    `max_ops_per_function`, one Cranelift function each.
 //!
+//! Transpose fusion (between phases 1 and 2): a `transpose` that is not an output and whose
+//! every live reader is a `matmul` gets no code and no memory ([`Loc::Fused`]); the matmuls
+//! read its operand through permuted strides instead (the adjoint's `Aᵀ·Ḡ` and `Ḡ·Bᵀ`, so
+//! gradients never copy a transposed matrix). For liveness and memory reuse, a read of a
+//! fused transpose counts as a read of its operand.
+//!
 //! Outputs that are inputs or constants are copied into their output buffers by the kernel
 //! (in Rust) after the compiled functions ran ([`PostCopy`]).
 //!
@@ -20,7 +26,7 @@
 //! the graph's id order, which the interpreter uses too).
 
 use super::JitError;
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Attrs, Graph, NodeId, Op, strides};
 use crate::tensor::{Data, Tensor};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +49,9 @@ pub(super) enum Loc {
     Const(usize),
     /// A constant whose elements all have these bits (f32 bits, f64 bits, or 0/1 for bool).
     Splat(u64),
+    /// A transpose read only by matmuls, which read its operand through permuted strides: no
+    /// code, no memory.
+    Fused,
 }
 
 /// A copy the kernel does after the compiled code ran.
@@ -83,6 +92,10 @@ pub(super) struct Plan {
     pub buffers_reused: u64,
     /// Number of non-leaf nodes that get no code (no output depends on them).
     pub nodes_dead: u64,
+    /// Number of transposes fused into the matmuls that read them ([`Loc::Fused`]).
+    pub transposes_fused: u64,
+    /// Number of matmul nodes computed by the GEMM wrapper (see [`gemm_path`]).
+    pub matmuls_gemm: u64,
 }
 
 /// Plans `g` (already verified).
@@ -93,19 +106,51 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize) -> Result<Plan, JitEr
     let n = g.len();
     let nodes = g.nodes();
 
-    // Phase 1: liveness and last readers.
+    // Phase 1: liveness.
     let mut live = vec![false; n];
     for o in g.outputs() {
         live[o.index()] = true;
     }
-    let mut last_use = vec![0usize; n];
     for i in (0..n).rev() {
         if !live[i] {
             continue;
         }
         for x in &nodes[i].inputs {
             live[x.index()] = true;
-            last_use[x.index()] = last_use[x.index()].max(i);
+        }
+    }
+
+    // Transpose fusion: transposes read only by matmuls, and not outputs.
+    let mut fusable: Vec<bool> = nodes.iter().map(|nd| nd.op == Op::Transpose).collect();
+    for o in g.outputs() {
+        fusable[o.index()] = false;
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        if live[i] && node.op != Op::Matmul {
+            for x in &node.inputs {
+                fusable[x.index()] = false;
+            }
+        }
+    }
+    for (i, f) in fusable.iter_mut().enumerate() {
+        *f &= live[i];
+    }
+    // The node a read of `x` really reads.
+    let src = |x: NodeId| -> NodeId {
+        if fusable[x.index()] {
+            nodes[x.index()].inputs[0]
+        } else {
+            x
+        }
+    };
+
+    // Last readers (through fused transposes).
+    let mut last_use = vec![0usize; n];
+    for i in 0..n {
+        if live[i] && !fusable[i] {
+            for &x in &nodes[i].inputs {
+                last_use[src(x).index()] = i;
+            }
         }
     }
 
@@ -150,11 +195,16 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize) -> Result<Plan, JitEr
     let mut ws = Arena::default();
     let mut ws_size = vec![0usize; n];
     let mut steps = Vec::new();
+    let mut matmuls_gemm = 0;
     for i in 0..n {
         if !live[i] {
             continue;
         }
         let node = &nodes[i];
+        if fusable[i] {
+            locs[i] = Loc::Fused;
+            continue;
+        }
         match node.op {
             Op::Input => locs[i] = Loc::Input(input_index[i].expect("input nodes are inputs")),
             Op::Const => {
@@ -184,11 +234,15 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize) -> Result<Plan, JitEr
                     locs[i] = Loc::Ws(off);
                     ws_size[i] = size;
                 }
+                if node.op == Op::Matmul && gemm_path(g, &locs, NodeId(i as u32)) {
+                    matmuls_gemm += 1;
+                }
                 // Free the operands read for the last time here (after allocating this node's
                 // own range, so a node never overwrites its operands).
-                for (k, x) in node.inputs.iter().enumerate() {
+                for (k, &x) in node.inputs.iter().enumerate() {
+                    let x = src(x);
                     if last_use[x.index()] == i
-                        && !node.inputs[..k].contains(x)
+                        && !node.inputs[..k].iter().any(|&y| src(y) == x)
                         && let Loc::Ws(off) = locs[x.index()]
                     {
                         ws.free(off, ws_size[x.index()]);
@@ -217,7 +271,41 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize) -> Result<Plan, JitEr
         nodes_dead: (0..n)
             .filter(|&i| !live[i] && live_code(nodes[i].op))
             .count() as u64,
+        transposes_fused: fusable.iter().filter(|&&f| f).count() as u64,
+        matmuls_gemm,
     })
+}
+
+/// The operand a matmul reads for its input `x`: the node whose memory holds the elements,
+/// and the element strides of `x`'s axes in that memory (a fused transpose reads its
+/// operand's row-major strides permuted).
+pub(super) fn matmul_operand(g: &Graph, locs: &[Loc], x: NodeId) -> (NodeId, Vec<usize>) {
+    if locs[x.index()] == Loc::Fused {
+        let node = g.node(x);
+        let Attrs::Perm { perm } = &node.attrs else {
+            unreachable!("verified transpose has a perm")
+        };
+        let from = node.inputs[0];
+        let st = strides(&g.ty(from).shape);
+        (from, perm.iter().map(|&p| st[p]).collect())
+    } else {
+        (x, strides(&g.ty(x).shape))
+    }
+}
+
+/// True if matmul `id` is computed by the GEMM wrapper: large enough
+/// ([`super::gemm::use_gemm`]) and both operands in memory (a splat constant has no memory to
+/// point at; the loop nest reads it as an immediate).
+pub(super) fn gemm_path(g: &Graph, locs: &[Loc], id: NodeId) -> bool {
+    let node = g.node(id);
+    let xt = g.ty(node.inputs[0]);
+    let (m, k) = (xt.shape[xt.rank() - 2], xt.shape[xt.rank() - 1]);
+    let n = *node.ty.shape.last().expect("matmul output has rank >= 2");
+    super::gemm::use_gemm(m, k, n)
+        && node.inputs.iter().all(|&x| {
+            let (from, _) = matmul_operand(g, locs, x);
+            !matches!(locs[from.index()], Loc::Splat(_))
+        })
 }
 
 /// True for ops that get code (everything but the leaves).
