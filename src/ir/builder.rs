@@ -257,38 +257,31 @@ impl GraphBuilder {
         self.graph.borrow_mut().set_name(v.id, Some(name));
     }
 
-    /// Finishes the graph with the given named outputs.
+    /// Finishes the graph with the given named outputs, taking it out of the builder (which is
+    /// left empty).
     ///
     /// # Errors
     /// The first error recorded by any builder call, or a duplicate/invalid output name.
     #[track_caller]
-    pub fn finish(self, outputs: &[(&str, Var<'_>)]) -> Result<Graph, BuildError> {
-        for (name, v) in outputs {
-            self.name(*v, name);
-        }
+    pub fn finish(&self, outputs: &[(&str, Var<'_>)]) -> Result<Graph, BuildError> {
         self.check()?;
-        let mut g = self.graph.into_inner();
-        let mut outs: Vec<NodeId> = Vec::new();
-        for (_, v) in outputs {
-            if outs.contains(&v.id) {
-                return Err(BuildError {
-                    error: ShapeError::new(g.node(v.id).op, "a value is output twice".into()),
-                    location: Location::caller().to_string(),
-                });
-            }
-            outs.push(v.id);
-        }
-        g.set_outputs(outs);
+        let mut g = std::mem::take(&mut *self.graph.borrow_mut());
+        let outs: Vec<(&str, NodeId)> = outputs.iter().map(|(n, v)| (*n, v.id)).collect();
+        g.set_named_outputs(&outs).map_err(|error| BuildError {
+            error,
+            location: Location::caller().to_string(),
+        })?;
         Ok(g)
     }
 
-    /// Takes the graph out, with outputs set to `outputs` (names unchanged).
+    /// Takes the graph out (leaving the builder empty), with outputs set to `outputs` (names
+    /// unchanged).
     ///
     /// # Errors
     /// The first error recorded by any builder call.
-    pub fn into_graph(self, outputs: &[NodeId]) -> Result<Graph, BuildError> {
+    pub fn into_graph(&self, outputs: &[NodeId]) -> Result<Graph, BuildError> {
         self.check()?;
-        let mut g = self.graph.into_inner();
+        let mut g = std::mem::take(&mut *self.graph.borrow_mut());
         g.set_outputs(outputs.to_vec());
         Ok(g)
     }

@@ -384,6 +384,51 @@ impl Graph {
         }
     }
 
+    /// Makes `outputs` the graph's outputs under the given names. A value that already has
+    /// another name (an input, say), or is listed twice, is output through an identity copy
+    /// (`reshape` to its own shape) so every output is a distinct node with its own name.
+    ///
+    /// # Errors
+    /// If a name is not a valid `.gir` value name or is already used by an unrelated node.
+    pub fn set_named_outputs(&mut self, outputs: &[(&str, NodeId)]) -> Result<(), ShapeError> {
+        let mut outs: Vec<NodeId> = Vec::with_capacity(outputs.len());
+        for &(name, id) in outputs {
+            if !builder::is_value_name(name) {
+                return Err(ShapeError::new(
+                    self.node(id).op,
+                    format!("%{name} is not a valid value name"),
+                ));
+            }
+            let owner = self
+                .nodes
+                .iter()
+                .position(|n| n.name.as_deref() == Some(name));
+            let node = self.node(id);
+            let reuse = !outs.contains(&id)
+                && node.op != Op::Input
+                && (node.name.is_none() || node.name.as_deref() == Some(name));
+            let target = if reuse {
+                id
+            } else {
+                let shape = node.ty.shape.clone();
+                let origin = node.origin;
+                let copy = self.push(Op::Reshape, vec![id], Attrs::Shape { shape })?;
+                self.set_origin(copy, origin);
+                copy
+            };
+            if owner.is_some_and(|o| o != target.index()) {
+                return Err(ShapeError::new(
+                    self.node(id).op,
+                    format!("the name %{name} is already taken"),
+                ));
+            }
+            self.set_name(target, Some(name));
+            outs.push(target);
+        }
+        self.outputs = outs;
+        Ok(())
+    }
+
     /// Sets a node's name.
     pub fn set_name(&mut self, id: NodeId, name: Option<&str>) {
         self.nodes[id.index()].name = name.map(Into::into);

@@ -1,0 +1,59 @@
+//! Constant folding: a node whose operands are all constants becomes a constant.
+//!
+//! Uses the interpreter kernels ([`crate::ops::eval`]), so folding is exact by construction.
+//! Does not fold `broadcast` (a broadcast constant costs no memory, folding it would), results
+//! larger than the configured element limit, or leaves. Does not remove the now-unused operand
+//! constants (DCE does).
+
+use super::{Rewrite, rebuild};
+use crate::ir::{Graph, Node, Op, Origin};
+use crate::ops;
+use std::fmt;
+use std::sync::Arc;
+
+/// Counters of one folding run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FoldStats {
+    /// Nodes replaced by constants.
+    pub consts_folded: u64,
+}
+
+impl fmt::Display for FoldStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "consts_folded={}", self.consts_folded)
+    }
+}
+
+/// Folds every node whose operands are all constants and whose result has at most
+/// `max_elements` elements.
+pub fn fold_constants(g: &mut Graph, max_elements: usize) -> FoldStats {
+    let folded = rebuild(g, |new, n| {
+        let foldable = !matches!(n.op, Op::Input | Op::Const | Op::Broadcast)
+            && n.ty.numel() <= max_elements
+            && n.inputs.iter().all(|&x| new.node(x).op == Op::Const);
+        if !foldable {
+            return Rewrite::Keep;
+        }
+        let args: Vec<&crate::Tensor> = n
+            .inputs
+            .iter()
+            .map(|&x| new.node(x).attrs.as_const().expect("const operand"))
+            .collect();
+        let value = ops::eval(n, &args);
+        Rewrite::Replace(Node {
+            op: Op::Const,
+            inputs: Vec::new(),
+            attrs: crate::ir::Attrs::Const(Arc::new(value)),
+            ty: n.ty.clone(),
+            name: None,
+            origin: if n.origin == Origin::None {
+                Origin::None
+            } else {
+                n.origin
+            },
+        })
+    });
+    FoldStats {
+        consts_folded: folded,
+    }
+}

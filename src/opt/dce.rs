@@ -1,0 +1,67 @@
+//! Dead-code elimination: removes every node that no output depends on, then compacts and
+//! renumbers the survivors (keeping their order, so ids stay topological).
+//!
+//! Inputs are never removed: they are the graph's signature.
+
+use crate::ir::{Graph, NodeId, Op};
+use std::fmt;
+
+/// Counters of one DCE run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DceStats {
+    /// Nodes removed.
+    pub nodes_removed: u64,
+}
+
+impl fmt::Display for DceStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "nodes_removed={}", self.nodes_removed)
+    }
+}
+
+/// Removes nodes that are neither inputs nor needed by an output.
+pub fn eliminate_dead_nodes(g: &mut Graph) -> DceStats {
+    let n = g.len();
+    let mut live = vec![false; n];
+    for o in g.outputs() {
+        live[o.index()] = true;
+    }
+    for i in (0..n).rev() {
+        if g.nodes()[i].op == Op::Input {
+            live[i] = true;
+        }
+        if live[i] {
+            for x in &g.nodes()[i].inputs {
+                live[x.index()] = true;
+            }
+        }
+    }
+    let removed = live.iter().filter(|&&l| !l).count() as u64;
+    if removed == 0 {
+        return DceStats::default();
+    }
+    let mut map = vec![NodeId(u32::MAX); n];
+    let mut next = 0u32;
+    for i in 0..n {
+        if live[i] {
+            map[i] = NodeId(next);
+            next += 1;
+        }
+    }
+    let outputs: Vec<NodeId> = g.outputs().iter().map(|o| map[o.index()]).collect();
+    let nodes = g.nodes_mut();
+    let mut i = 0;
+    nodes.retain(|_| {
+        i += 1;
+        live[i - 1]
+    });
+    for node in nodes.iter_mut() {
+        for x in &mut node.inputs {
+            *x = map[x.index()];
+        }
+    }
+    g.set_outputs(outputs);
+    DceStats {
+        nodes_removed: removed,
+    }
+}

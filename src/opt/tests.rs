@@ -1,0 +1,108 @@
+use super::*;
+use crate::ir::{DType, GraphBuilder, Op};
+use crate::{Tensor, interp};
+
+fn opt(g: &mut Graph) -> OptReport {
+    optimize(
+        g,
+        &OptConfig {
+            verify: true,
+            ..OptConfig::default()
+        },
+    )
+}
+
+fn eval(g: &Graph, xs: &[f64]) -> Vec<f64> {
+    let ins: Vec<Tensor> = xs.iter().map(|&x| x.into()).collect();
+    interp::run(g, &ins)
+        .unwrap()
+        .iter()
+        .flat_map(|t| t.to_f64_vec())
+        .collect()
+}
+
+#[test]
+fn identities_are_removed_and_values_kept() {
+    let b = GraphBuilder::new("g");
+    let x = b.input("x", DType::F64, &[]);
+    let y = b.input("y", DType::F64, &[]);
+    let e = ((x * 1.0 + 0.0) / 1.0 - 0.0).exp(); // → exp(x)
+    let z = -(-(y * -1.0)); // → -y
+    let w = (e + z) * (z + e); // commutative operands: the two sums merge
+    let mut g = b.finish(&[("w", w)]).unwrap();
+    let before = eval(&g, &[0.3, 2.0]);
+    let r = opt(&mut g);
+    // x, y, exp x, neg y, add, mul
+    assert_eq!(g.len(), 6, "{}\n{r}", crate::ir::text::print(&g));
+    assert_eq!(eval(&g, &[0.3, 2.0]), before);
+    assert_eq!(r.stop, StopReason::FixedPoint);
+}
+
+#[test]
+fn constants_fold_and_outputs_keep_names() {
+    let b = GraphBuilder::new("g");
+    let x = b.input("x", DType::F64, &[]);
+    let c = b.scalar(DType::F64, 2.0).exp() * 3.0;
+    let y = x * c;
+    let mut g = b.finish(&[("y", y), ("c", c)]).unwrap();
+    opt(&mut g);
+    let c_id = g.outputs()[1];
+    assert_eq!(g.node(c_id).op, Op::Const);
+    assert_eq!(g.value_name(c_id), "c");
+    assert_eq!(g.value_name(g.outputs()[0]), "y");
+    assert_eq!(
+        eval(&g, &[0.5]),
+        vec![0.5 * (2f64.exp() * 3.0), 2f64.exp() * 3.0]
+    );
+}
+
+#[test]
+fn output_aliasing_an_input_is_kept() {
+    let b = GraphBuilder::new("g");
+    let x = b.input("x", DType::F64, &[]);
+    let y = x * 1.0;
+    let mut g = b.finish(&[("y", y)]).unwrap();
+    opt(&mut g);
+    // y cannot become x (x is an input with its own name), so the mul stays.
+    assert_eq!(g.outputs().len(), 1);
+    assert_eq!(g.value_name(g.outputs()[0]), "y");
+    assert_eq!(eval(&g, &[4.0]), vec![4.0]);
+}
+
+#[test]
+fn x_times_zero_is_not_folded() {
+    let b = GraphBuilder::new("g");
+    let x = b.input("x", DType::F64, &[]);
+    let mut g = b.finish(&[("y", x * 0.0)]).unwrap();
+    opt(&mut g);
+    assert!(eval(&g, &[f64::INFINITY])[0].is_nan());
+}
+
+#[test]
+fn transposes_compose() {
+    let b = GraphBuilder::new("g");
+    let x = b.input("x", DType::F64, &[2, 3, 4]);
+    let t = x.transpose(&[1, 2, 0]).transpose(&[2, 0, 1]); // identity
+    let u = x.transpose(&[1, 0, 2]).transpose(&[0, 2, 1]);
+    let mut g = b.finish(&[("t", t.exp()), ("u", u)]).unwrap();
+    let inputs = [Tensor::from_fn(&g.ty(g.inputs()[0]).clone(), |i| i as f64)];
+    let before = interp::run(&g, &inputs).unwrap();
+    opt(&mut g);
+    assert_eq!(interp::run(&g, &inputs).unwrap(), before);
+    assert_eq!(
+        g.nodes().iter().filter(|n| n.op == Op::Transpose).count(),
+        1
+    );
+}
+
+#[test]
+fn dce_keeps_unused_inputs() {
+    let b = GraphBuilder::new("g");
+    let x = b.input("x", DType::F64, &[]);
+    let _unused = b.input("u", DType::F64, &[]);
+    let _dead = x.sin();
+    let mut g = b.finish(&[("y", x.exp())]).unwrap();
+    opt(&mut g);
+    assert_eq!(g.inputs().len(), 2);
+    assert_eq!(g.len(), 3);
+}
