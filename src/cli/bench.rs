@@ -88,7 +88,8 @@ pub fn bench(a: &BenchArgs) -> Result<(), CliError> {
     let (g, _) = dedup_outputs(&p.graph);
     let jit = backend::bench_jit(&g, &inputs)?;
     let interp_ns = time_per_call(|| {
-        let out = gradlift::interp::run(black_box(&g), black_box(&inputs)).map_err(CliError::bug)?;
+        let out =
+            gradlift::interp::run(black_box(&g), black_box(&inputs)).map_err(CliError::bug)?;
         black_box(out);
         Ok(())
     })?;
@@ -114,9 +115,17 @@ pub fn bench(a: &BenchArgs) -> Result<(), CliError> {
         );
     } else {
         let _ = writeln!(s, "graph        @{} ({})", g.name, a.file.display());
-        let _ = writeln!(s, "nodes        {} -> {nodes_opt} after optimization", p.nodes_before);
+        let _ = writeln!(
+            s,
+            "nodes        {} -> {nodes_opt} after optimization",
+            p.nodes_before
+        );
         if let Some(r) = &p.report {
-            let _ = writeln!(s, "optimizer    {}", r.to_string().replace('\n', "\n             "));
+            let _ = writeln!(
+                s,
+                "optimizer    {}",
+                r.to_string().replace('\n', "\n             ")
+            );
         }
         let _ = writeln!(s, "compile      {} ms", round4(jit.compile_ms));
         let _ = writeln!(s, "workspace    {} bytes", jit.workspace_bytes);

@@ -50,7 +50,9 @@ pub fn parse_inputs(src: &str, what: &str, sigs: &[InputSig]) -> Result<Vec<Tens
         .map_err(|e| CliError::new(format!("{what}: invalid inputs JSON: {e}")))?;
     for (i, (name, _)) in entries.iter().enumerate() {
         if entries[..i].iter().any(|(n, _)| n == name) {
-            return Err(CliError::new(format!("{what}: input {name:?} is given twice")));
+            return Err(CliError::new(format!(
+                "{what}: input {name:?} is given twice"
+            )));
         }
         if !sigs.iter().any(|s| &s.name == name) {
             let list: Vec<&str> = sigs.iter().map(|s| s.name.as_str()).collect();
@@ -179,11 +181,15 @@ fn element(v: &Value, out: &mut Elems) -> Result<(), String> {
             other => Err(format!("expected true or false, found {}", kind(other))),
         },
         Elems::F32(o) => {
-            o.push(float(v, "f32", |s| s.parse::<f32>().ok().map(|x| (x, x.is_infinite())))?);
+            o.push(float(v, "f32", |s| {
+                s.parse::<f32>().ok().map(|x| (x, x.is_infinite()))
+            })?);
             Ok(())
         }
         Elems::F64(o) => {
-            o.push(float(v, "f64", |s| s.parse::<f64>().ok().map(|x| (x, x.is_infinite())))?);
+            o.push(float(v, "f64", |s| {
+                s.parse::<f64>().ok().map(|x| (x, x.is_infinite()))
+            })?);
             Ok(())
         }
     }
@@ -302,8 +308,12 @@ mod tests {
         let via_f64 = text.parse::<f64>().unwrap() as f32;
         assert_eq!(direct, 1.0 + f32::EPSILON);
         assert_eq!(via_f64, 1.0);
-        let t = parse_inputs(&format!("{{\"x\": {text}}}"), "in", &[sig("x", DType::F32, &[])])
-            .unwrap();
+        let t = parse_inputs(
+            &format!("{{\"x\": {text}}}"),
+            "in",
+            &[sig("x", DType::F32, &[])],
+        )
+        .unwrap();
         assert_eq!(t[0].data(), &Data::F32(vec![1.0 + f32::EPSILON]));
     }
 
@@ -330,7 +340,10 @@ mod tests {
         let e = err(r#"{"a": [[1, 2], [3]]}"#, &sigs);
         assert!(e.contains("input a") && e.contains("a[1]"), "{e}");
         let e = err(r#"{"a": [[1, 2], [3, 1e39]]}"#, &sigs);
-        assert!(e.contains("too large for f32") && e.contains("a[1][1]"), "{e}");
+        assert!(
+            e.contains("too large for f32") && e.contains("a[1][1]"),
+            "{e}"
+        );
         let e = err(r#"{"a": [[1, 2], [3, true]]}"#, &sigs);
         assert!(e.contains("found true"), "{e}");
         let e = err(r#"{"a": [[1, 2], [3, 4]], "a": 1}"#, &sigs);

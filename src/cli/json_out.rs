@@ -99,12 +99,18 @@ mod tests {
     #[test]
     fn floats_are_shortest_in_their_own_dtype() {
         assert_eq!(show(&Tensor::from_f32(vec![], vec![0.1])), "0.1");
-        assert_eq!(show(&Tensor::from_f64(vec![], vec![0.1f32 as f64])), "0.10000000149011612");
+        assert_eq!(
+            show(&Tensor::from_f64(vec![], vec![0.1f32 as f64])),
+            "0.10000000149011612"
+        );
         assert_eq!(show(&Tensor::from_f64(vec![], vec![13.0])), "13.0");
         assert_eq!(show(&Tensor::from_f32(vec![], vec![1e-7])), "1e-7");
         assert_eq!(show(&Tensor::from_f64(vec![], vec![-0.0])), "-0.0");
         assert_eq!(
-            show(&Tensor::from_f32(vec![3], vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY])),
+            show(&Tensor::from_f32(
+                vec![3],
+                vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY]
+            )),
             r#"["nan", "inf", "-inf"]"#
         );
     }

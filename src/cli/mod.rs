@@ -112,7 +112,16 @@ pub fn utf8(bytes: Vec<u8>, what: &str) -> Result<String, CliError> {
 
 /// Parses a file, appends the adjoint if `--grad`, and optimizes if `optimize`.
 pub fn prepare(path: &Path, grad: &GradArgs, optimize: bool) -> Result<Prepared, CliError> {
-    let mut g = load(path)?;
+    prepare_graph(load(path)?, path, grad, optimize)
+}
+
+/// [`prepare`] on a graph already read from `path` (named in messages).
+pub fn prepare_graph(
+    mut g: Graph,
+    path: &Path,
+    grad: &GradArgs,
+    optimize: bool,
+) -> Result<Prepared, CliError> {
     let inputs = input_sigs(&g);
     let outputs: Vec<String> = g.outputs().iter().map(|&o| g.value_name(o)).collect();
     let mut grads = Vec::new();
@@ -146,7 +155,9 @@ fn append_gradients(
 ) -> Result<Vec<String>, CliError> {
     let shown = path.display();
     let Some(&y) = g.outputs().first() else {
-        return Err(CliError(format!("{shown}: --grad: the graph has no outputs")));
+        return Err(CliError(format!(
+            "{shown}: --grad: the graph has no outputs"
+        )));
     };
     let yty = g.ty(y);
     if !yty.is_scalar() || !yty.dtype.is_float() {
@@ -182,7 +193,11 @@ fn append_gradients(
     for (&w, &d) in wrt_ids.iter().zip(&grads) {
         let input = g.value_name(w);
         let fresh = d.index() >= forward_len && g.node(d).name.is_none() && !outs.contains(&d);
-        let id = if fresh { d } else { copy_node(g, d, Origin::Adjoint(w))? };
+        let id = if fresh {
+            d
+        } else {
+            copy_node(g, d, Origin::Adjoint(w))?
+        };
         let name = free_name(g, &format!("grad_{input}"));
         g.set_name(id, Some(&name));
         outs.push(id);
@@ -281,11 +296,10 @@ const DEFAULT_MAX_BYTES: u128 = 4 << 30;
 /// abort.
 pub fn check_memory(g: &Graph) -> Result<(), CliError> {
     let limit = match std::env::var("GRADLIFT_MAX_BYTES") {
-        Ok(s) => s.trim().parse::<u128>().map_err(|_| {
-            CliError(format!(
-                "GRADLIFT_MAX_BYTES={s:?} is not a number of bytes"
-            ))
-        })?,
+        Ok(s) => s
+            .trim()
+            .parse::<u128>()
+            .map_err(|_| CliError(format!("GRADLIFT_MAX_BYTES={s:?} is not a number of bytes")))?,
         Err(_) => DEFAULT_MAX_BYTES,
     };
     let total: u128 = g
@@ -332,7 +346,9 @@ pub fn evaluate(g: &Graph, inputs: &[Tensor], backend: Backend) -> Result<Vec<Te
         Backend::Jit => backend::run_jit(&d, inputs)?,
     };
     if outs.len() != d.outputs().len() {
-        return Err(CliError::bug("the backend returned the wrong number of outputs"));
+        return Err(CliError::bug(
+            "the backend returned the wrong number of outputs",
+        ));
     }
     Ok(map.into_iter().map(|i| outs[i].clone()).collect())
 }
@@ -378,4 +394,163 @@ fn dot(a: &DotArgs) -> Result<(), CliError> {
     let (d, _) = dedup_outputs(&p.graph);
     p.graph = d;
     emit(&dot::to_dot(&p.graph))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradlift::DType;
+
+    fn seed() -> Graph {
+        let mut g = Graph::new("seed");
+        let f = TensorType::scalar(DType::F64);
+        let x1 = g.add_input("x1", f.clone()).unwrap();
+        let x2 = g.add_input("x2", f).unwrap();
+        let v = g.push(Op::Mul, vec![x1, x1], Attrs::None).unwrap();
+        let y = g.push(Op::Add, vec![v, x2], Attrs::None).unwrap();
+        g.set_name(y, Some("y"));
+        g.set_outputs(vec![y]);
+        g
+    }
+
+    fn grad_args(wrt: Option<&[&str]>) -> GradArgs {
+        GradArgs {
+            grad: true,
+            wrt: wrt.map(|w| w.iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    fn values(p: &Prepared, x: &[f64]) -> Vec<f64> {
+        let inputs: Vec<Tensor> = x.iter().map(|&v| Tensor::scalar_f64(v)).collect();
+        evaluate(&p.graph, &inputs, Backend::Interp)
+            .unwrap()
+            .iter()
+            .map(|t| t.scalar_value().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn worked_example_gradients() {
+        for optimize in [false, true] {
+            let p = prepare_graph(seed(), Path::new("s.gir"), &grad_args(None), optimize).unwrap();
+            assert_eq!(p.outputs, ["y"]);
+            assert_eq!(p.grads, ["x1", "x2"]);
+            for (x1, x2) in [(3.0, 4.0), (-1.5, 0.25)] {
+                assert_eq!(values(&p, &[x1, x2]), [x1 * x1 + x2, 2.0 * x1, 1.0]);
+            }
+            let names: Vec<String> = p
+                .graph
+                .outputs()
+                .iter()
+                .map(|&o| p.graph.value_name(o))
+                .collect();
+            assert_eq!(names, ["y", "grad_x1", "grad_x2"]);
+        }
+    }
+
+    #[test]
+    fn shared_gradient_nodes_get_distinct_named_outputs() {
+        let mut g = Graph::new("g");
+        let f = TensorType::scalar(DType::F64);
+        let x = g.add_input("x", f.clone()).unwrap();
+        let w = g.add_input("w", f).unwrap();
+        let y = g.push(Op::Add, vec![x, w], Attrs::None).unwrap();
+        g.set_name(y, Some("grad_x"));
+        g.set_outputs(vec![y]);
+        let p = prepare_graph(g, Path::new("g.gir"), &grad_args(None), false).unwrap();
+        let outs = p.graph.outputs();
+        assert_eq!(outs.len(), 3);
+        assert!(outs[1] != outs[2]);
+        let names: Vec<String> = outs.iter().map(|&o| p.graph.value_name(o)).collect();
+        assert_eq!(names, ["grad_x", "grad_x_2", "grad_w"]);
+        assert_eq!(values(&p, &[2.0, 5.0]), [7.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn grad_errors() {
+        let e = |g: Graph, wrt: Option<&[&str]>| {
+            prepare_graph(g, Path::new("f.gir"), &grad_args(wrt), false)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let m = e(seed(), Some(&["x3"]));
+        assert!(
+            m.contains("\"x3\" is not an input") && m.contains("x1, x2"),
+            "{m}"
+        );
+        let m = e(seed(), Some(&["x2", "x2"]));
+        assert!(m.contains("twice"), "{m}");
+        let mut g = Graph::new("v");
+        let a = g
+            .add_input("a", TensorType::new(DType::F32, vec![2]))
+            .unwrap();
+        let b = g
+            .add_input("b", TensorType::new(DType::Bool, vec![]))
+            .unwrap();
+        g.set_outputs(vec![a, b]);
+        let m = e(g.clone(), None);
+        assert!(
+            m.contains("%a") && m.contains("f32[2]") && m.contains("float scalar"),
+            "{m}"
+        );
+        let s = g.push(
+            Op::ReduceSum,
+            vec![a],
+            Attrs::Reduce {
+                axes: vec![0],
+                keepdims: false,
+            },
+        );
+        g.set_outputs(vec![s.unwrap()]);
+        let m = e(g, Some(&["b"]));
+        assert!(m.contains("input b has dtype bool"), "{m}");
+    }
+
+    #[test]
+    fn repeated_outputs_are_copied_for_printing_and_shared_for_evaluation() {
+        let mut g = seed();
+        let y = g.outputs()[0];
+        let x1 = g.inputs()[0];
+        g.set_outputs(vec![y, x1, y]);
+        let (d, map) = dedup_outputs(&g);
+        assert_eq!(d.outputs(), &[y, x1]);
+        assert_eq!(map, [0, 1, 0]);
+        distinct_outputs(&mut g, &["y".into(), "x1".into(), "y_again".into()]).unwrap();
+        let outs = g.outputs().to_vec();
+        assert_eq!(&outs[..2], &[y, x1]);
+        assert!(outs[2] != y);
+        assert_eq!(g.value_name(outs[2]), "y_again");
+        let r = evaluate(
+            &g,
+            &[Tensor::scalar_f64(3.0), Tensor::scalar_f64(4.0)],
+            Backend::Interp,
+        )
+        .unwrap();
+        assert_eq!(r[2].scalar_value(), Some(13.0));
+    }
+
+    #[test]
+    fn memory_limit_counts_every_value() {
+        let mut g = Graph::new("big");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![1 << 30]))
+            .unwrap();
+        let y = g.push(Op::Neg, vec![x], Attrs::None).unwrap();
+        g.set_outputs(vec![y]);
+        // 2 values * 2^30 * 4 bytes = 8 GiB > 4 GiB.
+        let m = check_memory(&g).unwrap_err().to_string();
+        assert!(m.contains("8589934592 bytes"), "{m}");
+        assert!(check_memory(&seed()).is_ok());
+    }
+
+    #[test]
+    fn utf8_errors_give_line_and_column() {
+        let m = utf8(b"ab\nc\xc3\xa9d\n\xff".to_vec(), "f")
+            .unwrap_err()
+            .to_string();
+        assert!(m.starts_with("f:3:1:"), "{m}");
+        let m = utf8(b"ab\ncd\xe9".to_vec(), "f").unwrap_err().to_string();
+        assert!(m.starts_with("f:2:3:"), "{m}");
+    }
 }
