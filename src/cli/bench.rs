@@ -121,10 +121,12 @@ pub fn bench(a: &BenchArgs) -> Result<(), CliError> {
             p.nodes_before
         );
         if let Some(r) = &p.report {
+            let summary = r.to_string();
+            let first = summary.lines().next().unwrap_or_default();
             let _ = writeln!(
                 s,
                 "optimizer    {}",
-                r.to_string().replace('\n', "\n             ")
+                first.trim_start_matches("optimizer: ")
             );
         }
         let _ = writeln!(s, "compile      {} ms", round4(jit.compile_ms));

@@ -182,6 +182,8 @@ fn append_gradients(
                 }
                 ids.push(id);
             }
+            // Gradients are reported in input order, whatever the order on the command line.
+            ids.sort_unstable();
             ids
         }
     };
