@@ -1,11 +1,421 @@
-//! The Cranelift backend (stub, being written).
+//! The Cranelift backend: compiles a whole graph (forward and adjoint alike — an adjoint is just
+//! more graph) into native code. The only module that names `cranelift_*`.
+//!
+//! ```
+//! use gradlift::{DType, GraphBuilder, jit};
+//! let b = GraphBuilder::new("seed");
+//! let x1 = b.input("x1", DType::F64, &[]);
+//! let x2 = b.input("x2", DType::F64, &[]);
+//! let y = x1 * x1 + x2;
+//! let d = b.grad(y, &[x1, x2]).unwrap();
+//! let outs = [y.id(), d[0].id(), d[1].id()];
+//! let g = b.into_graph(&outs).unwrap();
+//! let k = jit::compile(&g).unwrap();
+//! let out = k.run(&[3.0.into(), 4.0.into()]).unwrap();
+//! assert_eq!(out[0].scalar_value(), Some(13.0));
+//! assert_eq!(out[1].scalar_value(), Some(6.0));
+//! assert_eq!(out[2].scalar_value(), Some(1.0));
+//! ```
+//!
+//! # Pipeline
+//! 1. [`crate::ir::verify`] the graph.
+//! 2. `plan`: liveness, a home for every value (caller buffers, workspace ranges reused by a
+//!    linear scan, constants), and the split into functions of at most
+//!    [`JitConfig::max_ops_per_function`] nodes.
+//! 3. `lower`: each chunk becomes one Cranelift function; every node is a loop nest (straight
+//!    line for one-element values) that loads its operands from memory and stores its result,
+//!    with elementwise bodies emitted by the op's `ops::rules(op).lower` rule. Math-library
+//!    calls go to `extern "C"` wrappers (`libm`) registered by name.
+//! 4. The functions are compiled (on worker threads when there are several), linked into one
+//!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence. Functions never
+//!    call each other, so there are no cross-function relocations.
+//!
+//! # Agreement with the interpreter
+//! Same operation order, same dtype, no `fma`, no reassociation, and math functions call the
+//! same Rust methods: results equal [`crate::interp::run`] bit for bit, up to NaN payloads.
+//!
+//! Deliberately absent: fusion, vectorization, unrolling (the elementwise rules are emitted
+//! through [`crate::ops::ScalarEmit`] inside loop bodies so a later tier can add them), and
+//! graph optimization (run [`crate::opt`] first).
+
+mod kernel;
+mod libm;
+mod lower;
+mod plan;
+
+pub use kernel::{Buf, BufMut, Kernel, Workspace};
+
+use crate::ir::{DType, Graph, TensorType, VerifyErrors};
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::UserFuncName;
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{CodegenError, Context};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module, ModuleError, ModuleReloc};
+use std::sync::Mutex;
+
+/// Options for [`compile_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JitConfig {
+    /// Run Cranelift's IR verifier on every function (costs 25-50% of compile time). Default:
+    /// on in debug builds.
+    pub verifier: bool,
+    /// The most graph nodes one Cranelift function gets; larger graphs are split into several
+    /// functions, which bounds register-allocation time. Default 2000. 0 is treated as 1.
+    pub max_ops_per_function: usize,
+    /// Worker threads for compiling functions; 0 means one per available core. Only graphs
+    /// split into several functions use more than one.
+    pub threads: usize,
+}
+
+impl Default for JitConfig {
+    fn default() -> JitConfig {
+        JitConfig {
+            verifier: cfg!(debug_assertions),
+            max_ops_per_function: 2000,
+            threads: 0,
+        }
+    }
+}
 
 /// Compilation failed.
 #[derive(Debug, thiserror::Error)]
-#[error("jit: {0}")]
-pub struct JitError(pub String);
+#[non_exhaustive]
+pub enum JitError {
+    /// The graph broke an invariant (a bug in whatever produced it: builder, parser or a pass).
+    #[error("cannot compile an invalid graph")]
+    InvalidGraph(#[source] VerifyErrors),
+    /// Cranelift cannot generate code for this machine (unsupported host).
+    #[error("unsupported host: {0}")]
+    UnsupportedHost(String),
+    /// Cranelift rejected a setting (a bug in gradlift).
+    #[error("invalid Cranelift setting")]
+    Settings(#[source] settings::SetError),
+    /// Cranelift rejected a generated function (a bug in the lowering; with
+    /// [`JitConfig::verifier`] on, the source lists the verifier's findings).
+    #[error("Cranelift failed to compile function {function}")]
+    Codegen {
+        /// Index of the function (chunk of nodes) in the kernel.
+        function: usize,
+        /// Cranelift's error.
+        #[source]
+        source: ModuleError,
+    },
+    /// Declaring, linking or mapping the code failed (a bug, or the OS refused executable
+    /// memory).
+    #[error("Cranelift failed to link the kernel")]
+    Module(#[source] ModuleError),
+    /// The graph needs more memory than can be addressed (a limit; split the graph).
+    #[error("graph too large: {what}")]
+    TooLarge {
+        /// What overflowed.
+        what: String,
+    },
+}
 
-/// A kernel was called with wrong buffers.
-#[derive(Debug, thiserror::Error)]
-#[error("call: {0}")]
-pub struct CallError(pub String);
+/// A kernel was called with buffers that do not match its signature. Nothing ran.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// Wrong number of inputs (user error: pass one per kernel input, in order).
+    #[error("expected {expected} inputs, got {got}")]
+    InputCount {
+        /// Inputs the kernel has.
+        expected: usize,
+        /// Inputs given.
+        got: usize,
+    },
+    /// Wrong number of output buffers (user error: pass one per kernel output, in order).
+    #[error("expected {expected} output buffers, got {got}")]
+    OutputCount {
+        /// Outputs the kernel has.
+        expected: usize,
+        /// Buffers given.
+        got: usize,
+    },
+    /// An input tensor passed to [`Kernel::run`] has the wrong type (user error).
+    #[error("input {index} (%{name}): expected {expected}, got {got}")]
+    InputType {
+        /// Input position.
+        index: usize,
+        /// Input name.
+        name: String,
+        /// Its declared type.
+        expected: TensorType,
+        /// The type given.
+        got: TensorType,
+    },
+    /// An input buffer has the wrong dtype or length (user error).
+    #[error(
+        "input {index} (%{name}): expected {expected} ({} elements), got a {dtype} buffer of {len} elements",
+        expected.numel()
+    )]
+    InputBuffer {
+        /// Input position.
+        index: usize,
+        /// Input name.
+        name: String,
+        /// Its declared type.
+        expected: TensorType,
+        /// The buffer's dtype.
+        dtype: DType,
+        /// The buffer's length.
+        len: usize,
+    },
+    /// An output buffer has the wrong dtype or length (user error).
+    #[error(
+        "output {index} (%{name}): expected {expected} ({} elements), got a {dtype} buffer of {len} elements",
+        expected.numel()
+    )]
+    OutputBuffer {
+        /// Output position.
+        index: usize,
+        /// Output name.
+        name: String,
+        /// Its type.
+        expected: TensorType,
+        /// The buffer's dtype.
+        dtype: DType,
+        /// The buffer's length.
+        len: usize,
+    },
+    /// The workspace was made by another kernel (user error: use [`Kernel::workspace`] of the
+    /// kernel being called).
+    #[error("the workspace belongs to another kernel")]
+    ForeignWorkspace,
+}
+
+/// 64 bytes, 64-byte aligned: the unit of workspace and constant memory.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// Compiles `g` with the default [`JitConfig`]: the kernel computes `g.outputs()` from
+/// `g.inputs()`.
+///
+/// # Errors
+/// See [`compile_with`].
+pub fn compile(g: &Graph) -> Result<Kernel, JitError> {
+    compile_with(g, &JitConfig::default())
+}
+
+/// Compiles `g` with `cfg`.
+///
+/// # Errors
+/// [`JitError::InvalidGraph`] if the graph fails verification, [`JitError::TooLarge`] if its
+/// memory cannot be addressed, and the Cranelift variants if code generation fails (bugs or an
+/// unsupported host).
+pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
+    crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
+    let plan = plan::plan(g, cfg.max_ops_per_function)?;
+    let isa = host_isa(cfg.verifier)?;
+    let mut jb = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
+    for (_, _, name, ptr) in libm::symbols() {
+        jb.symbol(name, ptr);
+    }
+    let mut owner = kernel::ModuleOwner::new(JITModule::new(jb));
+    let module = owner.module();
+    let call_conv = isa.default_call_conv();
+    let ptr = isa.pointer_type();
+
+    let mut math = lower::MathIds::new();
+    for (f, d, name, _) in libm::symbols() {
+        let sig = lower::math_signature(f, d, call_conv);
+        let id = module
+            .declare_function(name, Linkage::Import, &sig)
+            .map_err(JitError::Module)?;
+        math.insert((f, d), id.as_u32());
+    }
+    let sig = lower::kernel_signature(ptr, call_conv);
+    let mut ids = Vec::with_capacity(plan.chunks.len());
+    for i in 0..plan.chunks.len() {
+        let id = module
+            .declare_function(&format!("chunk{i}"), Linkage::Local, &sig)
+            .map_err(JitError::Module)?;
+        ids.push(id);
+    }
+
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        t => t,
+    }
+    .min(plan.chunks.len())
+    .max(1);
+    let job = Job {
+        g,
+        plan: &plan,
+        math: &math,
+        isa: &isa,
+        sig: &sig,
+        ids: &ids,
+    };
+    if threads == 1 {
+        let mut fctx = FunctionBuilderContext::new();
+        let mut ctx = module.make_context();
+        for (i, &id) in ids.iter().enumerate() {
+            module.clear_context(&mut ctx);
+            job.build(i, &mut ctx, &mut fctx);
+            module
+                .define_function(id, &mut ctx)
+                .map_err(|source| JitError::Codegen {
+                    function: i,
+                    source,
+                })?;
+        }
+    } else {
+        // Workers build and compile functions i ≡ w (mod threads); this thread links them in
+        // order as they arrive.
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compiled, ModuleError>)>();
+        std::thread::scope(|s| -> Result<(), JitError> {
+            for w in 0..threads {
+                let tx = tx.clone();
+                let job = &job;
+                s.spawn(move || {
+                    let mut fctx = FunctionBuilderContext::new();
+                    let mut ctx = Context::new();
+                    for i in (w..job.ids.len()).step_by(threads) {
+                        ctx.clear();
+                        job.build(i, &mut ctx, &mut fctx);
+                        let r = job.compile(i, &mut ctx);
+                        let failed = r.is_err();
+                        if tx.send((i, r)).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (i, r) in rx {
+                let c = r.map_err(|source| JitError::Codegen {
+                    function: i,
+                    source,
+                })?;
+                module
+                    .define_function_bytes(ids[i], c.align, &c.code, &c.relocs)
+                    .map_err(JitError::Module)?;
+            }
+            Ok(())
+        })?;
+    }
+    module.finalize_definitions().map_err(JitError::Module)?;
+    let funcs = ids
+        .iter()
+        .map(|&id| {
+            let p = module.get_finalized_function(id);
+            // SAFETY: `p` is the entry of a finalized function defined with
+            // `kernel_signature` (four pointer arguments, no results) in the host's default
+            // calling convention, which is `extern "C"` for these argument types.
+            unsafe_fn_ptr(p)
+        })
+        .collect();
+
+    let mut consts = vec![Line([0; 64]); plan.consts.len().div_ceil(64)];
+    for (line, chunk) in consts.iter_mut().zip(plan.consts.chunks(64)) {
+        line.0[..chunk.len()].copy_from_slice(chunk);
+    }
+    let inputs = g.inputs();
+    let parts = kernel::Parts {
+        funcs,
+        consts,
+        inputs: inputs.iter().map(|&i| g.ty(i).clone()).collect(),
+        outputs: g.outputs().iter().map(|&o| g.ty(o).clone()).collect(),
+        input_names: inputs.iter().map(|&i| g.value_name(i)).collect(),
+        output_names: g.outputs().iter().map(|&o| g.value_name(o)).collect(),
+        ws_bytes: plan.ws_bytes,
+        post: plan.post,
+    };
+    Ok(Kernel::new(parts, owner))
+}
+
+/// Turns a finalized code address into a kernel function pointer.
+#[allow(unsafe_code)]
+fn unsafe_fn_ptr(p: *const u8) -> kernel::KernelFn {
+    // SAFETY: callers pass the address of a finalized function with the kernel signature
+    // (see `compile_with`); function and data pointers have the same size on every host
+    // Cranelift supports.
+    unsafe { std::mem::transmute::<*const u8, kernel::KernelFn>(p) }
+}
+
+/// Everything a worker needs to build and compile one function.
+struct Job<'a> {
+    g: &'a Graph,
+    plan: &'a plan::Plan,
+    math: &'a lower::MathIds,
+    isa: &'a OwnedTargetIsa,
+    sig: &'a cranelift_codegen::ir::Signature,
+    ids: &'a [FuncId],
+}
+
+/// Machine code of one function, ready for `define_function_bytes`.
+struct Compiled {
+    code: Vec<u8>,
+    align: u64,
+    relocs: Vec<ModuleReloc>,
+}
+
+impl Job<'_> {
+    /// Builds function `i` into `ctx.func`.
+    fn build(&self, i: usize, ctx: &mut Context, fctx: &mut FunctionBuilderContext) {
+        ctx.func.signature = self.sig.clone();
+        ctx.func.name = UserFuncName::user(0, self.ids[i].as_u32());
+        let steps = &self.plan.steps[self.plan.chunks[i].clone()];
+        lower::build_function(
+            &mut ctx.func,
+            fctx,
+            self.g,
+            self.plan,
+            steps,
+            self.math,
+            self.isa.frontend_config(),
+        );
+    }
+
+    /// Compiles the function in `ctx` to machine code (what `JITModule::define_function` does,
+    /// minus the linking, so it can run off the module's thread).
+    fn compile(&self, i: usize, ctx: &mut Context) -> Result<Compiled, ModuleError> {
+        ctx.compile(&**self.isa, &mut ControlPlane::default())
+            .map_err(|e| ModuleError::Compilation(e.inner))?;
+        let code = ctx.compiled_code().expect("compiled just above");
+        let align = u64::from(code.buffer.alignment);
+        let bytes = code.code_buffer().to_vec();
+        let relocs = code
+            .buffer
+            .relocs()
+            .iter()
+            .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, self.ids[i]))
+            .collect();
+        Ok(Compiled {
+            code: bytes,
+            align,
+            relocs,
+        })
+    }
+}
+
+/// The host ISA with our flags, built once per verifier setting (CPU detection is not free).
+fn host_isa(verifier: bool) -> Result<OwnedTargetIsa, JitError> {
+    static CACHE: Mutex<[Option<OwnedTargetIsa>; 2]> = Mutex::new([None, None]);
+    let slot = usize::from(verifier);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(isa) = &cache[slot] {
+        return Ok(isa.clone());
+    }
+    let mut flags = settings::builder();
+    for (k, v) in [
+        ("opt_level", "speed"),
+        ("enable_verifier", if verifier { "true" } else { "false" }),
+        ("is_pic", "false"),
+        ("use_colocated_libcalls", "false"),
+    ] {
+        flags.set(k, v).map_err(JitError::Settings)?;
+    }
+    let builder =
+        cranelift_native::builder().map_err(|e| JitError::UnsupportedHost(e.to_string()))?;
+    let isa = builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e: CodegenError| JitError::Module(ModuleError::Compilation(e)))?;
+    cache[slot] = Some(isa.clone());
+    Ok(isa)
+}

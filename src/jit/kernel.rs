@@ -1,0 +1,421 @@
+//! The compiled kernel: owns the JIT code, checks every buffer, and calls the code.
+//!
+//! This is the one file with `unsafe` code: calling the compiled functions and freeing their
+//! memory. The safety argument is local: [`Kernel::call`] checks the count, dtype and length of
+//! every buffer and the workspace before the first call into compiled code, the compiled code
+//! only touches the memory the plan gave it (the caller's buffers, the workspace and the
+//! constant blob, all of the checked sizes), and the JIT memory is freed only in `Drop`.
+//!
+//! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`].
+#![allow(unsafe_code)]
+
+use super::plan::PostCopy;
+use super::{CallError, Line};
+use crate::ir::{DType, TensorType};
+use crate::tensor::{Data, Tensor};
+use cranelift_jit::JITModule;
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A compiled function: `(inputs, outputs, workspace, constants)` (see `lower` for the ABI).
+pub(super) type KernelFn =
+    unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *const u8);
+
+/// Owns a JIT module and frees its code memory when dropped (a plain `JITModule` drop leaks
+/// its pages on purpose).
+pub(super) struct ModuleOwner(ManuallyDrop<JITModule>);
+
+impl ModuleOwner {
+    pub(super) fn new(m: JITModule) -> ModuleOwner {
+        ModuleOwner(ManuallyDrop::new(m))
+    }
+
+    pub(super) fn module(&mut self) -> &mut JITModule {
+        &mut self.0
+    }
+}
+
+impl Drop for ModuleOwner {
+    fn drop(&mut self) {
+        // SAFETY: the module is taken exactly once (here), and `drop` has exclusive access, so
+        // no function of the module is running. Function pointers into it live only in the
+        // `Kernel` that owns this value and are dropped with it, never called again.
+        unsafe { ManuallyDrop::take(&mut self.0).free_memory() }
+    }
+}
+
+/// A read-only element buffer passed to [`Kernel::call`].
+#[derive(Clone, Copy, Debug)]
+pub enum Buf<'a> {
+    /// `f32` elements.
+    F32(&'a [f32]),
+    /// `f64` elements.
+    F64(&'a [f64]),
+    /// `bool` elements (one byte each).
+    Bool(&'a [bool]),
+}
+
+/// A writable element buffer passed to [`Kernel::call`].
+#[derive(Debug)]
+pub enum BufMut<'a> {
+    /// `f32` elements.
+    F32(&'a mut [f32]),
+    /// `f64` elements.
+    F64(&'a mut [f64]),
+    /// `bool` elements (one byte each; the kernel only ever writes `false`/`true`).
+    Bool(&'a mut [bool]),
+}
+
+impl Buf<'_> {
+    /// The element dtype.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Buf::F32(_) => DType::F32,
+            Buf::F64(_) => DType::F64,
+            Buf::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Buf::F32(v) => v.len(),
+            Buf::F64(v) => v.len(),
+            Buf::Bool(v) => v.len(),
+        }
+    }
+
+    /// True if the buffer has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn addr(&self) -> usize {
+        match self {
+            Buf::F32(v) => v.as_ptr() as usize,
+            Buf::F64(v) => v.as_ptr() as usize,
+            Buf::Bool(v) => v.as_ptr() as usize,
+        }
+    }
+}
+
+impl BufMut<'_> {
+    /// The element dtype.
+    pub fn dtype(&self) -> DType {
+        match self {
+            BufMut::F32(_) => DType::F32,
+            BufMut::F64(_) => DType::F64,
+            BufMut::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            BufMut::F32(v) => v.len(),
+            BufMut::F64(v) => v.len(),
+            BufMut::Bool(v) => v.len(),
+        }
+    }
+
+    /// True if the buffer has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn addr(&mut self) -> usize {
+        match self {
+            BufMut::F32(v) => v.as_mut_ptr() as usize,
+            BufMut::F64(v) => v.as_mut_ptr() as usize,
+            BufMut::Bool(v) => v.as_mut_ptr() as usize,
+        }
+    }
+
+    /// Copies `src` (of the same dtype and length, checked by the caller) into this buffer.
+    fn copy_from(&mut self, src: Buf<'_>) {
+        match (self, src) {
+            (BufMut::F32(d), Buf::F32(s)) => d.copy_from_slice(s),
+            (BufMut::F64(d), Buf::F64(s)) => d.copy_from_slice(s),
+            (BufMut::Bool(d), Buf::Bool(s)) => d.copy_from_slice(s),
+            _ => unreachable!("dtypes checked before the copy"),
+        }
+    }
+}
+
+impl<'a> From<&'a Tensor> for Buf<'a> {
+    fn from(t: &'a Tensor) -> Buf<'a> {
+        match t.data() {
+            Data::F32(v) => Buf::F32(v),
+            Data::F64(v) => Buf::F64(v),
+            Data::Bool(v) => Buf::Bool(v),
+        }
+    }
+}
+
+impl<'a> From<&'a mut Tensor> for BufMut<'a> {
+    fn from(t: &'a mut Tensor) -> BufMut<'a> {
+        match t.data_mut() {
+            Data::F32(v) => BufMut::F32(v),
+            Data::F64(v) => BufMut::F64(v),
+            Data::Bool(v) => BufMut::Bool(v),
+        }
+    }
+}
+
+/// Caller-owned scratch memory for one [`Kernel`]: the values of the graph that are neither
+/// inputs nor outputs, plus the buffer-address tables. 64-byte aligned. Reuse it across calls
+/// (that is what makes [`Kernel::call`] allocation-free); use one per thread.
+pub struct Workspace {
+    kernel: u64,
+    mem: Vec<Line>,
+    /// Input addresses, then output addresses (written by each call).
+    ptrs: Vec<usize>,
+}
+
+impl fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workspace")
+            .field("kernel", &self.kernel)
+            .field("bytes", &(self.mem.len() * size_of::<Line>()))
+            .finish()
+    }
+}
+
+impl Workspace {
+    /// Size of the scratch memory in bytes.
+    pub fn bytes(&self) -> usize {
+        self.mem.len() * size_of::<Line>()
+    }
+}
+
+/// Source of kernel identities (a workspace remembers the kernel that made it).
+static NEXT_KERNEL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A compiled graph: native code computing the graph's outputs from its inputs.
+///
+/// Cheap to share between threads (`Send + Sync`): give each thread its own [`Workspace`].
+/// Dropping the kernel frees its code.
+pub struct Kernel {
+    funcs: Vec<KernelFn>,
+    consts: Vec<Line>,
+    inputs: Vec<TensorType>,
+    outputs: Vec<TensorType>,
+    input_names: Vec<String>,
+    output_names: Vec<String>,
+    ws_bytes: usize,
+    post: Vec<PostCopy>,
+    id: u64,
+    /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
+    #[allow(dead_code)]
+    module: ModuleOwner,
+}
+
+// SAFETY: `Kernel` is `Send` already except for the `JITModule` (which is `Send` but not `Sync`).
+// The module is only ever touched in `Drop`, through `&mut`. Everything reachable through
+// `&Kernel` is immutable: finalized machine code, the constant blob and the metadata. Each call
+// writes only to the caller's exclusive output buffers and its `&mut Workspace`, so concurrent
+// calls share no mutable state.
+unsafe impl Sync for Kernel {}
+
+impl fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernel")
+            .field("inputs", &self.input_names)
+            .field("outputs", &self.output_names)
+            .field("functions", &self.funcs.len())
+            .field("workspace_bytes", &self.ws_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the compiler hands to [`Kernel::new`].
+pub(super) struct Parts {
+    pub funcs: Vec<KernelFn>,
+    pub consts: Vec<Line>,
+    pub inputs: Vec<TensorType>,
+    pub outputs: Vec<TensorType>,
+    pub input_names: Vec<String>,
+    pub output_names: Vec<String>,
+    pub ws_bytes: usize,
+    pub post: Vec<PostCopy>,
+}
+
+impl Kernel {
+    pub(super) fn new(p: Parts, module: ModuleOwner) -> Kernel {
+        Kernel {
+            funcs: p.funcs,
+            consts: p.consts,
+            inputs: p.inputs,
+            outputs: p.outputs,
+            input_names: p.input_names,
+            output_names: p.output_names,
+            ws_bytes: p.ws_bytes,
+            post: p.post,
+            id: NEXT_KERNEL_ID.fetch_add(1, Ordering::Relaxed),
+            module,
+        }
+    }
+
+    /// The types of the inputs, in [`crate::Graph::inputs`] order.
+    pub fn input_types(&self) -> &[TensorType] {
+        &self.inputs
+    }
+
+    /// The types of the outputs, in [`crate::Graph::outputs`] order.
+    pub fn output_types(&self) -> &[TensorType] {
+        &self.outputs
+    }
+
+    /// The input names.
+    pub fn input_names(&self) -> &[String] {
+        &self.input_names
+    }
+
+    /// The output names ([`crate::Graph::value_name`]).
+    pub fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    /// Bytes of scratch memory one call needs.
+    pub fn workspace_bytes(&self) -> usize {
+        self.ws_bytes
+    }
+
+    /// Number of compiled functions the graph was split into.
+    pub fn function_count(&self) -> usize {
+        self.funcs.len()
+    }
+
+    /// A fresh workspace for this kernel.
+    pub fn workspace(&self) -> Workspace {
+        Workspace {
+            kernel: self.id,
+            mem: vec![Line([0; 64]); self.ws_bytes.div_ceil(size_of::<Line>()).max(1)],
+            ptrs: vec![0; self.inputs.len() + self.outputs.len()],
+        }
+    }
+
+    /// Runs the kernel on host tensors, allocating the outputs and a workspace.
+    ///
+    /// # Errors
+    /// [`CallError`] if the number or the types of the inputs are wrong.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CallError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(CallError::InputCount {
+                expected: self.inputs.len(),
+                got: inputs.len(),
+            });
+        }
+        for (k, (t, ty)) in inputs.iter().zip(&self.inputs).enumerate() {
+            if t.ty() != *ty {
+                return Err(CallError::InputType {
+                    index: k,
+                    name: self.input_names[k].clone(),
+                    expected: ty.clone(),
+                    got: t.ty(),
+                });
+            }
+        }
+        let mut outs: Vec<Tensor> = self.outputs.iter().map(|t| Tensor::splat(t, 0.0)).collect();
+        let ins: Vec<Buf<'_>> = inputs.iter().map(Buf::from).collect();
+        let mut bufs: Vec<BufMut<'_>> = outs.iter_mut().map(BufMut::from).collect();
+        let mut ws = self.workspace();
+        self.call(&ins, &mut bufs, &mut ws)?;
+        drop(bufs);
+        Ok(outs)
+    }
+
+    /// Runs the kernel on caller buffers without allocating: `inputs` in input order,
+    /// `outputs` in output order (overwritten), `ws` from [`Kernel::workspace`].
+    ///
+    /// # Errors
+    /// [`CallError`] (before any code runs) if a count, a dtype or a length is wrong, or if the
+    /// workspace belongs to another kernel.
+    pub fn call(
+        &self,
+        inputs: &[Buf<'_>],
+        outputs: &mut [BufMut<'_>],
+        ws: &mut Workspace,
+    ) -> Result<(), CallError> {
+        self.check(inputs, outputs, ws)?;
+        let n_in = inputs.len();
+        for (slot, b) in ws.ptrs.iter_mut().zip(inputs) {
+            *slot = b.addr();
+        }
+        for (slot, b) in ws.ptrs[n_in..].iter_mut().zip(outputs.iter_mut()) {
+            *slot = b.addr();
+        }
+        let ins = ws.ptrs.as_ptr().cast::<*const u8>();
+        let outs = ws.ptrs[n_in..].as_ptr().cast::<*mut u8>();
+        let scratch = ws.mem.as_mut_ptr().cast::<u8>();
+        let consts = self.consts.as_ptr().cast::<u8>();
+        for f in &self.funcs {
+            // SAFETY: `check` verified that there is one buffer per input and output, each of
+            // the planned dtype and element count, and that `ws` was made by this kernel (so it
+            // has `ws_bytes` of 64-byte aligned memory and one address slot per buffer). The
+            // address tables hold exactly those buffers' addresses; the output buffers are
+            // exclusively borrowed for this call; the compiled code reads and writes only
+            // within these buffers, the workspace and the constant blob (offsets planned from
+            // the same types), writes only 0/1 into bool memory, and `self` keeps the code
+            // mapped for the duration of the call.
+            unsafe { f(ins, outs, scratch, consts) };
+        }
+        for p in &self.post {
+            match p {
+                PostCopy::Input { out, input } => outputs[*out].copy_from(inputs[*input]),
+                PostCopy::Const { out, value } => outputs[*out].copy_from(Buf::from(&**value)),
+            }
+        }
+        Ok(())
+    }
+
+    fn check(
+        &self,
+        inputs: &[Buf<'_>],
+        outputs: &[BufMut<'_>],
+        ws: &Workspace,
+    ) -> Result<(), CallError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(CallError::InputCount {
+                expected: self.inputs.len(),
+                got: inputs.len(),
+            });
+        }
+        if outputs.len() != self.outputs.len() {
+            return Err(CallError::OutputCount {
+                expected: self.outputs.len(),
+                got: outputs.len(),
+            });
+        }
+        for (k, (b, ty)) in inputs.iter().zip(&self.inputs).enumerate() {
+            if b.dtype() != ty.dtype || b.len() != ty.numel() {
+                return Err(CallError::InputBuffer {
+                    index: k,
+                    name: self.input_names[k].clone(),
+                    expected: ty.clone(),
+                    dtype: b.dtype(),
+                    len: b.len(),
+                });
+            }
+        }
+        for (k, (b, ty)) in outputs.iter().zip(&self.outputs).enumerate() {
+            if b.dtype() != ty.dtype || b.len() != ty.numel() {
+                return Err(CallError::OutputBuffer {
+                    index: k,
+                    name: self.output_names[k].clone(),
+                    expected: ty.clone(),
+                    dtype: b.dtype(),
+                    len: b.len(),
+                });
+            }
+        }
+        if ws.kernel != self.id
+            || ws.bytes() < self.ws_bytes
+            || ws.ptrs.len() != self.inputs.len() + self.outputs.len()
+        {
+            return Err(CallError::ForeignWorkspace);
+        }
+        Ok(())
+    }
+}
