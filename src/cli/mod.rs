@@ -423,8 +423,12 @@ mod tests {
     }
 
     fn values(p: &Prepared, x: &[f64]) -> Vec<f64> {
+        values_on(p, x, Backend::Interp)
+    }
+
+    fn values_on(p: &Prepared, x: &[f64], backend: Backend) -> Vec<f64> {
         let inputs: Vec<Tensor> = x.iter().map(|&v| Tensor::scalar_f64(v)).collect();
-        evaluate(&p.graph, &inputs, Backend::Interp)
+        evaluate(&p.graph, &inputs, backend)
             .unwrap()
             .iter()
             .map(|t| t.scalar_value().unwrap())
@@ -438,7 +442,10 @@ mod tests {
             assert_eq!(p.outputs, ["y"]);
             assert_eq!(p.grads, ["x1", "x2"]);
             for (x1, x2) in [(3.0, 4.0), (-1.5, 0.25)] {
-                assert_eq!(values(&p, &[x1, x2]), [x1 * x1 + x2, 2.0 * x1, 1.0]);
+                for backend in [Backend::Interp, Backend::Jit] {
+                    let v = values_on(&p, &[x1, x2], backend);
+                    assert_eq!(v, [x1 * x1 + x2, 2.0 * x1, 1.0], "{backend:?}");
+                }
             }
             let names: Vec<String> = p
                 .graph
@@ -523,13 +530,12 @@ mod tests {
         assert_eq!(&outs[..2], &[y, x1]);
         assert!(outs[2] != y);
         assert_eq!(g.value_name(outs[2]), "y_again");
-        let r = evaluate(
-            &g,
-            &[Tensor::scalar_f64(3.0), Tensor::scalar_f64(4.0)],
-            Backend::Interp,
-        )
-        .unwrap();
-        assert_eq!(r[2].scalar_value(), Some(13.0));
+        let x = [Tensor::scalar_f64(3.0), Tensor::scalar_f64(4.0)];
+        for backend in [Backend::Interp, Backend::Jit] {
+            let r = evaluate(&g, &x, backend).unwrap();
+            let r: Vec<f64> = r.iter().map(|t| t.scalar_value().unwrap()).collect();
+            assert_eq!(r, [13.0, 3.0, 13.0], "{backend:?}");
+        }
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub(super) fn kernel_signature(ptr: Type, call_conv: CallConv) -> Signature {
 pub(super) fn math_signature(f: MathFn, dtype: DType, call_conv: CallConv) -> Signature {
     let ty = val_ty(dtype);
     let mut sig = Signature::new(call_conv);
-    sig.params.extend(std::iter::repeat_n(AbiParam::new(ty), f.arity()));
+    sig.params
+        .extend(std::iter::repeat_n(AbiParam::new(ty), f.arity()));
     sig.returns.push(AbiParam::new(ty));
     sig
 }
@@ -366,10 +367,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             Op::Broadcast => {
                 let size = node.ty.dtype.size_bytes();
                 let out = &node.ty.shape;
-                let src_st = bytes(
-                    &broadcast_strides(&g.ty(node.inputs[0]).shape, out),
-                    size,
-                );
+                let src_st = bytes(&broadcast_strides(&g.ty(node.inputs[0]).shape, out), size);
                 let src = self.home(node.inputs[0]);
                 let dst = self.home(id);
                 self.copy(node.ty.dtype, out, dst, contiguous(out, size), src, src_st);
@@ -546,7 +544,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let dt = node.ty.dtype;
         let size = dt.size_bytes() as i64;
         let r = node.ty.rank();
-        let (m, k, n) = (xt.shape[xt.rank() - 2], xt.shape[xt.rank() - 1], node.ty.shape[r - 1]);
+        let (m, k, n) = (
+            xt.shape[xt.rank() - 2],
+            xt.shape[xt.rank() - 1],
+            node.ty.shape[r - 1],
+        );
         let batch = &node.ty.shape[..r - 2];
         let bx = broadcast_strides(&xt.shape[..xt.rank() - 2], batch);
         let by = broadcast_strides(&yt.shape[..yt.rank() - 2], batch);

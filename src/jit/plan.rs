@@ -333,7 +333,9 @@ mod tests {
     #[test]
     fn dead_nodes_get_no_code_and_a_node_never_shares_its_operands_memory() {
         let mut g = Graph::new("t");
-        let x = g.add_input("x", TensorType::new(DType::F32, vec![4])).unwrap();
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![4]))
+            .unwrap();
         let dead = g.push(Op::Exp, vec![x], Attrs::None).unwrap();
         let a = g.push(Op::Neg, vec![x], Attrs::None).unwrap();
         let b = g.push(Op::Abs, vec![a], Attrs::None).unwrap();
@@ -352,7 +354,9 @@ mod tests {
     #[test]
     fn splat_constants_become_immediates_and_others_go_to_the_blob() {
         let mut g = Graph::new("t");
-        let x = g.add_input("x", TensorType::new(DType::F64, vec![2])).unwrap();
+        let x = g
+            .add_input("x", TensorType::new(DType::F64, vec![2]))
+            .unwrap();
         let s = g.add_const(Tensor::from_f64(vec![2], vec![-0.0, -0.0]));
         let c = g.add_const(Tensor::from_f64(vec![2], vec![1.0, 2.0]));
         let y = g.push(Op::Add, vec![x, s], Attrs::None).unwrap();

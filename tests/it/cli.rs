@@ -235,7 +235,10 @@ fn inputs_from_stdin_and_wrt_subset() {
     // Gradients come in input order whatever the --wrt order.
     let args = ["run", p(&seed), "--inputs", "-", "--grad", "--wrt", "x2,x1"];
     let text = ok_stdin(&args, br#"{"x2": 0.5, "x1": -2}"#);
-    assert!(text.ends_with("\"gradients\": {\"x1\": -4.0, \"x2\": 1.0}}\n"), "{text}");
+    assert!(
+        text.ends_with("\"gradients\": {\"x1\": -4.0, \"x2\": 1.0}}\n"),
+        "{text}"
+    );
 }
 
 #[test]
