@@ -1,0 +1,84 @@
+//! A fast hasher for value-name tables (the parser's name map, the printer's name set).
+//!
+//! Names are short ASCII strings and a million-node file has a million of them, so SipHash (the
+//! std default) dominates parsing in unoptimized builds. This is the multiply-rotate hash rustc
+//! uses for identifiers, seeded per table from std's random keys so that hash values differ
+//! between runs.
+//!
+//! Deliberately not provided: resistance to deliberately colliding inputs. Like rustc with
+//! source files, the reader treats a `.gir` file as trusted not to be a hash-flooding attack; a
+//! flood degrades speed only (never correctness or memory safety).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher, RandomState};
+
+const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+/// The hasher state.
+pub(super) struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Fold the high bits (where the multiply mixes best) into the low ones.
+        self.0.rotate_left(26)
+    }
+}
+
+impl NameHasher {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+}
+
+/// Builds [`NameHasher`]s from a random per-table seed.
+#[derive(Clone)]
+pub(super) struct BuildNameHasher(u64);
+
+impl Default for BuildNameHasher {
+    fn default() -> Self {
+        BuildNameHasher(RandomState::new().hash_one(0x9e37_79b9_u32))
+    }
+}
+
+impl BuildHasher for BuildNameHasher {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher(self.0)
+    }
+}
+
+/// A map keyed by names.
+pub(super) type NameMap<K, V> = HashMap<K, V, BuildNameHasher>;
+/// A set of names.
+pub(super) type NameSet<K> = HashSet<K, BuildNameHasher>;
