@@ -30,3 +30,8 @@ mod tensor;
 pub use error::Error;
 pub use ir::{Attrs, DType, Graph, GraphBuilder, Node, NodeId, Op, Origin, TensorType, Var};
 pub use tensor::{Data, Tensor};
+
+/// The README's code blocks, compiled and run as doctests so the README cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

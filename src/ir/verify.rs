@@ -48,10 +48,10 @@ pub fn verify(g: &Graph) -> Result<(), VerifyErrors> {
                 message: m,
             })
         };
-        if let Some(name) = &n.name {
-            if !names.insert(name.clone()) {
-                err(format!("duplicate name %{name}"));
-            }
+        if let Some(name) = &n.name
+            && !names.insert(name.clone())
+        {
+            err(format!("duplicate name %{name}"));
         }
         if n.inputs.iter().any(|x| x.index() >= i) {
             err("an operand does not precede its user".into());

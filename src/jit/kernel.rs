@@ -143,6 +143,42 @@ impl BufMut<'_> {
     }
 }
 
+impl<'a> From<&'a [f32]> for Buf<'a> {
+    fn from(v: &'a [f32]) -> Buf<'a> {
+        Buf::F32(v)
+    }
+}
+
+impl<'a> From<&'a [f64]> for Buf<'a> {
+    fn from(v: &'a [f64]) -> Buf<'a> {
+        Buf::F64(v)
+    }
+}
+
+impl<'a> From<&'a [bool]> for Buf<'a> {
+    fn from(v: &'a [bool]) -> Buf<'a> {
+        Buf::Bool(v)
+    }
+}
+
+impl<'a> From<&'a mut [f32]> for BufMut<'a> {
+    fn from(v: &'a mut [f32]) -> BufMut<'a> {
+        BufMut::F32(v)
+    }
+}
+
+impl<'a> From<&'a mut [f64]> for BufMut<'a> {
+    fn from(v: &'a mut [f64]) -> BufMut<'a> {
+        BufMut::F64(v)
+    }
+}
+
+impl<'a> From<&'a mut [bool]> for BufMut<'a> {
+    fn from(v: &'a mut [bool]) -> BufMut<'a> {
+        BufMut::Bool(v)
+    }
+}
+
 impl<'a> From<&'a Tensor> for Buf<'a> {
     fn from(t: &'a Tensor) -> Buf<'a> {
         match t.data() {
@@ -189,6 +225,36 @@ impl Workspace {
     }
 }
 
+/// Counters from compiling one kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KernelStats {
+    /// Nodes that got code.
+    pub nodes_compiled: u64,
+    /// Nodes skipped because no output depends on them.
+    pub nodes_dead: u64,
+    /// Workspace values placed in the range of a value that was already dead.
+    pub buffers_reused: u64,
+    /// Cranelift functions the graph was split into.
+    pub functions: u64,
+    /// Wall-clock compile time.
+    pub compile_time: std::time::Duration,
+}
+
+impl fmt::Display for KernelStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "nodes_compiled={} nodes_dead={} buffers_reused={} functions={} compile_time={:?}",
+            self.nodes_compiled,
+            self.nodes_dead,
+            self.buffers_reused,
+            self.functions,
+            self.compile_time
+        )
+    }
+}
+
 /// Source of kernel identities (a workspace remembers the kernel that made it).
 static NEXT_KERNEL_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -201,10 +267,13 @@ pub struct Kernel {
     consts: Vec<Line>,
     inputs: Vec<TensorType>,
     outputs: Vec<TensorType>,
+    /// `(dtype, element count)` of each input, then of each output (what `call` checks).
+    sig: Vec<(DType, usize)>,
     input_names: Vec<String>,
     output_names: Vec<String>,
     ws_bytes: usize,
     post: Vec<PostCopy>,
+    stats: KernelStats,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -223,8 +292,8 @@ impl fmt::Debug for Kernel {
         f.debug_struct("Kernel")
             .field("inputs", &self.input_names)
             .field("outputs", &self.output_names)
-            .field("functions", &self.funcs.len())
             .field("workspace_bytes", &self.ws_bytes)
+            .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
@@ -239,11 +308,19 @@ pub(super) struct Parts {
     pub output_names: Vec<String>,
     pub ws_bytes: usize,
     pub post: Vec<PostCopy>,
+    pub stats: KernelStats,
 }
 
 impl Kernel {
     pub(super) fn new(p: Parts, module: ModuleOwner) -> Kernel {
+        let sig = p
+            .inputs
+            .iter()
+            .chain(&p.outputs)
+            .map(|t| (t.dtype, t.numel()))
+            .collect();
         Kernel {
+            sig,
             funcs: p.funcs,
             consts: p.consts,
             inputs: p.inputs,
@@ -252,6 +329,7 @@ impl Kernel {
             output_names: p.output_names,
             ws_bytes: p.ws_bytes,
             post: p.post,
+            stats: p.stats,
             id: NEXT_KERNEL_ID.fetch_add(1, Ordering::Relaxed),
             module,
         }
@@ -285,6 +363,11 @@ impl Kernel {
     /// Number of compiled functions the graph was split into.
     pub fn function_count(&self) -> usize {
         self.funcs.len()
+    }
+
+    /// What the compiler did.
+    pub fn stats(&self) -> &KernelStats {
+        &self.stats
     }
 
     /// A fresh workspace for this kernel.
@@ -388,34 +471,57 @@ impl Kernel {
                 got: outputs.len(),
             });
         }
-        for (k, (b, ty)) in inputs.iter().zip(&self.inputs).enumerate() {
-            if b.dtype() != ty.dtype || b.len() != ty.numel() {
+        let n_in = self.inputs.len();
+        for (k, (b, &want)) in inputs.iter().zip(&self.sig).enumerate() {
+            if (b.dtype(), b.len()) != want {
                 return Err(CallError::InputBuffer {
                     index: k,
                     name: self.input_names[k].clone(),
-                    expected: ty.clone(),
+                    expected: self.inputs[k].clone(),
                     dtype: b.dtype(),
                     len: b.len(),
                 });
             }
         }
-        for (k, (b, ty)) in outputs.iter().zip(&self.outputs).enumerate() {
-            if b.dtype() != ty.dtype || b.len() != ty.numel() {
+        for (k, (b, &want)) in outputs.iter().zip(&self.sig[n_in..]).enumerate() {
+            if (b.dtype(), b.len()) != want {
                 return Err(CallError::OutputBuffer {
                     index: k,
                     name: self.output_names[k].clone(),
-                    expected: ty.clone(),
+                    expected: self.outputs[k].clone(),
                     dtype: b.dtype(),
                     len: b.len(),
                 });
             }
         }
-        if ws.kernel != self.id
-            || ws.bytes() < self.ws_bytes
-            || ws.ptrs.len() != self.inputs.len() + self.outputs.len()
-        {
+        if ws.kernel != self.id || ws.bytes() < self.ws_bytes || ws.ptrs.len() != self.sig.len() {
             return Err(CallError::ForeignWorkspace);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn kernels_workspaces_and_errors_cross_threads() {
+        send_sync::<Kernel>();
+        send_sync::<Workspace>();
+        send_sync::<super::super::JitError>();
+        send_sync::<CallError>();
+    }
+
+    #[test]
+    fn buffers_report_dtype_and_length() {
+        let t = Tensor::new(vec![2], Data::Bool(vec![true, false]));
+        let b = Buf::from(&t);
+        assert_eq!((b.dtype(), b.len()), (DType::Bool, 2));
+        let mut v = [0f32; 3];
+        let m = BufMut::F32(&mut v);
+        assert_eq!((m.dtype(), m.len(), m.is_empty()), (DType::F32, 3, false));
     }
 }

@@ -762,6 +762,72 @@ impl Lowerer<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::TensorType;
+
+    /// Lowers all of `g` into one function and returns (blocks, CLIF text).
+    fn lowered(g: &Graph) -> (usize, String) {
+        let plan = super::super::plan::plan(g, usize::MAX).unwrap();
+        let math: MathIds = crate::ops::MathFn::ALL
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &f)| {
+                [
+                    ((f, DType::F32), 2 * i as u32),
+                    ((f, DType::F64), 2 * i as u32 + 1),
+                ]
+            })
+            .collect();
+        let cc = CallConv::SystemV;
+        let mut func = Function::with_name_signature(
+            cranelift_codegen::ir::UserFuncName::user(0, 99),
+            kernel_signature(types::I64, cc),
+        );
+        let mut fctx = FunctionBuilderContext::new();
+        let target = TargetFrontendConfig {
+            default_call_conv: cc,
+            pointer_width: target_lexicon::PointerWidth::U64,
+            page_size_align_log2: 12,
+        };
+        build_function(&mut func, &mut fctx, g, &plan, &plan.steps, &math, target);
+        (func.layout.blocks().count(), func.display().to_string())
+    }
+
+    #[test]
+    fn scalar_nodes_are_straight_line_and_tensors_are_flat_loops() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", TensorType::scalar(DType::F64)).unwrap();
+        let y = g.push(Op::Mul, vec![x, x], Attrs::None).unwrap();
+        let z = g.push(Op::Exp, vec![y], Attrs::None).unwrap();
+        g.set_outputs(vec![z]);
+        let (blocks, clif) = lowered(&g);
+        assert_eq!(blocks, 1, "{clif}");
+        assert!(clif.contains("fmul") && clif.contains("call"), "{clif}");
+
+        // [2,3] + [2,3] and [2,3] * scalar: one flat loop each (entry, then head + exit per
+        // loop).
+        let mut g = Graph::new("t");
+        let a = g
+            .add_input("a", TensorType::new(DType::F32, vec![2, 3]))
+            .unwrap();
+        let s = g.add_input("s", TensorType::scalar(DType::F32)).unwrap();
+        let y = g.push(Op::Add, vec![a, a], Attrs::None).unwrap();
+        let z = g.push(Op::Mul, vec![y, s], Attrs::None).unwrap();
+        g.set_outputs(vec![z]);
+        let (blocks, clif) = lowered(&g);
+        assert_eq!(blocks, 1 + 2 + 2, "{clif}");
+
+        // A true broadcast ([2,1] + [1,3]) needs a two-level nest.
+        let mut g = Graph::new("t");
+        let a = g
+            .add_input("a", TensorType::new(DType::F64, vec![2, 1]))
+            .unwrap();
+        let b = g
+            .add_input("b", TensorType::new(DType::F64, vec![1, 3]))
+            .unwrap();
+        let y = g.push(Op::Sub, vec![a, b], Attrs::None).unwrap();
+        g.set_outputs(vec![y]);
+        assert_eq!(lowered(&g).0, 1 + 4);
+    }
 
     #[test]
     fn collapse_merges_contiguous_dims_and_keeps_broadcast_ones() {

@@ -30,9 +30,29 @@
 //!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence. Functions never
 //!    call each other, so there are no cross-function relocations.
 //!
+//! # Memory layout
+//! Inputs are read from the caller's buffers and computed outputs are written straight into the
+//! caller's output buffers. Every other value lives in the [`Workspace`] (64-byte aligned,
+//! caller-owned, reusable): byte offsets are fixed at compile time by a linear scan in node
+//! order that reuses the range of a value after its last reader (values under 64 bytes take
+//! 8-byte-aligned ranges, larger ones 64-byte-aligned ranges). Constants whose elements are all
+//! bitwise equal become immediates; other constants live in a 64-byte aligned blob owned by the
+//! kernel. Outputs that are inputs or constants are copied by [`Kernel::call`] after the code
+//! ran. Nodes no output depends on get no code.
+//!
+//! # Kernel ABI
+//! Each compiled function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
+//! ws: *mut u8, consts: *const u8)`: a table of the input buffer addresses (input order), a
+//! table of the output buffer addresses (output order), the workspace base and the constant
+//! blob base. Functions return nothing and never call each other; [`Kernel::call`] runs them in
+//! order after checking every buffer. Bool elements are bytes holding 0 or 1; the code never
+//! writes anything else into bool memory.
+//!
 //! # Agreement with the interpreter
 //! Same operation order, same dtype, no `fma`, no reassociation, and math functions call the
-//! same Rust methods: results equal [`crate::interp::run`] bit for bit, up to NaN payloads.
+//! same Rust methods: results equal [`crate::interp::run`] bit for bit, up to NaN payloads
+//! (the tests check every op in f32 and f64, with broadcasting, special values and gradient
+//! graphs).
 //!
 //! Deliberately absent: fusion, vectorization, unrolling (the elementwise rules are emitted
 //! through [`crate::ops::ScalarEmit`] inside loop bodies so a later tier can add them), and
@@ -43,7 +63,7 @@ mod libm;
 mod lower;
 mod plan;
 
-pub use kernel::{Buf, BufMut, Kernel, Workspace};
+pub use kernel::{Buf, BufMut, Kernel, KernelStats, Workspace};
 
 use crate::ir::{DType, Graph, TensorType, VerifyErrors};
 use cranelift_codegen::control::ControlPlane;
@@ -92,7 +112,7 @@ pub enum JitError {
     UnsupportedHost(String),
     /// Cranelift rejected a setting (a bug in gradlift).
     #[error("invalid Cranelift setting")]
-    Settings(#[source] settings::SetError),
+    Settings(#[source] Box<settings::SetError>),
     /// Cranelift rejected a generated function (a bug in the lowering; with
     /// [`JitConfig::verifier`] on, the source lists the verifier's findings).
     #[error("Cranelift failed to compile function {function}")]
@@ -101,18 +121,24 @@ pub enum JitError {
         function: usize,
         /// Cranelift's error.
         #[source]
-        source: ModuleError,
+        source: Box<ModuleError>,
     },
     /// Declaring, linking or mapping the code failed (a bug, or the OS refused executable
     /// memory).
     #[error("Cranelift failed to link the kernel")]
-    Module(#[source] ModuleError),
+    Module(#[source] Box<ModuleError>),
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
     TooLarge {
         /// What overflowed.
         what: String,
     },
+}
+
+impl JitError {
+    fn module(e: ModuleError) -> JitError {
+        JitError::Module(Box::new(e))
+    }
 }
 
 /// A kernel was called with buffers that do not match its signature. Nothing ran.
@@ -208,6 +234,9 @@ pub fn compile(g: &Graph) -> Result<Kernel, JitError> {
 /// memory cannot be addressed, and the Cranelift variants if code generation fails (bugs or an
 /// unsupported host).
 pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
+    let started = std::time::Instant::now();
+    // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
+    // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
     let plan = plan::plan(g, cfg.max_ops_per_function)?;
     let isa = host_isa(cfg.verifier)?;
@@ -225,7 +254,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         let sig = lower::math_signature(f, d, call_conv);
         let id = module
             .declare_function(name, Linkage::Import, &sig)
-            .map_err(JitError::Module)?;
+            .map_err(JitError::module)?;
         math.insert((f, d), id.as_u32());
     }
     let sig = lower::kernel_signature(ptr, call_conv);
@@ -233,7 +262,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     for i in 0..plan.chunks.len() {
         let id = module
             .declare_function(&format!("chunk{i}"), Linkage::Local, &sig)
-            .map_err(JitError::Module)?;
+            .map_err(JitError::module)?;
         ids.push(id);
     }
 
@@ -261,13 +290,13 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
                 .define_function(id, &mut ctx)
                 .map_err(|source| JitError::Codegen {
                     function: i,
-                    source,
+                    source: Box::new(source),
                 })?;
         }
     } else {
         // Workers build and compile functions i ≡ w (mod threads); this thread links them in
         // order as they arrive.
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compiled, ModuleError>)>();
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compiled, Box<ModuleError>>)>();
         std::thread::scope(|s| -> Result<(), JitError> {
             for w in 0..threads {
                 let tx = tx.clone();
@@ -294,12 +323,12 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
                 })?;
                 module
                     .define_function_bytes(ids[i], c.align, &c.code, &c.relocs)
-                    .map_err(JitError::Module)?;
+                    .map_err(JitError::module)?;
             }
             Ok(())
         })?;
     }
-    module.finalize_definitions().map_err(JitError::Module)?;
+    module.finalize_definitions().map_err(JitError::module)?;
     let funcs = ids
         .iter()
         .map(|&id| {
@@ -325,6 +354,13 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         output_names: g.outputs().iter().map(|&o| g.value_name(o)).collect(),
         ws_bytes: plan.ws_bytes,
         post: plan.post,
+        stats: KernelStats {
+            nodes_compiled: plan.steps.len() as u64,
+            nodes_dead: plan.nodes_dead,
+            buffers_reused: plan.buffers_reused,
+            functions: plan.chunks.len() as u64,
+            compile_time: started.elapsed(),
+        },
     };
     Ok(Kernel::new(parts, owner))
 }
@@ -374,9 +410,9 @@ impl Job<'_> {
 
     /// Compiles the function in `ctx` to machine code (what `JITModule::define_function` does,
     /// minus the linking, so it can run off the module's thread).
-    fn compile(&self, i: usize, ctx: &mut Context) -> Result<Compiled, ModuleError> {
+    fn compile(&self, i: usize, ctx: &mut Context) -> Result<Compiled, Box<ModuleError>> {
         ctx.compile(&**self.isa, &mut ControlPlane::default())
-            .map_err(|e| ModuleError::Compilation(e.inner))?;
+            .map_err(|e| Box::new(ModuleError::Compilation(e.inner)))?;
         let code = ctx.compiled_code().expect("compiled just above");
         let align = u64::from(code.buffer.alignment);
         let bytes = code.code_buffer().to_vec();
@@ -409,13 +445,15 @@ fn host_isa(verifier: bool) -> Result<OwnedTargetIsa, JitError> {
         ("is_pic", "false"),
         ("use_colocated_libcalls", "false"),
     ] {
-        flags.set(k, v).map_err(JitError::Settings)?;
+        flags
+            .set(k, v)
+            .map_err(|e| JitError::Settings(Box::new(e)))?;
     }
     let builder =
         cranelift_native::builder().map_err(|e| JitError::UnsupportedHost(e.to_string()))?;
     let isa = builder
         .finish(settings::Flags::new(flags))
-        .map_err(|e: CodegenError| JitError::Module(ModuleError::Compilation(e)))?;
+        .map_err(|e: CodegenError| JitError::module(ModuleError::Compilation(e)))?;
     cache[slot] = Some(isa.clone());
     Ok(isa)
 }

@@ -81,6 +81,8 @@ pub(super) struct Plan {
     pub post: Vec<PostCopy>,
     /// Number of workspace values whose range was reused from a dead value.
     pub buffers_reused: u64,
+    /// Number of non-leaf nodes that get no code (no output depends on them).
+    pub nodes_dead: u64,
 }
 
 /// Plans `g` (already verified).
@@ -146,6 +148,7 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize) -> Result<Plan, JitEr
     };
     let mut consts: Vec<u8> = Vec::new();
     let mut ws = Arena::default();
+    let mut ws_size = vec![0usize; n];
     let mut steps = Vec::new();
     for i in 0..n {
         if !live[i] {
@@ -177,15 +180,18 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize) -> Result<Plan, JitEr
                         .numel()
                         .checked_mul(node.ty.dtype.size_bytes())
                         .ok_or(too_large())?;
-                    locs[i] = Loc::Ws(ws.alloc(bytes)?);
+                    let (off, size) = ws.alloc(bytes)?;
+                    locs[i] = Loc::Ws(off);
+                    ws_size[i] = size;
                 }
                 // Free the operands read for the last time here (after allocating this node's
                 // own range, so a node never overwrites its operands).
                 for (k, x) in node.inputs.iter().enumerate() {
-                    if last_use[x.index()] == i && !node.inputs[..k].contains(x) {
-                        if let Loc::Ws(off) = locs[x.index()] {
-                            ws.free(off);
-                        }
+                    if last_use[x.index()] == i
+                        && !node.inputs[..k].contains(x)
+                        && let Loc::Ws(off) = locs[x.index()]
+                    {
+                        ws.free(off, ws_size[x.index()]);
                     }
                 }
             }
@@ -208,6 +214,9 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize) -> Result<Plan, JitEr
         consts,
         post,
         buffers_reused: ws.reused,
+        nodes_dead: (0..n)
+            .filter(|&i| !live[i] && live_code(nodes[i].op))
+            .count() as u64,
     })
 }
 
@@ -232,7 +241,7 @@ pub(super) fn splat_bits(t: &Tensor) -> Option<u64> {
     match t.data() {
         Data::F32(v) => all_same(v, |x| u64::from(x.to_bits())),
         Data::F64(v) => all_same(v, f64::to_bits),
-        Data::Bool(v) => all_same(v, |x| u64::from(x)),
+        Data::Bool(v) => all_same(v, u64::from),
     }
 }
 
@@ -250,10 +259,10 @@ fn align_up(x: usize, a: usize) -> Option<usize> {
 #[derive(Default)]
 struct Arena {
     top: usize,
-    /// Free ranges by size.
+    /// Free ranges below [`BIG_ALIGN`] bytes, by size / 8 (the common scalar case: no tree).
+    small: [Vec<usize>; BIG_ALIGN / 8],
+    /// Free ranges of [`BIG_ALIGN`] bytes or more, by size.
     free: BTreeMap<usize, Vec<usize>>,
-    /// Size of each allocated range by offset.
-    sizes: BTreeMap<usize, usize>,
     reused: u64,
 }
 
@@ -262,9 +271,10 @@ struct Arena {
 const MAX_WS: usize = isize::MAX as usize / 2;
 
 impl Arena {
-    /// Sizes are rounded to 8 bytes (so f64 stays aligned), or to 64 bytes with 64-byte
-    /// alignment for anything of a cache line or more.
-    fn alloc(&mut self, bytes: usize) -> Result<usize, JitError> {
+    /// Allocates a range for `bytes` and returns `(offset, size)`; pass both to
+    /// [`Arena::free`]. Sizes are rounded to 8 bytes (so f64 stays aligned), or to 64 bytes
+    /// with 64-byte alignment for anything of a cache line or more.
+    fn alloc(&mut self, bytes: usize) -> Result<(usize, usize), JitError> {
         let (size, align) = if bytes < BIG_ALIGN {
             (align_up(bytes.max(1), 8).ok_or(too_large())?, 8)
         } else {
@@ -272,19 +282,29 @@ impl Arena {
         };
         // Best fit among free ranges of at most twice the size. A free range of size >= 64 is
         // 64-aligned, and one below 64 is 8-aligned, so any fit satisfies `align`.
-        let fit = self
-            .free
-            .range(size..=size.saturating_mul(2))
-            .next()
-            .map(|(&s, _)| s);
-        if let Some(s) = fit {
-            let list = self.free.get_mut(&s).expect("key just found");
-            let off = list.pop().expect("free lists are non-empty");
-            if list.is_empty() {
-                self.free.remove(&s);
+        if size < BIG_ALIGN {
+            let hi = (2 * size).min(BIG_ALIGN - 8);
+            for s in (size..=hi).step_by(8) {
+                if let Some(off) = self.small[s / 8].pop() {
+                    self.reused += 1;
+                    return Ok((off, s));
+                }
             }
-            self.reused += 1;
-            return Ok(off);
+        } else {
+            let fit = self
+                .free
+                .range(size..=size.saturating_mul(2))
+                .next()
+                .map(|(&s, _)| s);
+            if let Some(s) = fit {
+                let list = self.free.get_mut(&s).expect("key just found");
+                let off = list.pop().expect("free lists are non-empty");
+                if list.is_empty() {
+                    self.free.remove(&s);
+                }
+                self.reused += 1;
+                return Ok((off, s));
+            }
         }
         let off = align_up(self.top, align).ok_or(too_large())?;
         let end = off.checked_add(size).ok_or(too_large())?;
@@ -292,13 +312,15 @@ impl Arena {
             return Err(too_large());
         }
         self.top = end;
-        self.sizes.insert(off, size);
-        Ok(off)
+        Ok((off, size))
     }
 
-    fn free(&mut self, off: usize) {
-        let size = self.sizes[&off];
-        self.free.entry(size).or_default().push(off);
+    fn free(&mut self, off: usize, size: usize) {
+        if size < BIG_ALIGN {
+            self.small[size / 8].push(off);
+        } else {
+            self.free.entry(size).or_default().push(off);
+        }
     }
 }
 
@@ -373,13 +395,19 @@ mod tests {
     fn best_fit_reuses_only_ranges_up_to_twice_the_size() {
         let mut a = Arena::default();
         let big = a.alloc(1000).unwrap();
-        a.free(big);
+        assert_eq!(big, (0, 1024));
+        a.free(big.0, big.1);
         // 100 bytes would waste more than half of the 1024-byte range: fresh allocation.
         let small = a.alloc(100).unwrap();
-        assert_ne!(small, big);
-        assert_eq!(small % BIG_ALIGN, 0);
+        assert_eq!(small, (1024, 128));
         let again = a.alloc(600).unwrap();
         assert_eq!(again, big);
         assert_eq!(a.reused, 1);
+        // Small ranges: an 8-byte value may take a free 16-byte range, but not a 24-byte one.
+        let (o24, s24) = a.alloc(20).unwrap();
+        assert_eq!(s24, 24);
+        a.free(o24, s24);
+        assert_ne!(a.alloc(8).unwrap().0, o24);
+        assert_eq!(a.alloc(12).unwrap(), (o24, 24));
     }
 }

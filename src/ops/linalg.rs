@@ -31,7 +31,7 @@ pub(super) const MATMUL: OpRules = OpRules {
                         for j in 0..nn {
                             let mut acc = $zero;
                             for p in 0..k {
-                                acc = acc + $xv[ox + i * k + p] * $yv[oy + p * nn + j];
+                                acc += $xv[ox + i * k + p] * $yv[oy + p * nn + j];
                             }
                             out.push(acc);
                         }

@@ -108,7 +108,7 @@ macro_rules! reduce_in {
         if let Kind::Mean = $kind {
             let c = count as $t;
             for a in &mut acc {
-                *a = *a / c;
+                *a /= c;
             }
         }
         acc

@@ -59,7 +59,7 @@ fn is(g: &Graph, id: NodeId, v: f64) -> bool {
 
 /// Applies the identities in the table above.
 pub fn simplify(g: &mut Graph) -> SimplifyStats {
-    let rewritten = rebuild(g, |new, n| rewrite(new, n));
+    let rewritten = rebuild(g, rewrite);
     SimplifyStats {
         nodes_rewritten: rewritten,
     }
@@ -136,10 +136,10 @@ fn rewrite(g: &mut Graph, n: &Node) -> Rewrite {
             }
         }
         Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
-            if let Attrs::Reduce { axes, .. } = &n.attrs {
-                if axes.is_empty() {
-                    return alias(g, a.expect("unary"));
-                }
+            if let Attrs::Reduce { axes, .. } = &n.attrs
+                && axes.is_empty()
+            {
+                return alias(g, a.expect("unary"));
             }
         }
         Op::Select => {

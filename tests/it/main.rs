@@ -2,4 +2,8 @@
 
 mod cli;
 mod jit;
+mod props;
+mod random;
+mod scale;
 mod text;
+mod worked_example;
