@@ -115,7 +115,13 @@ fn fill(
 ) -> Result<(), String> {
     let shape = &sig.ty.shape;
     if axis == shape.len() {
-        return element(v, out).map_err(|m| format!("{m} at {}", at(&sig.name, path)));
+        return element(v, out).map_err(|m| {
+            if path.is_empty() {
+                m
+            } else {
+                format!("{m} at {}", at(&sig.name, path))
+            }
+        });
     }
     let n = shape[axis];
     match v {
