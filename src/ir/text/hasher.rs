@@ -82,3 +82,22 @@ impl BuildHasher for BuildNameHasher {
 pub(super) type NameMap<K, V> = HashMap<K, V, BuildNameHasher>;
 /// A set of names.
 pub(super) type NameSet<K> = HashSet<K, BuildNameHasher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_hash_consistently_and_spread() {
+        let b = BuildNameHasher::default();
+        assert_eq!(b.hash_one("v12"), b.hash_one("v12"));
+        let mut set: NameSet<String> = NameSet::default();
+        let hashes: std::collections::HashSet<u64> =
+            (0..10_000).map(|i| b.hash_one(format!("v{i}"))).collect();
+        assert_eq!(hashes.len(), 10_000);
+        // Lengths are mixed in, so zero padding does not collide.
+        assert_ne!(b.hash_one(&b"ab"[..]), b.hash_one(&b"ab\0"[..]));
+        set.insert("x".into());
+        assert!(set.contains("x") && !set.contains("y"));
+    }
+}

@@ -26,9 +26,13 @@
 //! ```
 //!
 //! **API Boundary.** [`parse`] and [`print()`] are the whole interface. `print(parse(text))` is
-//! canonical (printing is idempotent), and `parse(print(g))` is [`Graph::same`] as `g` for any
-//! graph that satisfies the graph invariants, whose non-input, non-output nodes have identifier
-//! names or none, and whose NaN constants are the canonical quiet NaN (the text has one `nan`).
+//! canonical (printing is idempotent), and `parse(print(g))` is [`Graph::same`] as `g` whenever
+//! `g` satisfies the graph invariants ([`crate::ir::verify`]) and: its inputs and outputs are
+//! named (the parser names every output after the value it lists, so an unnamed output `%26`
+//! comes back named `26`); its other nodes have identifier names or none (digit-only names are
+//! dropped there, as the parser does); and its NaN constants are the canonical quiet NaN (the
+//! text has one `nan`, so NaN payloads and signs are not kept). Graph names that are not
+//! identifiers are printed sanitized (`my graph` → `@my_graph`).
 //!
 //! **Architecture Invariant.** The reader never panics and never recurses, whatever the input,
 //! and allocates in proportion to a declared shape only after checking it: types are limited to

@@ -359,21 +359,6 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        let arity_ok = match rules.arity {
-            Arity::Exact(n) => inputs.len() == n,
-            Arity::Variadic => !inputs.is_empty(),
-        };
-        if !arity_ok {
-            let want = match rules.arity {
-                Arity::Exact(1) => "1 operand".to_string(),
-                Arity::Exact(n) => format!("{n} operands"),
-                Arity::Variadic => "one or more operands".to_string(),
-            };
-            return Err(cur.err(
-                op_tok.col,
-                format!("`{op}` takes {want}, found {}", inputs.len()),
-            ));
-        }
         // Attributes.
         let table = attr_table(rules.attrs);
         let mut slots: [Option<(AttrVal, u32)>; 2] = [None, None];
@@ -396,14 +381,6 @@ impl<'a> Parser<'a> {
             let val = parse_attr_value(cur, table[k])?;
             slots[k] = Some((val, vt.col));
         }
-        for (spec, slot) in table.iter().zip(&slots) {
-            if spec.required && slot.is_none() {
-                return Err(cur.err(
-                    op_tok.col,
-                    format!("`{op}` requires the attribute `{}`", spec.key),
-                ));
-            }
-        }
         // Optional type annotation, then the end of the line.
         let annotation = if cur.peek().tok == Tok::Punct(':') {
             cur.next();
@@ -420,6 +397,29 @@ impl<'a> Parser<'a> {
                 (false, false) => "an attribute `key=value`, `: TYPE` or end of line",
             };
             return Err(cur.expected(t, what));
+        }
+        let arity_ok = match rules.arity {
+            Arity::Exact(n) => inputs.len() == n,
+            Arity::Variadic => !inputs.is_empty(),
+        };
+        if !arity_ok {
+            let want = match rules.arity {
+                Arity::Exact(1) => "1 operand".to_string(),
+                Arity::Exact(n) => format!("{n} operands"),
+                Arity::Variadic => "one or more operands".to_string(),
+            };
+            return Err(cur.err(
+                op_tok.col,
+                format!("`{op}` takes {want}, found {}", inputs.len()),
+            ));
+        }
+        for (spec, slot) in table.iter().zip(&slots) {
+            if spec.required && slot.is_none() {
+                return Err(cur.err(
+                    op_tok.col,
+                    format!("`{op}` requires the attribute `{}`", spec.key),
+                ));
+            }
         }
         let rank = inputs.first().map_or(0, |&x| self.g.ty(x).rank());
         let attrs = build_attrs(cur, rules.attrs, slots, rank)?;
@@ -903,5 +903,46 @@ fn bool_literal(cur: &Cursor<'_, '_>, t: Token<'_>) -> Result<bool, ParseError> 
         Tok::Word("true") => Ok(true),
         Tok::Word("false") => Ok(false),
         _ => Err(cur.expected(t, "`true` or `false` for a bool constant")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_op_is_reachable_by_name_with_its_attribute_table() {
+        for op in Op::ALL {
+            if matches!(op, Op::Input | Op::Const) {
+                assert_eq!(Op::from_name(op.name()), None);
+                continue;
+            }
+            assert_eq!(Op::from_name(op.name()), Some(op));
+            let keys: Vec<&str> = attr_table(ops::rules(op).attrs)
+                .iter()
+                .map(|s| s.key)
+                .collect();
+            // The spec's table, by hand.
+            let want: &[&str] = match op {
+                Op::Powi => &["n"],
+                Op::Cast => &["to"],
+                Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
+                    &["axes", "keepdims"]
+                }
+                Op::Reshape | Op::Broadcast => &["shape"],
+                Op::Transpose => &["perm"],
+                Op::Slice => &["start", "stop"],
+                Op::Concat => &["axis"],
+                _ => &[],
+            };
+            assert_eq!(keys, want, "{op}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_only_a_graph_header_needs_output_and_brace() {
+        let e = parse("graph @g {\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 1));
+        assert!(e.message.contains("`output` statement and `}`"), "{e}");
     }
 }
