@@ -446,6 +446,20 @@ fn bench_json_has_the_keys_with_sane_values() {
     // The adjoint graph has more nodes than the 5 forward ones.
     assert!(num(&out["nodes"]) > 5.0, "{out}");
     assert_eq!(num(&out["nodes"]).fract(), 0.0);
+    // Explicit inputs and --wrt follow the rules of `run`.
+    let inputs = write(&d, "in.json", r#"{"x1": 3, "x2": 4}"#);
+    let args = [
+        "bench",
+        p(&seed),
+        "--inputs",
+        p(&inputs),
+        "--grad",
+        "--wrt",
+        "x1",
+        "--json",
+    ];
+    let with_inputs = json(&ok(&args));
+    assert!(num(&with_inputs["jit_ns_per_call"]) > 0.0, "{with_inputs}");
     // The table form mentions the same measurements.
     let table = ok(&["bench", p(&seed)]);
     assert!(
