@@ -348,6 +348,14 @@ pub fn infer(op: Op, operands: &[&TensorType], attrs: &Attrs) -> Result<TensorTy
             attr_kind(attrs)
         )));
     }
+    if let Attrs::Powi { n: i32::MIN } = attrs {
+        // Its derivative would need the exponent n - 1, which does not fit in an i32.
+        return Err(err(format!(
+            "powi exponent must be in {}..={}",
+            i32::MIN + 1,
+            i32::MAX
+        )));
+    }
     let ty = (r.infer)(operands, attrs).map_err(err)?;
     if crate::ir::checked_numel(&ty.shape).is_none() || ty.shape.contains(&0) {
         return Err(err(format!(
