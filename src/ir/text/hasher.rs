@@ -2,7 +2,7 @@
 //!
 //! Names are short ASCII strings and a million-node file has a million of them, so SipHash (the
 //! std default) dominates parsing in unoptimized builds. This is the multiply-rotate hash rustc
-//! uses for identifiers, seeded per table from std's random keys so that hash values differ
+//! uses for identifiers (with MurmurHash3's finalizer), seeded per table from std's random keys so that hash values differ
 //! between runs.
 //!
 //! Deliberately not provided: resistance to deliberately colliding inputs. Like rustc with
@@ -50,8 +50,14 @@ impl Hasher for NameHasher {
     }
 
     fn finish(&self) -> u64 {
-        // Fold the high bits (where the multiply mixes best) into the low ones.
-        self.0.rotate_left(26)
+        // MurmurHash3's 64-bit finalizer: every output bit depends on every state bit, so both
+        // the bucket index (low bits) and the control tag (high bits) hashbrown takes are mixed.
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
     }
 }
 

@@ -93,7 +93,8 @@ impl<'g> Labels<'g> {
                 *slot = true;
             }
         }
-        let mut used: NameSet<&str> = NameSet::default();
+        let named = g.nodes().iter().filter(|n| n.name.is_some()).count();
+        let mut used: NameSet<&str> = NameSet::with_capacity_and_hasher(named, Default::default());
         // Numbers that kept digit-only names spell (`007` spells no number: it is not `%7`).
         let mut numbers: NameSet<u64> = NameSet::default();
         let kept: Vec<Option<&str>> = g
