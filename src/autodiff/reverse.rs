@@ -65,9 +65,8 @@ pub fn grad(g: &mut Graph, y: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, cra
     let b = GraphBuilder::from_graph(std::mem::take(g));
     let res = grad_in(&b, y, wrt);
     let built = b.check();
-    *g = b
-        .into_graph(&outputs)
-        .unwrap_or_else(|_| unreachable!("check() passed above"));
+    *g = b.take_graph();
+    g.set_outputs(outputs);
     let grads = res?;
     built?;
     Ok(grads)

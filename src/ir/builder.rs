@@ -274,6 +274,12 @@ impl GraphBuilder {
         Ok(g)
     }
 
+    /// Takes the graph out, whatever errors were recorded (nodes that failed were never added,
+    /// so it is a valid graph). The builder is left empty.
+    pub(crate) fn take_graph(&self) -> Graph {
+        std::mem::take(&mut *self.graph.borrow_mut())
+    }
+
     /// Takes the graph out (leaving the builder empty), with outputs set to `outputs` (names
     /// unchanged).
     ///
