@@ -2,6 +2,7 @@
 
 mod cli;
 mod jit;
+mod mlp;
 mod props;
 mod random;
 mod scale;
