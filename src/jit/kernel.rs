@@ -6,7 +6,8 @@
 //! only touches the memory the plan gave it (the caller's buffers, the workspace and the
 //! constant blob, all of the checked sizes), and the JIT memory is freed only in `Drop`.
 //!
-//! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`].
+//! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`]
+//! itself (the GEMM behind large matmuls allocates its packing memory per call; see `gemm`).
 #![allow(unsafe_code)]
 
 use super::plan::PostCopy;
@@ -201,7 +202,8 @@ impl<'a> From<&'a mut Tensor> for BufMut<'a> {
 
 /// Caller-owned scratch memory for one [`Kernel`]: the values of the graph that are neither
 /// inputs nor outputs, plus the buffer-address tables. 64-byte aligned. Reuse it across calls
-/// (that is what makes [`Kernel::call`] allocation-free); use one per thread.
+/// (so [`Kernel::call`] allocates nothing itself; only the GEMM behind large matmuls
+/// allocates packing memory); use one per thread.
 pub struct Workspace {
     kernel: u64,
     mem: Vec<Line>,

@@ -10,9 +10,12 @@
 //!   `ops::rules(op).lower` rule against the [`ScalarEmit`] implementation below, and stores
 //!   the result. Broadcasting is index/stride arithmetic; adjacent dimensions that every access
 //!   walks contiguously are merged first, so most nests are one flat loop.
-//! - Reductions, `matmul`: an outer nest over the output and an inner nest over the reduced
-//!   dimensions (the operand's row-major order), accumulating in the operand's dtype exactly as
-//!   the interpreter does (no `fma`, no reassociation).
+//! - Reductions: an outer nest over the output and an inner nest over the reduced dimensions
+//!   (the operand's row-major order), accumulating in the operand's dtype exactly as the
+//!   interpreter does (no `fma`, no reassociation).
+//! - `matmul`: a nest over the batch dimensions calling the GEMM wrapper ([`super::gemm`]) per
+//!   matrix, or for small products and splat operands the reduction scheme above. Operands
+//!   that are fused transposes are read through permuted strides.
 //! - Data movement (`reshape`, `transpose`, `broadcast`, `slice`, `concat`): strided copies of
 //!   the raw element bits.
 //!

@@ -25,7 +25,9 @@
 //! 3. `lower`: each chunk becomes one Cranelift function; every node is a loop nest (straight
 //!    line for one-element values) that loads its operands from memory and stores its result,
 //!    with elementwise bodies emitted by the op's `ops::rules(op).lower` rule. Math-library
-//!    calls go to `extern "C"` wrappers (`libm`) registered by name.
+//!    calls go to `extern "C"` wrappers (`libm`) registered by name. A `matmul` above a small
+//!    size calls a tuned GEMM (`gemm`, also an `extern "C"` wrapper) once per batch matrix,
+//!    and a transpose read only by matmuls is fused into them as strides (never copied).
 //! 4. The functions are compiled (on worker threads when there are several), linked into one
 //!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence. Functions never
 //!    call each other, so there are no cross-function relocations.
@@ -52,7 +54,11 @@
 //! Same operation order, same dtype, no `fma`, no reassociation, and math functions call the
 //! same Rust methods: results equal [`crate::interp::run`] bit for bit, up to NaN payloads
 //! (the tests check every op in f32 and f64, with broadcasting, special values and gradient
-//! graphs).
+//! graphs). The exception is a `matmul` computed by the GEMM (`m·k·n > 128`): it blocks and
+//! vectorizes the sum over `k`, so its elements agree within `k·ε·Σ|a||b|` (the sum of both
+//! orders' worst-case rounding), and values computed from it within that error propagated.
+//! Results are deterministic all the same: the GEMM runs on the calling thread with a fixed
+//! blocking, so the same inputs give the same bits on every call.
 //!
 //! Deliberately absent: fusion, vectorization, unrolling (the elementwise rules are emitted
 //! through [`crate::ops::ScalarEmit`] inside loop bodies so a later tier can add them), and
