@@ -1,6 +1,8 @@
 //! The one integration-test binary: each module covers one area.
 
 mod cli;
+mod differential;
+mod fuzz_check;
 mod jit;
 mod props;
 mod random;
