@@ -389,10 +389,17 @@ impl Graph {
     /// (`reshape` to its own shape) so every output is a distinct node with its own name.
     ///
     /// # Errors
-    /// If a name is not a valid `.gir` value name or is already used by an unrelated node.
+    /// If an id is not a node of the graph, or a name is not a valid `.gir` value name or is
+    /// already used by an unrelated node.
     pub fn set_named_outputs(&mut self, outputs: &[(&str, NodeId)]) -> Result<(), ShapeError> {
         let mut outs: Vec<NodeId> = Vec::with_capacity(outputs.len());
         for &(name, id) in outputs {
+            if id.index() >= self.nodes.len() {
+                return Err(ShapeError::new(
+                    Op::Reshape,
+                    format!("output %{name}: {id} is not a node of the graph"),
+                ));
+            }
             if !builder::is_value_name(name) {
                 return Err(ShapeError::new(
                     self.node(id).op,
@@ -442,8 +449,17 @@ impl Graph {
     /// Appends an input of type `ty` named `name`.
     ///
     /// # Errors
-    /// If another node already has this name.
+    /// If another node already has this name, or the type is invalid (a zero dimension, or more
+    /// than [`MAX_ELEMENTS`] elements: such a graph could never be evaluated).
     pub fn add_input(&mut self, name: &str, ty: TensorType) -> Result<NodeId, ShapeError> {
+        if !ty.is_valid() {
+            return Err(ShapeError::new(
+                Op::Input,
+                format!(
+                    "input %{name}: type {ty} has a zero dimension or more than 2^31 - 1 elements"
+                ),
+            ));
+        }
         if self.nodes.iter().any(|n| n.name.as_deref() == Some(name)) {
             return Err(ShapeError::new(
                 Op::Input,

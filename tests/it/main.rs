@@ -3,6 +3,7 @@
 mod cli;
 mod differential;
 mod fuzz_check;
+mod hostile;
 mod jit;
 mod props;
 mod random;
