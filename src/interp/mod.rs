@@ -56,6 +56,11 @@ pub enum EvalError {
 ///
 /// # Errors
 /// [`EvalError`] if the inputs do not match the graph's inputs.
+///
+/// # Panics
+/// If `g` breaks the graph invariants (graphs from the builder, the parser, reverse mode and
+/// the optimizer never do; run [`crate::ir::verify`] on graphs assembled by hand through
+/// [`Graph::nodes_mut`] or [`Graph::append`]).
 pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
     run_impl(g, inputs, false)
 }

@@ -332,6 +332,9 @@ impl Graph {
     }
 
     /// Node `id`.
+    ///
+    /// # Panics
+    /// If `id` is not a node of this graph (ids come from this graph's own methods).
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.index()]
     }
@@ -347,6 +350,9 @@ impl Graph {
     }
 
     /// Type of node `id`.
+    ///
+    /// # Panics
+    /// As [`Graph::node`].
     pub fn ty(&self, id: NodeId) -> &TensorType {
         &self.nodes[id.index()].ty
     }
@@ -377,6 +383,9 @@ impl Graph {
     }
 
     /// The name a value is known by: its name, or its number (`7` for an unnamed `%7`).
+    ///
+    /// # Panics
+    /// As [`Graph::node`].
     pub fn value_name(&self, id: NodeId) -> String {
         match &self.nodes[id.index()].name {
             Some(n) => n.to_string(),
@@ -437,11 +446,17 @@ impl Graph {
     }
 
     /// Sets a node's name.
+    ///
+    /// # Panics
+    /// As [`Graph::node`].
     pub fn set_name(&mut self, id: NodeId, name: Option<&str>) {
         self.nodes[id.index()].name = name.map(Into::into);
     }
 
     /// Sets a node's origin.
+    ///
+    /// # Panics
+    /// As [`Graph::node`].
     pub fn set_origin(&mut self, id: NodeId, origin: Origin) {
         self.nodes[id.index()].origin = origin;
     }

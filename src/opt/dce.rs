@@ -3,7 +3,7 @@
 //!
 //! Inputs are never removed: they are the graph's signature.
 
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Graph, NodeId, Op, Origin};
 use std::fmt;
 
 /// Counters of one DCE run.
@@ -58,6 +58,13 @@ pub fn eliminate_dead_nodes(g: &mut Graph) -> DceStats {
     for node in nodes.iter_mut() {
         for x in &mut node.inputs {
             *x = map[x.index()];
+        }
+        // Provenance follows the renumbering; the forward node of a removed one is gone.
+        if let Origin::Adjoint(f) = node.origin {
+            node.origin = match map.get(f.index()) {
+                Some(&m) if m.0 != u32::MAX => Origin::Adjoint(m),
+                _ => Origin::None,
+            };
         }
     }
     g.set_outputs(outputs);

@@ -231,3 +231,39 @@ fn cli_check_finite_reports_the_line() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.starts_with("error: non-finite value (") && err.contains("= div %x, %z at "), "{err}");
 }
+
+/// The optimizer renumbers nodes; adjoint origins must follow, so provenance stays right after
+/// optimization (before this was fixed they pointed at whatever node took the old number).
+#[test]
+fn adjoint_origins_survive_optimization() {
+    use gradlift::Origin;
+    let src = "graph @g {\n  %x = input f64[3]\n  %dead = exp %x\n  %a = sin %x\n  \
+               %b = mul %a, %a\n  %c = log %b\n  %s = reduce_sum %c\n  output %s\n}\n";
+    let mut g = text::parse(src).unwrap();
+    let (x, s) = (g.inputs()[0], g.outputs()[0]);
+    let d = gradlift::autodiff::grad(&mut g, s, &[x]).unwrap()[0];
+    g.set_outputs(vec![s, d]);
+    let fwd_ops = |g: &Graph| -> Vec<Op> {
+        let mut v: Vec<Op> = g
+            .nodes()
+            .iter()
+            .filter_map(|n| match n.origin {
+                Origin::Adjoint(f) => {
+                    let fwd = &g.nodes()[f.index()];
+                    assert!(!matches!(fwd.origin, Origin::Adjoint(_)), "{f} is an adjoint node");
+                    Some(fwd.op)
+                }
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let before = fwd_ops(&g);
+    assert!(before.contains(&Op::Log) && before.contains(&Op::Sin), "{before:?}");
+    gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+    let after = fwd_ops(&g);
+    assert!(after.iter().all(|op| before.contains(op)), "{before:?} vs {after:?}");
+    assert!(after.contains(&Op::Log), "{after:?}");
+}

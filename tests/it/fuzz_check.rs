@@ -7,8 +7,9 @@
 //!   verifies, prints, reads back as the same graph, and prints identically (printing is
 //!   canonical).
 //! - [`pipeline`]: "parse → grad → optimize → compile → call" on arbitrary bytes: nothing panics,
-//!   a verified graph always compiles (resource limits aside), and the JIT, the interpreter and
-//!   the unoptimized graph agree on inputs derived from the bytes.
+//!   a verified graph always compiles (resource limits aside), the JIT, the interpreter and
+//!   the unoptimized graph agree on inputs derived from the bytes, and in checked mode (NaN
+//!   provenance) both backends stop at the same node and element.
 //!
 //! Both functions panic (with the offending `.gir` text) when a property fails: that is how
 //! libFuzzer and the test harness notice. They depend on nothing but `gradlift` and `std`.
@@ -253,6 +254,39 @@ pub fn pipeline(data: &[u8]) {
                 text::print(&unopt),
                 text::print(&g)
             );
+        }
+    }
+    // Checked mode: both backends stop at the same node and element, or neither stops (and
+    // then the checked kernel computed the same values).
+    let checked_cfg = JitConfig {
+        check_finite: true,
+        ..cfg
+    };
+    if let Ok(k) = jit::compile_with(&g, &checked_cfg) {
+        let by_jit = k.run(&inputs);
+        let by_interp = interp::run_checked(&g, &inputs);
+        match (by_interp, by_jit) {
+            (Ok(a), Ok(b)) => {
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(same_bits(x, y), "checked jit {y:?} != checked interp {x:?}");
+                }
+            }
+            (Err(interp::EvalError::NonFinite(a)), Err(jit::CallError::NonFinite(b))) => {
+                assert_eq!(
+                    (a.node, &a.index),
+                    (b.node, &b.index),
+                    "checked backends stopped at different places\n{}",
+                    text::print(&g)
+                );
+                // The report describes itself without panicking.
+                let _ = a.describe(&g, Some("fuzz.gir"));
+            }
+            (a, b) => panic!(
+                "checked backends disagree: interp {:?} vs jit {:?}\n{}",
+                a.err(),
+                b.err(),
+                text::print(&g)
+            ),
         }
     }
     // Outputs the graph lists as plain inputs or constants come back unchanged.
