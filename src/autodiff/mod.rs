@@ -193,3 +193,6 @@ fn check_seeds(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

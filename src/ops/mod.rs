@@ -542,4 +542,4 @@ pub(crate) fn next_index(idx: &mut [usize], shape: &[usize]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
