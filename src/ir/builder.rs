@@ -274,6 +274,12 @@ impl GraphBuilder {
         Ok(g)
     }
 
+    /// Takes the graph out, whatever errors were recorded (nodes that failed were never added,
+    /// so it is a valid graph). The builder is left empty.
+    pub(crate) fn take_graph(&self) -> Graph {
+        std::mem::take(&mut *self.graph.borrow_mut())
+    }
+
     /// Takes the graph out (leaving the builder empty), with outputs set to `outputs` (names
     /// unchanged).
     ///
@@ -645,12 +651,6 @@ impl<'b> std::ops::Neg for Var<'b> {
 // ---- derivatives beyond `grad` (forward mode, seeds, Jacobians, custom rules) ---------------
 
 impl GraphBuilder {
-    /// Takes the graph out even if an error was recorded (the drivers' graph-level wrappers put
-    /// it back into the caller's `&mut Graph` either way).
-    pub(crate) fn take_graph(&self) -> Graph {
-        std::mem::take(&mut *self.graph.borrow_mut())
-    }
-
     /// Runs a derivative driver on ids and maps the results back to `Var`s, surfacing any
     /// builder error recorded before or during it.
     fn derive<'b, T>(

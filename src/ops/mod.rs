@@ -25,6 +25,10 @@ use std::fmt;
 pub use elementwise::powi_ref;
 pub(crate) use reduce::reduced_shape;
 
+/// The largest `|n|` accepted by `powi` (derivatives lower `n` by one each, so this keeps every
+/// nested derivative's exponent in range).
+pub const MAX_POWI: u32 = 1 << 30;
+
 /// A shape or dtype error: an op was applied to operands or attributes it does not accept.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{op}: {message}{}", operand_list(.operands))]
@@ -472,6 +476,14 @@ pub fn infer(op: Op, operands: &[&TensorType], attrs: &Attrs) -> Result<TensorTy
             "expected {:?} attributes, found {:?}",
             r.attrs,
             attr_kind(attrs)
+        )));
+    }
+    if let Attrs::Powi { n } = attrs
+        && n.unsigned_abs() > MAX_POWI
+    {
+        // Each derivative lowers the exponent by one; the bound keeps that far from overflow.
+        return Err(err(format!(
+            "powi exponent {n} is outside -{MAX_POWI}..={MAX_POWI}"
         )));
     }
     let ty = (r.infer)(operands, attrs).map_err(err)?;
