@@ -1590,7 +1590,10 @@ fn long_chain_parses_and_prints() {
 /// The full million-node chain: 5-8 s in a debug build on a shared 2-core machine (parse
 /// 3.6-5.7 s, print 1.6-2.5 s), well under a second in release.
 #[test]
-#[cfg_attr(debug_assertions, ignore = "slow in debug builds (5-8 s); runs in release (CI)")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow in debug builds (5-8 s); runs in release (CI)"
+)]
 fn million_node_chain_parses_and_prints() {
     check_chain(1_000_000);
 }
