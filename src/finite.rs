@@ -111,7 +111,7 @@ fn location(origin: Origin, file: Option<&str>) -> String {
             None => format!(" at line {l}:{c}"),
         },
         Origin::Source(loc) => format!(" at {}:{}", loc.file(), loc.line()),
-        Origin::None | Origin::Adjoint(_) => String::new(),
+        Origin::None | Origin::Adjoint(_) | Origin::Tangent(_) => String::new(),
     }
 }
 
@@ -133,10 +133,15 @@ impl NonFinite {
         // forward nodes too); bounded, since origins of a valid graph point backwards.
         let mut origin = self.origin;
         let mut depth = 0;
-        while let Origin::Adjoint(f) = origin {
+        while let Origin::Adjoint(f) | Origin::Tangent(f) = origin {
+            let kind = if matches!(origin, Origin::Adjoint(_)) {
+                "adjoint"
+            } else {
+                "tangent"
+            };
             let fwd = g.nodes().get(f.index()).map_or(Origin::None, |n| n.origin);
             s.push_str(&format!(
-                " (adjoint of {}{}",
+                " ({kind} of {}{}",
                 statement(g, f),
                 location(fwd, file)
             ));
@@ -221,7 +226,10 @@ fn contributions(g: &Graph, id: NodeId, k: usize, idx: &[usize]) -> Vec<usize> {
     let out = &n.ty.shape;
     let xs = &g.ty(n.inputs[k]).shape;
     match (n.op, &n.attrs) {
-        (Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin, Attrs::Reduce { axes, keepdims }) => {
+        (
+            Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin,
+            Attrs::Reduce { axes, keepdims },
+        ) => {
             let st = strides(xs);
             // The operand index with the kept axes filled in from `idx`.
             let mut full = vec![0usize; xs.len()];
@@ -364,7 +372,9 @@ mod tests {
     #[test]
     fn elementwise_culprits_need_finite_operands_at_the_broadcast_index() {
         let mut g = Graph::new("t");
-        let x = g.add_input("x", TensorType::new(DType::F64, vec![2, 3])).unwrap();
+        let x = g
+            .add_input("x", TensorType::new(DType::F64, vec![2, 3]))
+            .unwrap();
         let c = g.add_const(Tensor::from_f64(vec![3], vec![1.0, 0.0, 2.0]));
         let d = g.push(Op::Div, vec![x, c], Attrs::None).unwrap();
         g.set_outputs(vec![d]);
@@ -387,9 +397,18 @@ mod tests {
     #[test]
     fn reductions_and_matmul_look_at_the_folded_elements() {
         let mut g = Graph::new("t");
-        let x = g.add_input("x", TensorType::new(DType::F32, vec![2, 2])).unwrap();
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![2, 2]))
+            .unwrap();
         let s = g
-            .push(Op::ReduceSum, vec![x], Attrs::Reduce { axes: vec![1], keepdims: true })
+            .push(
+                Op::ReduceSum,
+                vec![x],
+                Attrs::Reduce {
+                    axes: vec![1],
+                    keepdims: true,
+                },
+            )
             .unwrap();
         let m = g.push(Op::Matmul, vec![x, x], Attrs::None).unwrap();
         g.set_outputs(vec![s, m]);
@@ -417,7 +436,11 @@ mod tests {
             op: Op::Log,
             value: f64::NAN,
             index: vec![],
-            operands: vec![OperandSample { node: x, values: vec![-1.0], count: 1 }],
+            operands: vec![OperandSample {
+                node: x,
+                values: vec![-1.0],
+                count: 1,
+            }],
             origin: g.node(l).origin,
         };
         assert_eq!(

@@ -3,7 +3,7 @@
 //!
 //! Inputs are never removed: they are the graph's signature.
 
-use crate::ir::{Graph, NodeId, Op, Origin};
+use crate::ir::{Graph, NodeId, Op};
 use std::fmt;
 
 /// Counters of one DCE run.
@@ -60,12 +60,9 @@ pub fn eliminate_dead_nodes(g: &mut Graph) -> DceStats {
             *x = map[x.index()];
         }
         // Provenance follows the renumbering; the forward node of a removed one is gone.
-        if let Origin::Adjoint(f) = node.origin {
-            node.origin = match map.get(f.index()) {
-                Some(&m) if m.0 != u32::MAX => Origin::Adjoint(m),
-                _ => Origin::None,
-            };
-        }
+        node.origin = node
+            .origin
+            .renumbered(|f| map.get(f.index()).copied().filter(|m| m.0 != u32::MAX));
     }
     g.set_outputs(outputs);
     DceStats {

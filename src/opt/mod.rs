@@ -245,11 +245,7 @@ pub(crate) fn rebuild(g: &mut Graph, mut decide: impl FnMut(&mut Graph, &Node) -
             *x = map[x.index()];
         }
         // Provenance follows the renumbering (adjoint origins point at earlier nodes).
-        if let crate::ir::Origin::Adjoint(f) = n.origin
-            && let Some(&m) = map.get(f.index())
-        {
-            n.origin = crate::ir::Origin::Adjoint(m);
-        }
+        n.origin = n.origin.renumbered(|f| map.get(f.index()).copied());
         let decision = decide(&mut new, &n);
         new_is_output.resize(new.len(), false);
         let id = match decision {

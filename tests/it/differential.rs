@@ -193,7 +193,11 @@ fn check_gradients(
     }
     let mut r = crate::random::Rng(case.seed ^ 0xFD);
     for c in claims {
-        let gf = &per_f.iter().find(|(f, _)| *f == c.f).expect("built above").1;
+        let gf = &per_f
+            .iter()
+            .find(|(f, _)| *f == c.f)
+            .expect("built above")
+            .1;
         let x = &inputs[c.x];
         let ad = values[c.d].to_f64_vec();
         let n = x.numel();
@@ -442,7 +446,11 @@ fn json_value(t: &Tensor) -> String {
         if x.is_nan() {
             "\"nan\"".into()
         } else if x.is_infinite() {
-            if x > 0.0 { "\"inf\"".into() } else { "\"-inf\"".into() }
+            if x > 0.0 {
+                "\"inf\"".into()
+            } else {
+                "\"-inf\"".into()
+            }
         } else if f32 {
             format!("{:?}", x as f32)
         } else {
@@ -707,14 +715,20 @@ fn finite_differences_catch_a_wrong_gradient() {
             assert_eq!(stats.fd_checked, 2 * before, "case {i}");
         }
     }
-    assert!(caught >= 20, "only {caught} of 40 corrupted gradients caught");
+    assert!(
+        caught >= 20,
+        "only {caught} of 40 corrupted gradients caught"
+    );
 }
 
 #[test]
 fn json_values_nest_by_shape() {
     let t = Tensor::from_f64(vec![2, 1, 2], vec![1.0, -0.5, f64::NAN, 2.0]);
     assert_eq!(json_value(&t), "[[[1.0, -0.5]], [[\"nan\", 2.0]]]");
-    assert_eq!(json_value(&Tensor::scalar_f64(f64::NEG_INFINITY)), "\"-inf\"");
+    assert_eq!(
+        json_value(&Tensor::scalar_f64(f64::NEG_INFINITY)),
+        "\"-inf\""
+    );
     let b = Tensor::new(vec![2], Data::Bool(vec![true, false]));
     assert_eq!(json_value(&b), "[true, false]");
 }

@@ -183,7 +183,9 @@ impl Case {
                 for &d in &grads {
                     let ty = g.ty(d).clone();
                     let w = g.add_const(Tensor::from_fn(&ty, |_| r.uniform(-1.0, 1.0)));
-                    let p = g.push(Op::Mul, vec![d, w], Attrs::None).map_err(|e| e.to_string())?;
+                    let p = g
+                        .push(Op::Mul, vec![d, w], Attrs::None)
+                        .map_err(|e| e.to_string())?;
                     let s = g
                         .push(
                             Op::ReduceSum,
@@ -202,7 +204,9 @@ impl Case {
                     };
                     s2 = Some(match s2 {
                         None => s,
-                        Some(a) => g.push(Op::Add, vec![a, s], Attrs::None).map_err(|e| e.to_string())?,
+                        Some(a) => g
+                            .push(Op::Add, vec![a, s], Attrs::None)
+                            .map_err(|e| e.to_string())?,
                     });
                 }
                 let s2 = s2.expect("at least one gradient");
@@ -406,8 +410,11 @@ pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
                 },
             ),
             Op::Broadcast => {
-                let mut shape: Vec<usize> =
-                    ta.shape.iter().map(|&d| if d == 1 { 1 + r.below(3) } else { d }).collect();
+                let mut shape: Vec<usize> = ta
+                    .shape
+                    .iter()
+                    .map(|&d| if d == 1 { 1 + r.below(3) } else { d })
+                    .collect();
                 if shape.len() < MAX_RANK && r.one_in(2) {
                     shape.insert(0, 2);
                 }
