@@ -604,6 +604,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         for s in &mut outer[0] {
             *s *= (m * n) as i64;
         }
+        let raw = outer.clone();
         let outer_dims = collapse(batch, &mut outer);
         let dst = self.home(id);
         let [(xrs, xcs), (yrs, ycs)] = mats;
@@ -643,7 +644,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         // The loop nest: batch dims, then i, j; the inner loop over p.
         let mut dims = batch.to_vec();
         dims.extend([m, n]);
-        let [mut ob, mut xb, mut yb] = outer.clone();
+        let [mut ob, mut xb, mut yb] = raw;
         ob.extend([n as i64 * size, size]);
         xb.extend([xrs, 0]);
         yb.extend([0, ycs]);
@@ -876,7 +877,7 @@ mod tests {
 
     /// Lowers all of `g` into one function and returns (blocks, CLIF text).
     fn lowered(g: &Graph) -> (usize, String) {
-        let plan = super::super::plan::plan(g, usize::MAX).unwrap();
+        let plan = super::super::plan::plan(g, usize::MAX, true).unwrap();
         let math: MathIds = crate::ops::MathFn::ALL
             .iter()
             .enumerate()
