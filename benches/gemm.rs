@@ -7,7 +7,8 @@
 //! - f32 adjoints with transposed strides, no copies: `Xᵀ·G` (`784×64 · 64×256`, X stored
 //!   `64×784`), `G·W1ᵀ` (`64×256 · 256×784`, W1 stored `784×256`), `Hᵀ·G2` (`256×64 · 64×10`),
 //!   `G2·W2ᵀ` (`64×10 · 10×256`);
-//! - f64 `8×8·8×8`, `32×32·32×32`, `256×256·256×256`.
+//! - f64 squares of side 4, 5, 6 (around the JIT's loop-nest/GEMM switch at `m·k·n = 128`),
+//!   8, 32 and 256.
 //!
 //! `matrixmultiply` reads its thread count once per process from `MATMUL_NUM_THREADS`, so its
 //! two-thread figures come from a second run:
@@ -101,32 +102,26 @@ const F32_SHAPES: [Shape; 6] = [
     },
 ];
 
-const F64_SHAPES: [Shape; 3] = [
-    Shape {
-        name: "8x8x8",
-        m: 8,
-        k: 8,
-        n: 8,
-        a_t: false,
-        b_t: false,
-    },
-    Shape {
-        name: "32x32x32",
-        m: 32,
-        k: 32,
-        n: 32,
-        a_t: false,
-        b_t: false,
-    },
-    Shape {
-        name: "256x256x256",
-        m: 256,
-        k: 256,
-        n: 256,
-        a_t: false,
-        b_t: false,
-    },
+const F64_SHAPES: [Shape; 6] = [
+    sq("4x4x4", 4),
+    sq("5x5x5", 5),
+    sq("6x6x6", 6),
+    sq("8x8x8", 8),
+    sq("32x32x32", 32),
+    sq("256x256x256", 256),
 ];
+
+/// A square product `s×s · s×s`.
+const fn sq(name: &'static str, s: usize) -> Shape {
+    Shape {
+        name,
+        m: s,
+        k: s,
+        n: s,
+        a_t: false,
+        b_t: false,
+    }
+}
 
 /// The element types benchmarked, with the two crates' entry points.
 trait Elem:

@@ -13,10 +13,13 @@
 //! calling thread only ([`gemm::Parallelism::None`]), and the blocking depends only on the
 //! shape and strides, so the same inputs give the same bits on every call.
 //!
+//! Memory: the crate allocates packing memory per call, keeps a packing slab the size of the
+//! L2 cache (2 MB here) per calling thread for the thread's lifetime, and reads the cache
+//! sizes from `/sys` once per process.
+//!
 //! Deliberately absent: threads (a [`super::Kernel`] may be shared by many threads, each
 //! calling it; nested parallelism would oversubscribe the cores), and a preallocated packing
-//! buffer (the crate allocates its packing memory per call, so a kernel with GEMM calls is
-//! not allocation-free).
+//! buffer in the workspace (so a kernel with GEMM calls is not allocation-free).
 #![allow(unsafe_code)]
 
 use crate::ir::DType;

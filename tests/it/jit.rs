@@ -994,16 +994,23 @@ fn compiling_and_dropping_kernels_does_not_grow_memory() {
     for _ in 0..200 {
         cycle(); // warm up allocator caches
     }
-    let before = rss_bytes();
-    for _ in 0..2000 {
-        cycle();
+    // A leaked module costs at least one 4 KiB code page: 2000 leaks would be ~8 MB or more,
+    // in every round. RSS is process-wide, and other tests run concurrently (each test thread
+    // gets allocator arenas, and one calling a large matmul a 2 MB GEMM packing slab), so one
+    // round can grow by a few MB without any leak: pass if any of three rounds stays small.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let before = rss_bytes();
+        for _ in 0..2000 {
+            cycle();
+        }
+        let grown = rss_bytes().saturating_sub(before);
+        if grown < 3 << 20 {
+            return;
+        }
+        rounds.push(grown);
     }
-    let grown = rss_bytes().saturating_sub(before);
-    // A leaked module costs at least one 4 KiB code page: 2000 leaks would be ~8 MB or more.
-    assert!(
-        grown < 3 << 20,
-        "RSS grew by {grown} bytes over 2000 kernels"
-    );
+    panic!("RSS grew by {rounds:?} bytes over three rounds of 2000 kernels");
 }
 
 // ---- large graphs --------------------------------------------------------------------------
