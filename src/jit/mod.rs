@@ -54,7 +54,7 @@
 //! Same operation order, same dtype, no `fma`, no reassociation, and math functions call the
 //! same Rust methods: results equal [`crate::interp::run`] bit for bit, up to NaN payloads
 //! (the tests check every op in f32 and f64, with broadcasting, special values and gradient
-//! graphs). The exception is a `matmul` computed by the GEMM (`m·k·n > 128`): it blocks and
+//! graphs). The exception is a `matmul` computed by the GEMM (`m·k·n > 256`): it blocks and
 //! vectorizes the sum over `k`, so its elements agree within `k·ε·Σ|a||b|` (the sum of both
 //! orders' worst-case rounding), and values computed from it within that error propagated.
 //! Results are deterministic all the same: the GEMM runs on the calling thread with a fixed

@@ -298,7 +298,7 @@ fn cases(op: Op, d: DType) -> Vec<(Vec<TensorType>, Attrs)> {
             // Above the loop-nest size: GEMM calls, one per batch matrix, with broadcasting.
             (vec![t(d, &[9, 70]), t(d, &[70, 20])], Attrs::None),
             (vec![t(d, &[3, 1, 17, 9]), t(d, &[2, 9, 13])], Attrs::None),
-            (vec![t(d, &[5, 40]), t(d, &[2, 40, 1])], Attrs::None),
+            (vec![t(d, &[5, 60]), t(d, &[2, 60, 1])], Attrs::None),
             // Size-1 batch dimensions, on both paths.
             (vec![t(d, &[1, 2, 3]), t(d, &[1, 3, 2])], Attrs::None),
             (vec![t(d, &[1, 9, 20]), t(d, &[2, 1, 20, 13])], Attrs::None),
