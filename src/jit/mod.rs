@@ -62,6 +62,7 @@ mod kernel;
 mod libm;
 mod lower;
 mod plan;
+mod vmath;
 
 pub use kernel::{Buf, BufMut, Kernel, KernelStats, Workspace};
 
@@ -88,6 +89,17 @@ pub struct JitConfig {
     /// Worker threads for compiling functions; 0 means one per available core. Only graphs
     /// split into several functions use more than one.
     pub threads: usize,
+    /// Bitwise agreement with the interpreter: every transcendental calls the same scalar
+    /// libm function as the interpreter (lane by lane in vector loops), and reductions
+    /// accumulate in the interpreter's order (no reassociation; reductions across blocks are
+    /// then not split between threads). Default off: see the module docs for the tolerance.
+    pub exact_math: bool,
+    /// Loops over at least this many elements are cut into blocks that run on several
+    /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` keeps every
+    /// kernel single-threaded. Results do not depend on the number of threads, but the
+    /// blocking (decided by this setting) does fix the order of reassociated reductions.
+    /// Default 65536.
+    pub parallel_min_elements: usize,
 }
 
 impl Default for JitConfig {
@@ -96,6 +108,8 @@ impl Default for JitConfig {
             verifier: cfg!(debug_assertions),
             max_ops_per_function: 2000,
             threads: 0,
+            exact_math: false,
+            parallel_min_elements: 1 << 16,
         }
     }
 }
@@ -238,8 +252,22 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    let plan = plan::plan(g, cfg.max_ops_per_function)?;
+    let plan = plan::plan(
+        g,
+        &plan::PlanConfig {
+            max_ops_per_function: cfg.max_ops_per_function,
+            parallel_min_elements: cfg.parallel_min_elements,
+            exact: cfg.exact_math,
+        },
+    )?;
     let isa = host_isa(cfg.verifier)?;
+    let opts = lower::Opts {
+        exact: cfg.exact_math,
+        fma: isa
+            .isa_flags()
+            .iter()
+            .any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
+    };
     let mut jb = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
     for (_, _, name, ptr) in libm::symbols() {
         jb.symbol(name, ptr);
@@ -257,11 +285,15 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             .map_err(JitError::module)?;
         math.insert((f, d), id.as_u32());
     }
-    let sig = lower::kernel_signature(ptr, call_conv);
-    let mut ids = Vec::with_capacity(plan.chunks.len());
-    for i in 0..plan.chunks.len() {
+    let sigs = [
+        lower::kernel_signature(ptr, call_conv),
+        lower::block_signature(ptr, call_conv),
+    ];
+    let mut ids = Vec::with_capacity(plan.funcs.len());
+    for (i, f) in plan.funcs.iter().enumerate() {
+        let sig = &sigs[usize::from(matches!(f, plan::Func::Blocks(_)))];
         let id = module
-            .declare_function(&format!("chunk{i}"), Linkage::Local, &sig)
+            .declare_function(&format!("f{i}"), Linkage::Local, sig)
             .map_err(JitError::module)?;
         ids.push(id);
     }
@@ -270,15 +302,16 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         t => t,
     }
-    .min(plan.chunks.len())
+    .min(plan.funcs.len())
     .max(1);
     let job = Job {
         g,
         plan: &plan,
         math: &math,
         isa: &isa,
-        sig: &sig,
+        sigs: &sigs,
         ids: &ids,
+        opts,
     };
     if threads == 1 {
         let mut fctx = FunctionBuilderContext::new();
@@ -329,14 +362,23 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         })?;
     }
     module.finalize_definitions().map_err(JitError::module)?;
-    let funcs = ids
+    let steps = ids
         .iter()
-        .map(|&id| {
+        .zip(&plan.funcs)
+        .map(|(&id, f)| {
             let p = module.get_finalized_function(id);
-            // SAFETY: `p` is the entry of a finalized function defined with
-            // `kernel_signature` (four pointer arguments, no results) in the host's default
-            // calling convention, which is `extern "C"` for these argument types.
-            unsafe_fn_ptr(p)
+            match f {
+                plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p)),
+                plan::Func::Blocks(gi) => {
+                    let plan::Group::Fused(fused) = &plan.groups[*gi as usize] else {
+                        unreachable!("block functions run fused groups")
+                    };
+                    kernel::Step::Blocks {
+                        f: block_fn(p),
+                        count: fused.blocks.count,
+                    }
+                }
+            }
         })
         .collect();
 
@@ -345,8 +387,9 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         line.0[..chunk.len()].copy_from_slice(chunk);
     }
     let inputs = g.inputs();
+    let st = &plan.stats;
     let parts = kernel::Parts {
-        funcs,
+        steps,
         consts,
         inputs: inputs.iter().map(|&i| g.ty(i).clone()).collect(),
         outputs: g.outputs().iter().map(|&o| g.ty(o).clone()).collect(),
@@ -355,23 +398,37 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         ws_bytes: plan.ws_bytes,
         post: plan.post,
         stats: KernelStats {
-            nodes_compiled: plan.steps.len() as u64,
-            nodes_dead: plan.nodes_dead,
-            buffers_reused: plan.buffers_reused,
-            functions: plan.chunks.len() as u64,
+            nodes_compiled: st.nodes_compiled,
+            nodes_dead: st.nodes_dead,
+            nodes_fused: st.nodes_fused,
+            views: st.views,
+            groups: st.groups,
+            groups_parallel: st.groups_parallel,
+            buffers_reused: st.buffers_reused,
+            buffers_in_place: st.buffers_in_place,
+            functions: plan.funcs.len() as u64,
             compile_time: started.elapsed(),
         },
     };
     Ok(Kernel::new(parts, owner))
 }
 
-/// Turns a finalized code address into a kernel function pointer.
+/// Turns the address of a finalized serial function into a function pointer.
 #[allow(unsafe_code)]
-fn unsafe_fn_ptr(p: *const u8) -> kernel::KernelFn {
-    // SAFETY: callers pass the address of a finalized function with the kernel signature
-    // (see `compile_with`); function and data pointers have the same size on every host
-    // Cranelift supports.
+fn serial_fn(p: *const u8) -> kernel::KernelFn {
+    // SAFETY: `compile_with` passes the address of a finalized function defined with
+    // `kernel_signature` (four pointer arguments, no results) in the host's default calling
+    // convention, which is `extern "C"` for these argument types; function and data pointers
+    // have the same size on every host Cranelift supports.
     unsafe { std::mem::transmute::<*const u8, kernel::KernelFn>(p) }
+}
+
+/// Turns the address of a finalized block function into a function pointer.
+#[allow(unsafe_code)]
+fn block_fn(p: *const u8) -> kernel::BlockFn {
+    // SAFETY: as `serial_fn`, for a function defined with `block_signature` (four pointers
+    // and two i64 arguments, no results).
+    unsafe { std::mem::transmute::<*const u8, kernel::BlockFn>(p) }
 }
 
 /// Everything a worker needs to build and compile one function.
@@ -380,8 +437,9 @@ struct Job<'a> {
     plan: &'a plan::Plan,
     math: &'a lower::MathIds,
     isa: &'a OwnedTargetIsa,
-    sig: &'a cranelift_codegen::ir::Signature,
+    sigs: &'a [cranelift_codegen::ir::Signature; 2],
     ids: &'a [FuncId],
+    opts: lower::Opts,
 }
 
 /// Machine code of one function, ready for `define_function_bytes`.
@@ -394,17 +452,21 @@ struct Compiled {
 impl Job<'_> {
     /// Builds function `i` into `ctx.func`.
     fn build(&self, i: usize, ctx: &mut Context, fctx: &mut FunctionBuilderContext) {
-        ctx.func.signature = self.sig.clone();
+        let (sig, body) = match &self.plan.funcs[i] {
+            plan::Func::Serial(items) => (&self.sigs[0], lower::Body::Serial(items)),
+            plan::Func::Blocks(g) => (&self.sigs[1], lower::Body::Blocks(*g)),
+        };
+        ctx.func.signature = sig.clone();
         ctx.func.name = UserFuncName::user(0, self.ids[i].as_u32());
-        let steps = &self.plan.steps[self.plan.chunks[i].clone()];
         lower::build_function(
             &mut ctx.func,
             fctx,
             self.g,
             self.plan,
-            steps,
+            body,
             self.math,
             self.isa.frontend_config(),
+            self.opts,
         );
     }
 

@@ -5,5 +5,6 @@ mod jit;
 mod props;
 mod random;
 mod scale;
+mod simd;
 mod text;
 mod worked_example;

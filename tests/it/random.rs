@@ -28,6 +28,34 @@ const SHAPES: [&[usize]; 7] = [&[], &[3], &[2, 3], &[1, 3], &[2, 1], &[3, 2], &[
 /// A random graph with `steps` attempted ops. Outputs: up to three late nodes, and, when
 /// `with_grad`, the gradient of a scalar sum of a float node with respect to every input.
 pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
+    let shapes: Vec<Vec<usize>> = SHAPES.iter().map(|s| s.to_vec()).collect();
+    generate(seed, steps, with_grad, &shapes, usize::MAX)
+}
+
+/// [`random_graph`] with input and constant shapes drawn from `shapes` (for example long ones
+/// that exercise vector tails, unrolling and threads). Ops whose result would have more than
+/// four times the elements of the largest shape are skipped (`matmul(a, aᵀ)` of a long `a`).
+pub fn random_graph_shaped(
+    seed: u64,
+    steps: usize,
+    with_grad: bool,
+    shapes: &[Vec<usize>],
+) -> Graph {
+    let max_numel = 4 * shapes
+        .iter()
+        .map(|s| s.iter().product::<usize>())
+        .max()
+        .unwrap_or(1);
+    generate(seed, steps, with_grad, shapes, max_numel)
+}
+
+fn generate(
+    seed: u64,
+    steps: usize,
+    with_grad: bool,
+    shapes: &[Vec<usize>],
+    max_numel: usize,
+) -> Graph {
     let mut r = Rng(seed);
     let dtype = if r.below(2) == 0 {
         DType::F64
@@ -37,12 +65,12 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
     let mut g = Graph::new("random");
     let n_inputs = 1 + r.below(3);
     for i in 0..n_inputs {
-        let shape = SHAPES[r.below(SHAPES.len())].to_vec();
+        let shape = shapes[r.below(shapes.len())].to_vec();
         g.add_input(&format!("x{i}"), TensorType::new(dtype, shape))
             .unwrap();
     }
     if r.below(2) == 0 {
-        let shape = SHAPES[r.below(SHAPES.len())].to_vec();
+        let shape = shapes[r.below(shapes.len())].to_vec();
         let ty = TensorType::new(dtype, shape);
         let mut rr = Rng(r.next_u64());
         g.add_const(Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0)));
@@ -158,7 +186,11 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
                 _ => (vec![a, b], Attrs::None),
             },
         };
-        let _ = g.push(op, inputs, attrs); // invalid combinations are simply skipped
+        // Invalid combinations, and results larger than every input shape allows, are skipped.
+        let tys: Vec<&TensorType> = inputs.iter().map(|&i| g.ty(i)).collect();
+        if gradlift::ops::infer(op, &tys, &attrs).is_ok_and(|t| t.numel() <= max_numel) {
+            let _ = g.push(op, inputs, attrs);
+        }
     }
     let n = g.len();
     let mut outs: Vec<NodeId> = Vec::new();
