@@ -42,8 +42,8 @@ use crate::ops::{self, Cmp, FBinary, FUnary, MathFn, SVal, ScalarEmit};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
 use cranelift_codegen::ir::{
-    AbiParam, BlockArg, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, Function,
-    InstBuilder, MemFlagsData, Signature, Type, UserExternalName, Value, types,
+    AbiParam, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder,
+    MemFlagsData, Signature, Type, UserExternalName, Value, types,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -131,6 +131,8 @@ pub(super) fn build_function(
         vdt: DType::F64,
         bases: Vec::new(),
         blk: None,
+        slow: false,
+        bad: None,
     };
     match body {
         Body::Serial(items) => {
@@ -271,6 +273,11 @@ struct Lowerer<'f, 'g> {
     bases: Vec<(Loc, Value)>,
     /// The block being emitted (block functions only).
     blk: Option<Value>,
+    /// Emitting the slow pass: vector transcendentals call libm on every lane.
+    slow: bool,
+    /// The fast pass's mask of lanes its vector transcendentals could not compute, and
+    /// whether any transcendental updated it.
+    bad: Option<(Variable, bool)>,
 }
 
 /// A reduction's code-generation state.
@@ -541,34 +548,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         };
         self.lanes = w;
         self.vdt = vdt;
-        let u = if w == 1 {
-            1
-        } else {
-            // Transcendentals dominate the body's size (a comment-worthy op match: this is
-            // only a code-size estimate).
-            let heavy = f
-                .members
-                .iter()
-                .filter(|m| {
-                    matches!(
-                        g.node(**m).op,
-                        Op::Exp
-                            | Op::Log
-                            | Op::Sin
-                            | Op::Cos
-                            | Op::Tanh
-                            | Op::Sigmoid
-                            | Op::Log1p
-                            | Op::Expm1
-                            | Op::Pow
-                    )
-                })
-                .count();
-            match f.members.len() + 6 * heavy {
-                0..=16 => 4,
-                17..=64 => 2,
-                _ => 1,
-            }
+        // Unrolling hides the latency of cheap bodies and of reduction accumulators; a body
+        // with transcendentals has enough independent work already, and more copies of it
+        // only spill.
+        let u = match (w, f.math, f.members.len()) {
+            (1, _, _) | (_, true, _) => 1,
+            (_, false, 0..=16) => 4,
+            _ => 2,
         };
         let mut cx = Cx {
             f,
@@ -646,9 +632,43 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.lanes = 1;
     }
 
-    /// One block of a fused group (`blk` absent: the whole group, as one block).
+    /// One block of a fused group (`blk` absent: the whole group, as one block). In vector
+    /// code the fast pass uses the vector transcendentals; if any lane was outside their
+    /// range, the block runs again with libm on every lane (no call inside the fast loops, so
+    /// nothing there is spilled around calls). The plan keeps such groups from working in
+    /// place, so the second pass reads the same operands.
     fn block(&mut self, cx: &Cx<'_>, blk: Option<Value>) {
         self.blk = blk;
+        if self.lanes == 1 || self.opts.exact {
+            self.block_pass(cx, blk);
+            return;
+        }
+        let var = self.b.declare_var(mask_ty(self.vdt));
+        let z = self.b.ins().iconst(mask_ty(self.vdt).lane_type(), 0);
+        let z = self.b.ins().splat(mask_ty(self.vdt), z);
+        self.b.def_var(var, z);
+        self.bad = Some((var, false));
+        self.block_pass(cx, blk);
+        let Some((var, true)) = self.bad.take() else {
+            return;
+        };
+        let m = self.b.use_var(var);
+        let any = self.b.ins().vany_true(m);
+        let slow = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.set_cold_block(slow);
+        self.b.ins().brif(any, slow, &[], done, &[]);
+        self.b.seal_block(slow);
+        self.b.switch_to_block(slow);
+        self.slow = true;
+        self.block_pass(cx, blk);
+        self.slow = false;
+        self.b.ins().jump(done, &[]);
+        self.b.seal_block(done);
+        self.b.switch_to_block(done);
+    }
+
+    fn block_pass(&mut self, cx: &Cx<'_>, blk: Option<Value>) {
         let f = cx.f;
         let d = f.dims.len();
         let bs = f.blocks.size as i64;
@@ -1549,26 +1569,18 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         out
     }
 
-    /// A vector transcendental with a libm slow path for the lanes outside its fast range.
-    fn vector_call(&mut self, f: MathFn, dt: DType, x: Value) -> Value {
+    /// A vector transcendental; the lanes outside its fast range are recorded for the slow
+    /// pass (see [`Lowerer::block`]).
+    fn vector_call(&mut self, f: MathFn, x: Value) -> Value {
         let a = vmath::emit(&mut self.b, self.opts.fma, f, x);
-        let Some(bad) = a.bad else { return a.value };
-        let any = self.b.ins().vany_true(bad);
-        let slow = self.b.create_block();
-        let join = self.b.create_block();
-        let vt = self.b.func.dfg.value_type(a.value);
-        let jv = self.b.append_block_param(join, vt);
-        self.b.set_cold_block(slow);
-        self.b
-            .ins()
-            .brif(any, slow, &[], join, &[BlockArg::Value(a.value)]);
-        self.b.seal_block(slow);
-        self.b.switch_to_block(slow);
-        let r = self.lanewise(f, dt, &[x]);
-        self.b.ins().jump(join, &[BlockArg::Value(r)]);
-        self.b.seal_block(join);
-        self.b.switch_to_block(join);
-        jv
+        if let Some(bad) = a.bad {
+            let (var, _) = self.bad.expect("vector code runs in a fast pass");
+            let m = self.b.use_var(var);
+            let m = self.b.ins().bor(m, bad);
+            self.b.def_var(var, m);
+            self.bad = Some((var, true));
+        }
+        a.value
     }
 }
 
@@ -1618,10 +1630,10 @@ impl ScalarEmit for Lowerer<'_, '_> {
             let r = self.math_ref(f, dt);
             let inst = self.b.ins().call(r, &vs);
             self.b.inst_results(inst)[0]
-        } else if self.opts.exact || !vmath::supported(f, self.opts.fma) {
+        } else if self.opts.exact || self.slow || !vmath::supported(f, self.opts.fma) {
             self.lanewise(f, dt, &vs)
         } else {
-            self.vector_call(f, dt, vs[0])
+            self.vector_call(f, vs[0])
         };
         self.sval(v, dt)
     }
@@ -1795,7 +1807,7 @@ mod tests {
     }
 
     #[test]
-    fn vector_transcendentals_have_a_cold_libm_path() {
+    fn vector_transcendentals_have_a_cold_libm_pass() {
         let mut g = Graph::new("t");
         let x = g
             .add_input("x", TensorType::new(DType::F64, vec![8]))

@@ -174,6 +174,8 @@ pub(super) struct Fused {
     pub blocks: Blocks,
     /// True if the blocks may run on several threads.
     pub parallel: bool,
+    /// Some member's lowering calls a math function (a transcendental).
+    pub math: bool,
 }
 
 /// The cut of a group along its outermost loop dimension.
@@ -720,7 +722,13 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
                 }
             }
             Group::Fused(f) => {
-                let candidates = in_place_candidates(f, &dying[gi], &locs, nodes);
+                // A vector group with transcendentals may run twice (see `lower`), so it must
+                // not overwrite its operands.
+                let candidates = if f.math && f.vector.is_some() && !cfg.exact {
+                    Vec::new()
+                } else {
+                    in_place_candidates(f, &dying[gi], &locs, nodes)
+                };
                 for &(m, _) in &f.stores {
                     if locs[m.index()] != Loc::Unused {
                         continue;
@@ -841,6 +849,60 @@ struct InPlace {
     bytes: usize,
     /// The last member reading it.
     last_reader: NodeId,
+}
+
+/// True if the lowering rule of elementwise node `id` calls a math function: the rule is run
+/// against an emitter that only records (so this knows no op by name).
+pub(super) fn calls_math(g: &Graph, id: NodeId) -> bool {
+    use crate::ops::{Cmp, FBinary, FUnary, MathFn, SVal, ScalarEmit};
+    struct Probe {
+        dtypes: Vec<DType>,
+        calls: bool,
+    }
+    impl Probe {
+        fn push(&mut self, d: DType) -> SVal {
+            self.dtypes.push(d);
+            SVal(self.dtypes.len() as u32 - 1)
+        }
+    }
+    impl ScalarEmit for Probe {
+        fn fconst(&mut self, dtype: DType, _: f64) -> SVal {
+            self.push(dtype)
+        }
+        fn unary(&mut self, _: FUnary, x: SVal) -> SVal {
+            self.push(self.dtype(x))
+        }
+        fn binary(&mut self, _: FBinary, a: SVal, _: SVal) -> SVal {
+            self.push(self.dtype(a))
+        }
+        fn call(&mut self, _: MathFn, args: &[SVal]) -> SVal {
+            self.calls = true;
+            self.push(self.dtype(args[0]))
+        }
+        fn compare(&mut self, _: Cmp, _: SVal, _: SVal) -> SVal {
+            self.push(DType::Bool)
+        }
+        fn select(&mut self, _: SVal, a: SVal, _: SVal) -> SVal {
+            self.push(self.dtype(a))
+        }
+        fn cast(&mut self, _: SVal, to: DType) -> SVal {
+            self.push(to)
+        }
+        fn dtype(&self, x: SVal) -> DType {
+            self.dtypes[x.0 as usize]
+        }
+    }
+    let node = g.node(id);
+    let Some(lower) = crate::ops::rules(node.op).lower else {
+        return false;
+    };
+    let mut p = Probe {
+        dtypes: Vec::new(),
+        calls: false,
+    };
+    let args: Vec<SVal> = node.inputs.iter().map(|&x| p.push(g.ty(x).dtype)).collect();
+    lower(&mut p, node, &args);
+    p.calls
 }
 
 /// The operands dying in fused group `f` that it reads only elementwise at the loop index.
@@ -1009,6 +1071,7 @@ fn fused_nest(
         }
     }
     Fused {
+        math: members.iter().any(|&m| calls_math(g, m)),
         shape: shape.to_vec(),
         members: members.to_vec(),
         leaves,

@@ -2,12 +2,13 @@
 //! `expm1`, `log`, `log1p`, `sin`, `cos` and `tanh` (`sigmoid` is `1/(1+exp(-x))` by its op
 //! rule, so it vectorizes through `exp`).
 //!
-//! Each function has a fast path over a range of ordinary arguments and reports the lanes
-//! outside it (NaN, infinities, zero or negative `log` arguments, subnormal inputs or results,
-//! overflow, huge `sin`/`cos` arguments); the caller recomputes a vector with such a lane by
-//! calling the scalar libm wrapper on every lane, so every special value comes out exactly as
-//! libm gives it. `tanh` has no slow path: it saturates to ±1 by clamping and passes NaN
-//! through.
+//! Special values are handled inline: NaN propagates through the arithmetic, overflow gives
+//! +inf and underflow +0 (or -1 for `expm1`), `log` of ±0, +inf and negative arguments and
+//! `log1p` of -1, +inf and arguments below -1 are selected, and `tanh` saturates to ±1. Each
+//! function reports the lanes it cannot compute (subnormal `exp` results and `log`
+//! arguments, `exp`/`expm1` just below overflow, `sin`/`cos` of huge finite arguments); the
+//! caller recomputes those with the scalar libm function, so they come out exactly as libm
+//! gives them.
 //!
 //! Methods (argument reduction, then a polynomial evaluated with `fma` when the host has it):
 //! - `exp`: `x = k·ln2 + r` (Cody-Waite, two-part ln2), Taylor polynomial of degree 13 (f64) /
@@ -22,7 +23,8 @@
 //! - `sin`, `cos`: `x = k·π/2 + r` with a three-part π/2 and `fma` (exact first step for
 //!   `|x| ≤ 2^20`), fdlibm's kernels on `[-π/4, π/4]`, the quadrant selecting kernel and sign.
 //!   f32 lanes are computed in f64. Hosts without `fma` use libm on every lane.
-//! - `tanh`: `t = expm1(2|x|)` on `|x|` clamped where tanh rounds to 1, `tanh = ±t/(t+2)`.
+//! - `tanh`: `t = expm1(2|x|)` on `|x|` clamped where tanh rounds to 1, `tanh = ±t/(t+2)`
+//!   (NaN propagates through the arithmetic).
 //!
 //! The measured accuracy against Rust's `f32`/`f64` methods is in `tests/it/simd.rs` and the
 //! `jit` module docs. Deliberately absent: `pow` (libm on every lane), and any table lookups.
@@ -216,23 +218,6 @@ impl Vm<'_, '_> {
         self.b.ins().fabs(x)
     }
 
-    /// Lanes where `!(lo <= x <= hi)` (NaN included).
-    fn outside(&mut self, x: Value, lo: f64, hi: f64) -> Value {
-        let l = self.c(lo);
-        let h = self.c(hi);
-        let a = self.fcmp(FloatCC::GreaterThanOrEqual, x, l);
-        let b = self.fcmp(FloatCC::LessThanOrEqual, x, h);
-        let ok = self.b.ins().band(a, b);
-        self.b.ins().bnot(ok)
-    }
-
-    /// Lanes where `!(|x| <= bound)` (NaN included).
-    fn abs_above(&mut self, x: Value, bound: f64) -> Value {
-        let a = self.abs(x);
-        let c = self.c(bound);
-        self.fcmp(FloatCC::UnorderedOrGreaterThan, a, c)
-    }
-
     /// A small integer vector (lanes in ±2^22) converted to floats.
     fn int_to_float(&mut self, k: Value) -> Value {
         if self.is64() {
@@ -299,18 +284,48 @@ impl Vm<'_, '_> {
     }
 
     fn exp(&mut self, x: Value) -> Approx {
-        let (deg, bound) = if self.is64() { (13, 708.0) } else { (7, 87.0) };
+        // Normal results for |x| <= `fast`; +inf above `ovf`, +0 below `unf`; libm between.
+        let (deg, fast, ovf, unf) = if self.is64() {
+            (13, 708.0, 709.79, -745.2)
+        } else {
+            (7, 87.0, 88.73, -104.0)
+        };
         let (kf, tb) = self.round_mul(x, std::f64::consts::LOG2_E);
         let r = self.reduce_ln2(x, kf);
         let p = self.horner(r, &inv_factorials(deg));
         let s = self.pow2(tb);
-        let value = self.mul(p, s);
-        let bad = Some(self.abs_above(x, bound));
+        let y = self.mul(p, s);
+        let (over, under) = self.saturate(x, ovf, unf);
+        let inf = self.c(f64::INFINITY);
+        let zero = self.c(0.0);
+        let y = self.sel(over, inf, y);
+        let value = self.sel(under, zero, y);
+        let bad = self.between(x, fast, over, under);
         Approx { value, bad }
     }
 
-    /// `expm1` without the range check.
-    fn expm1_core(&mut self, x: Value) -> Value {
+    /// Masks of `x > ovf` and `x < unf`.
+    fn saturate(&mut self, x: Value, ovf: f64, unf: f64) -> (Value, Value) {
+        let o = self.c(ovf);
+        let u = self.c(unf);
+        let over = self.fcmp(FloatCC::GreaterThan, x, o);
+        let under = self.fcmp(FloatCC::LessThan, x, u);
+        (over, under)
+    }
+
+    /// Lanes with `|x| > fast` that neither saturates (NaN is not included).
+    fn between(&mut self, x: Value, fast: f64, over: Value, under: Value) -> Option<Value> {
+        let a = self.abs(x);
+        let f = self.c(fast);
+        let big = self.fcmp(FloatCC::GreaterThan, a, f);
+        let sat = self.b.ins().bor(over, under);
+        Some(self.b.ins().band_not(big, sat))
+    }
+
+    /// `expm1` without the range check. `for_tanh`: the argument is `+0` or positive and
+    /// `2^k·(1 + expm1(r)) - 1` may round (tanh divides it away), so neither the tiny nor the
+    /// large-`k` case needs a select.
+    fn expm1_core(&mut self, x: Value, for_tanh: bool) -> Value {
         let (deg, big_k, tiny) = if self.is64() {
             (12, 52.0, 2f64.powi(-60))
         } else {
@@ -327,6 +342,9 @@ impl Vm<'_, '_> {
         let one = self.c(1.0);
         let sm1 = self.sub(s, one);
         let small = self.fma(s, p, sm1);
+        if for_tanh {
+            return small;
+        }
         let p1 = self.add(p, one);
         let large = self.mul(s, p1);
         let bk = self.c(big_k);
@@ -340,25 +358,35 @@ impl Vm<'_, '_> {
     }
 
     fn expm1(&mut self, x: Value) -> Approx {
-        let (lo, hi) = if self.is64() {
-            (-40.0, 709.0)
+        // The reduction is exact and 2^k normal on [lo, hi]; +inf above `ovf`, -1 below
+        // `lo` (where expm1 rounds to -1); libm in (hi, ovf].
+        let (lo, hi, ovf) = if self.is64() {
+            (-40.0, 709.0, 709.79)
         } else {
-            (-17.0, 88.0)
+            (-18.0, 88.0, 88.73)
         };
-        let value = self.expm1_core(x);
-        let bad = Some(self.outside(x, lo, hi));
+        let y = self.expm1_core(x, false);
+        let (over, under) = self.saturate(x, ovf, lo);
+        let inf = self.c(f64::INFINITY);
+        let m1 = self.c(-1.0);
+        let y = self.sel(over, inf, y);
+        let value = self.sel(under, m1, y);
+        let h = self.c(hi);
+        let big = self.fcmp(FloatCC::GreaterThan, x, h);
+        let bad = Some(self.b.ins().band_not(big, over));
         Approx { value, bad }
     }
 
     fn tanh(&mut self, x: Value) -> Approx {
-        // Beyond `clamp`, tanh rounds to ±1 (and so does t/(t+2) at the clamp).
+        // Beyond `clamp`, tanh rounds to ±1 (and so does t/(t+2) at the clamp). NaN is not
+        // above the clamp, so it flows through to the result.
         let clamp = if self.is64() { 20.0 } else { 9.5 };
         let a = self.abs(x);
         let c = self.c(clamp);
-        let below = self.fcmp(FloatCC::LessThan, a, c);
-        let a = self.sel(below, a, c);
+        let above = self.fcmp(FloatCC::GreaterThan, a, c);
+        let a = self.sel(above, c, a);
         let a2 = self.add(a, a);
-        let t = self.expm1_core(a2);
+        let t = self.expm1_core(a2, true);
         let two = self.c(2.0);
         let d = self.add(t, two);
         let y = self.div(t, d);
@@ -373,9 +401,7 @@ impl Vm<'_, '_> {
         let xs = self.b.ins().band(xb, sm);
         let yb = self.bits(y);
         let yb = self.b.ins().bor(yb, xs);
-        let y = self.float(yb);
-        let nan = self.fcmp(FloatCC::Unordered, x, x);
-        let value = self.sel(nan, x, y);
+        let value = self.float(yb);
         Approx { value, bad: None }
     }
 
@@ -464,23 +490,37 @@ impl Vm<'_, '_> {
     }
 
     fn log(&mut self, x: Value) -> Approx {
-        let (min, max) = if self.is64() {
-            (f64::MIN_POSITIVE, f64::MAX)
+        let min = if self.is64() {
+            f64::MIN_POSITIVE
         } else {
-            (f64::from(f32::MIN_POSITIVE), f64::from(f32::MAX))
+            f64::from(f32::MIN_POSITIVE)
         };
         let (k, f) = self.split_log(x);
         let dk = self.int_to_float(k);
-        let value = self.log_kernel(f, dk, None);
-        let bad = Some(self.outside(x, min, max));
+        let y = self.log_kernel(f, dk, None);
+        // log(±0) = -inf, log(+inf) = +inf, log(x < 0) = log(NaN) = NaN; libm for subnormals.
+        let zero = self.c(0.0);
+        let inf = self.c(f64::INFINITY);
+        let is_zero = self.fcmp(FloatCC::Equal, x, zero);
+        let is_inf = self.fcmp(FloatCC::Equal, x, inf);
+        let is_nan = self.fcmp(FloatCC::UnorderedOrLessThan, x, zero);
+        let ninf = self.c(f64::NEG_INFINITY);
+        let nan = self.c(f64::NAN);
+        let y = self.sel(is_zero, ninf, y);
+        let y = self.sel(is_inf, inf, y);
+        let value = self.sel(is_nan, nan, y);
+        let m = self.c(min);
+        let pos = self.fcmp(FloatCC::GreaterThan, x, zero);
+        let sub = self.fcmp(FloatCC::LessThan, x, m);
+        let bad = Some(self.b.ins().band(pos, sub));
         Approx { value, bad }
     }
 
     fn log1p(&mut self, x: Value) -> Approx {
-        let (max, kmax, tiny) = if self.is64() {
-            (f64::MAX, 54, 2f64.powi(-54))
+        let (kmax, tiny) = if self.is64() {
+            (54, 2f64.powi(-54))
         } else {
-            (f64::from(f32::MAX), 25, 2f64.powi(-25))
+            (25, 2f64.powi(-25))
         };
         let one = self.c(1.0);
         let u = self.add(one, x);
@@ -510,14 +550,19 @@ impl Vm<'_, '_> {
         let ax = self.abs(x);
         let t = self.c(tiny);
         let is_tiny = self.fcmp(FloatCC::LessThan, ax, t);
-        let value = self.sel(is_tiny, x, y);
+        let y = self.sel(is_tiny, x, y);
+        // log1p(-1) = -inf, log1p(+inf) = +inf, log1p(x < -1) = log1p(NaN) = NaN.
         let m1 = self.c(-1.0);
-        let above = self.fcmp(FloatCC::GreaterThan, x, m1);
-        let mx = self.c(max);
-        let below = self.fcmp(FloatCC::LessThanOrEqual, x, mx);
-        let ok = self.b.ins().band(above, below);
-        let bad = Some(self.b.ins().bnot(ok));
-        Approx { value, bad }
+        let inf = self.c(f64::INFINITY);
+        let is_m1 = self.fcmp(FloatCC::Equal, x, m1);
+        let is_inf = self.fcmp(FloatCC::Equal, x, inf);
+        let is_nan = self.fcmp(FloatCC::UnorderedOrLessThan, x, m1);
+        let ninf = self.c(f64::NEG_INFINITY);
+        let nan = self.c(f64::NAN);
+        let y = self.sel(is_m1, ninf, y);
+        let y = self.sel(is_inf, inf, y);
+        let value = self.sel(is_nan, nan, y);
+        Approx { value, bad: None }
     }
 
     /// sin (or cos) of f64 lanes, without the range check.
@@ -584,8 +629,13 @@ impl Vm<'_, '_> {
     }
 
     fn sin_cos(&mut self, x: Value, cos: bool) -> Approx {
-        let bound = 2f64.powi(20);
-        let bad = Some(self.abs_above(x, bound));
+        // NaN and ±inf give NaN through the arithmetic; libm for huge finite arguments.
+        let a = self.abs(x);
+        let bound = self.c(2f64.powi(20));
+        let inf = self.c(f64::INFINITY);
+        let huge = self.fcmp(FloatCC::GreaterThan, a, bound);
+        let finite = self.fcmp(FloatCC::LessThan, a, inf);
+        let bad = Some(self.b.ins().band(huge, finite));
         if self.is64() {
             let value = self.sin_cos64(x, cos);
             return Approx { value, bad };
