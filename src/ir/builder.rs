@@ -737,7 +737,7 @@ impl GraphBuilder {
 
     /// Appends the full Jacobian blocks `J[j][i] = ∂outputs[j]/∂wrt[i]` (shape
     /// `outputs[j].shape ++ wrt[i].shape`), by the mode `mode` picks. See
-    /// [`crate::autodiff::jacobian`].
+    /// [`crate::autodiff::jacobian()`].
     ///
     /// # Errors
     /// A recorded builder error, or a non-float output or `wrt`.
