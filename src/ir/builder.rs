@@ -658,9 +658,10 @@ impl GraphBuilder {
         f: impl FnOnce(&'b GraphBuilder) -> Result<T, crate::autodiff::GradError>,
     ) -> Result<T, crate::Error> {
         self.check()?;
-        let out = f(self)?;
+        let out = f(self);
+        // A recorded builder error is the root cause of whatever the driver then reported.
         self.check()?;
-        Ok(out)
+        Ok(out?)
     }
 
     /// Appends the tangent graph and returns the tangent of each output along the direction

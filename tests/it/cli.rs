@@ -1087,6 +1087,16 @@ fn jacobian_and_hessian_errors() {
     assert_eq!(out["jacobian"]["y"], serde_json::json!({}));
     assert_eq!(out["hessian"], serde_json::json!({}));
     assert_eq!(out["hessian_cross"], serde_json::json!({}));
+    // A Jacobian too large for any tensor is a user error, not an allocation.
+    let big = write(
+        &d,
+        "big.gir",
+        "graph @big {\n  %x = input f32[100000]\n  %y = exp %x : f32[100000]\n  output %y\n}\n",
+    );
+    for mode in ["fwd", "rev"] {
+        let e = fails(&["run", p(&big), "--jacobian", "--mode", mode]);
+        assert!(e.contains("--jacobian") && e.contains("limit"), "{e}");
+    }
     // Hostile-ish: every mode on every example survives.
     for mode in ["fwd", "rev", "auto"] {
         survives(
