@@ -12,7 +12,8 @@
 //! - [`ops`]: the per-op rule table (shape rule, interpreter kernel, VJP, lowering).
 //! - [`autodiff`]: reverse mode ([`autodiff::grad`]).
 //! - [`opt`]: the optimizer pipeline ([`opt::optimize`]).
-//! - [`interp`]: the reference interpreter ([`interp::run`]).
+//! - [`interp`]: the reference interpreter ([`interp::run`]; [`interp::run_checked`] reports
+//!   where a NaN or infinity first appeared, see [`finite`]).
 //! - [`jit`]: the Cranelift backend ([`jit::compile`], [`jit::Kernel`]).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -20,6 +21,7 @@
 
 pub mod autodiff;
 mod error;
+pub mod finite;
 pub mod interp;
 pub mod ir;
 pub mod jit;

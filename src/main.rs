@@ -68,6 +68,11 @@ struct RunArgs {
     /// Skip the optimizer (for debugging; results do not change).
     #[arg(long)]
     no_opt: bool,
+    /// Stop at the first node that produces a NaN or infinity from finite operands and report
+    /// it (its statement and `.gir` line, or the forward node of an adjoint) as an error. The
+    /// graph is evaluated as written, without the optimizer, so every node keeps its own line.
+    #[arg(long)]
+    check_finite: bool,
 }
 
 /// Full Jacobians and Hessians for `run` (always with respect to every float input).

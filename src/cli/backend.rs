@@ -6,7 +6,8 @@
 
 use super::CliError;
 use super::bench::{median, time_per_call};
-use gradlift::jit::{self, Buf, BufMut, Kernel};
+use gradlift::finite::NonFinite;
+use gradlift::jit::{self, Buf, BufMut, CallError, JitConfig, Kernel};
 use gradlift::{Graph, Tensor};
 use std::error::Error;
 use std::hint::black_box;
@@ -28,13 +29,35 @@ fn chain(e: &dyn Error) -> String {
 }
 
 fn compile(g: &Graph) -> Result<Kernel, CliError> {
-    jit::compile(g).map_err(|e| CliError::new(format!("JIT compilation failed: {}", chain(&e))))
+    compile_with(g, &JitConfig::default())
+}
+
+fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, CliError> {
+    jit::compile_with(g, cfg)
+        .map_err(|e| CliError::new(format!("JIT compilation failed: {}", chain(&e))))
 }
 
 /// Compiles `g` and evaluates it once on `inputs`.
 pub fn run_jit(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, CliError> {
     let k = compile(g)?;
     k.run(inputs).map_err(|e| CliError::bug(chain(&e)))
+}
+
+/// [`run_jit`] in checked mode (`JitConfig::check_finite`): `Err(Ok(report))` when a node
+/// produced a non-finite value from finite operands.
+pub fn run_jit_checked(
+    g: &Graph,
+    inputs: &[Tensor],
+) -> Result<Vec<Tensor>, Result<Box<NonFinite>, CliError>> {
+    let cfg = JitConfig {
+        check_finite: true,
+        ..JitConfig::default()
+    };
+    let k = compile_with(g, &cfg).map_err(Err)?;
+    k.run(inputs).map_err(|e| match e {
+        CallError::NonFinite(r) => Ok(r),
+        e => Err(CliError::bug(chain(&e))),
+    })
 }
 
 /// JIT measurements.

@@ -364,11 +364,46 @@ pub fn emit(text: &str) -> Result<(), CliError> {
         .map_err(|e| CliError(format!("cannot write the output: {e}")))
 }
 
+/// [`evaluate`] in checked mode: a node that produced a non-finite value from finite operands
+/// is an error naming it (its statement, its line in `path`, the forward node of an adjoint).
+pub fn evaluate_checked(
+    g: &Graph,
+    inputs: &[Tensor],
+    backend: Backend,
+    path: &Path,
+) -> Result<Vec<Tensor>, CliError> {
+    let (d, map) = dedup_outputs(g);
+    let outs = match backend {
+        Backend::Interp => match gradlift::interp::run_checked(&d, inputs) {
+            Ok(o) => Ok(o),
+            Err(gradlift::interp::EvalError::NonFinite(r)) => Err(Ok(r)),
+            Err(e) => Err(Err(CliError::bug(e))),
+        },
+        Backend::Jit => backend::run_jit_checked(&d, inputs),
+    };
+    let outs = match outs {
+        Ok(o) => o,
+        Err(Ok(report)) => {
+            let file = path.display().to_string();
+            return Err(CliError(report.describe(&d, Some(&file))));
+        }
+        Err(Err(e)) => return Err(e),
+    };
+    if outs.len() != d.outputs().len() {
+        return Err(CliError::bug(
+            "the backend returned the wrong number of outputs",
+        ));
+    }
+    Ok(map.into_iter().map(|i| outs[i].clone()).collect())
+}
+
 fn run(a: &RunArgs) -> Result<(), CliError> {
     // The optimizer runs after every derivative (gradient, Jacobian, Hessian) is appended.
+    // Checked mode evaluates the graph as written: the optimizer would renumber nodes and fold
+    // constants, hiding where a value came from.
     let mut p = prepare(&a.file, &a.grad, false)?;
     let derivs = derivs::append(&mut p.graph, p.outputs.len(), &a.derivs, &a.file)?;
-    if !a.no_opt {
+    if !a.no_opt && !a.check_finite {
         let outputs = p.graph.outputs().len();
         p.report = Some(opt::optimize(&mut p.graph, &OptConfig::default()));
         if input_sigs(&p.graph) != p.inputs || p.graph.outputs().len() != outputs {
@@ -379,7 +414,11 @@ fn run(a: &RunArgs) -> Result<(), CliError> {
     }
     check_memory(&p.graph)?;
     let inputs = read_inputs(a.inputs.as_deref(), &p.inputs)?;
-    let values = evaluate(&p.graph, &inputs, a.backend)?;
+    let values = if a.check_finite {
+        evaluate_checked(&p.graph, &inputs, a.backend, &a.file)?
+    } else {
+        evaluate(&p.graph, &inputs, a.backend)?
+    };
     let (outs, rest) = values.split_at(p.outputs.len().min(values.len()));
     let (grads, rest) = rest.split_at(p.grads.len().min(rest.len()));
     let mut s = String::from("{\"outputs\": ");

@@ -264,6 +264,18 @@ pub enum Origin {
     Tangent(NodeId),
 }
 
+impl Origin {
+    /// This origin after the graph's nodes were renumbered: `map` gives a node's new id, or
+    /// `None` if it was removed (then an adjoint/tangent origin becomes [`Origin::None`]).
+    pub fn renumbered(self, map: impl Fn(NodeId) -> Option<NodeId>) -> Origin {
+        match self {
+            Origin::Adjoint(f) => map(f).map_or(Origin::None, Origin::Adjoint),
+            Origin::Tangent(f) => map(f).map_or(Origin::None, Origin::Tangent),
+            other => other,
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -342,6 +354,9 @@ impl Graph {
     }
 
     /// Node `id`.
+    ///
+    /// # Panics
+    /// If `id` is not a node of this graph (ids come from this graph's own methods).
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.index()]
     }
@@ -357,6 +372,9 @@ impl Graph {
     }
 
     /// Type of node `id`.
+    ///
+    /// # Panics
+    /// As [`Graph::node`].
     pub fn ty(&self, id: NodeId) -> &TensorType {
         &self.nodes[id.index()].ty
     }
@@ -387,6 +405,9 @@ impl Graph {
     }
 
     /// The name a value is known by: its name, or its number (`7` for an unnamed `%7`).
+    ///
+    /// # Panics
+    /// As [`Graph::node`].
     pub fn value_name(&self, id: NodeId) -> String {
         match &self.nodes[id.index()].name {
             Some(n) => n.to_string(),
@@ -399,10 +420,17 @@ impl Graph {
     /// (`reshape` to its own shape) so every output is a distinct node with its own name.
     ///
     /// # Errors
-    /// If a name is not a valid `.gir` value name or is already used by an unrelated node.
+    /// If an id is not a node of the graph, or a name is not a valid `.gir` value name or is
+    /// already used by an unrelated node.
     pub fn set_named_outputs(&mut self, outputs: &[(&str, NodeId)]) -> Result<(), ShapeError> {
         let mut outs: Vec<NodeId> = Vec::with_capacity(outputs.len());
         for &(name, id) in outputs {
+            if id.index() >= self.nodes.len() {
+                return Err(ShapeError::new(
+                    Op::Reshape,
+                    format!("output %{name}: {id} is not a node of the graph"),
+                ));
+            }
             if !builder::is_value_name(name) {
                 return Err(ShapeError::new(
                     self.node(id).op,
@@ -440,11 +468,17 @@ impl Graph {
     }
 
     /// Sets a node's name.
+    ///
+    /// # Panics
+    /// As [`Graph::node`].
     pub fn set_name(&mut self, id: NodeId, name: Option<&str>) {
         self.nodes[id.index()].name = name.map(Into::into);
     }
 
     /// Sets a node's origin.
+    ///
+    /// # Panics
+    /// As [`Graph::node`].
     pub fn set_origin(&mut self, id: NodeId, origin: Origin) {
         self.nodes[id.index()].origin = origin;
     }
@@ -452,8 +486,17 @@ impl Graph {
     /// Appends an input of type `ty` named `name`.
     ///
     /// # Errors
-    /// If another node already has this name.
+    /// If another node already has this name, or the type is invalid (a zero dimension, or more
+    /// than [`MAX_ELEMENTS`] elements: such a graph could never be evaluated).
     pub fn add_input(&mut self, name: &str, ty: TensorType) -> Result<NodeId, ShapeError> {
+        if !ty.is_valid() {
+            return Err(ShapeError::new(
+                Op::Input,
+                format!(
+                    "input %{name}: type {ty} has a zero dimension or more than 2^31 - 1 elements"
+                ),
+            ));
+        }
         if self.nodes.iter().any(|n| n.name.as_deref() == Some(name)) {
             return Err(ShapeError::new(
                 Op::Input,

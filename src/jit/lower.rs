@@ -766,7 +766,7 @@ mod tests {
 
     /// Lowers all of `g` into one function and returns (blocks, CLIF text).
     fn lowered(g: &Graph) -> (usize, String) {
-        let plan = super::super::plan::plan(g, usize::MAX).unwrap();
+        let plan = super::super::plan::plan(g, usize::MAX, true).unwrap();
         let math: MathIds = crate::ops::MathFn::ALL
             .iter()
             .enumerate()

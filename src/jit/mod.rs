@@ -88,6 +88,16 @@ pub struct JitConfig {
     /// Worker threads for compiling functions; 0 means one per available core. Only graphs
     /// split into several functions use more than one.
     pub threads: usize,
+    /// The most workspace (scratch memory for intermediate values) a kernel may need; a graph
+    /// needing more fails with [`JitError::TooLarge`] naming both sizes. Default 4 GiB.
+    pub max_workspace_bytes: usize,
+    /// Checked mode (NaN provenance): the kernel stops after the first node that produces a
+    /// non-finite value from finite operands, and [`Kernel::call`] returns
+    /// [`CallError::NonFinite`] with the report (see [`crate::finite`]). Every value keeps its
+    /// own memory and every node is its own function, so after each node the kernel (in Rust)
+    /// can read the node's output and operands; this costs speed and memory and is meant for
+    /// debugging. Default off.
+    pub check_finite: bool,
 }
 
 impl Default for JitConfig {
@@ -96,9 +106,14 @@ impl Default for JitConfig {
             verifier: cfg!(debug_assertions),
             max_ops_per_function: 2000,
             threads: 0,
+            max_workspace_bytes: DEFAULT_MAX_WORKSPACE_BYTES,
+            check_finite: false,
         }
     }
 }
+
+/// The default of [`JitConfig::max_workspace_bytes`]: 4 GiB.
+pub const DEFAULT_MAX_WORKSPACE_BYTES: usize = 4 << 30;
 
 /// Compilation failed.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +156,8 @@ impl JitError {
     }
 }
 
-/// A kernel was called with buffers that do not match its signature. Nothing ran.
+/// A kernel was called with buffers that do not match its signature (nothing ran), or, in
+/// checked mode, stopped at a non-finite value.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
@@ -211,6 +227,11 @@ pub enum CallError {
     /// kernel being called).
     #[error("the workspace belongs to another kernel")]
     ForeignWorkspace,
+    /// Checked mode ([`JitConfig::check_finite`]) only: a node produced a non-finite value from
+    /// finite operands. Unlike the other variants, the kernel ran, up to and including that
+    /// node; the output buffers hold whatever was computed by then.
+    #[error(transparent)]
+    NonFinite(Box<crate::finite::NonFinite>),
 }
 
 /// 64 bytes, 64-byte aligned: the unit of workspace and constant memory.
@@ -238,7 +259,23 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    let plan = plan::plan(g, cfg.max_ops_per_function)?;
+    // Checked mode: one node per function and no reuse of workspace ranges, so the kernel can
+    // inspect every node's output and operands between two function calls.
+    let per_function = if cfg.check_finite {
+        1
+    } else {
+        cfg.max_ops_per_function
+    };
+    let plan = plan::plan(g, per_function, !cfg.check_finite)?;
+    if plan.ws_bytes > cfg.max_workspace_bytes {
+        return Err(JitError::TooLarge {
+            what: format!(
+                "the kernel needs {} bytes of workspace, more than the limit of {} bytes \
+                 (JitConfig::max_workspace_bytes)",
+                plan.ws_bytes, cfg.max_workspace_bytes
+            ),
+        });
+    }
     let isa = host_isa(cfg.verifier)?;
     let mut jb = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
     for (_, _, name, ptr) in libm::symbols() {
@@ -345,7 +382,16 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         line.0[..chunk.len()].copy_from_slice(chunk);
     }
     let inputs = g.inputs();
+    let check = cfg.check_finite.then(|| {
+        Box::new(kernel::Checker {
+            graph: g.clone(),
+            locs: plan.locs.clone(),
+            steps: plan.chunks.iter().map(|c| plan.steps[c.start]).collect(),
+            live: crate::finite::live_nodes(g),
+        })
+    });
     let parts = kernel::Parts {
+        check,
         funcs,
         consts,
         inputs: inputs.iter().map(|&i| g.ty(i).clone()).collect(),

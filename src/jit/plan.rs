@@ -85,11 +85,12 @@ pub(super) struct Plan {
     pub nodes_dead: u64,
 }
 
-/// Plans `g` (already verified).
+/// Plans `g` (already verified). With `reuse` false, no workspace range is ever reused (every
+/// value stays readable after the code ran: the JIT's checked mode).
 ///
 /// # Errors
 /// [`JitError::TooLarge`] if the workspace or the constant blob would exceed the address space.
-pub(super) fn plan(g: &Graph, max_ops_per_function: usize) -> Result<Plan, JitError> {
+pub(super) fn plan(g: &Graph, max_ops_per_function: usize, reuse: bool) -> Result<Plan, JitError> {
     let n = g.len();
     let nodes = g.nodes();
 
@@ -187,7 +188,8 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize) -> Result<Plan, JitEr
                 // Free the operands read for the last time here (after allocating this node's
                 // own range, so a node never overwrites its operands).
                 for (k, x) in node.inputs.iter().enumerate() {
-                    if last_use[x.index()] == i
+                    if reuse
+                        && last_use[x.index()] == i
                         && !node.inputs[..k].contains(x)
                         && let Loc::Ws(off) = locs[x.index()]
                     {
@@ -343,7 +345,7 @@ mod tests {
     #[test]
     fn a_chain_reuses_two_slots() {
         let g = scalar_chain(100);
-        let p = plan(&g, 30).unwrap();
+        let p = plan(&g, 30, true).unwrap();
         // Each value dies when its successor is computed, so two 8-byte slots suffice.
         assert_eq!(p.ws_bytes, 16);
         assert_eq!(p.steps.len(), 100);
@@ -363,7 +365,7 @@ mod tests {
         let b = g.push(Op::Abs, vec![a], Attrs::None).unwrap();
         let c = g.push(Op::Mul, vec![b, b], Attrs::None).unwrap();
         g.set_outputs(vec![c]);
-        let p = plan(&g, 100).unwrap();
+        let p = plan(&g, 100, true).unwrap();
         assert_eq!(p.locs[dead.index()], Loc::Unused);
         assert_eq!(p.steps, vec![a, b, c]);
         let (Loc::Ws(oa), Loc::Ws(ob)) = (p.locs[a.index()], p.locs[b.index()]) else {
@@ -384,7 +386,7 @@ mod tests {
         let y = g.push(Op::Add, vec![x, s], Attrs::None).unwrap();
         let z = g.push(Op::Add, vec![y, c], Attrs::None).unwrap();
         g.set_outputs(vec![z, c, x]);
-        let p = plan(&g, 100).unwrap();
+        let p = plan(&g, 100, true).unwrap();
         assert_eq!(p.locs[s.index()], Loc::Splat((-0.0f64).to_bits()));
         assert_eq!(p.locs[c.index()], Loc::Const(0));
         assert_eq!(p.consts.len(), 16);

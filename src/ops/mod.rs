@@ -25,9 +25,11 @@ use std::fmt;
 pub use elementwise::powi_ref;
 pub(crate) use reduce::reduced_shape;
 
-/// The largest `|n|` accepted by `powi` (derivatives lower `n` by one each, so this keeps every
-/// nested derivative's exponent in range).
-pub const MAX_POWI: u32 = 1 << 30;
+/// The largest `|n|` accepted by `powi`: every `i32` except `i32::MIN`. Each derivative lowers
+/// the exponent by one (`n·xⁿ⁻¹`), and `n - 1` cannot overflow for any accepted `n`; a nested
+/// derivative that would need `i32::MIN` is an error, not an overflow. (An earlier bound of
+/// 2^30 rejected the first derivative of `powi n=-1073741824`, a valid graph.)
+pub const MAX_POWI: u32 = i32::MAX as u32;
 
 /// A shape or dtype error: an op was applied to operands or attributes it does not accept.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -481,7 +483,7 @@ pub fn infer(op: Op, operands: &[&TensorType], attrs: &Attrs) -> Result<TensorTy
     if let Attrs::Powi { n } = attrs
         && n.unsigned_abs() > MAX_POWI
     {
-        // Each derivative lowers the exponent by one; the bound keeps that far from overflow.
+        // Each derivative lowers the exponent by one; excluding i32::MIN keeps `n - 1` in range.
         return Err(err(format!(
             "powi exponent {n} is outside -{MAX_POWI}..={MAX_POWI}"
         )));

@@ -59,6 +59,10 @@ pub fn eliminate_dead_nodes(g: &mut Graph) -> DceStats {
         for x in &mut node.inputs {
             *x = map[x.index()];
         }
+        // Provenance follows the renumbering; the forward node of a removed one is gone.
+        node.origin = node
+            .origin
+            .renumbered(|f| map.get(f.index()).copied().filter(|m| m.0 != u32::MAX));
     }
     g.set_outputs(outputs);
     DceStats {

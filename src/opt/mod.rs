@@ -244,6 +244,8 @@ pub(crate) fn rebuild(g: &mut Graph, mut decide: impl FnMut(&mut Graph, &Node) -
         for x in &mut n.inputs {
             *x = map[x.index()];
         }
+        // Provenance follows the renumbering (adjoint origins point at earlier nodes).
+        n.origin = n.origin.renumbered(|f| map.get(f.index()).copied());
         let decision = decide(&mut new, &n);
         new_is_output.resize(new.len(), false);
         let id = match decision {
