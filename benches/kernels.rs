@@ -83,8 +83,8 @@ fn jit_vs_interp(c: &mut Criterion, name: &str, mut g: Graph) {
         .collect();
     group.bench_function("jit", |bch| {
         bch.iter(|| {
-            let in_bufs: Vec<Buf<'_>> = ins.iter().map(buf).collect();
-            let mut out_bufs: Vec<BufMut<'_>> = outs.iter_mut().map(buf_mut).collect();
+            let in_bufs: Vec<Buf<'_>> = ins.iter().map(Buf::from).collect();
+            let mut out_bufs: Vec<BufMut<'_>> = outs.iter_mut().map(BufMut::from).collect();
             kernel
                 .call(black_box(&in_bufs), &mut out_bufs, &mut ws)
                 .unwrap();
@@ -94,22 +94,6 @@ fn jit_vs_interp(c: &mut Criterion, name: &str, mut g: Graph) {
         bch.iter(|| interp::run(&g, black_box(&ins)).unwrap())
     });
     group.finish();
-}
-
-fn buf(t: &Tensor) -> Buf<'_> {
-    match t.data() {
-        gradlift::Data::F32(v) => Buf::F32(v),
-        gradlift::Data::F64(v) => Buf::F64(v),
-        gradlift::Data::Bool(v) => Buf::Bool(v),
-    }
-}
-
-fn buf_mut(t: &mut Tensor) -> BufMut<'_> {
-    match t.data_mut() {
-        gradlift::Data::F32(v) => BufMut::F32(v),
-        gradlift::Data::F64(v) => BufMut::F64(v),
-        gradlift::Data::Bool(v) => BufMut::Bool(v),
-    }
 }
 
 fn seed(c: &mut Criterion) {

@@ -48,26 +48,6 @@ fn ns_per_call(mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-fn bufs(ts: &[Tensor]) -> Vec<Buf<'_>> {
-    ts.iter()
-        .map(|t| match t.data() {
-            gradlift::Data::F32(v) => Buf::F32(v),
-            gradlift::Data::F64(v) => Buf::F64(v),
-            gradlift::Data::Bool(v) => Buf::Bool(v),
-        })
-        .collect()
-}
-
-fn bufs_mut(ts: &mut [Tensor]) -> Vec<BufMut<'_>> {
-    ts.iter_mut()
-        .map(|t| match t.data_mut() {
-            gradlift::Data::F32(v) => BufMut::F32(v),
-            gradlift::Data::F64(v) => BufMut::F64(v),
-            gradlift::Data::Bool(v) => BufMut::Bool(v),
-        })
-        .collect()
-}
-
 /// Optimizes, compiles and times one graph on both backends; returns the JIT's outputs.
 fn run_both(title: &str, mut g: Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, gradlift::Error> {
     let report = opt::optimize(&mut g, &opt::OptConfig::default());
@@ -89,9 +69,9 @@ fn run_both(title: &str, mut g: Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>,
         .iter()
         .map(|t| Tensor::splat(t, 0.0))
         .collect();
-    let ins = bufs(inputs);
+    let ins: Vec<Buf<'_>> = inputs.iter().map(Buf::from).collect();
     let jit_ns = ns_per_call(|| {
-        let mut o = bufs_mut(&mut outs);
+        let mut o: Vec<BufMut<'_>> = outs.iter_mut().map(BufMut::from).collect();
         kernel
             .call(&ins, &mut o, &mut ws)
             .expect("buffers match the kernel");

@@ -50,6 +50,15 @@ impl Data {
     }
 }
 
+/// The element count of `ty`, panicking (instead of attempting an absurd allocation) if it is
+/// over the limit.
+fn checked_len(ty: &TensorType) -> usize {
+    match crate::ir::checked_numel(&ty.shape) {
+        Some(n) => n,
+        None => panic!("tensor type {ty} has more than 2^31 - 1 elements"),
+    }
+}
+
 /// A dense tensor with a static type.
 ///
 /// ```
@@ -68,13 +77,14 @@ impl Tensor {
     /// A tensor from a shape and data.
     ///
     /// # Panics
-    /// If the data length is not the product of the shape (a caller bug). Use
-    /// [`Tensor::try_new`] for untrusted input.
+    /// If the data length is not the product of the shape, or the shape has more than
+    /// [`crate::ir::MAX_ELEMENTS`] elements (a caller bug). Use [`Tensor::try_new`] for
+    /// untrusted input.
     pub fn new(shape: Vec<usize>, data: Data) -> Tensor {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "Tensor::new: data length does not match shape {shape:?}"
+        assert!(
+            crate::ir::checked_numel(&shape) == Some(data.len()),
+            "Tensor::new: data length {} does not match shape {shape:?}",
+            data.len()
         );
         Tensor { shape, data }
     }
@@ -101,8 +111,12 @@ impl Tensor {
 
     /// A tensor of type `ty` with every element equal to `x` (converted to the dtype;
     /// nonzero is `true` for `bool`).
+    ///
+    /// # Panics
+    /// If `ty` has more than [`crate::ir::MAX_ELEMENTS`] elements (a caller bug: validate
+    /// untrusted types with [`TensorType::checked`]).
     pub fn splat(ty: &TensorType, x: f64) -> Tensor {
-        let n = ty.numel();
+        let n = checked_len(ty);
         let data = match ty.dtype {
             DType::F32 => Data::F32(vec![x as f32; n]),
             DType::F64 => Data::F64(vec![x; n]),
@@ -115,8 +129,11 @@ impl Tensor {
     }
 
     /// A tensor of type `ty` built elementwise from `f64` values (converted to the dtype).
+    ///
+    /// # Panics
+    /// As [`Tensor::splat`].
     pub fn from_fn(ty: &TensorType, mut f: impl FnMut(usize) -> f64) -> Tensor {
-        let n = ty.numel();
+        let n = checked_len(ty);
         let data = match ty.dtype {
             DType::F32 => Data::F32((0..n).map(|i| f(i) as f32).collect()),
             DType::F64 => Data::F64((0..n).map(f).collect()),
@@ -180,8 +197,7 @@ impl Tensor {
 
     /// A tensor of type `ty` read from raw native-endian bytes; `None` if the length is wrong.
     pub fn from_bytes(ty: &TensorType, bytes: &[u8]) -> Option<Tensor> {
-        let n = ty.numel();
-        if bytes.len() != n * ty.dtype.size_bytes() {
+        if !ty.is_valid() || bytes.len() != ty.size_bytes() {
             return None;
         }
         let data = match ty.dtype {

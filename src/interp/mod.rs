@@ -4,14 +4,19 @@
 //! [`crate::ops`] (straightforward loops, no fusion, no reassociation), and frees each value
 //! after its last use. The JIT must agree with this module.
 //!
+//! [`run_checked`] is the checked mode: it stops at the first node that produces a non-finite
+//! value from finite operands ([`crate::finite`]).
+//!
 //! Not here: any optimization, or any code shared with the JIT's lowering.
 
+use crate::finite::{self, NonFinite};
 use crate::ir::{Graph, Op, TensorType};
 use crate::ops;
 use crate::tensor::Tensor;
 
-/// A bad call to the interpreter (user error: wrong input count or types).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// A bad call to the interpreter (user error: wrong input count or types), or, in checked mode,
+/// a non-finite value.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EvalError {
     /// Wrong number of inputs.
@@ -32,6 +37,10 @@ pub enum EvalError {
         /// The type given.
         got: TensorType,
     },
+    /// [`run_checked`] found a node that produced a non-finite value from finite operands
+    /// (not a usage error: the report says where the NaN or infinity came from).
+    #[error(transparent)]
+    NonFinite(Box<NonFinite>),
 }
 
 /// Evaluates `g` on `inputs` (in [`Graph::inputs`] order) and returns its outputs.
@@ -47,7 +56,38 @@ pub enum EvalError {
 ///
 /// # Errors
 /// [`EvalError`] if the inputs do not match the graph's inputs.
+///
+/// # Panics
+/// If `g` breaks the graph invariants (graphs from the builder, the parser, reverse mode and
+/// the optimizer never do; run [`crate::ir::verify`] on graphs assembled by hand through
+/// [`Graph::nodes_mut`] or [`Graph::append`]).
 pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
+    run_impl(g, inputs, false)
+}
+
+/// [`run`] in checked mode: after each node that some output depends on, looks for an element
+/// that is NaN or infinite although the operand elements it was computed from are finite, and
+/// stops at the first such node (see [`crate::finite`] for the exact rule).
+///
+/// ```
+/// use gradlift::{GraphBuilder, DType, interp::{self, EvalError}};
+/// let b = GraphBuilder::new("g");
+/// let x = b.input("x", DType::F64, &[]);
+/// let g = b.finish(&[("y", x.log() * 2.0)]).unwrap();
+/// assert!(interp::run_checked(&g, &[2.0.into()]).is_ok());
+/// let Err(EvalError::NonFinite(r)) = interp::run_checked(&g, &[(-1.0).into()]) else {
+///     panic!("log(-1) is NaN")
+/// };
+/// assert_eq!(r.op, gradlift::Op::Log); // not the `mul` that propagated it
+/// ```
+///
+/// # Errors
+/// As [`run`], and [`EvalError::NonFinite`] with the report.
+pub fn run_checked(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
+    run_impl(g, inputs, true)
+}
+
+fn run_impl(g: &Graph, inputs: &[Tensor], check: bool) -> Result<Vec<Tensor>, EvalError> {
     let input_ids = g.inputs();
     if input_ids.len() != inputs.len() {
         return Err(EvalError::InputCount {
@@ -64,6 +104,11 @@ pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
             });
         }
     }
+    let live = if check {
+        finite::live_nodes(g)
+    } else {
+        Vec::new()
+    };
     let mut uses = g.use_counts();
     let mut values: Vec<Option<Tensor>> = vec![None; g.len()];
     let mut next_input = inputs.iter();
@@ -80,7 +125,17 @@ pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
                         .expect("operand evaluated and still live")
                 })
                 .collect();
-            ops::eval(node, &args)
+            let v = ops::eval(node, &args);
+            if check && live[i] {
+                let id = crate::ir::NodeId(i as u32);
+                let found = finite::find_culprit(g, id, &|e| v.data().get_f64(e), &|k, e| {
+                    args[k].data().get_f64(e)
+                });
+                if let Some(r) = found {
+                    return Err(EvalError::NonFinite(Box::new(r)));
+                }
+            }
+            v
         };
         values[i] = Some(v);
         for x in &node.inputs {

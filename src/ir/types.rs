@@ -102,10 +102,8 @@ impl TensorType {
 
     /// A type, or `None` if a dimension is zero or the element count exceeds [`MAX_ELEMENTS`].
     pub fn checked(dtype: DType, shape: Vec<usize>) -> Option<TensorType> {
-        if shape.contains(&0) || checked_numel(&shape).is_none() {
-            return None;
-        }
-        Some(TensorType { dtype, shape })
+        let t = TensorType { dtype, shape };
+        t.is_valid().then_some(t)
     }
 
     /// Rank (number of dimensions).
@@ -113,9 +111,23 @@ impl TensorType {
         self.shape.len()
     }
 
-    /// Number of elements (types are validated on construction, so this cannot overflow).
+    /// Number of elements. Saturates at `usize::MAX` instead of overflowing, so an unchecked
+    /// type built with [`TensorType::new`] cannot make this panic or wrap (validated types, from
+    /// [`TensorType::checked`], the parser, the builder and the shape rules, have at most
+    /// [`MAX_ELEMENTS`]).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
+    }
+
+    /// True if the type is valid: every dimension positive and at most [`MAX_ELEMENTS`]
+    /// elements (what [`TensorType::checked`] accepts).
+    pub fn is_valid(&self) -> bool {
+        !self.shape.contains(&0) && checked_numel(&self.shape).is_some()
+    }
+
+    /// Bytes of one value of this type (saturating; at most 2^34 for valid types).
+    pub fn size_bytes(&self) -> usize {
+        self.numel().saturating_mul(self.dtype.size_bytes())
     }
 
     /// True for rank 0.
@@ -137,11 +149,12 @@ impl fmt::Display for TensorType {
     }
 }
 
-/// Row-major strides (in elements) of a shape.
+/// Row-major strides (in elements) of a shape (saturating, so unchecked shapes cannot make
+/// this overflow; strides of valid shapes are exact).
 pub fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
+    let mut s = vec![1usize; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
+        s[i] = s[i + 1].saturating_mul(shape[i + 1]);
     }
     s
 }
@@ -206,5 +219,12 @@ mod tests {
         assert_eq!(checked_numel(&[usize::MAX, 2]), None);
         assert_eq!(checked_numel(&[]), Some(1));
         assert!(TensorType::checked(DType::F32, vec![2, 0]).is_none());
+        // Unchecked types saturate instead of overflowing.
+        let huge = TensorType::new(DType::F64, vec![usize::MAX, 3]);
+        assert_eq!(huge.numel(), usize::MAX);
+        assert_eq!(huge.size_bytes(), usize::MAX);
+        assert!(!huge.is_valid());
+        assert_eq!(strides(&[2, usize::MAX, 2]), vec![usize::MAX, 2, 1]);
+        assert_eq!(TensorType::new(DType::F32, vec![2, 3]).size_bytes(), 24);
     }
 }

@@ -1,7 +1,8 @@
 //! The verifier: checks a graph's invariants and collects every violation.
 //!
-//! Checks: operands precede their users (topological order), each node's stored type equals the
-//! type its op's shape rule infers, leaves have no operands, outputs exist and are distinct,
+//! Checks: every type is valid (positive dimensions, at most 2^31 − 1 elements), operands
+//! precede their users (topological order), each node's stored type equals the type its op's
+//! shape rule infers, leaves have no operands, outputs exist and are distinct,
 //! names are unique. It does not check numerical properties.
 
 use super::{Graph, NodeId, Op};
@@ -52,6 +53,14 @@ pub fn verify(g: &Graph) -> Result<(), VerifyErrors> {
             && !names.insert(name.clone())
         {
             err(format!("duplicate name %{name}"));
+        }
+        if !n.ty.is_valid() {
+            // The JIT computes sizes and offsets from these types: they must be in range.
+            err(format!(
+                "type {} has a zero dimension or more than 2^31 - 1 elements",
+                n.ty
+            ));
+            continue;
         }
         if n.inputs.iter().any(|x| x.index() >= i) {
             err("an operand does not precede its user".into());

@@ -16,9 +16,10 @@
 //! for kernels without parallel groups.
 #![allow(unsafe_code)]
 
-use super::plan::PostCopy;
+use super::plan::{Loc, PostCopy};
 use super::{CallError, Line};
-use crate::ir::{DType, TensorType};
+use crate::finite::{self, NonFinite};
+use crate::ir::{DType, Graph, NodeId, TensorType};
 use crate::tensor::{Data, Tensor};
 use cranelift_jit::JITModule;
 use std::fmt;
@@ -155,6 +156,15 @@ impl Buf<'_> {
         self.len() == 0
     }
 
+    /// Element `i` as f64 (bool as 0/1).
+    fn get(&self, i: usize) -> f64 {
+        match self {
+            Buf::F32(v) => f64::from(v[i]),
+            Buf::F64(v) => v[i],
+            Buf::Bool(v) => f64::from(u8::from(v[i])),
+        }
+    }
+
     fn addr(&self) -> usize {
         match self {
             Buf::F32(v) => v.as_ptr() as usize,
@@ -186,6 +196,15 @@ impl BufMut<'_> {
     /// True if the buffer has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Element `i` as f64 (bool as 0/1).
+    fn get(&self, i: usize) -> f64 {
+        match self {
+            BufMut::F32(v) => f64::from(v[i]),
+            BufMut::F64(v) => v[i],
+            BufMut::Bool(v) => f64::from(u8::from(v[i])),
+        }
     }
 
     fn addr(&mut self) -> usize {
@@ -355,6 +374,8 @@ pub struct Kernel {
     ws_bytes: usize,
     post: Vec<PostCopy>,
     stats: KernelStats,
+    /// Checked mode only.
+    check: Option<Box<Checker>>,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -379,8 +400,77 @@ impl fmt::Debug for Kernel {
     }
 }
 
+/// Checked mode (`JitConfig::check_finite`): what the kernel needs to inspect each node after
+/// its function ran. The plan gave every value its own memory and every node its own function.
+pub(super) struct Checker {
+    /// The compiled graph.
+    pub graph: Graph,
+    /// The home of every value.
+    pub locs: Vec<Loc>,
+    /// The node computed by each function, in call order.
+    pub steps: Vec<NodeId>,
+    /// The nodes some output depends on.
+    pub live: Vec<bool>,
+}
+
+impl Checker {
+    /// Element `i` of the value of `id`, read from its home (safe: every home is a checked
+    /// buffer, the workspace or the constant blob, and the planned offsets are in range).
+    fn value(
+        &self,
+        id: NodeId,
+        i: usize,
+        io: (&[Buf<'_>], &[BufMut<'_>]),
+        mem: (&[Line], &[Line]),
+    ) -> f64 {
+        let dtype = self.graph.ty(id).dtype;
+        let read = |lines: &[Line], off: usize| -> f64 {
+            let size = dtype.size_bytes();
+            let at = off + i * size;
+            // Elements are naturally aligned and lines are 64 bytes, so no element straddles two.
+            let line = &lines[at / 64].0;
+            let b = &line[at % 64..at % 64 + size];
+            match dtype {
+                DType::F32 => f64::from(f32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+                DType::F64 => f64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+                DType::Bool => f64::from(b[0]),
+            }
+        };
+        match self.locs[id.index()] {
+            Loc::Input(k) => io.0[k].get(i),
+            Loc::Output(k) => io.1[k].get(i),
+            Loc::Ws(off) => read(mem.0, off),
+            Loc::Const(off) => read(mem.1, off),
+            Loc::Splat(bits) => match dtype {
+                DType::F32 => f64::from(f32::from_bits(bits as u32)),
+                DType::F64 => f64::from_bits(bits),
+                DType::Bool => bits as f64,
+            },
+            Loc::Unused => unreachable!("plan invariant: operands of a step have a home"),
+        }
+    }
+
+    /// Looks for a culprit element in the node computed by function `f`.
+    fn inspect(
+        &self,
+        f: usize,
+        io: (&[Buf<'_>], &[BufMut<'_>]),
+        mem: (&[Line], &[Line]),
+    ) -> Option<NonFinite> {
+        let id = *self.steps.get(f)?;
+        if !self.live[id.index()] {
+            return None;
+        }
+        let inputs = &self.graph.node(id).inputs;
+        finite::find_culprit(&self.graph, id, &|e| self.value(id, e, io, mem), &|k, e| {
+            self.value(inputs[k], e, io, mem)
+        })
+    }
+}
+
 /// What the compiler hands to [`Kernel::new`].
 pub(super) struct Parts {
+    pub check: Option<Box<Checker>>,
     pub steps: Vec<Step>,
     pub consts: Vec<Line>,
     pub inputs: Vec<TensorType>,
@@ -411,6 +501,7 @@ impl Kernel {
             ws_bytes: p.ws_bytes,
             post: p.post,
             stats: p.stats,
+            check: p.check,
             id: NEXT_KERNEL_ID.fetch_add(1, Ordering::Relaxed),
             module,
         }
@@ -495,7 +586,8 @@ impl Kernel {
     ///
     /// # Errors
     /// [`CallError`] (before any code runs) if a count, a dtype or a length is wrong, or if the
-    /// workspace belongs to another kernel.
+    /// workspace belongs to another kernel; in checked mode, [`CallError::NonFinite`] after the
+    /// first node that produced a non-finite value from finite operands.
     pub fn call(
         &self,
         inputs: &[Buf<'_>],
@@ -510,13 +602,14 @@ impl Kernel {
         for (slot, b) in ws.ptrs[n_in..].iter_mut().zip(outputs.iter_mut()) {
             *slot = b.addr();
         }
-        let args = Args {
-            ins: ws.ptrs.as_ptr().cast::<*const u8>(),
-            outs: ws.ptrs[n_in..].as_ptr().cast::<*mut u8>(),
-            ws: ws.mem.as_mut_ptr().cast::<u8>(),
-            consts: self.consts.as_ptr().cast::<u8>(),
-        };
-        for step in &self.steps {
+        for (i, step) in self.steps.iter().enumerate() {
+            // Derived for each step: checked mode reads the workspace in between.
+            let args = Args {
+                ins: ws.ptrs.as_ptr().cast::<*const u8>(),
+                outs: ws.ptrs[n_in..].as_ptr().cast::<*mut u8>(),
+                ws: ws.mem.as_mut_ptr().cast::<u8>(),
+                consts: self.consts.as_ptr().cast::<u8>(),
+            };
             // SAFETY (both arms): `check` verified that there is one buffer per input and
             // output, each of the planned dtype and element count, and that `ws` was made by
             // this kernel (so it has `ws_bytes` of 64-byte aligned memory and one address slot
@@ -529,6 +622,11 @@ impl Kernel {
             match *step {
                 Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
                 Step::Blocks { f, count } => unsafe { run_blocks(args, f, count) },
+            }
+            if let Some(c) = &self.check
+                && let Some(r) = c.inspect(i, (inputs, outputs), (&ws.mem, &self.consts))
+            {
+                return Err(CallError::NonFinite(Box::new(r)));
             }
         }
         for p in &self.post {

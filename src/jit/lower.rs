@@ -237,11 +237,6 @@ fn contiguous(shape: &[usize], size: usize) -> Vec<i64> {
     strides(shape).iter().map(|&s| (s * size) as i64).collect()
 }
 
-/// Element strides scaled to bytes.
-fn bytes(st: &[usize], size: usize) -> Vec<i64> {
-    st.iter().map(|&s| (s * size) as i64).collect()
-}
-
 /// Merges contiguous dimensions of a copy (see `plan::collapse`).
 fn collapse(dims: &[usize], acc: &mut [Vec<i64>]) -> Vec<usize> {
     let mut refs: Vec<&mut Vec<i64>> = acc.iter_mut().collect();
@@ -1735,6 +1730,7 @@ mod tests {
                 max_ops_per_function: usize::MAX,
                 parallel_min_elements: usize::MAX,
                 exact: false,
+                checked: false,
             },
         )
         .unwrap();

@@ -100,6 +100,17 @@ pub struct JitConfig {
     /// blocking (decided by this setting) does fix the order of reassociated reductions.
     /// Default 65536.
     pub parallel_min_elements: usize,
+    /// The most workspace (scratch memory for intermediate values) a kernel may need; a graph
+    /// needing more fails with [`JitError::TooLarge`] naming both sizes. Default 4 GiB.
+    pub max_workspace_bytes: usize,
+    /// Checked mode (NaN provenance): the kernel stops after the first node that produces a
+    /// non-finite value from finite operands, and [`Kernel::call`] returns
+    /// [`CallError::NonFinite`] with the report (see [`crate::finite`]). Every node is its own
+    /// group and function (no fusion, every view copied), every value keeps its own memory,
+    /// and no loop is split between threads, so after each node the kernel (in Rust) can read
+    /// the node's output and operands; this costs speed and memory and is meant for debugging.
+    /// Default off.
+    pub check_finite: bool,
 }
 
 impl Default for JitConfig {
@@ -110,9 +121,14 @@ impl Default for JitConfig {
             threads: 0,
             exact_math: false,
             parallel_min_elements: 1 << 16,
+            max_workspace_bytes: DEFAULT_MAX_WORKSPACE_BYTES,
+            check_finite: false,
         }
     }
 }
+
+/// The default of [`JitConfig::max_workspace_bytes`]: 4 GiB.
+pub const DEFAULT_MAX_WORKSPACE_BYTES: usize = 4 << 30;
 
 /// Compilation failed.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +171,8 @@ impl JitError {
     }
 }
 
-/// A kernel was called with buffers that do not match its signature. Nothing ran.
+/// A kernel was called with buffers that do not match its signature (nothing ran), or, in
+/// checked mode, stopped at a non-finite value.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
@@ -225,6 +242,11 @@ pub enum CallError {
     /// kernel being called).
     #[error("the workspace belongs to another kernel")]
     ForeignWorkspace,
+    /// Checked mode ([`JitConfig::check_finite`]) only: a node produced a non-finite value from
+    /// finite operands. Unlike the other variants, the kernel ran, up to and including that
+    /// node; the output buffers hold whatever was computed by then.
+    #[error(transparent)]
+    NonFinite(Box<crate::finite::NonFinite>),
 }
 
 /// 64 bytes, 64-byte aligned: the unit of workspace and constant memory.
@@ -258,8 +280,18 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             max_ops_per_function: cfg.max_ops_per_function,
             parallel_min_elements: cfg.parallel_min_elements,
             exact: cfg.exact_math,
+            checked: cfg.check_finite,
         },
     )?;
+    if plan.ws_bytes > cfg.max_workspace_bytes {
+        return Err(JitError::TooLarge {
+            what: format!(
+                "the kernel needs {} bytes of workspace, more than the limit of {} bytes \
+                 (JitConfig::max_workspace_bytes)",
+                plan.ws_bytes, cfg.max_workspace_bytes
+            ),
+        });
+    }
     let isa = host_isa(cfg.verifier)?;
     let opts = lower::Opts {
         exact: cfg.exact_math,
@@ -387,8 +419,28 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         line.0[..chunk.len()].copy_from_slice(chunk);
     }
     let inputs = g.inputs();
+    let check = cfg.check_finite.then(|| {
+        Box::new(kernel::Checker {
+            graph: g.clone(),
+            locs: plan.locs.clone(),
+            // Checked plans have one single-node group per function.
+            steps: plan
+                .funcs
+                .iter()
+                .map(|f| match f {
+                    plan::Func::Serial(items) => match items.as_slice() {
+                        [plan::Item::Run(gi)] => plan.groups[*gi as usize].first_node(),
+                        _ => unreachable!("checked plans run one group per function"),
+                    },
+                    plan::Func::Blocks(_) => unreachable!("checked plans are serial"),
+                })
+                .collect(),
+            live: crate::finite::live_nodes(g),
+        })
+    });
     let st = &plan.stats;
     let parts = kernel::Parts {
+        check,
         steps,
         consts,
         inputs: inputs.iter().map(|&i| g.ty(i).clone()).collect(),

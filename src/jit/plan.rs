@@ -217,8 +217,6 @@ pub(super) enum Func {
 /// The layout of a compiled graph.
 #[derive(Debug)]
 pub(super) struct Plan {
-    /// What each node is.
-    pub roles: Vec<Role>,
     /// The home of each stored node's value.
     pub locs: Vec<Loc>,
     /// How each node that is read from memory is read (stored nodes, leaves and views).
@@ -257,6 +255,9 @@ pub(super) struct PlanConfig {
     pub parallel_min_elements: usize,
     /// Reductions must not be reassociated.
     pub exact: bool,
+    /// Checked mode: every node its own group and function, every view realized, every value
+    /// stored in its own memory (never reused), no threads.
+    pub checked: bool,
 }
 
 /// True for ops computed per element by an `ops` lowering rule.
@@ -348,6 +349,17 @@ struct Builder<'g> {
     shapes: Vec<Option<Vec<usize>>>,
     members: Vec<Vec<NodeId>>,
     latest: HashMap<Vec<usize>, u32>,
+    checked: bool,
+}
+
+impl Group {
+    /// The first node the group computes.
+    pub(super) fn first_node(&self) -> NodeId {
+        match self {
+            Group::Fused(f) => f.members[0],
+            Group::Single(id, _) => *id,
+        }
+    }
 }
 
 impl Builder<'_> {
@@ -426,6 +438,12 @@ impl Builder<'_> {
 
     /// Places elementwise node or reduction `n` whose loop runs over `shape`.
     fn place(&mut self, n: NodeId, shape: Vec<usize>) {
+        if self.checked {
+            let g = self.new_group(Some(shape));
+            self.members[g as usize].push(n);
+            self.roles[n.index()] = Role::Member(g);
+            return;
+        }
         let mut best: Option<(usize, u32)> = None;
         let mut consider = |b: &Self, g: u32| {
             if b.shapes[g as usize].as_ref() != Some(&shape) {
@@ -525,6 +543,7 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         shapes: Vec::new(),
         members: Vec::new(),
         latest: HashMap::new(),
+        checked: cfg.checked,
     };
     // Values some live consumer reads contiguously (`matmul`, and `reshape`, which is only a
     // view of a contiguous operand).
@@ -552,7 +571,7 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
                 let contiguous = is_contiguous(&node.ty.shape, &v.strides);
                 b.roles[i] = Role::View;
                 b.views[i] = Some(v);
-                if is_output[i] || (wants_contiguous[i] && !contiguous) {
+                if cfg.checked || is_output[i] || (wants_contiguous[i] && !contiguous) {
                     b.realize(id);
                 }
             }
@@ -590,7 +609,11 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
     };
     for i in 0..n {
         let Some(gi) = group_of(i) else { continue };
-        if is_output[i] || is_reduction(nodes[i].op) || matches!(roles[i], Role::Single(_)) {
+        if cfg.checked
+            || is_output[i]
+            || is_reduction(nodes[i].op)
+            || matches!(roles[i], Role::Single(_))
+        {
             stored[i] = true;
         }
         let reads: Vec<NodeId> = match realized.get(&(i as u32)) {
@@ -724,7 +747,7 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
             Group::Fused(f) => {
                 // A vector group with transcendentals may run twice (see `lower`), so it must
                 // not overwrite its operands.
-                let candidates = if f.math && f.vector.is_some() && !cfg.exact {
+                let candidates = if cfg.checked || (f.math && f.vector.is_some() && !cfg.exact) {
                     Vec::new()
                 } else {
                     in_place_candidates(f, &dying[gi], &locs, nodes)
@@ -771,7 +794,7 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
             }
         }
         for &x in &dying[gi] {
-            if taken.contains(&x) {
+            if taken.contains(&x) || cfg.checked {
                 continue;
             }
             if let Loc::Ws(off) = locs[x.index()] {
@@ -784,7 +807,11 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
     }
 
     // Phase 6: functions.
-    let per = cfg.max_ops_per_function.max(1);
+    let per = if cfg.checked {
+        1
+    } else {
+        cfg.max_ops_per_function.max(1)
+    };
     let mut funcs = Vec::new();
     let mut cur: Vec<Item> = Vec::new();
     let mut cur_ops = 0usize;
@@ -831,7 +858,6 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
     stats.buffers_in_place = in_place;
     stats.groups = groups.len() as u64;
     Ok(Plan {
-        roles,
         locs,
         views,
         groups,
@@ -1056,7 +1082,7 @@ fn fused_nest(
         size: dims.first().copied().unwrap_or(1),
     };
     let mut parallel = false;
-    if numel >= cfg.parallel_min_elements.max(2 * BLOCK_ELEMS) && !dims.is_empty() {
+    if !cfg.checked && numel >= cfg.parallel_min_elements.max(2 * BLOCK_ELEMS) && !dims.is_empty() {
         let inner: usize = dims[1..].iter().product();
         let size = BLOCK_ELEMS.div_ceil(inner).max(1);
         let count = dims[0].div_ceil(size);

@@ -1,6 +1,11 @@
 //! The one integration-test binary: each module covers one area.
 
+mod check_finite;
 mod cli;
+mod differential;
+mod forward;
+mod fuzz_check;
+mod hostile;
 mod jit;
 mod props;
 mod random;

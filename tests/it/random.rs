@@ -1,10 +1,39 @@
-//! A seeded random-graph generator for property tests: many ops, ranks 0-3, f32/f64,
-//! broadcasting, DAG reuse, and (optionally) an appended gradient.
+//! A seeded random-graph generator for property and differential tests.
+//!
+//! [`generate`] builds a forward graph from a seed and a [`GenConfig`]: every non-leaf op,
+//! dtypes f32/f64/bool (bool through comparisons, bool inputs and `select`), ranks 0–4,
+//! broadcasting between operands of different shapes, DAG reuse (operands picked from recent
+//! nodes and, sometimes, from far back), constants, and `cast` between float dtypes. With
+//! [`GenConfig::safe`], operands of ops with a restricted domain are guarded so values stay
+//! finite and moderate (finite differences are then meaningful):
+//!
+//! | op | guard on the operand |
+//! | --- | --- |
+//! | `log`, `sqrt`, `rsqrt`, `log1p`, `recip`, divisor of `div` | `pos(x) = sqrt(x·x + 0.25)` (≥ 0.5, smooth) |
+//! | `exp`, `expm1`, exponent of `pow` | `tanh(x)` |
+//! | base of `pow`, base of `powi` with `n < 0` | `pos(tanh(x))` (in [0.5, 1.12)) |
+//! | base of `powi` with `n > 1`, operands of `mul`, `matmul` | `tanh(x)` (half the time for `mul`) |
+//!
+//! With [`GenConfig::smooth`], only ops that are differentiable everywhere on the guarded
+//! domain are generated (no `abs`, `relu`, `max`, `min`, comparisons, `select`,
+//! `reduce_max`/`reduce_min`, `cast`), in f64 only: these are the graphs whose gradients the
+//! differential test checks against central finite differences.
+//!
+//! The first output of a generated graph is always a float scalar "loss" (a sum of reductions
+//! of late float nodes), so derivative passes can be appended by [`Case::build`]: reverse mode,
+//! or reverse over reverse (the gradient of `Σ_k sum(∂loss/∂x_k · w_k)` with constant weights,
+//! a Hessian-vector product).
+//!
+//! Input values come from [`input_values`], seeded by the input's *name*, so a shrunk graph
+//! that keeps an input sees the same values for it.
+
+#![allow(dead_code)] // each test module uses a part of the generator
 
 use gradlift::ir::{Attrs, DType, Graph, NodeId, Op, TensorType};
 use gradlift::{Tensor, autodiff};
 
 /// splitmix64.
+#[derive(Clone)]
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -16,20 +45,558 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
     pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
+    /// True with probability `1/n`.
+    pub fn one_in(&mut self, n: usize) -> bool {
+        self.below(n) == 0
+    }
 }
 
-const SHAPES: [&[usize]; 7] = [&[], &[3], &[2, 3], &[1, 3], &[2, 1], &[3, 2], &[2, 2, 3]];
+/// Input and constant shapes: ranks 0 to 4, with size-1 axes for broadcasting.
+pub const SHAPES: [&[usize]; 13] = [
+    &[],
+    &[1],
+    &[3],
+    &[2, 3],
+    &[1, 3],
+    &[2, 1],
+    &[3, 2],
+    &[2, 2, 3],
+    &[2, 1, 3],
+    &[1, 2, 1],
+    &[2, 1, 3, 2],
+    &[1, 2, 1, 2],
+    &[2, 2, 1, 3],
+];
 
-/// A random graph with `steps` attempted ops. Outputs: up to three late nodes, and, when
-/// `with_grad`, the gradient of a scalar sum of a float node with respect to every input.
-pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
+/// The highest rank the generator creates.
+pub const MAX_RANK: usize = 4;
+
+/// Ops that are differentiable everywhere on the guarded domain (used by smooth cases).
+pub const SMOOTH_OPS: [Op; 26] = [
+    Op::Neg,
+    Op::Exp,
+    Op::Log,
+    Op::Sqrt,
+    Op::Rsqrt,
+    Op::Sin,
+    Op::Cos,
+    Op::Tanh,
+    Op::Sigmoid,
+    Op::Recip,
+    Op::Log1p,
+    Op::Expm1,
+    Op::Powi,
+    Op::Add,
+    Op::Sub,
+    Op::Mul,
+    Op::Div,
+    Op::Pow,
+    Op::ReduceSum,
+    Op::ReduceMean,
+    Op::Reshape,
+    Op::Transpose,
+    Op::Broadcast,
+    Op::Slice,
+    Op::Concat,
+    Op::Matmul,
+];
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenConfig {
+    /// Ops attempted (most succeed; some combinations are skipped).
+    pub steps: usize,
+    /// Guard restricted domains (see the module docs).
+    pub safe: bool,
+    /// Only smooth ops, f64 only (implies `safe`).
+    pub smooth: bool,
+    /// Derivative order appended by [`Case::build`]: 0 none, 1 reverse, 2 reverse over reverse.
+    pub order: u8,
+}
+
+/// A generated test case: a forward graph and the derivatives to append.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// The forward graph. Output 0 is a float scalar when `order > 0`. Outputs are named
+    /// `out0`, `out1`, ...
+    pub forward: Graph,
+    /// 0, 1 or 2 (see [`GenConfig::order`]).
+    pub order: u8,
+    /// Built from smooth ops only (eligible for the finite-difference check).
+    pub smooth: bool,
+    /// Seed of the input values and of the second-order weights.
+    pub seed: u64,
+}
+
+/// `d = ∂f/∂x`: output `d` of the built graph is the gradient of the scalar output `f` with
+/// respect to input number `x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// Output index of the differentiated scalar.
+    pub f: usize,
+    /// Index of the input (in `Graph::inputs` order).
+    pub x: usize,
+    /// Output index of the gradient.
+    pub d: usize,
+}
+
+impl Case {
+    /// The forward graph with the derivative passes appended, and what each gradient output
+    /// claims to be. Outputs: the forward outputs, then one gradient per float input; for order
+    /// 2 also the second-order scalar and its gradients. Every output is a distinct named node.
+    ///
+    /// # Errors
+    /// Whatever `autodiff::grad` or the graph API reports (a bug: generated cases are valid).
+    pub fn build(&self) -> Result<(Graph, Vec<Claim>), String> {
+        let mut g = self.forward.clone();
+        let mut outs: Vec<NodeId> = g.outputs().to_vec();
+        let mut claims = Vec::new();
+        if self.order > 0 && !outs.is_empty() {
+            let loss = outs[0];
+            let inputs = g.inputs();
+            let wrt: Vec<(usize, NodeId)> = inputs
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|&(_, i)| g.ty(i).dtype.is_float())
+                .collect();
+            let ids: Vec<NodeId> = wrt.iter().map(|&(_, i)| i).collect();
+            let grads = autodiff::grad(&mut g, loss, &ids).map_err(|e| e.to_string())?;
+            for (&(k, _), &d) in wrt.iter().zip(&grads) {
+                claims.push(Claim {
+                    f: 0,
+                    x: k,
+                    d: outs.len(),
+                });
+                outs.push(d);
+            }
+            if self.order > 1 && !grads.is_empty() {
+                // s2 = Σ_k sum(g_k · w_k): its gradient is the Hessian times the weights.
+                let ld = g.ty(loss).dtype;
+                let mut r = Rng(self.seed ^ 0x5EC0_4D);
+                let mut s2: Option<NodeId> = None;
+                for &d in &grads {
+                    let ty = g.ty(d).clone();
+                    let w = g.add_const(Tensor::from_fn(&ty, |_| r.uniform(-1.0, 1.0)));
+                    let p = g
+                        .push(Op::Mul, vec![d, w], Attrs::None)
+                        .map_err(|e| e.to_string())?;
+                    let s = g
+                        .push(
+                            Op::ReduceSum,
+                            vec![p],
+                            Attrs::Reduce {
+                                axes: (0..ty.rank()).collect(),
+                                keepdims: false,
+                            },
+                        )
+                        .map_err(|e| e.to_string())?;
+                    let s = if ty.dtype == ld {
+                        s
+                    } else {
+                        g.push(Op::Cast, vec![s], Attrs::Cast { to: ld })
+                            .map_err(|e| e.to_string())?
+                    };
+                    s2 = Some(match s2 {
+                        None => s,
+                        Some(a) => g
+                            .push(Op::Add, vec![a, s], Attrs::None)
+                            .map_err(|e| e.to_string())?,
+                    });
+                }
+                let s2 = s2.expect("at least one gradient");
+                let f = outs.len();
+                outs.push(s2);
+                let grads2 = autodiff::grad(&mut g, s2, &ids).map_err(|e| e.to_string())?;
+                for (&(k, _), &d) in wrt.iter().zip(&grads2) {
+                    claims.push(Claim {
+                        f,
+                        x: k,
+                        d: outs.len(),
+                    });
+                    outs.push(d);
+                }
+            }
+        }
+        let names: Vec<String> = (0..outs.len()).map(|k| format!("out{k}")).collect();
+        let named: Vec<(&str, NodeId)> = names.iter().map(String::as_str).zip(outs).collect();
+        // Names of the forward outputs are already theirs; set_named_outputs copies shared or
+        // input outputs so every output is a distinct node.
+        g.set_named_outputs(&named).map_err(|e| e.to_string())?;
+        Ok((g, claims))
+    }
+}
+
+/// Picks a node satisfying `pred`, preferring recent ones and sometimes reaching far back.
+fn pick_where(r: &mut Rng, g: &Graph, pred: impl Fn(&TensorType) -> bool) -> Option<NodeId> {
+    let cands: Vec<usize> = (0..g.len()).filter(|&i| pred(&g.nodes()[i].ty)).collect();
+    if cands.is_empty() {
+        return None;
+    }
+    let k = if r.one_in(3) {
+        r.below(cands.len())
+    } else {
+        cands.len() - 1 - r.below(cands.len().min(4))
+    };
+    Some(NodeId(cands[k] as u32))
+}
+
+thread_local! {
+    /// Results with more elements than this are skipped (see [`random_graph_shaped`]).
+    static MAX_NUMEL: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+fn push(g: &mut Graph, op: Op, inputs: Vec<NodeId>, attrs: Attrs) -> Option<NodeId> {
+    let tys: Vec<&TensorType> = inputs.iter().map(|&i| g.ty(i)).collect();
+    if gradlift::ops::infer(op, &tys, &attrs).is_ok_and(|t| t.numel() > MAX_NUMEL.get()) {
+        return None;
+    }
+    g.push(op, inputs, attrs).ok()
+}
+
+fn tanh(g: &mut Graph, x: NodeId) -> NodeId {
+    push(g, Op::Tanh, vec![x], Attrs::None).expect("tanh of a float")
+}
+
+/// `sqrt(x·x + 0.25)`: smooth and at least 0.5.
+fn pos(g: &mut Graph, x: NodeId) -> NodeId {
+    let d = g.ty(x).dtype;
+    let sq = push(g, Op::Mul, vec![x, x], Attrs::None).expect("x*x");
+    let c = g.add_scalar(d, 0.25);
+    let s = push(g, Op::Add, vec![sq, c], Attrs::None).expect("+0.25");
+    push(g, Op::Sqrt, vec![s], Attrs::None).expect("sqrt")
+}
+
+fn random_perm(r: &mut Rng, n: usize) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        p.swap(i, r.below(i + 1));
+    }
+    p
+}
+
+/// A random shape `b` can have to broadcast with `a` (an existing shape, a suffix of it, or
+/// `a` with some axes set to 1).
+fn broadcast_partner(r: &mut Rng, a: &[usize]) -> Vec<usize> {
+    match r.below(3) {
+        0 => a[r.below(a.len() + 1)..].to_vec(),
+        1 => a.iter().map(|&d| if r.one_in(2) { 1 } else { d }).collect(),
+        _ => a.to_vec(),
+    }
+}
+
+/// Generates a case (see the module docs).
+pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
     let shapes: Vec<Vec<usize>> = SHAPES.iter().map(|s| s.to_vec()).collect();
-    generate(seed, steps, with_grad, &shapes, usize::MAX)
+    generate_with(seed, cfg, &shapes)
+}
+
+/// [`generate`] with input and constant shapes drawn from `shapes`.
+pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case {
+    let mut r = Rng(seed);
+    let smooth = cfg.smooth;
+    let safe = cfg.safe || smooth;
+    let dtype = if smooth || r.one_in(2) {
+        DType::F64
+    } else {
+        DType::F32
+    };
+    let other = if dtype == DType::F64 {
+        DType::F32
+    } else {
+        DType::F64
+    };
+    let mut g = Graph::new("random");
+    let n_inputs = 1 + r.below(3);
+    for i in 0..n_inputs {
+        let shape = shapes[r.below(shapes.len())].clone();
+        g.add_input(&format!("x{i}"), TensorType::new(dtype, shape))
+            .expect("fresh name");
+    }
+    if !smooth && r.one_in(3) {
+        let shape = shapes[r.below(shapes.len())].clone();
+        g.add_input("flag", TensorType::new(DType::Bool, shape))
+            .expect("fresh name");
+    }
+    if r.one_in(2) {
+        let shape = shapes[r.below(shapes.len())].clone();
+        let ty = TensorType::new(dtype, shape);
+        let mut rr = Rng(r.next_u64());
+        g.add_const(Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0)));
+    }
+    let ops: Vec<Op> = if smooth {
+        SMOOTH_OPS.to_vec()
+    } else {
+        Op::ALL[2..].to_vec()
+    };
+    let is_float = |t: &TensorType| t.dtype.is_float();
+    for _ in 0..cfg.steps {
+        let op = ops[r.below(ops.len())];
+        // The first operand: a float node (any dtype for data movement and select branches).
+        let Some(mut a) = pick_where(&mut r, &g, |t| match op {
+            Op::Reshape | Op::Transpose | Op::Broadcast | Op::Slice | Op::Concat => true,
+            Op::Cast => true,
+            _ => t.dtype.is_float(),
+        }) else {
+            continue;
+        };
+        let ta = g.ty(a).clone();
+        let rank = ta.rank();
+        // A partner of the same dtype whose shape broadcasts with `a`'s, or a fresh constant.
+        let partner = |r: &mut Rng, g: &mut Graph| -> NodeId {
+            let want = broadcast_partner(r, &ta.shape);
+            let found = pick_where(r, g, |t| {
+                t.dtype == ta.dtype && gradlift::ir::broadcast_shapes(&t.shape, &ta.shape).is_some()
+            });
+            match found {
+                Some(b) if !r.one_in(4) => b,
+                _ => {
+                    let ty = TensorType::new(ta.dtype, want);
+                    let mut rr = Rng(r.next_u64());
+                    g.add_const(Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0)))
+                }
+            }
+        };
+        let (inputs, attrs) = match op {
+            Op::Powi => {
+                let n = r.below(7) as i32 - 3;
+                if safe {
+                    a = if n < 0 {
+                        let t = tanh(&mut g, a);
+                        pos(&mut g, t)
+                    } else if n > 1 {
+                        tanh(&mut g, a)
+                    } else {
+                        a
+                    };
+                }
+                (vec![a], Attrs::Powi { n })
+            }
+            Op::Cast => {
+                let to = if ta.dtype == DType::Bool || r.one_in(3) {
+                    if r.one_in(2) { dtype } else { other }
+                } else if ta.dtype == DType::F64 {
+                    DType::F32
+                } else {
+                    DType::F64
+                };
+                (vec![a], Attrs::Cast { to })
+            }
+            Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
+                let axes = if r.one_in(4) {
+                    (0..rank).collect()
+                } else {
+                    (0..rank).filter(|_| r.one_in(2)).collect()
+                };
+                (
+                    vec![a],
+                    Attrs::Reduce {
+                        axes,
+                        keepdims: r.one_in(2),
+                    },
+                )
+            }
+            Op::Reshape => {
+                let n = ta.numel();
+                let shape = match r.below(4) {
+                    0 => vec![n],
+                    1 => ta.shape.iter().rev().copied().collect(),
+                    2 if n % 2 == 0 && n > 2 => vec![2, n / 2],
+                    2 => vec![1, n],
+                    _ => {
+                        let mut s = ta.shape.clone();
+                        if s.len() < MAX_RANK {
+                            s.insert(r.below(s.len() + 1), 1);
+                        }
+                        s
+                    }
+                };
+                (vec![a], Attrs::Shape { shape })
+            }
+            Op::Transpose => (
+                vec![a],
+                Attrs::Perm {
+                    perm: random_perm(&mut r, rank),
+                },
+            ),
+            Op::Broadcast => {
+                let mut shape: Vec<usize> = ta
+                    .shape
+                    .iter()
+                    .map(|&d| if d == 1 { 1 + r.below(3) } else { d })
+                    .collect();
+                if shape.len() < MAX_RANK && r.one_in(2) {
+                    shape.insert(0, 2);
+                }
+                (vec![a], Attrs::Shape { shape })
+            }
+            Op::Slice => {
+                let mut start = Vec::with_capacity(rank);
+                let mut stop = Vec::with_capacity(rank);
+                for &d in &ta.shape {
+                    let s = r.below(d);
+                    start.push(s);
+                    stop.push(s + 1 + r.below(d - s));
+                }
+                (vec![a], Attrs::Slice { start, stop })
+            }
+            Op::Concat => {
+                if rank == 0 {
+                    continue;
+                }
+                let axis = r.below(rank);
+                let b = pick_where(&mut r, &g, |t| {
+                    t.dtype == ta.dtype
+                        && t.rank() == rank
+                        && (0..rank).all(|i| i == axis || t.shape[i] == ta.shape[i])
+                })
+                .unwrap_or(a);
+                let mut ins = vec![a, b];
+                if r.one_in(3) {
+                    ins.push(a);
+                }
+                (ins, Attrs::Axis { axis })
+            }
+            Op::Select => {
+                let Some(c) = pick_where(&mut r, &g, |t| {
+                    t.dtype == DType::Bool
+                        && gradlift::ir::broadcast_shapes(&t.shape, &ta.shape).is_some()
+                }) else {
+                    continue;
+                };
+                let b = partner(&mut r, &mut g);
+                (vec![c, a, b], Attrs::None)
+            }
+            Op::Matmul => {
+                if rank < 2 {
+                    continue;
+                }
+                let k = ta.shape[rank - 1];
+                let found = pick_where(&mut r, &g, |t| {
+                    t.dtype == ta.dtype && t.rank() >= 2 && t.shape[t.rank() - 2] == k
+                });
+                let b = match found {
+                    Some(b) if !r.one_in(3) => b,
+                    _ => {
+                        let mut perm: Vec<usize> = (0..rank).collect();
+                        perm.swap(rank - 2, rank - 1);
+                        match push(&mut g, Op::Transpose, vec![a], Attrs::Perm { perm }) {
+                            Some(t) => t,
+                            None => continue,
+                        }
+                    }
+                };
+                if safe {
+                    let ta2 = tanh(&mut g, a);
+                    let tb = tanh(&mut g, b);
+                    (vec![ta2, tb], Attrs::None)
+                } else {
+                    (vec![a, b], Attrs::None)
+                }
+            }
+            Op::Exp | Op::Expm1 if safe => (vec![tanh(&mut g, a)], Attrs::None),
+            Op::Log | Op::Sqrt | Op::Rsqrt | Op::Log1p | Op::Recip if safe => {
+                (vec![pos(&mut g, a)], Attrs::None)
+            }
+            Op::Div if safe => {
+                let b = partner(&mut r, &mut g);
+                (vec![a, pos(&mut g, b)], Attrs::None)
+            }
+            Op::Pow if safe => {
+                let b = partner(&mut r, &mut g);
+                let t = tanh(&mut g, a);
+                let base = pos(&mut g, t);
+                (vec![base, tanh(&mut g, b)], Attrs::None)
+            }
+            Op::Mul if safe && r.one_in(2) => {
+                let b = partner(&mut r, &mut g);
+                let t = tanh(&mut g, a);
+                (vec![t, tanh(&mut g, b)], Attrs::None)
+            }
+            _ => match gradlift::ops::rules(op).arity {
+                gradlift::ops::Arity::Exact(1) => (vec![a], Attrs::None),
+                _ => {
+                    let b = partner(&mut r, &mut g);
+                    (vec![a, b], Attrs::None)
+                }
+            },
+        };
+        let _ = push(&mut g, op, inputs, attrs); // invalid combinations are skipped
+    }
+    // Outputs: the loss (a sum of reductions of up to three late float nodes, in `dtype`), then
+    // up to three late nodes of any dtype.
+    let n = g.len();
+    let late_float: Vec<NodeId> = (0..n)
+        .rev()
+        .filter(|&i| is_float(&g.nodes()[i].ty) && g.nodes()[i].op != Op::Input)
+        .take(1 + r.below(3))
+        .map(|i| NodeId(i as u32))
+        .collect();
+    let mut loss: Option<NodeId> = None;
+    let terms: Vec<NodeId> = if late_float.is_empty() {
+        vec![g.inputs()[0]]
+    } else {
+        late_float
+    };
+    for f in terms {
+        let rank = g.ty(f).rank();
+        let s = push(
+            &mut g,
+            Op::ReduceSum,
+            vec![f],
+            Attrs::Reduce {
+                axes: (0..rank).collect(),
+                keepdims: false,
+            },
+        )
+        .expect("sum of a float node");
+        let s = if g.ty(s).dtype == dtype {
+            s
+        } else {
+            push(&mut g, Op::Cast, vec![s], Attrs::Cast { to: dtype }).expect("cast")
+        };
+        loss = Some(match loss {
+            None => s,
+            Some(l) => push(&mut g, Op::Add, vec![l, s], Attrs::None).expect("add scalars"),
+        });
+    }
+    let mut outs = vec![loss.expect("at least one term")];
+    let m = g.len();
+    for k in 1..m.min(4) {
+        let id = NodeId((m - 1 - k) as u32);
+        if g.node(id).op != Op::Input && r.one_in(2) {
+            outs.push(id);
+        }
+    }
+    let names: Vec<String> = (0..outs.len()).map(|k| format!("out{k}")).collect();
+    let named: Vec<(&str, NodeId)> = names.iter().map(String::as_str).zip(outs).collect();
+    g.set_named_outputs(&named).expect("fresh output names");
+    Case {
+        forward: g,
+        order: cfg.order,
+        smooth,
+        seed,
+    }
+}
+
+/// A random graph with `steps` attempted ops (the property tests' entry point): the forward
+/// outputs, and with `with_grad` the reverse-mode gradient of the loss as well.
+pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
+    let cfg = GenConfig {
+        steps,
+        safe: seed % 4 != 0,
+        smooth: false,
+        order: u8::from(with_grad),
+    };
+    generate(seed, &cfg)
+        .build()
+        .expect("generated cases build")
+        .0
 }
 
 /// [`random_graph`] with input and constant shapes drawn from `shapes` (for example long ones
@@ -41,206 +608,51 @@ pub fn random_graph_shaped(
     with_grad: bool,
     shapes: &[Vec<usize>],
 ) -> Graph {
-    let max_numel = 4 * shapes
+    let cfg = GenConfig {
+        steps,
+        safe: seed % 4 != 0,
+        smooth: false,
+        order: u8::from(with_grad),
+    };
+    let max = 4 * shapes
         .iter()
         .map(|s| s.iter().product::<usize>())
         .max()
         .unwrap_or(1);
-    generate(seed, steps, with_grad, shapes, max_numel)
-}
-
-fn generate(
-    seed: u64,
-    steps: usize,
-    with_grad: bool,
-    shapes: &[Vec<usize>],
-    max_numel: usize,
-) -> Graph {
-    let mut r = Rng(seed);
-    let dtype = if r.below(2) == 0 {
-        DType::F64
-    } else {
-        DType::F32
-    };
-    let mut g = Graph::new("random");
-    let n_inputs = 1 + r.below(3);
-    for i in 0..n_inputs {
-        let shape = shapes[r.below(shapes.len())].to_vec();
-        g.add_input(&format!("x{i}"), TensorType::new(dtype, shape))
-            .unwrap();
-    }
-    if r.below(2) == 0 {
-        let shape = shapes[r.below(shapes.len())].to_vec();
-        let ty = TensorType::new(dtype, shape);
-        let mut rr = Rng(r.next_u64());
-        g.add_const(Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0)));
-    }
-    for _ in 0..steps {
-        let pick = |r: &mut Rng, g: &Graph| {
-            // Prefer recent nodes, sometimes reach far back (DAG reuse).
-            let n = g.len();
-            if r.below(3) == 0 {
-                NodeId(r.below(n) as u32)
-            } else {
-                NodeId((n - 1 - r.below(n.min(4))) as u32)
-            }
-        };
-        let a = pick(&mut r, &g);
-        let b = pick(&mut r, &g);
-        let ta = g.ty(a).clone();
-        let op = Op::ALL[2 + r.below(Op::ALL.len() - 2)];
-        let rank = ta.rank();
-        let (inputs, attrs) = match op {
-            Op::Powi => (
-                vec![a],
-                Attrs::Powi {
-                    n: r.below(7) as i32 - 3,
-                },
-            ),
-            Op::Cast => (
-                vec![a],
-                Attrs::Cast {
-                    to: if r.below(2) == 0 {
-                        DType::F32
-                    } else {
-                        DType::F64
-                    },
-                },
-            ),
-            Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
-                let axes = (0..rank).filter(|_| r.below(2) == 0).collect();
-                (
-                    vec![a],
-                    Attrs::Reduce {
-                        axes,
-                        keepdims: r.below(2) == 0,
-                    },
-                )
-            }
-            Op::Reshape => {
-                let shape = if r.below(2) == 0 {
-                    vec![ta.numel()]
-                } else {
-                    ta.shape.iter().rev().copied().collect()
-                };
-                (vec![a], Attrs::Shape { shape })
-            }
-            Op::Transpose => (
-                vec![a],
-                Attrs::Perm {
-                    perm: (0..rank).rev().collect(),
-                },
-            ),
-            Op::Broadcast => {
-                let mut shape = vec![2];
-                shape.extend(ta.shape.iter().map(|&d| if d == 1 { 3 } else { d }));
-                (vec![a], Attrs::Shape { shape })
-            }
-            Op::Slice => {
-                let stop = ta
-                    .shape
-                    .iter()
-                    .map(|&d| if d > 1 { d - 1 } else { d })
-                    .collect();
-                (
-                    vec![a],
-                    Attrs::Slice {
-                        start: vec![0; rank],
-                        stop,
-                    },
-                )
-            }
-            Op::Concat => (vec![a, b], Attrs::Axis { axis: 0 }),
-            Op::Select => {
-                let bools: Vec<usize> = (0..g.len())
-                    .filter(|&i| g.nodes()[i].ty.dtype == DType::Bool)
-                    .collect();
-                if bools.is_empty() {
-                    continue;
-                }
-                let c = NodeId(bools[r.below(bools.len())] as u32);
-                (vec![c, a, b], Attrs::None)
-            }
-            Op::Matmul => {
-                if rank >= 2 {
-                    (
-                        vec![
-                            a,
-                            g.push(
-                                Op::Transpose,
-                                vec![a],
-                                Attrs::Perm {
-                                    perm: (0..rank).rev().collect(),
-                                },
-                            )
-                            .unwrap(),
-                        ],
-                        Attrs::None,
-                    )
-                } else {
-                    continue;
-                }
-            }
-            _ => match gradlift::ops::rules(op).arity {
-                gradlift::ops::Arity::Exact(1) => (vec![a], Attrs::None),
-                _ => (vec![a, b], Attrs::None),
-            },
-        };
-        // Invalid combinations, and results larger than every input shape allows, are skipped.
-        let tys: Vec<&TensorType> = inputs.iter().map(|&i| g.ty(i)).collect();
-        if gradlift::ops::infer(op, &tys, &attrs).is_ok_and(|t| t.numel() <= max_numel) {
-            let _ = g.push(op, inputs, attrs);
-        }
-    }
-    let n = g.len();
-    let mut outs: Vec<NodeId> = Vec::new();
-    for k in 0..3.min(n) {
-        let id = NodeId((n - 1 - k) as u32);
-        if g.nodes()[id.index()].op != Op::Input {
-            outs.push(id);
-        }
-    }
-    if with_grad
-        && let Some(f) = (0..n)
-            .rev()
-            .find(|&i| g.nodes()[i].ty.dtype.is_float() && g.nodes()[i].op != Op::Input)
-    {
-        let f = NodeId(f as u32);
-        let s = g
-            .push(
-                Op::ReduceSum,
-                vec![f],
-                Attrs::Reduce {
-                    axes: (0..g.ty(f).rank()).collect(),
-                    keepdims: false,
-                },
-            )
-            .unwrap();
-        let wrt: Vec<NodeId> = g
-            .inputs()
-            .into_iter()
-            .filter(|&i| g.ty(i).dtype.is_float())
-            .collect();
-        let grads = autodiff::grad(&mut g, s, &wrt).unwrap();
-        outs.push(s);
-        outs.extend(grads);
-    }
-    if outs.is_empty() {
-        outs.push(g.inputs()[0]);
-    }
-    let names: Vec<String> = (0..outs.len()).map(|k| format!("out{k}")).collect();
-    let named: Vec<(&str, NodeId)> = names.iter().map(|s| s.as_str()).zip(outs).collect();
-    g.set_named_outputs(&named).unwrap();
+    let before = MAX_NUMEL.replace(max);
+    let g = generate_with(seed, &cfg, shapes)
+        .build()
+        .expect("generated cases build")
+        .0;
+    MAX_NUMEL.set(before);
     g
 }
 
-/// Random input values for `g` in [-2, 2), bools at random.
-pub fn random_inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
-    let mut r = Rng(seed);
+/// Values for one input: seeded by the case seed and the input's name, uniform in [-2, 2)
+/// (bools at random).
+pub fn input_value(seed: u64, name: &str, ty: &TensorType) -> Tensor {
+    let mut h: u64 = seed ^ 0xC0FF_EE00;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
+    }
+    let mut r = Rng(h);
+    match ty.dtype {
+        DType::Bool => Tensor::from_fn(ty, |_| f64::from(u8::from(r.one_in(2)))),
+        _ => Tensor::from_fn(ty, |_| r.uniform(-2.0, 2.0)),
+    }
+}
+
+/// Values for every input of `g` (see [`input_value`]).
+pub fn input_values(g: &Graph, seed: u64) -> Vec<Tensor> {
     g.inputs()
         .iter()
-        .map(|&i| Tensor::from_fn(g.ty(i), |_| r.uniform(-2.0, 2.0)))
+        .map(|&i| input_value(seed, &g.value_name(i), g.ty(i)))
         .collect()
+}
+
+/// Random input values for `g` (the property tests' entry point).
+pub fn random_inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
+    input_values(g, seed)
 }
 
 /// Values agree: same shape and dtype, NaN where the other is NaN, else within `rel` relative

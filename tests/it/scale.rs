@@ -17,7 +17,7 @@ fn chain(n: usize) -> gradlift::Graph {
 
 #[test]
 fn million_node_chain_builds_differentiates_optimizes_prints_parses_and_interprets() {
-    let n = 500_000; // forward nodes; the adjoint roughly doubles it past a million
+    let n = 600_000; // forward nodes; the adjoint roughly doubles it past a million
     let mut g = chain(n);
     assert!(g.len() > 1_000_000, "{} nodes", g.len());
     let reference = interp::run(&g, &[0.5.into()]).unwrap();

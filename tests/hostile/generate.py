@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""Generates the hostile-input corpus of tests/hostile/ (run once; the output is committed).
+
+    python3 tests/hostile/generate.py
+
+Writes, deterministically (no randomness without a fixed seed):
+  gir/err-*.gir     graph files every command must reject: exit 1, one `error:` line
+  gir/ok-*.gir      valid graphs (edge cases) every command must accept: exit 0
+  gir/grad-*.gir    valid graphs for which `--grad` must fail (exit 1) but plain `run` succeeds
+  gir/mem-*.gir     valid graphs too large to evaluate: `run` fails (exit 1), `print` works
+  inputs/err-*.json inputs files `run inputs/graph.gir --inputs FILE` must reject
+  inputs/ok-*.json  inputs files it must accept
+The test that uses them is tests/it/hostile.rs. Files it finds in tests/hostile/fuzz/ (inputs
+the fuzzers once crashed on) are kept there by hand, not by this script.
+"""
+
+import os
+import random
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+OPS_UNARY = "neg abs exp log sqrt rsqrt sin cos tanh sigmoid relu recip log1p expm1".split()
+OPS_BINARY = "add sub mul div pow max min".split()
+OPS_CMP = "lt le gt ge eq ne".split()
+OPS_REDUCE = "reduce_sum reduce_mean reduce_max reduce_min".split()
+
+
+def graph(body, name="g"):
+    return "graph @%s {\n%s}\n" % (name, "".join("  %s\n" % l for l in body))
+
+
+def main():
+    gdir = os.path.join(HERE, "gir")
+    idir = os.path.join(HERE, "inputs")
+    for d in (gdir, idir):
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+        os.makedirs(d)
+    files = {}
+
+    def put(name, text):
+        assert name not in files, name
+        files[name] = text.encode() if isinstance(text, str) else text
+
+    # ---- syntax ---------------------------------------------------------------------------
+    put("gir/err-empty.gir", "")
+    put("gir/err-nul.gir", b"\0\0\0")
+    put("gir/err-only-comment.gir", "# nothing here\n")
+    put("gir/err-header-only.gir", "graph @g {\n")
+    put("gir/err-no-brace.gir", "graph @g\n  %x = input f64[]\n  output %x\n}\n")
+    put("gir/err-no-output.gir", graph(["%x = input f64[]"]))
+    put("gir/err-empty-graph.gir", "graph @g {\n}\n")
+    put("gir/err-two-graphs.gir", graph(["%x = input f64[]", "output %x"]) * 2)
+    put("gir/err-after-output.gir", graph(["%x = input f64[]", "output %x", "%y = neg %x"]))
+    put("gir/err-output-twice.gir", graph(["%x = input f64[]", "output %x, %x"]))
+    put("gir/err-two-outputs.gir", graph(["%x = input f64[]", "output %x", "output %x"]))
+    put("gir/err-undefined.gir", graph(["%y = neg %x", "output %y"]))
+    put("gir/err-redefined.gir", graph(["%x = input f64[]", "%x = input f64[]", "output %x"]))
+    put("gir/err-use-before-def.gir", graph(["%y = neg %x", "%x = input f64[]", "output %y"]))
+    put("gir/err-unknown-op.gir", graph(["%x = input f64[]", "%y = frobnicate %x", "output %y"]))
+    put("gir/err-input-op-name.gir", graph(["%x = input f64[]", "%y = input %x", "output %y"]))
+    put("gir/err-bad-dtype.gir", graph(["%x = input f16[2]", "output %x"]))
+    put("gir/err-no-brackets.gir", graph(["%x = input f64", "output %x"]))
+    put("gir/err-negative-dim.gir", graph(["%x = input f64[-1]", "output %x"]))
+    put("gir/err-zero-dim.gir", graph(["%x = input f64[2,0]", "output %x"]))
+    put("gir/err-float-dim.gir", graph(["%x = input f64[2.5]", "output %x"]))
+    put("gir/err-non-ascii-name.gir", "graph @g {\n  %é = input f64[]\n  output %é\n}\n")
+    put("gir/err-invalid-utf8.gir", b"graph @g {\n  %x = input f64[]\n  # \xff\xfe\n  output %x\n}\n")
+    put("gir/err-bom.gir", b"\xef\xbb\xbf" + graph(["%x = input f64[]", "output %x"]).encode())
+    put("gir/err-statement-spans-lines.gir",
+        "graph @g {\n  %x = input f64[]\n  %y = add %x,\n %x\n  output %y\n}\n")
+    put("gir/err-missing-eq.gir", graph(["%x input f64[]", "output %x"]))
+    put("gir/err-trailing-junk.gir", graph(["%x = input f64[] junk", "output %x"]))
+    put("gir/err-long-line.gir", graph(["%x = input f64[]", "%y = neg %x " + "x" * 200000,
+                                        "output %y"]))
+    put("gir/err-deep-const.gir",
+        graph(["%c = const " + "[" * 100000 + "1" + "]" * 100000 + " : f64[1]", "output %c"]))
+    put("gir/err-unbalanced-const.gir", graph(["%c = const [[1,2] : f64[2]", "output %c"]))
+    put("gir/err-empty-list-const.gir", graph(["%c = const [] : f64[1]", "output %c"]))
+    put("gir/err-const-no-type.gir", graph(["%c = const 1", "output %c"]))
+    put("gir/err-const-too-few.gir", graph(["%c = const [1,2] : f64[3]", "output %c"]))
+    put("gir/err-const-too-many.gir", graph(["%c = const [1,2,3,4] : f64[3]", "output %c"]))
+    put("gir/err-const-nesting.gir", graph(["%c = const [[1,2,3]] : f64[3]", "output %c"]))
+    put("gir/err-const-scalar-list.gir", graph(["%c = const [1] : f64[]", "output %c"]))
+    put("gir/err-const-bool-number.gir", graph(["%c = const 1 : bool[]", "output %c"]))
+    put("gir/err-const-float-bool.gir", graph(["%c = const true : f32[]", "output %c"]))
+    put("gir/err-const-1e999.gir", graph(["%c = const 1e999 : f64[]", "output %c"]))
+    put("gir/err-const-neg-1e999.gir", graph(["%c = const -1e999 : f64[]", "output %c"]))
+    put("gir/err-const-f32-overflow.gir", graph(["%c = const 3.5e38 : f32[]", "output %c"]))
+    put("gir/err-const-huge-digits.gir",
+        graph(["%c = const 1" + "0" * 400 + " : f64[]", "output %c"]))
+    put("gir/err-const-hex.gir", graph(["%c = const 0x10 : f64[]", "output %c"]))
+    put("gir/err-const-leading-plus.gir", graph(["%c = const +1 : f64[]", "output %c"]))
+    put("gir/err-const-NaN-case.gir", graph(["%c = const NaN : f64[]", "output %c"]))
+    put("gir/err-const-type-mismatch.gir", graph(["%c = const [1,2] : f64[2,1]", "output %c"]))
+    for cut in range(1, 8):
+        src = open(os.path.join(ROOT, "ir", "seed.gir")).read()
+        lines = src.split("\n")
+        # Drop the closing brace and `cut - 1` more lines from the end (never valid).
+        put("gir/err-truncated-seed-%d.gir" % cut, "\n".join(lines[: max(0, len(lines) - 1 - cut)]))
+    # Every example program cut in the middle of a token, and with one byte flipped.
+    rng = random.Random(5)
+    for f in sorted(os.listdir(os.path.join(ROOT, "ir"))):
+        if not f.endswith(".gir"):
+            continue
+        src = open(os.path.join(ROOT, "ir", f), "rb").read()
+        stem = f[:-4]
+        brace = src.rindex(b"}")
+        for k in range(3):
+            cut = rng.randrange(1, brace)
+            put("gir/err-cut-%s-%d.gir" % (stem, k), src[:cut])
+        # Replace the `output` keyword: no graph is valid without it.
+        put("gir/err-nooutput-%s.gir" % stem, src.replace(b"output ", b"outptu "))
+        # Rename the first use of the first input: an undefined value.
+        put("gir/err-typo-%s.gir" % stem, src.replace(b" %", b" %_undefined_", 1)
+            if src.count(b" = input") > 0 else src[:1])
+
+    # ---- resource limits -------------------------------------------------------------------
+    put("gir/err-huge-2d.gir", graph(["%x = input f32[1000000000,1000000000]", "output %x"]))
+    put("gir/err-huge-2pow31.gir", graph(["%x = input f32[2147483648]", "output %x"]))
+    put("gir/err-huge-digits-dim.gir", graph(["%x = input f64[99999999999999999999999]", "output %x"]))
+    put("gir/err-huge-usize-wrap.gir",
+        graph(["%x = input f64[4294967296,4294967296]", "output %x"]))
+    put("gir/err-huge-many-dims.gir",
+        graph(["%x = input f64[" + ",".join(["2"] * 64) + "]", "output %x"]))
+    put("gir/err-huge-const.gir", graph(["%c = const 1 : f32[1000000000,1000000000]", "output %c"]))
+    put("gir/err-huge-const-limit.gir", graph(["%c = const 1 : f32[16777217]", "output %c"]))
+    put("gir/err-huge-reshape.gir", graph(["%x = input f32[2]",
+                                           "%y = reshape %x shape=[1000000000,1000000000]",
+                                           "output %y"]))
+    put("gir/err-huge-broadcast.gir", graph(["%x = input f32[1]",
+                                             "%y = broadcast %x shape=[1000000000,1000000000]",
+                                             "output %y"]))
+    put("gir/err-huge-broadcast-binary.gir", graph(["%x = input f32[65536,1]",
+                                                    "%y = input f32[1,65536]",
+                                                    "%z = add %x, %y", "output %z"]))
+    put("gir/err-huge-matmul.gir", graph(["%x = input f32[65536,1]", "%y = input f32[1,65536]",
+                                          "%z = matmul %x, %y", "output %z"]))
+    put("gir/err-huge-concat.gir", graph(["%x = input f32[1073741824]",
+                                          "%z = concat %x, %x, %x axis=0", "output %z"]))
+    put("gir/err-huge-select.gir", graph(["%c = input bool[65536,1,1]", "%a = input f32[1,65536,1]",
+                                          "%b = input f32[1,1,2]", "%z = select %c, %a, %b",
+                                          "output %z"]))
+    # Valid per the format (2^31 - 1 elements), but over the CLI's memory limit when evaluated.
+    put("gir/mem-max-elements.gir", graph(["%x = input f32[2147483647]",
+                                               "%y = reduce_sum %x", "output %y"]))
+    put("gir/mem-many-big.gir", graph(["%x = input f64[200000000]", "%a = exp %x",
+                                           "%b = sin %a", "%c = cos %b", "%y = reduce_sum %c",
+                                           "output %y"]))
+    put("gir/mem-matmul.gir", graph(["%x = input f32[40000,1]", "%y = input f32[1,40000]",
+                                         "%z = matmul %x, %y", "%s = reduce_sum %z",
+                                         "output %s"]))
+    put("gir/err-powi-huge.gir", graph(["%x = input f64[]", "%y = powi %x n=99999999999999",
+                                        "output %y"]))
+    put("gir/err-powi-min.gir", graph(["%x = input f64[]", "%y = powi %x n=-2147483648",
+                                       "output %y"]))
+    put("gir/err-axis-huge.gir", graph(["%x = input f64[2]",
+                                        "%y = concat %x axis=18446744073709551616", "output %y"]))
+    put("gir/err-slice-huge.gir", graph(["%x = input f64[2]",
+                                         "%y = slice %x start=[0] stop=[18446744073709551615]",
+                                         "output %y"]))
+
+    # ---- type errors: every op, several ways ------------------------------------------------
+    base = ["%x = input f64[2,3]", "%f = input f32[2,3]", "%b = input bool[2,3]",
+            "%s = input f64[]", "%v = input f64[4]"]
+    for op in OPS_UNARY:
+        put("gir/err-%s-bool.gir" % op, graph(base + ["%%y = %s %%b" % op, "output %y"]))
+        put("gir/err-%s-arity.gir" % op, graph(base + ["%%y = %s %%x, %%x" % op, "output %y"]))
+        put("gir/err-%s-annot.gir" % op, graph(base + ["%%y = %s %%x : f32[2,3]" % op,
+                                                       "output %y"]))
+        put("gir/err-%s-attr.gir" % op, graph(base + ["%%y = %s %%x n=2" % op, "output %y"]))
+    for op in OPS_BINARY + OPS_CMP:
+        put("gir/err-%s-mixed.gir" % op, graph(base + ["%%y = %s %%x, %%f" % op, "output %y"]))
+        put("gir/err-%s-shape.gir" % op, graph(base + ["%%y = %s %%x, %%v" % op, "output %y"]))
+        put("gir/err-%s-unary.gir" % op, graph(base + ["%%y = %s %%x" % op, "output %y"]))
+        put("gir/err-%s-bool.gir" % op, graph(base + ["%%y = %s %%b, %%b" % op, "output %y"]))
+    for op in OPS_REDUCE:
+        put("gir/err-%s-axis.gir" % op, graph(base + ["%%y = %s %%x axes=[2]" % op, "output %y"]))
+        put("gir/err-%s-dup.gir" % op, graph(base + ["%%y = %s %%x axes=[1,1]" % op, "output %y"]))
+        put("gir/err-%s-neg.gir" % op, graph(base + ["%%y = %s %%x axes=[-1]" % op, "output %y"]))
+        put("gir/err-%s-keep.gir" % op, graph(base + ["%%y = %s %%x keepdims=1" % op, "output %y"]))
+    for name, line in [
+        ("select-cond", "%y = select %x, %x, %x"),
+        ("select-mixed", "%y = select %b, %x, %f"),
+        ("select-arity", "%y = select %b, %x"),
+        ("select-shape", "%y = select %b, %v, %x"),
+        ("cast-none", "%y = cast %x"),
+        ("cast-bool", "%y = cast %x to=bool"),
+        ("cast-junk", "%y = cast %x to=f16"),
+        ("powi-none", "%y = powi %x"),
+        ("powi-float", "%y = powi %x n=2.5"),
+        ("reshape-count", "%y = reshape %x shape=[5]"),
+        ("reshape-zero", "%y = reshape %x shape=[0,6]"),
+        ("reshape-none", "%y = reshape %x"),
+        ("transpose-dup", "%y = transpose %x perm=[0,0]"),
+        ("transpose-short", "%y = transpose %x perm=[0]"),
+        ("transpose-range", "%y = transpose %x perm=[0,5]"),
+        ("broadcast-shrink", "%y = broadcast %x shape=[3]"),
+        ("broadcast-mismatch", "%y = broadcast %x shape=[2,4]"),
+        ("slice-empty", "%y = slice %x start=[1,0] stop=[1,3]"),
+        ("slice-oob", "%y = slice %x start=[0,0] stop=[3,3]"),
+        ("slice-rank", "%y = slice %x start=[0] stop=[1]"),
+        ("slice-missing", "%y = slice %x start=[0,0]"),
+        ("concat-axis", "%y = concat %x, %x axis=9"),
+        ("concat-scalar", "%y = concat %s, %s axis=0"),
+        ("concat-mixed", "%y = concat %x, %f axis=0"),
+        ("concat-shape", "%y = concat %x, %v axis=0"),
+        ("concat-none", "%y = concat axis=0"),
+        ("matmul-rank", "%y = matmul %v, %v"),
+        ("matmul-inner", "%y = matmul %x, %x"),
+        ("matmul-mixed", "%y = matmul %x, %f"),
+        ("unknown-attr", "%y = neg %x foo=1"),
+        ("dup-attr", "%y = reduce_sum %x axes=[0] axes=[1]"),
+        ("attr-no-value", "%y = reduce_sum %x axes="),
+        ("annot-garbage", "%y = neg %x : banana"),
+    ]:
+        put("gir/err-%s.gir" % name, graph(base + [line, "output %y"]))
+
+    # ---- valid edge cases (every command must succeed) -------------------------------------
+    put("gir/ok-minimal.gir", graph(["%x = input f64[]", "output %x"]))
+    put("gir/ok-const-only.gir", graph(["%c = const 1.5 : f64[]", "output %c"]))
+    put("gir/ok-crlf.gir", graph(["%x = input f64[]", "output %x"]).replace("\n", "\r\n"))
+    put("gir/ok-tabs-compact.gir", "graph @g {\n\t%x=input f64[2]\n\t%y=mul %x,%x\n\toutput %y\n}\n")
+    put("gir/ok-comments.gir", "# hi\n\n" + graph(["# inner", "%x = input f64[] # trailing",
+                                                   "output %x"]) + "# bye\n")
+    put("gir/ok-nan-const.gir", graph(["%c = const nan : f64[]", "%x = input f64[]",
+                                       "%y = add %x, %c", "output %y"]))
+    put("gir/ok-inf-const.gir", graph(["%c = const [inf, -inf] : f32[2]", "output %c"]))
+    put("gir/ok-log-neg.gir", graph(["%x = input f64[]", "%c = const -1 : f64[]",
+                                     "%m = sub %c, %x", "%a = abs %m", "%n = neg %a",
+                                     "%s = sub %n, %c", "%t = sub %s, %c",
+                                     "%l = log %c", "%y = add %t, %l", "output %y"]))
+    put("gir/ok-div-zero.gir", graph(["%x = input f64[]", "%z = const 0 : f64[]",
+                                      "%y = div %x, %z", "output %y"]))
+    put("gir/ok-exp-overflow.gir", graph(["%x = input f32[]", "%c = const 1000 : f32[]",
+                                          "%m = add %x, %c", "%y = exp %m", "output %y"]))
+    put("gir/ok-powi-extremes.gir", graph(["%x = input f64[]", "%a = powi %x n=1073741824",
+                                           "%b = powi %x n=-1073741824", "%c = powi %x n=0",
+                                           "%y = add %a, %b", "%z = add %y, %c", "output %z"]))
+    put("gir/ok-subnormal.gir", graph(["%c = const 4.9e-324 : f64[]", "%d = const 1e-45 : f32[]",
+                                       "output %c, %d"]))
+    put("gir/ok-tiny-literal.gir", graph(["%c = const 1e-999 : f64[]", "output %c"]))
+    put("gir/ok-digit-names.gir", graph(["%0 = input f64[]", "%1 = neg %0", "output %1"]))
+    put("gir/ok-input-output.gir", graph(["%x = input f64[2]", "%y = input bool[]",
+                                          "output %y, %x"]))
+    put("gir/ok-bool-only.gir", graph(["%x = input f64[3]", "%y = input f64[3]",
+                                       "%b = lt %x, %y", "output %b"]))
+    put("gir/ok-rank4.gir", graph(["%x = input f64[2,1,3,1]", "%y = input f64[1,2,1,2]",
+                                   "%z = mul %x, %y", "%t = transpose %z perm=[3,2,1,0]",
+                                   "%s = reduce_sum %t axes=[0,2] keepdims=true", "output %s"]))
+    put("gir/ok-reduce-nothing.gir", graph(["%x = input f64[2,3]",
+                                            "%y = reduce_max %x axes=[]", "output %y"]))
+    put("gir/ok-many-outputs.gir", graph(["%x = input f64[]"] +
+                                         ["%%o%d = powi %%x n=%d" % (i, i) for i in range(50)] +
+                                         ["output " + ", ".join("%%o%d" % i for i in range(50))]))
+    put("gir/ok-unused-input.gir", graph(["%x = input f64[]", "%u = input f32[1000]",
+                                          "%y = neg %x", "output %y"]))
+    chain = ["%v0 = input f64[]"] + ["%%v%d = sin %%v%d" % (i, i - 1) for i in range(1, 5000)]
+    put("gir/ok-long-chain.gir", graph(chain + ["output %v4999"]))
+    wide = ["%x = input f64[]"] + ["%%a%d = add %%x, %%x" % i for i in range(2000)]
+    acc = ["%s0 = add %a0, %a1"] + ["%%s%d = add %%s%d, %%a%d" % (i, i - 1, i + 1)
+                                    for i in range(1, 1999)]
+    put("gir/ok-wide.gir", graph(wide + acc + ["output %s1998"]))
+    put("gir/ok-zero-size-comment.gir", "graph @g { # comment after brace\n  %x = input f64[]\n  "
+        "output %x # done\n} # end\n")
+    put("gir/ok-max-const.gir", graph(["%c = const 0.5 : f32[4096,4096]",
+                                       "%y = reduce_sum %c", "output %y"]))
+    # --grad must be refused on these (non-scalar or bool first output, no float input).
+    put("gir/grad-vector-output.gir", graph(["%x = input f64[3]", "%y = exp %x", "output %y"]))
+    put("gir/grad-bool-output.gir", graph(["%x = input f64[]", "%y = input f64[]",
+                                           "%b = lt %x, %y", "output %b"]))
+    put("gir/grad-bool-input.gir", graph(["%b = input bool[]", "%c = cast %b to=f64",
+                                          "%z = neg %c", "output %b, %z"]))
+
+    # ---- inputs JSON (for inputs/graph.gir) --------------------------------------------------
+    put("inputs/graph.gir", graph(["%x = input f64[]", "%v = input f32[2,3]", "%b = input bool[2]",
+                                   "%m = mul %v, %v", "%s = reduce_sum %m", "%c = cast %s to=f64",
+                                   "%y = add %x, %c", "output %y, %b"], name="inputs"))
+    good_v = "[[1, 2, 3], [4, 5, 6]]"
+    def inp(x="1.5", v=good_v, b="[true, false]"):
+        return '{"x": %s, "v": %s, "b": %s}' % (x, v, b)
+    put("inputs/ok-plain.json", inp())
+    put("inputs/ok-nonfinite.json", inp(x='"nan"', v='[["inf", "-inf", 0], [-0, 1e-45, 3.4e38]]'))
+    put("inputs/ok-exponents.json", inp(x="1E+2", v="[[1e-400, 2E-3, -0.0], [4, 5, 6e0]]"))
+    put("inputs/ok-order.json", '{"b": [false, false], "v": %s, "x": -0}' % good_v)
+    put("inputs/ok-whitespace.json", "\n\t " + inp() + " \n\n")
+    put("inputs/ok-long-digits.json", inp(x="0." + "3" * 5000))
+    for name, text in [
+        ("empty", ""),
+        ("null", "null"),
+        ("array", "[1, 2]"),
+        ("string", '"x"'),
+        ("number", "1"),
+        ("truncated", inp()[:-5]),
+        ("trailing-comma", inp()[:-1] + ",}"),
+        ("trailing-junk", inp() + "}"),
+        ("nul", inp() + "\0"),
+        ("bom", "\ufeff" + inp()),
+        ("missing", '{"x": 1, "v": %s}' % good_v),
+        ("extra", inp()[:-1] + ', "w": 1}'),
+        ("duplicate", '{"x": 1, "x": 2, "v": %s, "b": [true, true]}' % good_v),
+        ("empty-key", inp()[:-1] + ', "": 1}'),
+        ("x-list", inp(x="[1]")),
+        ("x-string", inp(x='"1"')),
+        ("x-NaN", inp(x='"NaN"')),
+        ("x-Infinity", inp(x='"Infinity"')),
+        ("x-bare-nan", inp(x="NaN")),
+        ("x-bool", inp(x="true")),
+        ("x-null", inp(x="null")),
+        ("x-object", inp(x='{"a": 1}')),
+        ("x-1e999", inp(x="1e999")),
+        ("x-neg-1e999", inp(x="-1e999")),
+        ("x-huge-digits", inp(x="9" * 400)),
+        ("x-hex", inp(x="0x10")),
+        ("x-plus", inp(x="+1")),
+        ("x-leading-zero", inp(x="01")),
+        ("x-dot", inp(x="1.")),
+        ("v-f32-overflow", inp(v="[[1, 2, 3], [4, 5, 3.5e38]]")),
+        ("v-flat", inp(v="[1, 2, 3, 4, 5, 6]")),
+        ("v-short-row", inp(v="[[1, 2, 3], [4, 5]]")),
+        ("v-long-row", inp(v="[[1, 2, 3], [4, 5, 6, 7]]")),
+        ("v-extra-row", inp(v="[[1, 2, 3], [4, 5, 6], [7, 8, 9]]")),
+        ("v-transposed", inp(v="[[1, 2], [3, 4], [5, 6]]")),
+        ("v-too-deep", inp(v="[[[1], [2], [3]], [[4], [5], [6]]]")),
+        ("v-scalar", inp(v="1")),
+        ("v-empty", inp(v="[]")),
+        ("v-empty-rows", inp(v="[[], []]")),
+        ("v-bools", inp(v="[[true, 2, 3], [4, 5, 6]]")),
+        ("v-strings", inp(v='[["1", 2, 3], [4, 5, 6]]')),
+        ("v-null", inp(v="[[null, 2, 3], [4, 5, 6]]")),
+        ("v-deep", inp(v="[" * 100000 + "1" + "]" * 100000)),
+        ("v-open", inp(v="[" * 100000)),
+        ("b-numbers", inp(b="[1, 0]")),
+        ("b-strings", inp(b='["true", "false"]')),
+        ("b-short", inp(b="[true]")),
+        ("b-scalar", inp(b="true")),
+        ("b-nan", inp(b='["nan", true]')),
+        ("key-surrogate", '{"\\ud800": 1}'),
+        ("key-case", '{"X": 1, "v": %s, "b": [true, true]}' % good_v),
+        ("single-quotes", "{'x': 1}"),
+        ("comment", "// c\n" + inp()),
+        ("nested-object", '{"inputs": %s}' % inp()),
+        ("huge-array", inp(v="[" + ", ".join(["1"] * 200000) + "]")),
+    ]:
+        put("inputs/err-%s.json" % name, text)
+    noise = random.Random(7)
+    for k in range(20):
+        put("inputs/err-noise-%02d.json" % k, bytes(noise.randrange(256) for _ in range(64)))
+
+    for name, data in sorted(files.items()):
+        with open(os.path.join(HERE, name), "wb") as f:
+            f.write(data)
+    print("wrote %d files" % len(files))
+
+
+if __name__ == "__main__":
+    main()
