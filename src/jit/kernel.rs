@@ -610,7 +610,7 @@ impl Kernel {
                 ws: ws.mem.as_mut_ptr().cast::<u8>(),
                 consts: self.consts.as_ptr().cast::<u8>(),
             };
-            // SAFETY (both arms): `check` verified that there is one buffer per input and
+            // Both arms: `check` verified that there is one buffer per input and
             // output, each of the planned dtype and element count, and that `ws` was made by
             // this kernel (so it has `ws_bytes` of 64-byte aligned memory and one address slot
             // per buffer). The address tables hold exactly those buffers' addresses; the
@@ -620,7 +620,9 @@ impl Kernel {
             // `self` keeps the code mapped for the duration of the call. Block ranges are
             // non-empty and within `count`.
             match *step {
+                // SAFETY: as above.
                 Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
+                // SAFETY: as above.
                 Step::Blocks { f, count } => unsafe { run_blocks(args, f, count) },
             }
             if let Some(c) = &self.check

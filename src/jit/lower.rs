@@ -1479,7 +1479,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// The integer view of a float scalar or vector.
-    fn to_int(&mut self, x: Value) -> Value {
+    fn as_int(&mut self, x: Value) -> Value {
         let ty = self.b.func.dfg.value_type(x);
         if ty.is_vector() {
             self.b.ins().bitcast(ty.as_int(), little(), x)
@@ -1488,7 +1488,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
     }
 
-    fn to_float(&mut self, x: Value, ty: Type) -> Value {
+    fn as_float(&mut self, x: Value, ty: Type) -> Value {
         let flags = if ty.is_vector() {
             little()
         } else {
@@ -1663,9 +1663,9 @@ impl ScalarEmit for Lowerer<'_, '_> {
                 // All-ones lanes AND the bits of 1.0.
                 let one = self.float(f, 1.0);
                 let one = self.b.ins().splat(vec_ty(f), one);
-                let ob = self.to_int(one);
+                let ob = self.as_int(one);
                 let m = self.b.ins().band(v, ob);
-                self.to_float(m, vec_ty(f))
+                self.as_float(m, vec_ty(f))
             }
             (DType::F64, DType::F32) => self.b.ins().fdemote(types::F32, v),
             (DType::F32, DType::F64) => self.b.ins().fpromote(types::F64, v),
@@ -1701,13 +1701,13 @@ impl Lowerer<'_, '_> {
         let wins = self.b.ins().fcmp(cc, x, y);
         let pick = self.sel(wins, x, y);
         let ty = self.b.func.dfg.value_type(x);
-        let (xi, yi) = (self.to_int(x), self.to_int(y));
+        let (xi, yi) = (self.as_int(x), self.as_int(y));
         let tie_bits = if max {
             self.b.ins().band(xi, yi)
         } else {
             self.b.ins().bor(xi, yi)
         };
-        let tie = self.to_float(tie_bits, ty);
+        let tie = self.as_float(tie_bits, ty);
         let eq = self.b.ins().fcmp(FloatCC::Equal, x, y);
         let r = self.sel(eq, tie, pick);
         let nan = self.b.ins().fcmp(FloatCC::Unordered, x, y);

@@ -19,44 +19,98 @@
 //!
 //! # Pipeline
 //! 1. [`crate::ir::verify`] the graph.
-//! 2. `plan`: liveness, a home for every value (caller buffers, workspace ranges reused by a
-//!    linear scan, constants), and the split into functions of at most
-//!    [`JitConfig::max_ops_per_function`] nodes.
-//! 3. `lower`: each chunk becomes one Cranelift function; every node is a loop nest (straight
-//!    line for one-element values) that loads its operands from memory and stores its result,
-//!    with elementwise bodies emitted by the op's `ops::rules(op).lower` rule. Math-library
-//!    calls go to `extern "C"` wrappers (`libm`) registered by name.
+//! 2. `plan`: liveness; views (`reshape`, `broadcast`, `transpose`, `slice` are strides over
+//!    their operand's memory, not copies); fusion of nodes into groups, each one loop nest
+//!    (elementwise chains and trees with broadcast operands, and the reductions consuming
+//!    them, forward and adjoint alike); a home for every stored value (caller buffers,
+//!    workspace ranges reused by liveness and in place where legal, constants); blocks for
+//!    threads; and the split into functions of at most [`JitConfig::max_ops_per_function`]
+//!    nodes. See the `plan` module docs for the rules.
+//! 3. `lower`: each function becomes Cranelift IR: per group one loop nest whose body is
+//!    emitted by the ops' `ops::rules(op).lower` rules, on `F32X4`/`F64X2` vectors (unrolled,
+//!    with a partial-vector tail) when the group has one float dtype, with vectorized
+//!    transcendentals from `vmath`. Scalar (rank-0) code calls `extern "C"` libm wrappers
+//!    (`libm`) registered by name.
 //! 4. The functions are compiled (on worker threads when there are several), linked into one
-//!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence. Functions never
-//!    call each other, so there are no cross-function relocations.
+//!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence, running the
+//!    blocks of parallel groups on rayon's pool. Functions never call each other, so there
+//!    are no cross-function relocations.
 //!
 //! # Memory layout
-//! Inputs are read from the caller's buffers and computed outputs are written straight into the
-//! caller's output buffers. Every other value lives in the [`Workspace`] (64-byte aligned,
-//! caller-owned, reusable): byte offsets are fixed at compile time by a linear scan in node
-//! order that reuses the range of a value after its last reader (values under 64 bytes take
-//! 8-byte-aligned ranges, larger ones 64-byte-aligned ranges). Constants whose elements are all
-//! bitwise equal become immediates; other constants live in a 64-byte aligned blob owned by the
-//! kernel. Outputs that are inputs or constants are copied by [`Kernel::call`] after the code
-//! ran. Nodes no output depends on get no code.
+//! Inputs are read from the caller's buffers and computed outputs are written straight into
+//! the caller's output buffers. Values that stay in registers (fused) have no memory. Every
+//! other value lives in the [`Workspace`] (64-byte aligned, caller-owned, reusable): byte
+//! offsets are fixed at compile time by a linear scan over the groups that reuses the range
+//! of a value after its last reader, and lets an elementwise result overwrite an operand
+//! that dies in its loop and is read only at the same index (values under 64 bytes take
+//! 8-byte-aligned ranges, larger ones 64-byte-aligned ranges). [`Kernel::workspace_bytes`] is
+//! the exact peak. Constants whose elements are all bitwise equal become immediates; other
+//! constants live in a 64-byte aligned blob owned by the kernel. Outputs that are inputs or
+//! constants are copied by [`Kernel::call`] after the code ran. Nodes no output depends on
+//! get no code.
 //!
 //! # Kernel ABI
-//! Each compiled function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
+//! Each serial function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
 //! ws: *mut u8, consts: *const u8)`: a table of the input buffer addresses (input order), a
 //! table of the output buffer addresses (output order), the workspace base and the constant
-//! blob base. Functions return nothing and never call each other; [`Kernel::call`] runs them in
-//! order after checking every buffer. Bool elements are bytes holding 0 or 1; the code never
-//! writes anything else into bool memory.
+//! blob base. A block function takes two more arguments, `lo: i64, hi: i64`, and runs blocks
+//! `lo..hi` of one parallel group. [`Kernel::call`] runs the functions in order after checking
+//! every buffer. Bool elements are bytes holding 0 or 1; the code never writes anything else
+//! into bool memory.
+//!
+//! # Threads and determinism
+//! Fused loops over at least [`JitConfig::parallel_min_elements`] elements (and at least
+//! 2 × 16384) are cut at compile time into blocks of about 16384 elements along their
+//! outermost dimension; [`Kernel::call`] runs contiguous ranges of blocks on rayon's worker
+//! threads. A reduction across blocks writes one partial result per block, folded in block
+//! order afterwards. Block boundaries and folding order depend only on the shapes, so the
+//! same inputs give bitwise the same outputs on every run and with any number of threads.
+//! Smaller kernels (and every scalar kernel) stay on the calling thread.
 //!
 //! # Agreement with the interpreter
-//! Same operation order, same dtype, no `fma`, no reassociation, and math functions call the
-//! same Rust methods: results equal [`crate::interp::run`] bit for bit, up to NaN payloads
-//! (the tests check every op in f32 and f64, with broadcasting, special values and gradient
-//! graphs).
+//! With [`JitConfig::exact_math`], results equal [`crate::interp::run`] bit for bit, up to NaN
+//! payloads: the same operation order, the same dtype, no `fma` in op rules, reductions
+//! accumulated in the interpreter's order, and every transcendental calls the same Rust
+//! method (lane by lane in vector loops). The tests check every op, random graphs (including
+//! long shapes, vector tails, unrolled and threaded loops) and gradient graphs bitwise.
 //!
-//! Deliberately absent: fusion, vectorization, unrolling (the elementwise rules are emitted
-//! through [`crate::ops::ScalarEmit`] inside loop bodies so a later tier can add them), and
-//! graph optimization (run [`crate::opt`] first).
+//! By default two things differ, and nothing else (ops without a transcendental and without
+//! a reduction stay bitwise: vector add, sub, mul, div, sqrt, compare, select, max, min are
+//! IEEE-exact per lane):
+//! - Transcendentals in vector loops use `vmath` polynomials (scalar code keeps libm). Their
+//!   largest error against Rust's `f32`/`f64` methods, measured over every 2^7-th f32 bit
+//!   pattern, every 2^40-th f64 bit pattern, dense samples of the usual ranges and all
+//!   special values (`tests/it/simd.rs`, release build, this machine with FMA):
+//!
+//!   | function | f32 ULP | f64 ULP |
+//!   |----------|---------|---------|
+//!   | exp      | 1       | 1       |
+//!   | expm1    | 2       | 2       |
+//!   | log      | 1       | 1       |
+//!   | log1p    | 1       | 1       |
+//!   | sin      | 1       | 1       |
+//!   | cos      | 1       | 1       |
+//!   | tanh     | 4       | 4       |
+//!   | sigmoid  | 3       | 3       |
+//!
+//!   ±0, ±inf, NaN, overflow and underflow come out as libm gives them (NaN payloads aside);
+//!   arguments a polynomial cannot handle (subnormal `exp` results and `log` arguments, the
+//!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their block rerun with
+//!   libm on every lane. `pow` always uses libm.
+//! - Reductions whose innermost loop dimension is reduced are reassociated (vector lanes,
+//!   unroll slots and blocks, combined in a fixed tree order): a sum of `n` terms is within
+//!   `n·ε·Σ|xᵢ|` of the interpreter's (ε = `f32::EPSILON` or `f64::EPSILON`), usually much
+//!   closer to the exact sum; `reduce_max`/`reduce_min` may differ only in the sign of a zero
+//!   result. Reductions along a kept innermost dimension (column sums) stay bitwise.
+//!
+//! Per op the tolerance is therefore: bitwise; within the table's ULP bound; or within the
+//! summation bound. A graph's outputs can amplify these per-op differences by its condition
+//! number (for example `sin(exp(x))` near a zero of `sin`); use `exact_math` when bitwise
+//! reproducibility of the interpreter matters.
+//!
+//! Deliberately absent: graph optimization (run [`crate::opt`] first), recomputation of
+//! values read by several groups (they are stored once), vectors wider than 128 bits
+//! (Cranelift's x86-64 limit), and `matmul` tuning (a scalar loop nest here).
 
 mod kernel;
 mod libm;

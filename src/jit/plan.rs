@@ -1091,7 +1091,7 @@ fn fused_nest(
             .filter(|r| r.out.strides[0] == 0)
             .collect();
         let partial_elems: usize = crosses.iter().map(|r| g.ty(r.node).numel() * count).sum();
-        if count >= 2 && partial_elems <= numel / 4 && !(cfg.exact && !crosses.is_empty()) {
+        if count >= 2 && partial_elems <= numel / 4 && (!cfg.exact || crosses.is_empty()) {
             blocks = Blocks { count, size };
             parallel = true;
         }
