@@ -100,7 +100,26 @@ pub fn jacobian_in(
     let shape = |id: NodeId| b.ty(id).shape;
     let concat = |a: &[usize], c: &[usize]| -> Vec<usize> { a.iter().chain(c).copied().collect() };
 
-    match mode.choose(n, m) {
+    let mode = mode.choose(n, m);
+    // Every batched tangent (cotangent) is k times a value of the graph: check the largest.
+    let (k, what) = match mode {
+        Mode::Forward => (n, "tangents"),
+        _ => (m, "cotangents"),
+    };
+    let top = outputs.iter().map(|o| o.index()).max().unwrap_or(0);
+    let biggest = b.graph().nodes()[..=top]
+        .iter()
+        .map(|nd| nd.ty.numel())
+        .max()
+        .unwrap_or(1);
+    if crate::ir::checked_numel(&[k, biggest]).is_none() {
+        return Err(GradError::TooLarge(format!(
+            "a {mode:?}-mode Jacobian of {m} output elements by {n} input elements needs \
+             batched {what} of {k} x {biggest} elements, more than the limit of {} elements",
+            crate::ir::MAX_ELEMENTS
+        )));
+    }
+    match mode {
         Mode::Forward => {
             let seeds: Vec<NodeId> = wrt
                 .iter()

@@ -95,6 +95,10 @@ pub enum GradError {
         /// `reverse` or `forward`.
         mode: &'static str,
     },
+    /// A derivative would need a tensor larger than any value may be (a limit: differentiate
+    /// fewer or smaller values at once).
+    #[error("{0}")]
+    TooLarge(String),
     /// A custom rule returned something unusable (user error in the rule: wrong number of
     /// results, or a result that does not fit its value's shape or dtype).
     #[error("custom op `{name}`: {message}")]
@@ -118,9 +122,9 @@ fn on_graph<T>(
     let mut back = b.take_graph();
     back.set_outputs(outputs);
     *g = back;
-    let out = res?;
+    // A recorded builder error is the root cause of whatever the driver then reported.
     built?;
-    Ok(out)
+    Ok(res?)
 }
 
 /// Checks that every id names a node.

@@ -178,7 +178,8 @@ fn adjoints(
         };
         for (&x, c) in operands.iter().zip(contribs) {
             let Some(c) = c else { continue };
-            if !active[x.index()] || b.error().is_some() {
+            // No cotangent flows to a bool value (a custom rule may still return one).
+            if !active[x.index()] || !b.ty(x).dtype.is_float() || b.error().is_some() {
                 continue;
             }
             let want = full(x);

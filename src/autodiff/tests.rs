@@ -633,3 +633,17 @@ fn forward_mode_on_a_long_chain_does_not_recurse() {
     let out = interp::run(&g, &[0.5.into()]).unwrap();
     assert!(out[0].scalar_value().unwrap().is_finite());
 }
+
+#[test]
+fn oversized_jacobians_are_a_typed_error() {
+    let b = GraphBuilder::new("big");
+    let x = b.input("x", DType::F32, &[100_000]);
+    let y = x.exp();
+    for mode in [Mode::Forward, Mode::Reverse, Mode::Auto] {
+        match b.jacobian(&[y], &[x], mode).unwrap_err() {
+            Error::Grad(GradError::TooLarge(m)) => assert!(m.contains("100000"), "{m}"),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+    assert!(b.check().is_ok(), "nothing was built");
+}

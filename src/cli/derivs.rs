@@ -26,8 +26,15 @@ use std::path::Path;
 pub struct Derivs {
     /// For each output (by name): the float inputs whose Jacobian blocks follow, in order.
     jacobian: Option<Vec<(String, Vec<String>)>>,
-    /// The diagonal blocks (by input), then the cross blocks (by pair).
-    hessian: Option<(Vec<String>, Vec<(String, String)>)>,
+    /// The Hessian blocks, if asked.
+    hessian: Option<HessianBlocks>,
+}
+
+/// The diagonal blocks (by input), then the cross blocks (by pair of inputs).
+#[derive(Debug)]
+struct HessianBlocks {
+    diag: Vec<String>,
+    cross: Vec<(String, String)>,
 }
 
 /// Appends the blocks `args` asks for after the graph's current outputs. `n_outputs` is how many
@@ -100,7 +107,10 @@ pub fn append(
                 pairs.push((in_names[i].clone(), in_names[j].clone()));
             }
         }
-        d.hessian = Some((in_names, pairs));
+        d.hessian = Some(HessianBlocks {
+            diag: in_names,
+            cross: pairs,
+        });
     }
     let mut all = g.outputs().to_vec();
     all.extend(extra);
@@ -116,7 +126,10 @@ impl Derivs {
             .flatten()
             .map(|(_, ins)| ins.len())
             .sum();
-        let h = self.hessian.as_ref().map_or(0, |(d, c)| d.len() + c.len());
+        let h = self
+            .hessian
+            .as_ref()
+            .map_or(0, |h| h.diag.len() + h.cross.len());
         j + h
     }
 
@@ -143,7 +156,7 @@ impl Derivs {
             }
             s.push('}');
         }
-        if let Some((diag, cross)) = &self.hessian {
+        if let Some(HessianBlocks { diag, cross }) = &self.hessian {
             s.push_str(", \"hessian\": ");
             json_out::object(s, diag.iter().zip(vals.by_ref()));
             s.push_str(", \"hessian_cross\": ");

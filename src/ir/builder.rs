@@ -658,9 +658,10 @@ impl GraphBuilder {
         f: impl FnOnce(&'b GraphBuilder) -> Result<T, crate::autodiff::GradError>,
     ) -> Result<T, crate::Error> {
         self.check()?;
-        let out = f(self)?;
+        let out = f(self);
+        // A recorded builder error is the root cause of whatever the driver then reported.
         self.check()?;
-        Ok(out)
+        Ok(out?)
     }
 
     /// Appends the tangent graph and returns the tangent of each output along the direction
@@ -737,7 +738,7 @@ impl GraphBuilder {
 
     /// Appends the full Jacobian blocks `J[j][i] = ∂outputs[j]/∂wrt[i]` (shape
     /// `outputs[j].shape ++ wrt[i].shape`), by the mode `mode` picks. See
-    /// [`crate::autodiff::jacobian`].
+    /// [`crate::autodiff::jacobian()`].
     ///
     /// # Errors
     /// A recorded builder error, or a non-float output or `wrt`.

@@ -605,6 +605,23 @@ impl Graph {
         &mut self.nodes
     }
 
+    /// Removes and returns the custom-derivative side table (passes that renumber nodes take it
+    /// first and put the renumbered regions back with [`Graph::add_custom_region`]).
+    pub fn take_custom_regions(&mut self) -> Vec<CustomRegion> {
+        std::mem::take(&mut self.custom)
+    }
+
+    /// For each node, whether it lies inside a custom region (`first..=output`).
+    pub fn custom_interior(&self) -> Vec<bool> {
+        let mut inside = vec![false; self.nodes.len()];
+        for r in &self.custom {
+            for f in &mut inside[r.first.index()..=r.output.index()] {
+                *f = true;
+            }
+        }
+        inside
+    }
+
     /// The custom-derivative regions recorded by [`GraphBuilder::custom`], in creation order.
     pub fn custom_regions(&self) -> &[CustomRegion] {
         &self.custom

@@ -6,8 +6,15 @@
 //! only touches the memory the plan gave it (the caller's buffers, the workspace and the
 //! constant blob, all of the checked sizes), and the JIT memory is freed only in `Drop`.
 //!
+//! Parallel groups: a block function runs a range of blocks; [`Kernel::call`] splits the
+//! blocks into contiguous ranges, one per worker of rayon's global pool (the calling thread
+//! takes the first), and waits for all of them before the next step. Blocks write disjoint
+//! memory (the plan guarantees it), so the ranges may run concurrently; block boundaries are
+//! fixed at compile time, so the result does not depend on the number of threads.
+//!
 //! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`]
-//! itself (the GEMM behind large matmuls allocates its packing memory per call; see `gemm`).
+//! for kernels without parallel groups, except inside GEMM calls (the crate behind large
+//! matmuls allocates its packing memory per call; see `gemm`).
 #![allow(unsafe_code)]
 
 use super::plan::{Loc, PostCopy};
@@ -23,6 +30,63 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A compiled function: `(inputs, outputs, workspace, constants)` (see `lower` for the ABI).
 pub(super) type KernelFn =
     unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *const u8);
+
+/// A compiled block function: `(inputs, outputs, workspace, constants, lo, hi)` runs blocks
+/// `lo..hi` (`lo < hi`).
+pub(super) type BlockFn =
+    unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *const u8, i64, i64);
+
+/// One step of a kernel.
+#[derive(Clone, Copy)]
+pub(super) enum Step {
+    /// Call once.
+    Serial(KernelFn),
+    /// Run blocks `0..count`, possibly on several threads.
+    Blocks {
+        /// The block function.
+        f: BlockFn,
+        /// Number of blocks.
+        count: usize,
+    },
+}
+
+/// The raw arguments of one kernel call, shared by the threads running its blocks.
+#[derive(Clone, Copy)]
+struct Args {
+    ins: *const *const u8,
+    outs: *const *mut u8,
+    ws: *mut u8,
+    consts: *const u8,
+}
+
+// SAFETY: `Args` is only shared while `Kernel::call` waits for every thread using it (inside a
+// rayon scope). The pointed-to buffers outlive the call, the inputs and constants are only
+// read, and concurrent blocks write disjoint parts of the outputs and the workspace (see the
+// plan's parallel blocks).
+unsafe impl Send for Args {}
+// SAFETY: as above; the struct itself is never mutated.
+unsafe impl Sync for Args {}
+
+impl Args {
+    /// Runs blocks `lo..hi` of `f`.
+    ///
+    /// # Safety
+    /// The caller upholds the safety contract of `Kernel::call` (checked buffers, this
+    /// kernel's workspace) and `lo < hi <= count` of `f`'s group.
+    unsafe fn blocks(self, f: BlockFn, lo: usize, hi: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            f(
+                self.ins,
+                self.outs,
+                self.ws,
+                self.consts,
+                lo as i64,
+                hi as i64,
+            )
+        }
+    }
+}
 
 /// Owns a JIT module and frees its code memory when dropped (a plain `JITModule` drop leaks
 /// its pages on purpose).
@@ -250,16 +314,24 @@ impl Workspace {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KernelStats {
-    /// Nodes that got code.
+    /// Nodes that got code (in a fused loop or on their own).
     pub nodes_compiled: u64,
     /// Nodes skipped because no output depends on them.
     pub nodes_dead: u64,
+    /// Elementwise nodes whose value never left registers (fused into their consumers).
+    pub nodes_fused: u64,
+    /// `reshape`/`broadcast`/`transpose`/`slice` nodes read through strides, without a copy.
+    pub views: u64,
+    /// Loop nests (groups) the nodes were clustered into.
+    pub groups: u64,
+    /// Groups whose blocks may run on several threads.
+    pub groups_parallel: u64,
     /// Workspace values placed in the range of a value that was already dead.
     pub buffers_reused: u64,
+    /// Workspace values written over a dying operand (in place).
+    pub buffers_in_place: u64,
     /// Cranelift functions the graph was split into.
     pub functions: u64,
-    /// Transposes read only by matmuls, passed to them as strides instead of being copied.
-    pub transposes_fused: u64,
     /// Matmul nodes computed by calls of the tuned GEMM (the rest use a loop nest).
     pub matmuls_gemm: u64,
     /// Wall-clock compile time.
@@ -270,13 +342,18 @@ impl fmt::Display for KernelStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "nodes_compiled={} nodes_dead={} buffers_reused={} functions={} transposes_fused={} \
+            "nodes_compiled={} nodes_dead={} nodes_fused={} views={} groups={} \
+             groups_parallel={} buffers_reused={} buffers_in_place={} functions={} \
              matmuls_gemm={} compile_time={:?}",
             self.nodes_compiled,
             self.nodes_dead,
+            self.nodes_fused,
+            self.views,
+            self.groups,
+            self.groups_parallel,
             self.buffers_reused,
+            self.buffers_in_place,
             self.functions,
-            self.transposes_fused,
             self.matmuls_gemm,
             self.compile_time
         )
@@ -291,7 +368,7 @@ static NEXT_KERNEL_ID: AtomicU64 = AtomicU64::new(1);
 /// Cheap to share between threads (`Send + Sync`): give each thread its own [`Workspace`].
 /// Dropping the kernel frees its code.
 pub struct Kernel {
-    funcs: Vec<KernelFn>,
+    steps: Vec<Step>,
     consts: Vec<Line>,
     inputs: Vec<TensorType>,
     outputs: Vec<TensorType>,
@@ -375,7 +452,6 @@ impl Checker {
                 DType::Bool => bits as f64,
             },
             Loc::Unused => unreachable!("plan invariant: operands of a step have a home"),
-            Loc::Fused => unreachable!("checked mode fuses no transposes"),
         }
     }
 
@@ -400,7 +476,7 @@ impl Checker {
 /// What the compiler hands to [`Kernel::new`].
 pub(super) struct Parts {
     pub check: Option<Box<Checker>>,
-    pub funcs: Vec<KernelFn>,
+    pub steps: Vec<Step>,
     pub consts: Vec<Line>,
     pub inputs: Vec<TensorType>,
     pub outputs: Vec<TensorType>,
@@ -421,7 +497,7 @@ impl Kernel {
             .collect();
         Kernel {
             sig,
-            funcs: p.funcs,
+            steps: p.steps,
             consts: p.consts,
             inputs: p.inputs,
             outputs: p.outputs,
@@ -463,7 +539,7 @@ impl Kernel {
 
     /// Number of compiled functions the graph was split into.
     pub fn function_count(&self) -> usize {
-        self.funcs.len()
+        self.steps.len()
     }
 
     /// What the compiler did.
@@ -531,21 +607,29 @@ impl Kernel {
         for (slot, b) in ws.ptrs[n_in..].iter_mut().zip(outputs.iter_mut()) {
             *slot = b.addr();
         }
-        let ins = ws.ptrs.as_ptr().cast::<*const u8>();
-        let outs = ws.ptrs[n_in..].as_ptr().cast::<*mut u8>();
-        let consts = self.consts.as_ptr().cast::<u8>();
-        for (i, f) in self.funcs.iter().enumerate() {
-            // Derived for each call: checked mode reads the workspace in between.
-            let scratch = ws.mem.as_mut_ptr().cast::<u8>();
-            // SAFETY: `check` verified that there is one buffer per input and output, each of
-            // the planned dtype and element count, and that `ws` was made by this kernel (so it
-            // has `ws_bytes` of 64-byte aligned memory and one address slot per buffer). The
-            // address tables hold exactly those buffers' addresses; the output buffers are
-            // exclusively borrowed for this call; the compiled code reads and writes only
-            // within these buffers, the workspace and the constant blob (offsets planned from
-            // the same types), writes only 0/1 into bool memory, and `self` keeps the code
-            // mapped for the duration of the call.
-            unsafe { f(ins, outs, scratch, consts) };
+        for (i, step) in self.steps.iter().enumerate() {
+            // Derived for each step: checked mode reads the workspace in between.
+            let args = Args {
+                ins: ws.ptrs.as_ptr().cast::<*const u8>(),
+                outs: ws.ptrs[n_in..].as_ptr().cast::<*mut u8>(),
+                ws: ws.mem.as_mut_ptr().cast::<u8>(),
+                consts: self.consts.as_ptr().cast::<u8>(),
+            };
+            // Both arms: `check` verified that there is one buffer per input and
+            // output, each of the planned dtype and element count, and that `ws` was made by
+            // this kernel (so it has `ws_bytes` of 64-byte aligned memory and one address slot
+            // per buffer). The address tables hold exactly those buffers' addresses; the
+            // output buffers are exclusively borrowed for this call; the compiled code reads
+            // and writes only within these buffers, the workspace and the constant blob
+            // (offsets planned from the same types), writes only 0/1 into bool memory, and
+            // `self` keeps the code mapped for the duration of the call. Block ranges are
+            // non-empty and within `count`.
+            match *step {
+                // SAFETY: as above.
+                Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
+                // SAFETY: as above.
+                Step::Blocks { f, count } => unsafe { run_blocks(args, f, count) },
+            }
             if let Some(c) = &self.check
                 && let Some(r) = c.inspect(i, (inputs, outputs), (&ws.mem, &self.consts))
             {
@@ -607,6 +691,33 @@ impl Kernel {
         }
         Ok(())
     }
+}
+
+/// Runs blocks `0..count` of `f`, split into contiguous ranges over rayon's pool.
+///
+/// # Safety
+/// As [`Args::blocks`].
+unsafe fn run_blocks(args: Args, f: BlockFn, count: usize) {
+    let threads = rayon::current_num_threads().min(count);
+    if threads <= 1 {
+        // SAFETY: forwarded from the caller; 0 < count.
+        unsafe { args.blocks(f, 0, count) };
+        return;
+    }
+    let range = |t: usize| (t * count / threads, (t + 1) * count / threads);
+    rayon::scope(|s| {
+        for t in 1..threads {
+            s.spawn(move |_| {
+                let (lo, hi) = range(t);
+                // SAFETY: forwarded from the caller; `threads <= count`, so every range is
+                // non-empty, and the ranges are disjoint (disjoint memory, see `Args`).
+                unsafe { args.blocks(f, lo, hi) };
+            });
+        }
+        let (lo, hi) = range(0);
+        // SAFETY: as above.
+        unsafe { args.blocks(f, lo, hi) };
+    });
 }
 
 #[cfg(test)]

@@ -19,56 +19,113 @@
 //!
 //! # Pipeline
 //! 1. [`crate::ir::verify`] the graph.
-//! 2. `plan`: liveness, a home for every value (caller buffers, workspace ranges reused by a
-//!    linear scan, constants), and the split into functions of at most
-//!    [`JitConfig::max_ops_per_function`] nodes.
-//! 3. `lower`: each chunk becomes one Cranelift function; every node is a loop nest (straight
-//!    line for one-element values) that loads its operands from memory and stores its result,
-//!    with elementwise bodies emitted by the op's `ops::rules(op).lower` rule. Math-library
-//!    calls go to `extern "C"` wrappers (`libm`) registered by name. A `matmul` above a small
-//!    size calls a tuned GEMM (`gemm`, also an `extern "C"` wrapper) once per batch matrix,
-//!    and a transpose read only by matmuls is fused into them as strides (never copied).
+//! 2. `plan`: liveness; views (`reshape`, `broadcast`, `transpose`, `slice` are strides over
+//!    their operand's memory, not copies); fusion of nodes into groups, each one loop nest
+//!    (elementwise chains and trees with broadcast operands, and the reductions consuming
+//!    them, forward and adjoint alike); a home for every stored value (caller buffers,
+//!    workspace ranges reused by liveness and in place where legal, constants); blocks for
+//!    threads; and the split into functions of at most [`JitConfig::max_ops_per_function`]
+//!    nodes. See the `plan` module docs for the rules.
+//! 3. `lower`: each function becomes Cranelift IR: per group one loop nest whose body is
+//!    emitted by the ops' `ops::rules(op).lower` rules, on `F32X4`/`F64X2` vectors (unrolled,
+//!    with a partial-vector tail) when the group has one float dtype, with vectorized
+//!    transcendentals from `vmath`. Scalar (rank-0) code calls `extern "C"` libm wrappers
+//!    (`libm`) registered by name. A `matmul` above a small size calls a tuned GEMM (`gemm`,
+//!    an `extern "C"` wrapper registered the same way) once per batch matrix, reading its
+//!    operands through their views' strides, so a transposed operand (the adjoint's `Aᵀ·Ḡ`,
+//!    `Ḡ·Bᵀ`) is never copied.
 //! 4. The functions are compiled (on worker threads when there are several), linked into one
-//!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence. Functions never
-//!    call each other, so there are no cross-function relocations.
+//!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence, running the
+//!    blocks of parallel groups on rayon's pool. Functions never call each other, so there
+//!    are no cross-function relocations.
 //!
 //! # Memory layout
-//! Inputs are read from the caller's buffers and computed outputs are written straight into the
-//! caller's output buffers. Every other value lives in the [`Workspace`] (64-byte aligned,
-//! caller-owned, reusable): byte offsets are fixed at compile time by a linear scan in node
-//! order that reuses the range of a value after its last reader (values under 64 bytes take
-//! 8-byte-aligned ranges, larger ones 64-byte-aligned ranges). Constants whose elements are all
-//! bitwise equal become immediates; other constants live in a 64-byte aligned blob owned by the
-//! kernel. Outputs that are inputs or constants are copied by [`Kernel::call`] after the code
-//! ran. Nodes no output depends on get no code.
+//! Inputs are read from the caller's buffers and computed outputs are written straight into
+//! the caller's output buffers. Values that stay in registers (fused) have no memory. Every
+//! other value lives in the [`Workspace`] (64-byte aligned, caller-owned, reusable): byte
+//! offsets are fixed at compile time by a linear scan over the groups that reuses the range
+//! of a value after its last reader, and lets an elementwise result overwrite an operand
+//! that dies in its loop and is read only at the same index (values under 64 bytes take
+//! 8-byte-aligned ranges, larger ones 64-byte-aligned ranges). [`Kernel::workspace_bytes`] is
+//! the exact peak. Constants whose elements are all bitwise equal become immediates; other
+//! constants live in a 64-byte aligned blob owned by the kernel. Outputs that are inputs or
+//! constants are copied by [`Kernel::call`] after the code ran. Nodes no output depends on
+//! get no code.
 //!
 //! # Kernel ABI
-//! Each compiled function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
+//! Each serial function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
 //! ws: *mut u8, consts: *const u8)`: a table of the input buffer addresses (input order), a
 //! table of the output buffer addresses (output order), the workspace base and the constant
-//! blob base. Functions return nothing and never call each other; [`Kernel::call`] runs them in
-//! order after checking every buffer. Bool elements are bytes holding 0 or 1; the code never
-//! writes anything else into bool memory.
+//! blob base. A block function takes two more arguments, `lo: i64, hi: i64`, and runs blocks
+//! `lo..hi` of one parallel group. [`Kernel::call`] runs the functions in order after checking
+//! every buffer. Bool elements are bytes holding 0 or 1; the code never writes anything else
+//! into bool memory.
+//!
+//! # Threads and determinism
+//! Fused loops over at least [`JitConfig::parallel_min_elements`] elements (and at least
+//! 2 × 16384) are cut at compile time into blocks of about 16384 elements along their
+//! outermost dimension; [`Kernel::call`] runs contiguous ranges of blocks on rayon's worker
+//! threads. A reduction across blocks writes one partial result per block, folded in block
+//! order afterwards. Block boundaries and folding order depend only on the shapes, so the
+//! same inputs give bitwise the same outputs on every run and with any number of threads.
+//! Smaller kernels (and every scalar kernel) stay on the calling thread.
 //!
 //! # Agreement with the interpreter
-//! Same operation order, same dtype, no `fma`, no reassociation, and math functions call the
-//! same Rust methods: results equal [`crate::interp::run`] bit for bit, up to NaN payloads
-//! (the tests check every op in f32 and f64, with broadcasting, special values and gradient
-//! graphs). The exception is a `matmul` computed by the GEMM (`m·k·n > 256`): it blocks and
-//! vectorizes the sum over `k`, so its elements agree within `k·ε·Σ|a||b|` (the sum of both
-//! orders' worst-case rounding), and values computed from it within that error propagated.
-//! Results are deterministic all the same: the GEMM runs on the calling thread with a fixed
-//! blocking, so the same inputs give the same bits on every call.
+//! With [`JitConfig::exact_math`], results equal [`crate::interp::run`] bit for bit, up to NaN
+//! payloads: the same operation order, the same dtype, no `fma` in op rules, reductions
+//! accumulated in the interpreter's order, and every transcendental calls the same Rust
+//! method (lane by lane in vector loops). The tests check every op, random graphs (including
+//! long shapes, vector tails, unrolled and threaded loops) and gradient graphs bitwise.
 //!
-//! Deliberately absent: fusion, vectorization, unrolling (the elementwise rules are emitted
-//! through [`crate::ops::ScalarEmit`] inside loop bodies so a later tier can add them), and
-//! graph optimization (run [`crate::opt`] first).
+//! By default three things differ, and nothing else (ops without a transcendental and without
+//! a reduction stay bitwise: vector add, sub, mul, div, sqrt, compare, select, max, min are
+//! IEEE-exact per lane):
+//! - Transcendentals in vector loops use `vmath` polynomials (scalar code keeps libm). Their
+//!   largest error against Rust's `f32`/`f64` methods, measured over every 2^7-th f32 bit
+//!   pattern, every 2^40-th f64 bit pattern, dense samples of the usual ranges and all
+//!   special values (`tests/it/simd.rs`, release build, this machine with FMA):
+//!
+//!   | function | f32 ULP | f64 ULP |
+//!   |----------|---------|---------|
+//!   | exp      | 1       | 1       |
+//!   | expm1    | 2       | 2       |
+//!   | log      | 1       | 1       |
+//!   | log1p    | 1       | 1       |
+//!   | sin      | 1       | 1       |
+//!   | cos      | 1       | 1       |
+//!   | tanh     | 4       | 4       |
+//!   | sigmoid  | 3       | 3       |
+//!
+//!   ±0, ±inf, NaN, overflow and underflow come out as libm gives them (NaN payloads aside);
+//!   arguments a polynomial cannot handle (subnormal `exp` results and `log` arguments, the
+//!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their block rerun with
+//!   libm on every lane. `pow` always uses libm.
+//! - Reductions whose innermost loop dimension is reduced are reassociated (vector lanes,
+//!   unroll slots and blocks, combined in a fixed tree order): a sum of `n` terms is within
+//!   `n·ε·Σ|xᵢ|` of the interpreter's (ε = `f32::EPSILON` or `f64::EPSILON`), usually much
+//!   closer to the exact sum; `reduce_max`/`reduce_min` may differ only in the sign of a zero
+//!   result. Reductions along a kept innermost dimension (column sums) stay bitwise.
+//! - A `matmul` with `m·k·n > 256` (and both operands in memory) calls a tuned GEMM, which
+//!   blocks the sum over `k` and uses `fma` and SIMD partial sums: each element is within
+//!   `k·ε·Σ|a||b|` of the interpreter's (the sum of both orders' worst-case rounding). It is
+//!   deterministic all the same: the GEMM runs on the calling thread with a blocking fixed by
+//!   the shapes and strides. Smaller products use a loop nest in the interpreter's order.
+//!
+//! Per op the tolerance is therefore: bitwise; within the table's ULP bound; or within the
+//! summation (or GEMM) bound. A graph's outputs can amplify these per-op differences by its
+//! condition number (for example `sin(exp(x))` near a zero of `sin`); use `exact_math` when bitwise
+//! reproducibility of the interpreter matters.
+//!
+//! Deliberately absent: graph optimization (run [`crate::opt`] first), recomputation of
+//! values read by several groups (they are stored once), vectors wider than 128 bits
+//! (Cranelift's x86-64 limit), and threads inside GEMM calls.
 
 mod gemm;
 mod kernel;
 mod libm;
 mod lower;
 mod plan;
+mod vmath;
 
 pub use kernel::{Buf, BufMut, Kernel, KernelStats, Workspace};
 
@@ -95,15 +152,27 @@ pub struct JitConfig {
     /// Worker threads for compiling functions; 0 means one per available core. Only graphs
     /// split into several functions use more than one.
     pub threads: usize,
+    /// Bitwise agreement with the interpreter: every transcendental calls the same scalar
+    /// libm function as the interpreter (lane by lane in vector loops), and reductions
+    /// accumulate in the interpreter's order (no reassociation; reductions across blocks are
+    /// then not split between threads). Default off: see the module docs for the tolerance.
+    pub exact_math: bool,
+    /// Loops over at least this many elements are cut into blocks that run on several
+    /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` keeps every
+    /// kernel single-threaded. Results do not depend on the number of threads, but the
+    /// blocking (decided by this setting) does fix the order of reassociated reductions.
+    /// Default 65536.
+    pub parallel_min_elements: usize,
     /// The most workspace (scratch memory for intermediate values) a kernel may need; a graph
     /// needing more fails with [`JitError::TooLarge`] naming both sizes. Default 4 GiB.
     pub max_workspace_bytes: usize,
     /// Checked mode (NaN provenance): the kernel stops after the first node that produces a
     /// non-finite value from finite operands, and [`Kernel::call`] returns
-    /// [`CallError::NonFinite`] with the report (see [`crate::finite`]). Every value keeps its
-    /// own memory and every node is its own function, so after each node the kernel (in Rust)
-    /// can read the node's output and operands; this costs speed and memory and is meant for
-    /// debugging. Default off.
+    /// [`CallError::NonFinite`] with the report (see [`crate::finite`]). Every node is its own
+    /// group and function (no fusion, every view copied), every value keeps its own memory,
+    /// and no loop is split between threads, so after each node the kernel (in Rust) can read
+    /// the node's output and operands; this costs speed and memory and is meant for debugging.
+    /// Default off.
     pub check_finite: bool,
 }
 
@@ -113,6 +182,8 @@ impl Default for JitConfig {
             verifier: cfg!(debug_assertions),
             max_ops_per_function: 2000,
             threads: 0,
+            exact_math: false,
+            parallel_min_elements: 1 << 16,
             max_workspace_bytes: DEFAULT_MAX_WORKSPACE_BYTES,
             check_finite: false,
         }
@@ -266,14 +337,15 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    // Checked mode: one node per function and no reuse of workspace ranges, so the kernel can
-    // inspect every node's output and operands between two function calls.
-    let per_function = if cfg.check_finite {
-        1
-    } else {
-        cfg.max_ops_per_function
-    };
-    let plan = plan::plan(g, per_function, !cfg.check_finite)?;
+    let plan = plan::plan(
+        g,
+        &plan::PlanConfig {
+            max_ops_per_function: cfg.max_ops_per_function,
+            parallel_min_elements: cfg.parallel_min_elements,
+            exact: cfg.exact_math,
+            checked: cfg.check_finite,
+        },
+    )?;
     if plan.ws_bytes > cfg.max_workspace_bytes {
         return Err(JitError::TooLarge {
             what: format!(
@@ -284,6 +356,13 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         });
     }
     let isa = host_isa(cfg.verifier)?;
+    let opts = lower::Opts {
+        exact: cfg.exact_math,
+        fma: isa
+            .isa_flags()
+            .iter()
+            .any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
+    };
     let mut jb = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
     for (_, _, name, ptr) in libm::symbols() {
         jb.symbol(name, ptr);
@@ -312,11 +391,15 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             .map_err(JitError::module)?;
         gemm_ids.insert(d, id.as_u32());
     }
-    let sig = lower::kernel_signature(ptr, call_conv);
-    let mut ids = Vec::with_capacity(plan.chunks.len());
-    for i in 0..plan.chunks.len() {
+    let sigs = [
+        lower::kernel_signature(ptr, call_conv),
+        lower::block_signature(ptr, call_conv),
+    ];
+    let mut ids = Vec::with_capacity(plan.funcs.len());
+    for (i, f) in plan.funcs.iter().enumerate() {
+        let sig = &sigs[usize::from(matches!(f, plan::Func::Blocks(_)))];
         let id = module
-            .declare_function(&format!("chunk{i}"), Linkage::Local, &sig)
+            .declare_function(&format!("f{i}"), Linkage::Local, sig)
             .map_err(JitError::module)?;
         ids.push(id);
     }
@@ -325,7 +408,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         t => t,
     }
-    .min(plan.chunks.len())
+    .min(plan.funcs.len())
     .max(1);
     let job = Job {
         g,
@@ -333,8 +416,9 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         math: &math,
         gemm: &gemm_ids,
         isa: &isa,
-        sig: &sig,
+        sigs: &sigs,
         ids: &ids,
+        opts,
     };
     if threads == 1 {
         let mut fctx = FunctionBuilderContext::new();
@@ -385,14 +469,23 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         })?;
     }
     module.finalize_definitions().map_err(JitError::module)?;
-    let funcs = ids
+    let steps = ids
         .iter()
-        .map(|&id| {
+        .zip(&plan.funcs)
+        .map(|(&id, f)| {
             let p = module.get_finalized_function(id);
-            // SAFETY: `p` is the entry of a finalized function defined with
-            // `kernel_signature` (four pointer arguments, no results) in the host's default
-            // calling convention, which is `extern "C"` for these argument types.
-            unsafe_fn_ptr(p)
+            match f {
+                plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p)),
+                plan::Func::Blocks(gi) => {
+                    let plan::Group::Fused(fused) = &plan.groups[*gi as usize] else {
+                        unreachable!("block functions run fused groups")
+                    };
+                    kernel::Step::Blocks {
+                        f: block_fn(p),
+                        count: fused.blocks.count,
+                    }
+                }
+            }
         })
         .collect();
 
@@ -405,13 +498,25 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         Box::new(kernel::Checker {
             graph: g.clone(),
             locs: plan.locs.clone(),
-            steps: plan.chunks.iter().map(|c| plan.steps[c.start]).collect(),
+            // Checked plans have one single-node group per function.
+            steps: plan
+                .funcs
+                .iter()
+                .map(|f| match f {
+                    plan::Func::Serial(items) => match items.as_slice() {
+                        [plan::Item::Run(gi)] => plan.groups[*gi as usize].first_node(),
+                        _ => unreachable!("checked plans run one group per function"),
+                    },
+                    plan::Func::Blocks(_) => unreachable!("checked plans are serial"),
+                })
+                .collect(),
             live: crate::finite::live_nodes(g),
         })
     });
+    let st = &plan.stats;
     let parts = kernel::Parts {
         check,
-        funcs,
+        steps,
         consts,
         inputs: inputs.iter().map(|&i| g.ty(i).clone()).collect(),
         outputs: g.outputs().iter().map(|&o| g.ty(o).clone()).collect(),
@@ -420,25 +525,38 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         ws_bytes: plan.ws_bytes,
         post: plan.post,
         stats: KernelStats {
-            nodes_compiled: plan.steps.len() as u64,
-            nodes_dead: plan.nodes_dead,
-            buffers_reused: plan.buffers_reused,
-            functions: plan.chunks.len() as u64,
-            transposes_fused: plan.transposes_fused,
-            matmuls_gemm: plan.matmuls_gemm,
+            nodes_compiled: st.nodes_compiled,
+            nodes_dead: st.nodes_dead,
+            nodes_fused: st.nodes_fused,
+            views: st.views,
+            groups: st.groups,
+            groups_parallel: st.groups_parallel,
+            buffers_reused: st.buffers_reused,
+            buffers_in_place: st.buffers_in_place,
+            functions: plan.funcs.len() as u64,
+            matmuls_gemm: st.matmuls_gemm,
             compile_time: started.elapsed(),
         },
     };
     Ok(Kernel::new(parts, owner))
 }
 
-/// Turns a finalized code address into a kernel function pointer.
+/// Turns the address of a finalized serial function into a function pointer.
 #[allow(unsafe_code)]
-fn unsafe_fn_ptr(p: *const u8) -> kernel::KernelFn {
-    // SAFETY: callers pass the address of a finalized function with the kernel signature
-    // (see `compile_with`); function and data pointers have the same size on every host
-    // Cranelift supports.
+fn serial_fn(p: *const u8) -> kernel::KernelFn {
+    // SAFETY: `compile_with` passes the address of a finalized function defined with
+    // `kernel_signature` (four pointer arguments, no results) in the host's default calling
+    // convention, which is `extern "C"` for these argument types; function and data pointers
+    // have the same size on every host Cranelift supports.
     unsafe { std::mem::transmute::<*const u8, kernel::KernelFn>(p) }
+}
+
+/// Turns the address of a finalized block function into a function pointer.
+#[allow(unsafe_code)]
+fn block_fn(p: *const u8) -> kernel::BlockFn {
+    // SAFETY: as `serial_fn`, for a function defined with `block_signature` (four pointers
+    // and two i64 arguments, no results).
+    unsafe { std::mem::transmute::<*const u8, kernel::BlockFn>(p) }
 }
 
 /// Everything a worker needs to build and compile one function.
@@ -448,8 +566,9 @@ struct Job<'a> {
     math: &'a lower::MathIds,
     gemm: &'a lower::GemmIds,
     isa: &'a OwnedTargetIsa,
-    sig: &'a cranelift_codegen::ir::Signature,
+    sigs: &'a [cranelift_codegen::ir::Signature; 2],
     ids: &'a [FuncId],
+    opts: lower::Opts,
 }
 
 /// Machine code of one function, ready for `define_function_bytes`.
@@ -462,18 +581,22 @@ struct Compiled {
 impl Job<'_> {
     /// Builds function `i` into `ctx.func`.
     fn build(&self, i: usize, ctx: &mut Context, fctx: &mut FunctionBuilderContext) {
-        ctx.func.signature = self.sig.clone();
+        let (sig, body) = match &self.plan.funcs[i] {
+            plan::Func::Serial(items) => (&self.sigs[0], lower::Body::Serial(items)),
+            plan::Func::Blocks(g) => (&self.sigs[1], lower::Body::Blocks(*g)),
+        };
+        ctx.func.signature = sig.clone();
         ctx.func.name = UserFuncName::user(0, self.ids[i].as_u32());
-        let steps = &self.plan.steps[self.plan.chunks[i].clone()];
         lower::build_function(
             &mut ctx.func,
             fctx,
             self.g,
             self.plan,
-            steps,
+            body,
             self.math,
             self.gemm,
             self.isa.frontend_config(),
+            self.opts,
         );
     }
 

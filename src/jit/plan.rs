@@ -1,43 +1,75 @@
-//! Compile-time planning: where every value lives, and which nodes go into which function.
+//! Compile-time planning: which nodes run together in one loop nest, where every value lives,
+//! and which code goes into which function.
 //!
 //! Phases:
 //! 1. Liveness: a backward pass from the outputs marks the nodes whose values are needed; the
-//!    rest get no code. For each live node, its last reader is recorded.
-//! 2. Homes: inputs stay in the caller's input buffers, computed outputs are written straight
-//!    into the caller's output buffers, constants whose elements are all bitwise equal become
+//!    rest get no code.
+//! 2. Views: `reshape`, `broadcast`, `transpose` and `slice` get no code of their own. Each is
+//!    a [`View`] of a stored value (a root, an element offset and element strides), composed
+//!    through chains of views. A view is realized (copied into its own buffer) only when it is
+//!    an output or when a reshape cannot be expressed with strides. `matmul` reads any view
+//!    through its strides (the GEMM takes row and column strides), so the adjoint's
+//!    transposed operands are never copied.
+//! 3. Fusion: the nodes are clustered, in id order, into [`Group`]s. A fused group is one loop
+//!    nest over an iteration shape: elementwise nodes of that shape (with broadcast operands)
+//!    and reductions whose operand has that shape. A node joins an existing group of its shape
+//!    when every operand is either computed in that group's loop body (an elementwise member:
+//!    its value is still in a register) or stored by an earlier group; otherwise it starts a
+//!    group. Candidates are the groups of the node's operands and the latest group of the
+//!    shape (so independent siblings such as `tanh(x)` and `sigmoid(x)`, or a forward value
+//!    and its adjoint, share one pass over `x`). A reduction's value only exists after its
+//!    loop, so its readers go to later groups. Groups run in creation order, and every group
+//!    depends only on earlier ones. A member is stored only if it is an output or read outside
+//!    its group (through a view, by another group, or by a non-fused node); values read by
+//!    several consumers in one group stay in registers, and values read by other groups are
+//!    materialized once (never recomputed: recomputing transcendentals costs more than the
+//!    memory traffic it saves). Groups are capped at [`MAX_GROUP`] members, which bounds
+//!    register pressure and compile time. `matmul` and `concat` are singleton groups.
+//! 4. Loop nests: the accesses of a fused group (loads of operands, stores, reduction
+//!    outputs) are collapsed to the fewest loop dimensions; the innermost one is vectorized
+//!    when every float in the group has one dtype. Groups of at least
+//!    `JitConfig::parallel_min_elements` elements are cut into blocks along their outermost
+//!    dimension (a fixed number of elements per block, independent of the machine), which
+//!    threads may run concurrently. A reduction that sums across blocks writes one partial
+//!    result per block, and a combine step folds them in block order, so results never
+//!    depend on the number of threads.
+//! 5. Memory: inputs stay in the caller's buffers, computed outputs are written straight into
+//!    the caller's output buffers, constants whose elements are all bitwise equal become
 //!    immediates ([`Loc::Splat`]) and other constants go into one constant blob. Every other
-//!    value gets a byte range of the workspace, assigned by a linear scan in node order that
-//!    reuses the range of a value after its last reader (best fit, at most 2x the needed size).
-//!    A node never shares memory with its own operands, so no lowering has to care about
-//!    aliasing.
-//! 3. Splitting: the nodes that need code are cut into chunks of at most
-//!    `max_ops_per_function`, one Cranelift function each.
-//!
-//! Transpose fusion (between phases 1 and 2): a `transpose` that is not an output and whose
-//! every live reader is a `matmul` gets no code and no memory ([`Loc::Fused`]); the matmuls
-//! read its operand through permuted strides instead (the adjoint's `Aᵀ·Ḡ` and `Ḡ·Bᵀ`, so
-//! gradients never copy a transposed matrix). For liveness and memory reuse, a read of a
-//! fused transpose counts as a read of its operand.
+//!    stored value gets a workspace range, assigned by a linear scan over groups that reuses
+//!    ranges of dead values (best fit, at most 2x the needed size). A stored elementwise
+//!    member may take over the range of an operand that dies in its group (in place) when the
+//!    group reads that operand only at the member's own index, and only in members up to
+//!    that one (the loop body stores a value right after computing it). Ranges of 64 bytes
+//!    or more are 64-byte aligned. The peak is [`Plan::ws_bytes`].
+//! 6. Functions: serial groups are packed into functions of at most `max_ops_per_function`
+//!    nodes; a parallel group gets a function of its own taking a block range.
 //!
 //! Outputs that are inputs or constants are copied into their output buffers by the kernel
 //! (in Rust) after the compiled functions ran ([`PostCopy`]).
 //!
-//! Deliberately absent: anything Cranelift-specific, and any reordering of nodes (the order is
-//! the graph's id order, which the interpreter uses too).
+//! Deliberately absent: anything Cranelift-specific, and recomputation of values read by
+//! several groups.
 
 use super::JitError;
-use crate::ir::{Attrs, Graph, NodeId, Op, strides};
+use crate::ir::{Attrs, DType, Graph, NodeId, Op, strides};
 use crate::tensor::{Data, Tensor};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Alignment of large workspace and constant buffers (one cache line).
 pub(super) const BIG_ALIGN: usize = 64;
 
+/// The most members of one fused group.
+pub(super) const MAX_GROUP: usize = 64;
+
+/// Elements per block of a parallel group (a multiple of every vector width times unroll).
+pub(super) const BLOCK_ELEMS: usize = 1 << 14;
+
 /// Where a value lives while the kernel runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Loc {
-    /// The value is never read: no code, no memory.
+    /// The value is never read from memory: no memory.
     Unused,
     /// Caller input buffer number `k`.
     Input(usize),
@@ -49,9 +81,6 @@ pub(super) enum Loc {
     Const(usize),
     /// A constant whose elements all have these bits (f32 bits, f64 bits, or 0/1 for bool).
     Splat(u64),
-    /// A transpose read only by matmuls, which read its operand through permuted strides: no
-    /// code, no memory.
-    Fused,
 }
 
 /// A copy the kernel does after the compiled code ran.
@@ -73,38 +102,420 @@ pub(super) enum PostCopy {
     },
 }
 
+/// How a value is read from memory: element `i` (multi-index over the value's shape) is at
+/// element `offset + Σ i[k]·strides[k]` of its root's home.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct View {
+    /// The stored node (or leaf) whose memory holds the elements.
+    pub root: NodeId,
+    /// Element offset into the root's memory.
+    pub offset: i64,
+    /// Element strides, one per dimension of the viewing value.
+    pub strides: Vec<i64>,
+}
+
+/// What a live node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Not needed: no code.
+    Dead,
+    /// An input or a constant.
+    Leaf,
+    /// Read through [`Plan::views`]; no code.
+    View,
+    /// Computed in fused group `g`.
+    Member(u32),
+    /// The only node of group `g` (matmul, concat, or a realized view).
+    Single(u32),
+}
+
+/// One memory access of a fused group: byte offset from the home of `root`, and byte strides
+/// over the collapsed loop dimensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Access {
+    /// The node whose home is accessed.
+    pub root: NodeId,
+    /// Byte offset.
+    pub offset: i64,
+    /// Byte strides, one per loop dimension.
+    pub strides: Vec<i64>,
+}
+
+/// A reduction computed in a fused group.
+#[derive(Clone, Debug)]
+pub(super) struct Reduction {
+    /// The reduction node.
+    pub node: NodeId,
+    /// Its output, over the loop dimensions (stride 0 along reduced dimensions).
+    pub out: Access,
+    /// Workspace byte offset of the per-block partial results, when the group is cut into
+    /// blocks along a dimension this reduction sums over.
+    pub partials: Option<usize>,
+}
+
+/// A loop nest computing several nodes.
+#[derive(Clone, Debug)]
+pub(super) struct Fused {
+    /// The iteration shape (before collapsing).
+    pub shape: Vec<usize>,
+    /// Member nodes in id order (elementwise nodes and reductions).
+    pub members: Vec<NodeId>,
+    /// Operands read from memory: (operand node, access).
+    pub leaves: Vec<(NodeId, Access)>,
+    /// Stored elementwise members: (member, access to its own home).
+    pub stores: Vec<(NodeId, Access)>,
+    /// The reductions.
+    pub reductions: Vec<Reduction>,
+    /// The collapsed loop dimensions, outermost first (empty: one straight-line execution).
+    pub dims: Vec<usize>,
+    /// The float dtype of every value, when the innermost loop can be vectorized.
+    pub vector: Option<DType>,
+    /// Blocks along `dims[0]`: how many, and how many rows (or elements, for a one-dimensional
+    /// nest) each holds. `count == 1` for serial groups.
+    pub blocks: Blocks,
+    /// True if the blocks may run on several threads.
+    pub parallel: bool,
+    /// Some member's lowering calls a math function (a transcendental).
+    pub math: bool,
+}
+
+/// The cut of a group along its outermost loop dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Blocks {
+    /// Number of blocks.
+    pub count: usize,
+    /// Extent of `dims[0]` per block (the last block may be shorter).
+    pub size: usize,
+}
+
+/// A group: what one step of the schedule computes.
+#[derive(Clone, Debug)]
+pub(super) enum Group {
+    /// A fused loop nest.
+    Fused(Fused),
+    /// A node with its own lowering; for a realized view, the view it copies from.
+    Single(NodeId, Option<View>),
+}
+
+/// A piece of a serial function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Item {
+    /// Run group `g` (serial).
+    Run(u32),
+    /// Fold the per-block partial results of parallel group `g`.
+    Combine(u32),
+}
+
+/// One compiled function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Func {
+    /// `fn(inputs, outputs, ws, consts)` running these items in order.
+    Serial(Vec<Item>),
+    /// `fn(inputs, outputs, ws, consts, lo, hi)` running blocks `lo..hi` of group `g`.
+    Blocks(u32),
+}
+
 /// The layout of a compiled graph.
 #[derive(Debug)]
 pub(super) struct Plan {
-    /// The home of each node's value.
+    /// The home of each stored node's value.
     pub locs: Vec<Loc>,
-    /// The nodes that need code, in id order.
-    pub steps: Vec<NodeId>,
-    /// `steps` cut into function-sized ranges.
-    pub chunks: Vec<std::ops::Range<usize>>,
+    /// How each node that is read from memory is read (stored nodes, leaves and views).
+    pub views: Vec<Option<View>>,
+    /// The groups, in execution order.
+    pub groups: Vec<Group>,
+    /// The compiled functions, in execution order.
+    pub funcs: Vec<Func>,
     /// Workspace bytes needed.
     pub ws_bytes: usize,
     /// The constant blob (native-endian element bytes, bool as 0/1).
     pub consts: Vec<u8>,
     /// Copies done after the compiled code.
     pub post: Vec<PostCopy>,
-    /// Number of workspace values whose range was reused from a dead value.
-    pub buffers_reused: u64,
-    /// Number of non-leaf nodes that get no code (no output depends on them).
+    /// Counters.
+    pub stats: PlanStats,
+}
+
+/// Counters of the plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct PlanStats {
+    pub nodes_compiled: u64,
     pub nodes_dead: u64,
-    /// Number of transposes fused into the matmuls that read them ([`Loc::Fused`]).
-    pub transposes_fused: u64,
-    /// Number of matmul nodes computed by the GEMM wrapper (see [`gemm_path`]).
+    pub nodes_fused: u64,
+    pub views: u64,
+    pub buffers_reused: u64,
+    pub buffers_in_place: u64,
+    pub groups: u64,
+    pub groups_parallel: u64,
     pub matmuls_gemm: u64,
 }
 
-/// Plans `g` (already verified). With `reuse` false, no workspace range is ever reused and no
-/// transpose is fused (every value stays readable in memory of its own after the code ran:
-/// the JIT's checked mode).
+/// Options that change the plan.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PlanConfig {
+    pub max_ops_per_function: usize,
+    pub parallel_min_elements: usize,
+    /// Reductions must not be reassociated.
+    pub exact: bool,
+    /// Checked mode: every node its own group and function, every view realized, every value
+    /// stored in its own memory (never reused), no threads.
+    pub checked: bool,
+}
+
+/// True for ops computed per element by an `ops` lowering rule.
+fn is_elementwise(op: Op) -> bool {
+    crate::ops::rules(op).lower.is_some()
+}
+
+fn is_reduction(op: Op) -> bool {
+    matches!(
+        op,
+        Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin
+    )
+}
+
+fn is_view_op(op: Op) -> bool {
+    matches!(op, Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice)
+}
+
+/// Row-major element strides of `shape`.
+pub(super) fn contiguous(shape: &[usize]) -> Vec<i64> {
+    strides(shape).iter().map(|&s| s as i64).collect()
+}
+
+/// True if the view walks its elements in row-major order without gaps (dims of size 1 may
+/// have any stride).
+pub(super) fn is_contiguous(shape: &[usize], st: &[i64]) -> bool {
+    let c = contiguous(shape);
+    shape
+        .iter()
+        .zip(st.iter().zip(&c))
+        .all(|(&d, (a, b))| d == 1 || a == b)
+}
+
+/// Strides of a value of shape `from` read at the indices of `to` (NumPy broadcasting).
+fn broadcast_view(from: &[usize], st: &[i64], to: &[usize]) -> Vec<i64> {
+    let off = to.len() - from.len();
+    (0..to.len())
+        .map(|d| {
+            if d < off || from[d - off] == 1 {
+                0
+            } else {
+                st[d - off]
+            }
+        })
+        .collect()
+}
+
+/// Merges adjacent loop dimensions that every access walks contiguously and drops dimensions
+/// of size 1, keeping the row-major visiting order. `acc[a][k]` is access `a`'s stride along
+/// dimension `k`; it is rewritten for the returned dimensions.
+pub(super) fn collapse(dims: &[usize], acc: &mut [&mut Vec<i64>]) -> Vec<usize> {
+    let mut out_dims: Vec<usize> = Vec::with_capacity(dims.len());
+    let mut out_st: Vec<Vec<i64>> = vec![Vec::with_capacity(dims.len()); acc.len()];
+    for (k, &d) in dims.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let mergeable = !out_dims.is_empty()
+            && acc
+                .iter()
+                .zip(&out_st)
+                .all(|(a, o)| *o.last().expect("non-empty") == a[k] * d as i64);
+        if mergeable {
+            *out_dims.last_mut().expect("non-empty") *= d;
+            for (a, o) in acc.iter().zip(&mut out_st) {
+                *o.last_mut().expect("non-empty") = a[k];
+            }
+        } else {
+            out_dims.push(d);
+            for (a, o) in acc.iter().zip(&mut out_st) {
+                o.push(a[k]);
+            }
+        }
+    }
+    for (a, o) in acc.iter_mut().zip(out_st) {
+        **a = o;
+    }
+    out_dims
+}
+
+/// Group-building state.
+struct Builder<'g> {
+    g: &'g Graph,
+    roles: Vec<Role>,
+    views: Vec<Option<View>>,
+    /// Realized views: the view each one copies from.
+    realized: HashMap<u32, View>,
+    /// Per group: (iteration shape, members) for fused groups, `None` shape for singles.
+    shapes: Vec<Option<Vec<usize>>>,
+    members: Vec<Vec<NodeId>>,
+    latest: HashMap<Vec<usize>, u32>,
+    checked: bool,
+}
+
+impl Group {
+    /// The first node the group computes.
+    pub(super) fn first_node(&self) -> NodeId {
+        match self {
+            Group::Fused(f) => f.members[0],
+            Group::Single(id, _) => *id,
+        }
+    }
+}
+
+impl Builder<'_> {
+    /// The base view of a stored node or leaf.
+    fn base(&self, id: NodeId) -> View {
+        View {
+            root: id,
+            offset: 0,
+            strides: contiguous(&self.g.ty(id).shape),
+        }
+    }
+
+    /// How `x` is read from memory (for a fused member, its future home).
+    fn view(&self, x: NodeId) -> View {
+        match &self.views[x.index()] {
+            Some(v) => v.clone(),
+            None => self.base(x),
+        }
+    }
+
+    /// The group after which `x` can be read from memory (-1: always).
+    fn ready(&self, x: NodeId) -> i64 {
+        let root = match self.roles[x.index()] {
+            Role::View => self.view(x).root,
+            _ => x,
+        };
+        match self.roles[root.index()] {
+            Role::Member(g) | Role::Single(g) => i64::from(g),
+            _ => -1,
+        }
+    }
+
+    fn new_group(&mut self, shape: Option<Vec<usize>>) -> u32 {
+        let g = self.shapes.len() as u32;
+        if let Some(s) = &shape {
+            self.latest.insert(s.clone(), g);
+        }
+        self.shapes.push(shape);
+        self.members.push(Vec::new());
+        g
+    }
+
+    /// Turns view `x` into a copy with its own buffer (a singleton group).
+    fn realize(&mut self, x: NodeId) {
+        if self.roles[x.index()] != Role::View {
+            return;
+        }
+        let v = self.view(x);
+        let g = self.new_group(None);
+        self.members[g as usize].push(x);
+        self.roles[x.index()] = Role::Single(g);
+        self.realized.insert(x.0, v);
+        self.views[x.index()] = None;
+    }
+
+    /// Operand `x` of `n` is in a register inside group `g`.
+    fn in_register(&self, x: NodeId, g: u32) -> bool {
+        self.roles[x.index()] == Role::Member(g) && is_elementwise(self.g.node(x).op)
+    }
+
+    /// How many operands of `n` group `g` would provide from registers, if `n` may join it.
+    fn fit(&self, n: NodeId, g: u32) -> Option<usize> {
+        if self.members[g as usize].len() >= MAX_GROUP {
+            return None;
+        }
+        let mut regs = 0;
+        for &x in &self.g.node(n).inputs {
+            if self.in_register(x, g) {
+                regs += 1;
+            } else if self.ready(x) >= i64::from(g) {
+                return None;
+            }
+        }
+        Some(regs)
+    }
+
+    /// Places elementwise node or reduction `n` whose loop runs over `shape`.
+    fn place(&mut self, n: NodeId, shape: Vec<usize>) {
+        if self.checked {
+            let g = self.new_group(Some(shape));
+            self.members[g as usize].push(n);
+            self.roles[n.index()] = Role::Member(g);
+            return;
+        }
+        let mut best: Option<(usize, u32)> = None;
+        let mut consider = |b: &Self, g: u32| {
+            if b.shapes[g as usize].as_ref() != Some(&shape) {
+                return;
+            }
+            if let Some(regs) = b.fit(n, g)
+                && best.is_none_or(|cur| (regs, g) > cur)
+            {
+                best = Some((regs, g));
+            }
+        };
+        for &x in &self.g.node(n).inputs {
+            if let Role::Member(g) = self.roles[x.index()] {
+                consider(self, g);
+            }
+        }
+        if let Some(&g) = self.latest.get(&shape) {
+            consider(self, g);
+        }
+        let g = match best {
+            Some((_, g)) => g,
+            None => self.new_group(Some(shape)),
+        };
+        self.members[g as usize].push(n);
+        self.roles[n.index()] = Role::Member(g);
+    }
+
+    /// The view `n` (a view op) defines, if its operand's view composes with it.
+    fn compose(&self, n: NodeId) -> Option<View> {
+        let node = self.g.node(n);
+        let x = node.inputs[0];
+        let xs = &self.g.ty(x).shape;
+        let v = self.view(x);
+        Some(match (&node.op, &node.attrs) {
+            (Op::Reshape, _) => {
+                if !is_contiguous(xs, &v.strides) {
+                    return None;
+                }
+                View {
+                    strides: contiguous(&node.ty.shape),
+                    ..v
+                }
+            }
+            (Op::Broadcast, _) => View {
+                strides: broadcast_view(xs, &v.strides, &node.ty.shape),
+                ..v
+            },
+            (Op::Transpose, Attrs::Perm { perm }) => View {
+                strides: perm.iter().map(|&p| v.strides[p]).collect(),
+                ..v
+            },
+            (Op::Slice, Attrs::Slice { start, .. }) => View {
+                offset: v.offset
+                    + start
+                        .iter()
+                        .zip(&v.strides)
+                        .map(|(&a, &s)| a as i64 * s)
+                        .sum::<i64>(),
+                ..v
+            },
+            _ => unreachable!("verified view ops have their attributes"),
+        })
+    }
+}
+
+/// Plans `g` (already verified).
 ///
 /// # Errors
 /// [`JitError::TooLarge`] if the workspace or the constant blob would exceed the address space.
-pub(super) fn plan(g: &Graph, max_ops_per_function: usize, reuse: bool) -> Result<Plan, JitError> {
+pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
     let n = g.len();
     let nodes = g.nodes();
 
@@ -114,49 +525,155 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize, reuse: bool) -> Resul
         live[o.index()] = true;
     }
     for i in (0..n).rev() {
+        if live[i] {
+            for x in &nodes[i].inputs {
+                live[x.index()] = true;
+            }
+        }
+    }
+    let mut is_output = vec![false; n];
+    for o in g.outputs() {
+        is_output[o.index()] = true;
+    }
+
+    // Phases 2 and 3: views and groups, in id order.
+    let mut b = Builder {
+        g,
+        roles: vec![Role::Dead; n],
+        views: vec![None; n],
+        realized: HashMap::new(),
+        shapes: Vec::new(),
+        members: Vec::new(),
+        latest: HashMap::new(),
+        checked: cfg.checked,
+    };
+    // Values some live consumer reads contiguously (`reshape`, which is only a view of a
+    // contiguous operand; `matmul` takes any strides).
+    let mut wants_contiguous = vec![false; n];
+    for i in 0..n {
+        if live[i] && nodes[i].op == Op::Reshape {
+            for x in &nodes[i].inputs {
+                wants_contiguous[x.index()] = true;
+            }
+        }
+    }
+    for i in 0..n {
         if !live[i] {
             continue;
         }
-        for x in &nodes[i].inputs {
-            live[x.index()] = true;
-        }
-    }
-
-    // Transpose fusion: transposes read only by matmuls, and not outputs.
-    let mut fusable: Vec<bool> = nodes.iter().map(|nd| nd.op == Op::Transpose).collect();
-    for o in g.outputs() {
-        fusable[o.index()] = false;
-    }
-    for (i, node) in nodes.iter().enumerate() {
-        if live[i] && node.op != Op::Matmul {
-            for x in &node.inputs {
-                fusable[x.index()] = false;
+        let id = NodeId(i as u32);
+        let node = &nodes[i];
+        match node.op {
+            Op::Input | Op::Const => b.roles[i] = Role::Leaf,
+            op if is_view_op(op) => {
+                // Decided before any consumer reads it, so every reader sees one layout.
+                let v = b
+                    .compose(id)
+                    .expect("operands that need a contiguous layout were realized");
+                let contiguous = is_contiguous(&node.ty.shape, &v.strides);
+                b.roles[i] = Role::View;
+                b.views[i] = Some(v);
+                if cfg.checked || is_output[i] || (wants_contiguous[i] && !contiguous) {
+                    b.realize(id);
+                }
+            }
+            op if is_elementwise(op) => b.place(id, node.ty.shape.clone()),
+            op if is_reduction(op) => b.place(id, g.ty(node.inputs[0]).shape.clone()),
+            _ => {
+                // `matmul` and `concat`: they read their operands' views through strides.
+                let grp = b.new_group(None);
+                b.members[grp as usize].push(id);
+                b.roles[i] = Role::Single(grp);
             }
         }
     }
-    for (i, f) in fusable.iter_mut().enumerate() {
-        *f &= live[i] && reuse;
-    }
-    // The node a read of `x` really reads.
-    let src = |x: NodeId| -> NodeId {
-        if fusable[x.index()] {
-            nodes[x.index()].inputs[0]
-        } else {
-            x
+    let Builder {
+        roles,
+        mut views,
+        mut realized,
+        shapes,
+        members,
+        ..
+    } = b;
+    let root_of = |x: NodeId| -> NodeId {
+        match roles[x.index()] {
+            Role::View => views[x.index()].as_ref().expect("views have views").root,
+            _ => x,
         }
     };
 
-    // Last readers (through fused transposes).
-    let mut last_use = vec![0usize; n];
+    // Which members are stored, and the last group reading each stored value.
+    let mut stored = vec![false; n];
+    let mut last_use = vec![-1i64; n];
+    let group_of = |i: usize| match roles[i] {
+        Role::Member(g) | Role::Single(g) => Some(g),
+        _ => None,
+    };
     for i in 0..n {
-        if live[i] && !fusable[i] {
-            for &x in &nodes[i].inputs {
-                last_use[src(x).index()] = i;
+        let Some(gi) = group_of(i) else { continue };
+        if cfg.checked
+            || is_output[i]
+            || is_reduction(nodes[i].op)
+            || matches!(roles[i], Role::Single(_))
+        {
+            stored[i] = true;
+        }
+        let reads: Vec<NodeId> = match realized.get(&(i as u32)) {
+            Some(v) => vec![v.root],
+            None => nodes[i].inputs.clone(),
+        };
+        for x in reads {
+            let r = root_of(x);
+            if roles[r.index()] == Role::Leaf {
+                continue;
+            }
+            let same = roles[i] == Role::Member(gi)
+                && roles[x.index()] == Role::Member(gi)
+                && is_elementwise(nodes[x.index()].op);
+            if !same {
+                stored[r.index()] = true;
+                last_use[r.index()] = last_use[r.index()].max(i64::from(gi));
             }
         }
     }
+    for (i, v) in views.iter_mut().enumerate() {
+        if stored[i] && v.is_none() {
+            *v = Some(View {
+                root: NodeId(i as u32),
+                offset: 0,
+                strides: contiguous(&nodes[i].ty.shape),
+            });
+        }
+        if roles[i] == Role::Leaf {
+            *v = Some(View {
+                root: NodeId(i as u32),
+                offset: 0,
+                strides: contiguous(&nodes[i].ty.shape),
+            });
+        }
+    }
 
-    // Phase 2: homes.
+    // Phase 4: loop nests of fused groups.
+    let mut groups: Vec<Group> = Vec::with_capacity(shapes.len());
+    for (gi, shape) in shapes.iter().enumerate() {
+        let Some(shape) = shape else {
+            let id = members[gi][0];
+            groups.push(Group::Single(id, realized.remove(&id.0)));
+            continue;
+        };
+        groups.push(Group::Fused(fused_nest(
+            g,
+            gi as u32,
+            shape,
+            &members[gi],
+            &roles,
+            &views,
+            &stored,
+            cfg,
+        )));
+    }
+
+    // Phase 5: homes.
     let mut locs = vec![Loc::Unused; n];
     let mut post = Vec::new();
     let input_index: Vec<Option<usize>> = {
@@ -167,8 +684,7 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize, reuse: bool) -> Resul
         v
     };
     for (k, &o) in g.outputs().iter().enumerate() {
-        let node = &nodes[o.index()];
-        match node.op {
+        match nodes[o.index()].op {
             Op::Input => post.push(PostCopy::Input {
                 out: k,
                 input: input_index[o.index()].expect("input nodes are inputs"),
@@ -178,142 +694,467 @@ pub(super) fn plan(g: &Graph, max_ops_per_function: usize, reuse: bool) -> Resul
                 value: Arc::clone(const_of(g, o)),
             }),
             _ if locs[o.index()] == Loc::Unused => locs[o.index()] = Loc::Output(k),
-            // A value listed twice (the verifier rejects this): copy from the first home.
             _ => unreachable!("verified graphs have distinct outputs"),
         }
     }
-    let read_by_code: Vec<bool> = {
-        let mut v = vec![false; n];
-        for node in nodes {
-            if live_code(node.op) {
-                for x in &node.inputs {
-                    v[x.index()] = true;
-                }
+    let mut consts: Vec<u8> = Vec::new();
+    for i in 0..n {
+        if roles[i] != Role::Leaf {
+            continue;
+        }
+        match nodes[i].op {
+            Op::Input => locs[i] = Loc::Input(input_index[i].expect("input nodes are inputs")),
+            _ => {
+                let t = const_of(g, NodeId(i as u32));
+                locs[i] = match splat_bits(t) {
+                    Some(bits) => Loc::Splat(bits),
+                    None => {
+                        let bytes = t.to_bytes();
+                        let off = align_up(consts.len(), BIG_ALIGN).ok_or(too_large())?;
+                        consts.resize(off, 0);
+                        consts.extend_from_slice(&bytes);
+                        Loc::Const(off)
+                    }
+                };
             }
         }
-        v
-    };
-    let mut consts: Vec<u8> = Vec::new();
+    }
     let mut ws = Arena::default();
     let mut ws_size = vec![0usize; n];
-    let mut steps = Vec::new();
-    let mut matmuls_gemm = 0;
-    for i in 0..n {
-        if !live[i] {
-            continue;
+    let mut dying: Vec<Vec<NodeId>> = vec![Vec::new(); groups.len()];
+    for (i, &l) in last_use.iter().enumerate() {
+        if l >= 0 {
+            dying[l as usize].push(NodeId(i as u32));
         }
-        let node = &nodes[i];
-        if fusable[i] {
-            locs[i] = Loc::Fused;
-            continue;
-        }
-        match node.op {
-            Op::Input => locs[i] = Loc::Input(input_index[i].expect("input nodes are inputs")),
-            Op::Const => {
-                if read_by_code[i] {
-                    let t = const_of(g, NodeId(i as u32));
-                    locs[i] = match splat_bits(t) {
-                        Some(bits) => Loc::Splat(bits),
-                        None => {
-                            let bytes = t.to_bytes();
-                            let off = align_up(consts.len(), BIG_ALIGN).ok_or(too_large())?;
-                            consts.resize(off, 0);
-                            consts.extend_from_slice(&bytes);
-                            Loc::Const(off)
-                        }
-                    };
+    }
+    let mut in_place = 0u64;
+    for (gi, grp) in groups.iter_mut().enumerate() {
+        let bytes_of = |id: NodeId| -> Result<usize, JitError> {
+            nodes[id.index()]
+                .ty
+                .numel()
+                .checked_mul(nodes[id.index()].ty.dtype.size_bytes())
+                .ok_or(too_large())
+        };
+        let mut taken: Vec<NodeId> = Vec::new();
+        let mut temps: Vec<(usize, usize)> = Vec::new();
+        match grp {
+            Group::Single(id, _) => {
+                if locs[id.index()] == Loc::Unused {
+                    let (off, size) = ws.alloc(bytes_of(*id)?)?;
+                    locs[id.index()] = Loc::Ws(off);
+                    ws_size[id.index()] = size;
                 }
             }
-            _ => {
-                steps.push(NodeId(i as u32));
-                if locs[i] == Loc::Unused {
-                    let bytes = node
-                        .ty
-                        .numel()
-                        .checked_mul(node.ty.dtype.size_bytes())
-                        .ok_or(too_large())?;
-                    let (off, size) = ws.alloc(bytes)?;
-                    locs[i] = Loc::Ws(off);
-                    ws_size[i] = size;
+            Group::Fused(f) => {
+                // A vector group with transcendentals may run twice (see `lower`), so it must
+                // not overwrite its operands.
+                let candidates = if cfg.checked || (f.math && f.vector.is_some() && !cfg.exact) {
+                    Vec::new()
+                } else {
+                    in_place_candidates(f, &dying[gi], &locs, nodes)
+                };
+                for &(m, _) in &f.stores {
+                    if locs[m.index()] != Loc::Unused {
+                        continue;
+                    }
+                    let need = bytes_of(m)?;
+                    let pick = candidates.iter().find(|c| {
+                        !taken.contains(&c.root)
+                            && c.bytes == need
+                            && c.last_reader <= m
+                            && nodes[c.root.index()].ty.dtype.size_bytes()
+                                == nodes[m.index()].ty.dtype.size_bytes()
+                    });
+                    if let Some(c) = pick {
+                        taken.push(c.root);
+                        locs[m.index()] = locs[c.root.index()];
+                        ws_size[m.index()] = ws_size[c.root.index()];
+                        in_place += 1;
+                    } else {
+                        let (off, size) = ws.alloc(need)?;
+                        locs[m.index()] = Loc::Ws(off);
+                        ws_size[m.index()] = size;
+                    }
                 }
-                if node.op == Op::Matmul && gemm_path(g, &locs, NodeId(i as u32)) {
-                    matmuls_gemm += 1;
-                }
-                // Free the operands read for the last time here (after allocating this node's
-                // own range, so a node never overwrites its operands).
-                for (k, &x) in node.inputs.iter().enumerate() {
-                    let x = src(x);
-                    if reuse
-                        && last_use[x.index()] == i
-                        && !node.inputs[..k].iter().any(|&y| src(y) == x)
-                        && let Loc::Ws(off) = locs[x.index()]
-                    {
-                        ws.free(off, ws_size[x.index()]);
+                for r in &mut f.reductions {
+                    let id = r.node;
+                    if locs[id.index()] == Loc::Unused {
+                        let (off, size) = ws.alloc(bytes_of(id)?)?;
+                        locs[id.index()] = Loc::Ws(off);
+                        ws_size[id.index()] = size;
+                    }
+                    if f.blocks.count > 1 && r.out.strides.first() == Some(&0) {
+                        let bytes = bytes_of(id)?
+                            .checked_mul(f.blocks.count)
+                            .ok_or(too_large())?;
+                        let (off, size) = ws.alloc(bytes)?;
+                        r.partials = Some(off);
+                        temps.push((off, size));
                     }
                 }
             }
         }
+        for &x in &dying[gi] {
+            if taken.contains(&x) || cfg.checked {
+                continue;
+            }
+            if let Loc::Ws(off) = locs[x.index()] {
+                ws.free(off, ws_size[x.index()]);
+            }
+        }
+        for (off, size) in temps {
+            ws.free(off, size);
+        }
     }
-    // A value nobody reads (only possible for computed outputs, which are not in the
-    // workspace) needs no freeing.
 
-    // Phase 3: splitting.
-    let per = max_ops_per_function.max(1);
-    let chunks = (0..steps.len())
-        .step_by(per)
-        .map(|s| s..(s + per).min(steps.len()))
-        .collect();
+    // Phase 6: functions.
+    let per = if cfg.checked {
+        1
+    } else {
+        cfg.max_ops_per_function.max(1)
+    };
+    let mut funcs = Vec::new();
+    let mut cur: Vec<Item> = Vec::new();
+    let mut cur_ops = 0usize;
+    let flush = |cur: &mut Vec<Item>, cur_ops: &mut usize, funcs: &mut Vec<Func>| {
+        if !cur.is_empty() {
+            funcs.push(Func::Serial(std::mem::take(cur)));
+        }
+        *cur_ops = 0;
+    };
+    let mut stats = PlanStats::default();
+    for (gi, grp) in groups.iter().enumerate() {
+        let gi = gi as u32;
+        let ops = members[gi as usize].len();
+        stats.nodes_compiled += ops as u64;
+        match grp {
+            Group::Fused(f) if f.parallel => {
+                flush(&mut cur, &mut cur_ops, &mut funcs);
+                funcs.push(Func::Blocks(gi));
+                stats.groups_parallel += 1;
+                if f.reductions.iter().any(|r| r.partials.is_some()) {
+                    cur.push(Item::Combine(gi));
+                    cur_ops += 1;
+                }
+            }
+            _ => {
+                if cur_ops + ops > per && !cur.is_empty() {
+                    flush(&mut cur, &mut cur_ops, &mut funcs);
+                }
+                cur.push(Item::Run(gi));
+                cur_ops += ops;
+            }
+        }
+        if let Group::Fused(f) = grp {
+            stats.nodes_fused += (f.members.len() - f.stores.len() - f.reductions.len()) as u64;
+        }
+    }
+    flush(&mut cur, &mut cur_ops, &mut funcs);
+
+    stats.nodes_dead = (0..n)
+        .filter(|&i| !live[i] && !matches!(nodes[i].op, Op::Input | Op::Const))
+        .count() as u64;
+    stats.views = roles.iter().filter(|r| **r == Role::View).count() as u64;
+    stats.buffers_reused = ws.reused;
+    stats.buffers_in_place = in_place;
+    stats.groups = groups.len() as u64;
+    stats.matmuls_gemm = groups
+        .iter()
+        .filter(|grp| {
+            matches!(grp, Group::Single(id, None)
+                if nodes[id.index()].op == Op::Matmul
+                    && gemm_path(g, &locs, &views, *id, cfg.exact))
+        })
+        .count() as u64;
     Ok(Plan {
         locs,
-        steps,
-        chunks,
+        views,
+        groups,
+        funcs,
         ws_bytes: ws.top,
         consts,
         post,
-        buffers_reused: ws.reused,
-        nodes_dead: (0..n)
-            .filter(|&i| !live[i] && live_code(nodes[i].op))
-            .count() as u64,
-        transposes_fused: fusable.iter().filter(|&&f| f).count() as u64,
-        matmuls_gemm,
+        stats,
     })
 }
 
-/// The operand a matmul reads for its input `x`: the node whose memory holds the elements,
-/// and the element strides of `x`'s axes in that memory (a fused transpose reads its
-/// operand's row-major strides permuted).
-pub(super) fn matmul_operand(g: &Graph, locs: &[Loc], x: NodeId) -> (NodeId, Vec<usize>) {
-    if locs[x.index()] == Loc::Fused {
-        let node = g.node(x);
-        let Attrs::Perm { perm } = &node.attrs else {
-            unreachable!("verified transpose has a perm")
-        };
-        let from = node.inputs[0];
-        let st = strides(&g.ty(from).shape);
-        (from, perm.iter().map(|&p| st[p]).collect())
-    } else {
-        (x, strides(&g.ty(x).shape))
-    }
+/// The (row, column) element strides of matmul operand `x` read through view `v`: the view's
+/// strides of its last two axes, with the stride of a size-1 axis (never stepped along, maybe
+/// 0 in a broadcast view) normalized to 1.
+pub(super) fn matrix_strides(g: &Graph, x: NodeId, v: &View) -> (i64, i64) {
+    let shape = &g.ty(x).shape;
+    let r = shape.len();
+    let st = |a: usize| if shape[a] == 1 { 1 } else { v.strides[a] };
+    (st(r - 2), st(r - 1))
 }
 
-/// True if matmul `id` is computed by the GEMM wrapper: large enough
-/// ([`super::gemm::use_gemm`]) and both operands in memory (a splat constant has no memory to
-/// point at; the loop nest reads it as an immediate).
-pub(super) fn gemm_path(g: &Graph, locs: &[Loc], id: NodeId) -> bool {
+/// True if matmul `id` is computed by the GEMM wrapper: not in `exact` mode (the GEMM sums
+/// in another order than the interpreter), large enough ([`super::gemm::use_gemm`]), and both
+/// operands in memory (a splat constant has none to point at) with nonzero matrix strides (a
+/// row or column broadcast by a view: not a layout to hand to the GEMM). Other matmuls use
+/// the loop nest, which reads any view.
+pub(super) fn gemm_path(
+    g: &Graph,
+    locs: &[Loc],
+    views: &[Option<View>],
+    id: NodeId,
+    exact: bool,
+) -> bool {
     let node = g.node(id);
     let xt = g.ty(node.inputs[0]);
     let (m, k) = (xt.shape[xt.rank() - 2], xt.shape[xt.rank() - 1]);
     let n = *node.ty.shape.last().expect("matmul output has rank >= 2");
-    super::gemm::use_gemm(m, k, n)
+    !exact
+        && super::gemm::use_gemm(m, k, n)
         && node.inputs.iter().all(|&x| {
-            let (from, _) = matmul_operand(g, locs, x);
-            !matches!(locs[from.index()], Loc::Splat(_))
+            let v = views[x.index()]
+                .as_ref()
+                .expect("plan invariant: matmul operands have views");
+            let (rs, cs) = matrix_strides(g, x, v);
+            !matches!(locs[v.root.index()], Loc::Splat(_)) && rs != 0 && cs != 0
         })
 }
 
-/// True for ops that get code (everything but the leaves).
-fn live_code(op: Op) -> bool {
-    !matches!(op, Op::Input | Op::Const)
+/// An operand that a stored member of a fused group may overwrite.
+struct InPlace {
+    root: NodeId,
+    bytes: usize,
+    /// The last member reading it.
+    last_reader: NodeId,
+}
+
+/// True if the lowering rule of elementwise node `id` calls a math function: the rule is run
+/// against an emitter that only records (so this knows no op by name).
+pub(super) fn calls_math(g: &Graph, id: NodeId) -> bool {
+    use crate::ops::{Cmp, FBinary, FUnary, MathFn, SVal, ScalarEmit};
+    struct Probe {
+        dtypes: Vec<DType>,
+        calls: bool,
+    }
+    impl Probe {
+        fn push(&mut self, d: DType) -> SVal {
+            self.dtypes.push(d);
+            SVal(self.dtypes.len() as u32 - 1)
+        }
+    }
+    impl ScalarEmit for Probe {
+        fn fconst(&mut self, dtype: DType, _: f64) -> SVal {
+            self.push(dtype)
+        }
+        fn unary(&mut self, _: FUnary, x: SVal) -> SVal {
+            self.push(self.dtype(x))
+        }
+        fn binary(&mut self, _: FBinary, a: SVal, _: SVal) -> SVal {
+            self.push(self.dtype(a))
+        }
+        fn call(&mut self, _: MathFn, args: &[SVal]) -> SVal {
+            self.calls = true;
+            self.push(self.dtype(args[0]))
+        }
+        fn compare(&mut self, _: Cmp, _: SVal, _: SVal) -> SVal {
+            self.push(DType::Bool)
+        }
+        fn select(&mut self, _: SVal, a: SVal, _: SVal) -> SVal {
+            self.push(self.dtype(a))
+        }
+        fn cast(&mut self, _: SVal, to: DType) -> SVal {
+            self.push(to)
+        }
+        fn dtype(&self, x: SVal) -> DType {
+            self.dtypes[x.0 as usize]
+        }
+    }
+    let node = g.node(id);
+    let Some(lower) = crate::ops::rules(node.op).lower else {
+        return false;
+    };
+    let mut p = Probe {
+        dtypes: Vec::new(),
+        calls: false,
+    };
+    let args: Vec<SVal> = node.inputs.iter().map(|&x| p.push(g.ty(x).dtype)).collect();
+    lower(&mut p, node, &args);
+    p.calls
+}
+
+/// The operands dying in fused group `f` that it reads only elementwise at the loop index.
+fn in_place_candidates(
+    f: &Fused,
+    dying: &[NodeId],
+    locs: &[Loc],
+    nodes: &[crate::ir::Node],
+) -> Vec<InPlace> {
+    let mut out = Vec::new();
+    for &root in dying {
+        if !matches!(locs[root.index()], Loc::Ws(_)) {
+            continue;
+        }
+        let reads: Vec<&(NodeId, Access)> =
+            f.leaves.iter().filter(|(_, a)| a.root == root).collect();
+        let size = nodes[root.index()].ty.dtype.size_bytes() as i64;
+        let numel = nodes[root.index()].ty.numel();
+        let identity = !reads.is_empty()
+            && numel == f.shape.iter().product::<usize>()
+            && reads.iter().all(|(_, a)| {
+                a.offset == 0 && {
+                    let want = contiguous_bytes(&f.dims, size);
+                    a.strides == want
+                }
+            });
+        if !identity {
+            continue;
+        }
+        let last_reader = f
+            .members
+            .iter()
+            .filter(|&&m| {
+                nodes[m.index()]
+                    .inputs
+                    .iter()
+                    .any(|x| reads.iter().any(|(l, _)| l == x))
+            })
+            .max()
+            .copied();
+        if let Some(last_reader) = last_reader {
+            out.push(InPlace {
+                root,
+                bytes: numel * size as usize,
+                last_reader,
+            });
+        }
+    }
+    out
+}
+
+/// Byte strides of a row-major tensor of `dims` with `size`-byte elements.
+pub(super) fn contiguous_bytes(dims: &[usize], size: i64) -> Vec<i64> {
+    contiguous(dims).iter().map(|&s| s * size).collect()
+}
+
+/// Builds the loop nest of one fused group.
+#[allow(clippy::too_many_arguments)]
+fn fused_nest(
+    g: &Graph,
+    gi: u32,
+    shape: &[usize],
+    members: &[NodeId],
+    roles: &[Role],
+    views: &[Option<View>],
+    stored: &[bool],
+    cfg: &PlanConfig,
+) -> Fused {
+    let nodes = g.nodes();
+    let mut leaves: Vec<(NodeId, Access)> = Vec::new();
+    let mut stores: Vec<(NodeId, Access)> = Vec::new();
+    let mut reductions: Vec<Reduction> = Vec::new();
+    let mut floats: Vec<DType> = Vec::new();
+    let mut note_float = |d: DType| {
+        if d.is_float() && !floats.contains(&d) {
+            floats.push(d);
+        }
+    };
+    for &m in members {
+        let node = &nodes[m.index()];
+        note_float(node.ty.dtype);
+        for &x in &node.inputs {
+            note_float(g.ty(x).dtype);
+            let in_reg =
+                roles[x.index()] == Role::Member(gi) && is_elementwise(nodes[x.index()].op);
+            if in_reg || leaves.iter().any(|(l, _)| *l == x) {
+                continue;
+            }
+            let v = views[x.index()]
+                .as_ref()
+                .expect("operands read from memory have views");
+            let size = g.ty(x).dtype.size_bytes() as i64;
+            let st = broadcast_view(&g.ty(x).shape, &v.strides, shape);
+            leaves.push((
+                x,
+                Access {
+                    root: v.root,
+                    offset: v.offset * size,
+                    strides: st.iter().map(|s| s * size).collect(),
+                },
+            ));
+        }
+        let size = node.ty.dtype.size_bytes() as i64;
+        if is_reduction(node.op) {
+            let Attrs::Reduce { axes, .. } = &node.attrs else {
+                unreachable!("verified reductions have axes")
+            };
+            let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+            let kept_shape: Vec<usize> = kept.iter().map(|&a| shape[a]).collect();
+            let ks = contiguous(&kept_shape);
+            let mut st = vec![0i64; shape.len()];
+            for (j, &a) in kept.iter().enumerate() {
+                st[a] = ks[j] * size;
+            }
+            reductions.push(Reduction {
+                node: m,
+                out: Access {
+                    root: m,
+                    offset: 0,
+                    strides: st,
+                },
+                partials: None,
+            });
+        } else if stored[m.index()] {
+            stores.push((
+                m,
+                Access {
+                    root: m,
+                    offset: 0,
+                    strides: contiguous(shape).iter().map(|s| s * size).collect(),
+                },
+            ));
+        }
+    }
+    let dims = {
+        let mut acc: Vec<&mut Vec<i64>> = leaves
+            .iter_mut()
+            .map(|(_, a)| &mut a.strides)
+            .chain(stores.iter_mut().map(|(_, a)| &mut a.strides))
+            .chain(reductions.iter_mut().map(|r| &mut r.out.strides))
+            .collect();
+        collapse(shape, &mut acc)
+    };
+    let vector = match (floats.as_slice(), dims.last()) {
+        (&[d], Some(&inner)) if inner >= 16 / d.size_bytes() => Some(d),
+        _ => None,
+    };
+    let numel: usize = shape.iter().product();
+    let mut blocks = Blocks {
+        count: 1,
+        size: dims.first().copied().unwrap_or(1),
+    };
+    let mut parallel = false;
+    if !cfg.checked && numel >= cfg.parallel_min_elements.max(2 * BLOCK_ELEMS) && !dims.is_empty() {
+        let inner: usize = dims[1..].iter().product();
+        let size = BLOCK_ELEMS.div_ceil(inner).max(1);
+        let count = dims[0].div_ceil(size);
+        let crosses: Vec<&Reduction> = reductions
+            .iter()
+            .filter(|r| r.out.strides[0] == 0)
+            .collect();
+        let partial_elems: usize = crosses.iter().map(|r| g.ty(r.node).numel() * count).sum();
+        if count >= 2 && partial_elems <= numel / 4 && (!cfg.exact || crosses.is_empty()) {
+            blocks = Blocks { count, size };
+            parallel = true;
+        }
+    }
+    Fused {
+        math: members.iter().any(|&m| calls_math(g, m)),
+        shape: shape.to_vec(),
+        members: members.to_vec(),
+        leaves,
+        stores,
+        reductions,
+        dims,
+        vector,
+        blocks,
+        parallel,
+    }
 }
 
 fn const_of(g: &Graph, id: NodeId) -> &Arc<Tensor> {
@@ -412,93 +1253,5 @@ impl Arena {
         } else {
             self.free.entry(size).or_default().push(off);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ir::{Attrs, DType, TensorType};
-
-    fn scalar_chain(len: usize) -> Graph {
-        let mut g = Graph::new("chain");
-        let x = g.add_input("x", TensorType::scalar(DType::F64)).unwrap();
-        let mut v = x;
-        for _ in 0..len {
-            v = g.push(Op::Sin, vec![v], Attrs::None).unwrap();
-        }
-        g.set_outputs(vec![v]);
-        g
-    }
-
-    #[test]
-    fn a_chain_reuses_two_slots() {
-        let g = scalar_chain(100);
-        let p = plan(&g, 30, true).unwrap();
-        // Each value dies when its successor is computed, so two 8-byte slots suffice.
-        assert_eq!(p.ws_bytes, 16);
-        assert_eq!(p.steps.len(), 100);
-        assert_eq!(p.chunks, vec![0..30, 30..60, 60..90, 90..100]);
-        assert_eq!(p.locs[100], Loc::Output(0));
-        assert_eq!(p.locs[0], Loc::Input(0));
-    }
-
-    #[test]
-    fn dead_nodes_get_no_code_and_a_node_never_shares_its_operands_memory() {
-        let mut g = Graph::new("t");
-        let x = g
-            .add_input("x", TensorType::new(DType::F32, vec![4]))
-            .unwrap();
-        let dead = g.push(Op::Exp, vec![x], Attrs::None).unwrap();
-        let a = g.push(Op::Neg, vec![x], Attrs::None).unwrap();
-        let b = g.push(Op::Abs, vec![a], Attrs::None).unwrap();
-        let c = g.push(Op::Mul, vec![b, b], Attrs::None).unwrap();
-        g.set_outputs(vec![c]);
-        let p = plan(&g, 100, true).unwrap();
-        assert_eq!(p.locs[dead.index()], Loc::Unused);
-        assert_eq!(p.steps, vec![a, b, c]);
-        let (Loc::Ws(oa), Loc::Ws(ob)) = (p.locs[a.index()], p.locs[b.index()]) else {
-            panic!("workspace homes expected: {:?}", p.locs)
-        };
-        assert_ne!(oa, ob);
-        assert_eq!(p.locs[c.index()], Loc::Output(0));
-    }
-
-    #[test]
-    fn splat_constants_become_immediates_and_others_go_to_the_blob() {
-        let mut g = Graph::new("t");
-        let x = g
-            .add_input("x", TensorType::new(DType::F64, vec![2]))
-            .unwrap();
-        let s = g.add_const(Tensor::from_f64(vec![2], vec![-0.0, -0.0]));
-        let c = g.add_const(Tensor::from_f64(vec![2], vec![1.0, 2.0]));
-        let y = g.push(Op::Add, vec![x, s], Attrs::None).unwrap();
-        let z = g.push(Op::Add, vec![y, c], Attrs::None).unwrap();
-        g.set_outputs(vec![z, c, x]);
-        let p = plan(&g, 100, true).unwrap();
-        assert_eq!(p.locs[s.index()], Loc::Splat((-0.0f64).to_bits()));
-        assert_eq!(p.locs[c.index()], Loc::Const(0));
-        assert_eq!(p.consts.len(), 16);
-        assert_eq!(p.post.len(), 2);
-    }
-
-    #[test]
-    fn best_fit_reuses_only_ranges_up_to_twice_the_size() {
-        let mut a = Arena::default();
-        let big = a.alloc(1000).unwrap();
-        assert_eq!(big, (0, 1024));
-        a.free(big.0, big.1);
-        // 100 bytes would waste more than half of the 1024-byte range: fresh allocation.
-        let small = a.alloc(100).unwrap();
-        assert_eq!(small, (1024, 128));
-        let again = a.alloc(600).unwrap();
-        assert_eq!(again, big);
-        assert_eq!(a.reused, 1);
-        // Small ranges: an 8-byte value may take a free 16-byte range, but not a 24-byte one.
-        let (o24, s24) = a.alloc(20).unwrap();
-        assert_eq!(s24, 24);
-        a.free(o24, s24);
-        assert_ne!(a.alloc(8).unwrap().0, o24);
-        assert_eq!(a.alloc(12).unwrap(), (o24, 24));
     }
 }

@@ -173,9 +173,12 @@ fn checked_backends_agree_on_random_graphs() {
 
 #[test]
 fn workspace_cap_is_a_clear_error() {
-    // Two f64[1000] intermediates that are both live: at least 16000 bytes of workspace.
-    let src = "graph @g {\n  %x = input f64[1000]\n  %a = exp %x\n  %b = sin %x\n  %c = mul %a, %b\n  \
-               %s = reduce_sum %c\n  output %s\n}\n";
+    // Two f64[1000] intermediates that are both live: at least 16000 bytes of workspace. (They
+    // are read after a reduction over them, so they cannot stay in registers of one fused
+    // loop.)
+    let src = "graph @g {\n  %x = input f64[1000]\n  %a = exp %x\n  %b = sin %x\n  \
+               %m = reduce_sum %a\n  %c = mul %a, %m\n  %d = mul %c, %b\n  \
+               %s = reduce_sum %d\n  output %s\n}\n";
     let g = text::parse(src).unwrap();
     let cfg = JitConfig {
         max_workspace_bytes: 1000,

@@ -1030,10 +1030,10 @@ fn jacobian_blocks_are_shaped_out_then_in() {
             assert_eq!(shape(&jac["o"]["b"]), [2, 3, 3], "{ctx}");
             let mut want_a = Vec::new();
             let mut want_b = Vec::new();
-            for i in 0..2 {
-                for j in 0..3 {
-                    want_a.extend((0..2).map(|k| if k == i { b[j] } else { 0.0 }));
-                    want_b.extend((0..3).map(|k| if k == j { a[i] } else { 0.0 }));
+            for (i, ai) in a.iter().enumerate() {
+                for (j, bj) in b.iter().enumerate() {
+                    want_a.extend((0..2).map(|k| if k == i { *bj } else { 0.0 }));
+                    want_b.extend((0..3).map(|k| if k == j { *ai } else { 0.0 }));
                 }
             }
             assert_eq!(floats(&jac["o"]["a"]), want_a, "{ctx}");
@@ -1087,6 +1087,16 @@ fn jacobian_and_hessian_errors() {
     assert_eq!(out["jacobian"]["y"], serde_json::json!({}));
     assert_eq!(out["hessian"], serde_json::json!({}));
     assert_eq!(out["hessian_cross"], serde_json::json!({}));
+    // A Jacobian too large for any tensor is a user error, not an allocation.
+    let big = write(
+        &d,
+        "big.gir",
+        "graph @big {\n  %x = input f32[100000]\n  %y = exp %x : f32[100000]\n  output %y\n}\n",
+    );
+    for mode in ["fwd", "rev"] {
+        let e = fails(&["run", p(&big), "--jacobian", "--mode", mode]);
+        assert!(e.contains("--jacobian") && e.contains("limit"), "{e}");
+    }
     // Hostile-ish: every mode on every example survives.
     for mode in ["fwd", "rev", "auto"] {
         survives(

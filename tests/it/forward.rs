@@ -44,8 +44,14 @@ fn jit_agrees(g: &Graph, seed: u64) -> Result<(), TestCaseError> {
     let tol = tolerance(g);
     let mut o = g.clone();
     opt::optimize(&mut o, &opt::OptConfig::default());
+    // `exact_math`: the same math as the interpreter (the default fast math is checked node by
+    // node in `simd.rs`: a few ULP can be amplified without bound by ill-conditioned graphs).
+    let cfg = jit::JitConfig {
+        exact_math: true,
+        ..jit::JitConfig::default()
+    };
     for graph in [g, &o] {
-        let got = jit::compile(graph).unwrap().run(&ins).unwrap();
+        let got = jit::compile_with(graph, &cfg).unwrap().run(&ins).unwrap();
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             prop_assert!(
                 agree(a, b, tol),
@@ -196,4 +202,55 @@ fn values_and_tangents_in_one_kernel() {
         .sum();
     assert!((out[0].scalar_value().unwrap() - want_y).abs() < 1e-15);
     assert!((out[1].scalar_value().unwrap() - want_t).abs() < 1e-15);
+}
+
+/// Hessian, Hessian-vector product, `grad(grad(f))` and a third derivative of Rosenbrock compile
+/// into one kernel that agrees with the interpreter.
+#[test]
+fn higher_order_derivatives_compile_to_one_kernel() {
+    let n = 7;
+    let b = gradlift::GraphBuilder::new("rosenbrock");
+    let x = b.input("x", DType::F64, &[n]);
+    let v = b.input("v", DType::F64, &[n]);
+    let head = x.slice(&[0], &[n - 1]);
+    let tail = x.slice(&[1], &[n]);
+    let y = (100.0 * (tail - head * head).powi(2) + (1.0 - head).powi(2)).sum();
+    let h = b.hessian(y, &[x]).unwrap()[0][0];
+    let hv = b.hvp(y, &[x], &[v]).unwrap()[0];
+    let g = b.grad(y, &[x]).unwrap()[0];
+    let gg = b.grad((g * g).sum(), &[x]).unwrap()[0];
+    let d3 = b.jvp(&[h], &[x], &[v]).unwrap()[0]; // Σₖ ∂³y/∂xᵢ∂xⱼ∂xₖ·vₖ
+    let graph = b
+        .finish(&[("y", y), ("h", h), ("hv", hv), ("gg", gg), ("d3", d3)])
+        .unwrap();
+    let ins = random_inputs(&graph, 99);
+    let want = interp::run(&graph, &ins).unwrap();
+    let k = jit::compile(&graph).unwrap();
+    let got = k.run(&ins).unwrap();
+    for (i, (a, w)) in got.iter().zip(&want).enumerate() {
+        assert!(agree(a, w, 1e-12), "output {i}: {a:?} vs {w:?}");
+    }
+    // d3 by hand: only ∂³/∂xᵢ³ = 2400xᵢ (i < n-1) and ∂³/∂xᵢ²∂xᵢ₊₁ = -400 are nonzero, so
+    // d3[i][i] = 2400xᵢvᵢ - 400vᵢ₊₁, d3[i][i+1] = d3[i+1][i] = -400vᵢ.
+    let (xs, vs) = (ins[0].to_f64_vec(), ins[1].to_f64_vec());
+    let d3 = got[4].to_f64_vec();
+    for i in 0..n {
+        for j in 0..n {
+            let mut w = 0.0;
+            if i == j && i + 1 < n {
+                w = 2400.0 * xs[i] * vs[i] - 400.0 * vs[i + 1];
+            }
+            if j == i + 1 {
+                w = -400.0 * vs[i];
+            }
+            if i == j + 1 {
+                w = -400.0 * vs[j];
+            }
+            assert!(
+                (d3[i * n + j] - w).abs() < 1e-9,
+                "d3[{i}][{j}] = {} vs {w}",
+                d3[i * n + j]
+            );
+        }
+    }
 }

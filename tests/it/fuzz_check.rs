@@ -226,8 +226,11 @@ pub fn pipeline(data: &[u8]) {
         Ok(w) => w,
         Err(e) => panic!("interpreter rejected well-typed inputs: {e}"),
     };
+    // `exact_math`: bitwise agreement (the default fast math is checked node by node in
+    // `simd.rs`).
     let cfg = JitConfig {
         verifier: true,
+        exact_math: true,
         ..JitConfig::default()
     };
     let kernel = match jit::compile_with(&g, &cfg) {

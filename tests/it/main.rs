@@ -11,5 +11,6 @@ mod mlp;
 mod props;
 mod random;
 mod scale;
+mod simd;
 mod text;
 mod worked_example;

@@ -246,7 +246,16 @@ fn pick_where(r: &mut Rng, g: &Graph, pred: impl Fn(&TensorType) -> bool) -> Opt
     Some(NodeId(cands[k] as u32))
 }
 
+thread_local! {
+    /// Results with more elements than this are skipped (see [`random_graph_shaped`]).
+    static MAX_NUMEL: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
 fn push(g: &mut Graph, op: Op, inputs: Vec<NodeId>, attrs: Attrs) -> Option<NodeId> {
+    let tys: Vec<&TensorType> = inputs.iter().map(|&i| g.ty(i)).collect();
+    if gradlift::ops::infer(op, &tys, &attrs).is_ok_and(|t| t.numel() > MAX_NUMEL.get()) {
+        return None;
+    }
     g.push(op, inputs, attrs).ok()
 }
 
@@ -283,6 +292,12 @@ fn broadcast_partner(r: &mut Rng, a: &[usize]) -> Vec<usize> {
 
 /// Generates a case (see the module docs).
 pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
+    let shapes: Vec<Vec<usize>> = SHAPES.iter().map(|s| s.to_vec()).collect();
+    generate_with(seed, cfg, &shapes)
+}
+
+/// [`generate`] with input and constant shapes drawn from `shapes`.
+pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case {
     let mut r = Rng(seed);
     let smooth = cfg.smooth;
     let safe = cfg.safe || smooth;
@@ -299,17 +314,17 @@ pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
     let mut g = Graph::new("random");
     let n_inputs = 1 + r.below(3);
     for i in 0..n_inputs {
-        let shape = SHAPES[r.below(SHAPES.len())].to_vec();
+        let shape = shapes[r.below(shapes.len())].clone();
         g.add_input(&format!("x{i}"), TensorType::new(dtype, shape))
             .expect("fresh name");
     }
     if !smooth && r.one_in(3) {
-        let shape = SHAPES[r.below(SHAPES.len())].to_vec();
+        let shape = shapes[r.below(shapes.len())].clone();
         g.add_input("flag", TensorType::new(DType::Bool, shape))
             .expect("fresh name");
     }
     if r.one_in(2) {
-        let shape = SHAPES[r.below(SHAPES.len())].to_vec();
+        let shape = shapes[r.below(shapes.len())].clone();
         let ty = TensorType::new(dtype, shape);
         let mut rr = Rng(r.next_u64());
         g.add_const(Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0)));
@@ -511,7 +526,7 @@ pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
                 }
             },
         };
-        let _ = g.push(op, inputs, attrs); // invalid combinations are skipped
+        let _ = push(&mut g, op, inputs, attrs); // invalid combinations are skipped
     }
     // Outputs: the loss (a sum of reductions of up to three late float nodes, in `dtype`), then
     // up to three late nodes of any dtype.
@@ -582,6 +597,35 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
         .build()
         .expect("generated cases build")
         .0
+}
+
+/// [`random_graph`] with input and constant shapes drawn from `shapes` (for example long ones
+/// that exercise vector tails, unrolling and threads). Ops whose result would have more than
+/// four times the elements of the largest shape are skipped (`matmul(a, aᵀ)` of a long `a`).
+pub fn random_graph_shaped(
+    seed: u64,
+    steps: usize,
+    with_grad: bool,
+    shapes: &[Vec<usize>],
+) -> Graph {
+    let cfg = GenConfig {
+        steps,
+        safe: seed % 4 != 0,
+        smooth: false,
+        order: u8::from(with_grad),
+    };
+    let max = 4 * shapes
+        .iter()
+        .map(|s| s.iter().product::<usize>())
+        .max()
+        .unwrap_or(1);
+    let before = MAX_NUMEL.replace(max);
+    let g = generate_with(seed, &cfg, shapes)
+        .build()
+        .expect("generated cases build")
+        .0;
+    MAX_NUMEL.set(before);
+    g
 }
 
 /// Values for one input: seeded by the case seed and the input's name, uniform in [-2, 2)
