@@ -13,7 +13,8 @@
 //! fixed at compile time, so the result does not depend on the number of threads.
 //!
 //! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`]
-//! for kernels without parallel groups.
+//! itself for kernels without parallel groups (the GEMM behind large matmuls allocates its
+//! packing memory per call; see `gemm`).
 #![allow(unsafe_code)]
 
 use super::plan::{Loc, PostCopy};
@@ -284,7 +285,8 @@ impl<'a> From<&'a mut Tensor> for BufMut<'a> {
 
 /// Caller-owned scratch memory for one [`Kernel`]: the values of the graph that are neither
 /// inputs nor outputs, plus the buffer-address tables. 64-byte aligned. Reuse it across calls
-/// (that is what makes [`Kernel::call`] allocation-free); use one per thread.
+/// (so [`Kernel::call`] allocates nothing itself; only the GEMM behind large matmuls
+/// allocates packing memory); use one per thread.
 pub struct Workspace {
     kernel: u64,
     mem: Vec<Line>,
@@ -324,6 +326,11 @@ pub struct KernelStats {
     pub groups: u64,
     /// Groups whose blocks may run on several threads.
     pub groups_parallel: u64,
+    /// Matmul nodes computed by calls of the tuned GEMM (the rest use a loop nest).
+    pub matmuls_gemm: u64,
+    /// `transpose` nodes read through strides (by matmuls or fused loops), never copied (also
+    /// counted in `views`).
+    pub transposes_fused: u64,
     /// Workspace values placed in the range of a value that was already dead.
     pub buffers_reused: u64,
     /// Workspace values written over a dying operand (in place).
@@ -339,14 +346,16 @@ impl fmt::Display for KernelStats {
         write!(
             f,
             "nodes_compiled={} nodes_dead={} nodes_fused={} views={} groups={} \
-             groups_parallel={} buffers_reused={} buffers_in_place={} functions={} \
-             compile_time={:?}",
+             groups_parallel={} matmuls_gemm={} transposes_fused={} buffers_reused={} buffers_in_place={} \
+             functions={} compile_time={:?}",
             self.nodes_compiled,
             self.nodes_dead,
             self.nodes_fused,
             self.views,
             self.groups,
             self.groups_parallel,
+            self.matmuls_gemm,
+            self.transposes_fused,
             self.buffers_reused,
             self.buffers_in_place,
             self.functions,

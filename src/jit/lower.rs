@@ -24,7 +24,11 @@
 //! - Blocks: a parallel group's function takes a block range; each block writes its rows of
 //!   the outputs, or its own partial results for reductions across blocks, which a later
 //!   `Combine` item folds in block order.
-//! - `matmul`, `concat` and realized views are loop nests of their own (scalar).
+//! - `matmul`: a nest over the batch dimensions calling the GEMM wrapper ([`super::gemm`])
+//!   per matrix, or for small products and splat operands an `i, j` nest accumulating over
+//!   `p` in the interpreter's order; operands that are views (transposes, slices) are read
+//!   through their strides, never copied.
+//! - `concat` and realized views are loop nests of their own (scalar copies).
 //!
 //! Function ABI: `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8, ws: *mut u8,
 //! consts: *const u8)` (serial functions) plus `lo: i64, hi: i64` (block functions): arrays
@@ -37,7 +41,7 @@
 
 use super::plan::{Fused, Group, Item, Loc, Plan, View};
 use super::vmath;
-use crate::ir::{Attrs, DType, Graph, NodeId, Op, broadcast_strides, strides};
+use crate::ir::{Attrs, DType, Graph, NodeId, Op, strides};
 use crate::ops::{self, Cmp, FBinary, FUnary, MathFn, SVal, ScalarEmit};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
@@ -51,6 +55,17 @@ use std::collections::HashMap;
 
 /// The module-level function index of each math wrapper (declared as imports).
 pub(super) type MathIds = HashMap<(MathFn, DType), u32>;
+
+/// The module-level function index of the GEMM wrapper of each float dtype.
+pub(super) type GemmIds = HashMap<DType, u32>;
+
+/// The signature of a GEMM wrapper (see [`super::gemm`]): pointer-sized integers only.
+pub(super) fn gemm_signature(ptr: Type, call_conv: CallConv) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    sig.params
+        .extend(std::iter::repeat_n(AbiParam::new(ptr), super::gemm::ARITY));
+    sig
+}
 
 /// Code-generation options.
 #[derive(Clone, Copy, Debug)]
@@ -102,6 +117,7 @@ pub(super) fn build_function(
     plan: &Plan,
     body: Body<'_>,
     math: &MathIds,
+    gemm: &GemmIds,
     target: TargetFrontendConfig,
     opts: Opts,
 ) {
@@ -125,6 +141,8 @@ pub(super) fn build_function(
         call_conv,
         math,
         math_refs: HashMap::new(),
+        gemm,
+        gemm_refs: HashMap::new(),
         vals: Vec::new(),
         opts,
         lanes: 1,
@@ -257,6 +275,8 @@ struct Lowerer<'f, 'g> {
     call_conv: CallConv,
     math: &'g MathIds,
     math_refs: HashMap<(MathFn, DType), FuncRef>,
+    gemm: &'g GemmIds,
+    gemm_refs: HashMap<DType, FuncRef>,
     /// The values behind the [`SVal`]s of the group being lowered.
     vals: Vec<(Value, DType)>,
     opts: Opts,
@@ -1394,33 +1414,102 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         });
     }
 
+    /// `matmul`: a nest over the batch dimensions whose body is either one call of the GEMM
+    /// wrapper (see [`super::gemm`]) or, for small products and splat operands, an `i, j` nest
+    /// accumulating over `p` in the interpreter's order. Operands that are views (transposes,
+    /// slices) are read through their strides.
     fn matmul(&mut self, id: NodeId) {
         let g = self.g;
         let node = g.node(id);
-        let (xt, yt) = (g.ty(node.inputs[0]), g.ty(node.inputs[1]));
         let dt = node.ty.dtype;
         let size = dt.size_bytes() as i64;
         let r = node.ty.rank();
-        let (m, k, n) = (
-            xt.shape[xt.rank() - 2],
-            xt.shape[xt.rank() - 1],
-            node.ty.shape[r - 1],
-        );
+        let (m, n) = (node.ty.shape[r - 2], node.ty.shape[r - 1]);
+        let k = *g
+            .ty(node.inputs[0])
+            .shape
+            .last()
+            .expect("matmul operands have rank >= 2");
         let batch = &node.ty.shape[..r - 2];
-        let bx = broadcast_strides(&xt.shape[..xt.rank() - 2], batch);
-        let by = broadcast_strides(&yt.shape[..yt.rank() - 2], batch);
-        let (mi, ki, ni) = (m as i64, k as i64, n as i64);
-        let mut xo: Vec<i64> = bx.iter().map(|&s| s as i64 * mi * ki * size).collect();
-        xo.extend([ki * size, 0]);
-        let mut yo: Vec<i64> = by.iter().map(|&s| s as i64 * ki * ni * size).collect();
-        yo.extend([0, size]);
-        let mut outer = [contiguous(&node.ty.shape, size as usize), xo, yo];
-        let outer_dims = collapse(&node.ty.shape, &mut outer);
-        let mut inner = [vec![size], vec![ni * size]];
+        // Byte strides of each operand: (batch strides over the output's batch dims, row
+        // stride, column stride).
+        let mut homes = [Src::Splat(0); 2];
+        let mut mats = [(0i64, 0i64); 2];
+        let mut batch_st: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
+        for (o, &x) in node.inputs.iter().enumerate() {
+            let v = self.view(x);
+            let st = &v.strides;
+            let shape = &g.ty(x).shape;
+            let xr = shape.len();
+            mats[o] = (st[xr - 2] * size, st[xr - 1] * size);
+            // Right-aligned batch axes; broadcast (missing or size-1) axes get stride 0.
+            batch_st[o] = (0..batch.len())
+                .map(|a| {
+                    let off = batch.len() - a;
+                    if off > xr - 2 || shape[xr - 2 - off] == 1 {
+                        0
+                    } else {
+                        st[xr - 2 - off] * size
+                    }
+                })
+                .collect();
+            homes[o] = self.root_src(v.root).offset_by(v.offset * size);
+        }
+        let [bx, by] = batch_st;
+        let mut outer = [contiguous(batch, size as usize), bx, by];
+        // The output matrix of one batch entry is m·n contiguous elements.
+        for s in &mut outer[0] {
+            *s *= (m * n) as i64;
+        }
+        let raw = outer.clone();
+        let outer_dims = collapse(batch, &mut outer);
+        let dst = self.home(id);
+        let [(xrs, xcs), (yrs, ycs)] = mats;
+        let [sx, sy] = homes;
+        if super::plan::gemm_path(g, self.plan, id) {
+            let f = self.gemm_ref(dt);
+            self.nest(&outer_dims, &mut |lw, oi| {
+                let ptrs: Vec<Value> = [(dst, &outer[0]), (sx, &outer[1]), (sy, &outer[2])]
+                    .into_iter()
+                    .map(|(s, st)| {
+                        let Src::Mem(base, off) = s else {
+                            unreachable!("gemm_path checked that operands are in memory")
+                        };
+                        let d = lw.offset(oi, st);
+                        let (p, o) = lw.addr(base, d, off);
+                        lw.b.ins().iadd_imm_s(p, i64::from(o))
+                    })
+                    .collect();
+                let mut int = |c: i64| lw.b.ins().iconst(lw.ptr, c);
+                // m, n, k, dst, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs (strides in elements).
+                let args = [
+                    int(m as i64),
+                    int(n as i64),
+                    int(k as i64),
+                    ptrs[0],
+                    ptrs[1],
+                    int(xrs / size),
+                    int(xcs / size),
+                    ptrs[2],
+                    int(yrs / size),
+                    int(ycs / size),
+                ];
+                lw.b.ins().call(f, &args);
+            });
+            return;
+        }
+        // The loop nest: batch dims, then i, j; the inner loop over p.
+        let mut dims = batch.to_vec();
+        dims.extend([m, n]);
+        let [mut ob, mut xb, mut yb] = raw;
+        ob.extend([n as i64 * size, size]);
+        xb.extend([xrs, 0]);
+        yb.extend([0, ycs]);
+        let mut outer = [ob, xb, yb];
+        let outer_dims = collapse(&dims, &mut outer);
+        let mut inner = [vec![xcs], vec![yrs]];
         let inner_dims = collapse(&[k], &mut inner);
         let ty = val_ty(dt);
-        let (sx, sy) = (self.home(node.inputs[0]), self.home(node.inputs[1]));
-        let dst = self.home(id);
         self.nest(&outer_dims, &mut |lw, oi| {
             let acc = lw.b.declare_var(ty);
             let z = lw.float(dt, 0.0);
@@ -1523,6 +1612,28 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 
     fn val(&self, x: SVal) -> Value {
         self.vals[x.0 as usize].0
+    }
+
+    fn gemm_ref(&mut self, dt: DType) -> FuncRef {
+        if let Some(&r) = self.gemm_refs.get(&dt) {
+            return r;
+        }
+        let index = self.gemm[&dt];
+        let sig = self
+            .b
+            .import_signature(gemm_signature(self.ptr, self.call_conv));
+        let name = self
+            .b
+            .func
+            .declare_imported_user_function(UserExternalName::new(0, index));
+        let r = self.b.import_function(ExtFuncData {
+            name: ExternalName::user(name),
+            signature: sig,
+            colocated: false,
+            patchable: false,
+        });
+        self.gemm_refs.insert(dt, r);
+        r
     }
 
     fn math_ref(&mut self, f: MathFn, dt: DType) -> FuncRef {
@@ -1762,6 +1873,9 @@ mod tests {
             exact: false,
             fma: true,
         };
+        let gemm: GemmIds = [(DType::F32, 1000), (DType::F64, 1001)]
+            .into_iter()
+            .collect();
         build_function(
             &mut func,
             &mut fctx,
@@ -1769,6 +1883,7 @@ mod tests {
             &plan,
             Body::Serial(items),
             &math,
+            &gemm,
             target,
             opts,
         );

@@ -30,7 +30,9 @@
 //!    emitted by the ops' `ops::rules(op).lower` rules, on `F32X4`/`F64X2` vectors (unrolled,
 //!    with a partial-vector tail) when the group has one float dtype, with vectorized
 //!    transcendentals from `vmath`. Scalar (rank-0) code calls `extern "C"` libm wrappers
-//!    (`libm`) registered by name.
+//!    (`libm`) registered by name. A `matmul` above a small size calls a tuned GEMM (`gemm`,
+//!    also an `extern "C"` wrapper) once per batch matrix, reading views (transposes of the
+//!    adjoint, slices) through their strides.
 //! 4. The functions are compiled (on worker threads when there are several), linked into one
 //!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence, running the
 //!    blocks of parallel groups on rayon's pool. Functions never call each other, so there
@@ -97,6 +99,9 @@
 //!   arguments a polynomial cannot handle (subnormal `exp` results and `log` arguments, the
 //!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their block rerun with
 //!   libm on every lane. `pow` always uses libm.
+//! - A `matmul` computed by the GEMM (`m·k·n > 128`) blocks and vectorizes the sum over `k`:
+//!   its elements agree within `k·ε·Σ|a||b|`. It runs on the calling thread with a fixed
+//!   blocking, so it is deterministic too.
 //! - Reductions whose innermost loop dimension is reduced are reassociated (vector lanes,
 //!   unroll slots and blocks, combined in a fixed tree order): a sum of `n` terms is within
 //!   `n·ε·Σ|xᵢ|` of the interpreter's (ε = `f32::EPSILON` or `f64::EPSILON`), usually much
@@ -110,8 +115,9 @@
 //!
 //! Deliberately absent: graph optimization (run [`crate::opt`] first), recomputation of
 //! values read by several groups (they are stored once), vectors wider than 128 bits
-//! (Cranelift's x86-64 limit), and `matmul` tuning (a scalar loop nest here).
+//! (Cranelift's x86-64 limit).
 
+mod gemm;
 mod kernel;
 mod libm;
 mod lower;
@@ -144,9 +150,10 @@ pub struct JitConfig {
     /// split into several functions use more than one.
     pub threads: usize,
     /// Bitwise agreement with the interpreter: every transcendental calls the same scalar
-    /// libm function as the interpreter (lane by lane in vector loops), and reductions
-    /// accumulate in the interpreter's order (no reassociation; reductions across blocks are
-    /// then not split between threads). Default off: see the module docs for the tolerance.
+    /// libm function as the interpreter (lane by lane in vector loops), and reductions and
+    /// matmuls accumulate in the interpreter's order (no reassociation, no GEMM; reductions
+    /// across blocks are then not split between threads). Default off: see the module docs
+    /// for the tolerance.
     pub exact_math: bool,
     /// Loops over at least this many elements are cut into blocks that run on several
     /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` keeps every
@@ -358,6 +365,9 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     for (_, _, name, ptr) in libm::symbols() {
         jb.symbol(name, ptr);
     }
+    for (_, name, ptr) in gemm::symbols() {
+        jb.symbol(name, ptr);
+    }
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jb));
     let module = owner.module();
     let call_conv = isa.default_call_conv();
@@ -370,6 +380,14 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             .declare_function(name, Linkage::Import, &sig)
             .map_err(JitError::module)?;
         math.insert((f, d), id.as_u32());
+    }
+    let mut gemm_ids = lower::GemmIds::new();
+    for (d, name, _) in gemm::symbols() {
+        let sig = lower::gemm_signature(ptr, call_conv);
+        let id = module
+            .declare_function(name, Linkage::Import, &sig)
+            .map_err(JitError::module)?;
+        gemm_ids.insert(d, id.as_u32());
     }
     let sigs = [
         lower::kernel_signature(ptr, call_conv),
@@ -394,6 +412,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         g,
         plan: &plan,
         math: &math,
+        gemm: &gemm_ids,
         isa: &isa,
         sigs: &sigs,
         ids: &ids,
@@ -510,6 +529,8 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             views: st.views,
             groups: st.groups,
             groups_parallel: st.groups_parallel,
+            matmuls_gemm: st.matmuls_gemm,
+            transposes_fused: st.transposes_fused,
             buffers_reused: st.buffers_reused,
             buffers_in_place: st.buffers_in_place,
             functions: plan.funcs.len() as u64,
@@ -542,6 +563,7 @@ struct Job<'a> {
     g: &'a Graph,
     plan: &'a plan::Plan,
     math: &'a lower::MathIds,
+    gemm: &'a lower::GemmIds,
     isa: &'a OwnedTargetIsa,
     sigs: &'a [cranelift_codegen::ir::Signature; 2],
     ids: &'a [FuncId],
@@ -571,6 +593,7 @@ impl Job<'_> {
             self.plan,
             body,
             self.math,
+            self.gemm,
             self.isa.frontend_config(),
             self.opts,
         );

@@ -231,6 +231,8 @@ pub(super) struct Plan {
     pub consts: Vec<u8>,
     /// Copies done after the compiled code.
     pub post: Vec<PostCopy>,
+    /// Planned for `exact_math` (no GEMM, no reassociation).
+    pub exact: bool,
     /// Counters.
     pub stats: PlanStats,
 }
@@ -246,6 +248,8 @@ pub(super) struct PlanStats {
     pub buffers_in_place: u64,
     pub groups: u64,
     pub groups_parallel: u64,
+    pub matmuls_gemm: u64,
+    pub transposes_fused: u64,
 }
 
 /// Options that change the plan.
@@ -545,13 +549,17 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         latest: HashMap::new(),
         checked: cfg.checked,
     };
-    // Values some live consumer reads contiguously (`matmul`, and `reshape`, which is only a
-    // view of a contiguous operand).
+    // Values some live consumer needs in a simpler layout: `reshape` is only a view of a
+    // contiguous operand; `matmul` reads any strides but a zero stride along a matrix axis.
     let mut wants_contiguous = vec![false; n];
+    let mut wants_matrix = vec![false; n];
     for i in 0..n {
-        if live[i] && matches!(nodes[i].op, Op::Matmul | Op::Reshape) {
+        if live[i] && nodes[i].op == Op::Reshape {
+            wants_contiguous[nodes[i].inputs[0].index()] = true;
+        }
+        if live[i] && nodes[i].op == Op::Matmul {
             for x in &nodes[i].inputs {
-                wants_contiguous[x.index()] = true;
+                wants_matrix[x.index()] = true;
             }
         }
     }
@@ -569,16 +577,23 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
                     .compose(id)
                     .expect("operands that need a contiguous layout were realized");
                 let contiguous = is_contiguous(&node.ty.shape, &v.strides);
+                let r = node.ty.rank();
+                let matrix_ok =
+                    r < 2 || (r - 2..r).all(|a| node.ty.shape[a] == 1 || v.strides[a] != 0);
                 b.roles[i] = Role::View;
                 b.views[i] = Some(v);
-                if cfg.checked || is_output[i] || (wants_contiguous[i] && !contiguous) {
+                if cfg.checked
+                    || is_output[i]
+                    || (wants_contiguous[i] && !contiguous)
+                    || (wants_matrix[i] && !matrix_ok)
+                {
                     b.realize(id);
                 }
             }
             op if is_elementwise(op) => b.place(id, node.ty.shape.clone()),
             op if is_reduction(op) => b.place(id, g.ty(node.inputs[0]).shape.clone()),
             _ => {
-                // `matmul` and `concat`: operands are contiguous where `matmul` needs it.
+                // `matmul` and `concat`: they read their operands through views.
                 let grp = b.new_group(None);
                 b.members[grp as usize].push(id);
                 b.roles[i] = Role::Single(grp);
@@ -854,10 +869,13 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         .filter(|&i| !live[i] && !matches!(nodes[i].op, Op::Input | Op::Const))
         .count() as u64;
     stats.views = roles.iter().filter(|r| **r == Role::View).count() as u64;
+    stats.transposes_fused = (0..n)
+        .filter(|&i| roles[i] == Role::View && nodes[i].op == Op::Transpose)
+        .count() as u64;
     stats.buffers_reused = ws.reused;
     stats.buffers_in_place = in_place;
     stats.groups = groups.len() as u64;
-    Ok(Plan {
+    let mut plan = Plan {
         locs,
         views,
         groups,
@@ -865,8 +883,14 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         ws_bytes: ws.top,
         consts,
         post,
+        exact: cfg.exact,
         stats,
-    })
+    };
+    plan.stats.matmuls_gemm = (0..n)
+        .filter(|&i| live[i] && nodes[i].op == Op::Matmul)
+        .filter(|&i| gemm_path(g, &plan, NodeId(i as u32)))
+        .count() as u64;
+    Ok(plan)
 }
 
 /// An operand that a stored member of a fused group may overwrite.
@@ -875,6 +899,25 @@ struct InPlace {
     bytes: usize,
     /// The last member reading it.
     last_reader: NodeId,
+}
+
+/// True if matmul `id` is computed by the GEMM wrapper: large enough
+/// ([`super::gemm::use_gemm`]), both operands in memory (a splat constant has no memory to
+/// point at; the loop nest reads it as an immediate), and not in exact mode (the GEMM sums
+/// in its own order).
+pub(super) fn gemm_path(g: &Graph, plan: &Plan, id: NodeId) -> bool {
+    let node = g.node(id);
+    let xt = g.ty(node.inputs[0]);
+    let (m, k) = (xt.shape[xt.rank() - 2], xt.shape[xt.rank() - 1]);
+    let n = *node.ty.shape.last().expect("matmul output has rank >= 2");
+    !plan.exact
+        && super::gemm::use_gemm(m, k, n)
+        && node.inputs.iter().all(|&x| {
+            let v = plan.views[x.index()]
+                .as_ref()
+                .expect("matmul operands are read from memory");
+            !matches!(plan.locs[v.root.index()], Loc::Splat(_))
+        })
 }
 
 /// True if the lowering rule of elementwise node `id` calls a math function: the rule is run

@@ -7,6 +7,7 @@ mod forward;
 mod fuzz_check;
 mod hostile;
 mod jit;
+mod mlp;
 mod props;
 mod random;
 mod scale;

@@ -533,6 +533,31 @@ fn node_by_node(g: &mut Graph, seed: u64) {
                         (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= (n + 2.0) * eps * m
                     })
             }
+            Op::Matmul => {
+                // The GEMM sums in its own order: within k·ε·Σ|a||b| per element.
+                let abs = |t: &Tensor| {
+                    Tensor::from_f64(
+                        t.shape().to_vec(),
+                        t.to_f64_vec().iter().map(|x| x.abs()).collect(),
+                    )
+                };
+                let mut n64 = node.clone();
+                n64.ty = TensorType::new(DType::F64, node.ty.shape.clone());
+                let mags = gradlift::ops::eval(&n64, &[&abs(args[0]), &abs(args[1])]).to_f64_vec();
+                let k = *args[0].shape().last().unwrap() as f64;
+                let eps = if node.ty.dtype == DType::F32 {
+                    f64::from(f32::EPSILON)
+                } else {
+                    f64::EPSILON
+                };
+                got.to_f64_vec()
+                    .iter()
+                    .zip(want.to_f64_vec())
+                    .zip(mags)
+                    .all(|((&a, b), m)| {
+                        (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= k * eps * m
+                    })
+            }
             op if FUNCS.contains(&op) => within_ulps(got, &want, ulp_bound(op, node.ty.dtype)),
             _ => agree(got, &want, 0.0),
         };

@@ -1,0 +1,338 @@
+//! One MLP training step (batch 64, 784 → 256 → 10, ReLU, softmax cross-entropy, f32): the
+//! loss and all parameter gradients, computed by
+//! - `jit`: the compiled gradient graph (`examples/mlp/common.rs`'s `grad_graph`, optimized),
+//! - `interp`: the reference interpreter on the same graph,
+//! - `direct`: hand-written Rust calling the same GEMM crate directly (the 2 forward and 3
+//!   backward products — the gradient with respect to `x` is not needed) with the cheap
+//!   elementwise work in plain loops, into preallocated buffers: the floor the JIT is
+//!   measured against.
+//!
+//! Also the forward pass alone (`*_forward`: the loss only), for the gradient/forward cost
+//! ratio, and the demo's whole Adam step (`jit_adam_step`: forward, backward and update in
+//! one kernel).
+//!
+//! Goals (issue 3): `jit` ≤ 1.3 × `direct`; `jit` ≤ 3 × `jit_forward`. See
+//! `benches/README.md` for the figures.
+
+#[path = "../examples/mlp/common.rs"]
+mod common;
+
+use common::{Arch, CLASSES, DIM, Optim, Rng};
+use criterion::{Criterion, criterion_group, criterion_main};
+use gradlift::jit::{self, Buf, BufMut, Kernel};
+use gradlift::{DType, Graph, Tensor, interp, opt};
+use std::hint::black_box;
+
+const BATCH: usize = 64;
+const ARCH: Arch = Arch {
+    dim: DIM,
+    hidden: 256,
+    classes: CLASSES,
+    relu: true,
+};
+
+/// A batch of synthetic digits as (x, one-hot y).
+fn batch() -> (Vec<f32>, Vec<f32>) {
+    let d = common::synthetic_digits(BATCH, 7);
+    let mut y = vec![0f32; BATCH * CLASSES];
+    for (r, &l) in d.labels.iter().enumerate() {
+        y[r * CLASSES + usize::from(l)] = 1.0;
+    }
+    (d.images, y)
+}
+
+fn compiled(mut g: Graph) -> Kernel {
+    opt::optimize(&mut g, &opt::OptConfig::default());
+    jit::compile(&g).expect("compiles")
+}
+
+/// `C = A·B` (row-major C; A, B through (row, column) element strides), single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    ast: (isize, isize),
+    b: &[f32],
+    bst: (isize, isize),
+    c: &mut [f32],
+) {
+    assert!(c.len() >= m * n);
+    assert!(a.len() > (m - 1) * ast.0 as usize + (k - 1) * ast.1 as usize);
+    assert!(b.len() > (k - 1) * bst.0 as usize + (n - 1) * bst.1 as usize);
+    // SAFETY: the asserts above bound every element the strides reach; `c` is exclusive.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            ast.1,
+            ast.0,
+            b.as_ptr(),
+            bst.1,
+            bst.0,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// The hand-written step's buffers.
+struct Direct {
+    z1: Vec<f32>,
+    h: Vec<f32>,
+    logits: Vec<f32>,
+    dlogits: Vec<f32>,
+    dh: Vec<f32>,
+    dw1: Vec<f32>,
+    db1: Vec<f32>,
+    dw2: Vec<f32>,
+    db2: Vec<f32>,
+}
+
+impl Direct {
+    fn new() -> Direct {
+        let (b, d, hd, c) = (BATCH, DIM, ARCH.hidden, CLASSES);
+        Direct {
+            z1: vec![0.0; b * hd],
+            h: vec![0.0; b * hd],
+            logits: vec![0.0; b * c],
+            dlogits: vec![0.0; b * c],
+            dh: vec![0.0; b * hd],
+            dw1: vec![0.0; d * hd],
+            db1: vec![0.0; hd],
+            dw2: vec![0.0; hd * c],
+            db2: vec![0.0; c],
+        }
+    }
+
+    /// Forward pass; returns the mean cross-entropy and leaves `softmax - y` over the batch
+    /// in `dlogits` when `grad`.
+    fn forward(&mut self, p: &[Vec<f32>], x: &[f32], y: &[f32], grad: bool) -> f32 {
+        let (b, d, hd, c) = (
+            BATCH as isize,
+            DIM as isize,
+            ARCH.hidden as isize,
+            CLASSES as isize,
+        );
+        gemm(
+            BATCH,
+            DIM,
+            ARCH.hidden,
+            x,
+            (d, 1),
+            &p[0],
+            (hd, 1),
+            &mut self.z1,
+        );
+        for (row_z, row_h) in self
+            .z1
+            .chunks_exact_mut(ARCH.hidden)
+            .zip(self.h.chunks_exact_mut(ARCH.hidden))
+        {
+            for ((z, h), bias) in row_z.iter_mut().zip(row_h).zip(&p[1]) {
+                *z += bias;
+                *h = z.max(0.0);
+            }
+        }
+        gemm(
+            BATCH,
+            ARCH.hidden,
+            CLASSES,
+            &self.h,
+            (hd, 1),
+            &p[2],
+            (c, 1),
+            &mut self.logits,
+        );
+        let mut loss = 0.0;
+        for r in 0..BATCH {
+            let l = &mut self.logits[r * CLASSES..(r + 1) * CLASSES];
+            for (v, bias) in l.iter_mut().zip(&p[3]) {
+                *v += bias;
+            }
+            let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let s: f32 = l.iter().map(|v| (v - m).exp()).sum();
+            let lse = m + s.ln();
+            let yr = &y[r * CLASSES..(r + 1) * CLASSES];
+            loss += lse - l.iter().zip(yr).map(|(v, t)| v * t).sum::<f32>();
+            if grad {
+                let dl = &mut self.dlogits[r * CLASSES..(r + 1) * CLASSES];
+                for ((g, v), t) in dl.iter_mut().zip(l.iter()).zip(yr) {
+                    *g = ((v - lse).exp() - t) / b as f32;
+                }
+            }
+        }
+        loss / b as f32
+    }
+
+    /// Loss and the four parameter gradients.
+    fn step(&mut self, p: &[Vec<f32>], x: &[f32], y: &[f32]) -> f32 {
+        let loss = self.forward(p, x, y, true);
+        let (d, hd, c) = (DIM as isize, ARCH.hidden as isize, CLASSES as isize);
+        // dW2 = hᵀ·dlogits; db2 = Σ_rows dlogits.
+        gemm(
+            ARCH.hidden,
+            BATCH,
+            CLASSES,
+            &self.h,
+            (1, hd),
+            &self.dlogits,
+            (c, 1),
+            &mut self.dw2,
+        );
+        self.db2.fill(0.0);
+        for row in self.dlogits.chunks_exact(CLASSES) {
+            for (s, g) in self.db2.iter_mut().zip(row) {
+                *s += g;
+            }
+        }
+        // dh = dlogits·w2ᵀ, then through the ReLU.
+        gemm(
+            BATCH,
+            CLASSES,
+            ARCH.hidden,
+            &self.dlogits,
+            (c, 1),
+            &p[2],
+            (1, c),
+            &mut self.dh,
+        );
+        for (g, z) in self.dh.iter_mut().zip(&self.z1) {
+            if *z <= 0.0 {
+                *g = 0.0;
+            }
+        }
+        // dW1 = xᵀ·dz1; db1 = Σ_rows dz1.
+        gemm(
+            DIM,
+            BATCH,
+            ARCH.hidden,
+            x,
+            (1, d),
+            &self.dh,
+            (hd, 1),
+            &mut self.dw1,
+        );
+        self.db1.fill(0.0);
+        for row in self.dh.chunks_exact(ARCH.hidden) {
+            for (s, g) in self.db1.iter_mut().zip(row) {
+                *s += g;
+            }
+        }
+        loss
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = Rng(3);
+    let params = common::init_params(ARCH, &mut rng);
+    let (x, y) = batch();
+    let grad_g = common::grad_graph(DType::F32, BATCH, ARCH).unwrap();
+    let grad_k = compiled(grad_g.clone());
+    let loss_k = compiled(common::loss_graph(DType::F32, BATCH, ARCH).unwrap());
+    let step_k = compiled(common::train_step_graph(DType::F32, BATCH, ARCH, Optim::ADAM).unwrap());
+
+    // Agreement check before timing: the JIT and the direct code compute the same step.
+    let mut direct = Direct::new();
+    let want_loss = direct.step(&params, &x, &y);
+    let mut outs: Vec<Vec<f32>> = grad_k
+        .output_types()
+        .iter()
+        .map(|t| vec![0.0; t.numel()])
+        .collect();
+    let mut ws = grad_k.workspace();
+    let ins: Vec<Buf<'_>> = params
+        .iter()
+        .map(|p| Buf::F32(p))
+        .chain([Buf::F32(&x), Buf::F32(&y)])
+        .collect();
+    {
+        let mut ob: Vec<BufMut<'_>> = outs.iter_mut().map(|o| BufMut::F32(o)).collect();
+        grad_k.call(&ins, &mut ob, &mut ws).unwrap();
+    }
+    assert!(
+        (outs[0][0] - want_loss).abs() < 1e-4 * want_loss.abs(),
+        "{} vs {want_loss}",
+        outs[0][0]
+    );
+    for (got, want) in outs[1..]
+        .iter()
+        .zip([&direct.dw1, &direct.db1, &direct.dw2, &direct.db2])
+    {
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(want)
+            .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+        assert!(
+            err <= 1e-4 * scale,
+            "gradient differs: {err} (scale {scale})"
+        );
+    }
+
+    let mut group = c.benchmark_group("mlp_step");
+    group.bench_function("jit", |b| {
+        let mut ob: Vec<BufMut<'_>> = outs.iter_mut().map(|o| BufMut::F32(o)).collect();
+        b.iter(|| grad_k.call(black_box(&ins), &mut ob, &mut ws).unwrap())
+    });
+    group.bench_function("direct", |b| {
+        b.iter(|| direct.step(black_box(&params), &x, &y))
+    });
+    let mut loss = [0f32];
+    let mut lws = loss_k.workspace();
+    group.bench_function("jit_forward", |b| {
+        b.iter(|| {
+            loss_k
+                .call(black_box(&ins), &mut [BufMut::F32(&mut loss)], &mut lws)
+                .unwrap()
+        })
+    });
+    group.bench_function("direct_forward", |b| {
+        b.iter(|| direct.forward(black_box(&params), &x, &y, false))
+    });
+    // The demo's whole step: forward, backward and the Adam update in one kernel.
+    let mut state: Vec<Vec<f32>> = params.clone();
+    state.extend(params.iter().chain(&params).map(|p| vec![0f32; p.len()]));
+    let mut next = state.clone();
+    let (t, lr) = ([1f32], [1e-3f32]);
+    let mut sws = step_k.workspace();
+    group.bench_function("jit_adam_step", |b| {
+        let sin: Vec<Buf<'_>> = state
+            .iter()
+            .map(|v| Buf::F32(v))
+            .chain([Buf::F32(&t), Buf::F32(&lr), Buf::F32(&x), Buf::F32(&y)])
+            .collect();
+        let mut sout: Vec<BufMut<'_>> = std::iter::once(BufMut::F32(&mut loss))
+            .chain(next.iter_mut().map(|v| BufMut::F32(v)))
+            .collect();
+        b.iter(|| step_k.call(black_box(&sin), &mut sout, &mut sws).unwrap())
+    });
+    group.sample_size(10);
+    let tins: Vec<Tensor> = params
+        .iter()
+        .zip(ARCH.param_shapes())
+        .map(|(p, s)| Tensor::from_f32(s, p.clone()))
+        .chain([
+            Tensor::from_f32(vec![BATCH, DIM], x.clone()),
+            Tensor::from_f32(vec![BATCH, CLASSES], y.clone()),
+        ])
+        .collect();
+    group.bench_function("interp", |b| {
+        b.iter(|| interp::run(&grad_g, black_box(&tins)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
