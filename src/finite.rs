@@ -221,7 +221,10 @@ fn contributions(g: &Graph, id: NodeId, k: usize, idx: &[usize]) -> Vec<usize> {
     let out = &n.ty.shape;
     let xs = &g.ty(n.inputs[k]).shape;
     match (n.op, &n.attrs) {
-        (Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin, Attrs::Reduce { axes, keepdims }) => {
+        (
+            Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin,
+            Attrs::Reduce { axes, keepdims },
+        ) => {
             let st = strides(xs);
             // The operand index with the kept axes filled in from `idx`.
             let mut full = vec![0usize; xs.len()];
@@ -364,7 +367,9 @@ mod tests {
     #[test]
     fn elementwise_culprits_need_finite_operands_at_the_broadcast_index() {
         let mut g = Graph::new("t");
-        let x = g.add_input("x", TensorType::new(DType::F64, vec![2, 3])).unwrap();
+        let x = g
+            .add_input("x", TensorType::new(DType::F64, vec![2, 3]))
+            .unwrap();
         let c = g.add_const(Tensor::from_f64(vec![3], vec![1.0, 0.0, 2.0]));
         let d = g.push(Op::Div, vec![x, c], Attrs::None).unwrap();
         g.set_outputs(vec![d]);
@@ -387,15 +392,24 @@ mod tests {
     #[test]
     fn reductions_and_matmul_look_at_the_folded_elements() {
         let mut g = Graph::new("t");
-        let x = g.add_input("x", TensorType::new(DType::F32, vec![2, 2])).unwrap();
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![2, 2]))
+            .unwrap();
         let s = g
-            .push(Op::ReduceSum, vec![x], Attrs::Reduce { axes: vec![1], keepdims: true })
+            .push(
+                Op::ReduceSum,
+                vec![x],
+                Attrs::Reduce {
+                    axes: vec![1],
+                    keepdims: true,
+                },
+            )
             .unwrap();
         let m = g.push(Op::Matmul, vec![x, x], Attrs::None).unwrap();
         g.set_outputs(vec![s, m]);
         let big = 3e38f32;
         let xv = Tensor::from_f32(vec![2, 2], vec![1.0, 2.0, big, big]);
-        let r = culprit(&g, &[xv.clone()], s).unwrap();
+        let r = culprit(&g, std::slice::from_ref(&xv), s).unwrap();
         assert_eq!(r.index, vec![1, 0]);
         assert_eq!(r.operands[0].count, 2);
         assert_eq!(r.operands[0].values, vec![f64::from(big), f64::from(big)]);
@@ -417,7 +431,11 @@ mod tests {
             op: Op::Log,
             value: f64::NAN,
             index: vec![],
-            operands: vec![OperandSample { node: x, values: vec![-1.0], count: 1 }],
+            operands: vec![OperandSample {
+                node: x,
+                values: vec![-1.0],
+                count: 1,
+            }],
             origin: g.node(l).origin,
         };
         assert_eq!(

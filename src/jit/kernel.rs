@@ -335,7 +335,13 @@ pub(super) struct Checker {
 impl Checker {
     /// Element `i` of the value of `id`, read from its home (safe: every home is a checked
     /// buffer, the workspace or the constant blob, and the planned offsets are in range).
-    fn value(&self, id: NodeId, i: usize, io: (&[Buf<'_>], &[BufMut<'_>]), mem: (&[Line], &[Line])) -> f64 {
+    fn value(
+        &self,
+        id: NodeId,
+        i: usize,
+        io: (&[Buf<'_>], &[BufMut<'_>]),
+        mem: (&[Line], &[Line]),
+    ) -> f64 {
         let dtype = self.graph.ty(id).dtype;
         let read = |lines: &[Line], off: usize| -> f64 {
             let size = dtype.size_bytes();
@@ -364,18 +370,20 @@ impl Checker {
     }
 
     /// Looks for a culprit element in the node computed by function `f`.
-    fn inspect(&self, f: usize, io: (&[Buf<'_>], &[BufMut<'_>]), mem: (&[Line], &[Line])) -> Option<NonFinite> {
+    fn inspect(
+        &self,
+        f: usize,
+        io: (&[Buf<'_>], &[BufMut<'_>]),
+        mem: (&[Line], &[Line]),
+    ) -> Option<NonFinite> {
         let id = *self.steps.get(f)?;
         if !self.live[id.index()] {
             return None;
         }
         let inputs = &self.graph.node(id).inputs;
-        finite::find_culprit(
-            &self.graph,
-            id,
-            &|e| self.value(id, e, io, mem),
-            &|k, e| self.value(inputs[k], e, io, mem),
-        )
+        finite::find_culprit(&self.graph, id, &|e| self.value(id, e, io, mem), &|k, e| {
+            self.value(inputs[k], e, io, mem)
+        })
     }
 }
 

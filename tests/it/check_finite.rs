@@ -50,9 +50,15 @@ fn both_backends_stop_at_the_node_that_made_the_nan() {
     let l = g.nodes().iter().position(|n| n.op == Op::Log).unwrap();
     // log(-1) at element 1 is the first culprit; `mul` and `reduce_sum` only propagate it.
     let x = Tensor::from_f64(vec![3], vec![2.0, -1.0, 0.0]);
-    for r in [checked_interp(&g, &[x.clone()]), checked_jit(&g, &[x.clone()])] {
+    for r in [
+        checked_interp(&g, std::slice::from_ref(&x)),
+        checked_jit(&g, std::slice::from_ref(&x)),
+    ] {
         let r = r.unwrap_err();
-        assert_eq!((r.node.index(), r.op, r.index.clone()), (l, Op::Log, vec![1]));
+        assert_eq!(
+            (r.node.index(), r.op, r.index.clone()),
+            (l, Op::Log, vec![1])
+        );
         assert!(r.value.is_nan());
         assert_eq!(r.operands[0].values, vec![-1.0]);
         assert_eq!(
@@ -63,13 +69,16 @@ fn both_backends_stop_at_the_node_that_made_the_nan() {
     }
     // A NaN input is not a new non-finite value: nothing stops, the NaN propagates.
     let x = Tensor::from_f64(vec![3], vec![2.0, f64::NAN, 1.0]);
-    for r in [checked_interp(&g, &[x.clone()]), checked_jit(&g, &[x.clone()])] {
+    for r in [
+        checked_interp(&g, std::slice::from_ref(&x)),
+        checked_jit(&g, std::slice::from_ref(&x)),
+    ] {
         assert!(r.unwrap()[0].scalar_value().unwrap().is_nan());
     }
     // Finite everywhere: the checked kernel computes what the plain one does.
     let x = Tensor::from_f64(vec![3], vec![2.0, 0.5, 1.0]);
-    let want = interp::run(&g, &[x.clone()]).unwrap();
-    assert_eq!(checked_jit(&g, &[x.clone()]).unwrap(), want);
+    let want = interp::run(&g, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(checked_jit(&g, std::slice::from_ref(&x)).unwrap(), want);
     assert_eq!(checked_interp(&g, &[x]).unwrap(), want);
 }
 
@@ -82,7 +91,10 @@ fn adjoint_culprits_name_their_forward_node() {
     let d = gradlift::autodiff::grad(&mut g, y, &[x]).unwrap()[0];
     g.set_outputs(vec![y, d]);
     let zero = Tensor::scalar_f64(0.0);
-    for r in [checked_interp(&g, &[zero.clone()]), checked_jit(&g, &[zero.clone()])] {
+    for r in [
+        checked_interp(&g, std::slice::from_ref(&zero)),
+        checked_jit(&g, std::slice::from_ref(&zero)),
+    ] {
         let r = r.unwrap_err();
         assert_eq!(r.op, Op::Div);
         let m = r.describe(&g, Some("f.gir"));
@@ -96,9 +108,15 @@ fn overflow_in_a_reduction_is_reported_with_its_operands() {
     let src = "graph @g {\n  %x = input f32[2,2]\n  %s = reduce_sum %x axes=[1]\n  output %s\n}\n";
     let g = text::parse(src).unwrap();
     let x = Tensor::from_f32(vec![2, 2], vec![1.0, 2.0, 3e38, 3e38]);
-    for r in [checked_interp(&g, &[x.clone()]), checked_jit(&g, &[x.clone()])] {
+    for r in [
+        checked_interp(&g, std::slice::from_ref(&x)),
+        checked_jit(&g, std::slice::from_ref(&x)),
+    ] {
         let r = r.unwrap_err();
-        assert_eq!((r.op, r.index.clone(), r.value), (Op::ReduceSum, vec![1], f64::INFINITY));
+        assert_eq!(
+            (r.op, r.index.clone(), r.value),
+            (Op::ReduceSum, vec![1], f64::INFINITY)
+        );
         assert_eq!(r.operands[0].count, 2);
     }
 }
@@ -147,7 +165,10 @@ fn checked_backends_agree_on_random_graphs() {
             ),
         }
     }
-    assert!(stopped >= n / 10, "only {stopped} of {n} graphs made a NaN or infinity");
+    assert!(
+        stopped >= n / 10,
+        "only {stopped} of {n} graphs made a NaN or infinity"
+    );
 }
 
 #[test]
@@ -164,7 +185,10 @@ fn workspace_cap_is_a_clear_error() {
     let JitError::TooLarge { what } = &e else {
         panic!("{e:?}")
     };
-    assert!(what.contains("1000 bytes") && what.contains("max_workspace_bytes"), "{what}");
+    assert!(
+        what.contains("1000 bytes") && what.contains("max_workspace_bytes"),
+        "{what}"
+    );
     let k = jit::compile(&g).unwrap();
     assert!(k.workspace_bytes() >= 16000 && k.workspace_bytes() <= 1 << 20);
     assert_eq!(JitConfig::default().max_workspace_bytes, 4 << 30);
@@ -189,7 +213,15 @@ fn cli_check_finite_reports_the_line() {
     let is = inputs.to_str().unwrap();
     for backend in ["jit", "interp"] {
         for grad in [false, true] {
-            let mut args = vec!["run", fs, "--inputs", is, "--check-finite", "--backend", backend];
+            let mut args = vec![
+                "run",
+                fs,
+                "--inputs",
+                is,
+                "--check-finite",
+                "--backend",
+                backend,
+            ];
             if grad {
                 args.push("--grad");
             }
@@ -214,7 +246,10 @@ fn cli_check_finite_reports_the_line() {
     }
     // Finite inputs: --check-finite changes nothing.
     std::fs::write(&inputs, r#"{"x": [2, 1, 3]}"#).unwrap();
-    let plain = gradlift_bin().args(["run", fs, "--inputs", is]).output().unwrap();
+    let plain = gradlift_bin()
+        .args(["run", fs, "--inputs", is])
+        .output()
+        .unwrap();
     let checked = gradlift_bin()
         .args(["run", fs, "--inputs", is, "--check-finite"])
         .output()
@@ -224,12 +259,21 @@ fn cli_check_finite_reports_the_line() {
     // The hostile corpus's NaN-making examples stop with the message form.
     let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/gir/ok-div-zero.gir");
     let o = gradlift_bin()
-        .args(["run", ex.to_str().unwrap(), "--check-finite", "--backend", "interp"])
+        .args([
+            "run",
+            ex.to_str().unwrap(),
+            "--check-finite",
+            "--backend",
+            "interp",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.starts_with("error: non-finite value (") && err.contains("= div %x, %z at "), "{err}");
+    assert!(
+        err.starts_with("error: non-finite value (") && err.contains("= div %x, %z at "),
+        "{err}"
+    );
 }
 
 /// The optimizer renumbers nodes; adjoint origins must follow, so provenance stays right after
@@ -250,7 +294,10 @@ fn adjoint_origins_survive_optimization() {
             .filter_map(|n| match n.origin {
                 Origin::Adjoint(f) => {
                     let fwd = &g.nodes()[f.index()];
-                    assert!(!matches!(fwd.origin, Origin::Adjoint(_)), "{f} is an adjoint node");
+                    assert!(
+                        !matches!(fwd.origin, Origin::Adjoint(_)),
+                        "{f} is an adjoint node"
+                    );
                     Some(fwd.op)
                 }
                 _ => None,
@@ -261,9 +308,15 @@ fn adjoint_origins_survive_optimization() {
         v
     };
     let before = fwd_ops(&g);
-    assert!(before.contains(&Op::Log) && before.contains(&Op::Sin), "{before:?}");
+    assert!(
+        before.contains(&Op::Log) && before.contains(&Op::Sin),
+        "{before:?}"
+    );
     gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
     let after = fwd_ops(&g);
-    assert!(after.iter().all(|op| before.contains(op)), "{before:?} vs {after:?}");
+    assert!(
+        after.iter().all(|op| before.contains(op)),
+        "{before:?} vs {after:?}"
+    );
     assert!(after.contains(&Op::Log), "{after:?}");
 }

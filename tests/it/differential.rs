@@ -193,7 +193,11 @@ fn check_gradients(
     }
     let mut r = crate::random::Rng(case.seed ^ 0xFD);
     for c in claims {
-        let gf = &per_f.iter().find(|(f, _)| *f == c.f).expect("built above").1;
+        let gf = &per_f
+            .iter()
+            .find(|(f, _)| *f == c.f)
+            .expect("built above")
+            .1;
         let x = &inputs[c.x];
         let ad = values[c.d].to_f64_vec();
         let n = x.numel();
@@ -442,7 +446,11 @@ fn json_value(t: &Tensor) -> String {
         if x.is_nan() {
             "\"nan\"".into()
         } else if x.is_infinite() {
-            if x > 0.0 { "\"inf\"".into() } else { "\"-inf\"".into() }
+            if x > 0.0 {
+                "\"inf\"".into()
+            } else {
+                "\"-inf\"".into()
+            }
         } else if f32 {
             format!("{:?}", x as f32)
         } else {
@@ -707,14 +715,70 @@ fn finite_differences_catch_a_wrong_gradient() {
             assert_eq!(stats.fd_checked, 2 * before, "case {i}");
         }
     }
-    assert!(caught >= 20, "only {caught} of 40 corrupted gradients caught");
+    assert!(
+        caught >= 20,
+        "only {caught} of 40 corrupted gradients caught"
+    );
 }
 
 #[test]
 fn json_values_nest_by_shape() {
     let t = Tensor::from_f64(vec![2, 1, 2], vec![1.0, -0.5, f64::NAN, 2.0]);
     assert_eq!(json_value(&t), "[[[1.0, -0.5]], [[\"nan\", 2.0]]]");
-    assert_eq!(json_value(&Tensor::scalar_f64(f64::NEG_INFINITY)), "\"-inf\"");
+    assert_eq!(
+        json_value(&Tensor::scalar_f64(f64::NEG_INFINITY)),
+        "\"-inf\""
+    );
     let b = Tensor::new(vec![2], Data::Bool(vec![true, false]));
     assert_eq!(json_value(&b), "[true, false]");
+}
+
+/// The generator reaches what the differential test claims to cover: every op, every dtype,
+/// ranks 0 to 4, broadcasting between differently shaped operands, values with several users,
+/// and first- and second-order gradient claims.
+#[test]
+fn generator_covers_ops_dtypes_ranks_and_derivatives() {
+    use gradlift::DType;
+    let mut ops = std::collections::HashSet::new();
+    let mut dtypes = std::collections::HashSet::new();
+    let mut ranks = std::collections::HashSet::new();
+    let (mut broadcasts, mut reused, mut second_order) = (0, 0, 0);
+    for i in 0..400u64 {
+        let case = generate(i * 7919, &config_for(i));
+        let (g, claims) = case.build().unwrap();
+        let uses = g.use_counts();
+        for (k, n) in g.nodes().iter().enumerate() {
+            ops.insert(n.op);
+            dtypes.insert(n.ty.dtype);
+            ranks.insert(n.ty.rank());
+            if n.inputs.len() == 2
+                && gradlift::ops::rules(n.op).props.elementwise
+                && g.ty(n.inputs[0]).shape != g.ty(n.inputs[1]).shape
+            {
+                broadcasts += 1;
+            }
+            if uses[k] > 1 && n.op != Op::Const {
+                reused += 1;
+            }
+        }
+        if claims.iter().any(|c| c.f > 0) {
+            second_order += 1;
+        }
+    }
+    let missing: Vec<Op> = Op::ALL
+        .iter()
+        .copied()
+        .filter(|o| !ops.contains(o))
+        .collect();
+    assert!(missing.is_empty(), "ops never generated: {missing:?}");
+    for d in [DType::F32, DType::F64, DType::Bool] {
+        assert!(dtypes.contains(&d), "{d}");
+    }
+    for r in 0..=4 {
+        assert!(ranks.contains(&r), "rank {r} never generated");
+    }
+    assert!(
+        broadcasts > 100 && reused > 400 && second_order > 50,
+        "{broadcasts} {reused} {second_order}"
+    );
 }

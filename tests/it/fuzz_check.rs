@@ -211,7 +211,11 @@ pub fn pipeline(data: &[u8]) {
                 ..OptConfig::default()
             },
         );
-        assert_eq!(g.outputs().len(), unopt.outputs().len(), "optimizer lost outputs");
+        assert_eq!(
+            g.outputs().len(),
+            unopt.outputs().len(),
+            "optimizer lost outputs"
+        );
     }
     let mut vs = ValueSource {
         bytes: values,
@@ -229,7 +233,10 @@ pub fn pipeline(data: &[u8]) {
     let kernel = match jit::compile_with(&g, &cfg) {
         Ok(k) => k,
         Err(JitError::TooLarge { .. }) => return,
-        Err(e) => panic!("a verified graph failed to compile: {e:?}\n{}", text::print(&g)),
+        Err(e) => panic!(
+            "a verified graph failed to compile: {e:?}\n{}",
+            text::print(&g)
+        ),
     };
     let got = match kernel.run(&inputs) {
         Ok(o) => o,

@@ -86,7 +86,9 @@ enum Expect {
 }
 
 fn corpus(sub: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile").join(sub);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/hostile")
+        .join(sub);
     let mut v: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(_) => Vec::new(),
@@ -117,7 +119,9 @@ fn run_jobs(jobs: Vec<(Vec<String>, Expect)>) -> Vec<String> {
                 })
             })
             .collect();
-        hs.into_iter().flat_map(|h| h.join().expect("no panic")).collect()
+        hs.into_iter()
+            .flat_map(|h| h.join().expect("no panic"))
+            .collect()
     })
 }
 
@@ -154,7 +158,10 @@ fn hostile_graph_files_are_rejected_cleanly() {
         } else if n.starts_with("mem-") {
             mem += 1;
             jobs.push(job(&["run", p], Expect::UserError));
-            jobs.push(job(&["run", p, "--backend", "interp", "--grad"], Expect::UserError));
+            jobs.push(job(
+                &["run", p, "--backend", "interp", "--grad"],
+                Expect::UserError,
+            ));
             jobs.push(job(&["print", p, "--grad", "--opt"], Expect::Ok));
         } else if n.starts_with("ok-") {
             ok += 1;
@@ -182,7 +189,10 @@ fn hostile_graph_files_are_rejected_cleanly() {
         }
     }
     // The corpus is the point of this test: keep it from silently shrinking.
-    assert!(err >= 200 && ok >= 20 && mem >= 3 && grad >= 3, "{err} {ok} {mem} {grad}");
+    assert!(
+        err >= 200 && ok >= 20 && mem >= 3 && grad >= 3,
+        "{err} {ok} {mem} {grad}"
+    );
     let problems = run_jobs(jobs);
     assert!(
         problems.is_empty(),
@@ -228,7 +238,20 @@ fn hostile_inputs_files_are_rejected_cleanly() {
             continue; // graph.gir
         };
         jobs.push(job(&["run", g, "--inputs", p], want));
-        jobs.push(job(&["run", g, "--inputs", p, "--backend", "interp", "--grad", "--wrt", "x"], want));
+        jobs.push(job(
+            &[
+                "run",
+                g,
+                "--inputs",
+                p,
+                "--backend",
+                "interp",
+                "--grad",
+                "--wrt",
+                "x",
+            ],
+            want,
+        ));
     }
     assert!(err >= 60 && ok >= 5, "{err} {ok}");
     let problems = run_jobs(jobs);

@@ -178,12 +178,14 @@ impl Case {
             if self.order > 1 && !grads.is_empty() {
                 // s2 = Σ_k sum(g_k · w_k): its gradient is the Hessian times the weights.
                 let ld = g.ty(loss).dtype;
-                let mut r = Rng(self.seed ^ 0x5EC0_4D);
+                let mut r = Rng(self.seed ^ 0x005E_C04D);
                 let mut s2: Option<NodeId> = None;
                 for &d in &grads {
                     let ty = g.ty(d).clone();
                     let w = g.add_const(Tensor::from_fn(&ty, |_| r.uniform(-1.0, 1.0)));
-                    let p = g.push(Op::Mul, vec![d, w], Attrs::None).map_err(|e| e.to_string())?;
+                    let p = g
+                        .push(Op::Mul, vec![d, w], Attrs::None)
+                        .map_err(|e| e.to_string())?;
                     let s = g
                         .push(
                             Op::ReduceSum,
@@ -202,7 +204,9 @@ impl Case {
                     };
                     s2 = Some(match s2 {
                         None => s,
-                        Some(a) => g.push(Op::Add, vec![a, s], Attrs::None).map_err(|e| e.to_string())?,
+                        Some(a) => g
+                            .push(Op::Add, vec![a, s], Attrs::None)
+                            .map_err(|e| e.to_string())?,
                     });
                 }
                 let s2 = s2.expect("at least one gradient");
@@ -387,7 +391,7 @@ pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
                 let shape = match r.below(4) {
                     0 => vec![n],
                     1 => ta.shape.iter().rev().copied().collect(),
-                    2 if n % 2 == 0 && n > 2 => vec![2, n / 2],
+                    2 if n.is_multiple_of(2) && n > 2 => vec![2, n / 2],
                     2 => vec![1, n],
                     _ => {
                         let mut s = ta.shape.clone();
@@ -406,8 +410,11 @@ pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
                 },
             ),
             Op::Broadcast => {
-                let mut shape: Vec<usize> =
-                    ta.shape.iter().map(|&d| if d == 1 { 1 + r.below(3) } else { d }).collect();
+                let mut shape: Vec<usize> = ta
+                    .shape
+                    .iter()
+                    .map(|&d| if d == 1 { 1 + r.below(3) } else { d })
+                    .collect();
                 if shape.len() < MAX_RANK && r.one_in(2) {
                     shape.insert(0, 2);
                 }
@@ -567,7 +574,7 @@ pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
 pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
     let cfg = GenConfig {
         steps,
-        safe: seed % 4 != 0,
+        safe: !seed.is_multiple_of(4),
         smooth: false,
         order: u8::from(with_grad),
     };
