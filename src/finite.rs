@@ -22,7 +22,7 @@
 //! and the node's [`Origin`]: the builder call or `.gir` line that created it, or, for an
 //! adjoint node, the forward node whose adjoint it is (and that node's origin).
 //!
-//! Not here: evaluation itself (each backend calls [`find_culprit`] after computing a node), or
+//! Not here: evaluation itself (each backend calls `find_culprit` after computing a node), or
 //! any check of values that the optimizer folded away (run checked evaluation on an unoptimized
 //! graph for exact provenance).
 
