@@ -111,7 +111,7 @@ fn location(origin: Origin, file: Option<&str>) -> String {
             None => format!(" at line {l}:{c}"),
         },
         Origin::Source(loc) => format!(" at {}:{}", loc.file(), loc.line()),
-        Origin::None | Origin::Adjoint(_) => String::new(),
+        Origin::None | Origin::Adjoint(_) | Origin::Tangent(_) => String::new(),
     }
 }
 
@@ -133,10 +133,15 @@ impl NonFinite {
         // forward nodes too); bounded, since origins of a valid graph point backwards.
         let mut origin = self.origin;
         let mut depth = 0;
-        while let Origin::Adjoint(f) = origin {
+        while let Origin::Adjoint(f) | Origin::Tangent(f) = origin {
+            let kind = if matches!(origin, Origin::Adjoint(_)) {
+                "adjoint"
+            } else {
+                "tangent"
+            };
             let fwd = g.nodes().get(f.index()).map_or(Origin::None, |n| n.origin);
             s.push_str(&format!(
-                " (adjoint of {}{}",
+                " ({kind} of {}{}",
                 statement(g, f),
                 location(fwd, file)
             ));

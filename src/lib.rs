@@ -10,7 +10,8 @@
 //! - [`ir`]: the graph ([`Graph`]), the builder ([`GraphBuilder`]), the verifier and the `.gir`
 //!   text format ([`ir::text`]).
 //! - [`ops`]: the per-op rule table (shape rule, interpreter kernel, VJP, lowering).
-//! - [`autodiff`]: reverse mode ([`autodiff::grad`]).
+//! - [`autodiff`]: reverse mode ([`autodiff::grad`], [`autodiff::vjp`]), forward mode
+//!   ([`autodiff::jvp`]), Jacobians, Hessians and Hessian-vector products, custom rules.
 //! - [`opt`]: the optimizer pipeline ([`opt::optimize`]).
 //! - [`interp`]: the reference interpreter ([`interp::run`]; [`interp::run_checked`] reports
 //!   where a NaN or infinity first appeared, see [`finite`]).

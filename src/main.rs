@@ -60,6 +60,8 @@ struct RunArgs {
     inputs: Option<PathBuf>,
     #[command(flatten)]
     grad: GradArgs,
+    #[command(flatten)]
+    derivs: DerivArgs,
     /// Evaluation backend.
     #[arg(long, value_enum, default_value_t = Backend::Jit)]
     backend: Backend,
@@ -71,6 +73,34 @@ struct RunArgs {
     /// graph is evaluated as written, without the optimizer, so every node keeps its own line.
     #[arg(long)]
     check_finite: bool,
+}
+
+/// Full Jacobians and Hessians for `run` (always with respect to every float input).
+#[derive(Debug, Args)]
+struct DerivArgs {
+    /// Also print the Jacobian of every output with respect to every float input, under
+    /// "jacobian" (each block shaped OUT.shape + IN.shape).
+    #[arg(long)]
+    jacobian: bool,
+    /// How --jacobian is built: forward mode, reverse mode, or whichever is cheaper.
+    #[arg(long, value_enum, default_value_t = JacobianMode::Auto, requires = "jacobian")]
+    mode: JacobianMode,
+    /// Also print the Hessian of the first output (a float scalar) with respect to each float
+    /// input under "hessian", and the blocks for pairs of inputs under "hessian_cross" (key
+    /// "a,b" for inputs a before b, shaped a.shape + b.shape).
+    #[arg(long)]
+    hessian: bool,
+}
+
+/// How `run --jacobian` builds the Jacobian.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum JacobianMode {
+    /// Forward mode (one batched JVP, a direction per input element).
+    Fwd,
+    /// Reverse mode (one batched VJP, a seed per output element).
+    Rev,
+    /// Forward if the inputs are smaller in total than the outputs, else reverse.
+    Auto,
 }
 
 #[derive(Debug, Args)]

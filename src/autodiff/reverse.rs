@@ -1,13 +1,16 @@
 //! Reverse mode: appends the adjoint graph to the same graph.
 //!
 //! Phases:
-//! 1. Mark the *active* nodes: reachable forward from a `wrt` node and backward from the output.
-//!    Only these get adjoints.
-//! 2. Seed ȳ = 1 and visit the nodes in reverse topological (id) order. Each active node with an
-//!    adjoint calls its op's VJP rule, which appends nodes computing the cotangent of each
-//!    operand; the driver un-broadcasts each contribution to its operand's shape and accumulates
-//!    it into the operand's adjoint with `add`.
-//! 3. Return the adjoint of each `wrt` node (zeros if the output does not depend on it).
+//! 1. Mark the *active* nodes: reachable forward from a `wrt` node and backward from an output
+//!    (through custom-region edges too). Only these get adjoints.
+//! 2. Seed each output's adjoint with its cotangent (ȳ = 1 for [`grad`]; any cotangent for
+//!    [`vjp`]; a batch of `k` cotangents stacked along a leading axis for [`vjp_batched`]) and
+//!    visit the nodes in reverse topological (id) order. Each active node with an adjoint calls
+//!    its op's VJP rule — or, at a custom region's output, the user's rule instead of descending
+//!    into the region — which appends nodes computing the cotangent of each operand; the driver
+//!    un-broadcasts each contribution to its operand's shape (keeping the batch axis) and
+//!    accumulates it into the operand's adjoint with `add`.
+//! 3. Return the adjoint of each `wrt` node (zeros if the outputs do not depend on it).
 //!
 //! The result is an ordinary graph: it can be printed, optimized, compiled, and differentiated
 //! again. Everything is a loop over ids, so a million-node chain is fine. Adjoint nodes record
@@ -15,35 +18,10 @@
 //!
 //! Not done here: simplification of the appended nodes (the optimizer does that).
 
-use crate::ir::{Graph, GraphBuilder, NodeId, Origin, Var};
-use crate::ops;
-
-/// Why a gradient could not be formed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum GradError {
-    /// The differentiated value is not a float scalar (user error: reduce it first).
-    #[error("cannot differentiate {name}: expected a float scalar, found {ty}")]
-    NotScalar {
-        /// The value's name.
-        name: String,
-        /// Its type.
-        ty: String,
-    },
-    /// A `wrt` value is not a float tensor (user error).
-    #[error(
-        "cannot differentiate with respect to {name}: it has dtype {dtype}, expected f32 or f64"
-    )]
-    NotFloat {
-        /// The value's name.
-        name: String,
-        /// Its dtype.
-        dtype: String,
-    },
-    /// An id does not name a node of the graph (user error).
-    #[error("node {0} does not exist")]
-    NoSuchNode(NodeId),
-}
+use super::regions::{Regions, active_nodes, unbroadcast};
+use super::{GradError, check_float_outputs, check_ids, check_seeds, check_wrt, on_graph};
+use crate::ir::{Graph, GraphBuilder, NodeId, Origin};
+use crate::ops::{self, custom::CustomCall};
 
 /// Appends the adjoint of `y` to `g` and returns `∂y/∂w` for each `w` in `wrt`.
 ///
@@ -61,15 +39,7 @@ pub enum GradError {
 /// # Errors
 /// [`GradError`] if `y` is not a float scalar or a `wrt` value is not a float tensor.
 pub fn grad(g: &mut Graph, y: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, crate::Error> {
-    let outputs = g.outputs().to_vec();
-    let b = GraphBuilder::from_graph(std::mem::take(g));
-    let res = grad_in(&b, y, wrt);
-    let built = b.check();
-    *g = b.take_graph();
-    g.set_outputs(outputs);
-    let grads = res?;
-    built?;
-    Ok(grads)
+    on_graph(g, |b| grad_in(b, y, wrt))
 }
 
 /// [`grad`] on a builder (what [`GraphBuilder::grad`] calls).
@@ -77,12 +47,7 @@ pub fn grad(g: &mut Graph, y: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, cra
 /// # Errors
 /// As [`grad`].
 pub fn grad_in(b: &GraphBuilder, y: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, GradError> {
-    let n = b.graph().len();
-    for &id in wrt.iter().chain([&y]) {
-        if id.index() >= n {
-            return Err(GradError::NoSuchNode(id));
-        }
-    }
+    check_ids(b, &[&[y], wrt])?;
     let yty = b.ty(y);
     if !yty.is_scalar() || !yty.dtype.is_float() {
         return Err(GradError::NotScalar {
@@ -90,35 +55,155 @@ pub fn grad_in(b: &GraphBuilder, y: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId
             ty: yty.to_string(),
         });
     }
-    if let Some(&w) = wrt.iter().find(|&&w| !b.ty(w).dtype.is_float()) {
-        return Err(GradError::NotFloat {
-            name: b.graph().value_name(w),
-            dtype: b.ty(w).dtype.to_string(),
-        });
-    }
-    let active = active_nodes(&b.graph(), y, wrt);
+    b.set_origin(Origin::Adjoint(y));
+    let one = b.var(y).scalar_like(1.0).id();
+    b.clear_origin();
+    vjp_in(b, &[y], wrt, &[one], None)
+}
+
+/// Appends the adjoint graph for explicit seed cotangents: returns `Σⱼ ȳⱼ·∂yⱼ/∂w` for each `w`
+/// in `wrt` (the vector-Jacobian product), where `cotangents[j]` has `outputs[j]`'s type.
+///
+/// # Errors
+/// [`GradError`] if an output or `wrt` value is not float, or a cotangent's type is wrong.
+pub fn vjp(
+    g: &mut Graph,
+    outputs: &[NodeId],
+    wrt: &[NodeId],
+    cotangents: &[NodeId],
+) -> Result<Vec<NodeId>, crate::Error> {
+    on_graph(g, |b| vjp_in(b, outputs, wrt, cotangents, None))
+}
+
+/// [`vjp`] for a batch of `k` seeds at once: `cotangents[j]` has shape `[k, ...outputs[j].shape]`
+/// and each result `[k, ...w.shape]` (row `r` is the VJP of seed row `r`). One adjoint pass
+/// serves all `k` seeds, e.g. all rows of a Jacobian.
+///
+/// # Errors
+/// As [`vjp`].
+pub fn vjp_batched(
+    g: &mut Graph,
+    outputs: &[NodeId],
+    wrt: &[NodeId],
+    cotangents: &[NodeId],
+    k: usize,
+) -> Result<Vec<NodeId>, crate::Error> {
+    on_graph(g, |b| vjp_in(b, outputs, wrt, cotangents, Some(k)))
+}
+
+/// The reverse driver on a builder: [`vjp`] (`batch = None`) or [`vjp_batched`]
+/// (`batch = Some(k)`).
+///
+/// # Errors
+/// As [`vjp`]; also a custom op on the path without a VJP rule
+/// ([`GradError::MissingCustomRule`]) or whose rule returns unusable results.
+pub fn vjp_in(
+    b: &GraphBuilder,
+    outputs: &[NodeId],
+    wrt: &[NodeId],
+    cotangents: &[NodeId],
+    batch: Option<usize>,
+) -> Result<Vec<NodeId>, GradError> {
+    check_ids(b, &[outputs, cotangents, wrt])?;
+    check_float_outputs(b, outputs)?;
+    check_wrt(b, wrt)?;
+    check_seeds(b, "cotangent", outputs, cotangents, batch)?;
+    let res = adjoints(b, outputs, cotangents, wrt, batch);
+    b.clear_origin();
+    res
+}
+
+fn adjoints(
+    b: &GraphBuilder,
+    outputs: &[NodeId],
+    cotangents: &[NodeId],
+    wrt: &[NodeId],
+    batch: Option<usize>,
+) -> Result<Vec<NodeId>, GradError> {
+    let n = b.graph().len();
+    let regions = Regions::new(&b.graph());
+    let active = active_nodes(&b.graph(), &regions, wrt, outputs);
+    let lead = usize::from(batch.is_some());
+    let full = |id: NodeId| -> Vec<usize> { batch.iter().copied().chain(b.ty(id).shape).collect() };
 
     let mut adjoint: Vec<Option<NodeId>> = vec![None; n];
-    b.set_origin(Origin::Adjoint(y));
-    adjoint[y.index()] = Some(b.var(y).scalar_like(1.0).id());
-    for i in (0..=y.index()).rev() {
+    for (&o, &c) in outputs.iter().zip(cotangents) {
+        adjoint[o.index()] = Some(match adjoint[o.index()] {
+            Some(prev) => {
+                b.set_origin(Origin::Adjoint(o));
+                (b.var(prev) + b.var(c)).id()
+            }
+            None => c,
+        });
+    }
+    let top = outputs.iter().map(|o| o.index()).max().unwrap_or(0);
+    for i in (0..=top.min(n.saturating_sub(1))).rev() {
         let Some(ct) = adjoint[i] else { continue };
         if !active[i] {
             continue;
         }
-        let node = b.graph().nodes()[i].clone();
-        let Some(vjp) = ops::rules(node.op).vjp else {
-            continue;
-        };
         let id = NodeId(i as u32);
         b.set_origin(Origin::Adjoint(id));
-        let contribs = vjp(b, id, &node, b.var(ct));
-        for (&x, c) in node.inputs.iter().zip(contribs) {
+        let (operands, contribs, custom) = if let Some(r) = regions.at(id) {
+            let Some(rule) = r.op.vjp() else {
+                return Err(GradError::MissingCustomRule {
+                    name: r.op.name().to_string(),
+                    rule: "vjp",
+                    mode: "reverse",
+                });
+            };
+            let call = CustomCall {
+                inputs: r.inputs.iter().map(|&x| b.var(x)).collect(),
+                output: b.var(id),
+            };
+            let cs = rule(b, &call, b.var(ct));
+            if cs.len() != r.inputs.len() {
+                return Err(GradError::CustomRule {
+                    name: r.op.name().to_string(),
+                    message: format!(
+                        "the vjp rule returned {} cotangents for {} inputs",
+                        cs.len(),
+                        r.inputs.len()
+                    ),
+                });
+            }
+            (r.inputs.clone(), cs, Some(r.op.name().to_string()))
+        } else {
+            let node = b.graph().nodes()[i].clone();
+            let Some(vjp) = ops::rules(node.op).vjp else {
+                continue;
+            };
+            let cs = vjp(b, id, &node, b.var(ct));
+            (node.inputs, cs, None)
+        };
+        for (&x, c) in operands.iter().zip(contribs) {
             let Some(c) = c else { continue };
-            if !active[x.index()] {
+            // No cotangent flows to a bool value (a custom rule may still return one).
+            if !active[x.index()] || !b.ty(x).dtype.is_float() || b.error().is_some() {
                 continue;
             }
-            let c = unbroadcast(c, &b.ty(x).shape);
+            let want = full(x);
+            let fitted = unbroadcast(c, &want, lead).filter(|c| c.dtype() == b.ty(x).dtype);
+            let c = match (fitted, &custom) {
+                (Some(c), _) => c,
+                (None, Some(name)) => {
+                    return Err(GradError::CustomRule {
+                        name: name.clone(),
+                        message: format!(
+                            "the vjp rule returned a {} cotangent for {}, which needs {}",
+                            c.ty(),
+                            b.graph().value_name(x),
+                            crate::ir::TensorType::new(b.ty(x).dtype, want)
+                        ),
+                    });
+                }
+                (None, None) => panic!(
+                    "invariant vjp_shape: the {} rule's cotangent {} does not fit {:?}",
+                    b.graph().node(id).op,
+                    c.ty(),
+                    want
+                ),
+            };
             adjoint[x.index()] = Some(match adjoint[x.index()] {
                 Some(prev) => (b.var(prev) + c).id(),
                 None => c.id(),
@@ -128,60 +213,12 @@ pub fn grad_in(b: &GraphBuilder, y: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId
     let grads = wrt
         .iter()
         .map(|&w| match adjoint[w.index()] {
-            Some(a) => a,
-            None => {
+            Some(a) if active[w.index()] => a,
+            _ => {
                 b.set_origin(Origin::Adjoint(w));
-                let t = b.ty(w);
-                b.zeros(t.dtype, &t.shape).id()
+                b.zeros(b.ty(w).dtype, &full(w)).id()
             }
         })
         .collect();
-    b.clear_origin();
     Ok(grads)
-}
-
-/// Nodes on a path from some `wrt` node to `y`.
-fn active_nodes(g: &Graph, y: NodeId, wrt: &[NodeId]) -> Vec<bool> {
-    let n = y.index() + 1;
-    let mut from_wrt = vec![false; n];
-    for &w in wrt {
-        if w.index() < n {
-            from_wrt[w.index()] = true;
-        }
-    }
-    for i in 0..n {
-        if !from_wrt[i] && g.nodes()[i].inputs.iter().any(|x| from_wrt[x.index()]) {
-            from_wrt[i] = true;
-        }
-    }
-    let mut to_y = vec![false; n];
-    to_y[y.index()] = true;
-    for i in (0..n).rev() {
-        if to_y[i] {
-            for x in &g.nodes()[i].inputs {
-                to_y[x.index()] = true;
-            }
-        }
-    }
-    (0..g.len())
-        .map(|i| i < n && from_wrt[i] && to_y[i])
-        .collect()
-}
-
-/// Sums a cotangent over the axes that broadcasting added or stretched, to shape `to`.
-fn unbroadcast<'b>(c: Var<'b>, to: &[usize]) -> Var<'b> {
-    let from = c.shape();
-    if from == to {
-        return c;
-    }
-    let lead = from.len() - to.len();
-    let axes: Vec<usize> = (0..from.len())
-        .filter(|&a| a < lead || (to[a - lead] == 1 && from[a] != 1))
-        .collect();
-    let s = if axes.is_empty() {
-        c
-    } else {
-        c.sum_axes(&axes)
-    };
-    if s.shape() == to { s } else { s.reshape(to) }
 }

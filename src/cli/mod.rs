@@ -7,6 +7,7 @@
 
 mod backend;
 mod bench;
+mod derivs;
 mod dot;
 mod inputs;
 mod json_out;
@@ -397,9 +398,20 @@ pub fn evaluate_checked(
 }
 
 fn run(a: &RunArgs) -> Result<(), CliError> {
+    // The optimizer runs after every derivative (gradient, Jacobian, Hessian) is appended.
     // Checked mode evaluates the graph as written: the optimizer would renumber nodes and fold
     // constants, hiding where a value came from.
-    let p = prepare(&a.file, &a.grad, !a.no_opt && !a.check_finite)?;
+    let mut p = prepare(&a.file, &a.grad, false)?;
+    let derivs = derivs::append(&mut p.graph, p.outputs.len(), &a.derivs, &a.file)?;
+    if !a.no_opt && !a.check_finite {
+        let outputs = p.graph.outputs().len();
+        p.report = Some(opt::optimize(&mut p.graph, &OptConfig::default()));
+        if input_sigs(&p.graph) != p.inputs || p.graph.outputs().len() != outputs {
+            return Err(CliError::bug(
+                "the optimizer changed the graph's inputs or outputs",
+            ));
+        }
+    }
     check_memory(&p.graph)?;
     let inputs = read_inputs(a.inputs.as_deref(), &p.inputs)?;
     let values = if a.check_finite {
@@ -407,13 +419,15 @@ fn run(a: &RunArgs) -> Result<(), CliError> {
     } else {
         evaluate(&p.graph, &inputs, a.backend)?
     };
-    let (outs, grads) = values.split_at(p.outputs.len().min(values.len()));
+    let (outs, rest) = values.split_at(p.outputs.len().min(values.len()));
+    let (grads, rest) = rest.split_at(p.grads.len().min(rest.len()));
     let mut s = String::from("{\"outputs\": ");
     json_out::object(&mut s, p.outputs.iter().zip(outs));
     if a.grad.grad {
         s.push_str(", \"gradients\": ");
         json_out::object(&mut s, p.grads.iter().zip(grads));
     }
+    derivs.write_json(&mut s, rest)?;
     s.push_str("}\n");
     emit(&s)
 }

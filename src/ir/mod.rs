@@ -19,6 +19,7 @@ pub use types::{
 };
 pub use verify::{VerifyError, VerifyErrors, verify};
 
+use crate::ops::custom::CustomRegion;
 use crate::ops::{self, ShapeError};
 use crate::tensor::Tensor;
 use std::fmt;
@@ -89,11 +90,12 @@ pub enum Op {
     Slice,
     Concat,
     Matmul,
+    StopGradient,
 }
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 42] = [
+    pub const ALL: [Op; 43] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -136,6 +138,7 @@ impl Op {
         Op::Slice,
         Op::Concat,
         Op::Matmul,
+        Op::StopGradient,
     ];
 
     /// The `.gir` spelling.
@@ -257,6 +260,20 @@ pub enum Origin {
     Line(u32, u32),
     /// Part of the adjoint of this forward node.
     Adjoint(NodeId),
+    /// Part of the tangent (forward-mode derivative) of this node.
+    Tangent(NodeId),
+}
+
+impl Origin {
+    /// This origin after the graph's nodes were renumbered: `map` gives a node's new id, or
+    /// `None` if it was removed (then an adjoint/tangent origin becomes [`Origin::None`]).
+    pub fn renumbered(self, map: impl Fn(NodeId) -> Option<NodeId>) -> Origin {
+        match self {
+            Origin::Adjoint(f) => map(f).map_or(Origin::None, Origin::Adjoint),
+            Origin::Tangent(f) => map(f).map_or(Origin::None, Origin::Tangent),
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for Origin {
@@ -266,6 +283,7 @@ impl fmt::Display for Origin {
             Origin::Source(l) => write!(f, "{}:{}:{}", l.file(), l.line(), l.column()),
             Origin::Line(l, c) => write!(f, "line {l}:{c}"),
             Origin::Adjoint(n) => write!(f, "adjoint of {n}"),
+            Origin::Tangent(n) => write!(f, "tangent of {n}"),
         }
     }
 }
@@ -314,6 +332,9 @@ pub struct Graph {
     pub name: String,
     nodes: Vec<Node>,
     outputs: Vec<NodeId>,
+    /// Side table of custom-derivative regions (see [`crate::ops::custom`]); not part of the
+    /// `.gir` text and ignored by [`Graph::same`].
+    custom: Vec<CustomRegion>,
 }
 
 impl Graph {
@@ -323,6 +344,7 @@ impl Graph {
             name: name.into(),
             nodes: Vec::new(),
             outputs: Vec::new(),
+            custom: Vec::new(),
         }
     }
 
@@ -575,7 +597,45 @@ impl Graph {
 
     /// Mutable access to the nodes, for passes. Passes must keep the topological order and the
     /// types consistent; debug builds run [`verify`] after every pass.
+    ///
+    /// This drops the custom-derivative side table ([`Graph::custom_regions`]): its node ids
+    /// would not survive a rewrite.
     pub fn nodes_mut(&mut self) -> &mut Vec<Node> {
+        self.custom.clear();
         &mut self.nodes
+    }
+
+    /// Removes and returns the custom-derivative side table (passes that renumber nodes take it
+    /// first and put the renumbered regions back with [`Graph::add_custom_region`]).
+    pub fn take_custom_regions(&mut self) -> Vec<CustomRegion> {
+        std::mem::take(&mut self.custom)
+    }
+
+    /// For each node, whether it lies inside a custom region (`first..=output`).
+    pub fn custom_interior(&self) -> Vec<bool> {
+        let mut inside = vec![false; self.nodes.len()];
+        for r in &self.custom {
+            for f in &mut inside[r.first.index()..=r.output.index()] {
+                *f = true;
+            }
+        }
+        inside
+    }
+
+    /// The custom-derivative regions recorded by [`GraphBuilder::custom`], in creation order.
+    pub fn custom_regions(&self) -> &[CustomRegion] {
+        &self.custom
+    }
+
+    /// Records a custom-derivative region (what [`GraphBuilder::custom`] does after building
+    /// the forward subgraph). The region's nodes must already be in the graph.
+    pub fn add_custom_region(&mut self, region: CustomRegion) {
+        debug_assert!(
+            region.output.index() < self.nodes.len()
+                && region.first <= region.output
+                && region.inputs.iter().all(|i| *i < region.first),
+            "custom region ids: inputs < first <= output < len"
+        );
+        self.custom.push(region);
     }
 }

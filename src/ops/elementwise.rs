@@ -1,13 +1,16 @@
 //! Elementwise ops: unary math, binary arithmetic with NumPy broadcasting, comparisons,
 //! `select` and `cast`.
 //!
-//! Each constant states the function and its derivative. The interpreter math (`math`) and the
-//! JIT lowering (`lower`) are written separately on purpose: they must agree, and the tests check
-//! that they do.
+//! Each constant states the function and its derivative, with its JVP rule next to its VJP rule.
+//! For an elementwise op the Jacobian is diagonal (per broadcast element), so the two rules
+//! multiply by the same local derivative: the JVP by the tangent, the VJP by the cotangent.
+//! Both work unchanged on batched tangents/cotangents (a leading batch axis broadcasts against
+//! the primal operands). The interpreter math (`math`) and the JIT lowering (`lower`) are written
+//! separately on purpose: they must agree, and the tests check that they do.
 
 use super::{
     Arity, AttrKind, Cmp, Elementwise, FBinary, FUnary, MathFn, OpProps, OpRules, SVal, ScalarEmit,
-    broadcast_all, same_float,
+    add_opt, broadcast_all, same_float,
 };
 use crate::ir::{Attrs, DType, GraphBuilder, Node, NodeId, TensorType, Var, broadcast_strides};
 use crate::tensor::{Data, Tensor};
@@ -257,7 +260,7 @@ fn arg<'b>(b: &'b GraphBuilder, n: &Node, i: usize) -> Var<'b> {
 // ---- unary ops -----------------------------------------------------------------------------
 
 macro_rules! unary_op {
-    ($(#[$doc:meta])* $name:ident, $gir:literal, |$x:ident| $f:expr, $lower:expr, $vjp:expr) => {
+    ($(#[$doc:meta])* $name:ident, $gir:literal, |$x:ident| $f:expr, $lower:expr, $jvp:expr, $vjp:expr) => {
         $(#[$doc])*
         pub(super) const $name: OpRules = OpRules {
             name: $gir,
@@ -266,6 +269,7 @@ macro_rules! unary_op {
             props: UNARY,
             infer: infer_unary,
             eval: eval_elementwise,
+            jvp: Some($jvp),
             vjp: Some($vjp),
             math: Some(Elementwise::Unary { f64: |$x: f64| $f, f32: |$x: f32| $f }),
             lower: Some($lower),
@@ -277,12 +281,18 @@ unary_op!(
     /// `y = -x`; dx = -ȳ.
     NEG, "neg", |x| -x,
     |e, _, a| e.unary(FUnary::Neg, a[0]),
+    |_, _, _, tg| Some(-tg.get(0)?),
     |_, _, _, ct| vec![Some(-ct)]
 );
 unary_op!(
     /// `y = |x|`; dx = ȳ·sign(x), with `abs'(0) = 0`.
     ABS, "abs", |x| x.abs(),
     |e, _, a| e.unary(FUnary::Abs, a[0]),
+    |b, _, n, tg| {
+        let (t, x) = (tg.get(0)?, arg(b, n, 0));
+        let zero = x.scalar_like(0.0);
+        Some(b.select(x.gt(zero), t, b.select(x.lt(zero), -t, zero)))
+    },
     |b, _, n, ct| {
         let x = arg(b, n, 0);
         let zero = x.scalar_like(0.0);
@@ -293,18 +303,21 @@ unary_op!(
     /// `y = exp(x)`; dx = ȳ·y.
     EXP, "exp", |x| x.exp(),
     |e, _, a| call1(e, MathFn::Exp, a[0]),
+    |b, id, _, tg| Some(tg.get(0)? * out(b, id)),
     |b, id, _, ct| vec![Some(ct * out(b, id))]
 );
 unary_op!(
     /// `y = ln(x)`; dx = ȳ/x.
     LOG, "log", |x| x.ln(),
     |e, _, a| call1(e, MathFn::Log, a[0]),
+    |b, _, n, tg| Some(tg.get(0)? / arg(b, n, 0)),
     |b, _, n, ct| vec![Some(ct / arg(b, n, 0))]
 );
 unary_op!(
     /// `y = √x`; dx = (ȳ·0.5)/y.
     SQRT, "sqrt", |x| x.sqrt(),
     |e, _, a| e.unary(FUnary::Sqrt, a[0]),
+    |b, id, _, tg| Some(tg.get(0)? * 0.5 / out(b, id)),
     |b, id, _, ct| vec![Some(ct * 0.5 / out(b, id))]
 );
 unary_op!(
@@ -315,24 +328,31 @@ unary_op!(
         let one = one(e, n);
         e.binary(FBinary::Div, one, s)
     },
+    |b, id, n, tg| Some(-(tg.get(0)? * out(b, id) * 0.5) / arg(b, n, 0)),
     |b, id, n, ct| vec![Some(-(ct * out(b, id) * 0.5) / arg(b, n, 0))]
 );
 unary_op!(
     /// `y = sin(x)`; dx = ȳ·cos(x).
     SIN, "sin", |x| x.sin(),
     |e, _, a| call1(e, MathFn::Sin, a[0]),
+    |b, _, n, tg| Some(tg.get(0)? * arg(b, n, 0).cos()),
     |b, _, n, ct| vec![Some(ct * arg(b, n, 0).cos())]
 );
 unary_op!(
     /// `y = cos(x)`; dx = -ȳ·sin(x).
     COS, "cos", |x| x.cos(),
     |e, _, a| call1(e, MathFn::Cos, a[0]),
+    |b, _, n, tg| Some(-(tg.get(0)? * arg(b, n, 0).sin())),
     |b, _, n, ct| vec![Some(-(ct * arg(b, n, 0).sin()))]
 );
 unary_op!(
     /// `y = tanh(x)`; dx = ȳ·(1 - y²).
     TANH, "tanh", |x| x.tanh(),
     |e, _, a| call1(e, MathFn::Tanh, a[0]),
+    |b, id, _, tg| {
+        let y = out(b, id);
+        Some(tg.get(0)? * (1.0 - y * y))
+    },
     |b, id, _, ct| {
         let y = out(b, id);
         vec![Some(ct * (1.0 - y * y))]
@@ -348,6 +368,10 @@ unary_op!(
         let d = e.binary(FBinary::Add, one, ex);
         e.binary(FBinary::Div, one, d)
     },
+    |b, id, _, tg| {
+        let y = out(b, id);
+        Some(tg.get(0)? * y * (1.0 - y))
+    },
     |b, id, _, ct| {
         let y = out(b, id);
         vec![Some(ct * y * (1.0 - y))]
@@ -359,6 +383,11 @@ unary_op!(
     |e, n, a| {
         let z = e.fconst(n.ty.dtype, 0.0);
         e.binary(FBinary::Max, a[0], z)
+    },
+    |b, _, n, tg| {
+        let (t, x) = (tg.get(0)?, arg(b, n, 0));
+        let zero = x.scalar_like(0.0);
+        Some(b.select(x.gt(zero), t, zero))
     },
     |b, _, n, ct| {
         let x = arg(b, n, 0);
@@ -373,6 +402,10 @@ unary_op!(
         let one = one(e, n);
         e.binary(FBinary::Div, one, a[0])
     },
+    |b, id, _, tg| {
+        let y = out(b, id);
+        Some(-(tg.get(0)? * y * y))
+    },
     |b, id, _, ct| {
         let y = out(b, id);
         vec![Some(-(ct * y * y))]
@@ -382,12 +415,14 @@ unary_op!(
     /// `y = ln(1 + x)`; dx = ȳ/(1 + x).
     LOG1P, "log1p", |x| x.ln_1p(),
     |e, _, a| call1(e, MathFn::Log1p, a[0]),
+    |b, _, n, tg| Some(tg.get(0)? / (arg(b, n, 0) + 1.0)),
     |b, _, n, ct| vec![Some(ct / (arg(b, n, 0) + 1.0))]
 );
 unary_op!(
     /// `y = exp(x) - 1`; dx = ȳ·(y + 1).
     EXPM1, "expm1", |x| x.exp_m1(),
     |e, _, a| call1(e, MathFn::Expm1, a[0]),
+    |b, id, _, tg| Some(tg.get(0)? * (out(b, id) + 1.0)),
     |b, id, _, ct| vec![Some(ct * (out(b, id) + 1.0))]
 );
 
@@ -417,6 +452,15 @@ pub(super) const POWI: OpRules = OpRules {
     props: UNARY,
     infer: infer_unary,
     eval: eval_elementwise,
+    jvp: Some(|b, _, n, tg| {
+        let Attrs::Powi { n: k } = n.attrs else {
+            unreachable!("powi has an exponent")
+        };
+        if k == 0 {
+            return None;
+        }
+        Some(tg.get(0)? * f64::from(k) * arg(b, n, 0).powi(k - 1))
+    }),
     vjp: Some(|b, _, n, ct| {
         let Attrs::Powi { n: k } = n.attrs else {
             unreachable!("powi has an exponent")
@@ -464,7 +508,7 @@ pub(super) const POWI: OpRules = OpRules {
 // ---- binary ops ----------------------------------------------------------------------------
 
 macro_rules! binary_op {
-    ($(#[$doc:meta])* $name:ident, $gir:literal, $props:expr, $f64:expr, $f32:expr, $fb:expr, $vjp:expr) => {
+    ($(#[$doc:meta])* $name:ident, $gir:literal, $props:expr, $f64:expr, $f32:expr, $fb:expr, $jvp:expr, $vjp:expr) => {
         $(#[$doc])*
         pub(super) const $name: OpRules = OpRules {
             name: $gir,
@@ -473,6 +517,7 @@ macro_rules! binary_op {
             props: $props,
             infer: infer_binary,
             eval: eval_elementwise,
+            jvp: Some($jvp),
             vjp: Some($vjp),
             math: Some(Elementwise::Binary { f64: $f64, f32: $f32 }),
             lower: Some(|e, _, a| e.binary($fb, a[0], a[1])),
@@ -483,21 +528,28 @@ macro_rules! binary_op {
 binary_op!(
     /// `y = a + b`; da = ȳ, db = ȳ.
     ADD, "add", COMMUTATIVE, |a, b| a + b, |a, b| a + b, FBinary::Add,
+    |_, _, _, tg| add_opt(tg.get(0), tg.get(1)),
     |_, _, _, ct| vec![Some(ct), Some(ct)]
 );
 binary_op!(
     /// `y = a - b`; da = ȳ, db = -ȳ.
     SUB, "sub", UNARY, |a, b| a - b, |a, b| a - b, FBinary::Sub,
+    |_, _, _, tg| add_opt(tg.get(0), tg.get(1).map(|t| -t)),
     |_, _, _, ct| vec![Some(ct), Some(-ct)]
 );
 binary_op!(
     /// `y = a·b`; da = ȳ·b, db = ȳ·a.
     MUL, "mul", COMMUTATIVE, |a, b| a * b, |a, b| a * b, FBinary::Mul,
+    |b, _, n, tg| add_opt(tg.get(0).map(|t| t * arg(b, n, 1)), tg.get(1).map(|t| t * arg(b, n, 0))),
     |b, _, n, ct| vec![Some(ct * arg(b, n, 1)), Some(ct * arg(b, n, 0))]
 );
 binary_op!(
     /// `y = a/b`; da = ȳ/b, db = -(ȳ·y)/b.
     DIV, "div", UNARY, |a, b| a / b, |a, b| a / b, FBinary::Div,
+    |b, id, n, tg| {
+        let d = arg(b, n, 1);
+        add_opt(tg.get(0).map(|t| t / d), tg.get(1).map(|t| -(t * out(b, id)) / d))
+    },
     |b, id, n, ct| {
         let d = arg(b, n, 1);
         vec![Some(ct / d), Some(-(ct * out(b, id)) / d)]
@@ -506,6 +558,13 @@ binary_op!(
 binary_op!(
     /// `y = max(a, b)` (NaN if either is NaN); ties split ȳ equally.
     MAX, "max", COMMUTATIVE, max64, max32, FBinary::Max,
+    |b, _, n, tg| {
+        let (x, y) = (arg(b, n, 0), arg(b, n, 1));
+        add_opt(
+            tg.get(0).map(|t| t * tie_mask(b, x.gt(y), x, y)),
+            tg.get(1).map(|t| t * tie_mask(b, y.gt(x), x, y)),
+        )
+    },
     |b, _, n, ct| {
         let (x, y) = (arg(b, n, 0), arg(b, n, 1));
         vec![Some(ct * tie_mask(b, x.gt(y), x, y)), Some(ct * tie_mask(b, y.gt(x), x, y))]
@@ -514,6 +573,13 @@ binary_op!(
 binary_op!(
     /// `y = min(a, b)` (NaN if either is NaN); ties split ȳ equally.
     MIN, "min", COMMUTATIVE, min64, min32, FBinary::Min,
+    |b, _, n, tg| {
+        let (x, y) = (arg(b, n, 0), arg(b, n, 1));
+        add_opt(
+            tg.get(0).map(|t| t * tie_mask(b, x.lt(y), x, y)),
+            tg.get(1).map(|t| t * tie_mask(b, y.lt(x), x, y)),
+        )
+    },
     |b, _, n, ct| {
         let (x, y) = (arg(b, n, 0), arg(b, n, 1));
         vec![Some(ct * tie_mask(b, x.lt(y), x, y)), Some(ct * tie_mask(b, y.lt(x), x, y))]
@@ -534,13 +600,18 @@ pub(super) const POW: OpRules = OpRules {
     props: UNARY,
     infer: infer_binary,
     eval: eval_elementwise,
+    jvp: Some(|b, id, n, tg| {
+        let (x, p) = (arg(b, n, 0), arg(b, n, 1));
+        add_opt(
+            tg.get(0).map(|t| t * p * x.pow(p - 1.0)),
+            tg.get(1).map(|t| t * out(b, id) * safe_log(b, x)),
+        )
+    }),
     vjp: Some(|b, id, n, ct| {
         let (x, p) = (arg(b, n, 0), arg(b, n, 1));
-        let zero = x.scalar_like(0.0);
-        let safe_log = b.select(x.equal(zero), zero, x.log());
         vec![
             Some(ct * p * x.pow(p - 1.0)),
-            Some(ct * out(b, id) * safe_log),
+            Some(ct * out(b, id) * safe_log(b, x)),
         ]
     }),
     math: Some(Elementwise::Binary {
@@ -549,6 +620,12 @@ pub(super) const POW: OpRules = OpRules {
     }),
     lower: Some(|e, _, a| e.call(MathFn::Pow, &[a[0], a[1]])),
 };
+
+/// `ln(x)`, taken as 0 where `x = 0` (the `pow` exponent derivative at a zero base).
+fn safe_log<'b>(b: &'b GraphBuilder, x: Var<'b>) -> Var<'b> {
+    let zero = x.scalar_like(0.0);
+    b.select(x.equal(zero), zero, x.log())
+}
 
 // ---- comparisons, select, cast -------------------------------------------------------------
 
@@ -562,6 +639,7 @@ macro_rules! compare_op {
             props: COMPARE,
             infer: infer_compare,
             eval: eval_elementwise,
+            jvp: None,
             vjp: None,
             math: Some(Elementwise::Compare($f)),
             lower: Some(|e, _, a| e.compare($cmp, a[0], a[1])),
@@ -594,6 +672,14 @@ pub(super) const SELECT: OpRules = OpRules {
     },
     infer: infer_select,
     eval: eval_elementwise,
+    jvp: Some(|b, _, n, tg| {
+        let (ta, tb) = (tg.get(1), tg.get(2));
+        if ta.is_none() && tb.is_none() {
+            return None;
+        }
+        let zero = b.scalar(n.ty.dtype, 0.0);
+        Some(b.select(arg(b, n, 0), ta.unwrap_or(zero), tb.unwrap_or(zero)))
+    }),
     vjp: Some(|b, _, n, ct| {
         let c = arg(b, n, 0);
         let zero = ct.scalar_like(0.0);
@@ -607,7 +693,8 @@ pub(super) const SELECT: OpRules = OpRules {
     lower: Some(|e, _, a| e.select(a[0], a[1], a[2])),
 };
 
-/// `y = cast(x)`; the cotangent is cast back (none flows to a `bool` operand).
+/// `y = cast(x)`; the tangent is cast forward and the cotangent cast back (none flows to or from
+/// a `bool` operand).
 pub(super) const CAST: OpRules = OpRules {
     name: "cast",
     arity: Arity::Exact(1),
@@ -615,10 +702,33 @@ pub(super) const CAST: OpRules = OpRules {
     props: UNARY,
     infer: infer_cast,
     eval: eval_elementwise,
+    jvp: Some(|_, _, n, tg| Some(tg.get(0)?.cast(n.ty.dtype))),
     vjp: Some(|b, _, n, ct| {
         let from = b.ty(n.inputs[0]).dtype;
         vec![from.is_float().then(|| ct.cast(from))]
     }),
     math: Some(Elementwise::Cast),
     lower: Some(|e, n, a| e.cast(a[0], n.ty.dtype)),
+};
+
+/// `y = x`, with no derivative: tangents and cotangents stop here (both rules absent, like a
+/// comparison), so `x.stop_gradient()` is a constant as far as differentiation is concerned.
+pub(super) const STOP_GRADIENT: OpRules = OpRules {
+    name: "stop_gradient",
+    arity: Arity::Exact(1),
+    attrs: AttrKind::None,
+    props: OpProps {
+        commutative: false,
+        elementwise: true,
+        differentiable: false,
+    },
+    infer: infer_unary,
+    eval: eval_elementwise,
+    jvp: None,
+    vjp: None,
+    math: Some(Elementwise::Unary {
+        f64: |x| x,
+        f32: |x| x,
+    }),
+    lower: Some(|_, _, a| a[0]),
 };

@@ -1,11 +1,12 @@
 //! `matmul` with `jnp.matmul` semantics: operands of rank >= 2, batch dimensions broadcast.
 
-use super::{Arity, AttrKind, OpProps, OpRules, same_float};
+use super::{Arity, AttrKind, OpProps, OpRules, add_opt, same_float};
 use crate::ir::{Attrs, TensorType, broadcast_shapes, broadcast_strides};
 use crate::tensor::{Data, Tensor};
 
-/// `C = A·B` over the last two axes (batch axes broadcast); Ā = C̄·Bᵀ, B̄ = Aᵀ·C̄ (the reverse
-/// driver sums over broadcast batch axes).
+/// `C = A·B` over the last two axes (batch axes broadcast); Ċ = Ȧ·B + A·Ḃ, Ā = C̄·Bᵀ,
+/// B̄ = Aᵀ·C̄ (the reverse driver sums over broadcast batch axes). A tangent or cotangent batch
+/// axis is just one more matmul batch axis.
 pub(super) const MATMUL: OpRules = OpRules {
     name: "matmul",
     arity: Arity::Exact(2),
@@ -47,6 +48,13 @@ pub(super) const MATMUL: OpRules = OpRules {
         };
         Tensor::new(n.ty.shape.clone(), data)
     },
+    jvp: Some(|b, _, n, tg| {
+        let (x, y) = (b.var(n.inputs[0]), b.var(n.inputs[1]));
+        add_opt(
+            tg.get(0).map(|t| t.matmul(y)),
+            tg.get(1).map(|t| x.matmul(t)),
+        )
+    }),
     vjp: Some(|b, _, n, ct| {
         let (x, y) = (b.var(n.inputs[0]), b.var(n.inputs[1]));
         vec![Some(ct.matmul(y.mt())), Some(x.mt().matmul(ct))]

@@ -2,8 +2,9 @@
 //!
 //! [`rules`] is the single exhaustive `match` on [`Op`]. Each op is one [`OpRules`] constant in
 //! its family file (`elementwise`, `reduce`, `shape`, `linalg`) holding its `.gir` name, arity,
-//! attribute kind, properties, shape rule, interpreter kernel, VJP rule and (for elementwise ops)
-//! its scalar lowering. The parser, printer, builder, interpreter, reverse mode, the optimizer and
+//! attribute kind, properties, shape rule, interpreter kernel, JVP and VJP rules (side by side)
+//! and (for elementwise ops) its scalar lowering. [`custom`] holds user-defined composite ops with
+//! their own derivative rules. The parser, printer, builder, interpreter, reverse mode, the optimizer and
 //! the JIT all dispatch through this table, so adding an op touches this module only (plus the
 //! `Op` variant).
 //!
@@ -11,6 +12,7 @@
 //! `jit` implements), and any sharing between `eval` and `lower` (the interpreter stays an
 //! independent oracle).
 
+pub mod custom;
 mod elementwise;
 mod linalg;
 mod reduce;
@@ -99,7 +101,8 @@ pub struct OpProps {
     pub commutative: bool,
     /// Computes each output element from the same-index (broadcast) elements of the operands.
     pub elementwise: bool,
-    /// Has a VJP rule (comparisons and graph leaves do not).
+    /// Has JVP and VJP rules (comparisons, `stop_gradient` and graph leaves do not: no
+    /// derivative flows through them).
     pub differentiable: bool,
 }
 
@@ -241,8 +244,128 @@ pub type LowerScalar = fn(&mut dyn ScalarEmit, &Node, &[SVal]) -> SVal;
 /// The VJP rule: given the node (its id and data) and the cotangent of its output, return the
 /// cotangent contribution of each operand (`None`: no gradient flows there). Rules are written
 /// with builder primitives, so derivatives can be differentiated again. The reverse driver
-/// un-broadcasts the results, so rules never do.
+/// un-broadcasts the results, so rules never do. For batched seeds the cotangent has leading
+/// batch axes (`[k, ...shape]`, see [`batch_dims`]); elementwise rules need no change for that,
+/// rules that name axes or shapes shift them.
 pub type Vjp = for<'b> fn(&'b GraphBuilder, NodeId, &Node, Var<'b>) -> Vec<Option<Var<'b>>>;
+
+/// The JVP (forward-mode) rule: given the node and the tangents of its operands (see
+/// [`Tangents`]: `None` is a symbolic zero, and in batched mode tangents carry a leading batch
+/// axis), return the tangent of its output (`None`: zero). Rules are written with builder
+/// primitives, so they can be differentiated again, and may reuse the primal output. The
+/// forward driver broadcasts the result to the output's full tangent shape, so rules never do.
+pub type Jvp = for<'b> fn(&'b GraphBuilder, NodeId, &Node, &Tangents<'b>) -> Option<Var<'b>>;
+
+/// The tangents of an op's operands, as the forward driver hands them to a [`Jvp`] rule.
+///
+/// Each tangent is `None` (a symbolic zero) or a value of its operand's dtype. Unbatched, it has
+/// its operand's shape. Batched (a batch of `k` directions pushed in one pass), it has a leading
+/// axis of size `k`: `[k, ...shape]`; and when the operand's rank is below the output's, the
+/// driver has already lifted it to the output's rank by inserting size-1 axes after the batch
+/// axis (`[k, 1, ..., 1, ...shape]`). So NumPy broadcasting between a tangent and the primal
+/// operands (which have no batch axis and right-align) always lines up, and an elementwise rule
+/// is written once for both modes. Rules for ops that name axes shift them with
+/// [`Tangents::axis`], [`Tangents::shape`] and [`Tangents::perm`].
+#[derive(Clone, Debug)]
+pub struct Tangents<'b> {
+    ts: Vec<Option<Var<'b>>>,
+    batch: Option<usize>,
+}
+
+impl<'b> Tangents<'b> {
+    /// Operand tangents (`None`: zero) and the batch size (`None`: unbatched).
+    pub fn new(ts: Vec<Option<Var<'b>>>, batch: Option<usize>) -> Tangents<'b> {
+        Tangents { ts, batch }
+    }
+
+    /// The tangent of operand `i` (`None`: zero, also for a missing operand).
+    pub fn get(&self, i: usize) -> Option<Var<'b>> {
+        self.ts.get(i).copied().flatten()
+    }
+
+    /// Number of operands.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// True if there are no operands.
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// True if every tangent is a symbolic zero.
+    pub fn all_zero(&self) -> bool {
+        self.ts.iter().all(Option::is_none)
+    }
+
+    /// The batch size `k`, if batched.
+    pub fn batch(&self) -> Option<usize> {
+        self.batch
+    }
+
+    /// Number of leading batch axes: 1 if batched, else 0.
+    pub fn lead(&self) -> usize {
+        usize::from(self.batch.is_some())
+    }
+
+    /// The tangent shape of a primal shape: `[k, ...shape]` if batched, else `shape`.
+    pub fn shape(&self, primal: &[usize]) -> Vec<usize> {
+        self.batch
+            .iter()
+            .copied()
+            .chain(primal.iter().copied())
+            .collect()
+    }
+
+    /// `v` with `first` prepended if batched (e.g. slice starts: `prefixed(start, 0)`).
+    pub fn prefixed(&self, v: &[usize], first: usize) -> Vec<usize> {
+        let lead = self.batch.map(|_| first);
+        lead.into_iter().chain(v.iter().copied()).collect()
+    }
+
+    /// The tangent axis of primal axis `a`.
+    pub fn axis(&self, a: usize) -> usize {
+        a + self.lead()
+    }
+
+    /// The tangent axes of primal axes.
+    pub fn axes(&self, axes: &[usize]) -> Vec<usize> {
+        axes.iter().map(|&a| self.axis(a)).collect()
+    }
+
+    /// The tangent permutation of a primal permutation (the batch axis stays first).
+    pub fn perm(&self, perm: &[usize]) -> Vec<usize> {
+        let l = self.lead();
+        (0..l).chain(perm.iter().map(|&p| p + l)).collect()
+    }
+
+    /// The tangent of operand `i`, or explicit zeros of its tangent shape (for rules such as
+    /// `concat` that must place every operand).
+    pub fn or_zeros(&self, b: &'b GraphBuilder, i: usize, primal: &TensorType) -> Var<'b> {
+        match self.get(i) {
+            Some(t) => t,
+            None => b.zeros(primal.dtype, &self.shape(&primal.shape)),
+        }
+    }
+}
+
+/// Sums two optional tangents or cotangents (`None` is a symbolic zero).
+pub fn add_opt<'b>(a: Option<Var<'b>>, b: Option<Var<'b>>) -> Option<Var<'b>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The leading batch dimensions of a cotangent handed to a VJP rule: the reverse driver passes
+/// `ȳ` shaped like the node's output, or, for batched seeds, with leading batch axes
+/// (`[k, ...shape]`). Rules that name axes or shapes shift them by `batch_dims(..).len()`.
+pub fn batch_dims(ct: Var<'_>, node: &Node) -> Vec<usize> {
+    let s = ct.shape();
+    let lead = s.len().saturating_sub(node.ty.rank());
+    s[..lead].to_vec()
+}
 
 /// Everything about one op.
 pub struct OpRules {
@@ -258,6 +381,8 @@ pub struct OpRules {
     pub infer: fn(&[&TensorType], &Attrs) -> Result<TensorType, String>,
     /// The interpreter kernel (operands already type-checked by `infer`).
     pub eval: fn(&Node, &[&Tensor]) -> Tensor,
+    /// The forward-mode rule, if differentiable.
+    pub jvp: Option<Jvp>,
     /// The reverse-mode rule, if differentiable.
     pub vjp: Option<Vjp>,
     /// Elementwise math for the interpreter, if elementwise.
@@ -320,6 +445,7 @@ pub fn rules(op: Op) -> &'static OpRules {
         Op::Slice => &shape::SLICE,
         Op::Concat => &shape::CONCAT,
         Op::Matmul => &linalg::MATMUL,
+        Op::StopGradient => &e::STOP_GRADIENT,
     }
 }
 
@@ -430,4 +556,4 @@ pub(crate) fn next_index(idx: &mut [usize], shape: &[usize]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,9 +2,13 @@
 //!
 //! Attributes are canonical: `axes` strictly increasing (the parser and builder sort them).
 //! The interpreter accumulates in the operand's dtype, in row-major order of the operand.
+//!
+//! Reductions are linear (sum, mean) or piecewise linear (max, min: the tangent of the tied
+//! extreme elements, averaged), so the JVP reduces the tangent the same way and the VJP
+//! broadcasts the cotangent back. Both shift the reduced axes past any batch axis.
 
-use super::{Arity, AttrKind, OpProps, OpRules, same_float};
-use crate::ir::{Attrs, GraphBuilder, Node, NodeId, TensorType, Var};
+use super::{Arity, AttrKind, OpProps, OpRules, Tangents, batch_dims, same_float};
+use crate::ir::{Attrs, GraphBuilder, Node, NodeId, Op, TensorType, Var};
 use crate::tensor::{Data, Tensor};
 
 const REDUCE: OpProps = OpProps {
@@ -131,32 +135,64 @@ fn eval_reduce(node: &Node, args: &[&Tensor], kind: Kind) -> Tensor {
     Tensor::new(node.ty.shape.clone(), data)
 }
 
-/// Reshapes a reduced cotangent to keepdims form and broadcasts it back to the operand's shape.
-fn broadcast_back<'b>(b: &'b GraphBuilder, n: &Node, v: Var<'b>) -> Var<'b> {
+/// Reshapes a reduced value (with leading batch dims `batch`) to keepdims form and broadcasts it
+/// back to the operand's shape (with the same batch dims).
+fn broadcast_back<'b>(b: &'b GraphBuilder, n: &Node, v: Var<'b>, batch: &[usize]) -> Var<'b> {
     let Attrs::Reduce { axes, .. } = &n.attrs else {
         unreachable!("reduce attrs")
     };
     let in_shape = b.ty(n.inputs[0]).shape;
-    let kept = reduced_shape(&in_shape, axes, true);
-    v.reshape(&kept).broadcast_to(&in_shape)
+    let with = |s: &[usize]| -> Vec<usize> { batch.iter().chain(s).copied().collect() };
+    v.reshape(&with(&reduced_shape(&in_shape, axes, true)))
+        .broadcast_to(&with(&in_shape))
 }
 
-/// `reduce_max`/`reduce_min` VJP: ȳ split equally among the tied extreme elements.
-fn vjp_extreme<'b>(b: &'b GraphBuilder, id: NodeId, n: &Node, ct: Var<'b>) -> Vec<Option<Var<'b>>> {
+/// For `reduce_max`/`reduce_min`: where the operand elements tie for the extreme, and how many
+/// tie (per output element, broadcast back to the operand's shape).
+fn extreme_hits<'b>(b: &'b GraphBuilder, id: NodeId, n: &Node) -> (Var<'b>, Var<'b>) {
     let Attrs::Reduce { axes, .. } = &n.attrs else {
         unreachable!("reduce attrs")
     };
     let x = b.var(n.inputs[0]);
-    let hit = x.equal(broadcast_back(b, n, b.var(id)));
+    let hit = x.equal(broadcast_back(b, n, b.var(id), &[]));
     let count = b
         .select(hit, x.scalar_like(1.0), x.scalar_like(0.0))
-        .sum_axes_keepdims(axes);
-    let share = broadcast_back(b, n, ct) / count.broadcast_to(&b.ty(n.inputs[0]).shape);
-    vec![Some(b.select(hit, share, x.scalar_like(0.0)))]
+        .sum_axes_keepdims(axes)
+        .broadcast_to(&x.shape());
+    (hit, count)
+}
+
+/// `reduce_max`/`reduce_min` JVP: the mean tangent of the tied extreme elements.
+fn jvp_extreme<'b>(
+    b: &'b GraphBuilder,
+    id: NodeId,
+    n: &Node,
+    tg: &Tangents<'b>,
+) -> Option<Var<'b>> {
+    let t = tg.get(0)?;
+    let (hit, count) = extreme_hits(b, id, n);
+    let zero = t.scalar_like(0.0);
+    let picked = b.select(hit, t / count, zero);
+    Some(reduce_tangent(tg, n, Op::ReduceSum, picked))
+}
+
+/// `reduce_max`/`reduce_min` VJP: ȳ split equally among the tied extreme elements.
+fn vjp_extreme<'b>(b: &'b GraphBuilder, id: NodeId, n: &Node, ct: Var<'b>) -> Vec<Option<Var<'b>>> {
+    let (hit, count) = extreme_hits(b, id, n);
+    let share = broadcast_back(b, n, ct, &batch_dims(ct, n)) / count;
+    vec![Some(b.select(hit, share, ct.scalar_like(0.0)))]
+}
+
+/// Reduces a tangent with `op` over the node's axes (shifted past the batch axis).
+fn reduce_tangent<'b>(tg: &Tangents<'b>, n: &Node, op: Op, t: Var<'b>) -> Var<'b> {
+    let Attrs::Reduce { axes, keepdims } = &n.attrs else {
+        unreachable!("reduce attrs")
+    };
+    t.reduce(op, Some(&tg.axes(axes)), *keepdims)
 }
 
 macro_rules! reduce_op {
-    ($(#[$doc:meta])* $name:ident, $gir:literal, $kind:expr, $vjp:expr) => {
+    ($(#[$doc:meta])* $name:ident, $gir:literal, $kind:expr, $jvp:expr, $vjp:expr) => {
         $(#[$doc])*
         pub(super) const $name: OpRules = OpRules {
             name: $gir,
@@ -165,6 +201,7 @@ macro_rules! reduce_op {
             props: REDUCE,
             infer: infer_reduce,
             eval: |n, a| eval_reduce(n, a, $kind),
+            jvp: Some($jvp),
             vjp: Some($vjp),
             math: None,
             lower: None,
@@ -173,23 +210,25 @@ macro_rules! reduce_op {
 }
 
 reduce_op!(
-    /// `y = Σ x` over `axes`; x̄ = ȳ broadcast back.
+    /// `y = Σ x` over `axes`; ẏ = Σ ẋ, x̄ = ȳ broadcast back.
     REDUCE_SUM, "reduce_sum", Kind::Sum,
-    |b, _, n, ct| vec![Some(broadcast_back(b, n, ct))]
+    |_, _, n, tg| Some(reduce_tangent(tg, n, Op::ReduceSum, tg.get(0)?)),
+    |b, _, n, ct| vec![Some(broadcast_back(b, n, ct, &batch_dims(ct, n)))]
 );
 reduce_op!(
-    /// `y = mean(x)` over `axes`; x̄ = ȳ broadcast back / count.
+    /// `y = mean(x)` over `axes`; ẏ = mean(ẋ), x̄ = ȳ broadcast back / count.
     REDUCE_MEAN, "reduce_mean", Kind::Mean,
+    |_, _, n, tg| Some(reduce_tangent(tg, n, Op::ReduceMean, tg.get(0)?)),
     |b, id, n, ct| {
         let count = (b.ty(n.inputs[0]).numel() / b.ty(id).numel()) as f64;
-        vec![Some(broadcast_back(b, n, ct) / count)]
+        vec![Some(broadcast_back(b, n, ct, &batch_dims(ct, n)) / count)]
     }
 );
 reduce_op!(
-    /// `y = max(x)` over `axes` (NaN if any is NaN); ȳ split among tied maxima.
-    REDUCE_MAX, "reduce_max", Kind::Max, vjp_extreme
+    /// `y = max(x)` over `axes` (NaN if any is NaN); ẏ and x̄ split equally among tied maxima.
+    REDUCE_MAX, "reduce_max", Kind::Max, jvp_extreme, vjp_extreme
 );
 reduce_op!(
-    /// `y = min(x)` over `axes` (NaN if any is NaN); ȳ split among tied minima.
-    REDUCE_MIN, "reduce_min", Kind::Min, vjp_extreme
+    /// `y = min(x)` over `axes` (NaN if any is NaN); ẏ and x̄ split equally among tied minima.
+    REDUCE_MIN, "reduce_min", Kind::Min, jvp_extreme, vjp_extreme
 );

@@ -1,7 +1,9 @@
 //! Graph leaves (`input`, `const`) and data-movement ops: `reshape`, `transpose`, `broadcast`,
-//! `slice`, `concat`. None of these does arithmetic, so their VJPs are data movement too.
+//! `slice`, `concat`. None of these does arithmetic, so their JVPs (the same movement applied to
+//! the tangent) and VJPs (the transposed movement) are data movement too. Both shift axes and
+//! shapes past a batch axis when there is one.
 
-use super::{Arity, AttrKind, OpProps, OpRules};
+use super::{Arity, AttrKind, OpProps, OpRules, batch_dims};
 use crate::ir::{Attrs, DType, TensorType, broadcast_strides, strides};
 use crate::tensor::{Data, Tensor};
 
@@ -24,6 +26,7 @@ pub(super) const INPUT: OpRules = OpRules {
     props: LEAF,
     infer: |_, _| Err("inputs are created with Graph::add_input".into()),
     eval: |_, _| unreachable!("the interpreter supplies input values"),
+    jvp: None,
     vjp: None,
     math: None,
     lower: None,
@@ -42,6 +45,7 @@ pub(super) const CONST: OpRules = OpRules {
             .expect("const node holds a tensor")
             .clone()
     },
+    jvp: None,
     vjp: None,
     math: None,
     lower: None,
@@ -70,7 +74,7 @@ fn strided(shape: &[usize], st: Vec<usize>, base: usize) -> impl Iterator<Item =
     })
 }
 
-/// `y = reshape(x)` (row-major, same element count); x̄ = reshape(ȳ) back.
+/// `y = reshape(x)` (row-major, same element count); ẏ = reshape(ẋ), x̄ = reshape(ȳ) back.
 pub(super) const RESHAPE: OpRules = OpRules {
     name: "reshape",
     arity: Arity::Exact(1),
@@ -92,12 +96,18 @@ pub(super) const RESHAPE: OpRules = OpRules {
         Ok(ty)
     },
     eval: |n, a| Tensor::new(n.ty.shape.clone(), a[0].data().clone()),
-    vjp: Some(|b, _, n, ct| vec![Some(ct.reshape(&b.ty(n.inputs[0]).shape))]),
+    jvp: Some(|_, _, n, tg| Some(tg.get(0)?.reshape(&tg.shape(&n.ty.shape)))),
+    vjp: Some(|b, _, n, ct| {
+        let mut shape = batch_dims(ct, n);
+        shape.extend(b.ty(n.inputs[0]).shape);
+        vec![Some(ct.reshape(&shape))]
+    }),
     math: None,
     lower: None,
 };
 
-/// `y = transpose(x, perm)`: output axis `i` is input axis `perm[i]`; x̄ = transpose(ȳ, perm⁻¹).
+/// `y = transpose(x, perm)`: output axis `i` is input axis `perm[i]`; ẏ = transpose(ẋ, perm),
+/// x̄ = transpose(ȳ, perm⁻¹).
 pub(super) const TRANSPOSE: OpRules = OpRules {
     name: "transpose",
     arity: Arity::Exact(1),
@@ -134,13 +144,20 @@ pub(super) const TRANSPOSE: OpRules = OpRules {
             strided(&n.ty.shape, perm.iter().map(|&p| s[p]).collect(), 0),
         )
     },
+    jvp: Some(|_, _, n, tg| {
+        let Attrs::Perm { perm } = &n.attrs else {
+            unreachable!("transpose attrs")
+        };
+        Some(tg.get(0)?.transpose(&tg.perm(perm)))
+    }),
     vjp: Some(|_, _, n, ct| {
         let Attrs::Perm { perm } = &n.attrs else {
             unreachable!("transpose attrs")
         };
-        let mut inv = vec![0; perm.len()];
+        let lead = batch_dims(ct, n).len();
+        let mut inv: Vec<usize> = (0..lead + perm.len()).collect();
         for (i, &p) in perm.iter().enumerate() {
-            inv[p] = i;
+            inv[lead + p] = lead + i;
         }
         vec![Some(ct.transpose(&inv))]
     }),
@@ -148,8 +165,8 @@ pub(super) const TRANSPOSE: OpRules = OpRules {
     lower: None,
 };
 
-/// `y = broadcast_to(x, shape)` (NumPy rules); x̄ = ȳ summed over the broadcast axes (the
-/// reverse driver's un-broadcast does exactly that).
+/// `y = broadcast_to(x, shape)` (NumPy rules); ẏ = broadcast_to(ẋ, shape), x̄ = ȳ summed over
+/// the broadcast axes (the reverse driver's un-broadcast does exactly that).
 pub(super) const BROADCAST: OpRules = OpRules {
     name: "broadcast",
     arity: Arity::Exact(1),
@@ -177,12 +194,14 @@ pub(super) const BROADCAST: OpRules = OpRules {
         let st = broadcast_strides(a[0].shape(), &n.ty.shape);
         gather(a[0], &n.ty.shape, strided(&n.ty.shape, st, 0))
     },
+    jvp: Some(|_, _, n, tg| Some(tg.get(0)?.broadcast_to(&tg.shape(&n.ty.shape)))),
     vjp: Some(|_, _, _, ct| vec![Some(ct)]),
     math: None,
     lower: None,
 };
 
-/// `y = x[start..stop]` per axis (step 1); x̄ = ȳ padded with zeros (built from `concat`).
+/// `y = x[start..stop]` per axis (step 1); ẏ = ẋ[start..stop], x̄ = ȳ padded with zeros (built
+/// from `concat`).
 pub(super) const SLICE: OpRules = OpRules {
     name: "slice",
     arity: Arity::Exact(1),
@@ -222,26 +241,33 @@ pub(super) const SLICE: OpRules = OpRules {
         let base = start.iter().zip(&s).map(|(a, b)| a * b).sum();
         gather(a[0], &n.ty.shape, strided(&n.ty.shape, s, base))
     },
+    jvp: Some(|_, _, n, tg| {
+        let Attrs::Slice { start, stop } = &n.attrs else {
+            unreachable!("slice attrs")
+        };
+        Some(tg.get(0)?.slice(&tg.prefixed(start, 0), &tg.shape(stop)))
+    }),
     vjp: Some(|b, _, n, ct| {
         let Attrs::Slice { start, stop } = &n.attrs else {
             unreachable!("slice attrs")
         };
         let full = b.ty(n.inputs[0]).shape;
+        let lead = batch_dims(ct, n).len();
         let mut g = ct;
         for ax in 0..full.len() {
             let mut parts = Vec::new();
             let mut shape = g.shape();
             if start[ax] > 0 {
-                shape[ax] = start[ax];
+                shape[lead + ax] = start[ax];
                 parts.push(b.zeros(g.dtype(), &shape));
             }
             parts.push(g);
             if stop[ax] < full[ax] {
-                shape[ax] = full[ax] - stop[ax];
+                shape[lead + ax] = full[ax] - stop[ax];
                 parts.push(b.zeros(g.dtype(), &shape));
             }
             if parts.len() > 1 {
-                g = b.concat(&parts, ax);
+                g = b.concat(&parts, lead + ax);
             }
         }
         vec![Some(g)]
@@ -250,7 +276,8 @@ pub(super) const SLICE: OpRules = OpRules {
     lower: None,
 };
 
-/// `y = concat(x₀, x₁, …)` along `axis`; x̄ᵢ = the matching slice of ȳ.
+/// `y = concat(x₀, x₁, …)` along `axis`; ẏ = concat(ẋ₀, ẋ₁, …) (zeros for zero tangents),
+/// x̄ᵢ = the matching slice of ȳ.
 pub(super) const CONCAT: OpRules = OpRules {
     name: "concat",
     arity: Arity::Variadic,
@@ -311,11 +338,24 @@ pub(super) const CONCAT: OpRules = OpRules {
         };
         Tensor::new(n.ty.shape.clone(), data)
     },
+    jvp: Some(|b, _, n, tg| {
+        let Attrs::Axis { axis } = n.attrs else {
+            unreachable!("concat attrs")
+        };
+        if tg.all_zero() {
+            return None;
+        }
+        let parts: Vec<_> = (0..n.inputs.len())
+            .map(|i| tg.or_zeros(b, i, &b.ty(n.inputs[i])))
+            .collect();
+        Some(b.concat(&parts, tg.axis(axis)))
+    }),
     vjp: Some(|b, _, n, ct| {
         let Attrs::Axis { axis } = n.attrs else {
             unreachable!("concat attrs")
         };
         let full = ct.shape();
+        let lead = batch_dims(ct, n).len();
         let mut at = 0;
         n.inputs
             .iter()
@@ -323,8 +363,8 @@ pub(super) const CONCAT: OpRules = OpRules {
                 let w = b.ty(x).shape[axis];
                 let mut start = vec![0; full.len()];
                 let mut stop = full.clone();
-                start[axis] = at;
-                stop[axis] = at + w;
+                start[lead + axis] = at;
+                stop[lead + axis] = at + w;
                 at += w;
                 b.ty(x).dtype.is_float().then(|| ct.slice(&start, &stop))
             })

@@ -1,7 +1,10 @@
-//! Every op's VJP against central finite differences in f64, at random points, including
-//! broadcasting cases. The loop is over `Op::ALL`, so a new op without a case fails here.
+//! Every op's derivative rules, at random points, including broadcasting cases: the VJP and the
+//! JVP against central finite differences in f64, the JVP against the VJP through the
+//! dot-product identity ⟨J·v, w⟩ = ⟨v, Jᵀ·w⟩, and batched tangents/cotangents (a leading batch
+//! axis) against the same rules applied one direction at a time. The loops are over `Op::ALL`,
+//! so a new op without a case, or with one rule but not the other, fails here.
 
-use crate::ir::{Attrs, DType, Graph, GraphBuilder, NodeId, Op, TensorType};
+use crate::ir::{Attrs, DType, Graph, GraphBuilder, NodeId, Op, TensorType, Var};
 use crate::{Tensor, interp};
 
 /// A deterministic generator (splitmix64).
@@ -62,6 +65,8 @@ fn cases(op: Op) -> Vec<Case> {
     };
     match op {
         Op::Input | Op::Const | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne => vec![],
+        // No derivative by definition; `stop_gradient_blocks_both_modes` checks it.
+        Op::StopGradient => vec![],
         Op::Log | Op::Sqrt | Op::Rsqrt | Op::Log1p => {
             vec![case(&[&[3, 2]], A::None, POS), case(&[&[]], A::None, POS)]
         }
@@ -140,10 +145,14 @@ fn cases(op: Op) -> Vec<Case> {
     }
 }
 
-/// Builds `loss = sum(op(x...) * w)` with a fixed random weight `w`, appends its gradient and
-/// returns the graph (outputs: loss, then one gradient per input) plus random operand values.
-fn build(op: Op, c: &Case, rng: &mut Rng) -> (Graph, Vec<Tensor>) {
-    let b = GraphBuilder::new("case");
+/// Appends inputs `x0, x1, ...` for a case and `y = op(x...)`; returns the inputs, `y` and random
+/// operand values from the case's domain.
+fn apply<'b>(
+    b: &'b GraphBuilder,
+    op: Op,
+    c: &Case,
+    rng: &mut Rng,
+) -> (Vec<Var<'b>>, Var<'b>, Vec<Tensor>) {
     let mut xs = Vec::new();
     let mut vals = Vec::new();
     for (k, s) in c.shapes.iter().enumerate() {
@@ -164,6 +173,20 @@ fn build(op: Op, c: &Case, rng: &mut Rng) -> (Graph, Vec<Tensor>) {
         args[0] = xs[0].gt(xs[0].scalar_like(0.0));
     }
     let y = b.push(op, &args, c.attrs.clone());
+    (xs, y, vals)
+}
+
+/// A random constant of `shape` (f64, uniform in [-1, 1)).
+fn random_const<'b>(b: &'b GraphBuilder, shape: &[usize], rng: &mut Rng) -> Var<'b> {
+    let ty = TensorType::new(DType::F64, shape.to_vec());
+    b.constant(Tensor::from_fn(&ty, |_| rng.uniform(-1.0, 1.0)))
+}
+
+/// Builds `loss = sum(op(x...) * w)` with a fixed random weight `w`, appends its gradient and
+/// returns the graph (outputs: loss, then one gradient per input) plus random operand values.
+fn build(op: Op, c: &Case, rng: &mut Rng) -> (Graph, Vec<Tensor>) {
+    let b = GraphBuilder::new("case");
+    let (xs, y, vals) = apply(&b, op, c, rng);
     let wty = y.ty();
     let w = b.constant(Tensor::from_fn(&wty, |_| rng.uniform(-1.0, 1.0)));
     let loss = (y * w).sum();
@@ -226,6 +249,11 @@ fn every_differentiable_op_has_a_case() {
             r.props.differentiable,
             r.vjp.is_some(),
             "{op}: props vs vjp"
+        );
+        assert_eq!(
+            r.jvp.is_some(),
+            r.vjp.is_some(),
+            "{op}: a JVP rule goes with a VJP rule"
         );
         if r.vjp.is_some() {
             assert!(
@@ -404,4 +432,213 @@ fn grad_of_unused_input_is_zero_and_errors_are_typed() {
     assert_eq!(interp::run(&g, &v).unwrap()[0].to_f64_vec(), vec![0.0; 3]);
     assert!(crate::autodiff::grad(&mut g, x, &[x]).is_err()); // not a scalar
     assert!(crate::autodiff::grad(&mut g, NodeId(999), &[x]).is_err());
+}
+
+/// Builds `y = op(x...)` and `ẏ = J·v` for a random direction `v` (constants); returns the graph
+/// (outputs: y, ẏ), the point and the direction.
+fn build_jvp(op: Op, c: &Case, rng: &mut Rng) -> (Graph, Vec<Tensor>, Vec<Tensor>) {
+    let b = GraphBuilder::new("jvp");
+    let (xs, y, vals) = apply(&b, op, c, rng);
+    let vs: Vec<Var<'_>> = c.shapes.iter().map(|s| random_const(&b, s, rng)).collect();
+    let dirs = vs
+        .iter()
+        .map(|v| b.graph().node(v.id()).attrs.as_const().unwrap().clone())
+        .collect();
+    let t = b.jvp(&[y], &xs, &vs).expect("jvp builds")[0];
+    (b.finish(&[("y", y), ("t", t)]).unwrap(), vals, dirs)
+}
+
+#[test]
+fn every_jvp_matches_central_differences() {
+    let mut rng = Rng(11);
+    let mut checked = 0;
+    for op in Op::ALL {
+        for c in cases(op) {
+            for _trial in 0..3 {
+                let (g, vals, dirs) = build_jvp(op, &c, &mut rng);
+                let analytic = interp::run(&g, &vals).unwrap()[1].to_f64_vec();
+                // y(x + h·v) - y(x - h·v), elementwise over the output.
+                let h = 1e-6;
+                let at = |s: f64| {
+                    let moved: Vec<Tensor> = vals
+                        .iter()
+                        .zip(&dirs)
+                        .map(|(x, v)| {
+                            let (xf, vf) = (x.to_f64_vec(), v.to_f64_vec());
+                            let data = xf.iter().zip(vf).map(|(a, d)| a + s * h * d).collect();
+                            Tensor::from_f64(x.shape().to_vec(), data)
+                        })
+                        .collect();
+                    interp::run(&g, &moved).unwrap()[0].to_f64_vec()
+                };
+                let (plus, minus) = (at(1.0), at(-1.0));
+                for (i, &a) in analytic.iter().enumerate() {
+                    let fd = (plus[i] - minus[i]) / (2.0 * h);
+                    assert!(
+                        (a - fd).abs() <= 1e-6 * (1.0 + fd.abs()),
+                        "{op} element {i}: jvp {a} vs finite difference {fd} (shapes {:?}, \
+                         attrs {:?})",
+                        c.shapes,
+                        c.attrs
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 300, "only {checked} tangents checked");
+}
+
+#[test]
+fn jvp_and_vjp_satisfy_the_dot_product_identity() {
+    // ⟨J·v, w⟩ = Σᵢ ⟨vᵢ, (Jᵀ·w)ᵢ⟩ for random points, directions v and cotangents w.
+    let mut rng = Rng(13);
+    let mut checked = 0;
+    for op in Op::ALL {
+        for c in cases(op) {
+            for _trial in 0..3 {
+                let b = GraphBuilder::new("dot");
+                let (xs, y, vals) = apply(&b, op, &c, &mut rng);
+                let vs: Vec<Var<'_>> = c
+                    .shapes
+                    .iter()
+                    .map(|s| random_const(&b, s, &mut rng))
+                    .collect();
+                let w = random_const(&b, &y.shape(), &mut rng);
+                let jv = b.jvp(&[y], &xs, &vs).unwrap()[0];
+                let jtw = b.vjp(&[y], &xs, &[w]).unwrap();
+                let lhs = (jv * w).sum();
+                let rhs = vs
+                    .iter()
+                    .zip(&jtw)
+                    .map(|(&v, &g)| (v * g).sum())
+                    .reduce(|a, b| a + b)
+                    .unwrap();
+                let g = b.finish(&[("lhs", lhs), ("rhs", rhs)]).unwrap();
+                let out = interp::run(&g, &vals).unwrap();
+                let (l, r) = (
+                    out[0].scalar_value().unwrap(),
+                    out[1].scalar_value().unwrap(),
+                );
+                assert!(
+                    (l - r).abs() <= 1e-12 * (1.0 + l.abs()),
+                    "{op}: <Jv, w> = {l} but <v, J^T w> = {r} (shapes {:?}, attrs {:?})",
+                    c.shapes,
+                    c.attrs
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} identities checked");
+}
+
+/// Row `r` of a tensor with a leading batch axis, as f64s.
+fn row(t: &Tensor, r: usize) -> Vec<f64> {
+    let n = t.numel() / t.shape()[0];
+    t.to_f64_vec()[r * n..(r + 1) * n].to_vec()
+}
+
+#[test]
+fn batched_rules_equal_one_direction_at_a_time() {
+    // A batch of k tangents (cotangents) stacked on a leading axis gives, row by row, what the
+    // unbatched rules give for each direction alone: this checks every rule's handling of the
+    // batch axis, including operands of lower rank than the output.
+    let mut rng = Rng(17);
+    let mut checked = 0;
+    for op in Op::ALL {
+        for c in cases(op) {
+            checked += check_batched(&GraphBuilder::new("batch"), op, &c, &mut rng);
+        }
+    }
+    assert!(checked > 500, "only {checked} batched values checked");
+}
+
+/// One case of `batched_rules_equal_one_direction_at_a_time`; returns the values checked.
+fn check_batched<'b>(b: &'b GraphBuilder, op: Op, c: &Case, rng: &mut Rng) -> usize {
+    const K: usize = 3;
+    let (xs, y, vals) = apply(b, op, c, rng);
+    let batched = |s: &[usize]| -> Vec<usize> { [K].iter().chain(s).copied().collect() };
+    let vs: Vec<Var<'b>> = c
+        .shapes
+        .iter()
+        .map(|s| random_const(b, &batched(s), rng))
+        .collect();
+    let ws = random_const(b, &batched(&y.shape()), rng);
+    let mut outs = b.jvp_batched(&[y], &xs, &vs, K).unwrap();
+    outs.extend(b.vjp_batched(&[y], &xs, &[ws], K).unwrap());
+    let pick = |v: Var<'b>, r: usize| -> Var<'b> {
+        let mut start = vec![0; v.shape().len()];
+        let mut stop = v.shape();
+        start[0] = r;
+        stop[0] = r + 1;
+        v.slice(&start, &stop).reshape(&v.shape()[1..])
+    };
+    for r in 0..K {
+        let v1: Vec<Var<'b>> = vs.iter().map(|&v| pick(v, r)).collect();
+        outs.extend(b.jvp(&[y], &xs, &v1).unwrap());
+        outs.extend(b.vjp(&[y], &xs, &[pick(ws, r)]).unwrap());
+    }
+    let ids: Vec<NodeId> = outs.iter().map(|v| v.id()).collect();
+    let g = b.into_graph(&ids).unwrap();
+    let out = interp::run(&g, &vals).unwrap();
+    let n = 1 + xs.len();
+    let mut checked = 0;
+    for r in 0..K {
+        let single = &out[n * (r + 1)..n * (r + 2)];
+        for (k, (bat, one)) in out[..n].iter().zip(single).enumerate() {
+            let what = if k == 0 { "jvp" } else { "vjp" };
+            assert_eq!(bat.shape()[0], K);
+            assert_eq!(&bat.shape()[1..], one.shape(), "{op} {what} shape");
+            for (a, e) in row(bat, r).iter().zip(one.to_f64_vec()) {
+                assert!(
+                    (a - e).abs() <= 1e-12 * (1.0 + e.abs()),
+                    "{op} {what} row {r}: batched {a} vs single {e} (shapes {:?}, attrs {:?})",
+                    c.shapes,
+                    c.attrs
+                );
+                checked += 1;
+            }
+        }
+    }
+    checked
+}
+
+#[test]
+fn stop_gradient_blocks_both_modes() {
+    // y = x · sg(x): the value is x², the derivative treats sg(x) as a constant: x (not 2x).
+    let b = GraphBuilder::new("sg");
+    let x = b.input("x", DType::F64, &[3]);
+    let y = x * x.stop_gradient();
+    let gr = b.grad(y.sum(), &[x]).unwrap()[0];
+    let ones = b.constant(Tensor::from_f64(vec![3], vec![1.0; 3]));
+    let fwd = b.jvp(&[y], &[x], &[ones]).unwrap()[0];
+    let g = b.finish(&[("y", y), ("g", gr), ("t", fwd)]).unwrap();
+    let xv = Tensor::from_f64(vec![3], vec![1.0, -2.0, 3.0]);
+    let out = interp::run(&g, &[xv]).unwrap();
+    assert_eq!(out[0].to_f64_vec(), vec![1.0, 4.0, 9.0]);
+    assert_eq!(out[1].to_f64_vec(), vec![1.0, -2.0, 3.0]);
+    assert_eq!(out[2].to_f64_vec(), vec![1.0, -2.0, 3.0]);
+}
+
+#[test]
+fn symbolic_zero_tangents_append_nothing() {
+    // Only x has a tangent; the branch through the constant-only subgraph adds no nodes.
+    let b = GraphBuilder::new("z");
+    let x = b.input("x", DType::F64, &[]);
+    let u = b.input("u", DType::F64, &[]);
+    let y = x.exp() + (u * 2.0).sin();
+    let before = b.graph().len();
+    let one = b.scalar(DType::F64, 1.0);
+    let t = b.jvp(&[y], &[x], &[one]).unwrap()[0];
+    // exp's tangent (t·y) and the add's pass-through: one mul, nothing for sin/mul on u.
+    assert_eq!(
+        b.graph().len() - before,
+        2,
+        "{:?}",
+        b.graph().nodes()[before..].to_vec()
+    );
+    let g = b.finish(&[("t", t)]).unwrap();
+    let out = interp::run(&g, &[1.0.into(), 5.0.into()]).unwrap();
+    assert_eq!(out[0].scalar_value(), Some(1f64.exp()));
 }

@@ -3,7 +3,7 @@
 //!
 //! Inputs are never removed: they are the graph's signature.
 
-use crate::ir::{Graph, NodeId, Op, Origin};
+use crate::ir::{Graph, NodeId, Op};
 use std::fmt;
 
 /// Counters of one DCE run.
@@ -26,9 +26,20 @@ pub fn eliminate_dead_nodes(g: &mut Graph) -> DceStats {
     for o in g.outputs() {
         live[o.index()] = true;
     }
+    // A live custom region keeps its whole interior (it stays one contiguous range).
+    let mut region_first: Vec<Option<usize>> = vec![None; n];
+    for r in g.custom_regions() {
+        let slot = &mut region_first[r.output.index()];
+        *slot = Some(slot.map_or(r.first.index(), |f| f.min(r.first.index())));
+    }
     for i in (0..n).rev() {
         if g.nodes()[i].op == Op::Input {
             live[i] = true;
+        }
+        if live[i]
+            && let Some(first) = region_first[i]
+        {
+            live[first..i].iter_mut().for_each(|l| *l = true);
         }
         if live[i] {
             for x in &g.nodes()[i].inputs {
@@ -49,6 +60,7 @@ pub fn eliminate_dead_nodes(g: &mut Graph) -> DceStats {
         }
     }
     let outputs: Vec<NodeId> = g.outputs().iter().map(|o| map[o.index()]).collect();
+    let regions = g.take_custom_regions();
     let nodes = g.nodes_mut();
     let mut i = 0;
     nodes.retain(|_| {
@@ -60,14 +72,16 @@ pub fn eliminate_dead_nodes(g: &mut Graph) -> DceStats {
             *x = map[x.index()];
         }
         // Provenance follows the renumbering; the forward node of a removed one is gone.
-        if let Origin::Adjoint(f) = node.origin {
-            node.origin = match map.get(f.index()) {
-                Some(&m) if m.0 != u32::MAX => Origin::Adjoint(m),
-                _ => Origin::None,
-            };
-        }
+        node.origin = node
+            .origin
+            .renumbered(|f| map.get(f.index()).copied().filter(|m| m.0 != u32::MAX));
     }
     g.set_outputs(outputs);
+    for mut r in regions.into_iter().filter(|r| live[r.output.index()]) {
+        r.inputs.iter_mut().for_each(|x| *x = map[x.index()]);
+        (r.first, r.output) = (map[r.first.index()], map[r.output.index()]);
+        g.add_custom_region(r);
+    }
     DceStats {
         nodes_removed: removed,
     }

@@ -230,6 +230,8 @@ pub(crate) enum Rewrite {
 /// already an output (the output's name moves to it); otherwise it is kept. Returns the number of
 /// nodes that were aliased or replaced.
 pub(crate) fn rebuild(g: &mut Graph, mut decide: impl FnMut(&mut Graph, &Node) -> Rewrite) -> u64 {
+    let opaque = g.custom_interior();
+    let regions = g.take_custom_regions();
     let old = std::mem::take(g);
     let mut is_output = vec![false; old.len()];
     for o in old.outputs() {
@@ -245,12 +247,14 @@ pub(crate) fn rebuild(g: &mut Graph, mut decide: impl FnMut(&mut Graph, &Node) -
             *x = map[x.index()];
         }
         // Provenance follows the renumbering (adjoint origins point at earlier nodes).
-        if let crate::ir::Origin::Adjoint(f) = n.origin
-            && let Some(&m) = map.get(f.index())
-        {
-            n.origin = crate::ir::Origin::Adjoint(m);
-        }
-        let decision = decide(&mut new, &n);
+        n.origin = n.origin.renumbered(|f| map.get(f.index()).copied());
+        // Nodes inside a custom-derivative region are kept as they are (and are never merge
+        // targets), so the region stays one contiguous, unchanged range.
+        let decision = if opaque[i] {
+            Rewrite::Keep
+        } else {
+            decide(&mut new, &n)
+        };
         new_is_output.resize(new.len(), false);
         let id = match decision {
             Rewrite::Keep => new.append(n),
@@ -280,6 +284,11 @@ pub(crate) fn rebuild(g: &mut Graph, mut decide: impl FnMut(&mut Graph, &Node) -
         map.push(id);
     }
     new.set_outputs(old.outputs().iter().map(|o| map[o.index()]).collect());
+    for mut r in regions {
+        r.inputs.iter_mut().for_each(|x| *x = map[x.index()]);
+        (r.first, r.output) = (map[r.first.index()], map[r.output.index()]);
+        new.add_custom_region(r);
+    }
     *g = new;
     rewritten
 }

@@ -106,3 +106,31 @@ fn dce_keeps_unused_inputs() {
     assert_eq!(g.inputs().len(), 2);
     assert_eq!(g.len(), 3);
 }
+
+#[test]
+fn custom_derivative_regions_survive_optimization() {
+    // y = lying(x) + 0 with a rule that says d/dx = 3x (true: 2x); after optimizing, the
+    // gradient must still come from the user's rule, and an unused region is dropped.
+    let op = crate::ops::custom::CustomOp::new("lying", |_, x| x[0] * x[0] * 1.0)
+        .with_vjp(|_, call, ct| vec![Some(ct * call.inputs[0] * 3.0)]);
+    let b = GraphBuilder::new("c");
+    let _dead_pad = b.input("x0", DType::F64, &[]).sin();
+    let x = b.input("x", DType::F64, &[]);
+    let _unused = b.custom(&op, &[x]);
+    let y = b.custom(&op, &[x]) + 0.0;
+    let mut g = b.finish(&[("y", y)]).unwrap();
+    assert_eq!(g.custom_regions().len(), 2);
+    opt(&mut g);
+    assert_eq!(
+        g.custom_regions().len(),
+        1,
+        "{}",
+        crate::ir::text::print(&g)
+    );
+    let (yid, xid) = (g.outputs()[0], g.input_named("x").unwrap());
+    let dx = crate::autodiff::grad(&mut g, yid, &[xid]).unwrap()[0];
+    g.set_outputs(vec![yid, dx]);
+    let out = interp::run(&g, &[0.0.into(), 2.0.into()]).unwrap();
+    assert_eq!(out[0].scalar_value(), Some(4.0));
+    assert_eq!(out[1].scalar_value(), Some(6.0)); // the user's (deliberately wrong) rule
+}

@@ -905,3 +905,256 @@ fn assert_close(a: &Value, b: &Value, ctx: &str) {
         _ => assert_eq!(a, b, "{ctx}"),
     }
 }
+
+// ---- run --jacobian / --hessian ------------------------------------------------------------
+
+/// `t = Σᵢⱼ a[i]·b[j]` and the outer product `o[i][j] = a[i]·b[j]` (a is a column [2,1]), plus
+/// a bool input that has no derivative.
+const OUTER: &str = "\
+graph @outer {
+  %a = input f64[2,1]
+  %flag = input bool[]
+  %b = input f64[3]
+  %o = mul %a, %b : f64[2,3]
+  %t = reduce_sum %o : f64[]
+  output %t, %o
+}
+";
+
+fn floats(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(xs) => xs.iter().flat_map(floats).collect(),
+        _ => vec![num(v)],
+    }
+}
+
+fn shape(v: &Value) -> Vec<usize> {
+    match v {
+        Value::Array(xs) => {
+            let mut s = vec![xs.len()];
+            s.extend(shape(&xs[0]));
+            s
+        }
+        _ => vec![],
+    }
+}
+
+#[test]
+fn jacobian_and_hessian_of_the_worked_example() {
+    let d = tmpdir();
+    let seed = write(&d, "seed.gir", SEED);
+    let inputs = write(&d, "in.json", r#"{"x1": 3, "x2": 4}"#);
+    for backend in ["jit", "interp"] {
+        for mode in ["fwd", "rev", "auto"] {
+            let args = [
+                "run",
+                p(&seed),
+                "--inputs",
+                p(&inputs),
+                "--jacobian",
+                "--mode",
+                mode,
+                "--backend",
+                backend,
+            ];
+            // ∂y/∂x1 = 2·x1 = 6, ∂y/∂x2 = 1.
+            assert_eq!(
+                ok(&args),
+                "{\"outputs\": {\"y\": 13.0}, \"jacobian\": {\"y\": {\"x1\": 6.0, \"x2\": 1.0}}}\n"
+            );
+        }
+        // ∂²y/∂x1² = 2, ∂²y/∂x2² = 0, ∂²y/∂x1∂x2 = 0; with --grad and --jacobian together.
+        let args = [
+            "run",
+            p(&seed),
+            "--inputs",
+            p(&inputs),
+            "--grad",
+            "--jacobian",
+            "--hessian",
+            "--backend",
+            backend,
+        ];
+        assert_eq!(
+            ok(&args),
+            "{\"outputs\": {\"y\": 13.0}, \"gradients\": {\"x1\": 6.0, \"x2\": 1.0}, \
+             \"jacobian\": {\"y\": {\"x1\": 6.0, \"x2\": 1.0}}, \
+             \"hessian\": {\"x1\": 2.0, \"x2\": 0.0}, \"hessian_cross\": {\"x1,x2\": 0.0}}\n"
+        );
+    }
+}
+
+#[test]
+fn jacobian_blocks_are_shaped_out_then_in() {
+    let d = tmpdir();
+    let g = write(&d, "outer.gir", OUTER);
+    let (a, b) = ([0.5, -2.0], [1.0, 3.0, -0.25]);
+    let inputs = write(
+        &d,
+        "in.json",
+        format!(
+            "{{\"a\": [[{:?}], [{:?}]], \"flag\": true, \"b\": {b:?}}}",
+            a[0], a[1]
+        ),
+    );
+    for mode in ["fwd", "rev", "auto"] {
+        for backend in ["jit", "interp"] {
+            let args = [
+                "run",
+                p(&g),
+                "--inputs",
+                p(&inputs),
+                "--jacobian",
+                "--mode",
+                mode,
+                "--hessian",
+                "--backend",
+                backend,
+            ];
+            let out = json(&ok(&args));
+            let ctx = format!("{args:?}");
+            assert!(out["outputs"].is_object(), "{ctx}");
+            let jac = out["jacobian"].as_object().unwrap();
+            assert_eq!(jac.len(), 2, "{ctx}");
+            for o in ["t", "o"] {
+                let keys: Vec<&String> = jac[o].as_object().unwrap().keys().collect();
+                assert_eq!(keys, ["a", "b"], "{ctx}: bool inputs have no block");
+            }
+            // t = Σ a[i]·b[j]: ∂t/∂a[i] = Σb, ∂t/∂b[j] = Σa.
+            let (sa, sb): (f64, f64) = (a.iter().sum(), b.iter().sum());
+            assert_eq!(shape(&jac["t"]["a"]), [2, 1], "{ctx}");
+            assert_eq!(floats(&jac["t"]["a"]), [sb, sb], "{ctx}");
+            assert_eq!(floats(&jac["t"]["b"]), [sa, sa, sa], "{ctx}");
+            // o[i][j] = a[i]·b[j]: ∂o[i][j]/∂a[k][0] = δik·b[j], ∂o[i][j]/∂b[k] = a[i]·δjk.
+            assert_eq!(shape(&jac["o"]["a"]), [2, 3, 2, 1], "{ctx}");
+            assert_eq!(shape(&jac["o"]["b"]), [2, 3, 3], "{ctx}");
+            let mut want_a = Vec::new();
+            let mut want_b = Vec::new();
+            for (i, ai) in a.iter().enumerate() {
+                for (j, bj) in b.iter().enumerate() {
+                    want_a.extend((0..2).map(|k| if k == i { *bj } else { 0.0 }));
+                    want_b.extend((0..3).map(|k| if k == j { *ai } else { 0.0 }));
+                }
+            }
+            assert_eq!(floats(&jac["o"]["a"]), want_a, "{ctx}");
+            assert_eq!(floats(&jac["o"]["b"]), want_b, "{ctx}");
+            // Hessian of t: zero diagonal blocks, a ones cross block of shape a + b.
+            assert_eq!(shape(&out["hessian"]["a"]), [2, 1, 2, 1], "{ctx}");
+            assert_eq!(floats(&out["hessian"]["a"]), [0.0; 4], "{ctx}");
+            assert_eq!(floats(&out["hessian"]["b"]), [0.0; 9], "{ctx}");
+            let cross = out["hessian_cross"].as_object().unwrap();
+            assert_eq!(cross.keys().collect::<Vec<_>>(), ["a,b"], "{ctx}");
+            assert_eq!(shape(&cross["a,b"]), [2, 1, 3], "{ctx}");
+            assert_eq!(floats(&cross["a,b"]), [1.0; 6], "{ctx}");
+        }
+    }
+}
+
+#[test]
+fn jacobian_and_hessian_errors() {
+    let d = tmpdir();
+    let seed = write(&d, "seed.gir", SEED);
+    let mixed = write(&d, "mixed.gir", MIXED);
+    let outer = write(&d, "outer.gir", OUTER);
+    // The first output of MIXED is f64[2]: no Hessian.
+    let e = fails(&["run", p(&mixed), "--hessian"]);
+    assert!(
+        e.contains("--hessian") && e.contains("%s") && e.contains("scalar"),
+        "{e}"
+    );
+    // A bool output has no Jacobian.
+    let b = write(
+        &d,
+        "b.gir",
+        "graph @b {\n  %x = input f64[2]\n  %c = gt %x, %x : bool[2]\n  output %x, %c\n}\n",
+    );
+    let e = fails(&["run", p(&b), "--jacobian"]);
+    assert!(
+        e.contains("--jacobian") && e.contains("%c") && e.contains("bool"),
+        "{e}"
+    );
+    // --mode needs --jacobian, and takes fwd|rev|auto.
+    usage(&["run", p(&seed), "--mode", "fwd"]);
+    usage(&["run", p(&seed), "--jacobian", "--mode", "sideways"]);
+    // A graph without float inputs has empty blocks.
+    let nf = write(
+        &d,
+        "nf.gir",
+        "graph @nf {\n  %f = input bool[]\n  %c = const 2.0 : f64[]\n  %y = mul %c, %c : f64[]\n  \
+         output %y\n}\n",
+    );
+    let out = json(&ok(&["run", p(&nf), "--jacobian", "--hessian"]));
+    assert_eq!(out["jacobian"]["y"], serde_json::json!({}));
+    assert_eq!(out["hessian"], serde_json::json!({}));
+    assert_eq!(out["hessian_cross"], serde_json::json!({}));
+    // A Jacobian too large for any tensor is a user error, not an allocation.
+    let big = write(
+        &d,
+        "big.gir",
+        "graph @big {\n  %x = input f32[100000]\n  %y = exp %x : f32[100000]\n  output %y\n}\n",
+    );
+    for mode in ["fwd", "rev"] {
+        let e = fails(&["run", p(&big), "--jacobian", "--mode", mode]);
+        assert!(e.contains("--jacobian") && e.contains("limit"), "{e}");
+    }
+    // Hostile-ish: every mode on every example survives.
+    for mode in ["fwd", "rev", "auto"] {
+        survives(
+            &["run", p(&outer), "--jacobian", "--mode", mode, "--hessian"],
+            b"",
+        );
+    }
+}
+
+#[test]
+fn jacobian_modes_and_backends_agree_on_the_example_programs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ir");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gir"))
+        .collect();
+    files.sort();
+    for f in &files {
+        let mut results = Vec::new();
+        for (mode, backend) in [
+            ("rev", "interp"),
+            ("fwd", "interp"),
+            ("auto", "jit"),
+            ("fwd", "jit"),
+        ] {
+            let args = vec![
+                "run",
+                p(f),
+                "--jacobian",
+                "--mode",
+                mode,
+                "--backend",
+                backend,
+            ];
+            let out = ok(&args);
+            results.push((args, json(&out)));
+        }
+        for (args, r) in &results[1..] {
+            assert_close(&results[0].1, r, &format!("{}: {args:?}", f.display()));
+        }
+        // The Jacobian of a scalar first output is its gradient.
+        let first = results[0].1["outputs"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .clone();
+        let grad = json(&ok(&["run", p(f), "--grad", "--backend", "interp"]));
+        if let Some(gs) = grad["gradients"].as_object() {
+            for (input, g) in gs {
+                assert_close(
+                    g,
+                    &results[0].1["jacobian"][&first][input],
+                    &f.display().to_string(),
+                );
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 mod check_finite;
 mod cli;
 mod differential;
+mod forward;
 mod fuzz_check;
 mod hostile;
 mod jit;
