@@ -3,12 +3,13 @@
 //! the fuzz properties in-process and through the binary.
 //!
 //! Expectations are fixed by the file name, never by what the binary does:
-//! - `gir/err-*.gir`: `run` (both backends), `print --grad --opt` and `dot` exit 1 with exactly
-//!   one `error:` line on stderr that is not an internal-error (panic) report, and print nothing
-//!   on stdout.
+//! - `gir/err-*.gir`: `run` (both backends, and `--check-finite`), `print --grad --opt` and
+//!   `dot` exit 1 with exactly one `error:` line on stderr that is not an internal-error (panic)
+//!   report, and print nothing on stdout.
 //! - `gir/mem-*.gir`: valid, but too large to evaluate: `run` fails like that, `print` works.
 //! - `gir/ok-*.gir`: every command exits 0; `run` prints JSON and `print` prints a `.gir` that
-//!   parses; `run --grad` exits 0 exactly when the first output is a float scalar.
+//!   parses; `run --grad` exits 0 exactly when the first output is a float scalar;
+//!   `run --check-finite` exits 0 or 1 (some make NaN on purpose) but never crashes.
 //! - `gir/grad-*.gir`: `run` exits 0, `run --grad` exits 1 with an `error:` line.
 //! - `inputs/err-*.json` / `inputs/ok-*.json`: `run inputs/graph.gir --inputs FILE` exits 1 /
 //!   0.
@@ -150,6 +151,7 @@ fn hostile_graph_files_are_rejected_cleanly() {
             for args in [
                 vec!["run", p],
                 vec!["run", p, "--backend", "interp", "--no-opt"],
+                vec!["run", p, "--check-finite", "--grad"],
                 vec!["print", p, "--grad", "--opt"],
                 vec!["dot", p],
             ] {
@@ -180,6 +182,9 @@ fn hostile_graph_files_are_rejected_cleanly() {
             };
             jobs.push(job(&["run", p, "--grad"], want));
             jobs.push(job(&["print", p, "--grad", "--opt"], want));
+            // Some of these make NaN or infinities on purpose: stopping is fine, crashing not.
+            jobs.push(job(&["run", p, "--check-finite"], Expect::NoCrash));
+            jobs.push(job(&["run", p, "--check-finite", "--backend", "interp"], Expect::NoCrash));
         } else if n.starts_with("grad-") {
             grad += 1;
             jobs.push(job(&["run", p], Expect::Ok));
