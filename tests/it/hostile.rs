@@ -11,6 +11,7 @@
 //!   parses; `run --grad` exits 0 exactly when the first output is a float scalar;
 //!   `run --check-finite` exits 0 or 1 (some make NaN on purpose) but never crashes.
 //! - `gir/grad-*.gir`: `run` exits 0, `run --grad` exits 1 with an `error:` line.
+//! - `gir/jac-*.gir`: `run` exits 0, `run --jacobian` and `run --hessian` exit 1 (too large).
 //! - `inputs/err-*.json` / `inputs/ok-*.json`: `run inputs/graph.gir --inputs FILE` exits 1 /
 //!   0.
 //! - `fuzz/parse/*`, `fuzz/pipeline/*`: the fuzz target's property holds (no panic), and the
@@ -142,7 +143,7 @@ fn first_output_is_float_scalar(path: &Path) -> bool {
 fn hostile_graph_files_are_rejected_cleanly() {
     let files = corpus("gir");
     let mut jobs = Vec::new();
-    let (mut err, mut ok, mut mem, mut grad) = (0, 0, 0, 0);
+    let (mut err, mut ok, mut mem, mut grad, mut jac) = (0, 0, 0, 0, 0);
     for f in &files {
         let p = f.to_str().expect("UTF-8 path");
         let n = name(f);
@@ -152,6 +153,7 @@ fn hostile_graph_files_are_rejected_cleanly() {
                 vec!["run", p],
                 vec!["run", p, "--backend", "interp", "--no-opt"],
                 vec!["run", p, "--check-finite", "--grad"],
+                vec!["run", p, "--jacobian", "--hessian"],
                 vec!["print", p, "--grad", "--opt"],
                 vec!["dot", p],
             ] {
@@ -185,6 +187,14 @@ fn hostile_graph_files_are_rejected_cleanly() {
             // Some of these make NaN or infinities on purpose: stopping is fine, crashing not.
             jobs.push(job(&["run", p, "--check-finite"], Expect::NoCrash));
             jobs.push(job(&["run", p, "--check-finite", "--backend", "interp"], Expect::NoCrash));
+            // Full Jacobians and Hessians need float outputs and inputs: refusing is fine.
+            jobs.push(job(&["run", p, "--jacobian"], Expect::NoCrash));
+            jobs.push(job(&["run", p, "--hessian", "--backend", "interp"], Expect::NoCrash));
+        } else if n.starts_with("jac-") {
+            jac += 1;
+            jobs.push(job(&["run", p, "--backend", "interp"], Expect::Ok));
+            jobs.push(job(&["run", p, "--jacobian"], Expect::UserError));
+            jobs.push(job(&["run", p, "--hessian"], Expect::UserError));
         } else if n.starts_with("grad-") {
             grad += 1;
             jobs.push(job(&["run", p], Expect::Ok));
