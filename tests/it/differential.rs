@@ -32,9 +32,7 @@
 //! (`cargo test --release differential_long -- --ignored`).
 //!
 
-use crate::random::{
-    Case, Claim, GenConfig, ORDER_FORWARD, ORDER_REVERSE, generate, input_values,
-};
+use crate::random::{Case, Claim, GenConfig, ORDER_FORWARD, ORDER_REVERSE, generate, input_values};
 use gradlift::ir::text;
 use gradlift::opt::{self, OptConfig};
 use gradlift::{Data, Graph, NodeId, Op, Tensor, interp, jit};
@@ -805,7 +803,10 @@ fn generator_covers_ops_dtypes_ranks_and_derivatives() {
         if claims.iter().any(|c| c.f() > 0) {
             second_order += 1;
         }
-        if claims.iter().any(|c| matches!(c, Claim::Directional { .. })) {
+        if claims
+            .iter()
+            .any(|c| matches!(c, Claim::Directional { .. }))
+        {
             forward += 1;
         }
     }

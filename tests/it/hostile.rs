@@ -186,10 +186,16 @@ fn hostile_graph_files_are_rejected_cleanly() {
             jobs.push(job(&["print", p, "--grad", "--opt"], want));
             // Some of these make NaN or infinities on purpose: stopping is fine, crashing not.
             jobs.push(job(&["run", p, "--check-finite"], Expect::NoCrash));
-            jobs.push(job(&["run", p, "--check-finite", "--backend", "interp"], Expect::NoCrash));
+            jobs.push(job(
+                &["run", p, "--check-finite", "--backend", "interp"],
+                Expect::NoCrash,
+            ));
             // Full Jacobians and Hessians need float outputs and inputs: refusing is fine.
             jobs.push(job(&["run", p, "--jacobian"], Expect::NoCrash));
-            jobs.push(job(&["run", p, "--hessian", "--backend", "interp"], Expect::NoCrash));
+            jobs.push(job(
+                &["run", p, "--hessian", "--backend", "interp"],
+                Expect::NoCrash,
+            ));
         } else if n.starts_with("jac-") {
             jac += 1;
             jobs.push(job(&["run", p, "--backend", "interp"], Expect::Ok));
@@ -205,8 +211,8 @@ fn hostile_graph_files_are_rejected_cleanly() {
     }
     // The corpus is the point of this test: keep it from silently shrinking.
     assert!(
-        err >= 200 && ok >= 20 && mem >= 3 && grad >= 3,
-        "{err} {ok} {mem} {grad}"
+        err >= 200 && ok >= 20 && mem >= 3 && grad >= 3 && jac >= 3,
+        "{err} {ok} {mem} {grad} {jac}"
     );
     let problems = run_jobs(jobs);
     assert!(

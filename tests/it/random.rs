@@ -201,7 +201,14 @@ fn weighted_sum(
         let p = g.push(Op::Mul, vec![d, w], Attrs::None).map_err(err)?;
         let axes = (0..ty.rank()).collect();
         let s = g
-            .push(Op::ReduceSum, vec![p], Attrs::Reduce { axes, keepdims: false })
+            .push(
+                Op::ReduceSum,
+                vec![p],
+                Attrs::Reduce {
+                    axes,
+                    keepdims: false,
+                },
+            )
             .map_err(err)?;
         let s = if ty.dtype == dtype {
             s
@@ -295,7 +302,11 @@ impl Case {
 
 /// Names the outputs `out0`, `out1`, ...: `set_named_outputs` copies shared or input outputs so
 /// every output is a distinct node.
-fn finish(mut g: Graph, outs: Vec<NodeId>, claims: Vec<Claim>) -> Result<(Graph, Vec<Claim>), String> {
+fn finish(
+    mut g: Graph,
+    outs: Vec<NodeId>,
+    claims: Vec<Claim>,
+) -> Result<(Graph, Vec<Claim>), String> {
     let names: Vec<String> = (0..outs.len()).map(|k| format!("out{k}")).collect();
     let named: Vec<(&str, NodeId)> = names.iter().map(String::as_str).zip(outs).collect();
     g.set_named_outputs(&named).map_err(err)?;
