@@ -1251,3 +1251,101 @@ impl Arena {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::TensorType;
+
+    fn cfg() -> PlanConfig {
+        PlanConfig {
+            max_ops_per_function: 100,
+            parallel_min_elements: 1 << 16,
+            exact: false,
+            checked: false,
+        }
+    }
+
+    #[test]
+    fn a_chain_and_its_sum_are_one_group_with_nothing_stored() {
+        let mut g = Graph::new("t");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![8]))
+            .unwrap();
+        let a = g.push(Op::Exp, vec![x], Attrs::None).unwrap();
+        let b = g.push(Op::Mul, vec![a, x], Attrs::None).unwrap();
+        let s = g
+            .push(
+                Op::ReduceSum,
+                vec![b],
+                Attrs::Reduce {
+                    axes: vec![0],
+                    keepdims: false,
+                },
+            )
+            .unwrap();
+        g.set_outputs(vec![s]);
+        let p = plan(&g, &cfg()).unwrap();
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.ws_bytes, 0);
+        assert_eq!(p.locs[a.index()], Loc::Unused);
+        assert_eq!(p.locs[s.index()], Loc::Output(0));
+        let Group::Fused(f) = &p.groups[0] else {
+            panic!("fused group expected")
+        };
+        assert_eq!(f.vector, Some(DType::F32));
+        assert_eq!(f.dims, vec![8]);
+    }
+
+    #[test]
+    fn views_compose_and_a_reduction_result_starts_a_new_group() {
+        // y = x - mean(x) over a transposed slice: slice and transpose are strides of x.
+        let mut g = Graph::new("t");
+        let x = g
+            .add_input("x", TensorType::new(DType::F64, vec![4, 6]))
+            .unwrap();
+        let sl = g
+            .push(
+                Op::Slice,
+                vec![x],
+                Attrs::Slice {
+                    start: vec![1, 0],
+                    stop: vec![3, 6],
+                },
+            )
+            .unwrap();
+        let t = g
+            .push(Op::Transpose, vec![sl], Attrs::Perm { perm: vec![1, 0] })
+            .unwrap();
+        let m = g
+            .push(
+                Op::ReduceMean,
+                vec![t],
+                Attrs::Reduce {
+                    axes: vec![0, 1],
+                    keepdims: false,
+                },
+            )
+            .unwrap();
+        let y = g.push(Op::Sub, vec![t, m], Attrs::None).unwrap();
+        g.set_outputs(vec![y]);
+        let p = plan(&g, &cfg()).unwrap();
+        let v = p.views[t.index()].as_ref().unwrap();
+        assert_eq!((v.root, v.offset, v.strides.clone()), (x, 6, vec![1, 6]));
+        assert_eq!(p.groups.len(), 2, "{:?}", p.groups);
+        assert_eq!(p.locs[m.index()], Loc::Ws(0));
+    }
+
+    #[test]
+    fn best_fit_reuses_only_ranges_up_to_twice_the_size() {
+        let mut a = Arena::default();
+        let big = a.alloc(1000).unwrap();
+        assert_eq!(big, (0, 1024));
+        a.free(big.0, big.1);
+        let small = a.alloc(100).unwrap();
+        assert_eq!(small, (1024, 128));
+        let again = a.alloc(600).unwrap();
+        assert_eq!(again, big);
+        assert_eq!(a.reused, 1);
+    }
+}
