@@ -7,8 +7,8 @@
 //! - f32 adjoints with transposed strides, no copies: `Xᵀ·G` (`784×64 · 64×256`, X stored
 //!   `64×784`), `G·W1ᵀ` (`64×256 · 256×784`, W1 stored `784×256`), `Hᵀ·G2` (`256×64 · 64×10`),
 //!   `G2·W2ᵀ` (`64×10 · 10×256`);
-//! - f64 squares of side 4, 5, 6 (around the JIT's loop-nest/GEMM switch at `m·k·n = 128`),
-//!   8, 32 and 256.
+//! - f64 squares of side 4, 5, 6, 7 (around the JIT's loop-nest/GEMM switch at
+//!   `m·k·n = 256`), 8, 32 and 256, and the narrow `3×40×2`, `40×3×2`.
 //!
 //! `matrixmultiply` reads its thread count once per process from `MATMUL_NUM_THREADS`, so its
 //! two-thread figures come from a second run:
@@ -102,13 +102,30 @@ const F32_SHAPES: [Shape; 6] = [
     },
 ];
 
-const F64_SHAPES: [Shape; 6] = [
+const F64_SHAPES: [Shape; 9] = [
     sq("4x4x4", 4),
     sq("5x5x5", 5),
     sq("6x6x6", 6),
+    sq("7x7x7", 7),
     sq("8x8x8", 8),
     sq("32x32x32", 32),
     sq("256x256x256", 256),
+    Shape {
+        name: "3x40x2",
+        m: 3,
+        k: 40,
+        n: 2,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        name: "40x3x2",
+        m: 40,
+        k: 3,
+        n: 2,
+        a_t: false,
+        b_t: false,
+    },
 ];
 
 /// A square product `s×s · s×s`.

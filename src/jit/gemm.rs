@@ -26,9 +26,10 @@ use crate::ir::DType;
 
 /// Products with `m·n·k` at most this stay in the JIT's own loop nest, which sums in the
 /// interpreter's order (bitwise equal results) and beats the GEMM's call and packing overhead
-/// at these sizes (measured with `benches/gemm.rs`: at 4×4×4 f64 the loop nest takes ~70 ns,
-/// the GEMM ~180-350 ns; at 8×8×8 the loop nest ~650 ns, the GEMM ~250 ns).
-pub(super) const LOOP_NEST_MAX_WORK: usize = 128;
+/// at these sizes. Measured (f64, best of many runs, ns; loop nest vs GEMM): 4³ 115 vs 321,
+/// 5³ 129 vs 283, 6³ ~200 vs 297, 7³ ~262 vs 247, 8³ ~420 vs 144, and narrow shapes
+/// 3×40×2 235 vs 596, 40×3×2 358 vs 938 (`benches/gemm.rs` has the same shapes).
+pub(super) const LOOP_NEST_MAX_WORK: usize = 256;
 
 /// True if a product of this size is computed by the GEMM wrapper (both operands must also
 /// be in memory, not splat constants: the lowering checks that).

@@ -7,8 +7,9 @@
 //! 2. Views: `reshape`, `broadcast`, `transpose` and `slice` get no code of their own. Each is
 //!    a [`View`] of a stored value (a root, an element offset and element strides), composed
 //!    through chains of views. A view is realized (copied into its own buffer) only when it is
-//!    an output, when a reshape cannot be expressed with strides, or when `matmul` needs a
-//!    contiguous operand.
+//!    an output or when a reshape cannot be expressed with strides. `matmul` reads any view
+//!    through its strides (the GEMM takes row and column strides), so the adjoint's
+//!    transposed operands are never copied.
 //! 3. Fusion: the nodes are clustered, in id order, into [`Group`]s. A fused group is one loop
 //!    nest over an iteration shape: elementwise nodes of that shape (with broadcast operands)
 //!    and reductions whose operand has that shape. A node joins an existing group of its shape
@@ -231,8 +232,6 @@ pub(super) struct Plan {
     pub consts: Vec<u8>,
     /// Copies done after the compiled code.
     pub post: Vec<PostCopy>,
-    /// Planned for `exact_math` (no GEMM, no reassociation).
-    pub exact: bool,
     /// Counters.
     pub stats: PlanStats,
 }
@@ -249,7 +248,6 @@ pub(super) struct PlanStats {
     pub groups: u64,
     pub groups_parallel: u64,
     pub matmuls_gemm: u64,
-    pub transposes_fused: u64,
 }
 
 /// Options that change the plan.
@@ -549,17 +547,13 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         latest: HashMap::new(),
         checked: cfg.checked,
     };
-    // Values some live consumer needs in a simpler layout: `reshape` is only a view of a
-    // contiguous operand; `matmul` reads any strides but a zero stride along a matrix axis.
+    // Values some live consumer reads contiguously (`reshape`, which is only a view of a
+    // contiguous operand; `matmul` takes any strides).
     let mut wants_contiguous = vec![false; n];
-    let mut wants_matrix = vec![false; n];
     for i in 0..n {
         if live[i] && nodes[i].op == Op::Reshape {
-            wants_contiguous[nodes[i].inputs[0].index()] = true;
-        }
-        if live[i] && nodes[i].op == Op::Matmul {
             for x in &nodes[i].inputs {
-                wants_matrix[x.index()] = true;
+                wants_contiguous[x.index()] = true;
             }
         }
     }
@@ -577,23 +571,16 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
                     .compose(id)
                     .expect("operands that need a contiguous layout were realized");
                 let contiguous = is_contiguous(&node.ty.shape, &v.strides);
-                let r = node.ty.rank();
-                let matrix_ok =
-                    r < 2 || (r - 2..r).all(|a| node.ty.shape[a] == 1 || v.strides[a] != 0);
                 b.roles[i] = Role::View;
                 b.views[i] = Some(v);
-                if cfg.checked
-                    || is_output[i]
-                    || (wants_contiguous[i] && !contiguous)
-                    || (wants_matrix[i] && !matrix_ok)
-                {
+                if cfg.checked || is_output[i] || (wants_contiguous[i] && !contiguous) {
                     b.realize(id);
                 }
             }
             op if is_elementwise(op) => b.place(id, node.ty.shape.clone()),
             op if is_reduction(op) => b.place(id, g.ty(node.inputs[0]).shape.clone()),
             _ => {
-                // `matmul` and `concat`: they read their operands through views.
+                // `matmul` and `concat`: they read their operands' views through strides.
                 let grp = b.new_group(None);
                 b.members[grp as usize].push(id);
                 b.roles[i] = Role::Single(grp);
@@ -869,13 +856,18 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         .filter(|&i| !live[i] && !matches!(nodes[i].op, Op::Input | Op::Const))
         .count() as u64;
     stats.views = roles.iter().filter(|r| **r == Role::View).count() as u64;
-    stats.transposes_fused = (0..n)
-        .filter(|&i| roles[i] == Role::View && nodes[i].op == Op::Transpose)
-        .count() as u64;
     stats.buffers_reused = ws.reused;
     stats.buffers_in_place = in_place;
     stats.groups = groups.len() as u64;
-    let mut plan = Plan {
+    stats.matmuls_gemm = groups
+        .iter()
+        .filter(|grp| {
+            matches!(grp, Group::Single(id, None)
+                if nodes[id.index()].op == Op::Matmul
+                    && gemm_path(g, &locs, &views, *id, cfg.exact))
+        })
+        .count() as u64;
+    Ok(Plan {
         locs,
         views,
         groups,
@@ -883,14 +875,45 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         ws_bytes: ws.top,
         consts,
         post,
-        exact: cfg.exact,
         stats,
-    };
-    plan.stats.matmuls_gemm = (0..n)
-        .filter(|&i| live[i] && nodes[i].op == Op::Matmul)
-        .filter(|&i| gemm_path(g, &plan, NodeId(i as u32)))
-        .count() as u64;
-    Ok(plan)
+    })
+}
+
+/// The (row, column) element strides of matmul operand `x` read through view `v`: the view's
+/// strides of its last two axes, with the stride of a size-1 axis (never stepped along, maybe
+/// 0 in a broadcast view) normalized to 1.
+pub(super) fn matrix_strides(g: &Graph, x: NodeId, v: &View) -> (i64, i64) {
+    let shape = &g.ty(x).shape;
+    let r = shape.len();
+    let st = |a: usize| if shape[a] == 1 { 1 } else { v.strides[a] };
+    (st(r - 2), st(r - 1))
+}
+
+/// True if matmul `id` is computed by the GEMM wrapper: not in `exact` mode (the GEMM sums
+/// in another order than the interpreter), large enough ([`super::gemm::use_gemm`]), and both
+/// operands in memory (a splat constant has none to point at) with nonzero matrix strides (a
+/// row or column broadcast by a view: not a layout to hand to the GEMM). Other matmuls use
+/// the loop nest, which reads any view.
+pub(super) fn gemm_path(
+    g: &Graph,
+    locs: &[Loc],
+    views: &[Option<View>],
+    id: NodeId,
+    exact: bool,
+) -> bool {
+    let node = g.node(id);
+    let xt = g.ty(node.inputs[0]);
+    let (m, k) = (xt.shape[xt.rank() - 2], xt.shape[xt.rank() - 1]);
+    let n = *node.ty.shape.last().expect("matmul output has rank >= 2");
+    !exact
+        && super::gemm::use_gemm(m, k, n)
+        && node.inputs.iter().all(|&x| {
+            let v = views[x.index()]
+                .as_ref()
+                .expect("plan invariant: matmul operands have views");
+            let (rs, cs) = matrix_strides(g, x, v);
+            !matches!(locs[v.root.index()], Loc::Splat(_)) && rs != 0 && cs != 0
+        })
 }
 
 /// An operand that a stored member of a fused group may overwrite.
@@ -899,25 +922,6 @@ struct InPlace {
     bytes: usize,
     /// The last member reading it.
     last_reader: NodeId,
-}
-
-/// True if matmul `id` is computed by the GEMM wrapper: large enough
-/// ([`super::gemm::use_gemm`]), both operands in memory (a splat constant has no memory to
-/// point at; the loop nest reads it as an immediate), and not in exact mode (the GEMM sums
-/// in its own order).
-pub(super) fn gemm_path(g: &Graph, plan: &Plan, id: NodeId) -> bool {
-    let node = g.node(id);
-    let xt = g.ty(node.inputs[0]);
-    let (m, k) = (xt.shape[xt.rank() - 2], xt.shape[xt.rank() - 1]);
-    let n = *node.ty.shape.last().expect("matmul output has rank >= 2");
-    !plan.exact
-        && super::gemm::use_gemm(m, k, n)
-        && node.inputs.iter().all(|&x| {
-            let v = plan.views[x.index()]
-                .as_ref()
-                .expect("matmul operands are read from memory");
-            !matches!(plan.locs[v.root.index()], Loc::Splat(_))
-        })
 }
 
 /// True if the lowering rule of elementwise node `id` calls a math function: the rule is run
@@ -1251,7 +1255,6 @@ impl Arena {
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,8 +136,8 @@ fn one_step_gradients_match_the_interpreter_and_finite_differences() {
         let mut g: Graph = common::train_step_graph(dtype, batch, SMALL, Optim::SGD).unwrap();
         opt::optimize(&mut g, &opt::OptConfig::default());
         let k = jit::compile(&g).unwrap();
-        // The adjoint's Xᵀ·Ḡ, Hᵀ·Ḡ and Ḡ·W2ᵀ read transposes as strides.
-        assert_eq!(k.stats().transposes_fused, 3, "{}", k.stats());
+        // The adjoint's Xᵀ·Ḡ, Hᵀ·Ḡ and Ḡ·W2ᵀ read transposes as strides (views, not copies).
+        assert!(k.stats().views >= 3, "{}", k.stats());
         assert!(k.stats().matmuls_gemm >= 4, "{}", k.stats());
         let ins = sgd_step_inputs(dtype, batch, 21);
         let got = k.run(&ins).unwrap();
