@@ -22,7 +22,7 @@
 //! and the node's [`Origin`]: the builder call or `.gir` line that created it, or, for an
 //! adjoint node, the forward node whose adjoint it is (and that node's origin).
 //!
-//! Not here: evaluation itself (each backend calls [`find_culprit`] after computing a node), or
+//! Not here: evaluation itself (each backend calls `find_culprit` after computing a node), or
 //! any check of values that the optimizer folded away (run checked evaluation on an unoptimized
 //! graph for exact provenance).
 
@@ -414,7 +414,7 @@ mod tests {
         g.set_outputs(vec![s, m]);
         let big = 3e38f32;
         let xv = Tensor::from_f32(vec![2, 2], vec![1.0, 2.0, big, big]);
-        let r = culprit(&g, &[xv.clone()], s).unwrap();
+        let r = culprit(&g, std::slice::from_ref(&xv), s).unwrap();
         assert_eq!(r.index, vec![1, 0]);
         assert_eq!(r.operands[0].count, 2);
         assert_eq!(r.operands[0].values, vec![f64::from(big), f64::from(big)]);

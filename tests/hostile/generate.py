@@ -8,6 +8,8 @@ Writes, deterministically (no randomness without a fixed seed):
   gir/ok-*.gir      valid graphs (edge cases) every command must accept: exit 0
   gir/grad-*.gir    valid graphs for which `--grad` must fail (exit 1) but plain `run` succeeds
   gir/mem-*.gir     valid graphs too large to evaluate: `run` fails (exit 1), `print` works
+  gir/jac-*.gir     valid graphs whose full Jacobian and Hessian are too large: `run` works,
+                    `run --jacobian` and `run --hessian` fail (exit 1)
   inputs/err-*.json inputs files `run inputs/graph.gir --inputs FILE` must reject
   inputs/ok-*.json  inputs files it must accept
 The test that uses them is tests/it/hostile.rs. Files it finds in tests/hostile/fuzz/ (inputs
@@ -273,6 +275,16 @@ def main():
                                            "%b = lt %x, %y", "output %b"]))
     put("gir/grad-bool-input.gir", graph(["%b = input bool[]", "%c = cast %b to=f64",
                                           "%z = neg %c", "output %b, %z"]))
+
+    # --jacobian / --hessian must be refused on these (the result would be absurdly large).
+    put("gir/jac-huge.gir", graph(["%x = input f64[100000]", "%y = sin %x", "%s = reduce_sum %y",
+                                   "output %s, %y"]))
+    put("gir/jac-huge-hessian.gir", graph(["%x = input f32[200000]", "%y = mul %x, %x",
+                                           "%s = reduce_sum %y", "output %s, %y"]))
+
+    # Under the element limit (46000^2 < 2^31), but 17 GB of f64: the CLI's memory limit.
+    put("gir/jac-memory.gir", graph(["%x = input f64[46000]", "%y = sin %x",
+                                     "%s = reduce_sum %y", "output %s, %y"]))
 
     # ---- inputs JSON (for inputs/graph.gir) --------------------------------------------------
     put("inputs/graph.gir", graph(["%x = input f64[]", "%v = input f32[2,3]", "%b = input bool[2]",

@@ -51,8 +51,8 @@ fn both_backends_stop_at_the_node_that_made_the_nan() {
     // log(-1) at element 1 is the first culprit; `mul` and `reduce_sum` only propagate it.
     let x = Tensor::from_f64(vec![3], vec![2.0, -1.0, 0.0]);
     for r in [
-        checked_interp(&g, &[x.clone()]),
-        checked_jit(&g, &[x.clone()]),
+        checked_interp(&g, std::slice::from_ref(&x)),
+        checked_jit(&g, std::slice::from_ref(&x)),
     ] {
         let r = r.unwrap_err();
         assert_eq!(
@@ -70,15 +70,15 @@ fn both_backends_stop_at_the_node_that_made_the_nan() {
     // A NaN input is not a new non-finite value: nothing stops, the NaN propagates.
     let x = Tensor::from_f64(vec![3], vec![2.0, f64::NAN, 1.0]);
     for r in [
-        checked_interp(&g, &[x.clone()]),
-        checked_jit(&g, &[x.clone()]),
+        checked_interp(&g, std::slice::from_ref(&x)),
+        checked_jit(&g, std::slice::from_ref(&x)),
     ] {
         assert!(r.unwrap()[0].scalar_value().unwrap().is_nan());
     }
     // Finite everywhere: the checked kernel computes what the plain one does.
     let x = Tensor::from_f64(vec![3], vec![2.0, 0.5, 1.0]);
-    let want = interp::run(&g, &[x.clone()]).unwrap();
-    assert_eq!(checked_jit(&g, &[x.clone()]).unwrap(), want);
+    let want = interp::run(&g, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(checked_jit(&g, std::slice::from_ref(&x)).unwrap(), want);
     assert_eq!(checked_interp(&g, &[x]).unwrap(), want);
 }
 
@@ -92,8 +92,8 @@ fn adjoint_culprits_name_their_forward_node() {
     g.set_outputs(vec![y, d]);
     let zero = Tensor::scalar_f64(0.0);
     for r in [
-        checked_interp(&g, &[zero.clone()]),
-        checked_jit(&g, &[zero.clone()]),
+        checked_interp(&g, std::slice::from_ref(&zero)),
+        checked_jit(&g, std::slice::from_ref(&zero)),
     ] {
         let r = r.unwrap_err();
         assert_eq!(r.op, Op::Div);
@@ -109,8 +109,8 @@ fn overflow_in_a_reduction_is_reported_with_its_operands() {
     let g = text::parse(src).unwrap();
     let x = Tensor::from_f32(vec![2, 2], vec![1.0, 2.0, 3e38, 3e38]);
     for r in [
-        checked_interp(&g, &[x.clone()]),
-        checked_jit(&g, &[x.clone()]),
+        checked_interp(&g, std::slice::from_ref(&x)),
+        checked_jit(&g, std::slice::from_ref(&x)),
     ] {
         let r = r.unwrap_err();
         assert_eq!(

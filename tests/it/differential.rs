@@ -14,8 +14,9 @@
 //!    interpreter. The rule for skipping: if the two central differences disagree with each
 //!    other by more than the tolerance, the function is not smooth at that scale there (or too
 //!    badly conditioned to tell) and the element is counted as skipped, not checked. Both
-//!    first-order (reverse) and second-order (reverse over reverse: Hessian-vector products)
-//!    gradients are checked.
+//!    first-order derivatives (reverse-mode gradients, forward-mode JVPs along constant tangents,
+//!    checked as directional differences) and second-order ones (Hessian-vector products by
+//!    reverse over reverse and by forward over reverse, `autodiff::hvp`) are checked.
 //!
 //! Checks 1 and 2 run on all cases, including unguarded ones whose values overflow to
 //! infinities and NaN. A panic anywhere is a failure too.
@@ -30,9 +31,8 @@
 //! builds (where the interpreter is slow). The ignored test `differential_long` runs a million
 //! (`cargo test --release differential_long -- --ignored`).
 //!
-//! Forward mode is not covered yet: it lives on another branch.
 
-use crate::random::{Case, Claim, GenConfig, generate, input_values};
+use crate::random::{Case, Claim, GenConfig, ORDER_FORWARD, ORDER_REVERSE, generate, input_values};
 use gradlift::ir::text;
 use gradlift::opt::{self, OptConfig};
 use gradlift::{Data, Graph, NodeId, Op, Tensor, interp, jit};
@@ -182,6 +182,36 @@ fn fd_tolerance(ad: f64, fd: f64, fscale: f64, h: f64) -> f64 {
     1e-5 * ad.abs().max(fd.abs()) + 64.0 * f64::EPSILON * fscale / h + 1e-9
 }
 
+/// One central-difference probe: the derivative of `eval` (a function of the step `t`, where
+/// `t = 0` is the base point) compared with `ad`. Returns `Ok(true)` if checked, `Ok(false)` if
+/// skipped (not smooth at the step size, or non-finite), and a failure message otherwise.
+fn probe(
+    ad: f64,
+    scale: f64,
+    eval: &dyn Fn(f64) -> Result<f64, Failure>,
+) -> Result<Result<bool, String>, Failure> {
+    let h = 2e-5 * scale.max(1.0);
+    let (p1, m1) = (eval(h)?, eval(-h)?);
+    let (p2, m2) = (eval(h / 2.0)?, eval(-h / 2.0)?);
+    let d1 = (p1 - m1) / (2.0 * h);
+    let d2 = (p2 - m2) / h;
+    let fscale = p1.abs().max(m1.abs()).max(p2.abs()).max(m2.abs());
+    if !(d1.is_finite() && d2.is_finite() && ad.is_finite()) {
+        return Ok(Ok(false));
+    }
+    let rich = (4.0 * d2 - d1) / 3.0;
+    let tol = fd_tolerance(ad, rich, fscale, h / 2.0);
+    if (d1 - d2).abs() > 30.0 * tol {
+        return Ok(Ok(false)); // not smooth (or too ill-conditioned) at this scale
+    }
+    if (ad - rich).abs() > tol {
+        return Ok(Err(format!(
+            "derivative {ad} but finite differences give {rich} (h={h}: {d1}, h/2: {d2})"
+        )));
+    }
+    Ok(Ok(true))
+}
+
 /// Checks every claim of a smooth case against central differences.
 fn check_gradients(
     case: &Case,
@@ -193,62 +223,68 @@ fn check_gradients(
 ) -> Result<(), Failure> {
     let mut per_f: Vec<(usize, Graph)> = Vec::new();
     for c in claims {
-        if !per_f.iter().any(|(f, _)| *f == c.f) {
-            per_f.push((c.f, only_output(g, c.f)));
+        if !per_f.iter().any(|(f, _)| *f == c.f()) {
+            per_f.push((c.f(), only_output(g, c.f())));
         }
     }
+    let run = |gf: &Graph, ins: &[Tensor]| -> Result<f64, Failure> {
+        let out = interp::run(gf, ins).map_err(|e| fail(Kind::Build, e.to_string()))?;
+        Ok(out[0].scalar_value().unwrap_or(f64::NAN))
+    };
     let mut r = crate::random::Rng(case.seed ^ 0xFD);
+    let mut record = |res: Result<bool, String>, what: String| -> Result<(), Failure> {
+        match res {
+            Ok(true) => stats.fd_checked += 1,
+            Ok(false) => stats.fd_skipped += 1,
+            Err(m) => return Err(fail(Kind::Gradient, format!("{what}: {m}"))),
+        }
+        Ok(())
+    };
     for c in claims {
         let gf = &per_f
             .iter()
-            .find(|(f, _)| *f == c.f)
+            .find(|(f, _)| *f == c.f())
             .expect("built above")
             .1;
-        let x = &inputs[c.x];
-        let ad = values[c.d].to_f64_vec();
-        let n = x.numel();
-        let picks: Vec<usize> = if n <= 4 {
-            (0..n).collect()
-        } else {
-            (0..4).map(|_| r.below(n)).collect()
-        };
-        let eval = |j: usize, delta: f64| -> Result<f64, Failure> {
-            let mut ins = inputs.to_vec();
-            let Data::F64(v) = ins[c.x].data_mut() else {
-                return Err(fail(Kind::Build, "smooth cases are f64"));
-            };
-            v[j] += delta;
-            let out = interp::run(gf, &ins).map_err(|e| fail(Kind::Build, e.to_string()))?;
-            Ok(out[0].scalar_value().unwrap_or(f64::NAN))
-        };
-        for j in picks {
-            let xj = x.to_f64_vec()[j];
-            let h = 2e-5 * xj.abs().max(1.0);
-            let (p1, m1) = (eval(j, h)?, eval(j, -h)?);
-            let (p2, m2) = (eval(j, h / 2.0)?, eval(j, -h / 2.0)?);
-            let d1 = (p1 - m1) / (2.0 * h);
-            let d2 = (p2 - m2) / h;
-            let fscale = p1.abs().max(m1.abs()).max(p2.abs()).max(m2.abs());
-            if !(d1.is_finite() && d2.is_finite() && ad[j].is_finite()) {
-                stats.fd_skipped += 1;
-                continue;
+        match c {
+            Claim::Partial { f, x, d } => {
+                let xv = inputs[*x].to_f64_vec();
+                let ad = values[*d].to_f64_vec();
+                let n = xv.len();
+                let picks: Vec<usize> = if n <= 4 {
+                    (0..n).collect()
+                } else {
+                    (0..4).map(|_| r.below(n)).collect()
+                };
+                for j in picks {
+                    let eval = |delta: f64| -> Result<f64, Failure> {
+                        let mut ins = inputs.to_vec();
+                        let Data::F64(v) = ins[*x].data_mut() else {
+                            return Err(fail(Kind::Build, "smooth cases are f64"));
+                        };
+                        v[j] += delta;
+                        run(gf, &ins)
+                    };
+                    let res = probe(ad[j], xv[j].abs(), &eval)?;
+                    record(res, format!("d(out{f})/d(input {x}) element {j}"))?;
+                }
             }
-            let rich = (4.0 * d2 - d1) / 3.0;
-            let tol = fd_tolerance(ad[j], rich, fscale, h / 2.0);
-            if (d1 - d2).abs() > 30.0 * tol {
-                stats.fd_skipped += 1; // not smooth (or too ill-conditioned) at this scale
-                continue;
-            }
-            stats.fd_checked += 1;
-            if (ad[j] - rich).abs() > tol {
-                return Err(fail(
-                    Kind::Gradient,
-                    format!(
-                        "d(out{})/d(input {}) element {j}: gradient {} but finite differences \
-                         give {rich} (h={h}: {d1}, h/2: {d2})",
-                        c.f, c.x, ad[j]
-                    ),
-                ));
+            Claim::Directional { f, d, dirs } => {
+                let ad = values[*d].scalar_value().unwrap_or(f64::NAN);
+                let eval = |t: f64| -> Result<f64, Failure> {
+                    let mut ins = inputs.to_vec();
+                    for (k, dir) in dirs {
+                        let Data::F64(v) = ins[*k].data_mut() else {
+                            return Err(fail(Kind::Build, "smooth cases are f64"));
+                        };
+                        for (x, dx) in v.iter_mut().zip(dir.to_f64_vec()) {
+                            *x += t * dx;
+                        }
+                    }
+                    run(gf, &ins)
+                };
+                let res = probe(ad, 1.0, &eval)?;
+                record(res, format!("JVP of out{f} (output {d})"))?;
             }
         }
     }
@@ -535,34 +571,36 @@ fn report(original: &Case, case: &Case, f: &Failure) -> String {
     s
 }
 
-/// The generator settings for case number `i`: a quarter each of smooth first-order, smooth
-/// second-order, guarded all-op and unguarded all-op cases.
+/// The generator settings for case number `i`: a quarter each of smooth cases (every
+/// derivative mode in turn, checked against finite differences), smooth cases again, guarded
+/// all-op cases and unguarded all-op cases (every derivative mode, or none).
 fn config_for(i: u64) -> GenConfig {
     let steps = 1 + (i / 4 % 24) as usize;
+    // Orders 1..=4 for the smooth quarters, 0..=4 for the others.
+    let smooth_order = 1 + (i / 4 % 4) as u8;
+    let any_order = (i / 4 % 5) as u8;
     match i % 4 {
-        0 => GenConfig {
-            steps,
+        0 | 1 => GenConfig {
+            steps: if smooth_order == ORDER_REVERSE || smooth_order == ORDER_FORWARD {
+                steps
+            } else {
+                steps.min(12)
+            },
             safe: true,
             smooth: true,
-            order: 1,
-        },
-        1 => GenConfig {
-            steps: steps.min(12),
-            safe: true,
-            smooth: true,
-            order: 2,
+            order: smooth_order,
         },
         2 => GenConfig {
             steps,
             safe: true,
             smooth: false,
-            order: (i / 8 % 3) as u8,
+            order: any_order,
         },
         _ => GenConfig {
             steps,
             safe: false,
             smooth: false,
-            order: (i / 8 % 2) as u8,
+            order: any_order,
         },
     }
 }
@@ -705,7 +743,8 @@ fn finite_differences_catch_a_wrong_gradient() {
         check_gradients(&case, &g, &claims, &inputs, &values, &mut stats).unwrap();
         // Corrupt every claimed gradient element that is not tiny.
         for c in &claims {
-            if let Data::F64(v) = values[c.d].data_mut() {
+            let (Claim::Partial { d, .. } | Claim::Directional { d, .. }) = c;
+            if let Data::F64(v) = values[*d].data_mut() {
                 for x in v.iter_mut() {
                     if x.abs() > 1e-3 {
                         *x *= 1.001;
@@ -737,4 +776,60 @@ fn json_values_nest_by_shape() {
     );
     let b = Tensor::new(vec![2], Data::Bool(vec![true, false]));
     assert_eq!(json_value(&b), "[true, false]");
+}
+
+/// The generator reaches what the differential test claims to cover: every op, every dtype,
+/// ranks 0 to 4, broadcasting between differently shaped operands, values with several users,
+/// first- and second-order gradient claims, and forward-mode (JVP) claims.
+#[test]
+fn generator_covers_ops_dtypes_ranks_and_derivatives() {
+    use gradlift::DType;
+    let mut ops = std::collections::HashSet::new();
+    let mut dtypes = std::collections::HashSet::new();
+    let mut ranks = std::collections::HashSet::new();
+    let (mut broadcasts, mut reused, mut second_order, mut forward) = (0, 0, 0, 0);
+    for i in 0..400u64 {
+        let case = generate(i * 7919, &config_for(i));
+        let (g, claims) = case.build().unwrap();
+        let uses = g.use_counts();
+        for (k, n) in g.nodes().iter().enumerate() {
+            ops.insert(n.op);
+            dtypes.insert(n.ty.dtype);
+            ranks.insert(n.ty.rank());
+            if n.inputs.len() == 2
+                && gradlift::ops::rules(n.op).props.elementwise
+                && g.ty(n.inputs[0]).shape != g.ty(n.inputs[1]).shape
+            {
+                broadcasts += 1;
+            }
+            if uses[k] > 1 && n.op != Op::Const {
+                reused += 1;
+            }
+        }
+        if claims.iter().any(|c| c.f() > 0) {
+            second_order += 1;
+        }
+        if claims
+            .iter()
+            .any(|c| matches!(c, Claim::Directional { .. }))
+        {
+            forward += 1;
+        }
+    }
+    let missing: Vec<Op> = Op::ALL
+        .iter()
+        .copied()
+        .filter(|o| !ops.contains(o))
+        .collect();
+    assert!(missing.is_empty(), "ops never generated: {missing:?}");
+    for d in [DType::F32, DType::F64, DType::Bool] {
+        assert!(dtypes.contains(&d), "{d}");
+    }
+    for r in 0..=4 {
+        assert!(ranks.contains(&r), "rank {r} never generated");
+    }
+    assert!(
+        broadcasts > 100 && reused > 400 && second_order > 50 && forward > 30,
+        "{broadcasts} {reused} {second_order} {forward}"
+    );
 }

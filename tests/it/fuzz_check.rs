@@ -6,7 +6,7 @@
 //! - [`parse_roundtrip`]: the `.gir` reader on arbitrary bytes never panics; whatever it accepts
 //!   verifies, prints, reads back as the same graph, and prints identically (printing is
 //!   canonical).
-//! - [`pipeline`]: "parse → grad → optimize → compile → call" on arbitrary bytes: nothing panics,
+//! - [`pipeline`]: "parse → grad/jvp → optimize → compile → call" on arbitrary bytes: nothing panics,
 //!   a verified graph always compiles (resource limits aside), the JIT, the interpreter and
 //!   the unoptimized graph agree on inputs derived from the bytes, and in checked mode (NaN
 //!   provenance) both backends stop at the same node and element.
@@ -147,7 +147,8 @@ fn same_numbers(a: &Tensor, b: &Tensor) -> bool {
 
 /// Runs the whole pipeline on arbitrary bytes. Layout: the `.gir` text up to the first NUL
 /// byte; after it, one flags byte (bit 0: append the gradient of the first output, bit 1: run
-/// the optimizer) and the bytes that input values are made from.
+/// the optimizer, bit 2: append the forward-mode JVP of every float output) and the bytes that
+/// input values are made from.
 ///
 /// # Panics
 /// On any panic inside gradlift, a compile failure of a verified graph other than
@@ -196,8 +197,46 @@ pub fn pipeline(data: &[u8]) {
             }
         }
     }
+    if flags & 4 == 4 {
+        // Forward mode: the JVP of every float output along all-ones tangents.
+        let wrt: Vec<NodeId> = g
+            .inputs()
+            .into_iter()
+            .filter(|&i| g.ty(i).dtype.is_float())
+            .collect();
+        let ys: Vec<NodeId> = g
+            .outputs()
+            .iter()
+            .copied()
+            .filter(|&o| g.ty(o).dtype.is_float())
+            .collect();
+        if !wrt.is_empty() && !ys.is_empty() {
+            let tangents: Vec<NodeId> = wrt
+                .iter()
+                .map(|&w| {
+                    let ty = g.ty(w).clone();
+                    g.add_const(Tensor::from_fn(&ty, |_| 1.0))
+                })
+                .collect();
+            match gradlift::autodiff::jvp(&mut g, &ys, &wrt, &tangents) {
+                Ok(ts) => {
+                    let mut outs = g.outputs().to_vec();
+                    for t in ts {
+                        if !outs.contains(&t) {
+                            outs.push(t);
+                        }
+                    }
+                    g.set_outputs(outs);
+                }
+                Err(e) => panic!("jvp failed on float outputs: {e}\n{src}"),
+            }
+        }
+    }
     if let Err(e) = gradlift::ir::verify(&g) {
-        panic!("grad produced an invalid graph: {e}\n{}", text::print(&g));
+        panic!(
+            "differentiation produced an invalid graph: {e}\n{}",
+            text::print(&g)
+        );
     }
     if g.len() > MAX_PIPELINE_NODES || value_bytes(&g) > MAX_PIPELINE_BYTES {
         return;
@@ -227,10 +266,12 @@ pub fn pipeline(data: &[u8]) {
         Err(e) => panic!("interpreter rejected well-typed inputs: {e}"),
     };
     // `exact_math`: bitwise agreement (the default fast math is checked node by node in
-    // `simd.rs`).
+    // `simd.rs`). One compile thread: scoped worker threads can still be tearing down their
+    // thread-locals when an iteration ends, which LeakSanitizer reports as a (false) leak.
     let cfg = JitConfig {
         verifier: true,
         exact_math: true,
+        threads: 1,
         ..JitConfig::default()
     };
     let kernel = match jit::compile_with(&g, &cfg) {

@@ -3,13 +3,15 @@
 //! the fuzz properties in-process and through the binary.
 //!
 //! Expectations are fixed by the file name, never by what the binary does:
-//! - `gir/err-*.gir`: `run` (both backends), `print --grad --opt` and `dot` exit 1 with exactly
-//!   one `error:` line on stderr that is not an internal-error (panic) report, and print nothing
-//!   on stdout.
+//! - `gir/err-*.gir`: `run` (both backends, and `--check-finite`), `print --grad --opt` and
+//!   `dot` exit 1 with exactly one `error:` line on stderr that is not an internal-error (panic)
+//!   report, and print nothing on stdout.
 //! - `gir/mem-*.gir`: valid, but too large to evaluate: `run` fails like that, `print` works.
 //! - `gir/ok-*.gir`: every command exits 0; `run` prints JSON and `print` prints a `.gir` that
-//!   parses; `run --grad` exits 0 exactly when the first output is a float scalar.
+//!   parses; `run --grad` exits 0 exactly when the first output is a float scalar;
+//!   `run --check-finite` exits 0 or 1 (some make NaN on purpose) but never crashes.
 //! - `gir/grad-*.gir`: `run` exits 0, `run --grad` exits 1 with an `error:` line.
+//! - `gir/jac-*.gir`: `run` exits 0, `run --jacobian` and `run --hessian` exit 1 (too large).
 //! - `inputs/err-*.json` / `inputs/ok-*.json`: `run inputs/graph.gir --inputs FILE` exits 1 /
 //!   0.
 //! - `fuzz/parse/*`, `fuzz/pipeline/*`: the fuzz target's property holds (no panic), and the
@@ -141,7 +143,7 @@ fn first_output_is_float_scalar(path: &Path) -> bool {
 fn hostile_graph_files_are_rejected_cleanly() {
     let files = corpus("gir");
     let mut jobs = Vec::new();
-    let (mut err, mut ok, mut mem, mut grad) = (0, 0, 0, 0);
+    let (mut err, mut ok, mut mem, mut grad, mut jac) = (0, 0, 0, 0, 0);
     for f in &files {
         let p = f.to_str().expect("UTF-8 path");
         let n = name(f);
@@ -150,6 +152,8 @@ fn hostile_graph_files_are_rejected_cleanly() {
             for args in [
                 vec!["run", p],
                 vec!["run", p, "--backend", "interp", "--no-opt"],
+                vec!["run", p, "--check-finite", "--grad"],
+                vec!["run", p, "--jacobian", "--hessian"],
                 vec!["print", p, "--grad", "--opt"],
                 vec!["dot", p],
             ] {
@@ -180,6 +184,23 @@ fn hostile_graph_files_are_rejected_cleanly() {
             };
             jobs.push(job(&["run", p, "--grad"], want));
             jobs.push(job(&["print", p, "--grad", "--opt"], want));
+            // Some of these make NaN or infinities on purpose: stopping is fine, crashing not.
+            jobs.push(job(&["run", p, "--check-finite"], Expect::NoCrash));
+            jobs.push(job(
+                &["run", p, "--check-finite", "--backend", "interp"],
+                Expect::NoCrash,
+            ));
+            // Full Jacobians and Hessians need float outputs and inputs: refusing is fine.
+            jobs.push(job(&["run", p, "--jacobian"], Expect::NoCrash));
+            jobs.push(job(
+                &["run", p, "--hessian", "--backend", "interp"],
+                Expect::NoCrash,
+            ));
+        } else if n.starts_with("jac-") {
+            jac += 1;
+            jobs.push(job(&["run", p, "--backend", "interp"], Expect::Ok));
+            jobs.push(job(&["run", p, "--jacobian"], Expect::UserError));
+            jobs.push(job(&["run", p, "--hessian"], Expect::UserError));
         } else if n.starts_with("grad-") {
             grad += 1;
             jobs.push(job(&["run", p], Expect::Ok));
@@ -190,8 +211,8 @@ fn hostile_graph_files_are_rejected_cleanly() {
     }
     // The corpus is the point of this test: keep it from silently shrinking.
     assert!(
-        err >= 200 && ok >= 20 && mem >= 3 && grad >= 3,
-        "{err} {ok} {mem} {grad}"
+        err >= 200 && ok >= 20 && mem >= 3 && grad >= 3 && jac >= 3,
+        "{err} {ok} {mem} {grad} {jac}"
     );
     let problems = run_jobs(jobs);
     assert!(

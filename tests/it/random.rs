@@ -21,8 +21,9 @@
 //!
 //! The first output of a generated graph is always a float scalar "loss" (a sum of reductions
 //! of late float nodes), so derivative passes can be appended by [`Case::build`]: reverse mode,
-//! or reverse over reverse (the gradient of `Σ_k sum(∂loss/∂x_k · w_k)` with constant weights,
-//! a Hessian-vector product).
+//! reverse over reverse (the gradient of `Σ_k sum(∂loss/∂x_k · w_k)` with constant weights, a
+//! Hessian-vector product), forward mode (a JVP along constant tangents), or forward over
+//! reverse (`autodiff::hvp`, the same Hessian-vector product by the other route).
 //!
 //! Input values come from [`input_values`], seeded by the input's *name*, so a shrunk graph
 //! that keeps an input sees the same values for it.
@@ -115,9 +116,22 @@ pub struct GenConfig {
     pub safe: bool,
     /// Only smooth ops, f64 only (implies `safe`).
     pub smooth: bool,
-    /// Derivative order appended by [`Case::build`]: 0 none, 1 reverse, 2 reverse over reverse.
+    /// Derivatives appended by [`Case::build`], one of the `ORDER_*` constants.
     pub order: u8,
 }
+
+/// No derivatives.
+pub const ORDER_NONE: u8 = 0;
+/// Reverse mode: the gradient of the loss.
+pub const ORDER_REVERSE: u8 = 1;
+/// Reverse over reverse: also the gradient of `s2 = Σ_k sum(∂loss/∂x_k · w_k)`, a
+/// Hessian-vector product.
+pub const ORDER_REVERSE_REVERSE: u8 = 2;
+/// Forward mode: the JVP of the loss along constant tangents.
+pub const ORDER_FORWARD: u8 = 3;
+/// Forward over reverse: the gradient and `autodiff::hvp` (the same Hessian-vector product as
+/// [`ORDER_REVERSE_REVERSE`], by the other route), plus `s2` for checking it.
+pub const ORDER_FORWARD_REVERSE: u8 = 4;
 
 /// A generated test case: a forward graph and the derivatives to append.
 #[derive(Clone, Debug)]
@@ -125,7 +139,7 @@ pub struct Case {
     /// The forward graph. Output 0 is a float scalar when `order > 0`. Outputs are named
     /// `out0`, `out1`, ...
     pub forward: Graph,
-    /// 0, 1 or 2 (see [`GenConfig::order`]).
+    /// One of the `ORDER_*` constants (see [`GenConfig::order`]).
     pub order: u8,
     /// Built from smooth ops only (eligible for the finite-difference check).
     pub smooth: bool,
@@ -133,103 +147,170 @@ pub struct Case {
     pub seed: u64,
 }
 
-/// `d = ∂f/∂x`: output `d` of the built graph is the gradient of the scalar output `f` with
-/// respect to input number `x`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Claim {
-    /// Output index of the differentiated scalar.
-    pub f: usize,
-    /// Index of the input (in `Graph::inputs` order).
-    pub x: usize,
-    /// Output index of the gradient.
-    pub d: usize,
+/// What a derivative output of a built case claims to be.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// Output `d` is `∂(output f)/∂(input x)` (inputs in `Graph::inputs` order).
+    Partial {
+        /// Output index of the differentiated scalar.
+        f: usize,
+        /// Index of the input.
+        x: usize,
+        /// Output index of the gradient.
+        d: usize,
+    },
+    /// Output `d` (a scalar) is the derivative of output `f` along the direction `dirs`: for
+    /// each float input `(index, tangent)`, `Σ_x ⟨∂f/∂x, tangent⟩`.
+    Directional {
+        /// Output index of the differentiated scalar.
+        f: usize,
+        /// Output index of the directional derivative.
+        d: usize,
+        /// The tangent of each float input.
+        dirs: Vec<(usize, Tensor)>,
+    },
+}
+
+impl Claim {
+    /// The output index of the differentiated scalar.
+    pub fn f(&self) -> usize {
+        match self {
+            Claim::Partial { f, .. } | Claim::Directional { f, .. } => *f,
+        }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Appends `Σ_k sum(g_k · w_k)` (cast to `dtype`) for constant weights `w_k` drawn from `r`;
+/// returns it and the weight nodes.
+fn weighted_sum(
+    g: &mut Graph,
+    grads: &[NodeId],
+    dtype: DType,
+    r: &mut Rng,
+) -> Result<(NodeId, Vec<NodeId>), String> {
+    let mut s2: Option<NodeId> = None;
+    let mut ws = Vec::new();
+    for &d in grads {
+        let ty = g.ty(d).clone();
+        let w = g.add_const(Tensor::from_fn(&ty, |_| r.uniform(-1.0, 1.0)));
+        ws.push(w);
+        let p = g.push(Op::Mul, vec![d, w], Attrs::None).map_err(err)?;
+        let axes = (0..ty.rank()).collect();
+        let s = g
+            .push(
+                Op::ReduceSum,
+                vec![p],
+                Attrs::Reduce {
+                    axes,
+                    keepdims: false,
+                },
+            )
+            .map_err(err)?;
+        let s = if ty.dtype == dtype {
+            s
+        } else {
+            g.push(Op::Cast, vec![s], Attrs::Cast { to: dtype })
+                .map_err(err)?
+        };
+        s2 = Some(match s2 {
+            None => s,
+            Some(a) => g.push(Op::Add, vec![a, s], Attrs::None).map_err(err)?,
+        });
+    }
+    Ok((s2.ok_or("no gradients")?, ws))
 }
 
 impl Case {
-    /// The forward graph with the derivative passes appended, and what each gradient output
-    /// claims to be. Outputs: the forward outputs, then one gradient per float input; for order
-    /// 2 also the second-order scalar and its gradients. Every output is a distinct named node.
+    /// The forward graph with the derivative passes appended, and what each derivative output
+    /// claims to be. Outputs: the forward outputs, then by order: the gradient per float input
+    /// (reverse); `s2` and its gradients (reverse over reverse); the JVP of the loss (forward);
+    /// the gradients, `s2` and `hvp` (forward over reverse). Every output is a distinct named
+    /// node.
     ///
     /// # Errors
-    /// Whatever `autodiff::grad` or the graph API reports (a bug: generated cases are valid).
+    /// Whatever `autodiff` or the graph API reports (a bug: generated cases are valid).
     pub fn build(&self) -> Result<(Graph, Vec<Claim>), String> {
         let mut g = self.forward.clone();
         let mut outs: Vec<NodeId> = g.outputs().to_vec();
         let mut claims = Vec::new();
-        if self.order > 0 && !outs.is_empty() {
-            let loss = outs[0];
-            let inputs = g.inputs();
-            let wrt: Vec<(usize, NodeId)> = inputs
-                .iter()
-                .copied()
-                .enumerate()
-                .filter(|&(_, i)| g.ty(i).dtype.is_float())
-                .collect();
-            let ids: Vec<NodeId> = wrt.iter().map(|&(_, i)| i).collect();
-            let grads = autodiff::grad(&mut g, loss, &ids).map_err(|e| e.to_string())?;
-            for (&(k, _), &d) in wrt.iter().zip(&grads) {
-                claims.push(Claim {
-                    f: 0,
-                    x: k,
-                    d: outs.len(),
-                });
-                outs.push(d);
-            }
-            if self.order > 1 && !grads.is_empty() {
-                // s2 = Σ_k sum(g_k · w_k): its gradient is the Hessian times the weights.
-                let ld = g.ty(loss).dtype;
-                let mut r = Rng(self.seed ^ 0x5EC0_4D);
-                let mut s2: Option<NodeId> = None;
-                for &d in &grads {
-                    let ty = g.ty(d).clone();
-                    let w = g.add_const(Tensor::from_fn(&ty, |_| r.uniform(-1.0, 1.0)));
-                    let p = g
-                        .push(Op::Mul, vec![d, w], Attrs::None)
-                        .map_err(|e| e.to_string())?;
-                    let s = g
-                        .push(
-                            Op::ReduceSum,
-                            vec![p],
-                            Attrs::Reduce {
-                                axes: (0..ty.rank()).collect(),
-                                keepdims: false,
-                            },
-                        )
-                        .map_err(|e| e.to_string())?;
-                    let s = if ty.dtype == ld {
-                        s
-                    } else {
-                        g.push(Op::Cast, vec![s], Attrs::Cast { to: ld })
-                            .map_err(|e| e.to_string())?
-                    };
-                    s2 = Some(match s2 {
-                        None => s,
-                        Some(a) => g
-                            .push(Op::Add, vec![a, s], Attrs::None)
-                            .map_err(|e| e.to_string())?,
-                    });
-                }
-                let s2 = s2.expect("at least one gradient");
-                let f = outs.len();
-                outs.push(s2);
-                let grads2 = autodiff::grad(&mut g, s2, &ids).map_err(|e| e.to_string())?;
-                for (&(k, _), &d) in wrt.iter().zip(&grads2) {
-                    claims.push(Claim {
-                        f,
-                        x: k,
-                        d: outs.len(),
-                    });
-                    outs.push(d);
-                }
-            }
+        let wrt: Vec<(usize, NodeId)> = g
+            .inputs()
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, i)| g.ty(i).dtype.is_float())
+            .collect();
+        let ids: Vec<NodeId> = wrt.iter().map(|&(_, i)| i).collect();
+        if self.order == ORDER_NONE || outs.is_empty() || ids.is_empty() {
+            return finish(g, outs, claims);
         }
-        let names: Vec<String> = (0..outs.len()).map(|k| format!("out{k}")).collect();
-        let named: Vec<(&str, NodeId)> = names.iter().map(String::as_str).zip(outs).collect();
-        // Names of the forward outputs are already theirs; set_named_outputs copies shared or
-        // input outputs so every output is a distinct node.
-        g.set_named_outputs(&named).map_err(|e| e.to_string())?;
-        Ok((g, claims))
+        let loss = outs[0];
+        let ld = g.ty(loss).dtype;
+        let mut r = Rng(self.seed ^ 0x005E_C04D);
+        if self.order == ORDER_FORWARD {
+            let mut dirs = Vec::new();
+            let mut tangents = Vec::new();
+            for &(k, x) in &wrt {
+                let ty = g.ty(x).clone();
+                let t = Tensor::from_fn(&ty, |_| r.uniform(-1.0, 1.0));
+                tangents.push(g.add_const(t.clone()));
+                dirs.push((k, t));
+            }
+            let dy = autodiff::jvp(&mut g, &[loss], &ids, &tangents).map_err(err)?[0];
+            claims.push(Claim::Directional {
+                f: 0,
+                d: outs.len(),
+                dirs,
+            });
+            outs.push(dy);
+            return finish(g, outs, claims);
+        }
+        let grads = autodiff::grad(&mut g, loss, &ids).map_err(err)?;
+        for (&(k, _), &d) in wrt.iter().zip(&grads) {
+            claims.push(Claim::Partial {
+                f: 0,
+                x: k,
+                d: outs.len(),
+            });
+            outs.push(d);
+        }
+        if self.order == ORDER_REVERSE {
+            return finish(g, outs, claims);
+        }
+        let (s2, weights) = weighted_sum(&mut g, &grads, ld, &mut r)?;
+        let f = outs.len();
+        outs.push(s2);
+        let second = if self.order == ORDER_FORWARD_REVERSE {
+            autodiff::hvp(&mut g, loss, &ids, &weights).map_err(err)?
+        } else {
+            autodiff::grad(&mut g, s2, &ids).map_err(err)?
+        };
+        for (&(k, _), &d) in wrt.iter().zip(&second) {
+            claims.push(Claim::Partial {
+                f,
+                x: k,
+                d: outs.len(),
+            });
+            outs.push(d);
+        }
+        finish(g, outs, claims)
     }
+}
+
+/// Names the outputs `out0`, `out1`, ...: `set_named_outputs` copies shared or input outputs so
+/// every output is a distinct node.
+fn finish(
+    mut g: Graph,
+    outs: Vec<NodeId>,
+    claims: Vec<Claim>,
+) -> Result<(Graph, Vec<Claim>), String> {
+    let names: Vec<String> = (0..outs.len()).map(|k| format!("out{k}")).collect();
+    let named: Vec<(&str, NodeId)> = names.iter().map(String::as_str).zip(outs).collect();
+    g.set_named_outputs(&named).map_err(err)?;
+    Ok((g, claims))
 }
 
 /// Picks a node satisfying `pred`, preferring recent ones and sometimes reaching far back.
@@ -406,7 +487,7 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
                 let shape = match r.below(4) {
                     0 => vec![n],
                     1 => ta.shape.iter().rev().copied().collect(),
-                    2 if n % 2 == 0 && n > 2 => vec![2, n / 2],
+                    2 if n.is_multiple_of(2) && n > 2 => vec![2, n / 2],
                     2 => vec![1, n],
                     _ => {
                         let mut s = ta.shape.clone();
@@ -589,7 +670,7 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
 pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
     let cfg = GenConfig {
         steps,
-        safe: seed % 4 != 0,
+        safe: !seed.is_multiple_of(4),
         smooth: false,
         order: u8::from(with_grad),
     };
