@@ -13,8 +13,8 @@
 //! fixed at compile time, so the result does not depend on the number of threads.
 //!
 //! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`]
-//! itself for kernels without parallel groups (the GEMM behind large matmuls allocates its
-//! packing memory per call; see `gemm`).
+//! for kernels without parallel groups, except inside GEMM calls (the crate behind large
+//! matmuls allocates its packing memory per call; see `gemm`).
 #![allow(unsafe_code)]
 
 use super::plan::{Loc, PostCopy};
@@ -326,17 +326,14 @@ pub struct KernelStats {
     pub groups: u64,
     /// Groups whose blocks may run on several threads.
     pub groups_parallel: u64,
-    /// Matmul nodes computed by calls of the tuned GEMM (the rest use a loop nest).
-    pub matmuls_gemm: u64,
-    /// `transpose` nodes read through strides (by matmuls or fused loops), never copied (also
-    /// counted in `views`).
-    pub transposes_fused: u64,
     /// Workspace values placed in the range of a value that was already dead.
     pub buffers_reused: u64,
     /// Workspace values written over a dying operand (in place).
     pub buffers_in_place: u64,
     /// Cranelift functions the graph was split into.
     pub functions: u64,
+    /// Matmul nodes computed by calls of the tuned GEMM (the rest use a loop nest).
+    pub matmuls_gemm: u64,
     /// Wall-clock compile time.
     pub compile_time: std::time::Duration,
 }
@@ -346,19 +343,18 @@ impl fmt::Display for KernelStats {
         write!(
             f,
             "nodes_compiled={} nodes_dead={} nodes_fused={} views={} groups={} \
-             groups_parallel={} matmuls_gemm={} transposes_fused={} buffers_reused={} buffers_in_place={} \
-             functions={} compile_time={:?}",
+             groups_parallel={} buffers_reused={} buffers_in_place={} functions={} \
+             matmuls_gemm={} compile_time={:?}",
             self.nodes_compiled,
             self.nodes_dead,
             self.nodes_fused,
             self.views,
             self.groups,
             self.groups_parallel,
-            self.matmuls_gemm,
-            self.transposes_fused,
             self.buffers_reused,
             self.buffers_in_place,
             self.functions,
+            self.matmuls_gemm,
             self.compile_time
         )
     }

@@ -24,11 +24,11 @@
 //! - Blocks: a parallel group's function takes a block range; each block writes its rows of
 //!   the outputs, or its own partial results for reductions across blocks, which a later
 //!   `Combine` item folds in block order.
-//! - `matmul`: a nest over the batch dimensions calling the GEMM wrapper ([`super::gemm`])
-//!   per matrix, or for small products and splat operands an `i, j` nest accumulating over
-//!   `p` in the interpreter's order; operands that are views (transposes, slices) are read
-//!   through their strides, never copied.
-//! - `concat` and realized views are loop nests of their own (scalar copies).
+//! - `matmul`: a nest over the batch dimensions whose body calls the GEMM wrapper
+//!   ([`super::gemm`]) with each operand's view strides (a transposed operand is a stride
+//!   swap, never a copy); `exact_math`, small products, splat operands and row/column-broadcast
+//!   views use a scalar `i, j` nest accumulating over `p` in the interpreter's order instead.
+//! - `concat` and realized views are loop nests of their own (scalar).
 //!
 //! Function ABI: `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8, ws: *mut u8,
 //! consts: *const u8)` (serial functions) plus `lo: i64, hi: i64` (block functions): arrays
@@ -1415,9 +1415,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// `matmul`: a nest over the batch dimensions whose body is either one call of the GEMM
-    /// wrapper (see [`super::gemm`]) or, for small products and splat operands, an `i, j` nest
-    /// accumulating over `p` in the interpreter's order. Operands that are views (transposes,
-    /// slices) are read through their strides.
+    /// wrapper (see [`super::gemm`]) or, with `exact_math` and for small products, splat
+    /// operands and broadcast rows/columns ([`super::plan::gemm_path`]), an `i, j` nest
+    /// accumulating over `p` in the interpreter's order. Both read each operand through its
+    /// view's strides.
     fn matmul(&mut self, id: NodeId) {
         let g = self.g;
         let node = g.node(id);
@@ -1431,69 +1432,67 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             .last()
             .expect("matmul operands have rank >= 2");
         let batch = &node.ty.shape[..r - 2];
-        // Byte strides of each operand: (batch strides over the output's batch dims, row
-        // stride, column stride).
+        // Per operand: its memory, (row, column) byte strides, and byte strides over the
+        // output's batch dimensions (right-aligned; broadcast axes get 0).
         let mut homes = [Src::Splat(0); 2];
         let mut mats = [(0i64, 0i64); 2];
         let mut batch_st: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
         for (o, &x) in node.inputs.iter().enumerate() {
             let v = self.view(x);
-            let st = &v.strides;
+            let (rs, cs) = super::plan::matrix_strides(g, x, v);
+            mats[o] = (rs * size, cs * size);
             let shape = &g.ty(x).shape;
             let xr = shape.len();
-            // A size-1 matrix axis is never stepped along; its stride may be 0 in a
-            // broadcast view, which the GEMM need not see.
-            let mat = |a: usize| if shape[a] == 1 { size } else { st[a] * size };
-            mats[o] = (mat(xr - 2), mat(xr - 1));
-            // Right-aligned batch axes; broadcast (missing or size-1) axes get stride 0.
             batch_st[o] = (0..batch.len())
                 .map(|a| {
-                    let off = batch.len() - a;
-                    if off > xr - 2 || shape[xr - 2 - off] == 1 {
+                    let back = batch.len() - a;
+                    if back > xr - 2 || shape[xr - 2 - back] == 1 {
                         0
                     } else {
-                        st[xr - 2 - off] * size
+                        v.strides[xr - 2 - back] * size
                     }
                 })
                 .collect();
             homes[o] = self.root_src(v.root).offset_by(v.offset * size);
         }
         let [bx, by] = batch_st;
-        let mut outer = [contiguous(batch, size as usize), bx, by];
         // The output matrix of one batch entry is m·n contiguous elements.
-        for s in &mut outer[0] {
-            *s *= (m * n) as i64;
-        }
-        let raw = outer.clone();
-        let outer_dims = collapse(batch, &mut outer);
+        let ob: Vec<i64> = contiguous(batch, size as usize)
+            .iter()
+            .map(|s| s * (m * n) as i64)
+            .collect();
         let dst = self.home(id);
         let [(xrs, xcs), (yrs, ycs)] = mats;
         let [sx, sy] = homes;
-        if super::plan::gemm_path(g, self.plan, id) {
+        if super::plan::gemm_path(g, &self.plan.locs, &self.plan.views, id, self.opts.exact) {
+            let mut outer = [ob, bx, by];
+            let outer_dims = collapse(batch, &mut outer);
             let f = self.gemm_ref(dt);
             self.nest(&outer_dims, &mut |lw, oi| {
-                let ptrs: Vec<Value> = [(dst, &outer[0]), (sx, &outer[1]), (sy, &outer[2])]
-                    .into_iter()
-                    .map(|(s, st)| {
-                        let Src::Mem(base, off) = s else {
-                            unreachable!("gemm_path checked that operands are in memory")
-                        };
-                        let d = lw.offset(oi, st);
-                        let (p, o) = lw.addr(base, d, off);
-                        lw.b.ins().iadd_imm_s(p, i64::from(o))
-                    })
-                    .collect();
+                let mut ptrs = [dst, sx, sy].into_iter().zip(&outer).map(|(s, st)| {
+                    let Src::Mem(base, off) = s else {
+                        unreachable!("gemm_path checked that operands are in memory")
+                    };
+                    let d = lw.offset(oi, st);
+                    let (p, o) = lw.addr(base, d, off);
+                    lw.b.ins().iadd_imm_s(p, i64::from(o))
+                });
+                let (pd, px, py) = (
+                    ptrs.next().expect("three pointers"),
+                    ptrs.next().expect("three pointers"),
+                    ptrs.next().expect("three pointers"),
+                );
                 let mut int = |c: i64| lw.b.ins().iconst(lw.ptr, c);
                 // m, n, k, dst, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs (strides in elements).
                 let args = [
                     int(m as i64),
                     int(n as i64),
                     int(k as i64),
-                    ptrs[0],
-                    ptrs[1],
+                    pd,
+                    px,
                     int(xrs / size),
                     int(xcs / size),
-                    ptrs[2],
+                    py,
                     int(yrs / size),
                     int(ycs / size),
                 ];
@@ -1504,7 +1503,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         // The loop nest: batch dims, then i, j; the inner loop over p.
         let mut dims = batch.to_vec();
         dims.extend([m, n]);
-        let [mut ob, mut xb, mut yb] = raw;
+        let (mut ob, mut xb, mut yb) = (ob, bx, by);
         ob.extend([n as i64 * size, size]);
         xb.extend([xrs, 0]);
         yb.extend([0, ycs]);
@@ -1876,9 +1875,6 @@ mod tests {
             exact: false,
             fma: true,
         };
-        let gemm: GemmIds = [(DType::F32, 1000), (DType::F64, 1001)]
-            .into_iter()
-            .collect();
         build_function(
             &mut func,
             &mut fctx,
@@ -1886,7 +1882,9 @@ mod tests {
             &plan,
             Body::Serial(items),
             &math,
-            &gemm,
+            &[(DType::F32, 1000), (DType::F64, 1001)]
+                .into_iter()
+                .collect(),
             target,
             opts,
         );

@@ -31,8 +31,9 @@
 //!    with a partial-vector tail) when the group has one float dtype, with vectorized
 //!    transcendentals from `vmath`. Scalar (rank-0) code calls `extern "C"` libm wrappers
 //!    (`libm`) registered by name. A `matmul` above a small size calls a tuned GEMM (`gemm`,
-//!    also an `extern "C"` wrapper) once per batch matrix, reading views (transposes of the
-//!    adjoint, slices) through their strides.
+//!    an `extern "C"` wrapper registered the same way) once per batch matrix, reading its
+//!    operands through their views' strides, so a transposed operand (the adjoint's `Aᵀ·Ḡ`,
+//!    `Ḡ·Bᵀ`) is never copied.
 //! 4. The functions are compiled (on worker threads when there are several), linked into one
 //!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence, running the
 //!    blocks of parallel groups on rayon's pool. Functions never call each other, so there
@@ -76,7 +77,7 @@
 //! method (lane by lane in vector loops). The tests check every op, random graphs (including
 //! long shapes, vector tails, unrolled and threaded loops) and gradient graphs bitwise.
 //!
-//! By default two things differ, and nothing else (ops without a transcendental and without
+//! By default three things differ, and nothing else (ops without a transcendental and without
 //! a reduction stay bitwise: vector add, sub, mul, div, sqrt, compare, select, max, min are
 //! IEEE-exact per lane):
 //! - Transcendentals in vector loops use `vmath` polynomials (scalar code keeps libm). Their
@@ -99,23 +100,25 @@
 //!   arguments a polynomial cannot handle (subnormal `exp` results and `log` arguments, the
 //!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their block rerun with
 //!   libm on every lane. `pow` always uses libm.
-//! - A `matmul` computed by the GEMM (`m·k·n > 256`) blocks and vectorizes the sum over `k`:
-//!   its elements agree within `k·ε·Σ|a||b|`. It runs on the calling thread with a fixed
-//!   blocking, so it is deterministic too.
 //! - Reductions whose innermost loop dimension is reduced are reassociated (vector lanes,
 //!   unroll slots and blocks, combined in a fixed tree order): a sum of `n` terms is within
 //!   `n·ε·Σ|xᵢ|` of the interpreter's (ε = `f32::EPSILON` or `f64::EPSILON`), usually much
 //!   closer to the exact sum; `reduce_max`/`reduce_min` may differ only in the sign of a zero
 //!   result. Reductions along a kept innermost dimension (column sums) stay bitwise.
+//! - A `matmul` with `m·k·n > 256` (and both operands in memory) calls a tuned GEMM, which
+//!   blocks the sum over `k` and uses `fma` and SIMD partial sums: each element is within
+//!   `k·ε·Σ|a||b|` of the interpreter's (the sum of both orders' worst-case rounding). It is
+//!   deterministic all the same: the GEMM runs on the calling thread with a blocking fixed by
+//!   the shapes and strides. Smaller products use a loop nest in the interpreter's order.
 //!
 //! Per op the tolerance is therefore: bitwise; within the table's ULP bound; or within the
-//! summation bound. A graph's outputs can amplify these per-op differences by its condition
-//! number (for example `sin(exp(x))` near a zero of `sin`); use `exact_math` when bitwise
+//! summation (or GEMM) bound. A graph's outputs can amplify these per-op differences by its
+//! condition number (for example `sin(exp(x))` near a zero of `sin`); use `exact_math` when bitwise
 //! reproducibility of the interpreter matters.
 //!
 //! Deliberately absent: graph optimization (run [`crate::opt`] first), recomputation of
 //! values read by several groups (they are stored once), vectors wider than 128 bits
-//! (Cranelift's x86-64 limit).
+//! (Cranelift's x86-64 limit), and threads inside GEMM calls.
 
 mod gemm;
 mod kernel;
@@ -150,10 +153,9 @@ pub struct JitConfig {
     /// split into several functions use more than one.
     pub threads: usize,
     /// Bitwise agreement with the interpreter: every transcendental calls the same scalar
-    /// libm function as the interpreter (lane by lane in vector loops), and reductions and
-    /// matmuls accumulate in the interpreter's order (no reassociation, no GEMM; reductions
-    /// across blocks are then not split between threads). Default off: see the module docs
-    /// for the tolerance.
+    /// libm function as the interpreter (lane by lane in vector loops), and reductions
+    /// accumulate in the interpreter's order (no reassociation; reductions across blocks are
+    /// then not split between threads). Default off: see the module docs for the tolerance.
     pub exact_math: bool,
     /// Loops over at least this many elements are cut into blocks that run on several
     /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` keeps every
@@ -529,11 +531,10 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             views: st.views,
             groups: st.groups,
             groups_parallel: st.groups_parallel,
-            matmuls_gemm: st.matmuls_gemm,
-            transposes_fused: st.transposes_fused,
             buffers_reused: st.buffers_reused,
             buffers_in_place: st.buffers_in_place,
             functions: plan.funcs.len() as u64,
+            matmuls_gemm: st.matmuls_gemm,
             compile_time: started.elapsed(),
         },
     };

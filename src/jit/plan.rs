@@ -7,8 +7,9 @@
 //! 2. Views: `reshape`, `broadcast`, `transpose` and `slice` get no code of their own. Each is
 //!    a [`View`] of a stored value (a root, an element offset and element strides), composed
 //!    through chains of views. A view is realized (copied into its own buffer) only when it is
-//!    an output, when a reshape cannot be expressed with strides, or when `matmul` needs a
-//!    contiguous operand.
+//!    an output or when a reshape cannot be expressed with strides. `matmul` reads any view
+//!    through its strides (the GEMM takes row and column strides), so the adjoint's
+//!    transposed operands are never copied.
 //! 3. Fusion: the nodes are clustered, in id order, into [`Group`]s. A fused group is one loop
 //!    nest over an iteration shape: elementwise nodes of that shape (with broadcast operands)
 //!    and reductions whose operand has that shape. A node joins an existing group of its shape
@@ -231,8 +232,6 @@ pub(super) struct Plan {
     pub consts: Vec<u8>,
     /// Copies done after the compiled code.
     pub post: Vec<PostCopy>,
-    /// Planned for `exact_math` (no GEMM, no reassociation).
-    pub exact: bool,
     /// Counters.
     pub stats: PlanStats,
 }
@@ -249,7 +248,6 @@ pub(super) struct PlanStats {
     pub groups: u64,
     pub groups_parallel: u64,
     pub matmuls_gemm: u64,
-    pub transposes_fused: u64,
 }
 
 /// Options that change the plan.
@@ -549,17 +547,13 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         latest: HashMap::new(),
         checked: cfg.checked,
     };
-    // Values some live consumer needs in a simpler layout: `reshape` is only a view of a
-    // contiguous operand; `matmul` reads any strides but a zero stride along a matrix axis.
+    // Values some live consumer reads contiguously (`reshape`, which is only a view of a
+    // contiguous operand; `matmul` takes any strides).
     let mut wants_contiguous = vec![false; n];
-    let mut wants_matrix = vec![false; n];
     for i in 0..n {
         if live[i] && nodes[i].op == Op::Reshape {
-            wants_contiguous[nodes[i].inputs[0].index()] = true;
-        }
-        if live[i] && nodes[i].op == Op::Matmul {
             for x in &nodes[i].inputs {
-                wants_matrix[x.index()] = true;
+                wants_contiguous[x.index()] = true;
             }
         }
     }
@@ -577,23 +571,16 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
                     .compose(id)
                     .expect("operands that need a contiguous layout were realized");
                 let contiguous = is_contiguous(&node.ty.shape, &v.strides);
-                let r = node.ty.rank();
-                let matrix_ok =
-                    r < 2 || (r - 2..r).all(|a| node.ty.shape[a] == 1 || v.strides[a] != 0);
                 b.roles[i] = Role::View;
                 b.views[i] = Some(v);
-                if cfg.checked
-                    || is_output[i]
-                    || (wants_contiguous[i] && !contiguous)
-                    || (wants_matrix[i] && !matrix_ok)
-                {
+                if cfg.checked || is_output[i] || (wants_contiguous[i] && !contiguous) {
                     b.realize(id);
                 }
             }
             op if is_elementwise(op) => b.place(id, node.ty.shape.clone()),
             op if is_reduction(op) => b.place(id, g.ty(node.inputs[0]).shape.clone()),
             _ => {
-                // `matmul` and `concat`: they read their operands through views.
+                // `matmul` and `concat`: they read their operands' views through strides.
                 let grp = b.new_group(None);
                 b.members[grp as usize].push(id);
                 b.roles[i] = Role::Single(grp);
@@ -869,13 +856,18 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         .filter(|&i| !live[i] && !matches!(nodes[i].op, Op::Input | Op::Const))
         .count() as u64;
     stats.views = roles.iter().filter(|r| **r == Role::View).count() as u64;
-    stats.transposes_fused = (0..n)
-        .filter(|&i| roles[i] == Role::View && nodes[i].op == Op::Transpose)
-        .count() as u64;
     stats.buffers_reused = ws.reused;
     stats.buffers_in_place = in_place;
     stats.groups = groups.len() as u64;
-    let mut plan = Plan {
+    stats.matmuls_gemm = groups
+        .iter()
+        .filter(|grp| {
+            matches!(grp, Group::Single(id, None)
+                if nodes[id.index()].op == Op::Matmul
+                    && gemm_path(g, &locs, &views, *id, cfg.exact))
+        })
+        .count() as u64;
+    Ok(Plan {
         locs,
         views,
         groups,
@@ -883,14 +875,45 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         ws_bytes: ws.top,
         consts,
         post,
-        exact: cfg.exact,
         stats,
-    };
-    plan.stats.matmuls_gemm = (0..n)
-        .filter(|&i| live[i] && nodes[i].op == Op::Matmul)
-        .filter(|&i| gemm_path(g, &plan, NodeId(i as u32)))
-        .count() as u64;
-    Ok(plan)
+    })
+}
+
+/// The (row, column) element strides of matmul operand `x` read through view `v`: the view's
+/// strides of its last two axes, with the stride of a size-1 axis (never stepped along, maybe
+/// 0 in a broadcast view) normalized to 1.
+pub(super) fn matrix_strides(g: &Graph, x: NodeId, v: &View) -> (i64, i64) {
+    let shape = &g.ty(x).shape;
+    let r = shape.len();
+    let st = |a: usize| if shape[a] == 1 { 1 } else { v.strides[a] };
+    (st(r - 2), st(r - 1))
+}
+
+/// True if matmul `id` is computed by the GEMM wrapper: not in `exact` mode (the GEMM sums
+/// in another order than the interpreter), large enough ([`super::gemm::use_gemm`]), and both
+/// operands in memory (a splat constant has none to point at) with nonzero matrix strides (a
+/// row or column broadcast by a view: not a layout to hand to the GEMM). Other matmuls use
+/// the loop nest, which reads any view.
+pub(super) fn gemm_path(
+    g: &Graph,
+    locs: &[Loc],
+    views: &[Option<View>],
+    id: NodeId,
+    exact: bool,
+) -> bool {
+    let node = g.node(id);
+    let xt = g.ty(node.inputs[0]);
+    let (m, k) = (xt.shape[xt.rank() - 2], xt.shape[xt.rank() - 1]);
+    let n = *node.ty.shape.last().expect("matmul output has rank >= 2");
+    !exact
+        && super::gemm::use_gemm(m, k, n)
+        && node.inputs.iter().all(|&x| {
+            let v = views[x.index()]
+                .as_ref()
+                .expect("plan invariant: matmul operands have views");
+            let (rs, cs) = matrix_strides(g, x, v);
+            !matches!(locs[v.root.index()], Loc::Splat(_)) && rs != 0 && cs != 0
+        })
 }
 
 /// An operand that a stored member of a fused group may overwrite.
@@ -899,25 +922,6 @@ struct InPlace {
     bytes: usize,
     /// The last member reading it.
     last_reader: NodeId,
-}
-
-/// True if matmul `id` is computed by the GEMM wrapper: large enough
-/// ([`super::gemm::use_gemm`]), both operands in memory (a splat constant has no memory to
-/// point at; the loop nest reads it as an immediate), and not in exact mode (the GEMM sums
-/// in its own order).
-pub(super) fn gemm_path(g: &Graph, plan: &Plan, id: NodeId) -> bool {
-    let node = g.node(id);
-    let xt = g.ty(node.inputs[0]);
-    let (m, k) = (xt.shape[xt.rank() - 2], xt.shape[xt.rank() - 1]);
-    let n = *node.ty.shape.last().expect("matmul output has rank >= 2");
-    !plan.exact
-        && super::gemm::use_gemm(m, k, n)
-        && node.inputs.iter().all(|&x| {
-            let v = plan.views[x.index()]
-                .as_ref()
-                .expect("matmul operands are read from memory");
-            !matches!(plan.locs[v.root.index()], Loc::Splat(_))
-        })
 }
 
 /// True if the lowering rule of elementwise node `id` calls a math function: the rule is run
@@ -1249,5 +1253,102 @@ impl Arena {
         } else {
             self.free.entry(size).or_default().push(off);
         }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::TensorType;
+
+    fn cfg() -> PlanConfig {
+        PlanConfig {
+            max_ops_per_function: 100,
+            parallel_min_elements: 1 << 16,
+            exact: false,
+            checked: false,
+        }
+    }
+
+    #[test]
+    fn a_chain_and_its_sum_are_one_group_with_nothing_stored() {
+        let mut g = Graph::new("t");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![8]))
+            .unwrap();
+        let a = g.push(Op::Exp, vec![x], Attrs::None).unwrap();
+        let b = g.push(Op::Mul, vec![a, x], Attrs::None).unwrap();
+        let s = g
+            .push(
+                Op::ReduceSum,
+                vec![b],
+                Attrs::Reduce {
+                    axes: vec![0],
+                    keepdims: false,
+                },
+            )
+            .unwrap();
+        g.set_outputs(vec![s]);
+        let p = plan(&g, &cfg()).unwrap();
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.ws_bytes, 0);
+        assert_eq!(p.locs[a.index()], Loc::Unused);
+        assert_eq!(p.locs[s.index()], Loc::Output(0));
+        let Group::Fused(f) = &p.groups[0] else {
+            panic!("fused group expected")
+        };
+        assert_eq!(f.vector, Some(DType::F32));
+        assert_eq!(f.dims, vec![8]);
+    }
+
+    #[test]
+    fn views_compose_and_a_reduction_result_starts_a_new_group() {
+        // y = x - mean(x) over a transposed slice: slice and transpose are strides of x.
+        let mut g = Graph::new("t");
+        let x = g
+            .add_input("x", TensorType::new(DType::F64, vec![4, 6]))
+            .unwrap();
+        let sl = g
+            .push(
+                Op::Slice,
+                vec![x],
+                Attrs::Slice {
+                    start: vec![1, 0],
+                    stop: vec![3, 6],
+                },
+            )
+            .unwrap();
+        let t = g
+            .push(Op::Transpose, vec![sl], Attrs::Perm { perm: vec![1, 0] })
+            .unwrap();
+        let m = g
+            .push(
+                Op::ReduceMean,
+                vec![t],
+                Attrs::Reduce {
+                    axes: vec![0, 1],
+                    keepdims: false,
+                },
+            )
+            .unwrap();
+        let y = g.push(Op::Sub, vec![t, m], Attrs::None).unwrap();
+        g.set_outputs(vec![y]);
+        let p = plan(&g, &cfg()).unwrap();
+        let v = p.views[t.index()].as_ref().unwrap();
+        assert_eq!((v.root, v.offset, v.strides.clone()), (x, 6, vec![1, 6]));
+        assert_eq!(p.groups.len(), 2, "{:?}", p.groups);
+        assert_eq!(p.locs[m.index()], Loc::Ws(0));
+    }
+
+    #[test]
+    fn best_fit_reuses_only_ranges_up_to_twice_the_size() {
+        let mut a = Arena::default();
+        let big = a.alloc(1000).unwrap();
+        assert_eq!(big, (0, 1024));
+        a.free(big.0, big.1);
+        let small = a.alloc(100).unwrap();
+        assert_eq!(small, (1024, 128));
+        let again = a.alloc(600).unwrap();
+        assert_eq!(again, big);
+        assert_eq!(a.reused, 1);
     }
 }
