@@ -691,7 +691,7 @@ pub fn random_graph_shaped(
 ) -> Graph {
     let cfg = GenConfig {
         steps,
-        safe: seed % 4 != 0,
+        safe: !seed.is_multiple_of(4),
         smooth: false,
         order: u8::from(with_grad),
     };
