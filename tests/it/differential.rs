@@ -32,6 +32,7 @@
 //! (`cargo test --release differential_long -- --ignored`).
 //!
 
+use crate::fuzz_check::same_bits;
 use crate::random::{Case, Claim, GenConfig, ORDER_FORWARD, ORDER_REVERSE, generate, input_values};
 use gradlift::ir::text;
 use gradlift::opt::{self, OptConfig};
@@ -115,25 +116,6 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, Failure> {
             .unwrap_or_else(|| "non-string panic".into());
         fail(Kind::Panic, format!("{what} panicked: {msg}"))
     })
-}
-
-/// Bitwise equal up to NaN payloads.
-fn same_bits(a: &Tensor, b: &Tensor) -> bool {
-    if a.ty() != b.ty() {
-        return false;
-    }
-    match (a.data(), b.data()) {
-        (Data::F32(x), Data::F32(y)) => x
-            .iter()
-            .zip(y)
-            .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan())),
-        (Data::F64(x), Data::F64(y)) => x
-            .iter()
-            .zip(y)
-            .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan())),
-        (Data::Bool(x), Data::Bool(y)) => x == y,
-        _ => false,
-    }
 }
 
 /// Equal as numbers (`-0 == +0`), NaN equal to NaN.

@@ -118,7 +118,7 @@ fn value_bytes(g: &Graph) -> usize {
 }
 
 /// Bitwise equal, except that any NaN equals any NaN (payloads are not specified).
-fn same_bits(a: &Tensor, b: &Tensor) -> bool {
+pub fn same_bits(a: &Tensor, b: &Tensor) -> bool {
     if a.ty() != b.ty() {
         return false;
     }

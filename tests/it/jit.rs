@@ -1,6 +1,7 @@
 //! The JIT against the interpreter: every op (f32 and f64, with broadcasting), gradient graphs,
 //! special values, bad buffers, threads, memory reuse, and large graphs.
 
+use crate::fuzz_check::same_bits;
 use gradlift::jit::{self, Buf, BufMut, CallError, JitConfig, Kernel};
 use gradlift::{Attrs, DType, Data, Graph, GraphBuilder, NodeId, Op, Tensor, TensorType, interp};
 use std::sync::Arc;
@@ -40,26 +41,6 @@ fn tensor(ty: &TensorType, dom: Domain, rng: &mut Rng) -> Tensor {
         (_, Domain::Positive) => rng.range(0.1, 3.0),
         (_, Domain::Ties) => (rng.range(-1.5, 1.5)).round(),
     })
-}
-
-/// True if two tensors have the same type and the same element bits, treating every NaN as
-/// equal to every NaN.
-fn same_bits(a: &Tensor, b: &Tensor) -> bool {
-    if a.ty() != b.ty() {
-        return false;
-    }
-    match (a.data(), b.data()) {
-        (Data::F32(x), Data::F32(y)) => x
-            .iter()
-            .zip(y)
-            .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan())),
-        (Data::F64(x), Data::F64(y)) => x
-            .iter()
-            .zip(y)
-            .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan())),
-        (Data::Bool(x), Data::Bool(y)) => x == y,
-        _ => false,
-    }
 }
 
 /// Relative closeness for graphs where bitwise agreement is not required.
