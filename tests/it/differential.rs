@@ -607,6 +607,25 @@ fn config_for(i: u64) -> GenConfig {
 
 /// Runs cases `0..n` on `threads` threads; returns the counters and the shrunk failures.
 fn run_cases(n: u64, threads: u64, base_seed: u64) -> (Stats, Vec<String>) {
+    // Long runs report progress (cases done, failures so far) every 20000 cases.
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let failed = std::sync::atomic::AtomicU64::new(0);
+    let started = std::time::Instant::now();
+    let tick = |failure: bool| {
+        use std::sync::atomic::Ordering::Relaxed;
+        if failure {
+            failed.fetch_add(1, Relaxed);
+        }
+        let k = done.fetch_add(1, Relaxed) + 1;
+        if n >= 100_000 && k.is_multiple_of(20_000) {
+            eprintln!(
+                "differential progress: {k} of {n} cases, {} failures, {:.0} s",
+                failed.load(Relaxed),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let tick = &tick;
     let results: Vec<(Stats, Vec<String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -617,7 +636,9 @@ fn run_cases(n: u64, threads: u64, base_seed: u64) -> (Stats, Vec<String>) {
                     while i < n {
                         let seed = base_seed.wrapping_add(i.wrapping_mul(0x9E37_79B9));
                         let case = generate(seed, &config_for(i));
-                        match check(&case) {
+                        let res = check(&case);
+                        tick(res.is_err());
+                        match res {
                             Ok(st) => stats += st,
                             Err(f) => {
                                 stats.cases += 1;
