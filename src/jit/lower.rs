@@ -40,14 +40,15 @@
 //! Cranelift notes).
 
 use super::plan::{Fused, Group, Item, Loc, Plan, View};
-use super::vmath;
+use super::{batch, vmath};
 use crate::ir::{Attrs, DType, Graph, NodeId, Op, strides};
 use crate::ops::{self, Cmp, FBinary, FUnary, MathFn, SVal, ScalarEmit};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
 use cranelift_codegen::ir::{
     AbiParam, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder,
-    MemFlagsData, Signature, Type, UserExternalName, Value, types,
+    MemFlagsData, Signature, StackSlot, StackSlotData, StackSlotKind, Type, UserExternalName,
+    Value, types,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -74,6 +75,17 @@ pub(super) struct Opts {
     pub exact: bool,
     /// The host has fused multiply-add.
     pub fma: bool,
+    /// Long vector loops stage their `exp`/`expm1`/`tanh` calls through the batched helpers
+    /// ([`super::batch`]; requires `fma`).
+    pub batch: bool,
+}
+
+/// The signature of a batched helper (see [`super::batch`]): a pointer and a count.
+pub(super) fn batch_signature(ptr: Type, call_conv: CallConv) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    sig.params
+        .extend([AbiParam::new(ptr), AbiParam::new(types::I64)]);
+    sig
 }
 
 /// The signature of a serial function (see the module docs).
@@ -117,6 +129,7 @@ pub(super) fn build_function(
     plan: &Plan,
     body: Body<'_>,
     math: &MathIds,
+    batch: &MathIds,
     gemm: &GemmIds,
     target: TargetFrontendConfig,
     opts: Opts,
@@ -141,6 +154,8 @@ pub(super) fn build_function(
         call_conv,
         math,
         math_refs: HashMap::new(),
+        batch,
+        batch_refs: HashMap::new(),
         gemm,
         gemm_refs: HashMap::new(),
         vals: Vec::new(),
@@ -151,6 +166,8 @@ pub(super) fn build_function(
         blk: None,
         slow: false,
         bad: None,
+        stage: Stage::Off,
+        scratch: Vec::new(),
     };
     match body {
         Body::Serial(items) => {
@@ -275,6 +292,8 @@ struct Lowerer<'f, 'g> {
     call_conv: CallConv,
     math: &'g MathIds,
     math_refs: HashMap<(MathFn, DType), FuncRef>,
+    batch: &'g MathIds,
+    batch_refs: HashMap<(MathFn, DType), FuncRef>,
     gemm: &'g GemmIds,
     gemm_refs: HashMap<DType, FuncRef>,
     /// The values behind the [`SVal`]s of the group being lowered.
@@ -293,6 +312,38 @@ struct Lowerer<'f, 'g> {
     /// The fast pass's mask of lanes its vector transcendentals could not compute, and
     /// whether any transcendental updated it.
     bad: Option<(Variable, bool)>,
+    /// The pass of a staged chunk being emitted (see [`Lowerer::staged`]).
+    stage: Stage,
+    /// The scratch area of each call ordinal of staged chunks (`CHUNK` elements of 8 bytes,
+    /// shared by every staged group of the function).
+    scratch: Vec<StackSlot>,
+}
+
+/// Which pass of a staged chunk is being emitted (see [`Lowerer::staged`]).
+enum Stage {
+    /// An ordinary loop.
+    Off,
+    /// The first pass: batchable calls store their arguments; no stores, no reductions.
+    Args(StageState),
+    /// The second pass: batched calls load their results.
+    Results(StageState),
+}
+
+/// The state of a staged chunk's passes.
+#[derive(Default)]
+struct StageState {
+    /// The first element of the chunk (innermost index).
+    start: Option<Value>,
+    /// This iteration's byte offset into each scratch area.
+    offset: Option<Value>,
+    /// Calls made so far in this iteration of the body (the call's ordinal).
+    calls: usize,
+    /// Per call ordinal: the helper that computes it, or `None` if it stays in the loop.
+    batched: Vec<Option<(MathFn, DType)>>,
+    /// The member being emitted depends on a call's result (first pass).
+    tainted: bool,
+    /// The member being emitted has made a call (first pass).
+    called: bool,
 }
 
 /// A reduction's code-generation state.
@@ -329,6 +380,8 @@ struct Cx<'p> {
     store_of: HashMap<NodeId, usize>,
     red: Vec<RedCx>,
     red_of: HashMap<NodeId, usize>,
+    /// Long innermost loops run in staged chunks (see [`Lowerer::staged`]).
+    staged: bool,
 }
 
 /// Where in the innermost loop a body runs: element index `idx + extra` (`idx` absent: 0).
@@ -581,6 +634,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             store_of: HashMap::new(),
             red: Vec::new(),
             red_of: HashMap::new(),
+            staged: self.opts.batch && self.opts.fma && !self.opts.exact && w > 1 && f.math,
         };
         for (i, (x, a)) in f.leaves.iter().enumerate() {
             let s = self.root_src(a.root).offset_by(a.offset);
@@ -843,8 +897,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             Bound::C(0) => None,
             b => Some(self.bound(b)),
         };
-        let (w, u) = (cx.w, cx.u);
-        if w == 1 {
+        if cx.w == 1 {
             let l = self.loop_begin(Bound::C(0));
             let i = match start_v {
                 Some(s) => self.b.ins().iadd(s, l.i),
@@ -864,6 +917,24 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             self.loop_end(l, Bound::C(len as i64));
             return;
         }
+        if cx.staged && !self.slow && len >= batch::CHUNK {
+            self.staged(cx, &outer, &hoisted, start_v, len);
+        } else {
+            self.vector_loops(cx, &outer, &hoisted, start_v, len);
+        }
+    }
+
+    /// The vector loops of an innermost loop: `len` elements from `start_v` (absent: 0),
+    /// unrolled, then single vectors, then one partial vector.
+    fn vector_loops(
+        &mut self,
+        cx: &Cx<'_>,
+        outer: &Outer,
+        hoisted: &[Option<SVal>],
+        start_v: Option<Value>,
+        len: usize,
+    ) {
+        let (w, u) = (cx.w, cx.u);
         let chunk = w * u;
         let main = len / chunk;
         let rest = (len % chunk) / w;
@@ -880,7 +951,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     idx: Some(i),
                     extra: (j * w) as i64,
                 };
-                self.body(cx, p, w, j, &outer, &hoisted);
+                self.body(cx, p, w, j, outer, hoisted);
             }
             self.loop_end(l, Bound::C(main as i64));
         }
@@ -890,7 +961,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: start_v,
                 extra: done,
             };
-            self.body(cx, p, w, 0, &outer, &hoisted);
+            self.body(cx, p, w, 0, outer, hoisted);
         } else if rest > 1 {
             let l = self.loop_begin(Bound::C(0));
             let i = self.b.ins().imul_imm_s(l.i, w as i64);
@@ -902,7 +973,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: Some(i),
                 extra: done,
             };
-            self.body(cx, p, w, 0, &outer, &hoisted);
+            self.body(cx, p, w, 0, outer, hoisted);
             self.loop_end(l, Bound::C(rest as i64));
         }
         if tail > 0 {
@@ -910,7 +981,132 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: start_v,
                 extra: (len - tail) as i64,
             };
-            self.body(cx, p, tail, 0, &outer, &hoisted);
+            self.body(cx, p, tail, 0, outer, hoisted);
+        }
+    }
+
+    /// A staged innermost loop of `len >= CHUNK` elements from `start_v` (absent: 0), in
+    /// chunks of [`batch::CHUNK`]. Per chunk, the first pass runs the body with every
+    /// batchable call (`exp`, `expm1`, `tanh` whose argument does not depend on another
+    /// call's result) storing its argument into its scratch area instead, and nothing
+    /// stored or reduced; the batched helpers then compute each area in place; the second
+    /// pass runs the body with those calls loading their results. The helpers compute
+    /// bitwise what the in-loop code would (see [`super::batch`]), on wider vectors.
+    fn staged(
+        &mut self,
+        cx: &Cx<'_>,
+        outer: &Outer,
+        hoisted: &[Option<SVal>],
+        start_v: Option<Value>,
+        len: usize,
+    ) {
+        let full = len / batch::CHUNK;
+        let rest = len % batch::CHUNK;
+        let l = self.loop_begin(Bound::C(0));
+        let off = self.b.ins().imul_imm_s(l.i, batch::CHUNK as i64);
+        let s = match start_v {
+            Some(s) => self.b.ins().iadd(s, off),
+            None => off,
+        };
+        self.staged_chunk(cx, outer, hoisted, s, batch::CHUNK);
+        self.loop_end(l, Bound::C(full as i64));
+        if rest > 0 {
+            let done = (full * batch::CHUNK) as i64;
+            let s = match start_v {
+                Some(s) => self.b.ins().iadd_imm_s(s, done),
+                None => self.b.ins().iconst(types::I64, done),
+            };
+            self.staged_chunk(cx, outer, hoisted, s, rest);
+        }
+    }
+
+    /// Both passes of one staged chunk of `len <= CHUNK` elements from `start`.
+    fn staged_chunk(
+        &mut self,
+        cx: &Cx<'_>,
+        outer: &Outer,
+        hoisted: &[Option<SVal>],
+        start: Value,
+        len: usize,
+    ) {
+        self.stage = Stage::Args(StageState {
+            start: Some(start),
+            ..StageState::default()
+        });
+        self.vector_loops(cx, outer, hoisted, Some(start), len);
+        let Stage::Args(st) = std::mem::replace(&mut self.stage, Stage::Off) else {
+            unreachable!("the first pass ends in its own stage")
+        };
+        // Whole vectors: the padding lanes of a partial last vector repeat lane 0, so they
+        // hold valid arguments too.
+        let count = len.div_ceil(cx.w) * cx.w;
+        for (k, b) in st.batched.iter().enumerate() {
+            if let Some((f, dt)) = *b {
+                let r = self.batch_ref(f, dt);
+                let p = self.b.ins().stack_addr(self.ptr, self.scratch[k], 0);
+                let n = self.b.ins().iconst(types::I64, count as i64);
+                self.b.ins().call(r, &[p, n]);
+            }
+        }
+        self.stage = Stage::Results(StageState {
+            start: Some(start),
+            batched: st.batched,
+            ..StageState::default()
+        });
+        self.vector_loops(cx, outer, hoisted, Some(start), len);
+        self.stage = Stage::Off;
+    }
+
+    /// The scratch area of call ordinal `k`.
+    fn scratch_slot(&mut self, k: usize) -> StackSlot {
+        while self.scratch.len() <= k {
+            let bytes = (batch::CHUNK * 8) as u32;
+            let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                bytes,
+                6,
+            ));
+            self.scratch.push(slot);
+        }
+        self.scratch[k]
+    }
+
+    /// In a staged chunk, call `f` (on vector `x` of `dt`) as the current pass does it:
+    /// `None` if the call is computed in the loop.
+    fn staged_call(&mut self, f: MathFn, dt: DType, args: &[Value]) -> Option<Value> {
+        let (k, off, first) = match &mut self.stage {
+            Stage::Off => return None,
+            Stage::Args(st) => {
+                let k = st.calls;
+                st.calls += 1;
+                let ok = batch::supported(f) && args.len() == 1 && !st.tainted && !st.called;
+                st.called = true;
+                if st.batched.len() <= k {
+                    st.batched.resize(k + 1, None);
+                }
+                st.batched[k] = ok.then_some((f, dt));
+                if !ok {
+                    // Only stores of arguments matter in this pass: any value will do.
+                    return Some(args[0]);
+                }
+                (k, st.offset.expect("set by the body"), true)
+            }
+            Stage::Results(st) => {
+                let k = st.calls;
+                st.calls += 1;
+                st.batched.get(k).copied().flatten()?;
+                (k, st.offset.expect("set by the body"), false)
+            }
+        };
+        let slot = self.scratch_slot(k);
+        let base = self.b.ins().stack_addr(self.ptr, slot, 0);
+        let p = self.b.ins().iadd(base, off);
+        if first {
+            self.b.ins().store(vmem(), args[0], p, 0);
+            Some(args[0])
+        } else {
+            let ty = self.b.func.dfg.value_type(args[0]);
+            Some(self.b.ins().load(ty, vmem(), p, 0))
         }
     }
 
@@ -929,6 +1125,24 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let mut loaded: Vec<Option<SVal>> = hoisted.to_vec();
         let mut regs: HashMap<NodeId, SVal> = HashMap::with_capacity(cx.f.members.len());
         let mut args: Vec<SVal> = Vec::with_capacity(3);
+        // Staged chunk: this iteration's byte offset into the scratch areas; in the first
+        // pass, the members whose value depends on a call's (not yet computed) result.
+        let first_pass = matches!(self.stage, Stage::Args(_));
+        let mut tainted: Vec<NodeId> = Vec::new();
+        if let Stage::Args(StageState { start, .. }) | Stage::Results(StageState { start, .. }) =
+            &self.stage
+        {
+            let start = start.expect("staged chunks have a start");
+            let idx = pos.idx.expect("staged loops have a start");
+            let size = self.vdt.size_bytes() as i64;
+            let d = self.b.ins().isub(idx, start);
+            let d = self.b.ins().imul_imm_s(d, size);
+            let d = self.b.ins().iadd_imm_s(d, pos.extra * size);
+            if let Stage::Args(st) | Stage::Results(st) = &mut self.stage {
+                st.offset = Some(d);
+                st.calls = 0;
+            }
+        }
         for &m in &cx.f.members {
             let node = g.node(m);
             args.clear();
@@ -950,14 +1164,27 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 args.push(v);
             }
             if let Some(&ri) = cx.red_of.get(&m) {
-                self.red_step(cx, ri, args[0], pos, lanes, slot, outer);
+                if !first_pass {
+                    self.red_step(cx, ri, args[0], pos, lanes, slot, outer);
+                }
                 continue;
             }
             let lower = ops::rules(node.op)
                 .lower
                 .expect("plan invariant: fused non-reductions are elementwise");
+            let depends = first_pass && node.inputs.iter().any(|x| tainted.contains(x));
+            if let Stage::Args(st) = &mut self.stage {
+                st.tainted = depends;
+                st.called = false;
+            }
             let v = lower(self, node, &args);
             regs.insert(m, v);
+            if let Stage::Args(st) = &self.stage {
+                if depends || st.called {
+                    tainted.push(m);
+                }
+                continue;
+            }
             if let Some(&si) = cx.store_of.get(&m) {
                 self.store_val(cx, si, v, pos, lanes, outer);
             }
@@ -1638,6 +1865,28 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         r
     }
 
+    fn batch_ref(&mut self, f: MathFn, dt: DType) -> FuncRef {
+        if let Some(&r) = self.batch_refs.get(&(f, dt)) {
+            return r;
+        }
+        let index = self.batch[&(f, dt)];
+        let sig = self
+            .b
+            .import_signature(batch_signature(self.ptr, self.call_conv));
+        let name = self
+            .b
+            .func
+            .declare_imported_user_function(UserExternalName::new(0, index));
+        let r = self.b.import_function(ExtFuncData {
+            name: ExternalName::user(name),
+            signature: sig,
+            colocated: false,
+            patchable: false,
+        });
+        self.batch_refs.insert((f, dt), r);
+        r
+    }
+
     fn math_ref(&mut self, f: MathFn, dt: DType) -> FuncRef {
         if let Some(&r) = self.math_refs.get(&(f, dt)) {
             return r;
@@ -1734,7 +1983,14 @@ impl ScalarEmit for Lowerer<'_, '_> {
     fn call(&mut self, f: MathFn, args: &[SVal]) -> SVal {
         let dt = self.vals[args[0].0 as usize].1;
         let vs: Vec<Value> = args.iter().map(|&a| self.val(a)).collect();
-        let v = if self.lanes == 1 {
+        let staged = if self.lanes > 1 {
+            self.staged_call(f, dt, &vs)
+        } else {
+            None
+        };
+        let v = if let Some(v) = staged {
+            v
+        } else if self.lanes == 1 {
             let r = self.math_ref(f, dt);
             let inst = self.b.ins().call(r, &vs);
             self.b.inst_results(inst)[0]
@@ -1837,6 +2093,12 @@ mod tests {
 
     /// Lowers all of `g` into functions and returns (blocks, CLIF text) of the first one.
     fn lowered(g: &Graph) -> (usize, String) {
+        lowered_with(g, false)
+    }
+
+    /// Lowers `g` (one serial function); `batch` stages long loops. Math wrappers are
+    /// imports `0..16`, batched helpers `1000..`.
+    fn lowered_with(g: &Graph, batch: bool) -> (usize, String) {
         let plan = super::super::plan::plan(
             g,
             &PlanConfig {
@@ -1874,7 +2136,12 @@ mod tests {
         let opts = Opts {
             exact: false,
             fma: true,
+            batch,
         };
+        let batch_ids: MathIds = super::super::batch::symbols()
+            .enumerate()
+            .map(|(i, (f, d, _, _))| ((f, d), 1000 + i as u32))
+            .collect();
         build_function(
             &mut func,
             &mut fctx,
@@ -1882,6 +2149,7 @@ mod tests {
             &plan,
             Body::Serial(items),
             &math,
+            &batch_ids,
             &[(DType::F32, 1000), (DType::F64, 1001)]
                 .into_iter()
                 .collect(),
@@ -1935,5 +2203,48 @@ mod tests {
             clif.contains("= fma v") && clif.contains("load.f64x2"),
             "{clif}"
         );
+    }
+
+    /// A long loop with a batchable call and a call depending on it: the first is staged
+    /// (its argument stored, one helper call per chunk, its result loaded), the second
+    /// stays a vector polynomial in the loop; short loops are not staged.
+    #[test]
+    fn long_loops_stage_independent_calls_through_batched_helpers() {
+        let graph = |n: usize| {
+            let mut g = Graph::new("t");
+            let x = g
+                .add_input("x", TensorType::new(DType::F32, vec![n]))
+                .unwrap();
+            let e = g.push(Op::Exp, vec![x], Attrs::None).unwrap();
+            let t = g.push(Op::Tanh, vec![e], Attrs::None).unwrap();
+            g.set_outputs(vec![t]);
+            g
+        };
+        let (_, clif) = lowered_with(&graph(3000), true);
+        // exp (f32) is helper 0: `u0:1000`; tanh (f32) would be `u0:1004`.
+        assert!(clif.contains("u0:1000"), "{clif}");
+        assert!(!clif.contains("u0:1004"), "{clif}");
+        assert!(
+            clif.contains("stack_addr") && clif.contains("= fma v"),
+            "{clif}"
+        );
+        // Two chunk emissions (full chunks, the remainder), each calling the helper once.
+        let helper = clif
+            .lines()
+            .find(|l| l.contains("= u0:1000"))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("the helper is imported");
+        assert_eq!(
+            clif.matches(&format!("call {helper}(")).count(),
+            2,
+            "{clif}"
+        );
+        let (_, short) = lowered_with(&graph(1000), true);
+        assert!(
+            !short.contains("u0:1000") && !short.contains("stack_addr"),
+            "{short}"
+        );
+        let (_, off) = lowered_with(&graph(3000), false);
+        assert!(!off.contains("u0:1000"), "{off}");
     }
 }

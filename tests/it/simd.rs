@@ -649,3 +649,226 @@ fn threaded_kernels_are_deterministic_and_independent_of_the_thread_count() {
         assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
     }
 }
+
+// ---- batched transcendentals ----------------------------------------------------------------
+
+/// The arguments where the vector `op` hands the lane to libm (see the vmath docs): in
+/// ordinary vector loops the whole block then reruns with libm, in staged loops only that
+/// element does.
+fn libm_lane(op: Op, d: DType, x: f64) -> bool {
+    let (exp_fast, exp_ovf, exp_unf, em1_hi) = match d {
+        DType::F32 => (87.0, 88.73, -104.0, 88.0),
+        _ => (708.0, 709.79, -745.2, 709.0),
+    };
+    let exp_bad = |x: f64| x.abs() > exp_fast && x <= exp_ovf && x >= exp_unf;
+    match op {
+        Op::Exp => exp_bad(x),
+        Op::Sigmoid => exp_bad(-x),
+        Op::Expm1 => x > em1_hi && x <= exp_ovf,
+        _ => false,
+    }
+}
+
+fn tensor_of(d: DType, xs: &[f64]) -> Tensor {
+    match d {
+        DType::F32 => Tensor::from_f32(vec![xs.len()], xs.iter().map(|&v| v as f32).collect()),
+        _ => Tensor::from_f64(vec![xs.len()], xs.to_vec()),
+    }
+}
+
+fn unbatched() -> JitConfig {
+    JitConfig {
+        batch_math: false,
+        ..JitConfig::default()
+    }
+}
+
+/// `a` and `b` are the same bits, except that any NaN equals any NaN (which NaN an
+/// operation returns depends on its operand order, which the two code paths don't share); on
+/// failure, names the first element that differs.
+fn assert_same_bits(a: &[Tensor], b: &[Tensor], input: &Tensor, what: &str) {
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let (xv, yv, iv) = (x.to_f64_vec(), y.to_f64_vec(), input.to_f64_vec());
+        let differ =
+            |j: usize| xv[j].to_bits() != yv[j].to_bits() && !(xv[j].is_nan() && yv[j].is_nan());
+        let first = (0..xv.len()).find(|&j| differ(j));
+        assert!(
+            x.ty() == y.ty() && first.is_none(),
+            "{what}: output {i} differs with batching, first at {first:?} (x, got, want): {:?}",
+            first.map(|j| (iv.get(j), xv[j], yv[j]))
+        );
+    }
+}
+
+/// Long loops compute `exp`, `expm1` and `tanh` through batched helpers (wider vectors than
+/// Cranelift's) that run the in-loop algorithms operation for operation, so on arguments
+/// that need no libm fallback a kernel with `batch_math` equals the same kernel without it
+/// bit for bit: special values the vector code selects (±0, ±inf, NaN, overflow, underflow)
+/// in every position, chunk remainders and partial vectors, calls that depend on other
+/// calls (which stay in the loop), reductions and gradients, 2-D loops, threaded blocks.
+#[test]
+fn batched_transcendentals_equal_the_in_loop_code_bitwise() {
+    let same = |g: &Graph, ins: &[Tensor], what: &str| {
+        let a = jit::compile(g).unwrap().run(ins).unwrap();
+        let b = jit::compile_with(g, &unbatched())
+            .unwrap()
+            .run(ins)
+            .unwrap();
+        assert_same_bits(&a, &b, &ins[0], what);
+    };
+    let lens = if RELEASE {
+        vec![1024, 1025, 3 * 1024 + 7, 70_001]
+    } else {
+        vec![1024, 3 * 1024 + 7]
+    };
+    let mut r = Rng(11);
+    for d in [DType::F32, DType::F64] {
+        let (big, specials): (f64, Vec<f64>) = match d {
+            DType::F32 => (
+                80.0,
+                vec![
+                    0.0,
+                    -0.0,
+                    f64::INFINITY,
+                    -f64::INFINITY,
+                    f64::NAN,
+                    1e-30,
+                    -1e-30,
+                    1e10,
+                    -1e10,
+                    120.0,
+                    -120.0,
+                    9.5,
+                    -9.6,
+                    -17.9,
+                    -18.5,
+                ],
+            ),
+            _ => (
+                700.0,
+                vec![
+                    0.0,
+                    -0.0,
+                    f64::INFINITY,
+                    -f64::INFINITY,
+                    f64::NAN,
+                    1e-300,
+                    -1e-300,
+                    1e300,
+                    -1e300,
+                    800.0,
+                    -800.0,
+                    20.0,
+                    -20.5,
+                    -39.9,
+                    -40.5,
+                ],
+            ),
+        };
+        for &n in &lens {
+            let mut xs: Vec<f64> = specials.iter().copied().cycle().take(n / 3).collect();
+            while xs.len() < n {
+                let scale = [1.0, 10.0, big][xs.len() % 3];
+                xs.push(r.uniform(-scale, scale));
+            }
+            let x = tensor_of(d, &xs);
+            for op in [Op::Exp, Op::Expm1, Op::Tanh, Op::Sigmoid] {
+                let mut g = Graph::new("batched");
+                let i = g.add_input("x", TensorType::new(d, vec![n])).unwrap();
+                let y = g.push(op, vec![i], Attrs::None).unwrap();
+                g.set_outputs(vec![y]);
+                same(&g, std::slice::from_ref(&x), &format!("{op} {d} n={n}"));
+            }
+            // Dependent calls, a reduction and a gradient in one loop.
+            let b = gradlift::GraphBuilder::new("mixed");
+            let v = b.input("x", d, &[n]);
+            let t = (v * 0.01).exp().tanh() + (v * 0.5).sigmoid() * (v * 0.1).expm1().tanh();
+            let s = t.sum();
+            let gr = b.grad(s, &[v]).unwrap();
+            let g = b.into_graph(&[t.id(), s.id(), gr[0].id()]).unwrap();
+            same(&g, std::slice::from_ref(&x), &format!("mixed {d} n={n}"));
+        }
+        // A 2-D loop whose rows are staged, with a broadcast row operand.
+        let (rows, cols) = (3, 1500);
+        let b = gradlift::GraphBuilder::new("rows");
+        let a = b.input("a", d, &[rows, cols]);
+        let c = b.input("c", d, &[cols]);
+        let y = (a * c).exp() + (a - c).tanh();
+        let red = y.sum_axes(&[1]);
+        let g = b.into_graph(&[y.id(), red.id()]).unwrap();
+        let ins = random_inputs(&g, 3);
+        same(&g, &ins, &format!("rows {d}"));
+    }
+}
+
+/// Where the vector code needs libm, a staged loop gives libm's value for that element alone
+/// (an ordinary vector loop reruns its whole block with libm): every element is either the
+/// in-loop fast value (checked against a kernel run on the same input with the libm-range
+/// arguments replaced) or, for the libm-range arguments, the value of the libm path (an
+/// `exact_math` kernel).
+#[test]
+fn batched_transcendentals_use_libm_exactly_where_the_vector_code_cannot() {
+    let n = 4096 + 5;
+    let mut r = Rng(12);
+    for d in [DType::F32, DType::F64] {
+        for op in [Op::Exp, Op::Expm1, Op::Sigmoid] {
+            let (lo, hi) = match (op, d) {
+                (Op::Exp, DType::F32) => (87.0, 88.7),
+                (Op::Exp, _) => (708.0, 709.7),
+                (Op::Expm1, DType::F32) => (88.0, 88.7),
+                (Op::Expm1, _) => (709.0, 709.7),
+                (_, DType::F32) => (-88.7, -87.0),
+                _ => (-709.7, -708.0),
+            };
+            let xs: Vec<f64> = (0..n)
+                .map(|i| {
+                    if i % 7 == 3 {
+                        r.uniform(lo, hi)
+                    } else {
+                        r.uniform(-5.0, 5.0)
+                    }
+                })
+                .collect();
+            assert!(xs.iter().any(|&x| libm_lane(op, d, x)));
+            let cleaned: Vec<f64> = xs
+                .iter()
+                .map(|&x| if libm_lane(op, d, x) { 0.25 } else { x })
+                .collect();
+            let mut g = Graph::new("libm");
+            let i = g.add_input("x", TensorType::new(d, vec![n])).unwrap();
+            let y = g.push(op, vec![i], Attrs::None).unwrap();
+            g.set_outputs(vec![y]);
+            let x = tensor_of(d, &xs);
+            let got = jit::compile(&g)
+                .unwrap()
+                .run(std::slice::from_ref(&x))
+                .unwrap();
+            let fast = jit::compile_with(&g, &unbatched())
+                .unwrap()
+                .run(&[tensor_of(d, &cleaned)])
+                .unwrap();
+            let slow = jit::compile_with(&g, &exact())
+                .unwrap()
+                .run(std::slice::from_ref(&x))
+                .unwrap();
+            let (got, fast, slow) = (
+                got[0].to_f64_vec(),
+                fast[0].to_f64_vec(),
+                slow[0].to_f64_vec(),
+            );
+            for j in 0..n {
+                let want = if libm_lane(op, d, xs[j]) {
+                    slow[j]
+                } else {
+                    fast[j]
+                };
+                assert_eq!(
+                    got[j].to_bits(),
+                    want.to_bits(),
+                    "{op} {d} at {j}: x = {}",
+                    xs[j]
+                );
+            }
+        }
+    }
+}

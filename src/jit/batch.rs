@@ -1,0 +1,366 @@
+//! Batched transcendentals: `exp`, `expm1` and `tanh` over a whole chunk of elements in one
+//! call, compiled by rustc for the widest vectors the host has (AVX-512, else AVX2).
+//!
+//! Cranelift's x86-64 vectors are 128 bits wide, so a transcendental in a fused loop costs
+//! ~25 vector instructions per 4 `f32` lanes. These helpers run the *same algorithms* as
+//! [`super::vmath`] (same reduction, polynomial, special-case selects and fast ranges,
+//! operation for operation, `fma` where vmath uses `fma`) as plain scalar Rust that LLVM
+//! vectorizes to 16 `f32` / 8 `f64` lanes, so their results are bitwise those of the in-loop
+//! code; lanes outside the fast range get the libm function, as vmath's slow pass gives them.
+//! A test compiles graphs with and without batching and compares every bit.
+//!
+//! How compiled code uses them (see `lower.rs`, "staged" groups): a long vector loop whose
+//! body calls one of these functions runs in chunks of [`CHUNK`] elements. Per chunk, a first
+//! pass stores the argument of every batchable call into a stack scratch area, one call per
+//! function runs the helper in place, and a second pass runs the body with those calls
+//! replaced by loads from the scratch. Calls whose argument depends on another call's result
+//! stay in the loop.
+//!
+//! Used only on x86-64 hosts with AVX2 and FMA ([`available`]); elsewhere the in-loop
+//! polynomials do all the work.
+#![allow(unsafe_code)]
+// Constants are written with the digits fdlibm publishes them with (as in vmath).
+#![allow(clippy::excessive_precision)]
+
+use crate::ir::DType;
+use crate::ops::MathFn;
+
+/// Elements per chunk of a staged loop (a multiple of every vector width and unroll factor).
+pub(super) const CHUNK: usize = 1024;
+
+/// True if `f` has a batched helper.
+pub(super) fn supported(f: MathFn) -> bool {
+    matches!(f, MathFn::Exp | MathFn::Expm1 | MathFn::Tanh)
+}
+
+/// True if this host runs the helpers with wide vectors (x86-64 with AVX2 and FMA); only then
+/// does the lowering stage loops around them.
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `1/k!` for `k = 0..N` (the same values as vmath's `inv_factorials`).
+const fn inv_factorials<const N: usize>() -> [f64; N] {
+    let mut out = [0.0; N];
+    let mut f = 1.0f64;
+    let mut k = 0;
+    while k < N {
+        if k > 0 {
+            f *= k as f64;
+        }
+        out[k] = 1.0 / f;
+        k += 1;
+    }
+    out
+}
+
+/// `out[j] = from[j + 2]`: the coefficients `1/(j+2)!` of vmath's `expm1` polynomial `q`.
+const fn drop2<const N: usize, const M: usize>(from: [f64; N]) -> [f64; M] {
+    let mut out = [0.0; M];
+    let mut j = 0;
+    while j < M {
+        out[j] = from[j + 2];
+        j += 1;
+    }
+    out
+}
+
+/// The scalar algorithms of vmath for one float type. Every constant goes through `c` (a
+/// rounding of the f64 value to the type, as vmath's `c` does).
+macro_rules! kernels {
+    (
+        $m:ident, $t:ty, $u:ty, shift: $shift:expr, shifter: $shifter:expr, ln2: ($hi:expr, $lo:expr),
+        exp: ($edeg:expr, $fast:expr, $ovf:expr, $unf:expr),
+        expm1: ($mdeg:expr, $big_k:expr, $tiny:expr, $mlo:expr, $mhi:expr, $movf:expr),
+        tanh_clamp: $clamp:expr
+    ) => {
+        mod $m {
+            type T = $t;
+            const EXP_C: [f64; $edeg + 1] = super::inv_factorials::<{ $edeg + 1 }>();
+            const EXPM1_Q: [f64; $mdeg + 1] = super::drop2::<{ $mdeg + 3 }, { $mdeg + 1 }>(
+                super::inv_factorials::<{ $mdeg + 3 }>(),
+            );
+
+            #[inline(always)]
+            fn c(x: f64) -> T {
+                x as T
+            }
+
+            #[inline(always)]
+            fn fma(a: T, b: T, c: T) -> T {
+                a.mul_add(b, c)
+            }
+
+            #[inline(always)]
+            fn horner(x: T, coeffs: &[f64]) -> T {
+                let (&last, rest) = coeffs.split_last().expect("a polynomial");
+                let mut acc = c(last);
+                for &k in rest.iter().rev() {
+                    acc = fma(acc, x, c(k));
+                }
+                acc
+            }
+
+            /// `(k as float, bits of x·log2e + shifter)` (vmath's `round_mul`).
+            #[inline(always)]
+            fn round_mul(x: T) -> (T, $u) {
+                let sh = c($shifter);
+                let t = fma(x, c(std::f64::consts::LOG2_E), sh);
+                (t - sh, t.to_bits())
+            }
+
+            #[inline(always)]
+            fn pow2(tb: $u) -> T {
+                T::from_bits((tb << $shift).wrapping_add((1.0 as T).to_bits()))
+            }
+
+            #[inline(always)]
+            fn reduce_ln2(x: T, kf: T) -> T {
+                let r = fma(kf, c(-$hi), x);
+                fma(kf, c(-$lo), r)
+            }
+
+            /// `exp(x)` and whether libm must recompute it.
+            #[inline(always)]
+            pub(super) fn exp(x: T) -> (T, bool) {
+                let (kf, tb) = round_mul(x);
+                let r = reduce_ln2(x, kf);
+                let p = horner(r, &EXP_C);
+                let y = p * pow2(tb);
+                let over = x > c($ovf);
+                let under = x < c($unf);
+                let y = if over { T::INFINITY } else { y };
+                let y = if under { 0.0 } else { y };
+                (y, x.abs() > c($fast) && !(over || under))
+            }
+
+            #[inline(always)]
+            fn expm1_core(x: T, for_tanh: bool) -> T {
+                let (kf, tb) = round_mul(x);
+                let r = reduce_ln2(x, kf);
+                let q = horner(r, &EXPM1_Q);
+                let p = fma(r * r, q, r);
+                let s = pow2(tb);
+                let small = fma(s, p, s - 1.0);
+                if for_tanh {
+                    return small;
+                }
+                let large = s * (p + 1.0);
+                let y = if kf > c($big_k) { large } else { small };
+                if x.abs() < c($tiny) { x } else { y }
+            }
+
+            /// `expm1(x)` and whether libm must recompute it.
+            #[inline(always)]
+            pub(super) fn expm1(x: T) -> (T, bool) {
+                let y = expm1_core(x, false);
+                let over = x > c($movf);
+                let y = if over { T::INFINITY } else { y };
+                let y = if x < c($mlo) { -1.0 } else { y };
+                (y, x > c($mhi) && !over)
+            }
+
+            /// `tanh(x)` (never needs libm).
+            #[inline(always)]
+            pub(super) fn tanh(x: T) -> (T, bool) {
+                let a = x.abs();
+                let a = if a > c($clamp) { c($clamp) } else { a };
+                let t = expm1_core(a + a, true);
+                let y = t / (t + 2.0);
+                let sign = x.to_bits() & (1 << (<$u>::BITS - 1));
+                (T::from_bits(y.to_bits() | sign), false)
+            }
+        }
+    };
+}
+
+kernels!(k32, f32, u32, shift: 23, shifter: 12582912.0,
+    ln2: (f64::from(f32::from_bits(0x3f31_7218)), f64::from(f32::from_bits(0xb102_e308))),
+    exp: (7, 87.0, 88.73, -104.0),
+    expm1: (5, 23.0, 2f64.powi(-30), -18.0, 88.0, 88.73),
+    tanh_clamp: 9.5);
+kernels!(k64, f64, u64, shift: 52, shifter: 6755399441055744.0,
+    ln2: (f64::from_bits(0x3fe6_2e42_fefa_39ef), f64::from_bits(0x3c7a_bc9e_3b39_803f)),
+    exp: (13, 708.0, 709.79, -745.2),
+    expm1: (12, 52.0, 2f64.powi(-60), -40.0, 709.0, 709.79),
+    tanh_clamp: 20.0);
+
+/// Applies `f` to every element of `xs` in place; elements `f` flags get `libm` instead.
+/// Works in blocks of 16 so the vectorizer sees a fixed-length loop and the rare libm
+/// fix-up stays outside it.
+#[inline(always)]
+fn apply<T: Copy + Default>(xs: &mut [T], f: impl Fn(T) -> (T, bool), libm: impl Fn(T) -> T) {
+    let mut blocks = xs.chunks_exact_mut(16);
+    for blk in &mut blocks {
+        let mut y = [T::default(); 16];
+        let mut bad = false;
+        for (yi, &x) in y.iter_mut().zip(blk.iter()) {
+            let (v, b) = f(x);
+            *yi = v;
+            bad |= b;
+        }
+        if bad {
+            for (yi, &x) in y.iter_mut().zip(blk.iter()) {
+                if f(x).1 {
+                    *yi = libm(x);
+                }
+            }
+        }
+        blk.copy_from_slice(&y);
+    }
+    for x in blocks.into_remainder() {
+        let (v, b) = f(*x);
+        *x = if b { libm(*x) } else { v };
+    }
+}
+
+macro_rules! helpers {
+    ($($name:ident: $t:ty, $k:path, $libm:expr;)*) => {$(
+        /// The batched helper (see the module docs): `n` elements at `p`, in place.
+        extern "C" fn $name(p: *mut $t, n: usize) {
+            if n == 0 {
+                return;
+            }
+            // SAFETY: compiled code passes the address of its own stack scratch area, which
+            // holds at least `n` initialized elements (a chunk is at most `CHUNK` elements,
+            // the area is `CHUNK` elements of 8 bytes, aligned for the type) and is not
+            // otherwise accessed during the call.
+            let xs = unsafe { std::slice::from_raw_parts_mut(p, n) };
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+                fn wide(xs: &mut [$t]) {
+                    apply(xs, $k, $libm)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2(xs: &mut [$t]) {
+                    apply(xs, $k, $libm)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features this function is compiled for were detected.
+                    return unsafe { wide(xs) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features this function is compiled for were detected.
+                    return unsafe { avx2(xs) };
+                }
+            }
+            apply(xs, $k, $libm)
+        }
+    )*};
+}
+
+helpers! {
+    gl_batch_exp_f32: f32, k32::exp, f32::exp;
+    gl_batch_exp_f64: f64, k64::exp, f64::exp;
+    gl_batch_expm1_f32: f32, k32::expm1, f32::exp_m1;
+    gl_batch_expm1_f64: f64, k64::expm1, f64::exp_m1;
+    gl_batch_tanh_f32: f32, k32::tanh, f32::tanh;
+    gl_batch_tanh_f64: f64, k64::tanh, f64::tanh;
+}
+
+/// Every helper: (function, dtype, symbol name, address).
+pub(super) fn symbols() -> impl Iterator<Item = (MathFn, DType, &'static str, *const u8)> {
+    type H32 = extern "C" fn(*mut f32, usize);
+    type H64 = extern "C" fn(*mut f64, usize);
+    [
+        (
+            MathFn::Exp,
+            DType::F32,
+            "gl_batch_exp_f32",
+            gl_batch_exp_f32 as H32 as *const u8,
+        ),
+        (
+            MathFn::Exp,
+            DType::F64,
+            "gl_batch_exp_f64",
+            gl_batch_exp_f64 as H64 as *const u8,
+        ),
+        (
+            MathFn::Expm1,
+            DType::F32,
+            "gl_batch_expm1_f32",
+            gl_batch_expm1_f32 as H32 as *const u8,
+        ),
+        (
+            MathFn::Expm1,
+            DType::F64,
+            "gl_batch_expm1_f64",
+            gl_batch_expm1_f64 as H64 as *const u8,
+        ),
+        (
+            MathFn::Tanh,
+            DType::F32,
+            "gl_batch_tanh_f32",
+            gl_batch_tanh_f32 as H32 as *const u8,
+        ),
+        (
+            MathFn::Tanh,
+            DType::F64,
+            "gl_batch_tanh_f64",
+            gl_batch_tanh_f64 as H64 as *const u8,
+        ),
+    ]
+    .into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps32(a: f32, b: f32) -> u32 {
+        if a == b || (a.is_nan() && b.is_nan()) {
+            return 0;
+        }
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
+    }
+
+    /// The helpers against libm on a sweep with special values (the bitwise comparison with
+    /// the in-loop code is `tests/it/simd.rs`).
+    #[test]
+    fn helpers_are_close_to_libm_and_exact_on_special_values() {
+        let mut xs: Vec<f32> = (0..20_000).map(|i| (i as f32 - 10_000.0) / 97.0).collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            88.5,
+            -103.5,
+            1e-30,
+        ]);
+        for (f, libm, tol) in [
+            (MathFn::Exp, f32::exp as fn(f32) -> f32, 1),
+            (MathFn::Expm1, f32::exp_m1, 2),
+            (MathFn::Tanh, f32::tanh, 4),
+        ] {
+            let mut ys = xs.clone();
+            let h = symbols().find(|s| s.0 == f && s.1 == DType::F32).unwrap().3;
+            // SAFETY: `h` is the address of an `extern "C" fn(*mut f32, usize)`.
+            let h = unsafe { std::mem::transmute::<*const u8, extern "C" fn(*mut f32, usize)>(h) };
+            h(ys.as_mut_ptr(), ys.len());
+            for (&x, &y) in xs.iter().zip(&ys) {
+                let want = libm(x);
+                assert!(ulps32(y, want) <= tol, "{f:?}({x}) = {y}, libm {want}");
+            }
+        }
+        assert_eq!(k32::exp(0.0).0, 1.0);
+        assert_eq!(k64::tanh(-0.0).0.to_bits(), (-0.0f64).to_bits());
+        assert_eq!(k64::expm1(-50.0).0, -1.0);
+    }
+}
