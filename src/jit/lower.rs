@@ -314,10 +314,14 @@ struct Lowerer<'f, 'g> {
     bad: Option<(Variable, bool)>,
     /// The pass of a staged chunk being emitted (see [`Lowerer::staged`]).
     stage: Stage,
-    /// The scratch area of each call ordinal of staged chunks (`CHUNK` elements of 8 bytes,
-    /// shared by every staged group of the function).
+    /// The scratch areas of staged chunks (`CHUNK` elements of 8 bytes each, at most
+    /// [`MAX_SCRATCH`], shared by every staged group of the function).
     scratch: Vec<StackSlot>,
 }
+
+/// The most batched calls per staged chunk: their scratch areas take `MAX_SCRATCH · 8 KiB` of
+/// the stack (128 KiB, well within any thread's stack); further calls stay in the loop.
+const MAX_SCRATCH: usize = 16;
 
 /// Which pass of a staged chunk is being emitted (see [`Lowerer::staged`]).
 enum Stage {
@@ -338,8 +342,9 @@ struct StageState {
     offset: Option<Value>,
     /// Calls made so far in this iteration of the body (the call's ordinal).
     calls: usize,
-    /// Per call ordinal: the helper that computes it, or `None` if it stays in the loop.
-    batched: Vec<Option<(MathFn, DType)>>,
+    /// Per call ordinal: the helper that computes it and its scratch area, or `None` if the
+    /// call stays in the loop.
+    batched: Vec<Option<(MathFn, DType, usize)>>,
     /// The member being emitted depends on a call's result (first pass).
     tainted: bool,
     /// The member being emitted has made a call (first pass).
@@ -1040,10 +1045,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         // Whole vectors: the padding lanes of a partial last vector repeat lane 0, so they
         // hold valid arguments too.
         let count = len.div_ceil(cx.w) * cx.w;
-        for (k, b) in st.batched.iter().enumerate() {
-            if let Some((f, dt)) = *b {
+        for b in &st.batched {
+            if let Some((f, dt, area)) = *b {
                 let r = self.batch_ref(f, dt);
-                let p = self.b.ins().stack_addr(self.ptr, self.scratch[k], 0);
+                let p = self.b.ins().stack_addr(self.ptr, self.scratch[area], 0);
                 let n = self.b.ins().iconst(types::I64, count as i64);
                 self.b.ins().call(r, &[p, n]);
             }
@@ -1057,7 +1062,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.stage = Stage::Off;
     }
 
-    /// The scratch area of call ordinal `k`.
+    /// Scratch area `k`.
     fn scratch_slot(&mut self, k: usize) -> StackSlot {
         while self.scratch.len() <= k {
             let bytes = (batch::CHUNK * 8) as u32;
@@ -1074,31 +1079,37 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     /// In a staged chunk, call `f` (on vector `x` of `dt`) as the current pass does it:
     /// `None` if the call is computed in the loop.
     fn staged_call(&mut self, f: MathFn, dt: DType, args: &[Value]) -> Option<Value> {
-        let (k, off, first) = match &mut self.stage {
+        let (area, off, first) = match &mut self.stage {
             Stage::Off => return None,
             Stage::Args(st) => {
                 let k = st.calls;
                 st.calls += 1;
-                let ok = batch::supported(f) && args.len() == 1 && !st.tainted && !st.called;
-                st.called = true;
                 if st.batched.len() <= k {
                     st.batched.resize(k + 1, None);
                 }
-                st.batched[k] = ok.then_some((f, dt));
+                // Every iteration of the body makes the same calls: an ordinal keeps its area.
+                let area = st.batched[..k].iter().flatten().count();
+                let ok = batch::supported(f)
+                    && args.len() == 1
+                    && !st.tainted
+                    && !st.called
+                    && area < MAX_SCRATCH;
+                st.called = true;
+                st.batched[k] = ok.then_some((f, dt, area));
                 if !ok {
                     // Only stores of arguments matter in this pass: any value will do.
                     return Some(args[0]);
                 }
-                (k, st.offset.expect("set by the body"), true)
+                (area, st.offset.expect("set by the body"), true)
             }
             Stage::Results(st) => {
                 let k = st.calls;
                 st.calls += 1;
-                st.batched.get(k).copied().flatten()?;
-                (k, st.offset.expect("set by the body"), false)
+                let (_, _, area) = st.batched.get(k).copied().flatten()?;
+                (area, st.offset.expect("set by the body"), false)
             }
         };
-        let slot = self.scratch_slot(k);
+        let slot = self.scratch_slot(area);
         let base = self.b.ins().stack_addr(self.ptr, slot, 0);
         let p = self.b.ins().iadd(base, off);
         if first {
@@ -2246,5 +2257,26 @@ mod tests {
         );
         let (_, off) = lowered_with(&graph(3000), false);
         assert!(!off.contains("u0:1000"), "{off}");
+    }
+
+    /// At most `MAX_SCRATCH` calls per chunk are batched (bounded stack use); the rest stay
+    /// in the loop.
+    #[test]
+    fn staged_chunks_use_a_bounded_scratch() {
+        let n = 2048;
+        let mut g = Graph::new("t");
+        let x = g
+            .add_input("x", TensorType::new(DType::F64, vec![n]))
+            .unwrap();
+        let mut acc = g.push(Op::Exp, vec![x], Attrs::None).unwrap();
+        for _ in 0..MAX_SCRATCH + 4 {
+            let y = g.push(Op::Mul, vec![x, acc], Attrs::None).unwrap();
+            let e = g.push(Op::Exp, vec![y], Attrs::None).unwrap();
+            let z = g.push(Op::Tanh, vec![x], Attrs::None).unwrap();
+            acc = g.push(Op::Add, vec![e, z], Attrs::None).unwrap();
+        }
+        g.set_outputs(vec![acc]);
+        let (_, clif) = lowered_with(&g, true);
+        assert_eq!(clif.matches("explicit_slot").count(), MAX_SCRATCH, "{clif}");
     }
 }

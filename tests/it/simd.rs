@@ -788,6 +788,16 @@ fn batched_transcendentals_equal_the_in_loop_code_bitwise() {
             let g = b.into_graph(&[t.id(), s.id(), gr[0].id()]).unwrap();
             same(&g, std::slice::from_ref(&x), &format!("mixed {d} n={n}"));
         }
+        // More independent calls than a chunk has scratch areas for.
+        let b = gradlift::GraphBuilder::new("many");
+        let v = b.input("x", d, &[2500]);
+        let mut acc = v.tanh();
+        for k in 0..24 {
+            acc = acc + (v * (0.1 * f64::from(k))).exp() * (v + f64::from(k)).tanh();
+        }
+        let g = b.into_graph(&[acc.id()]).unwrap();
+        let ins = random_inputs(&g, 4);
+        same(&g, &ins, &format!("many {d}"));
         // A 2-D loop whose rows are staged, with a broadcast row operand.
         let (rows, cols) = (3, 1500);
         let b = gradlift::GraphBuilder::new("rows");
