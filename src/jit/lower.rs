@@ -607,7 +607,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             let target = match r.partials {
                 Some(off) => Src::Mem(self.ws, off as i64),
-                None => self.root_src(r.node),
+                None => self.root_src(r.node).offset_by(r.out.offset),
             };
             let vars = match register {
                 Some(_) => {
@@ -1055,7 +1055,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let (dy, c) = self.at(outer.stores[si], pos, 0, st);
             let (p, o) = self.addr(base, dy, off + c);
             self.b.ins().store(mem(), v, p, o);
-        } else if dt.is_float() && lanes == self.lanes {
+        } else if dt.is_float() && lanes == self.lanes && st == dt.size_bytes() as i64 {
             let (dy, c) = self.at(outer.stores[si], pos, 0, st);
             let (p, o) = self.addr(base, dy, off + c);
             self.b.ins().store(vmem(), v, p, o);
@@ -1121,6 +1121,26 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     ) {
         let size = r.dt.size_bytes() as i64;
         let (target, blk_off) = self.red_target(r, blk);
+        if cx.f.part {
+            // One box of several (serial, see `plan::fused_nest`): the output elements it
+            // writes are its kept dimensions, at the box's offset (in `target`).
+            let kept: Vec<usize> = (0..cx.f.dims.len()).filter(|&k| r.st[k] != 0).collect();
+            let dims: Vec<usize> = kept.iter().map(|&k| cx.f.dims[k]).collect();
+            let st: Vec<i64> = kept.iter().map(|&k| r.st[k]).collect();
+            let ty = val_ty(r.dt);
+            self.nest(&dims, &mut |lw, idx| {
+                let off = lw.offset(idx, &st);
+                let v = if divide {
+                    let x = lw.load(target, ty, off);
+                    let c = lw.float(r.dt, r.count as f64);
+                    lw.b.ins().fdiv(x, c)
+                } else {
+                    lw.identity(r)
+                };
+                lw.store(target, v, off);
+            });
+            return;
+        }
         let (lo, hi) = if r.partial || blk.is_none() {
             (Bound::C(0), Bound::C(r.numel_out as i64))
         } else {
@@ -1132,7 +1152,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             (f(self, row_lo), f(self, row_hi))
         };
-        let _ = cx;
         let ty = val_ty(r.dt);
         let l = self.loop_begin(lo);
         let e = self.b.ins().imul_imm_s(l.i, size);
