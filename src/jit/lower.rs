@@ -28,7 +28,11 @@
 //!   ([`super::gemm`]) with each operand's view strides (a transposed operand is a stride
 //!   swap, never a copy); `exact_math`, small products, splat operands and row/column-broadcast
 //!   views use a scalar `i, j` nest accumulating over `p` in the interpreter's order instead.
-//! - `concat` and realized views are loop nests of their own (scalar).
+//! - A `concat` that the plan keeps in memory and realized views are loop nests of their own
+//!   (scalar copies). A `concat` read in place costs nothing here: the plan already cut its
+//!   readers' loops into boxes whose operands are plain views, and each box is a fused nest
+//!   like any other (a box's innermost dimension need not be contiguous in the value it
+//!   stores, so such stores go lane by lane).
 //!
 //! Function ABI: `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8, ws: *mut u8,
 //! consts: *const u8)` (serial functions) plus `lo: i64, hi: i64` (block functions): arrays

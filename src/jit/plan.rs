@@ -24,10 +24,27 @@
 //!    several consumers in one group stay in registers, and values read by other groups are
 //!    materialized once (never recomputed: recomputing transcendentals costs more than the
 //!    memory traffic it saves). Groups are capped at [`MAX_GROUP`] members, which bounds
-//!    register pressure and compile time. `matmul` and `concat` are singleton groups.
-//! 4. Loop nests: the accesses of a fused group (loads of operands, stores, reduction
-//!    outputs) are collapsed to the fewest loop dimensions; the innermost one is vectorized
-//!    when every float in the group has one dtype. Groups of at least
+//!    register pressure and compile time. `matmul` is a singleton group.
+//!
+//!    `concat` is a singleton group that copies its operands into its own buffer only when
+//!    some reader needs it in memory: an output, a view op, a `matmul`, a reduction over an
+//!    axis its pieces are cut along, or a concat that is itself copied (decided up front,
+//!    in one backward pass over the ids, from upper bounds of the cuts). Otherwise it is
+//!    read in place ([`Role::Pieces`]): a list of [`Region`]s, boxes of its index space each
+//!    read through a view of one operand (nested concats are flattened; a splat piece, such
+//!    as the zeros a slice adjoint pads with, is a view of a splat constant). A fused group
+//!    that reads pieces cuts its iteration space at every region boundary, along each
+//!    axis, into at most [`MAX_BOXES`] boxes; phase 4 emits one loop nest per box, in which
+//!    every piece is a plain strided view. So `add(concat(0, a), concat(b, 0))` is one loop
+//!    in three boxes and no concat buffer. A reduction joins such a group only if none of
+//!    its reduced axes is cut, so each box computes whole output elements in the
+//!    interpreter's order.
+//! 4. Loop nests: one per fused group, or per box of a group that reads pieces (its
+//!    accesses start at the box's first index; a box of several with reductions fills and
+//!    finishes only its own output elements and stays serial). The accesses of a nest
+//!    (loads of operands, stores, reduction outputs) are collapsed to the fewest loop
+//!    dimensions; the innermost one is vectorized when every float in the nest has one
+//!    dtype. Nests of at least
 //!    `JitConfig::parallel_min_elements` elements are cut into blocks along their outermost
 //!    dimension (a fixed number of elements per block, independent of the machine), which
 //!    threads may run concurrently. A reduction that sums across blocks writes one partial
@@ -40,7 +57,8 @@
 //!    ranges of dead values (best fit, at most 2x the needed size). A stored elementwise
 //!    member may take over the range of an operand that dies in its group (in place) when the
 //!    group reads that operand only at the member's own index, and only in members up to
-//!    that one (the loop body stores a value right after computing it). Ranges of 64 bytes
+//!    that one (the loop body stores a value right after computing it); never in a group cut
+//!    into boxes. Ranges of 64 bytes
 //!    or more are 64-byte aligned. The peak is [`Plan::ws_bytes`].
 //! 6. Functions: serial groups are packed into functions of at most `max_ops_per_function`
 //!    nodes; a parallel group gets a function of its own taking a block range.
@@ -950,14 +968,22 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
                 let bounds: Vec<Vec<usize>> = c
                     .iter()
                     .zip(shape)
-                    .map(|(c, &d)| std::iter::once(0).chain(c.iter().copied()).chain([d]).collect())
+                    .map(|(c, &d)| {
+                        std::iter::once(0)
+                            .chain(c.iter().copied())
+                            .chain([d])
+                            .collect()
+                    })
                     .collect();
                 let mut at = vec![0usize; shape.len()];
                 let part = box_count(c) > 1;
                 loop {
                     let lo: Vec<usize> = at.iter().zip(&bounds).map(|(&k, b)| b[k]).collect();
-                    let ext: Vec<usize> =
-                        at.iter().zip(&bounds).map(|(&k, b)| b[k + 1] - b[k]).collect();
+                    let ext: Vec<usize> = at
+                        .iter()
+                        .zip(&bounds)
+                        .map(|(&k, b)| b[k + 1] - b[k])
+                        .collect();
                     groups.push(Group::Fused(nest(&lo, &ext, part)));
                     // Next box: odometer over the interval indices, last axis fastest.
                     let mut k = shape.len();
@@ -1139,9 +1165,11 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         }
         *cur_ops = 0;
     };
-    let mut stats = PlanStats::default();
-    stats.nodes_compiled = members.iter().map(|m| m.len() as u64).sum();
-    stats.nodes_fused = nodes_fused;
+    let mut stats = PlanStats {
+        nodes_compiled: members.iter().map(|m| m.len() as u64).sum(),
+        nodes_fused,
+        ..PlanStats::default()
+    };
     for (gi, grp) in groups.iter().enumerate() {
         let gi = gi as u32;
         let ops = match grp {
@@ -1393,13 +1421,7 @@ fn fused_nest(
     cfg: &PlanConfig,
 ) -> Fused {
     // Element offset of the box's first index for element strides `st` over `shape`.
-    let start = |st: &[i64]| -> i64 {
-        cut.lo
-            .iter()
-            .zip(st)
-            .map(|(&l, &s)| l as i64 * s)
-            .sum()
-    };
+    let start = |st: &[i64]| -> i64 { cut.lo.iter().zip(st).map(|(&l, &s)| l as i64 * s).sum() };
     let nodes = g.nodes();
     let mut leaves: Vec<(NodeId, Access)> = Vec::new();
     let mut stores: Vec<(NodeId, Access)> = Vec::new();
@@ -1504,7 +1526,7 @@ fn fused_nest(
         if count >= 2
             && partial_elems <= numel / 4
             && (!cfg.exact || crosses.is_empty())
-            && !(cut.part && !reductions.is_empty())
+            && (!cut.part || reductions.is_empty())
         {
             blocks = Blocks { count, size };
             parallel = true;
@@ -1705,6 +1727,94 @@ mod tests {
         assert_eq!((v.root, v.offset, v.strides.clone()), (x, 6, vec![1, 6]));
         assert_eq!(p.groups.len(), 2, "{:?}", p.groups);
         assert_eq!(p.locs[m.index()], Loc::Ws(0));
+    }
+
+    /// The concat nodes that got a buffer of their own (singleton groups).
+    fn copied_concats(g: &Graph, p: &Plan) -> usize {
+        p.groups
+            .iter()
+            .filter(|grp| matches!(grp, Group::Single(id, _) if g.node(*id).op == Op::Concat))
+            .count()
+    }
+
+    fn parts(p: &Plan) -> Vec<&Fused> {
+        p.groups
+            .iter()
+            .filter_map(|grp| match grp {
+                Group::Fused(f) if f.part => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rosenbrock_adjoint_reads_its_zero_pads_in_place() {
+        let n = 1000;
+        let b = crate::GraphBuilder::new("rosenbrock");
+        let x = b.input("x", DType::F64, &[n]);
+        let hi = x.slice(&[1], &[n]);
+        let lo = x.slice(&[0], &[n - 1]);
+        let y = ((hi - lo * lo).powi(2) * 100.0 + (1.0 - lo).powi(2)).sum();
+        let d = b.grad(y, &[x]).unwrap();
+        let g = b.into_graph(&[y.id(), d[0].id()]).unwrap();
+        let p = plan(&g, &cfg()).unwrap();
+        assert_eq!(copied_concats(&g, &p), 0, "{:#?}", p.groups);
+        // add(concat(0, a), concat(b, 0)) is one loop in three boxes: [0, 1), [1, 999),
+        // [999, 1000), the middle one vectorized.
+        let boxes: Vec<(Vec<usize>, Option<DType>)> = parts(&p)
+            .iter()
+            .map(|f| (f.shape.clone(), f.vector))
+            .collect();
+        assert_eq!(
+            boxes,
+            vec![
+                (vec![1], None),
+                (vec![n - 2], Some(DType::F64)),
+                (vec![1], None)
+            ]
+        );
+        // The only workspace: the two cotangents of the slices (999 f64 each, 64-aligned).
+        assert_eq!(p.ws_bytes, 2 * 8000);
+    }
+
+    #[test]
+    fn reductions_over_a_cut_axis_get_the_concat_in_memory() {
+        let build = |axes: &[usize]| {
+            let b = crate::GraphBuilder::new("t");
+            let x = b.input("x", DType::F32, &[4, 6]);
+            let c = b.concat(&[x, x * 2.0, x], 1);
+            let s = (c * c).sum_axes(axes);
+            let r = c.sum_axes(axes);
+            b.into_graph(&[s.id(), r.id()]).unwrap()
+        };
+        // Summing rows keeps the cut axis: each box sums whole rows, with the pieces in place.
+        let g = build(&[0]);
+        let p = plan(&g, &cfg()).unwrap();
+        assert_eq!(copied_concats(&g, &p), 0);
+        let boxes = parts(&p);
+        assert_eq!(boxes.len(), 3);
+        assert!(boxes.iter().all(|f| f.reductions.len() == 2 && !f.parallel));
+        // Summing along the cut axis needs the concat in memory for the reduction that reads
+        // it; the elementwise reader still reads pieces, and its square is summed later.
+        let g = build(&[1]);
+        let p = plan(&g, &cfg()).unwrap();
+        assert_eq!(copied_concats(&g, &p), 1);
+    }
+
+    #[test]
+    fn outputs_and_concats_of_many_pieces_are_copied() {
+        let b = crate::GraphBuilder::new("t");
+        let x = b.input("x", DType::F64, &[40]);
+        let ones: Vec<_> = (0..40).map(|i| x.slice(&[i], &[i + 1])).collect();
+        let many = b.concat(&ones, 0);
+        let y = many * x;
+        let few = b.concat(&[x, x], 0);
+        let z = few * 3.0;
+        let g = b.into_graph(&[y.id(), z.id(), few.id()]).unwrap();
+        let p = plan(&g, &cfg()).unwrap();
+        // `many` cuts its reader into 40 boxes (more than MAX_BOXES); `few` is an output.
+        assert_eq!(copied_concats(&g, &p), 2);
+        assert!(parts(&p).is_empty());
     }
 
     #[test]
