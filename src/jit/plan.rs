@@ -58,8 +58,8 @@
 //!    member may take over the range of an operand that dies in its group (in place) when the
 //!    group reads that operand only at the member's own index, and only in members up to
 //!    that one (the loop body stores a value right after computing it); never in a group cut
-//!    into boxes. Ranges of 64 bytes
-//!    or more are 64-byte aligned. The peak is [`Plan::ws_bytes`].
+//!    into boxes. Ranges of 64 bytes or more are 64-byte aligned. The peak is
+//!    [`Plan::ws_bytes`].
 //! 6. Functions: serial groups are packed into functions of at most `max_ops_per_function`
 //!    nodes; a parallel group gets a function of its own taking a block range.
 //!
