@@ -28,7 +28,11 @@
 //!   ([`super::gemm`]) with each operand's view strides (a transposed operand is a stride
 //!   swap, never a copy); `exact_math`, small products, splat operands and row/column-broadcast
 //!   views use a scalar `i, j` nest accumulating over `p` in the interpreter's order instead.
-//! - `concat` and realized views are loop nests of their own (scalar).
+//! - A `concat` that the plan keeps in memory and realized views are loop nests of their own
+//!   (scalar copies). A `concat` read in place costs nothing here: the plan already cut its
+//!   readers' loops into boxes whose operands are plain views, and each box is a fused nest
+//!   like any other (a box's innermost dimension need not be contiguous in the value it
+//!   stores, so such stores go lane by lane).
 //!
 //! Function ABI: `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8, ws: *mut u8,
 //! consts: *const u8)` (serial functions) plus `lo: i64, hi: i64` (block functions): arrays
@@ -674,7 +678,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             let target = match r.partials {
                 Some(off) => Src::Mem(self.ws, off as i64),
-                None => self.root_src(r.node),
+                None => self.root_src(r.node).offset_by(r.out.offset),
             };
             let vars = match register {
                 Some(_) => {
@@ -1303,7 +1307,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let (dy, c) = self.at(outer.stores[si], pos, 0, st);
             let (p, o) = self.addr(base, dy, off + c);
             self.b.ins().store(mem(), v, p, o);
-        } else if dt.is_float() && lanes == self.lanes {
+        } else if dt.is_float() && lanes == self.lanes && st == dt.size_bytes() as i64 {
             let (dy, c) = self.at(outer.stores[si], pos, 0, st);
             let (p, o) = self.addr(base, dy, off + c);
             self.b.ins().store(vmem(), v, p, o);
@@ -1369,6 +1373,26 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     ) {
         let size = r.dt.size_bytes() as i64;
         let (target, blk_off) = self.red_target(r, blk);
+        if cx.f.part {
+            // One box of several (serial, see `plan::fused_nest`): the output elements it
+            // writes are its kept dimensions, at the box's offset (in `target`).
+            let kept: Vec<usize> = (0..cx.f.dims.len()).filter(|&k| r.st[k] != 0).collect();
+            let dims: Vec<usize> = kept.iter().map(|&k| cx.f.dims[k]).collect();
+            let st: Vec<i64> = kept.iter().map(|&k| r.st[k]).collect();
+            let ty = val_ty(r.dt);
+            self.nest(&dims, &mut |lw, idx| {
+                let off = lw.offset(idx, &st);
+                let v = if divide {
+                    let x = lw.load(target, ty, off);
+                    let c = lw.float(r.dt, r.count as f64);
+                    lw.b.ins().fdiv(x, c)
+                } else {
+                    lw.identity(r)
+                };
+                lw.store(target, v, off);
+            });
+            return;
+        }
         let (lo, hi) = if r.partial || blk.is_none() {
             (Bound::C(0), Bound::C(r.numel_out as i64))
         } else {
@@ -1380,7 +1404,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             (f(self, row_lo), f(self, row_hi))
         };
-        let _ = cx;
         let ty = val_ty(r.dt);
         let l = self.loop_begin(lo);
         let e = self.b.ins().imul_imm_s(l.i, size);

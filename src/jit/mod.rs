@@ -20,7 +20,8 @@
 //! # Pipeline
 //! 1. [`crate::ir::verify`] the graph.
 //! 2. `plan`: liveness; views (`reshape`, `broadcast`, `transpose`, `slice` are strides over
-//!    their operand's memory, not copies); fusion of nodes into groups, each one loop nest
+//!    their operand's memory, not copies, and a `concat` read by elementwise loops is read
+//!    piece by piece from its operands); fusion of nodes into groups, each one loop nest
 //!    (elementwise chains and trees with broadcast operands, and the reductions consuming
 //!    them, forward and adjoint alike); a home for every stored value (caller buffers,
 //!    workspace ranges reused by liveness and in place where legal, constants); blocks for

@@ -24,10 +24,27 @@
 //!    several consumers in one group stay in registers, and values read by other groups are
 //!    materialized once (never recomputed: recomputing transcendentals costs more than the
 //!    memory traffic it saves). Groups are capped at [`MAX_GROUP`] members, which bounds
-//!    register pressure and compile time. `matmul` and `concat` are singleton groups.
-//! 4. Loop nests: the accesses of a fused group (loads of operands, stores, reduction
-//!    outputs) are collapsed to the fewest loop dimensions; the innermost one is vectorized
-//!    when every float in the group has one dtype. Groups of at least
+//!    register pressure and compile time. `matmul` is a singleton group.
+//!
+//!    `concat` is a singleton group that copies its operands into its own buffer only when
+//!    some reader needs it in memory: an output, a view op, a `matmul`, a reduction over an
+//!    axis its pieces are cut along, or a concat that is itself copied (decided up front,
+//!    in one backward pass over the ids, from upper bounds of the cuts). Otherwise it is
+//!    read in place ([`Role::Pieces`]): a list of [`Region`]s, boxes of its index space each
+//!    read through a view of one operand (nested concats are flattened; a splat piece, such
+//!    as the zeros a slice adjoint pads with, is a view of a splat constant). A fused group
+//!    that reads pieces cuts its iteration space at every region boundary, along each
+//!    axis, into at most [`MAX_BOXES`] boxes; phase 4 emits one loop nest per box, in which
+//!    every piece is a plain strided view. So `add(concat(0, a), concat(b, 0))` is one loop
+//!    in three boxes and no concat buffer. A reduction joins such a group only if none of
+//!    its reduced axes is cut, so each box computes whole output elements in the
+//!    interpreter's order.
+//! 4. Loop nests: one per fused group, or per box of a group that reads pieces (its
+//!    accesses start at the box's first index; a box of several with reductions fills and
+//!    finishes only its own output elements and stays serial). The accesses of a nest
+//!    (loads of operands, stores, reduction outputs) are collapsed to the fewest loop
+//!    dimensions; the innermost one is vectorized when every float in the nest has one
+//!    dtype. Nests of at least
 //!    `JitConfig::parallel_min_elements` elements are cut into blocks along their outermost
 //!    dimension (a fixed number of elements per block, independent of the machine), which
 //!    threads may run concurrently. A reduction that sums across blocks writes one partial
@@ -40,8 +57,9 @@
 //!    ranges of dead values (best fit, at most 2x the needed size). A stored elementwise
 //!    member may take over the range of an operand that dies in its group (in place) when the
 //!    group reads that operand only at the member's own index, and only in members up to
-//!    that one (the loop body stores a value right after computing it). Ranges of 64 bytes
-//!    or more are 64-byte aligned. The peak is [`Plan::ws_bytes`].
+//!    that one (the loop body stores a value right after computing it); never in a group cut
+//!    into boxes. Ranges of 64 bytes or more are 64-byte aligned. The peak is
+//!    [`Plan::ws_bytes`].
 //! 6. Functions: serial groups are packed into functions of at most `max_ops_per_function`
 //!    nodes; a parallel group gets a function of its own taking a block range.
 //!
@@ -65,6 +83,10 @@ pub(super) const MAX_GROUP: usize = 64;
 
 /// Elements per block of a parallel group (a multiple of every vector width times unroll).
 pub(super) const BLOCK_ELEMS: usize = 1 << 14;
+
+/// The most boxes a fused group's iteration space may be cut into by the pieces it reads (see
+/// [`Region`]); also the most boxes of one `concat` read in place.
+pub(super) const MAX_BOXES: usize = 32;
 
 /// Where a value lives while the kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,6 +136,20 @@ pub(super) struct View {
     pub strides: Vec<i64>,
 }
 
+/// One rectangular part of a `concat` read in place ([`Role::Pieces`]): the elements whose
+/// multi-index `i` (in the concat's own coordinates) has `lo <= i < hi` on every axis are read
+/// through `view`, whose offset is relative to index 0 of the concat (so it may be negative
+/// for a part that does not start at 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Region {
+    /// First index of the part, per axis.
+    pub lo: Vec<usize>,
+    /// One past the last index of the part, per axis.
+    pub hi: Vec<usize>,
+    /// How the part's elements are read, in the concat's coordinates.
+    pub view: View,
+}
+
 /// What a live node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Role {
@@ -123,6 +159,9 @@ pub(super) enum Role {
     Leaf,
     /// Read through [`Plan::views`]; no code.
     View,
+    /// A `concat` whose readers read its operands in place, part by part (its [`Region`]s);
+    /// no code and no memory.
+    Pieces,
     /// Computed in fused group `g`.
     Member(u32),
     /// The only node of group `g` (matmul, concat, or a realized view).
@@ -156,7 +195,8 @@ pub(super) struct Reduction {
 /// A loop nest computing several nodes.
 #[derive(Clone, Debug)]
 pub(super) struct Fused {
-    /// The iteration shape (before collapsing).
+    /// The iteration shape of the nest (before collapsing): the group's, or its box's when
+    /// `part`.
     pub shape: Vec<usize>,
     /// Member nodes in id order (elementwise nodes and reductions).
     pub members: Vec<NodeId>,
@@ -177,6 +217,9 @@ pub(super) struct Fused {
     pub parallel: bool,
     /// Some member's lowering calls a math function (a transcendental).
     pub math: bool,
+    /// The nest covers one box of its group's iteration space, not all of it (the group reads
+    /// a `concat` in place; see [`Region`]). Accesses then start at the box's first index.
+    pub part: bool,
 }
 
 /// The cut of a group along its outermost loop dimension.
@@ -340,11 +383,46 @@ pub(super) fn collapse(dims: &[usize], acc: &mut [&mut Vec<i64>]) -> Vec<usize> 
     out_dims
 }
 
+/// Inserts `x` into the sorted list `v` (no duplicates).
+fn insert_sorted(v: &mut Vec<usize>, x: usize) {
+    if let Err(i) = v.binary_search(&x) {
+        v.insert(i, x);
+    }
+}
+
+/// The number of boxes that cut positions `cuts` (per axis) make.
+fn box_count(cuts: &[Vec<usize>]) -> usize {
+    cuts.iter()
+        .fold(1usize, |p, c| p.saturating_mul(c.len() + 1))
+}
+
+/// Adds to `cuts` (per axis of an iteration space of `shape`) the boundaries between the
+/// regions `regs` of a piecewise value of shape `xs` read at that space's indices (NumPy
+/// broadcasting: a broadcast axis has one region along it, so no boundary).
+fn add_cuts(xs: &[usize], regs: &[Region], shape: &[usize], cuts: &mut [Vec<usize>]) {
+    let off = shape.len() - xs.len();
+    for r in regs {
+        for (a, &d) in xs.iter().enumerate() {
+            for v in [r.lo[a], r.hi[a]] {
+                if v > 0 && v < d {
+                    insert_sorted(&mut cuts[a + off], v);
+                }
+            }
+        }
+    }
+}
+
 /// Group-building state.
 struct Builder<'g> {
     g: &'g Graph,
     roles: Vec<Role>,
     views: Vec<Option<View>>,
+    /// The regions of each [`Role::Pieces`] node.
+    pieces: Vec<Option<Vec<Region>>>,
+    /// Per fused group: where the pieces its members read cut its iteration space (per axis;
+    /// `None`: nowhere), and the axes its reductions reduce.
+    cuts: Vec<Option<Vec<Vec<usize>>>>,
+    reduced: Vec<Vec<usize>>,
     /// Realized views: the view each one copies from.
     realized: HashMap<u32, View>,
     /// Per group: (iteration shape, members) for fused groups, `None` shape for singles.
@@ -384,13 +462,19 @@ impl Builder<'_> {
 
     /// The group after which `x` can be read from memory (-1: always).
     fn ready(&self, x: NodeId) -> i64 {
-        let root = match self.roles[x.index()] {
-            Role::View => self.view(x).root,
-            _ => x,
-        };
-        match self.roles[root.index()] {
+        let root_ready = |root: NodeId| match self.roles[root.index()] {
             Role::Member(g) | Role::Single(g) => i64::from(g),
             _ => -1,
+        };
+        match self.roles[x.index()] {
+            Role::View => root_ready(self.view(x).root),
+            Role::Pieces => self.pieces[x.index()]
+                .iter()
+                .flatten()
+                .map(|r| root_ready(r.view.root))
+                .max()
+                .unwrap_or(-1),
+            _ => root_ready(x),
         }
     }
 
@@ -401,7 +485,55 @@ impl Builder<'_> {
         }
         self.shapes.push(shape);
         self.members.push(Vec::new());
+        self.cuts.push(None);
+        self.reduced.push(Vec::new());
         g
+    }
+
+    /// Where the pieces that `n` reads cut its iteration space of `shape` (`None`: nowhere).
+    fn node_cuts(&self, n: NodeId, shape: &[usize]) -> Option<Vec<Vec<usize>>> {
+        let mut cuts: Option<Vec<Vec<usize>>> = None;
+        for &x in &self.g.node(n).inputs {
+            if let Some(regs) = &self.pieces[x.index()] {
+                let c = cuts.get_or_insert_with(|| vec![Vec::new(); shape.len()]);
+                add_cuts(&self.g.ty(x).shape, regs, shape, c);
+            }
+        }
+        cuts
+    }
+
+    /// The axes reduction `n` reduces (empty for other nodes).
+    fn node_reduced(&self, n: NodeId) -> Vec<usize> {
+        let node = self.g.node(n);
+        match (&node.attrs, is_reduction(node.op)) {
+            (Attrs::Reduce { axes, .. }, true) => axes.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// True if `n`, with cuts `nc` and reduced axes `nr`, keeps group `g` within
+    /// [`MAX_BOXES`] boxes and every cut off the reduced axes (a reduction must see all of
+    /// its reduced axes in one box, so that each box computes whole output elements in the
+    /// interpreter's order).
+    fn boxes_fit(&self, g: u32, nc: Option<&Vec<Vec<usize>>>, nr: &[usize]) -> bool {
+        let gc = self.cuts[g as usize].as_ref();
+        let gr = &self.reduced[g as usize];
+        if nc.is_none() && (nr.is_empty() || gc.is_none()) {
+            return true;
+        }
+        let mut merged = gc.or(nc).cloned().unwrap_or_default();
+        if let (Some(_), Some(nc)) = (gc, nc) {
+            for (m, c) in merged.iter_mut().zip(nc) {
+                for &v in c {
+                    insert_sorted(m, v);
+                }
+            }
+        }
+        box_count(&merged) <= MAX_BOXES
+            && gr
+                .iter()
+                .chain(nr)
+                .all(|&a| merged.get(a).is_none_or(Vec::is_empty))
     }
 
     /// Turns view `x` into a copy with its own buffer (a singleton group).
@@ -446,12 +578,15 @@ impl Builder<'_> {
             self.roles[n.index()] = Role::Member(g);
             return;
         }
+        let nc = self.node_cuts(n, &shape);
+        let nr = self.node_reduced(n);
         let mut best: Option<(usize, u32)> = None;
         let mut consider = |b: &Self, g: u32| {
             if b.shapes[g as usize].as_ref() != Some(&shape) {
                 return;
             }
             if let Some(regs) = b.fit(n, g)
+                && b.boxes_fit(g, nc.as_ref(), &nr)
                 && best.is_none_or(|cur| (regs, g) > cur)
             {
                 best = Some((regs, g));
@@ -469,8 +604,58 @@ impl Builder<'_> {
             Some((_, g)) => g,
             None => self.new_group(Some(shape)),
         };
+        if let Some(nc) = nc {
+            match &mut self.cuts[g as usize] {
+                Some(gc) => {
+                    for (m, c) in gc.iter_mut().zip(nc) {
+                        for v in c {
+                            insert_sorted(m, v);
+                        }
+                    }
+                }
+                none => *none = Some(nc),
+            }
+        }
+        self.reduced[g as usize].extend(nr);
         self.members[g as usize].push(n);
         self.roles[n.index()] = Role::Member(g);
+    }
+
+    /// Makes `concat` node `n` a [`Role::Pieces`] value: its regions are its operands' views
+    /// (or their own regions, for operands that are pieces), shifted to where they sit.
+    fn pieces_of(&mut self, n: NodeId) {
+        let node = self.g.node(n);
+        let Attrs::Axis { axis } = node.attrs else {
+            unreachable!("verified concat has an axis")
+        };
+        let mut regs = Vec::new();
+        let mut at = 0usize;
+        for &x in &node.inputs {
+            let xs = &self.g.ty(x).shape;
+            let shift = |r: &mut Region| {
+                r.lo[axis] += at;
+                r.hi[axis] += at;
+                r.view.offset -= at as i64 * r.view.strides[axis];
+            };
+            match &self.pieces[x.index()] {
+                Some(rs) => regs.extend(rs.iter().cloned().map(|mut r| {
+                    shift(&mut r);
+                    r
+                })),
+                None => {
+                    let mut r = Region {
+                        lo: vec![0; xs.len()],
+                        hi: xs.clone(),
+                        view: self.view(x),
+                    };
+                    shift(&mut r);
+                    regs.push(r);
+                }
+            }
+            at += xs[axis];
+        }
+        self.roles[n.index()] = Role::Pieces;
+        self.pieces[n.index()] = Some(regs);
     }
 
     /// The view `n` (a view op) defines, if its operand's view composes with it.
@@ -536,11 +721,98 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         is_output[o.index()] = true;
     }
 
+    // Which `concat`s are read in place (pieces): decided before any group exists, from
+    // upper bounds that assume every nested concat is read in place too. A concat qualifies if
+    // it is not an output, it cuts its space into at most `MAX_BOXES` boxes, and every reader
+    // reads pieces: an elementwise node (whose own cuts stay within `MAX_BOXES` boxes), a
+    // reduction that reduces no cut axis, or a concat that qualifies.
+    let mut cuts_ub: Vec<Option<Vec<Vec<usize>>>> = vec![None; n];
+    if !cfg.checked {
+        for i in 0..n {
+            let node = &nodes[i];
+            if !live[i] || node.op != Op::Concat {
+                continue;
+            }
+            let Attrs::Axis { axis } = node.attrs else {
+                unreachable!("verified concat has an axis")
+            };
+            let mut c = vec![Vec::new(); node.ty.rank()];
+            let mut at = 0usize;
+            for x in &node.inputs {
+                if let Some(xc) = &cuts_ub[x.index()] {
+                    for (a, (cut, xcut)) in c.iter_mut().zip(xc).enumerate() {
+                        for &v in xcut {
+                            insert_sorted(cut, if a == axis { v + at } else { v });
+                        }
+                    }
+                }
+                if at > 0 {
+                    insert_sorted(&mut c[axis], at);
+                }
+                at += g.ty(*x).shape[axis];
+            }
+            if box_count(&c) <= MAX_BOXES {
+                cuts_ub[i] = Some(c);
+            }
+        }
+    }
+    let mut piecewise = vec![false; n];
+    let mut blocked = vec![false; n];
+    for i in (0..n).rev() {
+        let node = &nodes[i];
+        if !live[i] {
+            continue;
+        }
+        if cuts_ub[i].is_some() {
+            piecewise[i] = !blocked[i] && !is_output[i];
+        }
+        if !node.inputs.iter().any(|x| cuts_ub[x.index()].is_some()) {
+            continue;
+        }
+        let reads_pieces = if is_elementwise(node.op) {
+            let shape = &node.ty.shape;
+            let mut c = vec![Vec::new(); shape.len()];
+            for x in &node.inputs {
+                if let Some(xc) = &cuts_ub[x.index()] {
+                    let xs = &g.ty(*x).shape;
+                    let off = shape.len() - xs.len();
+                    for (a, xcut) in xc.iter().enumerate() {
+                        if xs[a] > 1 {
+                            for &v in xcut {
+                                insert_sorted(&mut c[a + off], v);
+                            }
+                        }
+                    }
+                }
+            }
+            box_count(&c) <= MAX_BOXES
+        } else if is_reduction(node.op) {
+            let Attrs::Reduce { axes, .. } = &node.attrs else {
+                unreachable!("verified reductions have axes")
+            };
+            let xc = cuts_ub[node.inputs[0].index()]
+                .as_ref()
+                .expect("checked above");
+            axes.iter().all(|&a| xc[a].is_empty())
+        } else {
+            node.op == Op::Concat && piecewise[i]
+        };
+        if !reads_pieces {
+            for x in &node.inputs {
+                blocked[x.index()] = true;
+            }
+        }
+    }
+    drop(cuts_ub);
+
     // Phases 2 and 3: views and groups, in id order.
     let mut b = Builder {
         g,
         roles: vec![Role::Dead; n],
         views: vec![None; n],
+        pieces: vec![None; n],
+        cuts: Vec::new(),
+        reduced: Vec::new(),
         realized: HashMap::new(),
         shapes: Vec::new(),
         members: Vec::new(),
@@ -577,6 +849,7 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
                     b.realize(id);
                 }
             }
+            Op::Concat if piecewise[i] => b.pieces_of(id),
             op if is_elementwise(op) => b.place(id, node.ty.shape.clone()),
             op if is_reduction(op) => b.place(id, g.ty(node.inputs[0]).shape.clone()),
             _ => {
@@ -590,6 +863,8 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
     let Builder {
         roles,
         mut views,
+        pieces,
+        cuts,
         mut realized,
         shapes,
         members,
@@ -623,16 +898,22 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
             None => nodes[i].inputs.clone(),
         };
         for x in reads {
-            let r = root_of(x);
-            if roles[r.index()] == Role::Leaf {
-                continue;
-            }
             let same = roles[i] == Role::Member(gi)
                 && roles[x.index()] == Role::Member(gi)
                 && is_elementwise(nodes[x.index()].op);
-            if !same {
-                stored[r.index()] = true;
-                last_use[r.index()] = last_use[r.index()].max(i64::from(gi));
+            if same {
+                continue;
+            }
+            let one = [root_of(x)];
+            let roots: Vec<NodeId> = match &pieces[x.index()] {
+                Some(regs) => regs.iter().map(|r| r.view.root).collect(),
+                None => one.to_vec(),
+            };
+            for r in roots {
+                if roles[r.index()] != Role::Leaf {
+                    stored[r.index()] = true;
+                    last_use[r.index()] = last_use[r.index()].max(i64::from(gi));
+                }
             }
         }
     }
@@ -653,24 +934,85 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         }
     }
 
-    // Phase 4: loop nests of fused groups.
+    // Phase 4: loop nests of fused groups, one per box of a group that reads pieces. From
+    // here on, group numbers are those of the nests (`last_use` is remapped to the last
+    // nest of its group).
     let mut groups: Vec<Group> = Vec::with_capacity(shapes.len());
+    let mut last_nest: Vec<u32> = Vec::with_capacity(shapes.len());
+    let mut nodes_fused = 0u64;
     for (gi, shape) in shapes.iter().enumerate() {
         let Some(shape) = shape else {
             let id = members[gi][0];
             groups.push(Group::Single(id, realized.remove(&id.0)));
+            last_nest.push(groups.len() as u32 - 1);
             continue;
         };
-        groups.push(Group::Fused(fused_nest(
-            g,
-            gi as u32,
-            shape,
-            &members[gi],
-            &roles,
-            &views,
-            &stored,
-            cfg,
-        )));
+        let nest = |lo: &[usize], ext: &[usize], part: bool| {
+            fused_nest(
+                g,
+                gi as u32,
+                shape,
+                Cut { lo, ext, part },
+                &members[gi],
+                &roles,
+                &views,
+                &pieces,
+                &stored,
+                cfg,
+            )
+        };
+        match &cuts[gi] {
+            None => groups.push(Group::Fused(nest(&vec![0; shape.len()], shape, false))),
+            Some(c) => {
+                // The boxes in row-major order of their intervals.
+                let bounds: Vec<Vec<usize>> = c
+                    .iter()
+                    .zip(shape)
+                    .map(|(c, &d)| {
+                        std::iter::once(0)
+                            .chain(c.iter().copied())
+                            .chain([d])
+                            .collect()
+                    })
+                    .collect();
+                let mut at = vec![0usize; shape.len()];
+                let part = box_count(c) > 1;
+                loop {
+                    let lo: Vec<usize> = at.iter().zip(&bounds).map(|(&k, b)| b[k]).collect();
+                    let ext: Vec<usize> = at
+                        .iter()
+                        .zip(&bounds)
+                        .map(|(&k, b)| b[k + 1] - b[k])
+                        .collect();
+                    groups.push(Group::Fused(nest(&lo, &ext, part)));
+                    // Next box: odometer over the interval indices, last axis fastest.
+                    let mut k = shape.len();
+                    loop {
+                        if k == 0 {
+                            break;
+                        }
+                        k -= 1;
+                        at[k] += 1;
+                        if at[k] + 1 < bounds[k].len() {
+                            break;
+                        }
+                        at[k] = 0;
+                    }
+                    if at.iter().all(|&k| k == 0) {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(Group::Fused(f)) = groups.last() {
+            nodes_fused += (f.members.len() - f.stores.len() - f.reductions.len()) as u64;
+        }
+        last_nest.push(groups.len() as u32 - 1);
+    }
+    for l in &mut last_use {
+        if *l >= 0 {
+            *l = i64::from(last_nest[*l as usize]);
+        }
     }
 
     // Phase 5: homes.
@@ -823,11 +1165,17 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         }
         *cur_ops = 0;
     };
-    let mut stats = PlanStats::default();
+    let mut stats = PlanStats {
+        nodes_compiled: members.iter().map(|m| m.len() as u64).sum(),
+        nodes_fused,
+        ..PlanStats::default()
+    };
     for (gi, grp) in groups.iter().enumerate() {
         let gi = gi as u32;
-        let ops = members[gi as usize].len();
-        stats.nodes_compiled += ops as u64;
+        let ops = match grp {
+            Group::Fused(f) => f.members.len(),
+            Group::Single(..) => 1,
+        };
         match grp {
             Group::Fused(f) if f.parallel => {
                 flush(&mut cur, &mut cur_ops, &mut funcs);
@@ -846,16 +1194,16 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
                 cur_ops += ops;
             }
         }
-        if let Group::Fused(f) = grp {
-            stats.nodes_fused += (f.members.len() - f.stores.len() - f.reductions.len()) as u64;
-        }
     }
     flush(&mut cur, &mut cur_ops, &mut funcs);
 
     stats.nodes_dead = (0..n)
         .filter(|&i| !live[i] && !matches!(nodes[i].op, Op::Input | Op::Const))
         .count() as u64;
-    stats.views = roles.iter().filter(|r| **r == Role::View).count() as u64;
+    stats.views = roles
+        .iter()
+        .filter(|r| matches!(r, Role::View | Role::Pieces))
+        .count() as u64;
     stats.buffers_reused = ws.reused;
     stats.buffers_in_place = in_place;
     stats.groups = groups.len() as u64;
@@ -1032,18 +1380,48 @@ pub(super) fn contiguous_bytes(dims: &[usize], size: i64) -> Vec<i64> {
     contiguous(dims).iter().map(|&s| s * size).collect()
 }
 
-/// Builds the loop nest of one fused group.
+/// The box of a group's iteration space that one nest covers.
+#[derive(Clone, Copy)]
+struct Cut<'a> {
+    /// First index per axis.
+    lo: &'a [usize],
+    /// Extent per axis.
+    ext: &'a [usize],
+    /// Not the whole space.
+    part: bool,
+}
+
+/// The view through which piecewise value `x` (regions `regs`) is read in the box starting at
+/// `lo` of an iteration space of `shape`: the region holding that box (the box lies inside
+/// one region, since the group's cuts include every region boundary).
+fn region_at<'r>(xs: &[usize], regs: &'r [Region], shape: &[usize], lo: &[usize]) -> &'r View {
+    let off = shape.len() - xs.len();
+    let at: Vec<usize> = (0..xs.len())
+        .map(|a| if xs[a] == 1 { 0 } else { lo[a + off] })
+        .collect();
+    &regs
+        .iter()
+        .find(|r| (0..xs.len()).all(|a| r.lo[a] <= at[a] && at[a] < r.hi[a]))
+        .expect("plan invariant: the regions of a concat cover it")
+        .view
+}
+
+/// Builds the loop nest of one fused group over the box `cut` of its iteration `shape`.
 #[allow(clippy::too_many_arguments)]
 fn fused_nest(
     g: &Graph,
     gi: u32,
     shape: &[usize],
+    cut: Cut<'_>,
     members: &[NodeId],
     roles: &[Role],
     views: &[Option<View>],
+    pieces: &[Option<Vec<Region>>],
     stored: &[bool],
     cfg: &PlanConfig,
 ) -> Fused {
+    // Element offset of the box's first index for element strides `st` over `shape`.
+    let start = |st: &[i64]| -> i64 { cut.lo.iter().zip(st).map(|(&l, &s)| l as i64 * s).sum() };
     let nodes = g.nodes();
     let mut leaves: Vec<(NodeId, Access)> = Vec::new();
     let mut stores: Vec<(NodeId, Access)> = Vec::new();
@@ -1064,16 +1442,20 @@ fn fused_nest(
             if in_reg || leaves.iter().any(|(l, _)| *l == x) {
                 continue;
             }
-            let v = views[x.index()]
-                .as_ref()
-                .expect("operands read from memory have views");
+            let xs = &g.ty(x).shape;
+            let v = match &pieces[x.index()] {
+                Some(regs) => region_at(xs, regs, shape, cut.lo),
+                None => views[x.index()]
+                    .as_ref()
+                    .expect("operands read from memory have views"),
+            };
             let size = g.ty(x).dtype.size_bytes() as i64;
-            let st = broadcast_view(&g.ty(x).shape, &v.strides, shape);
+            let st = broadcast_view(xs, &v.strides, shape);
             leaves.push((
                 x,
                 Access {
                     root: v.root,
-                    offset: v.offset * size,
+                    offset: (v.offset + start(&st)) * size,
                     strides: st.iter().map(|s| s * size).collect(),
                 },
             ));
@@ -1094,18 +1476,19 @@ fn fused_nest(
                 node: m,
                 out: Access {
                     root: m,
-                    offset: 0,
+                    offset: start(&st),
                     strides: st,
                 },
                 partials: None,
             });
         } else if stored[m.index()] {
+            let st = contiguous(shape);
             stores.push((
                 m,
                 Access {
                     root: m,
-                    offset: 0,
-                    strides: contiguous(shape).iter().map(|s| s * size).collect(),
+                    offset: start(&st) * size,
+                    strides: st.iter().map(|s| s * size).collect(),
                 },
             ));
         }
@@ -1117,13 +1500,13 @@ fn fused_nest(
             .chain(stores.iter_mut().map(|(_, a)| &mut a.strides))
             .chain(reductions.iter_mut().map(|r| &mut r.out.strides))
             .collect();
-        collapse(shape, &mut acc)
+        collapse(cut.ext, &mut acc)
     };
     let vector = match (floats.as_slice(), dims.last()) {
         (&[d], Some(&inner)) if inner >= 16 / d.size_bytes() => Some(d),
         _ => None,
     };
-    let numel: usize = shape.iter().product();
+    let numel: usize = cut.ext.iter().product();
     let mut blocks = Blocks {
         count: 1,
         size: dims.first().copied().unwrap_or(1),
@@ -1138,14 +1521,21 @@ fn fused_nest(
             .filter(|r| r.out.strides[0] == 0)
             .collect();
         let partial_elems: usize = crosses.iter().map(|r| g.ty(r.node).numel() * count).sum();
-        if count >= 2 && partial_elems <= numel / 4 && (!cfg.exact || crosses.is_empty()) {
+        // The nest of one box of several fills and finishes its reduction outputs in place
+        // (see `lower`), which blocks do not do: such nests with reductions stay serial.
+        if count >= 2
+            && partial_elems <= numel / 4
+            && (!cfg.exact || crosses.is_empty())
+            && (!cut.part || reductions.is_empty())
+        {
             blocks = Blocks { count, size };
             parallel = true;
         }
     }
     Fused {
         math: members.iter().any(|&m| calls_math(g, m)),
-        shape: shape.to_vec(),
+        part: cut.part,
+        shape: cut.ext.to_vec(),
         members: members.to_vec(),
         leaves,
         stores,
@@ -1337,6 +1727,94 @@ mod tests {
         assert_eq!((v.root, v.offset, v.strides.clone()), (x, 6, vec![1, 6]));
         assert_eq!(p.groups.len(), 2, "{:?}", p.groups);
         assert_eq!(p.locs[m.index()], Loc::Ws(0));
+    }
+
+    /// The concat nodes that got a buffer of their own (singleton groups).
+    fn copied_concats(g: &Graph, p: &Plan) -> usize {
+        p.groups
+            .iter()
+            .filter(|grp| matches!(grp, Group::Single(id, _) if g.node(*id).op == Op::Concat))
+            .count()
+    }
+
+    fn parts(p: &Plan) -> Vec<&Fused> {
+        p.groups
+            .iter()
+            .filter_map(|grp| match grp {
+                Group::Fused(f) if f.part => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rosenbrock_adjoint_reads_its_zero_pads_in_place() {
+        let n = 1000;
+        let b = crate::GraphBuilder::new("rosenbrock");
+        let x = b.input("x", DType::F64, &[n]);
+        let hi = x.slice(&[1], &[n]);
+        let lo = x.slice(&[0], &[n - 1]);
+        let y = ((hi - lo * lo).powi(2) * 100.0 + (1.0 - lo).powi(2)).sum();
+        let d = b.grad(y, &[x]).unwrap();
+        let g = b.into_graph(&[y.id(), d[0].id()]).unwrap();
+        let p = plan(&g, &cfg()).unwrap();
+        assert_eq!(copied_concats(&g, &p), 0, "{:#?}", p.groups);
+        // add(concat(0, a), concat(b, 0)) is one loop in three boxes: [0, 1), [1, 999),
+        // [999, 1000), the middle one vectorized.
+        let boxes: Vec<(Vec<usize>, Option<DType>)> = parts(&p)
+            .iter()
+            .map(|f| (f.shape.clone(), f.vector))
+            .collect();
+        assert_eq!(
+            boxes,
+            vec![
+                (vec![1], None),
+                (vec![n - 2], Some(DType::F64)),
+                (vec![1], None)
+            ]
+        );
+        // The only workspace: the two cotangents of the slices (999 f64 each, 64-aligned).
+        assert_eq!(p.ws_bytes, 2 * 8000);
+    }
+
+    #[test]
+    fn reductions_over_a_cut_axis_get_the_concat_in_memory() {
+        let build = |axes: &[usize]| {
+            let b = crate::GraphBuilder::new("t");
+            let x = b.input("x", DType::F32, &[4, 6]);
+            let c = b.concat(&[x, x * 2.0, x], 1);
+            let s = (c * c).sum_axes(axes);
+            let r = c.sum_axes(axes);
+            b.into_graph(&[s.id(), r.id()]).unwrap()
+        };
+        // Summing rows keeps the cut axis: each box sums whole rows, with the pieces in place.
+        let g = build(&[0]);
+        let p = plan(&g, &cfg()).unwrap();
+        assert_eq!(copied_concats(&g, &p), 0);
+        let boxes = parts(&p);
+        assert_eq!(boxes.len(), 3);
+        assert!(boxes.iter().all(|f| f.reductions.len() == 2 && !f.parallel));
+        // Summing along the cut axis needs the concat in memory for the reduction that reads
+        // it; the elementwise reader still reads pieces, and its square is summed later.
+        let g = build(&[1]);
+        let p = plan(&g, &cfg()).unwrap();
+        assert_eq!(copied_concats(&g, &p), 1);
+    }
+
+    #[test]
+    fn outputs_and_concats_of_many_pieces_are_copied() {
+        let b = crate::GraphBuilder::new("t");
+        let x = b.input("x", DType::F64, &[40]);
+        let ones: Vec<_> = (0..40).map(|i| x.slice(&[i], &[i + 1])).collect();
+        let many = b.concat(&ones, 0);
+        let y = many * x;
+        let few = b.concat(&[x, x], 0);
+        let z = few * 3.0;
+        let g = b.into_graph(&[y.id(), z.id(), few.id()]).unwrap();
+        let p = plan(&g, &cfg()).unwrap();
+        // `many` cuts its reader into 40 boxes (more than MAX_BOXES); `few` is an output.
+        assert_eq!(copied_concats(&g, &p), 2);
+        assert!(parts(&p).is_empty());
     }
 
     #[test]

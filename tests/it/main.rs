@@ -2,6 +2,7 @@
 
 mod check_finite;
 mod cli;
+mod concat;
 mod differential;
 mod forward;
 mod fuzz_check;
