@@ -7,8 +7,8 @@
 //! constant blob, all of the checked sizes), and the JIT memory is freed only in `Drop`.
 //!
 //! Parallel groups: a block function runs a range of blocks; [`Kernel::call`] splits the
-//! blocks into contiguous ranges, one per worker of rayon's global pool (the calling thread
-//! takes the first), and waits for all of them before the next step. Blocks write disjoint
+//! blocks among the calling thread and rayon's global pool (each claims the next block from a
+//! shared counter), and waits for all of them before the next step. Blocks write disjoint
 //! memory (the plan guarantees it), so the ranges may run concurrently; block boundaries are
 //! fixed at compile time, so the result does not depend on the number of threads.
 //!
@@ -693,30 +693,40 @@ impl Kernel {
     }
 }
 
-/// Runs blocks `0..count` of `f`, split into contiguous ranges over rayon's pool.
+/// Runs blocks `0..count` of `f` on rayon's pool: the calling thread and up to
+/// `threads - 1` workers claim blocks one at a time from a shared counter, so a worker that
+/// wakes late or shares its core with another process just runs fewer blocks. Which thread
+/// runs a block does not change the result (each block writes its own part of the outputs,
+/// or its own partial results, folded in block order afterwards).
 ///
 /// # Safety
 /// As [`Args::blocks`].
 unsafe fn run_blocks(args: Args, f: BlockFn, count: usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = rayon::current_num_threads().min(count);
     if threads <= 1 {
         // SAFETY: forwarded from the caller; 0 < count.
         unsafe { args.blocks(f, 0, count) };
         return;
     }
-    let range = |t: usize| (t * count / threads, (t + 1) * count / threads);
-    rayon::scope(|s| {
-        for t in 1..threads {
-            s.spawn(move |_| {
-                let (lo, hi) = range(t);
-                // SAFETY: forwarded from the caller; `threads <= count`, so every range is
-                // non-empty, and the ranges are disjoint (disjoint memory, see `Args`).
-                unsafe { args.blocks(f, lo, hi) };
-            });
+    let next = AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let b = next.fetch_add(1, Ordering::Relaxed);
+            if b >= count {
+                break;
+            }
+            // SAFETY: forwarded from the caller; `b < count`, and every block is claimed by
+            // exactly one thread, so concurrent blocks are distinct (disjoint memory, see
+            // `Args`).
+            unsafe { args.blocks(f, b, b + 1) };
         }
-        let (lo, hi) = range(0);
-        // SAFETY: as above.
-        unsafe { args.blocks(f, lo, hi) };
+    };
+    rayon::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(|_| work());
+        }
+        work();
     });
 }
 
