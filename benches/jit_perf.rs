@@ -6,13 +6,16 @@
 //! - `rosenbrock_1000`: `Σ 100(x[1:] - x[:-1]²)² + (1 - x[:-1])²` over 1000 f64.
 //! - `chain_1m`: `Σ tanh(1.5x+0.5)·sigmoid(x) + exp(-x²)` over 1,048,576 f32.
 //!
+//! Every graph goes through the user's pipeline: build, differentiate, `opt::optimize`,
+//! compile (the interpreter runs the same optimized graph).
+//!
 //! Goals (issue 3): worked example < 50 ns per call, Rosenbrock < 5 µs, chain ≤ 1 ms,
 //! gradient ≤ 3 × forward. Run with
 //! `cargo bench --bench jit_perf -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gradlift::jit::{self, Buf, BufMut, Kernel};
-use gradlift::{DType, Graph, GraphBuilder, Tensor, interp};
+use gradlift::{DType, Graph, GraphBuilder, Tensor, interp, opt};
 use std::hint::black_box;
 
 fn worked_example() -> Graph {
@@ -21,7 +24,13 @@ fn worked_example() -> Graph {
     let x2 = b.input("x2", DType::F64, &[]);
     let y = x1 * x1 + x2;
     let d = b.grad(y, &[x1, x2]).unwrap();
-    b.into_graph(&[y.id(), d[0].id(), d[1].id()]).unwrap()
+    optimized(b.into_graph(&[y.id(), d[0].id(), d[1].id()]).unwrap())
+}
+
+/// `g` after the optimizer (what a user compiles).
+fn optimized(mut g: Graph) -> Graph {
+    opt::optimize(&mut g, &opt::OptConfig::default());
+    g
 }
 
 /// Rosenbrock over `n` f64 values; with its gradient when `grad`.
@@ -32,10 +41,10 @@ fn rosenbrock(n: usize, grad: bool) -> Graph {
     let lo = x.slice(&[0], &[n - 1]);
     let y = ((hi - lo * lo).powi(2) * 100.0 + (1.0 - lo).powi(2)).sum();
     if !grad {
-        return b.into_graph(&[y.id()]).unwrap();
+        return optimized(b.into_graph(&[y.id()]).unwrap());
     }
     let d = b.grad(y, &[x]).unwrap();
-    b.into_graph(&[y.id(), d[0].id()]).unwrap()
+    optimized(b.into_graph(&[y.id(), d[0].id()]).unwrap())
 }
 
 /// The elementwise chain over `n` f32 values; with its gradient when `grad`.
@@ -44,10 +53,10 @@ fn chain(n: usize, grad: bool) -> Graph {
     let x = b.input("x", DType::F32, &[n]);
     let y = ((x * 1.5 + 0.5).tanh() * x.sigmoid() + (-(x * x)).exp()).sum();
     if !grad {
-        return b.into_graph(&[y.id()]).unwrap();
+        return optimized(b.into_graph(&[y.id()]).unwrap());
     }
     let d = b.grad(y, &[x]).unwrap();
-    b.into_graph(&[y.id(), d[0].id()]).unwrap()
+    optimized(b.into_graph(&[y.id(), d[0].id()]).unwrap())
 }
 
 fn rosenbrock_rust(x: &[f64], g: &mut [f64]) -> f64 {
