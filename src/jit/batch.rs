@@ -222,100 +222,68 @@ fn apply<T: Copy + Default>(xs: &mut [T], f: impl Fn(T) -> (T, bool), libm: impl
 }
 
 macro_rules! helpers {
-    ($($name:ident: $t:ty, $k:path, $libm:expr;)*) => {$(
-        /// The batched helper (see the module docs): `n` elements at `p`, in place.
-        extern "C" fn $name(p: *mut $t, n: usize) {
-            if n == 0 {
-                return;
-            }
-            // SAFETY: compiled code passes the address of its own stack scratch area, which
-            // holds at least `n` initialized elements (a chunk is at most `CHUNK` elements,
-            // the area is `CHUNK` elements of 8 bytes, aligned for the type) and is not
-            // otherwise accessed during the call.
-            let xs = unsafe { std::slice::from_raw_parts_mut(p, n) };
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-                fn wide(xs: &mut [$t]) {
-                    apply(xs, $k, $libm)
+    ($($name:ident: $t:ty, $f:ident, $d:ident, $k:path, $libm:expr;)*) => {
+        $(
+            /// The batched helper (see the module docs): `n` elements at `p`, in place.
+            extern "C" fn $name(p: *mut $t, n: usize) {
+                if n == 0 {
+                    return;
                 }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2(xs: &mut [$t]) {
-                    apply(xs, $k, $libm)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                    && std::arch::is_x86_feature_detected!("avx512dq")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("fma")
+                // SAFETY: compiled code passes the address of its own stack scratch area,
+                // which holds at least `n` initialized elements (a chunk is at most `CHUNK`
+                // elements, the area is `CHUNK` elements of 8 bytes, aligned for the type) and
+                // is not otherwise accessed during the call.
+                let xs = unsafe { std::slice::from_raw_parts_mut(p, n) };
+                #[cfg(target_arch = "x86_64")]
                 {
-                    // SAFETY: the features this function is compiled for were detected.
-                    return unsafe { wide(xs) };
+                    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+                    fn wide(xs: &mut [$t]) {
+                        apply(xs, $k, $libm)
+                    }
+                    #[target_feature(enable = "avx2,fma")]
+                    fn avx2(xs: &mut [$t]) {
+                        apply(xs, $k, $libm)
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f")
+                        && std::arch::is_x86_feature_detected!("avx512vl")
+                        && std::arch::is_x86_feature_detected!("avx512dq")
+                        && std::arch::is_x86_feature_detected!("avx512bw")
+                        && std::arch::is_x86_feature_detected!("fma")
+                    {
+                        // SAFETY: the features this function is compiled for were detected.
+                        return unsafe { wide(xs) };
+                    }
+                    if std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                    {
+                        // SAFETY: the features this function is compiled for were detected.
+                        return unsafe { avx2(xs) };
+                    }
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the features this function is compiled for were detected.
-                    return unsafe { avx2(xs) };
-                }
+                apply(xs, $k, $libm)
             }
-            apply(xs, $k, $libm)
+        )*
+
+        /// Every helper: (function, dtype, symbol name, address).
+        pub(super) fn symbols() -> impl Iterator<Item = (MathFn, DType, &'static str, *const u8)> {
+            [$((
+                MathFn::$f,
+                DType::$d,
+                stringify!($name),
+                $name as extern "C" fn(*mut $t, usize) as *const u8,
+            )),*]
+            .into_iter()
         }
-    )*};
+    };
 }
 
 helpers! {
-    gl_batch_exp_f32: f32, k32::exp, f32::exp;
-    gl_batch_exp_f64: f64, k64::exp, f64::exp;
-    gl_batch_expm1_f32: f32, k32::expm1, f32::exp_m1;
-    gl_batch_expm1_f64: f64, k64::expm1, f64::exp_m1;
-    gl_batch_tanh_f32: f32, k32::tanh, f32::tanh;
-    gl_batch_tanh_f64: f64, k64::tanh, f64::tanh;
-}
-
-/// Every helper: (function, dtype, symbol name, address).
-pub(super) fn symbols() -> impl Iterator<Item = (MathFn, DType, &'static str, *const u8)> {
-    type H32 = extern "C" fn(*mut f32, usize);
-    type H64 = extern "C" fn(*mut f64, usize);
-    [
-        (
-            MathFn::Exp,
-            DType::F32,
-            "gl_batch_exp_f32",
-            gl_batch_exp_f32 as H32 as *const u8,
-        ),
-        (
-            MathFn::Exp,
-            DType::F64,
-            "gl_batch_exp_f64",
-            gl_batch_exp_f64 as H64 as *const u8,
-        ),
-        (
-            MathFn::Expm1,
-            DType::F32,
-            "gl_batch_expm1_f32",
-            gl_batch_expm1_f32 as H32 as *const u8,
-        ),
-        (
-            MathFn::Expm1,
-            DType::F64,
-            "gl_batch_expm1_f64",
-            gl_batch_expm1_f64 as H64 as *const u8,
-        ),
-        (
-            MathFn::Tanh,
-            DType::F32,
-            "gl_batch_tanh_f32",
-            gl_batch_tanh_f32 as H32 as *const u8,
-        ),
-        (
-            MathFn::Tanh,
-            DType::F64,
-            "gl_batch_tanh_f64",
-            gl_batch_tanh_f64 as H64 as *const u8,
-        ),
-    ]
-    .into_iter()
+    gl_batch_exp_f32: f32, Exp, F32, k32::exp, f32::exp;
+    gl_batch_exp_f64: f64, Exp, F64, k64::exp, f64::exp;
+    gl_batch_expm1_f32: f32, Expm1, F32, k32::expm1, f32::exp_m1;
+    gl_batch_expm1_f64: f64, Expm1, F64, k64::expm1, f64::exp_m1;
+    gl_batch_tanh_f32: f32, Tanh, F32, k32::tanh, f32::tanh;
+    gl_batch_tanh_f64: f64, Tanh, F64, k64::tanh, f64::tanh;
 }
 
 #[cfg(test)]

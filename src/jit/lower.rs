@@ -1379,17 +1379,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let kept: Vec<usize> = (0..cx.f.dims.len()).filter(|&k| r.st[k] != 0).collect();
             let dims: Vec<usize> = kept.iter().map(|&k| cx.f.dims[k]).collect();
             let st: Vec<i64> = kept.iter().map(|&k| r.st[k]).collect();
-            let ty = val_ty(r.dt);
             self.nest(&dims, &mut |lw, idx| {
                 let off = lw.offset(idx, &st);
-                let v = if divide {
-                    let x = lw.load(target, ty, off);
-                    let c = lw.float(r.dt, r.count as f64);
-                    lw.b.ins().fdiv(x, c)
-                } else {
-                    lw.identity(r)
-                };
-                lw.store(target, v, off);
+                lw.region_element(r, target, off, divide);
             });
             return;
         }
@@ -1404,19 +1396,24 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             (f(self, row_lo), f(self, row_hi))
         };
-        let ty = val_ty(r.dt);
         let l = self.loop_begin(lo);
         let e = self.b.ins().imul_imm_s(l.i, size);
         let off = self.add_off(blk_off, Some(e));
+        self.region_element(r, target, off, divide);
+        self.loop_end(l, hi);
+    }
+
+    /// Writes the element of `r`'s output at `off` in `target`: the identity, or (`divide`)
+    /// the element divided by the count (the end of a `reduce_mean`).
+    fn region_element(&mut self, r: &RedCx, target: Src, off: Option<Value>, divide: bool) {
         let v = if divide {
-            let x = self.load(target, ty, off);
+            let x = self.load(target, val_ty(r.dt), off);
             let c = self.float(r.dt, r.count as f64);
             self.b.ins().fdiv(x, c)
         } else {
             self.identity(r)
         };
         self.store(target, v, off);
-        self.loop_end(l, hi);
     }
 
     /// Initializes the accumulators of register reduction `r` (at the start of the loop level
@@ -1887,24 +1884,26 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.vals[x.0 as usize].0
     }
 
-    fn gemm_ref(&mut self, dt: DType) -> FuncRef {
-        if let Some(&r) = self.gemm_refs.get(&dt) {
-            return r;
-        }
-        let index = self.gemm[&dt];
-        let sig = self
-            .b
-            .import_signature(gemm_signature(self.ptr, self.call_conv));
+    /// Imports module function `index` (signature `sig`) into the function being built.
+    fn import(&mut self, index: u32, sig: Signature) -> FuncRef {
+        let signature = self.b.import_signature(sig);
         let name = self
             .b
             .func
             .declare_imported_user_function(UserExternalName::new(0, index));
-        let r = self.b.import_function(ExtFuncData {
+        self.b.import_function(ExtFuncData {
             name: ExternalName::user(name),
-            signature: sig,
+            signature,
             colocated: false,
             patchable: false,
-        });
+        })
+    }
+
+    fn gemm_ref(&mut self, dt: DType) -> FuncRef {
+        if let Some(&r) = self.gemm_refs.get(&dt) {
+            return r;
+        }
+        let r = self.import(self.gemm[&dt], gemm_signature(self.ptr, self.call_conv));
         self.gemm_refs.insert(dt, r);
         r
     }
@@ -1913,20 +1912,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         if let Some(&r) = self.batch_refs.get(&(f, dt)) {
             return r;
         }
-        let index = self.batch[&(f, dt)];
-        let sig = self
-            .b
-            .import_signature(batch_signature(self.ptr, self.call_conv));
-        let name = self
-            .b
-            .func
-            .declare_imported_user_function(UserExternalName::new(0, index));
-        let r = self.b.import_function(ExtFuncData {
-            name: ExternalName::user(name),
-            signature: sig,
-            colocated: false,
-            patchable: false,
-        });
+        let r = self.import(
+            self.batch[&(f, dt)],
+            batch_signature(self.ptr, self.call_conv),
+        );
         self.batch_refs.insert((f, dt), r);
         r
     }
@@ -1935,20 +1924,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         if let Some(&r) = self.math_refs.get(&(f, dt)) {
             return r;
         }
-        let index = self.math[&(f, dt)];
-        let sig = self
-            .b
-            .import_signature(math_signature(f, dt, self.call_conv));
-        let name = self
-            .b
-            .func
-            .declare_imported_user_function(UserExternalName::new(0, index));
-        let r = self.b.import_function(ExtFuncData {
-            name: ExternalName::user(name),
-            signature: sig,
-            colocated: false,
-            patchable: false,
-        });
+        let r = self.import(self.math[&(f, dt)], math_signature(f, dt, self.call_conv));
         self.math_refs.insert((f, dt), r);
         r
     }

@@ -723,47 +723,22 @@ fn batched_transcendentals_equal_the_in_loop_code_bitwise() {
     };
     let mut r = Rng(11);
     for d in [DType::F32, DType::F64] {
-        let (big, specials): (f64, Vec<f64>) = match d {
-            DType::F32 => (
-                80.0,
-                vec![
-                    0.0,
-                    -0.0,
-                    f64::INFINITY,
-                    -f64::INFINITY,
-                    f64::NAN,
-                    1e-30,
-                    -1e-30,
-                    1e10,
-                    -1e10,
-                    120.0,
-                    -120.0,
-                    9.5,
-                    -9.6,
-                    -17.9,
-                    -18.5,
-                ],
-            ),
-            _ => (
-                700.0,
-                vec![
-                    0.0,
-                    -0.0,
-                    f64::INFINITY,
-                    -f64::INFINITY,
-                    f64::NAN,
-                    1e-300,
-                    -1e-300,
-                    1e300,
-                    -1e300,
-                    800.0,
-                    -800.0,
-                    20.0,
-                    -20.5,
-                    -39.9,
-                    -40.5,
-                ],
-            ),
+        // Values the vector code selects (not libm): ±0, ±inf, NaN, tiny, overflow and
+        // underflow of every function, and the saturation points of tanh and expm1.
+        let mut specials = vec![0.0, -0.0, f64::INFINITY, -f64::INFINITY, f64::NAN];
+        let big = match d {
+            DType::F32 => {
+                specials.extend([
+                    1e-30, -1e-30, 1e10, -1e10, 120.0, -120.0, 9.5, -9.6, -17.9, -18.5,
+                ]);
+                80.0
+            }
+            _ => {
+                specials.extend([
+                    1e-300, -1e-300, 1e300, -1e300, 800.0, -800.0, 20.0, -20.5, -39.9, -40.5,
+                ]);
+                700.0
+            }
         };
         for &n in &lens {
             let mut xs: Vec<f64> = specials.iter().copied().cycle().take(n / 3).collect();
