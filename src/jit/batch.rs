@@ -6,13 +6,14 @@
 //! [`super::vmath`] (same reduction, polynomial, special-case selects and fast ranges,
 //! operation for operation, `fma` where vmath uses `fma`) as plain scalar Rust that LLVM
 //! vectorizes to 16 `f32` / 8 `f64` lanes, so their results are bitwise those of the in-loop
-//! code; lanes outside the fast range get the libm function, as vmath's slow pass gives them.
-//! A test compiles graphs with and without batching and compares every bit.
+//! code. An element outside the fast range gets the libm function, alone (the in-loop code
+//! instead reruns its whole block with libm). Tests compile graphs with and without batching
+//! and compare every bit.
 //!
 //! How compiled code uses them (see `lower.rs`, "staged" groups): a long vector loop whose
 //! body calls one of these functions runs in chunks of [`CHUNK`] elements. Per chunk, a first
-//! pass stores the argument of every batchable call into a stack scratch area, one call per
-//! function runs the helper in place, and a second pass runs the body with those calls
+//! pass stores the argument of every batchable call into its stack scratch area, one helper
+//! call per area computes it in place, and a second pass runs the body with those calls
 //! replaced by loads from the scratch. Calls whose argument depends on another call's result
 //! stay in the loop.
 //!
