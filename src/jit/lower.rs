@@ -1153,7 +1153,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         // Staged chunk: this iteration's byte offset into the scratch areas; in the first
         // pass, the members whose value depends on a call's (not yet computed) result.
         let first_pass = matches!(self.stage, Stage::Args(_));
-        let mut tainted: Vec<NodeId> = Vec::new();
+        let mut tainted: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
         if let Stage::Args(StageState { start, .. }) | Stage::Results(StageState { start, .. }) =
             &self.stage
         {
@@ -1206,7 +1206,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             regs.insert(m, v);
             if let Stage::Args(st) = &self.stage {
                 if depends || st.called {
-                    tainted.push(m);
+                    tainted.insert(m);
                 }
                 continue;
             }
