@@ -6,9 +6,9 @@
 //! only touches the memory the plan gave it (the caller's buffers, the workspace and the
 //! constant blob, all of the checked sizes), and the JIT memory is freed only in `Drop`.
 //!
-//! Parallel groups: a block function runs a range of blocks; [`Kernel::call`] splits the
-//! blocks among the calling thread and rayon's global pool (each claims the next block from a
-//! shared counter), and waits for all of them before the next step. Blocks write disjoint
+//! Parallel groups: a block function runs a range of blocks; [`Kernel::call`] runs the blocks
+//! in a `rayon::scope` whose tasks each claim the next block from a shared counter, and waits
+//! for all of them before the next step. Blocks write disjoint
 //! memory (the plan guarantees it), so the ranges may run concurrently; block boundaries are
 //! fixed at compile time, so the result does not depend on the number of threads.
 //!
@@ -693,9 +693,10 @@ impl Kernel {
     }
 }
 
-/// Runs blocks `0..count` of `f` on rayon's pool: the calling thread and up to
-/// `threads - 1` workers claim blocks one at a time from a shared counter, so a worker that
-/// wakes late or shares its core with another process just runs fewer blocks. Which thread
+/// Runs blocks `0..count` of `f` in a `rayon::scope` (a caller outside the pool waits while
+/// the pool runs it): the scope's thread and up to `threads - 1` spawned tasks claim blocks
+/// one at a time from a shared counter, so a worker that wakes late or shares its core with
+/// another process just runs fewer blocks. Which thread
 /// runs a block does not change the result (each block writes its own part of the outputs,
 /// or its own partial results, folded in block order afterwards).
 ///

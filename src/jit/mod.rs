@@ -65,9 +65,9 @@
 //! # Threads and determinism
 //! Fused loops over at least [`JitConfig::parallel_min_elements`] elements (and at least
 //! 2 × 16384) are cut at compile time into blocks of about 16384 elements along their
-//! outermost dimension; [`Kernel::call`] runs contiguous ranges of blocks on rayon's worker
-//! threads. A reduction across blocks writes one partial result per block, folded in block
-//! order afterwards. Block boundaries and folding order depend only on the shapes, so the
+//! outermost dimension; [`Kernel::call`] runs them on rayon's worker threads, which claim
+//! blocks one at a time from a shared counter. A reduction across blocks writes one partial
+//! result per block, folded in block order afterwards. Block boundaries and folding order depend only on the shapes, so the
 //! same inputs give bitwise the same outputs on every run and with any number of threads.
 //! Smaller kernels (and every scalar kernel) stay on the calling thread.
 //!
