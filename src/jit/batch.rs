@@ -1,5 +1,6 @@
-//! Batched transcendentals: `exp`, `expm1` and `tanh` over a whole chunk of elements in one
-//! call, compiled by rustc for the widest vectors the host has (AVX-512, else AVX2).
+//! Batched transcendentals: `exp`, `expm1`, `tanh` and `sigmoid` over a whole chunk of
+//! elements in one call, compiled by rustc for the widest vectors the host has (AVX-512, else
+//! AVX2).
 //!
 //! Cranelift's x86-64 vectors are 128 bits wide, so a transcendental in a fused loop costs
 //! ~25 vector instructions per 4 `f32` lanes. These helpers run the *same algorithms* as
@@ -9,6 +10,13 @@
 //! code. An element outside the fast range gets the libm function, alone (the in-loop code
 //! instead reruns its whole block with libm). Tests compile graphs with and without batching
 //! and compare every bit.
+//!
+//! Each helper first runs its function's fast path alone (for `exp`, the polynomial without
+//! the overflow and underflow selects) over blocks of 16, and redoes a block with the full
+//! function only if an element is outside the fast range, so the common case pays for no
+//! special-value handling. `sigmoid` (`1/(1+exp(-x))`) is batched whole, division included:
+//! the wide divider is no faster per element than the 128-bit one, but inside the helper the
+//! division overlaps the `exp` polynomial instead of the loop's other arithmetic.
 //!
 //! How compiled code uses them (see `lower.rs`, "staged" groups): a long vector loop whose
 //! body calls one of these functions runs in chunks of [`CHUNK`] elements. Per chunk, a first
@@ -31,7 +39,10 @@ pub(super) const CHUNK: usize = 1024;
 
 /// True if `f` has a batched helper.
 pub(super) fn supported(f: MathFn) -> bool {
-    matches!(f, MathFn::Exp | MathFn::Expm1 | MathFn::Tanh)
+    matches!(
+        f,
+        MathFn::Exp | MathFn::Expm1 | MathFn::Tanh | MathFn::Sigmoid
+    )
 }
 
 /// True if this host runs the helpers with wide vectors (x86-64 with AVX2 and FMA); only then
@@ -128,18 +139,39 @@ macro_rules! kernels {
                 fma(kf, c(-$lo), r)
             }
 
-            /// `exp(x)` and whether libm must recompute it.
+            /// `exp(x)` for `|x| <= fast` (the polynomial alone), and whether `x` is outside
+            /// that range (or NaN) and so needs [`exp`].
             #[inline(always)]
-            pub(super) fn exp(x: T) -> (T, bool) {
+            pub(super) fn exp_fast(x: T) -> (T, bool) {
                 let (kf, tb) = round_mul(x);
                 let r = reduce_ln2(x, kf);
                 let p = horner(r, &EXP_C);
-                let y = p * pow2(tb);
+                (p * pow2(tb), x.abs() > c($fast) || x.is_nan())
+            }
+
+            /// `exp(x)` and whether libm must recompute it.
+            #[inline(always)]
+            pub(super) fn exp(x: T) -> (T, bool) {
+                let y = exp_fast(x).0;
                 let over = x > c($ovf);
                 let under = x < c($unf);
                 let y = if over { T::INFINITY } else { y };
                 let y = if under { 0.0 } else { y };
                 (y, x.abs() > c($fast) && !(over || under))
+            }
+
+            /// `1/(1 + exp(-x))` for `|x| <= fast`, and whether `x` needs [`sigmoid`].
+            #[inline(always)]
+            pub(super) fn sigmoid_fast(x: T) -> (T, bool) {
+                let (e, odd) = exp_fast(-x);
+                (1.0 / (1.0 + e), odd)
+            }
+
+            /// `1/(1 + exp(-x))` and whether libm's `exp` must be used instead.
+            #[inline(always)]
+            pub(super) fn sigmoid(x: T) -> (T, bool) {
+                let (e, libm) = exp(-x);
+                (1.0 / (1.0 + e), libm)
             }
 
             #[inline(always)]
@@ -194,24 +226,30 @@ kernels!(k64, f64, u64, shift: 52, shifter: 6755399441055744.0,
     tanh_clamp: 20.0);
 
 /// Applies `f` to every element of `xs` in place; elements `f` flags get `libm` instead.
-/// Works in blocks of 16 so the vectorizer sees a fixed-length loop and the rare libm
-/// fix-up stays outside it.
+/// Works in blocks of 16 so the vectorizer sees a fixed-length loop and the rare fix-ups
+/// stay outside it. `fast` is `f` on its common range: its value is `f`'s wherever its flag
+/// is clear, and a block with a flagged element is redone with `f` (so `f`'s selects for
+/// saturation and its own flags cost nothing on ordinary blocks).
 #[inline(always)]
-fn apply<T: Copy + Default>(xs: &mut [T], f: impl Fn(T) -> (T, bool), libm: impl Fn(T) -> T) {
+fn apply<T: Copy + Default>(
+    xs: &mut [T],
+    fast: impl Fn(T) -> (T, bool),
+    f: impl Fn(T) -> (T, bool),
+    libm: impl Fn(T) -> T,
+) {
     let mut blocks = xs.chunks_exact_mut(16);
     for blk in &mut blocks {
         let mut y = [T::default(); 16];
-        let mut bad = false;
+        let mut odd = false;
         for (yi, &x) in y.iter_mut().zip(blk.iter()) {
-            let (v, b) = f(x);
+            let (v, b) = fast(x);
             *yi = v;
-            bad |= b;
+            odd |= b;
         }
-        if bad {
+        if odd {
             for (yi, &x) in y.iter_mut().zip(blk.iter()) {
-                if f(x).1 {
-                    *yi = libm(x);
-                }
+                let (v, b) = f(x);
+                *yi = if b { libm(x) } else { v };
             }
         }
         blk.copy_from_slice(&y);
@@ -223,7 +261,7 @@ fn apply<T: Copy + Default>(xs: &mut [T], f: impl Fn(T) -> (T, bool), libm: impl
 }
 
 macro_rules! helpers {
-    ($($name:ident: $t:ty, $f:ident, $d:ident, $k:path, $libm:expr;)*) => {
+    ($($name:ident: $t:ty, $f:ident, $d:ident, $fast:path, $k:path, $libm:expr;)*) => {
         $(
             /// The batched helper (see the module docs): `n` elements at `p`, in place.
             extern "C" fn $name(p: *mut $t, n: usize) {
@@ -239,11 +277,11 @@ macro_rules! helpers {
                 {
                     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
                     fn wide(xs: &mut [$t]) {
-                        apply(xs, $k, $libm)
+                        apply(xs, $fast, $k, $libm)
                     }
                     #[target_feature(enable = "avx2,fma")]
                     fn avx2(xs: &mut [$t]) {
-                        apply(xs, $k, $libm)
+                        apply(xs, $fast, $k, $libm)
                     }
                     if std::arch::is_x86_feature_detected!("avx512f")
                         && std::arch::is_x86_feature_detected!("avx512vl")
@@ -261,7 +299,7 @@ macro_rules! helpers {
                         return unsafe { avx2(xs) };
                     }
                 }
-                apply(xs, $k, $libm)
+                apply(xs, $fast, $k, $libm)
             }
         )*
 
@@ -279,12 +317,14 @@ macro_rules! helpers {
 }
 
 helpers! {
-    gl_batch_exp_f32: f32, Exp, F32, k32::exp, f32::exp;
-    gl_batch_exp_f64: f64, Exp, F64, k64::exp, f64::exp;
-    gl_batch_expm1_f32: f32, Expm1, F32, k32::expm1, f32::exp_m1;
-    gl_batch_expm1_f64: f64, Expm1, F64, k64::expm1, f64::exp_m1;
-    gl_batch_tanh_f32: f32, Tanh, F32, k32::tanh, f32::tanh;
-    gl_batch_tanh_f64: f64, Tanh, F64, k64::tanh, f64::tanh;
+    gl_batch_exp_f32: f32, Exp, F32, k32::exp_fast, k32::exp, f32::exp;
+    gl_batch_exp_f64: f64, Exp, F64, k64::exp_fast, k64::exp, f64::exp;
+    gl_batch_expm1_f32: f32, Expm1, F32, k32::expm1, k32::expm1, f32::exp_m1;
+    gl_batch_expm1_f64: f64, Expm1, F64, k64::expm1, k64::expm1, f64::exp_m1;
+    gl_batch_tanh_f32: f32, Tanh, F32, k32::tanh, k32::tanh, f32::tanh;
+    gl_batch_tanh_f64: f64, Tanh, F64, k64::tanh, k64::tanh, f64::tanh;
+    gl_batch_sigmoid_f32: f32, Sigmoid, F32, k32::sigmoid_fast, k32::sigmoid, |x: f32| 1.0 / (1.0 + (-x).exp());
+    gl_batch_sigmoid_f64: f64, Sigmoid, F64, k64::sigmoid_fast, k64::sigmoid, |x: f64| 1.0 / (1.0 + (-x).exp());
 }
 
 #[cfg(test)]

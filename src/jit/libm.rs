@@ -33,6 +33,8 @@ wrappers! {
     gl_log1p_f32: f32 => |x| x.ln_1p();
     gl_expm1_f64: f64 => |x| x.exp_m1();
     gl_expm1_f32: f32 => |x| x.exp_m1();
+    gl_sigmoid_f64: f64 => |x| 1.0 / (1.0 + (-x).exp());
+    gl_sigmoid_f32: f32 => |x| 1.0 / (1.0 + (-x).exp());
 }
 
 extern "C" fn gl_pow_f64(x: f64, y: f64) -> f64 {
@@ -67,6 +69,7 @@ pub(super) fn symbol(f: MathFn, dtype: DType) -> (&'static str, *const u8) {
         MathFn::Tanh => pick!(gl_tanh_f64, gl_tanh_f32, U64, U32),
         MathFn::Log1p => pick!(gl_log1p_f64, gl_log1p_f32, U64, U32),
         MathFn::Expm1 => pick!(gl_expm1_f64, gl_expm1_f32, U64, U32),
+        MathFn::Sigmoid => pick!(gl_sigmoid_f64, gl_sigmoid_f32, U64, U32),
         MathFn::Pow => pick!(gl_pow_f64, gl_pow_f32, B64, B32),
     }
 }

@@ -1006,7 +1006,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 
     /// A staged innermost loop of `len >= CHUNK` elements from `start_v` (absent: 0), in
     /// chunks of [`batch::CHUNK`]. Per chunk, the first pass runs the body with every
-    /// batchable call (`exp`, `expm1`, `tanh` whose argument does not depend on another
+    /// batchable call (`exp`, `expm1`, `tanh`, `sigmoid` whose argument does not depend on another
     /// call's result) storing its argument into its scratch area instead, and nothing
     /// stored or reduced; the batched helpers then compute each area in place; the second
     /// pass runs the body with those calls loading their results. The helpers compute
@@ -1979,6 +1979,14 @@ impl ScalarEmit for Lowerer<'_, '_> {
     fn unary(&mut self, op: FUnary, x: SVal) -> SVal {
         let (v, dt) = self.vals[x.0 as usize];
         let r = match op {
+            // Cranelift lowers a vector `fneg` to three instructions (building the sign mask
+            // each time); an XOR with a splat of -0.0 is one, with the mask kept in a
+            // register. Same bits, NaN signs included.
+            FUnary::Neg if self.lanes > 1 => {
+                let m = self.float(dt, -0.0);
+                let m = self.b.ins().splat(vec_ty(dt), m);
+                self.b.ins().bxor(v, m)
+            }
             FUnary::Neg => self.b.ins().fneg(v),
             FUnary::Abs => self.b.ins().fabs(v),
             FUnary::Sqrt => self.b.ins().sqrt(v),

@@ -1,6 +1,6 @@
 //! Vectorized transcendentals, emitted as Cranelift IR on `F32X4` / `F64X2` lanes: `exp`,
-//! `expm1`, `log`, `log1p`, `sin`, `cos` and `tanh` (`sigmoid` is `1/(1+exp(-x))` by its op
-//! rule, so it vectorizes through `exp`).
+//! `expm1`, `log`, `log1p`, `sin`, `cos`, `tanh` and `sigmoid` (`1/(1+exp(-x))` through this
+//! module's `exp`, as the interpreter computes it through libm's).
 //!
 //! Special values are handled inline: NaN propagates through the arithmetic, overflow gives
 //! +inf and underflow +0 (or -1 for `expm1`), `log` of ±0, +inf and negative arguments and
@@ -63,6 +63,7 @@ pub(super) fn emit(b: &mut FunctionBuilder<'_>, fma: bool, f: MathFn, x: Value) 
         MathFn::Log => v.log(x),
         MathFn::Log1p => v.log1p(x),
         MathFn::Tanh => v.tanh(x),
+        MathFn::Sigmoid => v.sigmoid(x),
         MathFn::Sin => v.sin_cos(x, false),
         MathFn::Cos => v.sin_cos(x, true),
         MathFn::Pow => unreachable!("pow has no vector implementation"),
@@ -406,6 +407,18 @@ impl Vm<'_, '_> {
         let yb = self.b.ins().bor(yb, xs);
         let value = self.float(yb);
         Approx { value, bad: None }
+    }
+
+    /// `1/(1 + exp(-x))` with [`Vm::exp`]; its libm lanes are `exp`'s (whose libm value the
+    /// scalar wrapper then uses, in the same formula).
+    fn sigmoid(&mut self, x: Value) -> Approx {
+        let m = self.c(-0.0);
+        let m = self.b.ins().bxor(x, m);
+        let e = self.exp(m);
+        let one = self.c(1.0);
+        let d = self.add(one, e.value);
+        let value = self.div(one, d);
+        Approx { value, bad: e.bad }
     }
 
     /// fdlibm's `log(1+f) + k·ln2 + c` kernel (`f` in [√2/2-1, √2-1], `dk = k` as float).

@@ -361,13 +361,7 @@ unary_op!(
 unary_op!(
     /// `y = 1/(1 + exp(-x))`; dx = ȳ·y·(1 - y).
     SIGMOID, "sigmoid", |x| 1.0 / (1.0 + (-x).exp()),
-    |e, n, a| {
-        let m = e.unary(FUnary::Neg, a[0]);
-        let ex = call1(e, MathFn::Exp, m);
-        let one = one(e, n);
-        let d = e.binary(FBinary::Add, one, ex);
-        e.binary(FBinary::Div, one, d)
-    },
+    |e, _, a| call1(e, MathFn::Sigmoid, a[0]),
     |b, id, _, tg| {
         let y = out(b, id);
         Some(tg.get(0)? * y * (1.0 - y))

@@ -181,13 +181,15 @@ pub enum MathFn {
     Tanh,
     Log1p,
     Expm1,
+    /// `1/(1 + exp(-x))`, computed exactly so (the interpreter's formula).
+    Sigmoid,
     /// Two arguments.
     Pow,
 }
 
 impl MathFn {
     /// Every math function.
-    pub const ALL: [MathFn; 8] = [
+    pub const ALL: [MathFn; 9] = [
         MathFn::Exp,
         MathFn::Log,
         MathFn::Sin,
@@ -195,6 +197,7 @@ impl MathFn {
         MathFn::Tanh,
         MathFn::Log1p,
         MathFn::Expm1,
+        MathFn::Sigmoid,
         MathFn::Pow,
     ];
 
