@@ -1,6 +1,6 @@
-//! Batched transcendentals: `exp`, `expm1`, `tanh` and `sigmoid` over a whole chunk of
-//! elements in one call, compiled by rustc for the widest vectors the host has (AVX-512, else
-//! AVX2).
+//! Batched transcendentals: every vectorized math function (`exp`, `expm1`, `log`, `log1p`,
+//! `sin`, `cos`, `tanh`, `sigmoid`; not `pow`) over a whole chunk of elements in one call,
+//! compiled by rustc for the widest vectors the host has (AVX-512, else AVX2).
 //!
 //! Cranelift's x86-64 vectors are 128 bits wide, so a transcendental in a fused loop costs
 //! ~25 vector instructions per 4 `f32` lanes. These helpers run the *same algorithms* as
@@ -18,12 +18,17 @@
 //! the wide divider is no faster per element than the 128-bit one, but inside the helper the
 //! division overlaps the `exp` polynomial instead of the loop's other arithmetic.
 //!
+//! `sin` and `cos` of `f32` are computed in `f64` and rounded, as the vector code does (8
+//! lanes per AVX-512 vector instead of 16).
+//!
 //! How compiled code uses them (see `lower.rs`, "staged" groups): a long vector loop whose
 //! body calls one of these functions runs in chunks of [`CHUNK`] elements. Per chunk, a first
 //! pass stores the argument of every batchable call into its stack scratch area, one helper
-//! call per area computes it in place, and a second pass runs the body with those calls
-//! replaced by loads from the scratch. Calls whose argument depends on another call's result
-//! stay in the loop.
+//! call per area computes it in place, and a last pass runs the body with those calls
+//! replaced by loads from the scratch. A call whose argument depends on another call's
+//! result (`log1p(exp(x))`) is one level deeper: a further pass, which loads the first
+//! level's results, stores its argument, and its helpers run after that pass (up to 4
+//! levels; deeper calls stay in the loop).
 //!
 //! Used only on x86-64 hosts with AVX2 and FMA ([`available`]); elsewhere the in-loop
 //! polynomials do all the work.
@@ -31,6 +36,7 @@
 // Constants are written with the digits fdlibm publishes them with (as in vmath).
 #![allow(clippy::excessive_precision)]
 
+use super::vmath::{LG32, LG64};
 use crate::ir::DType;
 use crate::ops::MathFn;
 
@@ -39,10 +45,7 @@ pub(super) const CHUNK: usize = 1024;
 
 /// True if `f` has a batched helper.
 pub(super) fn supported(f: MathFn) -> bool {
-    matches!(
-        f,
-        MathFn::Exp | MathFn::Expm1 | MathFn::Tanh | MathFn::Sigmoid
-    )
+    f != MathFn::Pow
 }
 
 /// True if this host runs the helpers with wide vectors (x86-64 with AVX2 and FMA); only then
@@ -91,7 +94,9 @@ macro_rules! kernels {
         $m:ident, $t:ty, $u:ty, shift: $shift:expr, shifter: $shifter:expr, ln2: ($hi:expr, $lo:expr),
         exp: ($edeg:expr, $fast:expr, $ovf:expr, $unf:expr),
         expm1: ($mdeg:expr, $big_k:expr, $tiny:expr, $mlo:expr, $mhi:expr, $movf:expr),
-        tanh_clamp: $clamp:expr
+        tanh_clamp: $clamp:expr,
+        log: (split: $split:path, lg: ($($lge:expr),*; $($lgo:expr),*), ln2: ($lhi:expr, $llo:expr),
+              kmax: $kmax:expr, tiny: $ltiny:expr)
     ) => {
         mod $m {
             type T = $t;
@@ -210,20 +215,173 @@ macro_rules! kernels {
                 let sign = x.to_bits() & (1 << (<$u>::BITS - 1));
                 (T::from_bits(y.to_bits() | sign), false)
             }
+
+            /// fdlibm's `log(1+f) + k·ln2 + c` kernel (vmath's `log_kernel`).
+            #[inline(always)]
+            fn log_kernel(f: T, dk: T, c_: Option<T>) -> T {
+                let hf = c(0.5) * f;
+                let hfsq = hf * f;
+                let s = f / (c(2.0) + f);
+                let z = s * s;
+                let w = z * z;
+                let t1 = w * horner(w, &[$($lge),*]);
+                let t2 = z * horner(w, &[$($lgo),*]);
+                let r = t2 + t1;
+                let mut l = dk * c($llo);
+                if let Some(cc) = c_ {
+                    l += cc;
+                }
+                let a = s * (hfsq + r) + l;
+                let a = a - hfsq;
+                let a = a + f;
+                a + dk * c($lhi)
+            }
+
+            /// `log(x)` for positive normal finite `x`, and whether `x` is anything else.
+            #[inline(always)]
+            pub(super) fn log_fast(x: T) -> (T, bool) {
+                let (k, f) = $split(x);
+                // vmath converts k exactly too (|k| is far below 2^22).
+                let y = log_kernel(f, k as T, None);
+                (y, !(T::MIN_POSITIVE..T::INFINITY).contains(&x))
+            }
+
+            /// `log(x)` and whether libm must recompute it (positive subnormals).
+            #[inline(always)]
+            pub(super) fn log(x: T) -> (T, bool) {
+                let y = log_fast(x).0;
+                let y = if x == 0.0 { T::NEG_INFINITY } else { y };
+                let y = if x == T::INFINITY { T::INFINITY } else { y };
+                let y = if x.is_nan() || x < 0.0 { T::NAN } else { y };
+                (y, x > 0.0 && x < T::MIN_POSITIVE)
+            }
+
+            /// `log1p(x)` (never needs libm).
+            #[inline(always)]
+            pub(super) fn log1p(x: T) -> (T, bool) {
+                let u = 1.0 + x;
+                let (k, f) = $split(u);
+                let c_hi = 1.0 - (u - x);
+                let c_lo = x - (u - 1.0);
+                let cn = if k >= 2 { c_hi } else { c_lo };
+                let cc = cn / u;
+                let cc = if k < $kmax { cc } else { 0.0 };
+                let (f, cc) = if k == 0 { (x, 0.0) } else { (f, cc) };
+                let y = log_kernel(f, k as T, Some(cc));
+                let y = if x.abs() < c($ltiny) { x } else { y };
+                let y = if x == -1.0 { T::NEG_INFINITY } else { y };
+                let y = if x == T::INFINITY { T::INFINITY } else { y };
+                let y = if x.is_nan() || x < -1.0 { T::NAN } else { y };
+                (y, false)
+            }
         }
     };
+}
+
+/// vmath's `split_log` for f32: `u = 2^k·(1+f)` with `1+f` in [√2/2, √2) (wrapping integer
+/// arithmetic on the bits, as the vector code does on any lane).
+#[inline(always)]
+fn split_log32(u: f32) -> (i32, f32) {
+    let ix = u.to_bits().wrapping_add(0x3f80_0000 - 0x3f35_04f3);
+    let k = ((ix >> 23) as i32).wrapping_sub(0x7f);
+    let m = (ix & 0x7f_ffff).wrapping_add(0x3f35_04f3);
+    (k, f32::from_bits(m) - 1.0)
+}
+
+/// vmath's `split_log` for f64 (on the high word, as fdlibm).
+#[inline(always)]
+fn split_log64(u: f64) -> (i64, f64) {
+    let ub = u.to_bits();
+    let hx = (ub >> 32).wrapping_add(0x3ff0_0000 - 0x3fe6_a09e);
+    let k = ((hx >> 20) as i64).wrapping_sub(0x3ff);
+    let hm = ((hx & 0xf_ffff).wrapping_add(0x3fe6_a09e)) << 32;
+    let m = hm | (ub & 0xffff_ffff);
+    (k, f64::from_bits(m) - 1.0)
+}
+
+/// vmath's `sin_cos64`: sin (or cos) in f64 without the range check (`f32` lanes are promoted
+/// to it and the result rounded back, as the vector code does).
+#[inline(always)]
+fn sin_cos64(x: f64, cos: bool) -> f64 {
+    use super::vmath::{C64, S64};
+    let fma = |a: f64, b: f64, c: f64| a.mul_add(b, c);
+    let horner = |z: f64, cs: &[f64]| {
+        let (&last, rest) = cs.split_last().expect("a polynomial");
+        rest.iter().rev().fold(last, |acc, &k| fma(acc, z, k))
+    };
+    let sh = 6_755_399_441_055_744.0;
+    let t = fma(x, std::f64::consts::FRAC_2_PI, sh);
+    let kf = t - sh;
+    let tb = t.to_bits();
+    let r = fma(kf, f64::from_bits(0xbff9_21fb_5444_2d18), x);
+    let r = fma(kf, f64::from_bits(0xbc91_a626_3314_5c07), r);
+    let r = fma(kf, f64::from_bits(0x391f_1976_b7ed_8fbc), r);
+    let n = if cos { tb.wrapping_add(1) } else { tb };
+    let z = r * r;
+    let w = z * z;
+    let a = horner(z, &[S64[1], S64[2], S64[3]]);
+    let bq = horner(z, &[S64[4], S64[5]]);
+    let rr = fma(z * w, bq, a);
+    let inner = fma(z, rr, S64[0]);
+    let sin_r = fma(z * r, inner, r);
+    let ca = z * horner(z, &[C64[0], C64[1], C64[2]]);
+    let cb = horner(z, &[C64[3], C64[4], C64[5]]);
+    let rc = fma(w * w, cb, ca);
+    let hz = 0.5 * z;
+    let w1 = 1.0 - hz;
+    let t = (1.0 - w1) - hz;
+    let t = fma(z, rc, t);
+    let cos_r = w1 + t;
+    let y = if n & 1 == 1 { cos_r } else { sin_r };
+    let y = f64::from_bits(y.to_bits() ^ ((n & 2) << 62));
+    if !cos && x.abs() < 2f64.powi(-26) {
+        x
+    } else {
+        y
+    }
+}
+
+/// Whether vmath sends `x` to libm for `sin`/`cos` (huge finite arguments).
+#[inline(always)]
+fn trig_libm(a: f64) -> bool {
+    a > 2f64.powi(20) && a < f64::INFINITY
+}
+
+fn sin64(x: f64) -> (f64, bool) {
+    (sin_cos64(x, false), trig_libm(x.abs()))
+}
+fn cos64(x: f64) -> (f64, bool) {
+    (sin_cos64(x, true), trig_libm(x.abs()))
+}
+fn sin32(x: f32) -> (f32, bool) {
+    let w = f64::from(x);
+    (sin_cos64(w, false) as f32, trig_libm(w.abs()))
+}
+fn cos32(x: f32) -> (f32, bool) {
+    let w = f64::from(x);
+    (sin_cos64(w, true) as f32, trig_libm(w.abs()))
 }
 
 kernels!(k32, f32, u32, shift: 23, shifter: 12582912.0,
     ln2: (f64::from(f32::from_bits(0x3f31_7218)), f64::from(f32::from_bits(0xb102_e308))),
     exp: (7, 87.0, 88.73, -104.0),
     expm1: (5, 23.0, 2f64.powi(-30), -18.0, 88.0, 88.73),
-    tanh_clamp: 9.5);
+    tanh_clamp: 9.5,
+    log: (split: super::split_log32,
+          lg: (f64::from(super::LG32[1]), f64::from(super::LG32[3]);
+               f64::from(super::LG32[0]), f64::from(super::LG32[2])),
+          ln2: (6.9313812256e-01, 9.0580006145e-06),
+          kmax: 25, tiny: 2f64.powi(-25)));
 kernels!(k64, f64, u64, shift: 52, shifter: 6755399441055744.0,
     ln2: (f64::from_bits(0x3fe6_2e42_fefa_39ef), f64::from_bits(0x3c7a_bc9e_3b39_803f)),
     exp: (13, 708.0, 709.79, -745.2),
     expm1: (12, 52.0, 2f64.powi(-60), -40.0, 709.0, 709.79),
-    tanh_clamp: 20.0);
+    tanh_clamp: 20.0,
+    log: (split: super::split_log64,
+          lg: (super::LG64[1], super::LG64[3], super::LG64[5];
+               super::LG64[0], super::LG64[2], super::LG64[4], super::LG64[6]),
+          ln2: (6.93147180369123816490e-01, 1.90821492927058770002e-10),
+          kmax: 54, tiny: 2f64.powi(-54)));
 
 /// Applies `f` to every element of `xs` in place; elements `f` flags get `libm` instead.
 /// Works in blocks of 16 so the vectorizer sees a fixed-length loop and the rare fix-ups
@@ -325,6 +483,14 @@ helpers! {
     gl_batch_tanh_f64: f64, Tanh, F64, k64::tanh, k64::tanh, f64::tanh;
     gl_batch_sigmoid_f32: f32, Sigmoid, F32, k32::sigmoid_fast, k32::sigmoid, |x: f32| 1.0 / (1.0 + (-x).exp());
     gl_batch_sigmoid_f64: f64, Sigmoid, F64, k64::sigmoid_fast, k64::sigmoid, |x: f64| 1.0 / (1.0 + (-x).exp());
+    gl_batch_log_f32: f32, Log, F32, k32::log_fast, k32::log, f32::ln;
+    gl_batch_log_f64: f64, Log, F64, k64::log_fast, k64::log, f64::ln;
+    gl_batch_log1p_f32: f32, Log1p, F32, k32::log1p, k32::log1p, f32::ln_1p;
+    gl_batch_log1p_f64: f64, Log1p, F64, k64::log1p, k64::log1p, f64::ln_1p;
+    gl_batch_sin_f32: f32, Sin, F32, sin32, sin32, f32::sin;
+    gl_batch_sin_f64: f64, Sin, F64, sin64, sin64, f64::sin;
+    gl_batch_cos_f32: f32, Cos, F32, cos32, cos32, f32::cos;
+    gl_batch_cos_f64: f64, Cos, F64, cos64, cos64, f64::cos;
 }
 
 #[cfg(test)]

@@ -335,14 +335,31 @@ fn staged_copies(f: &Fused) -> usize {
 /// the stack (128 KiB, well within any thread's stack); further calls stay in the loop.
 const MAX_SCRATCH: usize = 16;
 
+/// The most levels of batched calls in a staged chunk (a call whose argument depends on a
+/// level-`k` result is at level `k + 1`): each level costs one more pass over the chunk, and
+/// deeper calls stay in the loop.
+const MAX_LEVELS: usize = 4;
+
 /// Which pass of a staged chunk is being emitted (see [`Lowerer::staged`]).
 enum Stage {
     /// An ordinary loop.
     Off,
-    /// The first pass: batchable calls store their arguments; no stores, no reductions.
+    /// An argument pass: batched calls of the pass's level store their arguments, those of
+    /// lower levels load their results; no stores, no reductions.
     Args(StageState),
-    /// The second pass: batched calls load their results.
+    /// The last pass: batched calls load their results.
     Results(StageState),
+}
+
+/// A batched call of a staged chunk.
+#[derive(Clone, Copy)]
+struct Batched {
+    f: MathFn,
+    dt: DType,
+    /// Its scratch area.
+    area: usize,
+    /// Its level: its argument is computed in argument pass `level`.
+    level: usize,
 }
 
 /// The state of a staged chunk's passes.
@@ -352,16 +369,24 @@ struct StageState {
     start: Option<Value>,
     /// This iteration's byte offset into each scratch area.
     offset: Option<Value>,
+    /// Which pass this is (argument passes count from 0; unused by the last pass).
+    pass: usize,
     /// Calls made so far in this iteration of the body (the call's ordinal).
     calls: usize,
-    /// Per call ordinal: the helper that computes it and its scratch area, or `None` if the
-    /// call stays in the loop.
-    batched: Vec<Option<(MathFn, DType, usize)>>,
-    /// The member being emitted depends on a call's result (first pass).
-    tainted: bool,
-    /// The member being emitted has made a call (first pass).
+    /// Per call ordinal (decided in pass 0, the same in every pass): how it is batched, or
+    /// `None` if it stays in the loop.
+    batched: Vec<Option<Batched>>,
+    /// The first pass whose values the member being emitted's operands are real in
+    /// ([`NOT_STAGED`]: only the last pass's).
+    input_ready: usize,
+    /// The same for the member's result, raised by its calls.
+    ready: usize,
+    /// The member being emitted has made a call.
     called: bool,
 }
+
+/// `StageState::ready` of values that depend on a call left in the loop.
+const NOT_STAGED: usize = usize::MAX;
 
 /// A reduction's code-generation state.
 struct RedCx {
@@ -1005,12 +1030,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// A staged innermost loop of `len >= CHUNK` elements from `start_v` (absent: 0), in
-    /// chunks of [`batch::CHUNK`]. Per chunk, the first pass runs the body with every
-    /// batchable call (`exp`, `expm1`, `tanh`, `sigmoid` whose argument does not depend on another
-    /// call's result) storing its argument into its scratch area instead, and nothing
-    /// stored or reduced; the batched helpers then compute each area in place; the second
-    /// pass runs the body with those calls loading their results. The helpers compute
-    /// bitwise what the in-loop code would (see [`super::batch`]), on wider vectors.
+    /// chunks of [`batch::CHUNK`]. Per chunk, argument pass `k` runs the body with every
+    /// batched call of level `k` (a call is at level 0 if its argument depends on no call,
+    /// else one above the deepest call it depends on, see [`MAX_LEVELS`]) storing its
+    /// argument into its scratch area, the calls of lower levels loading their results, and
+    /// nothing stored or reduced; after each argument pass the batched helpers compute that
+    /// level's areas in place; the last pass runs the body with every batched call loading
+    /// its result. The helpers compute bitwise what the in-loop code would (see
+    /// [`super::batch`]), on wider vectors.
     fn staged(
         &mut self,
         cx: &Cx<'_>,
@@ -1039,7 +1066,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
     }
 
-    /// Both passes of one staged chunk of `len <= CHUNK` elements from `start`.
+    /// All passes of one staged chunk of `len <= CHUNK` elements from `start`: an argument
+    /// pass and the helper calls per level of batched calls, then the last pass.
     fn staged_chunk(
         &mut self,
         cx: &Cx<'_>,
@@ -1048,28 +1076,37 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         start: Value,
         len: usize,
     ) {
-        self.stage = Stage::Args(StageState {
-            start: Some(start),
-            ..StageState::default()
-        });
-        self.vector_loops(cx, outer, hoisted, Some(start), len, staged_copies(cx.f));
-        let Stage::Args(st) = std::mem::replace(&mut self.stage, Stage::Off) else {
-            unreachable!("the first pass ends in its own stage")
-        };
         // Whole vectors: the padding lanes of a partial last vector repeat lane 0, so they
         // hold valid arguments too.
         let count = len.div_ceil(cx.w) * cx.w;
-        for b in &st.batched {
-            if let Some((f, dt, area)) = *b {
-                let r = self.batch_ref(f, dt);
-                let p = self.b.ins().stack_addr(self.ptr, self.scratch[area], 0);
+        let mut batched = Vec::new();
+        let mut pass = 0;
+        loop {
+            self.stage = Stage::Args(StageState {
+                start: Some(start),
+                pass,
+                batched: std::mem::take(&mut batched),
+                ..StageState::default()
+            });
+            self.vector_loops(cx, outer, hoisted, Some(start), len, staged_copies(cx.f));
+            let Stage::Args(st) = std::mem::replace(&mut self.stage, Stage::Off) else {
+                unreachable!("an argument pass ends in its own stage")
+            };
+            batched = st.batched;
+            for b in batched.iter().flatten().filter(|b| b.level == pass) {
+                let r = self.batch_ref(b.f, b.dt);
+                let p = self.b.ins().stack_addr(self.ptr, self.scratch[b.area], 0);
                 let n = self.b.ins().iconst(types::I64, count as i64);
                 self.b.ins().call(r, &[p, n]);
+            }
+            pass += 1;
+            if batched.iter().flatten().all(|b| b.level < pass) {
+                break;
             }
         }
         self.stage = Stage::Results(StageState {
             start: Some(start),
-            batched: st.batched,
+            batched,
             ..StageState::default()
         });
         self.vector_loops(cx, outer, hoisted, Some(start), len, staged_copies(cx.f));
@@ -1093,35 +1130,42 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     /// In a staged chunk, call `f` (on vector `x` of `dt`) as the current pass does it:
     /// `None` if the call is computed in the loop.
     fn staged_call(&mut self, f: MathFn, dt: DType, args: &[Value]) -> Option<Value> {
-        let (area, off, first) = match &mut self.stage {
+        let (last, st) = match &mut self.stage {
             Stage::Off => return None,
-            Stage::Args(st) => {
-                let k = st.calls;
-                st.calls += 1;
-                if st.batched.len() <= k {
-                    st.batched.resize(k + 1, None);
-                }
-                // Every iteration of the body makes the same calls: an ordinal keeps its area.
-                let area = st.batched[..k].iter().flatten().count();
-                let ok = batch::supported(f)
-                    && args.len() == 1
-                    && !st.tainted
-                    && !st.called
-                    && area < MAX_SCRATCH;
-                st.called = true;
-                st.batched[k] = ok.then_some((f, dt, area));
-                if !ok {
-                    // Only stores of arguments matter in this pass: any value will do.
-                    return Some(args[0]);
-                }
-                (area, st.offset.expect("set by the body"), true)
+            Stage::Args(st) => (false, st),
+            Stage::Results(st) => (true, st),
+        };
+        let k = st.calls;
+        st.calls += 1;
+        if !last && st.pass == 0 {
+            // Every iteration of the body makes the same calls, in every pass: pass 0
+            // decides each ordinal's level and area once. A member's second call may depend
+            // on its first (the rule is opaque), so it stays in the loop.
+            if st.batched.len() <= k {
+                st.batched.resize(k + 1, None);
             }
-            Stage::Results(st) => {
-                let k = st.calls;
-                st.calls += 1;
-                let (_, _, area) = st.batched.get(k).copied().flatten()?;
-                (area, st.offset.expect("set by the body"), false)
-            }
+            let area = st.batched[..k].iter().flatten().count();
+            let level = st.input_ready;
+            let ok = batch::supported(f)
+                && args.len() == 1
+                && level < MAX_LEVELS
+                && !st.called
+                && area < MAX_SCRATCH;
+            st.batched[k] = ok.then_some(Batched { f, dt, area, level });
+        }
+        st.called = true;
+        let Some(b) = st.batched.get(k).copied().flatten() else {
+            st.ready = NOT_STAGED;
+            // The last pass computes it in the loop; argument passes need only the real
+            // arguments of their own level, which cannot depend on it: any value will do.
+            return if last { None } else { Some(args[0]) };
+        };
+        st.ready = st.ready.max(b.level + 1);
+        let off = st.offset.expect("set by the body");
+        let (area, first) = match (last, st.pass.cmp(&b.level)) {
+            (false, std::cmp::Ordering::Equal) => (b.area, true),
+            (false, std::cmp::Ordering::Less) => return Some(args[0]),
+            _ => (b.area, false),
         };
         let slot = self.scratch_slot(area);
         let base = self.b.ins().stack_addr(self.ptr, slot, 0);
@@ -1153,7 +1197,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         // Staged chunk: this iteration's byte offset into the scratch areas; in the first
         // pass, the members whose value depends on a call's (not yet computed) result.
         let first_pass = matches!(self.stage, Stage::Args(_));
-        let mut tainted: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
+        // Staged chunk: the first pass each member's value is real in (absent: 0).
+        let mut ready: HashMap<NodeId, usize> = HashMap::new();
         if let Stage::Args(StageState { start, .. }) | Stage::Results(StageState { start, .. }) =
             &self.stage
         {
@@ -1197,17 +1242,23 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let lower = ops::rules(node.op)
                 .lower
                 .expect("plan invariant: fused non-reductions are elementwise");
-            let depends = first_pass && node.inputs.iter().any(|x| tainted.contains(x));
-            if let Stage::Args(st) = &mut self.stage {
-                st.tainted = depends;
+            if let Stage::Args(st) | Stage::Results(st) = &mut self.stage {
+                let r = node
+                    .inputs
+                    .iter()
+                    .map(|x| ready.get(x).copied().unwrap_or(0));
+                st.input_ready = r.max().unwrap_or(0);
+                st.ready = st.input_ready;
                 st.called = false;
             }
             let v = lower(self, node, &args);
             regs.insert(m, v);
-            if let Stage::Args(st) = &self.stage {
-                if depends || st.called {
-                    tainted.insert(m);
-                }
+            if let Stage::Args(st) | Stage::Results(st) = &self.stage
+                && st.ready > 0
+            {
+                ready.insert(m, st.ready);
+            }
+            if first_pass {
                 continue;
             }
             if let Some(&si) = cx.store_of.get(&m) {
@@ -2249,24 +2300,30 @@ mod tests {
             g
         };
         let (_, clif) = lowered_with(&graph(3000), true);
-        // exp (f32) is helper 0: `u0:1000`; tanh (f32) would be `u0:1004`.
-        assert!(clif.contains("u0:1000"), "{clif}");
-        assert!(!clif.contains("u0:1004"), "{clif}");
+        // exp (f32) is helper 0: `u0:1000`; tanh (f32) is `u0:1004`, at level 1 (its
+        // argument is exp's result).
+        let callee = |name: &str| {
+            clif.lines()
+                .find(|l| l.contains(&format!("= {name} ")))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_else(|| panic!("{name} is imported: {clif}"))
+                .to_string()
+        };
+        let (exp, tanh) = (callee("u0:1000"), callee("u0:1004"));
+        // Both run in the helpers: no polynomial is left in the loop.
         assert!(
-            clif.contains("stack_addr") && clif.contains("= fma v"),
+            clif.contains("stack_addr") && !clif.contains("= fma v"),
             "{clif}"
         );
-        // Two chunk emissions (full chunks, the remainder), each calling the helper once.
-        let helper = clif
+        // Two chunk emissions (full chunks, the remainder), each calling each helper once,
+        // exp before tanh.
+        let calls: Vec<&str> = clif
             .lines()
-            .find(|l| l.contains("= u0:1000"))
-            .and_then(|l| l.split_whitespace().next())
-            .expect("the helper is imported");
-        assert_eq!(
-            clif.matches(&format!("call {helper}(")).count(),
-            2,
-            "{clif}"
-        );
+            .filter_map(|l| l.trim().strip_prefix("call "))
+            .filter_map(|l| l.split('(').next())
+            .filter(|c| *c == exp || *c == tanh)
+            .collect();
+        assert_eq!(calls, [&exp, &tanh, &exp, &tanh], "{clif}");
         let (_, short) = lowered_with(&graph(1000), true);
         assert!(
             !short.contains("u0:1000") && !short.contains("stack_addr"),

@@ -102,12 +102,13 @@
 //!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their block rerun with
 //!   libm on every lane. `pow` always uses libm.
 //!
-//!   In vector loops of at least 1024 elements, `exp`, `expm1`, `tanh` and `sigmoid` run in
-//!   chunks through batched helpers compiled by rustc for the host's widest vectors
-//!   (AVX-512 or AVX2, see [`JitConfig::batch_math`]). They execute the same algorithms
-//!   operation for operation, so their values are bitwise the in-loop ones (a test compares
-//!   every bit), with one difference: an argument that needs libm gets libm alone, instead of
-//!   sending its whole block to libm.
+//!   In vector loops of at least 1024 elements, every function but `pow` runs in chunks
+//!   through batched helpers compiled by rustc for the host's widest vectors (AVX-512 or
+//!   AVX2, see [`JitConfig::batch_math`]), including calls on other calls' results
+//!   (`log1p(exp(x))`, up to 4 deep). They execute the same algorithms operation for
+//!   operation, so their values are bitwise the in-loop ones (a test compares every bit),
+//!   with one difference: an argument that needs libm gets libm alone, instead of sending
+//!   its whole block to libm.
 //! - Reductions whose innermost loop dimension is reduced are reassociated (vector lanes,
 //!   unroll slots and blocks, combined in a fixed tree order): a sum of `n` terms is within
 //!   `n·ε·Σ|xᵢ|` of the interpreter's (ε = `f32::EPSILON` or `f64::EPSILON`), usually much
@@ -184,10 +185,10 @@ pub struct JitConfig {
     /// the node's output and operands; this costs speed and memory and is meant for debugging.
     /// Default off.
     pub check_finite: bool,
-    /// In vector loops of at least 1024 elements, compute `exp`, `expm1`, `tanh` and
-    /// `sigmoid` in chunks through batched helpers compiled for the host's widest vectors
-    /// (AVX-512 or AVX2), instead of Cranelift's 128-bit vectors: about 2.3× faster on a
-    /// transcendental-heavy loop. The values are bitwise those of the in-loop polynomials,
+    /// In vector loops of at least 1024 elements, compute the math functions (all but `pow`)
+    /// in chunks through batched helpers compiled for the host's widest vectors (AVX-512 or
+    /// AVX2), instead of Cranelift's 128-bit vectors: 2-3× faster on a transcendental-heavy
+    /// loop. The values are bitwise those of the in-loop polynomials,
     /// except that an argument needing the libm fallback gets libm alone instead of sending
     /// its whole block to libm (see the module docs). Used only on x86-64 hosts with AVX2
     /// and FMA. Default on.

@@ -84,7 +84,7 @@ fn inv_factorials(n: usize) -> Vec<f64> {
 }
 
 /// fdlibm's `log` polynomial (f64): `R(z) ≈ Lg1·s² + ... + Lg7·s¹⁴` (digits as published).
-const LG64: [f64; 7] = [
+pub(super) const LG64: [f64; 7] = [
     6.666666666666735130e-01,
     3.999999999940941908e-01,
     2.857142874366239149e-01,
@@ -94,9 +94,9 @@ const LG64: [f64; 7] = [
     1.479819860511658591e-01,
 ];
 /// fdlibm's `logf` polynomial (f32).
-const LG32: [f32; 4] = [0.666_666_6, 0.400_009_72, 0.284_987_87, 0.242_790_79];
+pub(super) const LG32: [f32; 4] = [0.666_666_6, 0.400_009_72, 0.284_987_87, 0.242_790_79];
 /// fdlibm's `sin` kernel on [-π/4, π/4] (digits as published).
-const S64: [f64; 6] = [
+pub(super) const S64: [f64; 6] = [
     -1.66666666666666324348e-01,
     8.33333333332248946124e-03,
     -1.98412698298579493134e-04,
@@ -105,7 +105,7 @@ const S64: [f64; 6] = [
     1.58969099521155010221e-10,
 ];
 /// fdlibm's `cos` kernel on [-π/4, π/4] (digits as published).
-const C64: [f64; 6] = [
+pub(super) const C64: [f64; 6] = [
     4.16666666666666019037e-02,
     -1.38888888888741095749e-03,
     2.48015872894767294178e-05,

@@ -661,10 +661,16 @@ fn libm_lane(op: Op, d: DType, x: f64) -> bool {
         _ => (708.0, 709.79, -745.2, 709.0),
     };
     let exp_bad = |x: f64| x.abs() > exp_fast && x <= exp_ovf && x >= exp_unf;
+    let min_normal = match d {
+        DType::F32 => f64::from(f32::MIN_POSITIVE),
+        _ => f64::MIN_POSITIVE,
+    };
     match op {
         Op::Exp => exp_bad(x),
         Op::Sigmoid => exp_bad(-x),
         Op::Expm1 => x > em1_hi && x <= exp_ovf,
+        Op::Log => x > 0.0 && x < min_normal,
+        Op::Sin | Op::Cos => x.abs() > 2f64.powi(20) && x.is_finite(),
         _ => false,
     }
 }
@@ -747,11 +753,31 @@ fn batched_transcendentals_equal_the_in_loop_code_bitwise() {
                 xs.push(r.uniform(-scale, scale));
             }
             let x = tensor_of(d, &xs);
-            for op in [Op::Exp, Op::Expm1, Op::Tanh, Op::Sigmoid] {
+            for op in [
+                Op::Exp,
+                Op::Expm1,
+                Op::Tanh,
+                Op::Sigmoid,
+                Op::Log,
+                Op::Log1p,
+                Op::Sin,
+                Op::Cos,
+            ] {
                 let mut g = Graph::new("batched");
                 let i = g.add_input("x", TensorType::new(d, vec![n])).unwrap();
                 let y = g.push(op, vec![i], Attrs::None).unwrap();
                 g.set_outputs(vec![y]);
+                // Arguments the in-loop code sends to libm make it rerun their whole block
+                // (the other test below covers them): none here.
+                let x = if xs.iter().any(|&v| libm_lane(op, d, v)) {
+                    let ok: Vec<f64> = xs
+                        .iter()
+                        .map(|&v| if libm_lane(op, d, v) { 0.75 } else { v })
+                        .collect();
+                    tensor_of(d, &ok)
+                } else {
+                    x.clone()
+                };
                 same(&g, std::slice::from_ref(&x), &format!("{op} {d} n={n}"));
             }
             // Dependent calls, a reduction and a gradient in one loop.
@@ -762,6 +788,27 @@ fn batched_transcendentals_equal_the_in_loop_code_bitwise() {
             let gr = b.grad(s, &[v]).unwrap();
             let g = b.into_graph(&[t.id(), s.id(), gr[0].id()]).unwrap();
             same(&g, std::slice::from_ref(&x), &format!("mixed {d} n={n}"));
+            // The same with the logarithms and the trigonometric functions (softplus-like and
+            // periodic terms, where they are finite), value, sum and gradient.
+            let b = gradlift::GraphBuilder::new("mixed2");
+            let v = b.input("x", d, &[n]);
+            let t = (v * 0.01).exp().log1p() + (v * v + 1.0).log() * (v * 0.3).sin()
+                - (v * 0.2).cos().tanh();
+            let s = t.sum();
+            let gr = b.grad(s, &[v]).unwrap();
+            let g = b.into_graph(&[t.id(), s.id(), gr[0].id()]).unwrap();
+            // Huge finite arguments would send sin/cos blocks to libm (see above).
+            let ok: Vec<f64> = xs
+                .iter()
+                .map(|&v| {
+                    if v.is_finite() && v.abs() > 1e5 {
+                        0.5
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            same(&g, &[tensor_of(d, &ok)], &format!("mixed2 {d} n={n}"));
         }
         // More independent calls than a chunk has scratch areas for.
         let b = gradlift::GraphBuilder::new("many");
@@ -796,14 +843,19 @@ fn batched_transcendentals_use_libm_exactly_where_the_vector_code_cannot() {
     let n = 4096 + 5;
     let mut r = Rng(12);
     for d in [DType::F32, DType::F64] {
-        for op in [Op::Exp, Op::Expm1, Op::Sigmoid] {
+        for op in [Op::Exp, Op::Expm1, Op::Sigmoid, Op::Log, Op::Sin, Op::Cos] {
             let (lo, hi) = match (op, d) {
                 (Op::Exp, DType::F32) => (87.0, 88.7),
                 (Op::Exp, _) => (708.0, 709.7),
                 (Op::Expm1, DType::F32) => (88.0, 88.7),
                 (Op::Expm1, _) => (709.0, 709.7),
-                (_, DType::F32) => (-88.7, -87.0),
-                _ => (-709.7, -708.0),
+                (Op::Sigmoid, DType::F32) => (-88.7, -87.0),
+                (Op::Sigmoid, _) => (-709.7, -708.0),
+                // Positive subnormals.
+                (Op::Log, DType::F32) => (1e-44, 1.1e-38),
+                (Op::Log, _) => (1e-320, 2.2e-308),
+                // Beyond 2^20.
+                _ => (-1e9, 1e9),
             };
             let xs: Vec<f64> = (0..n)
                 .map(|i| {
