@@ -5,6 +5,9 @@
 //! - `worked_example`: `y = x1² + x2` and its gradient through the safe call API.
 //! - `rosenbrock_1000`: `Σ 100(x[1:] - x[:-1]²)² + (1 - x[:-1])²` over 1000 f64.
 //! - `chain_1m`: `Σ tanh(1.5x+0.5)·sigmoid(x) + exp(-x²)` over 1,048,576 f32.
+//! - `math_1m`: `Σ log1p(exp(x)) + sin(x)·cos(x) + log(x²+1)` and its gradient over 1,048,576
+//!   f32, the JIT with and without batched math helpers (`JitConfig::batch_math`): the
+//!   other functions, and a call on a call's result (`log1p(exp(x))`).
 //!
 //! Every graph goes through the user's pipeline: build, differentiate, `opt::optimize`,
 //! compile (the interpreter runs the same optimized graph).
@@ -14,7 +17,7 @@
 //! `cargo bench --bench jit_perf -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gradlift::jit::{self, Buf, BufMut, Kernel};
+use gradlift::jit::{self, Buf, BufMut, JitConfig, Kernel};
 use gradlift::{DType, Graph, GraphBuilder, Tensor, interp, opt};
 use std::hint::black_box;
 
@@ -178,5 +181,36 @@ fn bench_chain(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_worked_example, bench_rosenbrock, bench_chain);
+/// `Σ log1p(exp(x)) + sin(x)·cos(x) + log(x²+1)` over `n` f32 values, with its gradient.
+fn math(n: usize) -> Graph {
+    let b = GraphBuilder::new("math");
+    let x = b.input("x", DType::F32, &[n]);
+    let y = (x.exp().log1p() + x.sin() * x.cos() + (x * x + 1.0).log()).sum();
+    let d = b.grad(y, &[x]).unwrap();
+    optimized(b.into_graph(&[y.id(), d[0].id()]).unwrap())
+}
+
+fn bench_math(c: &mut Criterion) {
+    let n = 1 << 20;
+    let xs: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 6000) as f32 / 1000.0 - 3.0)
+        .collect();
+    let ins = [Tensor::from_f32(vec![n], xs)];
+    let g = math(n);
+    bench_kernel(c, "math_1m/jit", &jit::compile(&g).unwrap(), &ins);
+    let unbatched = JitConfig {
+        batch_math: false,
+        ..JitConfig::default()
+    };
+    let k = jit::compile_with(&g, &unbatched).unwrap();
+    bench_kernel(c, "math_1m/jit_unbatched", &k, &ins);
+}
+
+criterion_group!(
+    benches,
+    bench_worked_example,
+    bench_rosenbrock,
+    bench_chain,
+    bench_math
+);
 criterion_main!(benches);
