@@ -523,6 +523,11 @@ mod tests {
             (MathFn::Exp, f32::exp as fn(f32) -> f32, 1),
             (MathFn::Expm1, f32::exp_m1, 2),
             (MathFn::Tanh, f32::tanh, 4),
+            (MathFn::Sigmoid, |x: f32| 1.0 / (1.0 + (-x).exp()), 3),
+            (MathFn::Log, f32::ln, 1),
+            (MathFn::Log1p, f32::ln_1p, 2),
+            (MathFn::Sin, f32::sin, 1),
+            (MathFn::Cos, f32::cos, 1),
         ] {
             let mut ys = xs.clone();
             let h = symbols().find(|s| s.0 == f && s.1 == DType::F32).unwrap().3;
