@@ -2375,6 +2375,40 @@ mod tests {
         assert!(!off.contains("u0:1000"), "{off}");
     }
 
+    /// A chain of dependent calls is batched level by level, `MAX_LEVELS` deep; deeper calls
+    /// stay in the loop (as vector polynomials).
+    #[test]
+    fn dependent_calls_are_batched_up_to_max_levels() {
+        let n = 2048; // two full chunks, emitted once inside the chunk loop
+        let mut g = Graph::new("t");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![n]))
+            .unwrap();
+        let mut y = x;
+        for _ in 0..MAX_LEVELS + 2 {
+            y = g.push(Op::Sin, vec![y], Attrs::None).unwrap();
+        }
+        g.set_outputs(vec![y]);
+        let (_, clif) = lowered_with(&g, true);
+        // The helper of sin (f32) is `u0:(1000 + its index in batch::symbols())`.
+        let idx = super::super::batch::symbols()
+            .position(|(f, d, _, _)| f == MathFn::Sin && d == DType::F32)
+            .unwrap();
+        let name = format!("= u0:{} ", 1000 + idx);
+        let helper = clif
+            .lines()
+            .find(|l| l.contains(&name))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("the helper is imported: {clif}"));
+        assert_eq!(
+            clif.matches(&format!("call {helper}(")).count(),
+            MAX_LEVELS,
+            "{clif}"
+        );
+        // The two deepest calls are in the loop: vector polynomials (fma) remain.
+        assert!(clif.contains("= fma v"), "{clif}");
+    }
+
     /// At most `MAX_SCRATCH` calls per chunk are batched (bounded stack use); the rest stay
     /// in the loop.
     #[test]
