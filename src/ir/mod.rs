@@ -596,7 +596,7 @@ impl Graph {
     }
 
     /// Mutable access to the nodes, for passes. Passes must keep the topological order and the
-    /// types consistent; debug builds run [`verify`] after every pass.
+    /// types consistent; debug builds run [`verify()`] after every pass.
     ///
     /// This drops the custom-derivative side table ([`Graph::custom_regions`]): its node ids
     /// would not survive a rewrite.

@@ -27,7 +27,7 @@
 //!
 //! **API Boundary.** [`parse`] and [`print()`] are the whole interface. `print(parse(text))` is
 //! canonical (printing is idempotent), and `parse(print(g))` is [`Graph::same`] as `g` whenever
-//! `g` satisfies the graph invariants ([`crate::ir::verify`]) and: its inputs and outputs are
+//! `g` satisfies the graph invariants ([`crate::ir::verify()`]) and: its inputs and outputs are
 //! named (the parser names every output after the value it lists, so an unnamed output `%26`
 //! comes back named `26`); its other nodes have identifier names or none (digit-only names are
 //! dropped there, as the parser does); and its NaN constants are the canonical quiet NaN (the
@@ -43,7 +43,7 @@
 //! are how the CLI names inputs and outputs) and dropped elsewhere.
 //!
 //! Not here: file IO (the caller reads the file), and verification of graphs passed to
-//! [`print()`] (use [`crate::ir::verify`]).
+//! [`print()`] (use [`crate::ir::verify()`]).
 
 mod hasher;
 mod lexer;
