@@ -341,25 +341,26 @@ fn sin_cos64(x: f64, cos: bool) -> f64 {
     }
 }
 
-/// Whether vmath sends `x` to libm for `sin`/`cos` (huge finite arguments).
+/// `sin` (or `cos`) and whether vmath sends `x` to libm instead (huge finite arguments).
 #[inline(always)]
-fn trig_libm(a: f64) -> bool {
-    a > 2f64.powi(20) && a < f64::INFINITY
+fn trig(x: f64, cos: bool) -> (f64, bool) {
+    let a = x.abs();
+    (sin_cos64(x, cos), a > 2f64.powi(20) && a < f64::INFINITY)
 }
 
 fn sin64(x: f64) -> (f64, bool) {
-    (sin_cos64(x, false), trig_libm(x.abs()))
+    trig(x, false)
 }
 fn cos64(x: f64) -> (f64, bool) {
-    (sin_cos64(x, true), trig_libm(x.abs()))
+    trig(x, true)
 }
 fn sin32(x: f32) -> (f32, bool) {
-    let w = f64::from(x);
-    (sin_cos64(w, false) as f32, trig_libm(w.abs()))
+    let (y, libm) = trig(f64::from(x), false);
+    (y as f32, libm)
 }
 fn cos32(x: f32) -> (f32, bool) {
-    let w = f64::from(x);
-    (sin_cos64(w, true) as f32, trig_libm(w.abs()))
+    let (y, libm) = trig(f64::from(x), true);
+    (y as f32, libm)
 }
 
 kernels!(k32, f32, u32, shift: 23, shifter: 12582912.0,

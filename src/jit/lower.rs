@@ -1159,13 +1159,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         };
         let k = st.calls;
         st.calls += 1;
-        if !last && st.pass == 0 {
-            // Every iteration of the body makes the same calls, in every pass: pass 0
-            // decides each ordinal's level and area once. A member's second call may depend
-            // on its first (the rule is opaque), so it stays in the loop.
-            if st.batched.len() <= k {
-                st.batched.resize(k + 1, None);
-            }
+        if !last && st.pass == 0 && st.batched.len() <= k {
+            // Every iteration of the body makes the same calls, in every pass: the first body
+            // of pass 0 decides each ordinal's level and area once. A member's second call may
+            // depend on its first (the rule is opaque), so it stays in the loop.
+            st.batched.resize(k + 1, None);
             let area = st.batched[..k].iter().flatten().count();
             let level = st.input_ready;
             let ok = batch::supported(f)
@@ -2330,7 +2328,7 @@ mod tests {
     /// (its argument stored, one helper call per chunk, its result loaded), the second
     /// stays a vector polynomial in the loop; short loops are not staged.
     #[test]
-    fn long_loops_stage_independent_calls_through_batched_helpers() {
+    fn long_loops_stage_calls_through_batched_helpers() {
         let graph = |n: usize| {
             let mut g = Graph::new("t");
             let x = g
