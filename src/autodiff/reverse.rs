@@ -51,7 +51,7 @@ pub fn grad_in(b: &GraphBuilder, y: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId
     let yty = b.ty(y);
     if !yty.is_scalar() || !yty.dtype.is_float() {
         return Err(GradError::NotScalar {
-            name: b.graph().value_name(y),
+            name: b.graph().describe_value(y),
             ty: yty.to_string(),
         });
     }

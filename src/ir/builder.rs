@@ -15,15 +15,41 @@ use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
 use std::panic::Location;
 
-/// A shape or dtype error in a builder call, with the caller's source location.
+/// An error in a builder call, with the caller's source location.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{location}: {error}")]
 pub struct BuildError {
     /// What was wrong.
     #[source]
-    pub error: ShapeError,
+    pub error: BuildErrorKind,
     /// The builder call that failed (`file:line:col`).
     pub location: String,
+}
+
+/// What was wrong in a builder call.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildErrorKind {
+    /// An op got operands or attributes it does not accept (user error: fix the call).
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// A value made by another [`GraphBuilder`] was passed (user error: build every value of a
+    /// graph with one builder; its node id would name an unrelated node of this graph).
+    #[error(
+        "{call}: {value} belongs to another GraphBuilder (graph @{other}); values of two \
+         builders cannot be mixed"
+    )]
+    ForeignValue {
+        /// The call that got it (an op's name, `grad`, `finish`, ...).
+        call: String,
+        /// The value, as its builder names it.
+        value: String,
+        /// The name of the graph it belongs to.
+        other: String,
+    },
+    /// A derivative could not be formed (user error; see [`crate::autodiff::GradError`]).
+    #[error(transparent)]
+    Grad(#[from] crate::autodiff::GradError),
 }
 
 /// The id of a value that failed to build; ops on it are skipped.
@@ -111,11 +137,11 @@ impl GraphBuilder {
     }
 
     #[track_caller]
-    fn fail(&self, error: ShapeError) -> Var<'_> {
+    fn fail(&self, error: impl Into<BuildErrorKind>) -> Var<'_> {
         let mut slot = self.error.borrow_mut();
         if slot.is_none() {
             *slot = Some(BuildError {
-                error,
+                error: error.into(),
                 location: Location::caller().to_string(),
             });
         }
@@ -123,6 +149,31 @@ impl GraphBuilder {
             id: POISON,
             b: self,
         }
+    }
+
+    /// Records a [`BuildErrorKind::ForeignValue`] error (and returns `true`) if any of `values`
+    /// was made by another builder: its id would silently name an unrelated node here.
+    #[track_caller]
+    fn foreign(&self, call: &str, values: &[&[Var<'_>]]) -> bool {
+        let all = values.iter().flat_map(|l| l.iter());
+        let Some(v) = all.into_iter().find(|v| !std::ptr::eq(v.b, self)) else {
+            return false;
+        };
+        let (value, other) = {
+            let g = v.b.graph.borrow();
+            let value = if v.id == POISON || v.id.index() >= g.len() {
+                "a value".to_string()
+            } else {
+                format!("%{}", g.value_name(v.id))
+            };
+            (value, g.name.clone())
+        };
+        self.fail(BuildErrorKind::ForeignValue {
+            call: call.to_string(),
+            value,
+            other,
+        });
+        true
     }
 
     fn origin_here(&self, loc: &'static Location<'static>) -> Origin {
@@ -148,7 +199,7 @@ impl GraphBuilder {
     /// Appends `op(inputs)` with `attrs`. The generic entry point behind every method.
     #[track_caller]
     pub fn push(&self, op: Op, inputs: &[Var<'_>], attrs: Attrs) -> Var<'_> {
-        if inputs.iter().any(|v| v.id == POISON) {
+        if self.foreign(&op.to_string(), &[inputs]) || inputs.iter().any(|v| v.id == POISON) {
             return Var {
                 id: POISON,
                 b: self,
@@ -227,17 +278,15 @@ impl GraphBuilder {
     /// A recorded builder error, a non-scalar or non-float `y`, or a non-float `wrt`.
     #[track_caller]
     pub fn grad<'b>(&'b self, y: Var<'b>, wrt: &[Var<'b>]) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.check()?;
-        let ids: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
-        let grads = crate::autodiff::grad_in(self, y.id, &ids)?;
-        self.check()?;
-        Ok(grads.into_iter().map(|id| self.var(id)).collect())
+        self.derive("grad", &[&[y], wrt], |b| {
+            crate::autodiff::grad_in(b, y.id, &ids(wrt)).map(|t| vars(b, t))
+        })
     }
 
     /// Gives a value a name (used for outputs and in printed `.gir`).
     #[track_caller]
     pub fn name(&self, v: Var<'_>, name: &str) {
-        if v.id == POISON {
+        if self.foreign("name", &[&[v]]) || v.id == POISON {
             return;
         }
         let clash = {
@@ -264,12 +313,16 @@ impl GraphBuilder {
     /// The first error recorded by any builder call, or a duplicate/invalid output name.
     #[track_caller]
     pub fn finish(&self, outputs: &[(&str, Var<'_>)]) -> Result<Graph, BuildError> {
+        let values: Vec<Var<'_>> = outputs.iter().map(|&(_, v)| v).collect();
+        self.foreign("finish", &[&values]);
         self.check()?;
         let mut g = std::mem::take(&mut *self.graph.borrow_mut());
         let outs: Vec<(&str, NodeId)> = outputs.iter().map(|(n, v)| (*n, v.id)).collect();
+        // Taken here: inside the closure below it would name this file, not the caller.
+        let location = Location::caller().to_string();
         g.set_named_outputs(&outs).map_err(|error| BuildError {
-            error,
-            location: Location::caller().to_string(),
+            error: error.into(),
+            location,
         })?;
         Ok(g)
     }
@@ -651,17 +704,28 @@ impl<'b> std::ops::Neg for Var<'b> {
 // ---- derivatives beyond `grad` (forward mode, seeds, Jacobians, custom rules) ---------------
 
 impl GraphBuilder {
-    /// Runs a derivative driver on ids and maps the results back to `Var`s, surfacing any
-    /// builder error recorded before or during it.
+    /// Runs a derivative driver on ids and maps the results back to `Var`s. A value of another
+    /// builder among `values`, a builder error recorded before or during the driver, and the
+    /// driver's own error are all reported at the caller's location.
+    #[track_caller]
     fn derive<'b, T>(
         &'b self,
+        call: &str,
+        values: &[&[Var<'b>]],
         f: impl FnOnce(&'b GraphBuilder) -> Result<T, crate::autodiff::GradError>,
     ) -> Result<T, crate::Error> {
+        self.foreign(call, values);
         self.check()?;
         let out = f(self);
         // A recorded builder error is the root cause of whatever the driver then reported.
         self.check()?;
-        Ok(out?)
+        let location = Location::caller();
+        out.map_err(|e| {
+            crate::Error::Build(BuildError {
+                error: e.into(),
+                location: location.to_string(),
+            })
+        })
     }
 
     /// Appends the tangent graph and returns the tangent of each output along the direction
@@ -670,13 +734,14 @@ impl GraphBuilder {
     ///
     /// # Errors
     /// A recorded builder error, a non-float output or `wrt`, or a tangent of the wrong type.
+    #[track_caller]
     pub fn jvp<'b>(
         &'b self,
         outputs: &[Var<'b>],
         wrt: &[Var<'b>],
         tangents: &[Var<'b>],
     ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| {
+        self.derive("jvp", &[outputs, wrt, tangents], |b| {
             crate::autodiff::jvp_in(b, &ids(outputs), &ids(wrt), &ids(tangents), None)
                 .map(|t| vars(b, t))
         })
@@ -687,6 +752,7 @@ impl GraphBuilder {
     ///
     /// # Errors
     /// As [`GraphBuilder::jvp`].
+    #[track_caller]
     pub fn jvp_batched<'b>(
         &'b self,
         outputs: &[Var<'b>],
@@ -694,7 +760,7 @@ impl GraphBuilder {
         tangents: &[Var<'b>],
         k: usize,
     ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| {
+        self.derive("jvp_batched", &[outputs, wrt, tangents], |b| {
             crate::autodiff::jvp_in(b, &ids(outputs), &ids(wrt), &ids(tangents), Some(k))
                 .map(|t| vars(b, t))
         })
@@ -706,13 +772,14 @@ impl GraphBuilder {
     ///
     /// # Errors
     /// A recorded builder error, a non-float output or `wrt`, or a cotangent of the wrong type.
+    #[track_caller]
     pub fn vjp<'b>(
         &'b self,
         outputs: &[Var<'b>],
         wrt: &[Var<'b>],
         cotangents: &[Var<'b>],
     ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| {
+        self.derive("vjp", &[outputs, wrt, cotangents], |b| {
             crate::autodiff::vjp_in(b, &ids(outputs), &ids(wrt), &ids(cotangents), None)
                 .map(|t| vars(b, t))
         })
@@ -723,6 +790,7 @@ impl GraphBuilder {
     ///
     /// # Errors
     /// As [`GraphBuilder::vjp`].
+    #[track_caller]
     pub fn vjp_batched<'b>(
         &'b self,
         outputs: &[Var<'b>],
@@ -730,7 +798,7 @@ impl GraphBuilder {
         cotangents: &[Var<'b>],
         k: usize,
     ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| {
+        self.derive("vjp_batched", &[outputs, wrt, cotangents], |b| {
             crate::autodiff::vjp_in(b, &ids(outputs), &ids(wrt), &ids(cotangents), Some(k))
                 .map(|t| vars(b, t))
         })
@@ -742,13 +810,14 @@ impl GraphBuilder {
     ///
     /// # Errors
     /// A recorded builder error, or a non-float output or `wrt`.
+    #[track_caller]
     pub fn jacobian<'b>(
         &'b self,
         outputs: &[Var<'b>],
         wrt: &[Var<'b>],
         mode: crate::autodiff::Mode,
     ) -> Result<Vec<Vec<Var<'b>>>, crate::Error> {
-        self.derive(|b| {
+        self.derive("jacobian", &[outputs, wrt], |b| {
             crate::autodiff::jacobian_in(b, &ids(outputs), &ids(wrt), mode)
                 .map(|rows| rows.into_iter().map(|r| vars(b, r)).collect())
         })
@@ -759,12 +828,13 @@ impl GraphBuilder {
     ///
     /// # Errors
     /// A recorded builder error, a non-scalar or non-float `y`, or a non-float `wrt`.
+    #[track_caller]
     pub fn hessian<'b>(
         &'b self,
         y: Var<'b>,
         wrt: &[Var<'b>],
     ) -> Result<Vec<Vec<Var<'b>>>, crate::Error> {
-        self.derive(|b| {
+        self.derive("hessian", &[&[y], wrt], |b| {
             crate::autodiff::hessian_in(b, y.id, &ids(wrt))
                 .map(|rows| rows.into_iter().map(|r| vars(b, r)).collect())
         })
@@ -775,13 +845,16 @@ impl GraphBuilder {
     ///
     /// # Errors
     /// As [`GraphBuilder::hessian`], or a `v` of the wrong type.
+    #[track_caller]
     pub fn hvp<'b>(
         &'b self,
         y: Var<'b>,
         wrt: &[Var<'b>],
         v: &[Var<'b>],
     ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| crate::autodiff::hvp_in(b, y.id, &ids(wrt), &ids(v)).map(|t| vars(b, t)))
+        self.derive("hvp", &[&[y], wrt, v], |b| {
+            crate::autodiff::hvp_in(b, y.id, &ids(wrt), &ids(v)).map(|t| vars(b, t))
+        })
     }
 
     /// Applies a custom op: builds its forward subgraph on `inputs` and records a
@@ -789,7 +862,8 @@ impl GraphBuilder {
     /// typed error for a mode it has no rule for). See [`crate::ops::custom`].
     #[track_caller]
     pub fn custom<'b>(&'b self, op: &crate::ops::custom::CustomOp, inputs: &[Var<'b>]) -> Var<'b> {
-        if inputs.iter().any(|v| v.id == POISON) {
+        let call = format!("custom op `{}`", op.name());
+        if self.foreign(&call, &[inputs]) || inputs.iter().any(|v| v.id == POISON) {
             return Var {
                 id: POISON,
                 b: self,
@@ -857,6 +931,86 @@ mod tests {
         assert!(msg.contains("add"), "{msg}");
         assert!(msg.contains("f64[3]") && msg.contains("f64[4]"), "{msg}");
         assert!(msg.contains(&format!("builder.rs:{line}")), "{msg}");
+    }
+
+    #[test]
+    fn values_of_two_builders_do_not_mix() {
+        let b1 = GraphBuilder::new("one");
+        let b2 = GraphBuilder::new("two");
+        // Same node id (0) in both builders: without the check, `x * y` would silently be
+        // `x * x`.
+        let x = b1.input("x", DType::F64, &[]);
+        let y = b2.input("y", DType::F64, &[]);
+        let line = line!() + 1;
+        let z = x * y;
+        let err = b1.finish(&[("z", z)]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err.error, BuildErrorKind::ForeignValue { .. }),
+            "{msg}"
+        );
+        assert!(msg.contains(&format!("builder.rs:{line}")), "{msg}");
+        assert!(
+            msg.contains("mul") && msg.contains("%y") && msg.contains("@two"),
+            "{msg}"
+        );
+
+        // Every entry point that takes values checks them.
+        let c1 = GraphBuilder::new("c1");
+        let x1 = c1.input("x", DType::F64, &[]);
+        let e = c1.grad(x1 * x1, &[y]).unwrap_err();
+        assert!(e.to_string().contains("grad: %y belongs to another"), "{e}");
+        let f1 = GraphBuilder::new("f1");
+        let _ = f1.input("x", DType::F64, &[]);
+        let e = f1.finish(&[("y", y)]).unwrap_err();
+        assert!(e.to_string().contains("finish: %y"), "{e}");
+        let n1 = GraphBuilder::new("n1");
+        n1.name(y, "w");
+        assert!(n1.check().is_err());
+        assert_eq!(
+            b2.graph().node(y.id()).name.as_deref(),
+            Some("y"),
+            "not renamed"
+        );
+        let j1 = GraphBuilder::new("j1");
+        let x1 = j1.input("x", DType::F64, &[]);
+        assert!(j1.jvp(&[x1], &[y], &[x1]).is_err());
+    }
+
+    #[test]
+    fn derivative_errors_name_the_callers_line_and_the_value() {
+        let b = GraphBuilder::new("t");
+        let x = b.input("x", DType::F64, &[]);
+        let y = b.input("y", DType::F64, &[]);
+        let built = line!() + 1;
+        let c = x.lt(y);
+        let line = line!() + 1;
+        let err = b.grad(c, &[x]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("src/ir/builder.rs:{line}:")),
+            "{err}"
+        );
+        // The unnamed value is described by its statement and where it was built.
+        assert!(err.contains("%2 = lt %x, %y"), "{err}");
+        assert!(err.contains(&format!("builder.rs:{built}:")), "{err}");
+        assert!(err.contains("bool[]"), "{err}");
+        let err = b.grad(x, &[c]).unwrap_err().to_string();
+        assert!(err.contains("with respect to %2 (%2 = lt"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_output_name_is_reported_at_the_callers_line() {
+        let b = GraphBuilder::new("t");
+        let x = b.input("x", DType::F64, &[]);
+        let line = line!() + 1;
+        let err = b
+            .finish(&[("not a name", x.exp())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("src/ir/builder.rs:{line}:")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -177,11 +177,11 @@ fn malformed_files_are_rejected_with_position_and_reason() {
             "invalid value name",
         ),
         (
-            "digit graph name",
-            "graph @1 {\n}\n".into(),
+            "bad graph name",
+            "graph @1a {\n}\n".into(),
             1,
             7,
-            "graph name",
+            "invalid graph name `@1a`",
         ),
         (
             "leading zero",
@@ -1623,6 +1623,17 @@ fn unnamed_nodes_print_as_ids_and_round_trip() {
 }
 
 #[test]
+fn digit_graph_names_parse_and_round_trip() {
+    // The format allows `@` followed by either form a value name may take.
+    for name in ["0", "17", "007"] {
+        let src = format!("graph @{name} {{\n  %x = input f64[]\n  output %x\n}}\n");
+        let g = parse_ok(&src);
+        assert_eq!(g.name, name);
+        assert_eq!(text::print(&g), src);
+    }
+}
+
+#[test]
 fn odd_graph_names_are_sanitized() {
     let mut g = Graph::new("my graph-1");
     let x = g.add_input("x", TensorType::scalar(DType::F64)).unwrap();
@@ -1631,6 +1642,8 @@ fn odd_graph_names_are_sanitized() {
     g.name = "9lives".into();
     let p = text::print(&g);
     assert!(p.starts_with("graph @_9lives {\n"), "{p}");
+    g.name = "0".into();
+    assert!(text::print(&g).starts_with("graph @0 {\n"));
     g.name = String::new();
     assert_eq!(parse_ok(&text::print(&g)).name, "_");
 }
