@@ -43,9 +43,10 @@
 //! keeps register allocation linear in the function size (the compile-time trap in the
 //! Cranelift notes).
 
-use super::plan::{Fused, Group, Item, Loc, Plan, View};
+use super::layout::{View, collapse, matrix_strides, row_major_bytes, to_bytes};
+use super::plan::{Fused, Group, Item, Loc, Plan};
 use super::{batch, vmath};
-use crate::ir::{Attrs, DType, Graph, NodeId, Op, strides};
+use crate::ir::{Attrs, DType, Graph, NodeId, Op};
 use crate::ops::{self, Cmp, FBinary, FUnary, MathFn, SVal, ScalarEmit};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
@@ -269,17 +270,6 @@ struct Loop {
     var: Variable,
     head: cranelift_codegen::ir::Block,
     i: Value,
-}
-
-/// Byte strides of a row-major (contiguous) tensor of `shape` with `size`-byte elements.
-fn contiguous(shape: &[usize], size: usize) -> Vec<i64> {
-    strides(shape).iter().map(|&s| (s * size) as i64).collect()
-}
-
-/// Merges contiguous dimensions of a copy (see `plan::collapse`).
-fn collapse(dims: &[usize], acc: &mut [Vec<i64>]) -> Vec<usize> {
-    let mut refs: Vec<&mut Vec<i64>> = acc.iter_mut().collect();
-    super::plan::collapse(dims, &mut refs)
 }
 
 type NestBody<'a, 'f, 'g> = &'a mut dyn FnMut(&mut Lowerer<'f, 'g>, &[Value]);
@@ -643,8 +633,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.vals.clear();
         match &self.plan.groups[gi as usize] {
             Group::Fused(f) => self.fused(f, blocks),
-            Group::Single(id, None) => self.node(*id),
-            Group::Single(id, Some(v)) => self.realize(*id, v),
+            Group::Matmul { node, gemm } => self.matmul(*node, *gemm),
+            Group::Node(id) => self.node(*id),
+            Group::Copy { node, from } => self.realize(*node, from),
         }
     }
 
@@ -659,9 +650,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             ty.dtype,
             &shape,
             dst,
-            contiguous(&shape, size),
+            row_major_bytes(&shape, size),
             src,
-            bytes_i(&v.strides, size),
+            to_bytes(&v.strides, size),
         );
     }
 
@@ -1728,21 +1719,20 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         // Non-fused ops have no scalar rule: their loop structure is the JIT's business, so
         // this is the one place that dispatches on them.
         match node.op {
-            Op::Matmul => self.matmul(id),
             Op::Concat => {
                 let Attrs::Axis { axis } = node.attrs else {
                     unreachable!("verified concat has an axis")
                 };
                 let size = node.ty.dtype.size_bytes();
                 let out = &node.ty.shape;
-                let out_st = contiguous(out, size);
+                let out_st = row_major_bytes(out, size);
                 let dst = self.home(id);
                 let mut at = 0i64;
                 for &x in &node.inputs {
                     let xs = g.ty(x).shape.clone();
                     let v = self.view(x);
                     let src = self.root_src(v.root).offset_by(v.offset * size as i64);
-                    let src_st = bytes_i(&v.strides, size);
+                    let src_st = to_bytes(&v.strides, size);
                     let d = dst.offset_by(at * out_st[axis]);
                     self.copy(node.ty.dtype, &xs, d, out_st.clone(), src, src_st);
                     at += xs[axis] as i64;
@@ -1775,10 +1765,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 
     /// `matmul`: a nest over the batch dimensions whose body is either one call of the GEMM
     /// wrapper (see [`super::gemm`]) or, with `exact_math` and for small products, splat
-    /// operands and broadcast rows/columns ([`super::plan::gemm_path`]), an `i, j` nest
+    /// operands and broadcast rows/columns (decided by the plan, [`Group::Matmul`]), an `i, j` nest
     /// accumulating over `p` in the interpreter's order. Both read each operand through its
     /// view's strides.
-    fn matmul(&mut self, id: NodeId) {
+    fn matmul(&mut self, id: NodeId, gemm: bool) {
         let g = self.g;
         let node = g.node(id);
         let dt = node.ty.dtype;
@@ -1798,7 +1788,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let mut batch_st: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
         for (o, &x) in node.inputs.iter().enumerate() {
             let v = self.view(x);
-            let (rs, cs) = super::plan::matrix_strides(g, x, v);
+            let (rs, cs) = matrix_strides(g, x, v);
             mats[o] = (rs * size, cs * size);
             let shape = &g.ty(x).shape;
             let xr = shape.len();
@@ -1816,14 +1806,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
         let [bx, by] = batch_st;
         // The output matrix of one batch entry is m·n contiguous elements.
-        let ob: Vec<i64> = contiguous(batch, size as usize)
+        let ob: Vec<i64> = row_major_bytes(batch, size as usize)
             .iter()
             .map(|s| s * (m * n) as i64)
             .collect();
         let dst = self.home(id);
         let [(xrs, xcs), (yrs, ycs)] = mats;
         let [sx, sy] = homes;
-        if super::plan::gemm_path(g, &self.plan.locs, &self.plan.views, id, self.opts.exact) {
+        if gemm {
             let mut outer = [ob, bx, by];
             let outer_dims = collapse(batch, &mut outer);
             let f = self.gemm_ref(dt);
@@ -2050,11 +2040,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
         a.value
     }
-}
-
-/// Element strides (signed) scaled to bytes.
-fn bytes_i(st: &[i64], size: usize) -> Vec<i64> {
-    st.iter().map(|&s| s * size as i64).collect()
 }
 
 impl ScalarEmit for Lowerer<'_, '_> {

@@ -133,6 +133,7 @@
 mod batch;
 mod gemm;
 mod kernel;
+mod layout;
 mod libm;
 mod lower;
 mod plan;
