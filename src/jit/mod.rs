@@ -143,13 +143,14 @@ pub use kernel::{Buf, BufMut, Kernel, KernelStats, Workspace};
 
 use crate::ir::{DType, Graph, TensorType, VerifyErrors};
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::ir::UserFuncName;
+use cranelift_codegen::ir::{Signature, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{CodegenError, Context};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, ModuleError, ModuleReloc};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Options for [`compile_with`].
@@ -358,6 +359,47 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
+    let plan = plan_graph(g, cfg)?;
+    let isa = host_isa(cfg.verifier)?;
+    let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
+    let module = owner.module();
+    let imports = declare_imports(module, &isa)?;
+    let sigs = [
+        lower::kernel_signature(isa.pointer_type(), isa.default_call_conv()),
+        lower::block_signature(isa.pointer_type(), isa.default_call_conv()),
+    ];
+    let ids = declare_functions(module, &plan, &sigs)?;
+    let job = Job {
+        env: lower::Env {
+            g,
+            plan: &plan,
+            imports: &imports,
+            target: isa.frontend_config(),
+            opts: lower::Opts {
+                exact: cfg.exact_math,
+                fma: isa
+                    .isa_flags()
+                    .iter()
+                    .any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
+                batch: cfg.batch_math && batch::available(),
+            },
+        },
+        isa: &isa,
+        sigs: &sigs,
+        ids: &ids,
+    };
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        t => t,
+    };
+    job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
+    module.finalize_definitions().map_err(JitError::module)?;
+    let steps = steps(module, &ids, &plan);
+    Ok(Kernel::new(parts(g, cfg, plan, steps, started), owner))
+}
+
+/// The plan of verified graph `g`, within the workspace limit of `cfg`.
+fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<plan::Plan, JitError> {
     let plan = plan::plan(
         g,
         &plan::PlanConfig {
@@ -376,15 +418,11 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             ),
         });
     }
-    let isa = host_isa(cfg.verifier)?;
-    let opts = lower::Opts {
-        exact: cfg.exact_math,
-        fma: isa
-            .isa_flags()
-            .iter()
-            .any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
-        batch: cfg.batch_math && batch::available(),
-    };
+    Ok(plan)
+}
+
+/// A JIT builder for `isa` that resolves the helpers' symbols.
+fn jit_builder(isa: &OwnedTargetIsa) -> JITBuilder {
     let mut jb = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
     for (_, _, name, ptr) in libm::symbols().chain(batch::symbols()) {
         jb.symbol(name, ptr);
@@ -392,39 +430,50 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     for (_, name, ptr) in gemm::symbols() {
         jb.symbol(name, ptr);
     }
-    let mut owner = kernel::ModuleOwner::new(JITModule::new(jb));
-    let module = owner.module();
-    let call_conv = isa.default_call_conv();
-    let ptr = isa.pointer_type();
+    jb
+}
 
-    let mut math = lower::MathIds::new();
-    for (f, d, name, _) in libm::symbols() {
-        let sig = lower::math_signature(f, d, call_conv);
+/// Declares the helpers as imports of `module`.
+fn declare_imports(
+    module: &mut JITModule,
+    isa: &OwnedTargetIsa,
+) -> Result<lower::Imports, JitError> {
+    let (ptr, cc) = (isa.pointer_type(), isa.default_call_conv());
+    let math =
+        libm::symbols().map(|(f, d, name, _)| ((f, d), name, lower::math_signature(f, d, cc)));
+    let batched =
+        batch::symbols().map(|(f, d, name, _)| ((f, d), name, lower::batch_signature(ptr, cc)));
+    let gemms = gemm::symbols()
+        .into_iter()
+        .map(|(d, name, _)| (d, name, lower::gemm_signature(ptr, cc)));
+    Ok(lower::Imports {
+        math: declare(module, math)?,
+        batch: declare(module, batched)?,
+        gemm: declare(module, gemms)?,
+    })
+}
+
+/// Declares each `(key, symbol, signature)` as an import of `module`: key → function index.
+fn declare<K: Eq + std::hash::Hash>(
+    module: &mut JITModule,
+    imports: impl Iterator<Item = (K, &'static str, Signature)>,
+) -> Result<HashMap<K, u32>, JitError> {
+    let mut ids = HashMap::new();
+    for (key, name, sig) in imports {
         let id = module
             .declare_function(name, Linkage::Import, &sig)
             .map_err(JitError::module)?;
-        math.insert((f, d), id.as_u32());
+        ids.insert(key, id.as_u32());
     }
-    let mut batch_ids = lower::MathIds::new();
-    for (f, d, name, _) in batch::symbols() {
-        let sig = lower::batch_signature(ptr, call_conv);
-        let id = module
-            .declare_function(name, Linkage::Import, &sig)
-            .map_err(JitError::module)?;
-        batch_ids.insert((f, d), id.as_u32());
-    }
-    let mut gemm_ids = lower::GemmIds::new();
-    for (d, name, _) in gemm::symbols() {
-        let sig = lower::gemm_signature(ptr, call_conv);
-        let id = module
-            .declare_function(name, Linkage::Import, &sig)
-            .map_err(JitError::module)?;
-        gemm_ids.insert(d, id.as_u32());
-    }
-    let sigs = [
-        lower::kernel_signature(ptr, call_conv),
-        lower::block_signature(ptr, call_conv),
-    ];
+    Ok(ids)
+}
+
+/// Declares the plan's functions (serial: `sigs[0]`, block functions: `sigs[1]`).
+fn declare_functions(
+    module: &mut JITModule,
+    plan: &plan::Plan,
+    sigs: &[Signature; 2],
+) -> Result<Vec<FuncId>, JitError> {
     let mut ids = Vec::with_capacity(plan.funcs.len());
     for (i, f) in plan.funcs.iter().enumerate() {
         let sig = &sigs[usize::from(matches!(f, plan::Func::Blocks(_)))];
@@ -433,75 +482,12 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             .map_err(JitError::module)?;
         ids.push(id);
     }
+    Ok(ids)
+}
 
-    let threads = match cfg.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        t => t,
-    }
-    .min(plan.funcs.len())
-    .max(1);
-    let job = Job {
-        g,
-        plan: &plan,
-        math: &math,
-        batch: &batch_ids,
-        gemm: &gemm_ids,
-        isa: &isa,
-        sigs: &sigs,
-        ids: &ids,
-        opts,
-    };
-    if threads == 1 {
-        let mut fctx = FunctionBuilderContext::new();
-        let mut ctx = module.make_context();
-        for (i, &id) in ids.iter().enumerate() {
-            module.clear_context(&mut ctx);
-            job.build(i, &mut ctx, &mut fctx);
-            module
-                .define_function(id, &mut ctx)
-                .map_err(|source| JitError::Codegen {
-                    function: i,
-                    source: Box::new(source),
-                })?;
-        }
-    } else {
-        // Workers build and compile functions i ≡ w (mod threads); this thread links them in
-        // order as they arrive.
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compiled, Box<ModuleError>>)>();
-        std::thread::scope(|s| -> Result<(), JitError> {
-            for w in 0..threads {
-                let tx = tx.clone();
-                let job = &job;
-                s.spawn(move || {
-                    let mut fctx = FunctionBuilderContext::new();
-                    let mut ctx = Context::new();
-                    for i in (w..job.ids.len()).step_by(threads) {
-                        ctx.clear();
-                        job.build(i, &mut ctx, &mut fctx);
-                        let r = job.compile(i, &mut ctx);
-                        let failed = r.is_err();
-                        if tx.send((i, r)).is_err() || failed {
-                            return;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            for (i, r) in rx {
-                let c = r.map_err(|source| JitError::Codegen {
-                    function: i,
-                    source,
-                })?;
-                module
-                    .define_function_bytes(ids[i], c.align, &c.code, &c.relocs)
-                    .map_err(JitError::module)?;
-            }
-            Ok(())
-        })?;
-    }
-    module.finalize_definitions().map_err(JitError::module)?;
-    let steps = ids
-        .iter()
+/// The kernel's steps: the finalized functions of the plan, in order.
+fn steps(module: &JITModule, ids: &[FuncId], plan: &plan::Plan) -> Vec<kernel::Step> {
+    ids.iter()
         .zip(&plan.funcs)
         .map(|(&id, f)| {
             let p = module.get_finalized_function(id);
@@ -518,8 +504,17 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
                 }
             }
         })
-        .collect();
+        .collect()
+}
 
+/// The parts of the kernel: its steps, constants, signature and counters.
+fn parts(
+    g: &Graph,
+    cfg: &JitConfig,
+    plan: plan::Plan,
+    steps: Vec<kernel::Step>,
+    started: std::time::Instant,
+) -> kernel::Parts {
     let mut consts = vec![Line([0; 64]); plan.consts.len().div_ceil(64)];
     for (line, chunk) in consts.iter_mut().zip(plan.consts.chunks(64)) {
         line.0[..chunk.len()].copy_from_slice(chunk);
@@ -545,7 +540,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         })
     });
     let st = &plan.stats;
-    let parts = kernel::Parts {
+    kernel::Parts {
         check,
         steps,
         consts,
@@ -554,7 +549,6 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         input_names: inputs.iter().map(|&i| g.value_name(i)).collect(),
         output_names: g.outputs().iter().map(|&o| g.value_name(o)).collect(),
         ws_bytes: plan.ws_bytes,
-        post: plan.post,
         stats: KernelStats {
             nodes_compiled: st.nodes_compiled,
             nodes_dead: st.nodes_dead,
@@ -568,8 +562,8 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             matmuls_gemm: st.matmuls_gemm,
             compile_time: started.elapsed(),
         },
-    };
-    Ok(Kernel::new(parts, owner))
+        post: plan.post,
+    }
 }
 
 /// Turns the address of a finalized serial function into a function pointer.
@@ -592,15 +586,10 @@ fn block_fn(p: *const u8) -> kernel::BlockFn {
 
 /// Everything a worker needs to build and compile one function.
 struct Job<'a> {
-    g: &'a Graph,
-    plan: &'a plan::Plan,
-    math: &'a lower::MathIds,
-    batch: &'a lower::MathIds,
-    gemm: &'a lower::GemmIds,
+    env: lower::Env<'a>,
     isa: &'a OwnedTargetIsa,
-    sigs: &'a [cranelift_codegen::ir::Signature; 2],
+    sigs: &'a [Signature; 2],
     ids: &'a [FuncId],
-    opts: lower::Opts,
 }
 
 /// Machine code of one function, ready for `define_function_bytes`.
@@ -613,24 +602,64 @@ struct Compiled {
 impl Job<'_> {
     /// Builds function `i` into `ctx.func`.
     fn build(&self, i: usize, ctx: &mut Context, fctx: &mut FunctionBuilderContext) {
-        let (sig, body) = match &self.plan.funcs[i] {
+        let (sig, body) = match &self.env.plan.funcs[i] {
             plan::Func::Serial(items) => (&self.sigs[0], lower::Body::Serial(items)),
             plan::Func::Blocks(g) => (&self.sigs[1], lower::Body::Blocks(*g)),
         };
         ctx.func.signature = sig.clone();
         ctx.func.name = UserFuncName::user(0, self.ids[i].as_u32());
-        lower::build_function(
-            &mut ctx.func,
-            fctx,
-            self.g,
-            self.plan,
-            body,
-            self.math,
-            self.batch,
-            self.gemm,
-            self.isa.frontend_config(),
-            self.opts,
-        );
+        lower::build_function(&mut ctx.func, fctx, &self.env, body);
+    }
+
+    /// Builds, compiles and defines every function in `module`, on `threads` threads.
+    fn define_all(&self, module: &mut JITModule, threads: usize) -> Result<(), JitError> {
+        if threads == 1 {
+            let mut fctx = FunctionBuilderContext::new();
+            let mut ctx = module.make_context();
+            for (i, &id) in self.ids.iter().enumerate() {
+                module.clear_context(&mut ctx);
+                self.build(i, &mut ctx, &mut fctx);
+                module
+                    .define_function(id, &mut ctx)
+                    .map_err(|source| JitError::Codegen {
+                        function: i,
+                        source: Box::new(source),
+                    })?;
+            }
+            return Ok(());
+        }
+        // Workers build and compile functions i ≡ w (mod threads); this thread links them in
+        // order as they arrive.
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compiled, Box<ModuleError>>)>();
+        std::thread::scope(|s| -> Result<(), JitError> {
+            for w in 0..threads {
+                let tx = tx.clone();
+                s.spawn(move || {
+                    let mut fctx = FunctionBuilderContext::new();
+                    let mut ctx = Context::new();
+                    for i in (w..self.ids.len()).step_by(threads) {
+                        ctx.clear();
+                        self.build(i, &mut ctx, &mut fctx);
+                        let r = self.compile(i, &mut ctx);
+                        let failed = r.is_err();
+                        if tx.send((i, r)).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (i, r) in rx {
+                let c = r.map_err(|source| JitError::Codegen {
+                    function: i,
+                    source,
+                })?;
+                module
+                    .define_function_bytes(self.ids[i], c.align, &c.code, &c.relocs)
+                    .map_err(JitError::module)?;
+            }
+            Ok(())
+        })
     }
 
     /// Compiles the function in `ctx` to machine code (what `JITModule::define_function` does,

@@ -82,9 +82,9 @@ pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig
     // Values some live consumer reads contiguously (`reshape`, which is only a view of a
     // contiguous operand; `matmul` takes any strides).
     let mut wants_contiguous = vec![false; n];
-    for i in 0..n {
-        if live.live[i] && nodes[i].op == Op::Reshape {
-            for x in &nodes[i].inputs {
+    for (node, &live) in nodes.iter().zip(&live.live) {
+        if live && node.op == Op::Reshape {
+            for x in &node.inputs {
                 wants_contiguous[x.index()] = true;
             }
         }
