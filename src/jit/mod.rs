@@ -24,7 +24,7 @@
 //!    piece by piece from its operands); fusion of nodes into groups, each one loop nest
 //!    (elementwise chains and trees with broadcast operands, and the reductions consuming
 //!    them, forward and adjoint alike); a home for every stored value (caller buffers,
-//!    workspace ranges reused by liveness and in place where legal, constants); blocks for
+//!    workspace ranges reused by liveness and in place where legal, constants); chunks for
 //!    threads; and the split into functions of at most [`JitConfig::max_ops_per_function`]
 //!    nodes. See the `plan` module docs for the rules.
 //! 3. `lower`: each function becomes Cranelift IR: per group one loop nest whose body is
@@ -37,7 +37,7 @@
 //!    `Ḡ·Bᵀ`) is never copied.
 //! 4. The functions are compiled (on worker threads when there are several), linked into one
 //!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence, running the
-//!    blocks of parallel groups on rayon's pool. Functions never call each other, so there
+//!    chunks of parallel groups on rayon's pool. Functions never call each other, so there
 //!    are no cross-function relocations.
 //!
 //! # Memory layout
@@ -57,17 +57,17 @@
 //! Each serial function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
 //! ws: *mut u8, consts: *const u8)`: a table of the input buffer addresses (input order), a
 //! table of the output buffer addresses (output order), the workspace base and the constant
-//! blob base. A block function takes two more arguments, `lo: i64, hi: i64`, and runs blocks
+//! blob base. A chunk function takes two more arguments, `lo: i64, hi: i64`, and runs chunks
 //! `lo..hi` of one parallel group. [`Kernel::call`] runs the functions in order after checking
 //! every buffer. Bool elements are bytes holding 0 or 1; the code never writes anything else
 //! into bool memory.
 //!
 //! # Threads and determinism
 //! Fused loops over at least [`JitConfig::parallel_min_elements`] elements (and at least
-//! 2 × 16384) are cut at compile time into blocks of about 16384 elements along their
+//! 2 × 16384) are cut at compile time into chunks of about 16384 elements along their
 //! outermost dimension; [`Kernel::call`] runs them on rayon's worker threads, which claim
-//! blocks one at a time from a shared counter. A reduction across blocks writes one partial
-//! result per block, folded in block order afterwards. Block boundaries and folding order depend only on the shapes, so the
+//! chunks one at a time from a shared counter. A reduction across chunks writes one partial
+//! result per chunk, folded in chunk order afterwards. Chunk boundaries and folding order depend only on the shapes, so the
 //! same inputs give bitwise the same outputs on every run and with any number of threads.
 //! Smaller kernels (and every scalar kernel) stay on the calling thread.
 //!
@@ -99,7 +99,7 @@
 //!
 //!   ±0, ±inf, NaN, overflow and underflow come out as libm gives them (NaN payloads aside);
 //!   arguments a polynomial cannot handle (subnormal `exp` results and `log` arguments, the
-//!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their block rerun with
+//!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their chunk rerun with
 //!   libm on every lane. `pow` always uses libm.
 //!
 //!   In vector loops of at least 1024 elements, every function but `pow` runs in chunks
@@ -108,16 +108,16 @@
 //!   (`log1p(exp(x))`, up to 4 deep). They execute the same algorithms operation for
 //!   operation, so their values are bitwise the in-loop ones (a test compares every bit),
 //!   with one difference: an argument that needs libm gets libm alone, instead of sending
-//!   its whole block to libm.
+//!   its whole chunk to libm.
 //! - Reductions whose innermost loop dimension is reduced are reassociated (vector lanes,
-//!   unroll slots and blocks, combined in a fixed tree order): a sum of `n` terms is within
+//!   unroll slots and chunks, combined in a fixed tree order): a sum of `n` terms is within
 //!   `n·ε·Σ|xᵢ|` of the interpreter's (ε = `f32::EPSILON` or `f64::EPSILON`), usually much
 //!   closer to the exact sum; `reduce_max`/`reduce_min` may differ only in the sign of a zero
 //!   result. Reductions along a kept innermost dimension (column sums) stay bitwise.
 //! - A `matmul` with `m·k·n > 256` (and both operands in memory) calls a tuned GEMM, which
-//!   blocks the sum over `k` and uses `fma` and SIMD partial sums: each element is within
+//!   tiles the sum over `k` and uses `fma` and SIMD partial sums: each element is within
 //!   `k·ε·Σ|a||b|` of the interpreter's (the sum of both orders' worst-case rounding). It is
-//!   deterministic all the same: the GEMM runs on the calling thread with a blocking fixed by
+//!   deterministic all the same: the GEMM runs on the calling thread with a tiling fixed by
 //!   the shapes and strides. Smaller products use a loop nest in the interpreter's order.
 //!
 //! Per op the tolerance is therefore: bitwise; within the table's ULP bound; or within the
@@ -167,13 +167,13 @@ pub struct JitConfig {
     pub threads: usize,
     /// Bitwise agreement with the interpreter: every transcendental calls the same scalar
     /// libm function as the interpreter (lane by lane in vector loops), and reductions
-    /// accumulate in the interpreter's order (no reassociation; reductions across blocks are
+    /// accumulate in the interpreter's order (no reassociation; reductions across chunks are
     /// then not split between threads). Default off: see the module docs for the tolerance.
     pub exact_math: bool,
-    /// Loops over at least this many elements are cut into blocks that run on several
+    /// Loops over at least this many elements are cut into chunks that run on several
     /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` keeps every
     /// kernel single-threaded. Results do not depend on the number of threads, but the
-    /// blocking (decided by this setting) does fix the order of reassociated reductions.
+    /// cut into chunks (decided by this setting) does fix the order of reassociated reductions.
     /// Default 65536.
     pub parallel_min_elements: usize,
     /// The most workspace (scratch memory for intermediate values) a kernel may need; a graph
@@ -192,7 +192,7 @@ pub struct JitConfig {
     /// AVX2), instead of Cranelift's 128-bit vectors: 2-3× faster on a transcendental-heavy
     /// loop. The values are bitwise those of the in-loop polynomials,
     /// except that an argument needing the libm fallback gets libm alone instead of sending
-    /// its whole block to libm (see the module docs). Used only on x86-64 hosts with AVX2
+    /// its whole chunk to libm (see the module docs). Used only on x86-64 hosts with AVX2
     /// and FMA. Default on.
     pub batch_math: bool,
 }
@@ -366,7 +366,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     let imports = declare_imports(module, &isa)?;
     let sigs = [
         lower::kernel_signature(isa.pointer_type(), isa.default_call_conv()),
-        lower::block_signature(isa.pointer_type(), isa.default_call_conv()),
+        lower::chunk_signature(isa.pointer_type(), isa.default_call_conv()),
     ];
     let ids = declare_functions(module, &plan, &sigs)?;
     let job = Job {
@@ -468,7 +468,7 @@ fn declare<K: Eq + std::hash::Hash>(
     Ok(ids)
 }
 
-/// Declares the plan's functions (serial: `sigs[0]`, block functions: `sigs[1]`).
+/// Declares the plan's functions (serial: `sigs[0]`, chunk functions: `sigs[1]`).
 fn declare_functions(
     module: &mut JITModule,
     plan: &plan::Plan,
@@ -476,7 +476,7 @@ fn declare_functions(
 ) -> Result<Vec<FuncId>, JitError> {
     let mut ids = Vec::with_capacity(plan.funcs.len());
     for (i, f) in plan.funcs.iter().enumerate() {
-        let sig = &sigs[usize::from(matches!(f, plan::Func::Blocks(_)))];
+        let sig = &sigs[usize::from(matches!(f, plan::Func::Chunks(_)))];
         let id = module
             .declare_function(&format!("f{i}"), Linkage::Local, sig)
             .map_err(JitError::module)?;
@@ -493,13 +493,13 @@ fn steps(module: &JITModule, ids: &[FuncId], plan: &plan::Plan) -> Vec<kernel::S
             let p = module.get_finalized_function(id);
             match f {
                 plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p)),
-                plan::Func::Blocks(gi) => {
+                plan::Func::Chunks(gi) => {
                     let plan::Group::Fused(fused) = &plan.groups[*gi as usize] else {
-                        unreachable!("block functions run fused groups")
+                        unreachable!("chunk functions run fused groups")
                     };
-                    kernel::Step::Blocks {
-                        f: block_fn(p),
-                        count: fused.blocks.count,
+                    kernel::Step::Chunks {
+                        f: chunk_fn(p),
+                        count: fused.chunks.count,
                     }
                 }
             }
@@ -533,7 +533,7 @@ fn parts(
                         [plan::Item::Run(gi)] => plan.groups[*gi as usize].first_node(),
                         _ => unreachable!("checked plans run one group per function"),
                     },
-                    plan::Func::Blocks(_) => unreachable!("checked plans are serial"),
+                    plan::Func::Chunks(_) => unreachable!("checked plans are serial"),
                 })
                 .collect(),
             live: crate::finite::live_nodes(g),
@@ -576,12 +576,12 @@ fn serial_fn(p: *const u8) -> kernel::KernelFn {
     unsafe { std::mem::transmute::<*const u8, kernel::KernelFn>(p) }
 }
 
-/// Turns the address of a finalized block function into a function pointer.
+/// Turns the address of a finalized chunk function into a function pointer.
 #[allow(unsafe_code)]
-fn block_fn(p: *const u8) -> kernel::BlockFn {
-    // SAFETY: as `serial_fn`, for a function defined with `block_signature` (four pointers
+fn chunk_fn(p: *const u8) -> kernel::ChunkFn {
+    // SAFETY: as `serial_fn`, for a function defined with `chunk_signature` (four pointers
     // and two i64 arguments, no results).
-    unsafe { std::mem::transmute::<*const u8, kernel::BlockFn>(p) }
+    unsafe { std::mem::transmute::<*const u8, kernel::ChunkFn>(p) }
 }
 
 /// Everything a worker needs to build and compile one function.
@@ -604,7 +604,7 @@ impl Job<'_> {
     fn build(&self, i: usize, ctx: &mut Context, fctx: &mut FunctionBuilderContext) {
         let (sig, body) = match &self.env.plan.funcs[i] {
             plan::Func::Serial(items) => (&self.sigs[0], lower::Body::Serial(items)),
-            plan::Func::Blocks(g) => (&self.sigs[1], lower::Body::Blocks(*g)),
+            plan::Func::Chunks(g) => (&self.sigs[1], lower::Body::Chunks(*g)),
         };
         ctx.func.signature = sig.clone();
         ctx.func.name = UserFuncName::user(0, self.ids[i].as_u32());

@@ -161,7 +161,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// A vector transcendental; the lanes outside its fast range are recorded for the slow
-    /// pass (see [`Lowerer::block`]).
+    /// pass (see [`Lowerer::chunk`]).
     pub(super) fn vector_call(&mut self, f: MathFn, x: Value) -> Value {
         let a = vmath::emit(&mut self.b, self.opts.fma, f, x);
         if let Some(bad) = a.bad {

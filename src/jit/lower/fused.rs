@@ -1,4 +1,4 @@
-//! Fused nests: the loop nest of a fused group, its blocks, the fast and slow passes of vector
+//! Fused nests: the loop nest of a fused group, its chunks, the fast and slow passes of vector
 //! code, the innermost vector loops, and the loop body (loads, member rules, stores).
 
 use super::loops::Bound;
@@ -26,10 +26,10 @@ pub(super) struct Cx<'p> {
     pub(super) store_of: HashMap<NodeId, usize>,
     pub(super) red: Vec<RedCx>,
     pub(super) red_of: HashMap<NodeId, usize>,
-    /// Long innermost loops run in staged chunks (see [`Lowerer::staged`]).
+    /// Long innermost loops run in staged segments (see [`Lowerer::staged`]).
     pub(super) staged: bool,
-    /// The block being emitted (block functions only).
-    pub(super) blk: Option<Value>,
+    /// The chunk being emitted (chunk functions only).
+    pub(super) chunk: Option<Value>,
 }
 
 /// Where in the innermost loop a body runs: element index `idx + extra` (`idx` absent: 0).
@@ -62,7 +62,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         (self.add_off(outer, idx), (pos.extra + lane) * st)
     }
 
-    pub(super) fn fused(&mut self, f: &'g Fused, blocks: Option<(Value, Value)>) {
+    pub(super) fn fused(&mut self, f: &'g Fused, chunks: Option<(Value, Value)>) {
         let g = self.g;
         let d = f.dims.len();
         let (w, vdt) = match f.vector {
@@ -90,7 +90,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             red: Vec::new(),
             red_of: HashMap::new(),
             staged: self.opts.batch && self.opts.fma && !self.opts.exact && w > 1 && f.math,
-            blk: None,
+            chunk: None,
         };
         for (i, (x, a)) in f.leaves.iter().enumerate() {
             let s = self.root_src(a.root).offset_by(a.offset);
@@ -146,26 +146,26 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             });
             cx.red_of.insert(r.node, i);
         }
-        match blocks {
-            None => self.block(&cx, None),
+        match chunks {
+            None => self.chunk(&cx, None),
             Some((lo, hi)) => {
                 let l = self.loop_begin(Bound::V(lo));
-                cx.blk = Some(l.i);
-                self.block(&cx, Some(l.i));
+                cx.chunk = Some(l.i);
+                self.chunk(&cx, Some(l.i));
                 self.loop_end(l, Bound::V(hi));
             }
         }
         self.lanes = 1;
     }
 
-    /// One block of a fused group (`blk` absent: the whole group, as one block). In vector
+    /// One chunk of a fused group (`chunk` absent: the whole group, as one chunk). In vector
     /// code the fast pass uses the vector transcendentals; if any lane was outside their
-    /// range, the block runs again with libm on every lane (no call inside the fast loops, so
+    /// range, the chunk runs again with libm on every lane (no call inside the fast loops, so
     /// nothing there is spilled around calls). The plan keeps such groups from working in
     /// place, so the second pass reads the same operands.
-    pub(super) fn block(&mut self, cx: &Cx<'_>, blk: Option<Value>) {
+    pub(super) fn chunk(&mut self, cx: &Cx<'_>, chunk: Option<Value>) {
         if self.lanes == 1 || self.opts.exact {
-            self.block_pass(cx, blk);
+            self.chunk_pass(cx, chunk);
             return;
         }
         let var = self.b.declare_var(mask_ty(self.vdt));
@@ -173,7 +173,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let z = self.b.ins().splat(mask_ty(self.vdt), z);
         self.b.def_var(var, z);
         self.bad = Some((var, false));
-        self.block_pass(cx, blk);
+        self.chunk_pass(cx, chunk);
         let Some((var, true)) = self.bad.take() else {
             return;
         };
@@ -186,18 +186,18 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.b.seal_block(slow);
         self.b.switch_to_block(slow);
         self.slow = true;
-        self.block_pass(cx, blk);
+        self.chunk_pass(cx, chunk);
         self.slow = false;
         self.b.ins().jump(done, &[]);
         self.b.seal_block(done);
         self.b.switch_to_block(done);
     }
 
-    pub(super) fn block_pass(&mut self, cx: &Cx<'_>, blk: Option<Value>) {
+    pub(super) fn chunk_pass(&mut self, cx: &Cx<'_>, chunk: Option<Value>) {
         let f = cx.f;
         let d = f.dims.len();
-        let bs = f.blocks.size as i64;
-        let (row_lo, row_hi) = match blk {
+        let bs = f.chunks.size as i64;
+        let (row_lo, row_hi) = match chunk {
             None => (
                 Bound::C(0),
                 Bound::C(f.dims.first().map_or(1, |&x| x as i64)),
@@ -210,14 +210,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 (Bound::V(lo), Bound::V(hi))
             }
         };
-        // Per-block setup: memory accumulators filled with the identity, register
+        // Per-chunk setup: memory accumulators filled with the identity, register
         // accumulators spanning every dimension initialized.
         for r in &cx.red {
             if r.register.is_none() || r.across {
-                self.region(cx, r, blk, row_lo, row_hi, false);
+                self.fill_outputs(cx, r, chunk, row_lo, row_hi, false);
             }
             if r.register == Some(None) {
-                self.red_init(cx, r, blk, None);
+                self.red_init(cx, r, chunk, None);
             }
         }
         if d == 0 {
@@ -235,11 +235,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 &none,
             );
         } else if d == 1 {
-            match blk {
+            match chunk {
                 None => self.inner(cx, &[], Bound::C(0), f.dims[0]),
                 Some(b) => {
-                    let last = f.blocks.count - 1;
-                    let last_len = f.dims[0] - last * f.blocks.size;
+                    let last = f.chunks.count - 1;
+                    let last_len = f.dims[0] - last * f.chunks.size;
                     let Bound::V(start) = row_lo else {
                         unreachable!()
                     };
@@ -253,7 +253,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     self.b.seal_block(tail);
                     self.b.seal_block(full);
                     self.b.switch_to_block(full);
-                    self.inner(cx, &[], Bound::V(start), f.blocks.size);
+                    self.inner(cx, &[], Bound::V(start), f.chunks.size);
                     self.b.ins().jump(join, &[]);
                     self.b.switch_to_block(tail);
                     self.inner(cx, &[], Bound::V(start), last_len);
@@ -265,15 +265,15 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         } else {
             let l = self.loop_begin(row_lo);
             let mut idx = vec![l.i];
-            self.level(cx, blk, 1, &mut idx);
+            self.level(cx, chunk, 1, &mut idx);
             self.loop_end(l, row_hi);
         }
         for r in &cx.red {
             if r.register == Some(None) {
-                self.red_finish(cx, r, blk, &[]);
+                self.red_finish(cx, r, chunk, &[]);
             }
             if (r.register.is_none() || r.across) && r.op == Op::ReduceMean && !r.partial {
-                self.region(cx, r, blk, row_lo, row_hi, true);
+                self.fill_outputs(cx, r, chunk, row_lo, row_hi, true);
             }
         }
     }
@@ -283,7 +283,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     pub(super) fn level(
         &mut self,
         cx: &Cx<'_>,
-        blk: Option<Value>,
+        chunk: Option<Value>,
         k: usize,
         idx: &mut Vec<Value>,
     ) {
@@ -291,7 +291,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let d = f.dims.len();
         for r in &cx.red {
             if r.register == Some(Some(k - 1)) {
-                self.red_init(cx, r, blk, Some(idx));
+                self.red_init(cx, r, chunk, Some(idx));
             }
         }
         if k == d - 1 {
@@ -299,13 +299,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         } else {
             let l = self.loop_begin(Bound::C(0));
             idx.push(l.i);
-            self.level(cx, blk, k + 1, idx);
+            self.level(cx, chunk, k + 1, idx);
             idx.pop();
             self.loop_end(l, Bound::C(f.dims[k] as i64));
         }
         for r in &cx.red {
             if r.register == Some(Some(k - 1)) {
-                self.red_finish(cx, r, blk, idx);
+                self.red_finish(cx, r, chunk, idx);
             }
         }
     }
@@ -323,13 +323,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             .iter()
             .map(|(_, a)| self.offset(idx, &a.strides))
             .collect();
-        let blk = cx.blk;
+        let chunk = cx.chunk;
         let reds = cx
             .red
             .iter()
             .map(|r| {
                 let o = self.offset(idx, &r.st);
-                let (_, b) = self.red_target(r, blk);
+                let (_, b) = self.red_target(r, chunk);
                 self.add_off(o, b)
             })
             .collect();
@@ -379,7 +379,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             self.loop_end(l, Bound::C(len as i64));
             return;
         }
-        if cx.staged && !self.slow && len >= batch::CHUNK {
+        if cx.staged && !self.slow && len >= batch::SEGMENT {
             self.staged(cx, &outer, &hoisted, start_v, len);
         } else {
             self.vector_loops(cx, &outer, &hoisted, start_v, len, cx.u);
@@ -399,13 +399,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         copies: usize,
     ) {
         let (w, u) = (cx.w, copies);
-        let chunk = w * u;
-        let main = len / chunk;
-        let rest = (len % chunk) / w;
+        let step = w * u;
+        let main = len / step;
+        let rest = (len % step) / w;
         let tail = len % w;
         if main > 0 {
             let l = self.loop_begin(Bound::C(0));
-            let i = self.b.ins().imul_imm_s(l.i, chunk as i64);
+            let i = self.b.ins().imul_imm_s(l.i, step as i64);
             let i = match start_v {
                 Some(s) => self.b.ins().iadd(s, i),
                 None => i,
@@ -425,7 +425,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             }
             self.loop_end(l, Bound::C(main as i64));
         }
-        let done = (main * chunk) as i64;
+        let done = (main * step) as i64;
         if rest == 1 {
             let p = Pos {
                 idx: start_v,
@@ -470,15 +470,15 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let mut loaded: Vec<Option<SVal>> = hoisted.to_vec();
         let mut regs: HashMap<NodeId, SVal> = HashMap::with_capacity(cx.f.members.len());
         let mut args: Vec<SVal> = Vec::with_capacity(3);
-        // Staged chunk: this iteration's byte offset into the scratch areas; in the first
+        // Staged segment: this iteration's byte offset into the scratch areas; in the first
         // pass, the members whose value depends on a call's (not yet computed) result.
         let first_pass = matches!(self.stage, Stage::Args(_));
-        // Staged chunk: the first pass each member's value is real in (absent: 0).
+        // Staged segment: the first pass each member's value is real in (absent: 0).
         let mut ready: HashMap<NodeId, usize> = HashMap::new();
         if let Stage::Args(StageState { start, .. }) | Stage::Results(StageState { start, .. }) =
             &self.stage
         {
-            let start = start.expect("staged chunks have a start");
+            let start = start.expect("staged segments have a start");
             let idx = pos.idx.expect("staged loops have a start");
             let size = self.vdt.size_bytes() as i64;
             let d = self.b.ins().isub(idx, start);

@@ -75,8 +75,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// `matmul`: a nest over the batch dimensions whose body is either one call of the GEMM
-    /// wrapper (see [`super::gemm`]) or, with `exact_math` and for small products, splat
-    /// operands and broadcast rows/columns (decided by the plan, [`Group::Matmul`]), an `i, j` nest
+    /// wrapper (see [`crate::jit::gemm`]) or, with `exact_math` and for small products, splat
+    /// operands and broadcast rows/columns (decided by the plan, [`Group::Matmul`](crate::jit::plan::Group::Matmul)), an `i, j` nest
     /// accumulating over `p` in the interpreter's order. Both read each operand through its
     /// view's strides.
     pub(super) fn matmul(&mut self, id: NodeId, gemm: bool) {

@@ -4,7 +4,7 @@
 //! The loop body walks the members in id order: operands come from registers (members
 //! computed earlier in the same iteration) or are loaded from memory (leaves, at their
 //! broadcast/view strides); elementwise members are emitted by their `ops::rules(op).lower`
-//! rule against the [`ScalarEmit`] implementation below; a stored member is stored right
+//! rule against the [`ScalarEmit`](crate::ops::ScalarEmit) implementation in [`emit`]; a stored member is stored right
 //! after it is computed; reductions fold the value into an accumulator.
 //!
 //! - Vectors: when the plan found one float dtype in the group, the innermost loop runs on
@@ -21,9 +21,9 @@
 //!   memory in the operand's row-major order, exactly as the interpreter does. With
 //!   `exact_math`, accumulators are scalar and take the lanes in element order, so every
 //!   reduction matches the interpreter bitwise.
-//! - Blocks: a parallel group's function takes a block range; each block writes its rows of
-//!   the outputs, or its own partial results for reductions across blocks, which a later
-//!   `Combine` item folds in block order.
+//! - Chunks: a parallel group's function takes a chunk range; each chunk writes its rows of
+//!   the outputs, or its own partial results for reductions across chunks, which a later
+//!   `Combine` item folds in chunk order.
 //! - `matmul`: a nest over the batch dimensions whose body calls the GEMM wrapper
 //!   ([`super::gemm`]) with each operand's view strides (a transposed operand is a stride
 //!   swap, never a copy); `exact_math`, small products, splat operands and row/column-broadcast
@@ -35,7 +35,7 @@
 //!   stores, so such stores go lane by lane).
 //!
 //! Function ABI: `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8, ws: *mut u8,
-//! consts: *const u8)` (serial functions) plus `lo: i64, hi: i64` (block functions): arrays
+//! consts: *const u8)` (serial functions) plus `lo: i64, hi: i64` (chunk functions): arrays
 //! of the caller's buffer addresses in input/output order, the workspace base (64-byte
 //! aligned) and the constant blob base (64-byte aligned).
 //!
@@ -107,8 +107,8 @@ pub(super) fn kernel_signature(ptr: Type, call_conv: CallConv) -> Signature {
     sig
 }
 
-/// The signature of a block function (see the module docs).
-pub(super) fn block_signature(ptr: Type, call_conv: CallConv) -> Signature {
+/// The signature of a chunk function (see the module docs).
+pub(super) fn chunk_signature(ptr: Type, call_conv: CallConv) -> Signature {
     let mut sig = kernel_signature(ptr, call_conv);
     sig.params.extend([AbiParam::new(types::I64); 2]);
     sig
@@ -128,8 +128,8 @@ pub(super) fn math_signature(f: MathFn, dtype: DType, call_conv: CallConv) -> Si
 pub(super) enum Body<'a> {
     /// Serial items in order.
     Serial(&'a [Item]),
-    /// Blocks `lo..hi` (the last two parameters) of this group.
-    Blocks(u32),
+    /// Chunks `lo..hi` (the last two parameters) of this group.
+    Chunks(u32),
 }
 
 /// Everything the lowering of one function reads.
@@ -201,7 +201,7 @@ pub(super) fn build_function(
                 }
             }
         }
-        Body::Blocks(gi) => lw.group(gi, Some((p[4], p[5]))),
+        Body::Chunks(gi) => lw.group(gi, Some((p[4], p[5]))),
     }
     lw.b.ins().return_(&[]);
     lw.b.finalize(env.target);
@@ -289,7 +289,7 @@ struct Lowerer<'f, 'g> {
     math_refs: HashMap<(MathFn, DType), FuncRef>,
     batch_refs: HashMap<(MathFn, DType), FuncRef>,
     gemm_refs: HashMap<DType, FuncRef>,
-    /// The values behind the [`SVal`]s of the group being lowered.
+    /// The values behind the [`SVal`](crate::ops::SVal)s of the group being lowered.
     vals: Vec<(Value, DType)>,
     opts: Opts,
     /// Lanes of the values being emitted (1: scalar code).
@@ -303,10 +303,10 @@ struct Lowerer<'f, 'g> {
     /// The fast pass's mask of lanes its vector transcendentals could not compute, and
     /// whether any transcendental updated it.
     bad: Option<(Variable, bool)>,
-    /// The pass of a staged chunk being emitted (see [`Lowerer::staged`]).
+    /// The pass of a staged segment being emitted (see [`Lowerer::staged`]).
     stage: Stage,
-    /// The scratch areas of staged chunks (`CHUNK` elements of 8 bytes each, at most
-    /// [`MAX_SCRATCH`], shared by every staged group of the function).
+    /// The scratch areas of staged segments (`SEGMENT` elements of 8 bytes each, at most
+    /// [`staged::MAX_SCRATCH`], shared by every staged group of the function).
     scratch: Vec<StackSlot>,
 }
 
@@ -399,11 +399,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
     }
 
-    /// Lowers group `gi` (`blocks`: the range of a parallel group's blocks to run).
-    fn group(&mut self, gi: u32, blocks: Option<(Value, Value)>) {
+    /// Lowers group `gi` (`chunks`: the range of a parallel group's chunks to run).
+    fn group(&mut self, gi: u32, chunks: Option<(Value, Value)>) {
         self.vals.clear();
         match &self.plan.groups[gi as usize] {
-            Group::Fused(f) => self.fused(f, blocks),
+            Group::Fused(f) => self.fused(f, chunks),
             Group::Matmul { node, gemm } => self.matmul(*node, *gemm),
             Group::Node(id) => self.node(*id),
             Group::Copy { node, from } => self.realize(*node, from),

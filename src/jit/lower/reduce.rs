@@ -1,5 +1,5 @@
 //! Reductions: accumulators in registers or memory, their fixed folding order, the fills and
-//! divisions of outputs, and the fold of per-block partial results.
+//! divisions of outputs, and the fold of per-chunk partial results.
 
 use super::fused::{Cx, Outer, Pos};
 use super::loops::Bound;
@@ -52,9 +52,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
     }
 
-    /// The target of reduction `r` for block `blk` (partial results are per block).
-    pub(super) fn red_target(&mut self, r: &RedCx, blk: Option<Value>) -> (Src, Option<Value>) {
-        match (r.partial, blk) {
+    /// The target of reduction `r` for chunk `chunk` (partial results are per chunk).
+    pub(super) fn red_target(&mut self, r: &RedCx, chunk: Option<Value>) -> (Src, Option<Value>) {
+        match (r.partial, chunk) {
             (true, Some(b)) => {
                 let per = (r.numel_out * r.dt.size_bytes()) as i64;
                 let o = self.b.ins().imul_imm_s(b, per);
@@ -65,18 +65,18 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// Fills (or, with `divide`, divides by the count) the part of reduction `r`'s target that
-    /// block `blk` writes.
-    pub(super) fn region(
+    /// chunk `chunk` writes.
+    pub(super) fn fill_outputs(
         &mut self,
         cx: &Cx<'_>,
         r: &RedCx,
-        blk: Option<Value>,
+        chunk: Option<Value>,
         row_lo: Bound,
         row_hi: Bound,
         divide: bool,
     ) {
         let size = r.dt.size_bytes() as i64;
-        let (target, blk_off) = self.red_target(r, blk);
+        let (target, chunk_off) = self.red_target(r, chunk);
         if cx.f.part {
             // One box of several (serial, see `plan::fused_nest`): the output elements it
             // writes are its kept dimensions, at the box's offset (in `target`).
@@ -85,14 +85,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let st: Vec<i64> = kept.iter().map(|&k| r.st[k]).collect();
             self.nest(&dims, &mut |lw, idx| {
                 let off = lw.offset(idx, &st);
-                lw.region_element(r, target, off, divide);
+                lw.fill_output(r, target, off, divide);
             });
             return;
         }
-        let (lo, hi) = if r.partial || blk.is_none() {
+        let (lo, hi) = if r.partial || chunk.is_none() {
             (Bound::C(0), Bound::C(r.numel_out as i64))
         } else {
-            // The block's rows of the output: `dims[0]` is kept, with element stride e0.
+            // The chunk's rows of the output: `dims[0]` is kept, with element stride e0.
             let e0 = r.st[0] / size;
             let f = |lw: &mut Self, b: Bound| match b {
                 Bound::V(v) => Bound::V(lw.b.ins().imul_imm_s(v, e0)),
@@ -102,20 +102,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         };
         let l = self.loop_begin(lo);
         let e = self.b.ins().imul_imm_s(l.i, size);
-        let off = self.add_off(blk_off, Some(e));
-        self.region_element(r, target, off, divide);
+        let off = self.add_off(chunk_off, Some(e));
+        self.fill_output(r, target, off, divide);
         self.loop_end(l, hi);
     }
 
     /// Writes the element of `r`'s output at `off` in `target`: the identity, or (`divide`)
     /// the element divided by the count (the end of a `reduce_mean`).
-    pub(super) fn region_element(
-        &mut self,
-        r: &RedCx,
-        target: Src,
-        off: Option<Value>,
-        divide: bool,
-    ) {
+    pub(super) fn fill_output(&mut self, r: &RedCx, target: Src, off: Option<Value>, divide: bool) {
         let v = if divide {
             let x = self.load(target, val_ty(r.dt), off);
             let c = self.float(r.dt, r.count as f64);
@@ -127,20 +121,20 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// Initializes the accumulators of register reduction `r` (at the start of the loop level
-    /// whose counters are `idx`, or of the block).
+    /// whose counters are `idx`, or of the chunk).
     pub(super) fn red_init(
         &mut self,
         cx: &Cx<'_>,
         r: &RedCx,
-        blk: Option<Value>,
+        chunk: Option<Value>,
         idx: Option<&[Value]>,
     ) {
         let _ = cx;
         if self.sequential() && r.across {
             // Sequential accumulation continues from the partial sum in memory.
-            let (target, blk_off) = self.red_target(r, blk);
+            let (target, chunk_off) = self.red_target(r, chunk);
             let o = self.offset(idx.unwrap_or(&[]), &r.st);
-            let o = self.add_off(blk_off, o);
+            let o = self.add_off(chunk_off, o);
             let v = self.load(target, val_ty(r.dt), o);
             self.b.def_var(r.vars[0], v);
             return;
@@ -157,7 +151,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// Folds the accumulators of register reduction `r` and writes the result.
-    pub(super) fn red_finish(&mut self, cx: &Cx<'_>, r: &RedCx, blk: Option<Value>, idx: &[Value]) {
+    pub(super) fn red_finish(
+        &mut self,
+        cx: &Cx<'_>,
+        r: &RedCx,
+        chunk: Option<Value>,
+        idx: &[Value],
+    ) {
         let _ = cx;
         let accs: Vec<Value> = r.vars.iter().map(|&v| self.b.use_var(v)).collect();
         // Slots pairwise, then lanes pairwise: a fixed order.
@@ -184,9 +184,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             }
             v = lanes[0];
         }
-        let (target, blk_off) = self.red_target(r, blk);
+        let (target, chunk_off) = self.red_target(r, chunk);
         let o = self.offset(idx, &r.st);
-        let o = self.add_off(blk_off, o);
+        let o = self.add_off(chunk_off, o);
         if r.across && !self.sequential() {
             let m = self.load(target, val_ty(r.dt), o);
             v = self.fold(r, m, v);
@@ -293,7 +293,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.b.ins().vconst(mt, c)
     }
 
-    /// Folds the per-block partial results of parallel group `gi` in block order.
+    /// Folds the per-chunk partial results of parallel group `gi` in chunk order.
     pub(super) fn combine(&mut self, gi: u32) {
         let Group::Fused(f) = &self.plan.groups[gi as usize] else {
             unreachable!("only fused groups have partial results")
@@ -334,7 +334,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let a = self.b.use_var(acc);
             let n = self.fold(&r, a, x);
             self.b.def_var(acc, n);
-            self.loop_end(lb, Bound::C(f.blocks.count as i64));
+            self.loop_end(lb, Bound::C(f.chunks.count as i64));
             let mut v = self.b.use_var(acc);
             if r.op == Op::ReduceMean {
                 let c = self.float(dt, r.count as f64);

@@ -1,5 +1,5 @@
-//! Staged batched calls: long vector loops run in chunks whose transcendental calls are
-//! computed by the batched helpers ([`crate::jit::batch`]) between passes over the chunk.
+//! Staged batched calls: long vector loops run in segments whose transcendental calls are
+//! computed by the batched helpers ([`crate::jit::batch`]) between passes over the segment.
 
 use super::fused::{Cx, Outer};
 use super::loops::Bound;
@@ -23,41 +23,41 @@ pub(super) fn staged_copies(f: &Fused) -> usize {
     }
 }
 
-/// The most batched calls per staged chunk: their scratch areas take `MAX_SCRATCH · 8 KiB` of
+/// The most batched calls per staged segment: their scratch areas take `MAX_SCRATCH · 8 KiB` of
 /// the stack (128 KiB, well within any thread's stack); further calls stay in the loop.
 pub(super) const MAX_SCRATCH: usize = 16;
 
-/// The most levels of batched calls in a staged chunk (a call whose argument depends on a
-/// level-`k` result is at level `k + 1`): each level costs one more pass over the chunk, and
+/// The most rounds of batched calls in a staged segment (a call whose argument depends on a
+/// round-`k` result is in round `k + 1`): each round costs one more pass over the segment, and
 /// deeper calls stay in the loop.
-pub(super) const MAX_LEVELS: usize = 4;
+pub(super) const MAX_ROUNDS: usize = 4;
 
-/// Which pass of a staged chunk is being emitted (see [`Lowerer::staged`]).
+/// Which pass of a staged segment is being emitted (see [`Lowerer::staged`]).
 pub(super) enum Stage {
     /// An ordinary loop.
     Off,
-    /// An argument pass: batched calls of the pass's level store their arguments, those of
-    /// lower levels load their results; no stores, no reductions.
+    /// An argument pass: batched calls of the pass's round store their arguments, those of
+    /// earlier rounds load their results; no stores, no reductions.
     Args(StageState),
     /// The last pass: batched calls load their results.
     Results(StageState),
 }
 
-/// A batched call of a staged chunk.
+/// A batched call of a staged segment.
 #[derive(Clone, Copy)]
 pub(super) struct Batched {
     pub(super) f: MathFn,
     pub(super) dt: DType,
     /// Its scratch area.
     pub(super) area: usize,
-    /// Its level: its argument is computed in argument pass `level`.
-    pub(super) level: usize,
+    /// Its round: its argument is computed in argument pass `round`.
+    pub(super) round: usize,
 }
 
-/// The state of a staged chunk's passes.
+/// The state of a staged segment's passes.
 #[derive(Default)]
 pub(super) struct StageState {
-    /// The first element of the chunk (innermost index).
+    /// The first element of the segment (innermost index).
     pub(super) start: Option<Value>,
     /// This iteration's byte offset into each scratch area.
     pub(super) offset: Option<Value>,
@@ -93,14 +93,14 @@ pub(super) const NOT_STAGED: usize = usize::MAX;
 
 impl<'f, 'g> Lowerer<'f, 'g> {
     /// A staged innermost loop of `len >= CHUNK` elements from `start_v` (absent: 0), in
-    /// chunks of [`batch::CHUNK`]. Per chunk, argument pass `k` runs the body with every
-    /// batched call of level `k` (a call is at level 0 if its argument depends on no call,
-    /// else one above the deepest call it depends on, see [`MAX_LEVELS`]) storing its
-    /// argument into its scratch area, the calls of lower levels loading their results, and
+    /// segments of [`batch::SEGMENT`]. Per segment, argument pass `k` runs the body with every
+    /// batched call of round `k` (a call is in round 0 if its argument depends on no call,
+    /// else one above the deepest call it depends on, see [`MAX_ROUNDS`]) storing its
+    /// argument into its scratch area, the calls of earlier rounds loading their results, and
     /// nothing stored or reduced; after each argument pass the batched helpers compute that
-    /// level's areas in place; the last pass runs the body with every batched call loading
+    /// round's areas in place; the last pass runs the body with every batched call loading
     /// its result. The helpers compute bitwise what the in-loop code would (see
-    /// [`super::batch`]), on wider vectors.
+    /// [`crate::jit::batch`]), on wider vectors.
     pub(super) fn staged(
         &mut self,
         cx: &Cx<'_>,
@@ -109,29 +109,29 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         start_v: Option<Value>,
         len: usize,
     ) {
-        let full = len / batch::CHUNK;
-        let rest = len % batch::CHUNK;
+        let full = len / batch::SEGMENT;
+        let rest = len % batch::SEGMENT;
         let l = self.loop_begin(Bound::C(0));
-        let off = self.b.ins().imul_imm_s(l.i, batch::CHUNK as i64);
+        let off = self.b.ins().imul_imm_s(l.i, batch::SEGMENT as i64);
         let s = match start_v {
             Some(s) => self.b.ins().iadd(s, off),
             None => off,
         };
-        self.staged_chunk(cx, outer, hoisted, s, batch::CHUNK);
+        self.staged_segment(cx, outer, hoisted, s, batch::SEGMENT);
         self.loop_end(l, Bound::C(full as i64));
         if rest > 0 {
-            let done = (full * batch::CHUNK) as i64;
+            let done = (full * batch::SEGMENT) as i64;
             let s = match start_v {
                 Some(s) => self.b.ins().iadd_imm_s(s, done),
                 None => self.b.ins().iconst(types::I64, done),
             };
-            self.staged_chunk(cx, outer, hoisted, s, rest);
+            self.staged_segment(cx, outer, hoisted, s, rest);
         }
     }
 
-    /// All passes of one staged chunk of `len <= CHUNK` elements from `start`: an argument
-    /// pass and the helper calls per level of batched calls, then the last pass.
-    pub(super) fn staged_chunk(
+    /// All passes of one staged segment of `len <= CHUNK` elements from `start`: an argument
+    /// pass and the helper calls per round of batched calls, then the last pass.
+    pub(super) fn staged_segment(
         &mut self,
         cx: &Cx<'_>,
         outer: &Outer,
@@ -156,14 +156,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 unreachable!("an argument pass ends in its own stage")
             };
             batched = st.batched;
-            for b in batched.iter().flatten().filter(|b| b.level == pass) {
+            for b in batched.iter().flatten().filter(|b| b.round == pass) {
                 let r = self.batch_ref(b.f, b.dt);
                 let p = self.b.ins().stack_addr(self.ptr, self.scratch[b.area], 0);
                 let n = self.b.ins().iconst(types::I64, count as i64);
                 self.b.ins().call(r, &[p, n]);
             }
             pass += 1;
-            if batched.iter().flatten().all(|b| b.level < pass) {
+            if batched.iter().flatten().all(|b| b.round < pass) {
                 break;
             }
         }
@@ -179,7 +179,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     /// Scratch area `k`.
     pub(super) fn scratch_slot(&mut self, k: usize) -> StackSlot {
         while self.scratch.len() <= k {
-            let bytes = (batch::CHUNK * 8) as u32;
+            let bytes = (batch::SEGMENT * 8) as u32;
             let slot = self.b.create_sized_stack_slot(StackSlotData::new(
                 StackSlotKind::ExplicitSlot,
                 bytes,
@@ -190,7 +190,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.scratch[k]
     }
 
-    /// In a staged chunk, call `f` (on vector `x` of `dt`) as the current pass does it:
+    /// In a staged segment, call `f` (on vector `x` of `dt`) as the current pass does it:
     /// `None` if the call is computed in the loop.
     pub(super) fn staged_call(&mut self, f: MathFn, dt: DType, args: &[Value]) -> Option<Value> {
         let (last, st) = match &mut self.stage {
@@ -202,28 +202,28 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         st.calls += 1;
         if !last && st.pass == 0 && st.batched.len() <= k {
             // Every iteration of the body makes the same calls, in every pass: the first body
-            // of pass 0 decides each ordinal's level and area once. A member's second call may
+            // of pass 0 decides each ordinal's round and area once. A member's second call may
             // depend on its first (the rule is opaque), so it stays in the loop.
             st.batched.resize(k + 1, None);
             let area = st.batched[..k].iter().flatten().count();
-            let level = st.input_ready;
+            let round = st.input_ready;
             let ok = batch::supported(f)
                 && args.len() == 1
-                && level < MAX_LEVELS
+                && round < MAX_ROUNDS
                 && !st.called
                 && area < MAX_SCRATCH;
-            st.batched[k] = ok.then_some(Batched { f, dt, area, level });
+            st.batched[k] = ok.then_some(Batched { f, dt, area, round });
         }
         st.called = true;
         let Some(b) = st.batched.get(k).copied().flatten() else {
             st.ready = NOT_STAGED;
             // The last pass computes it in the loop; argument passes need only the real
-            // arguments of their own level, which cannot depend on it: any value will do.
+            // arguments of their own round, which cannot depend on it: any value will do.
             return if last { None } else { Some(args[0]) };
         };
-        st.ready = st.ready.max(b.level + 1);
+        st.ready = st.ready.max(b.round + 1);
         let off = st.offset.expect("set by the body");
-        let (area, first) = match (last, st.pass.cmp(&b.level)) {
+        let (area, first) = match (last, st.pass.cmp(&b.round)) {
             (false, std::cmp::Ordering::Equal) => (b.area, true),
             (false, std::cmp::Ordering::Less) => return Some(args[0]),
             _ => (b.area, false),

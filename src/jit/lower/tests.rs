@@ -1,6 +1,6 @@
 //! Unit tests of lowering: the shape of the emitted code.
 
-use super::staged::{MAX_LEVELS, MAX_SCRATCH};
+use super::staged::{MAX_ROUNDS, MAX_SCRATCH};
 use super::*;
 use crate::ir::{Attrs, Op, TensorType};
 use crate::jit::plan::{Func, PlanConfig};
@@ -121,7 +121,7 @@ fn vector_transcendentals_have_a_cold_libm_pass() {
 }
 
 /// A long loop with a batchable call and a call depending on it: the first is staged
-/// (its argument stored, one helper call per chunk, its result loaded), the second
+/// (its argument stored, one helper call per segment, its result loaded), the second
 /// stays a vector polynomial in the loop; short loops are not staged.
 #[test]
 fn long_loops_stage_calls_through_batched_helpers() {
@@ -136,7 +136,7 @@ fn long_loops_stage_calls_through_batched_helpers() {
         g
     };
     let (_, clif) = lowered_with(&graph(3000), true);
-    // exp (f32) is helper 0: `u0:1000`; tanh (f32) is `u0:1004`, at level 1 (its
+    // exp (f32) is helper 0: `u0:1000`; tanh (f32) is `u0:1004`, in round 1 (its
     // argument is exp's result).
     let callee = |name: &str| {
         clif.lines()
@@ -151,7 +151,7 @@ fn long_loops_stage_calls_through_batched_helpers() {
         clif.contains("stack_addr") && !clif.contains("= fma v"),
         "{clif}"
     );
-    // Two chunk emissions (full chunks, the remainder), each calling each helper once,
+    // Two segment emissions (full segments, the remainder), each calling each helper once,
     // exp before tanh.
     let calls: Vec<&str> = clif
         .lines()
@@ -169,17 +169,17 @@ fn long_loops_stage_calls_through_batched_helpers() {
     assert!(!off.contains("u0:1000"), "{off}");
 }
 
-/// A chain of dependent calls is batched level by level, `MAX_LEVELS` deep; deeper calls
+/// A chain of dependent calls is batched round by round, `MAX_ROUNDS` deep; deeper calls
 /// stay in the loop (as vector polynomials).
 #[test]
-fn dependent_calls_are_batched_up_to_max_levels() {
+fn dependent_calls_are_batched_up_to_max_rounds() {
     let n = 2048; // two full chunks, emitted once inside the chunk loop
     let mut g = Graph::new("t");
     let x = g
         .add_input("x", TensorType::new(DType::F32, vec![n]))
         .unwrap();
     let mut y = x;
-    for _ in 0..MAX_LEVELS + 2 {
+    for _ in 0..MAX_ROUNDS + 2 {
         y = g.push(Op::Sin, vec![y], Attrs::None).unwrap();
     }
     g.set_outputs(vec![y]);
@@ -196,17 +196,17 @@ fn dependent_calls_are_batched_up_to_max_levels() {
         .unwrap_or_else(|| panic!("the helper is imported: {clif}"));
     assert_eq!(
         clif.matches(&format!("call {helper}(")).count(),
-        MAX_LEVELS,
+        MAX_ROUNDS,
         "{clif}"
     );
     // The two deepest calls are in the loop: vector polynomials (fma) remain.
     assert!(clif.contains("= fma v"), "{clif}");
 }
 
-/// At most `MAX_SCRATCH` calls per chunk are batched (bounded stack use); the rest stay
+/// At most `MAX_SCRATCH` calls per segment are batched (bounded stack use); the rest stay
 /// in the loop.
 #[test]
-fn staged_chunks_use_a_bounded_scratch() {
+fn staged_segments_use_a_bounded_scratch() {
     let n = 2048;
     let mut g = Graph::new("t");
     let x = g

@@ -1,6 +1,6 @@
 //! Phase 6: packing groups into functions. Serial groups are packed into functions of at most
 //! `max_ops_per_function` nodes (one each in checked mode); a parallel group gets a function
-//! of its own taking a block range, and the fold of its partial results goes into the next
+//! of its own taking a chunk range, and the fold of its partial results goes into the next
 //! serial function.
 
 use super::{Func, Group, Item, PlanConfig};
@@ -26,7 +26,7 @@ pub(super) fn pack(groups: &[Group], cfg: &PlanConfig) -> Vec<Func> {
         match grp {
             Group::Fused(f) if f.parallel => {
                 flush(&mut cur, &mut cur_ops, &mut funcs);
-                funcs.push(Func::Blocks(gi));
+                funcs.push(Func::Chunks(gi));
                 if f.reductions.iter().any(|r| r.partials.is_some()) {
                     cur.push(Item::Combine(gi));
                     cur_ops += 1;

@@ -1,7 +1,7 @@
 //! Phase 3: views and fusion, the one home of the fusion rules.
 //!
 //! Walks the live nodes in id order: view ops become [`View`]s (or realized copies), `concat`s
-//! chosen by [`super::pieces`] become [`Region`] lists, elementwise nodes and reductions join
+//! chosen by [`super::pieces`] become [`Piece`] lists, elementwise nodes and reductions join
 //! or start fused groups ([`Builder::place`]: same iteration shape, every operand in a
 //! register of the group or stored by an earlier group, at most [`MAX_GROUP`] members and
 //! [`MAX_BOXES`] boxes), and every other node is a group of its own. Then decides which
@@ -9,7 +9,7 @@
 
 use super::live::Live;
 use super::{
-    MAX_BOXES, MAX_GROUP, PlanConfig, Region, Role, View, box_count, insert_sorted, is_elementwise,
+    MAX_BOXES, MAX_GROUP, Piece, PlanConfig, Role, View, box_count, insert_sorted, is_elementwise,
     is_reduction,
 };
 use crate::ir::{Attrs, Graph, NodeId, Op};
@@ -25,8 +25,8 @@ pub(super) struct Fusion {
     pub roles: Vec<Role>,
     /// How each node read from memory is read (views, stored nodes and leaves).
     pub views: Vec<Option<View>>,
-    /// The regions of each [`Role::Pieces`] node.
-    pub pieces: Vec<Option<Vec<Region>>>,
+    /// The pieces of each [`Role::Pieces`] node.
+    pub pieces: Vec<Option<Vec<Piece>>>,
     /// Per group: where the pieces its members read cut its iteration space (`None`:
     /// nowhere).
     pub cuts: Vec<Option<Cuts>>,
@@ -47,9 +47,9 @@ fn is_view_op(op: Op) -> bool {
 }
 
 /// Adds to `cuts` (per axis of an iteration space of `shape`) the boundaries between the
-/// regions `regs` of a piecewise value of shape `xs` read at that space's indices (NumPy
-/// broadcasting: a broadcast axis has one region along it, so no boundary).
-fn add_cuts(xs: &[usize], regs: &[Region], shape: &[usize], cuts: &mut [Vec<usize>]) {
+/// pieces `regs` of a piecewise value of shape `xs` read at that space's indices (NumPy
+/// broadcasting: a broadcast axis has one piece along it, so no boundary).
+fn add_cuts(xs: &[usize], regs: &[Piece], shape: &[usize], cuts: &mut [Vec<usize>]) {
     let off = shape.len() - xs.len();
     for r in regs {
         for (a, &d) in xs.iter().enumerate() {
@@ -195,8 +195,8 @@ struct Builder<'g> {
     g: &'g Graph,
     roles: Vec<Role>,
     views: Vec<Option<View>>,
-    /// The regions of each [`Role::Pieces`] node.
-    pieces: Vec<Option<Vec<Region>>>,
+    /// The pieces of each [`Role::Pieces`] node.
+    pieces: Vec<Option<Vec<Piece>>>,
     /// Per fused group: where the pieces its members read cut its iteration space (per axis;
     /// `None`: nowhere), and the axes its reductions reduce.
     cuts: Vec<Option<Vec<Vec<usize>>>>,
@@ -385,8 +385,8 @@ impl Builder<'_> {
         self.roles[n.index()] = Role::Member(g);
     }
 
-    /// Makes `concat` node `n` a [`Role::Pieces`] value: its regions are its operands' views
-    /// (or their own regions, for operands that are pieces), shifted to where they sit.
+    /// Makes `concat` node `n` a [`Role::Pieces`] value: its pieces are its operands' views
+    /// (or their own pieces, for operands that are pieces), shifted to where they sit.
     fn pieces_of(&mut self, n: NodeId) {
         let node = self.g.node(n);
         let Attrs::Axis { axis } = node.attrs else {
@@ -396,7 +396,7 @@ impl Builder<'_> {
         let mut at = 0usize;
         for &x in &node.inputs {
             let xs = &self.g.ty(x).shape;
-            let shift = |r: &mut Region| {
+            let shift = |r: &mut Piece| {
                 r.lo[axis] += at;
                 r.hi[axis] += at;
                 r.view.offset -= at as i64 * r.view.strides[axis];
@@ -407,7 +407,7 @@ impl Builder<'_> {
                     r
                 })),
                 None => {
-                    let mut r = Region {
+                    let mut r = Piece {
                         lo: vec![0; xs.len()],
                         hi: xs.clone(),
                         view: self.view(x),

@@ -221,9 +221,9 @@ impl Workspace {
         for r in &mut f.reductions {
             let id = r.node;
             self.home(g, id, locs)?;
-            if f.blocks.count > 1 && r.out.strides.first() == Some(&0) {
+            if f.chunks.count > 1 && r.out.strides.first() == Some(&0) {
                 let bytes = bytes_of(g, id)?
-                    .checked_mul(f.blocks.count)
+                    .checked_mul(f.chunks.count)
                     .ok_or(too_large())?;
                 let (off, size) = self.arena.alloc(bytes)?;
                 r.partials = Some(off);

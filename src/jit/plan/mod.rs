@@ -34,10 +34,10 @@
 //!    some reader needs it in memory: an output, a view op, a `matmul`, a reduction over an
 //!    axis its pieces are cut along, or a concat that is itself copied (decided by
 //!    [`pieces`], in one backward pass over the ids, from upper bounds of the cuts).
-//!    Otherwise it is read in place ([`Role::Pieces`]): a list of [`Region`]s, boxes of its
+//!    Otherwise it is read in place ([`Role::Pieces`]): a list of [`Piece`]s, boxes of its
 //!    index space each read through a view of one operand (nested concats are flattened; a
 //!    splat piece, such as the zeros a slice adjoint pads with, is a view of a splat
-//!    constant). A fused group that reads pieces cuts its iteration space at every region
+//!    constant). A fused group that reads pieces cuts its iteration space at every piece
 //!    boundary, along each axis, into at most [`MAX_BOXES`] boxes; [`nest`] makes one loop
 //!    nest per box, in which every piece is a plain strided view. So
 //!    `add(concat(0, a), concat(b, 0))` is one loop in three boxes and no concat buffer. A
@@ -94,11 +94,11 @@ pub(super) const BIG_ALIGN: usize = 64;
 /// The most members of one fused group.
 pub(super) const MAX_GROUP: usize = 64;
 
-/// Elements per block of a parallel group (a multiple of every vector width times unroll).
-pub(super) const BLOCK_ELEMS: usize = 1 << 14;
+/// Elements per chunk of a parallel group (a multiple of every vector width times unroll).
+pub(super) const CHUNK_ELEMS: usize = 1 << 14;
 
 /// The most boxes a fused group's iteration space may be cut into by the pieces it reads (see
-/// [`Region`]); also the most boxes of one `concat` read in place.
+/// [`Piece`]); also the most boxes of one `concat` read in place.
 pub(super) const MAX_BOXES: usize = 32;
 
 /// Where a value lives while the kernel runs.
@@ -142,7 +142,7 @@ pub(super) enum PostCopy {
 /// through `view`, whose offset is relative to index 0 of the concat (so it may be negative
 /// for a part that does not start at 0).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Region {
+pub(super) struct Piece {
     /// First index of the part, per axis.
     pub lo: Vec<usize>,
     /// One past the last index of the part, per axis.
@@ -160,7 +160,7 @@ pub(super) enum Role {
     Leaf,
     /// Read through [`Plan::views`]; no code.
     View,
-    /// A `concat` whose readers read its operands in place, part by part (its [`Region`]s);
+    /// A `concat` whose readers read its operands in place, part by part (its [`Piece`]s);
     /// no code and no memory.
     Pieces,
     /// Computed in fused group `g`.
@@ -188,8 +188,8 @@ pub(super) struct Reduction {
     pub node: NodeId,
     /// Its output, over the loop dimensions (stride 0 along reduced dimensions).
     pub out: Access,
-    /// Workspace byte offset of the per-block partial results, when the group is cut into
-    /// blocks along a dimension this reduction sums over.
+    /// Workspace byte offset of the per-chunk partial results, when the group is cut into
+    /// chunks along a dimension this reduction sums over.
     pub partials: Option<usize>,
 }
 
@@ -211,24 +211,24 @@ pub(super) struct Fused {
     pub dims: Vec<usize>,
     /// The float dtype of every value, when the innermost loop can be vectorized.
     pub vector: Option<DType>,
-    /// Blocks along `dims[0]`: how many, and how many rows (or elements, for a one-dimensional
+    /// Chunks along `dims[0]`: how many, and how many rows (or elements, for a one-dimensional
     /// nest) each holds. `count == 1` for serial groups.
-    pub blocks: Blocks,
-    /// True if the blocks may run on several threads.
+    pub chunks: Chunks,
+    /// True if the chunks may run on several threads.
     pub parallel: bool,
     /// Some member's lowering calls a math function (a transcendental).
     pub math: bool,
     /// The nest covers one box of its group's iteration space, not all of it (the group reads
-    /// a `concat` in place; see [`Region`]). Accesses then start at the box's first index.
+    /// a `concat` in place; see [`Piece`]). Accesses then start at the box's first index.
     pub part: bool,
 }
 
 /// The cut of a group along its outermost loop dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Blocks {
-    /// Number of blocks.
+pub(super) struct Chunks {
+    /// Number of chunks.
     pub count: usize,
-    /// Extent of `dims[0]` per block (the last block may be shorter).
+    /// Extent of `dims[0]` per chunk (the last chunk may be shorter).
     pub size: usize,
 }
 
@@ -267,12 +267,12 @@ impl Group {
     }
 }
 
-/// A piece of a serial function.
+/// A step of a serial function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Item {
     /// Run group `g` (serial).
     Run(u32),
-    /// Fold the per-block partial results of parallel group `g`.
+    /// Fold the per-chunk partial results of parallel group `g`.
     Combine(u32),
 }
 
@@ -281,8 +281,8 @@ pub(super) enum Item {
 pub(super) enum Func {
     /// `fn(inputs, outputs, ws, consts)` running these items in order.
     Serial(Vec<Item>),
-    /// `fn(inputs, outputs, ws, consts, lo, hi)` running blocks `lo..hi` of group `g`.
-    Blocks(u32),
+    /// `fn(inputs, outputs, ws, consts, lo, hi)` running chunks `lo..hi` of group `g`.
+    Chunks(u32),
 }
 
 /// The layout of a compiled graph.
@@ -383,7 +383,7 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
         groups: groups.len() as u64,
         groups_parallel: funcs
             .iter()
-            .filter(|f| matches!(f, Func::Blocks(_)))
+            .filter(|f| matches!(f, Func::Chunks(_)))
             .count() as u64,
         matmuls_gemm: groups
             .iter()

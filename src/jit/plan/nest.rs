@@ -1,13 +1,13 @@
-//! Phase 4: loop nests and blocks. One nest per fused group, or per box of a group that reads
+//! Phase 4: loop nests and chunks. One nest per fused group, or per box of a group that reads
 //! pieces; each access collapsed to the fewest loop dimensions; the innermost dimension
-//! vectorized when every float has one dtype; large nests cut into blocks that threads may run.
+//! vectorized when every float has one dtype; large nests cut into chunks that threads may run.
 //! Also decides, once, how each `matmul` is computed ([`Group::Matmul`]).
 
 use super::fuse::{Cuts, Fusion};
 use super::memory::is_splat;
 use super::{
-    Access, BLOCK_ELEMS, Blocks, Fused, Group, PlanConfig, Reduction, Region, Role, View,
-    box_count, is_elementwise, is_reduction,
+    Access, CHUNK_ELEMS, Chunks, Fused, Group, Piece, PlanConfig, Reduction, Role, View, box_count,
+    is_elementwise, is_reduction,
 };
 use crate::ir::{Attrs, DType, Graph, NodeId, Op};
 use crate::jit::layout::{broadcast, collapse, matrix_strides, row_major};
@@ -164,10 +164,10 @@ struct Cut<'a> {
     part: bool,
 }
 
-/// The view through which piecewise value `x` (regions `regs`) is read in the box starting at
-/// `lo` of an iteration space of `shape`: the region holding that box (the box lies inside
-/// one region, since the group's cuts include every region boundary).
-fn region_at<'r>(xs: &[usize], regs: &'r [Region], shape: &[usize], lo: &[usize]) -> &'r View {
+/// The view through which piecewise value `x` (pieces `regs`) is read in the box starting at
+/// `lo` of an iteration space of `shape`: the piece holding that box (the box lies inside
+/// one piece, since the group's cuts include every piece boundary).
+fn piece_at<'r>(xs: &[usize], regs: &'r [Piece], shape: &[usize], lo: &[usize]) -> &'r View {
     let off = shape.len() - xs.len();
     let at: Vec<usize> = (0..xs.len())
         .map(|a| if xs[a] == 1 { 0 } else { lo[a + off] })
@@ -175,7 +175,7 @@ fn region_at<'r>(xs: &[usize], regs: &'r [Region], shape: &[usize], lo: &[usize]
     &regs
         .iter()
         .find(|r| (0..xs.len()).all(|a| r.lo[a] <= at[a] && at[a] < r.hi[a]))
-        .expect("plan invariant: the regions of a concat cover it")
+        .expect("plan invariant: the pieces of a concat cover it")
         .view
 }
 
@@ -215,7 +215,7 @@ fn fused_nest(
             }
             let xs = &g.ty(x).shape;
             let v = match &pieces[x.index()] {
-                Some(regs) => region_at(xs, regs, shape, cut.lo),
+                Some(regs) => piece_at(xs, regs, shape, cut.lo),
                 None => views[x.index()]
                     .as_ref()
                     .expect("operands read from memory have views"),
@@ -277,7 +277,7 @@ fn fused_nest(
         (&[d], Some(&inner)) if inner >= 16 / d.size_bytes() => Some(d),
         _ => None,
     };
-    let (blocks, parallel) = blocks(g, &dims, &reductions, cut, cfg);
+    let (chunks, parallel) = blocks(g, &dims, &reductions, cut, cfg);
     Fused {
         math: members.iter().any(|&m| calls_math(g, m)),
         part: cut.part,
@@ -288,14 +288,14 @@ fn fused_nest(
         reductions,
         dims,
         vector,
-        blocks,
+        chunks,
         parallel,
     }
 }
 
-/// How the nest over `dims` (a box `cut`) with `reductions` is cut into blocks, and whether
-/// they may run in parallel: nests of at least `parallel_min_elements` (and two blocks)
-/// elements, unless the partial results of reductions across blocks would be large, or
+/// How the nest over `dims` (a box `cut`) with `reductions` is cut into chunks, and whether
+/// they may run in parallel: nests of at least `parallel_min_elements` (and two chunks)
+/// elements, unless the partial results of reductions across chunks would be large, or
 /// `exact` forbids reassociating them, or the nest is one box of several with reductions.
 fn blocks(
     g: &Graph,
@@ -303,16 +303,16 @@ fn blocks(
     reductions: &[Reduction],
     cut: Cut<'_>,
     cfg: &PlanConfig,
-) -> (Blocks, bool) {
+) -> (Chunks, bool) {
     let numel: usize = cut.ext.iter().product();
-    let mut blocks = Blocks {
+    let mut chunks = Chunks {
         count: 1,
         size: dims.first().copied().unwrap_or(1),
     };
     let mut parallel = false;
-    if !cfg.checked && numel >= cfg.parallel_min_elements.max(2 * BLOCK_ELEMS) && !dims.is_empty() {
+    if !cfg.checked && numel >= cfg.parallel_min_elements.max(2 * CHUNK_ELEMS) && !dims.is_empty() {
         let inner: usize = dims[1..].iter().product();
-        let size = BLOCK_ELEMS.div_ceil(inner).max(1);
+        let size = CHUNK_ELEMS.div_ceil(inner).max(1);
         let count = dims[0].div_ceil(size);
         let crosses: Vec<&Reduction> = reductions
             .iter()
@@ -320,17 +320,17 @@ fn blocks(
             .collect();
         let partial_elems: usize = crosses.iter().map(|r| g.ty(r.node).numel() * count).sum();
         // The nest of one box of several fills and finishes its reduction outputs in place
-        // (see `lower`), which blocks do not do: such nests with reductions stay serial.
+        // (see `lower`), which chunks do not do: such nests with reductions stay serial.
         if count >= 2
             && partial_elems <= numel / 4
             && (!cfg.exact || crosses.is_empty())
             && (!cut.part || reductions.is_empty())
         {
-            blocks = Blocks { count, size };
+            chunks = Chunks { count, size };
             parallel = true;
         }
     }
-    (blocks, parallel)
+    (chunks, parallel)
 }
 
 /// True if the lowering rule of elementwise node `id` calls a math function: the rule is run
