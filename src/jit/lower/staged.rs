@@ -12,9 +12,8 @@ use cranelift_codegen::ir::{InstBuilder, StackSlot, StackSlotData, StackSlotKind
 
 /// Bodies per iteration of a staged pass: 8 for groups of at most 32 members, 4 up to 48,
 /// else 2 (the copies accumulate into the same reduction slot, in element order, so sums are
-/// those of the loop without copies). Measured on the 1M-element chain (one thread, best of
-/// 1000 calls): 2.34 ms with one body, 2.09 with two, 2.01 with four; after the batched
-/// sigmoid, 1.93 with two, 1.81 with four, 1.76 with eight, no better with sixteen.
+/// those of the loop without copies). On the 1M-element chain of `benches/jit_perf.rs` (one
+/// thread, best of 1000 calls), eight bodies were fastest and sixteen no faster.
 pub(super) fn staged_copies(f: &Fused) -> usize {
     match f.members.len() {
         0..=32 => 8,
@@ -78,7 +77,7 @@ pub(super) struct StageState {
     /// Argument stores not yet emitted: (area, address, value). The main loop of an
     /// argument pass emits them after every [`STORE_GROUP`] bodies, area by area, so the
     /// stores of one area are adjacent (they fill whole cache lines back to back; stores
-    /// interleaved over several areas commit about one per cycle, which bounded the pass).
+    /// interleaved over several areas commit about one per cycle, which would bound the pass).
     pub(super) pending: Vec<(usize, Value, Value)>,
     /// Keep stores pending after the body (the main loop flushes them).
     pub(super) defer: bool,
