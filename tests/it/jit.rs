@@ -8,20 +8,7 @@ use std::sync::Arc;
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.next()
-    }
-}
+use gradlift::testutil::Rng;
 
 /// Which values an op's inputs should take.
 #[derive(Clone, Copy)]
@@ -36,10 +23,10 @@ enum Domain {
 
 fn tensor(ty: &TensorType, dom: Domain, rng: &mut Rng) -> Tensor {
     Tensor::from_fn(ty, |_| match (ty.dtype, dom) {
-        (DType::Bool, _) => f64::from(rng.next() < 0.5),
-        (_, Domain::Any) => rng.range(-2.0, 2.0),
-        (_, Domain::Positive) => rng.range(0.1, 3.0),
-        (_, Domain::Ties) => (rng.range(-1.5, 1.5)).round(),
+        (DType::Bool, _) => f64::from(rng.unit() < 0.5),
+        (_, Domain::Any) => rng.uniform(-2.0, 2.0),
+        (_, Domain::Positive) => rng.uniform(0.1, 3.0),
+        (_, Domain::Ties) => (rng.uniform(-1.5, 1.5)).round(),
     })
 }
 

@@ -369,11 +369,9 @@ mod tests {
 
     #[test]
     fn printed_floats_lex_as_json_numbers_and_round_trip() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::testutil::Rng(0x9E37_79B9_7F4A_7C15);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             let x = f64::from_bits(state);
             let y = f32::from_bits(state as u32);
             for s in [lit64(x), lit32(y)] {
