@@ -86,23 +86,6 @@ fn number(x: f64) -> String {
 }
 
 /// `%l = log %x` for node `id` of `g` (or `%7 (not in this graph)` for a stale id).
-fn statement(g: &Graph, id: NodeId) -> String {
-    let Some(n) = g.nodes().get(id.index()) else {
-        return format!("{id} (not in this graph)");
-    };
-    let operands: Vec<String> = n
-        .inputs
-        .iter()
-        .map(|&x| format!("%{}", g.value_name(x)))
-        .collect();
-    let mut s = format!("%{} = {}", g.value_name(id), n.op);
-    if !operands.is_empty() {
-        s.push(' ');
-        s.push_str(&operands.join(", "));
-    }
-    s
-}
-
 /// ` at FILE:LINE` (or ` at line L:C` without a file, ` at src/x.rs:L:C` for builder calls).
 fn location(origin: Origin, file: Option<&str>) -> String {
     match origin {
@@ -126,7 +109,7 @@ impl NonFinite {
         let mut s = format!(
             "non-finite value ({}) produced by {}",
             value_word(self.value),
-            statement(g, self.node)
+            g.statement(self.node)
         );
         s.push_str(&location(self.origin, file));
         // Follow adjoint origins to the forward node (second-order adjoints have adjoint
@@ -142,7 +125,7 @@ impl NonFinite {
             let fwd = g.nodes().get(f.index()).map_or(Origin::None, |n| n.origin);
             s.push_str(&format!(
                 " ({kind} of {}{}",
-                statement(g, f),
+                g.statement(f),
                 location(fwd, file)
             ));
             depth += 1;

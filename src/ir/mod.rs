@@ -13,7 +13,7 @@ pub mod text;
 mod types;
 mod verify;
 
-pub use builder::{BuildError, GraphBuilder, Var};
+pub use builder::{BuildError, BuildErrorKind, GraphBuilder, Var};
 pub use types::{
     DType, MAX_ELEMENTS, TensorType, broadcast_shapes, broadcast_strides, checked_numel, strides,
 };
@@ -413,6 +413,40 @@ impl Graph {
             Some(n) => n.to_string(),
             None => id.0.to_string(),
         }
+    }
+
+    /// The statement that defines a value, as `.gir` would print it without its type:
+    /// `%z = add %x, %y`.
+    pub fn statement(&self, id: NodeId) -> String {
+        let Some(n) = self.nodes.get(id.index()) else {
+            return format!("{id} (not in this graph)");
+        };
+        let mut s = format!("%{} = {}", self.value_name(id), n.op);
+        for (k, &x) in n.inputs.iter().enumerate() {
+            s.push_str(if k == 0 { " %" } else { ", %" });
+            s.push_str(&self.value_name(x));
+        }
+        s
+    }
+
+    /// A value as an error message names it: `%x` when it has a name, otherwise its number
+    /// with the statement that made it and where (`%2 (%2 = lt %x, %y, built at
+    /// src/main.rs:9:13)`), so an unnamed value can still be found in the user's code.
+    pub fn describe_value(&self, id: NodeId) -> String {
+        let Some(n) = self.nodes.get(id.index()) else {
+            return format!("{id} (not in this graph)");
+        };
+        if n.name.is_some() {
+            return format!("%{}", self.value_name(id));
+        }
+        let place = match n.origin {
+            Origin::Source(l) => format!(", built at {}:{}:{}", l.file(), l.line(), l.column()),
+            Origin::Line(l, c) => format!(", at line {l}:{c}"),
+            Origin::Adjoint(f) => format!(", in the adjoint of %{}", self.value_name(f)),
+            Origin::Tangent(f) => format!(", in the tangent of %{}", self.value_name(f)),
+            Origin::None => String::new(),
+        };
+        format!("%{} ({}{place})", id.0, self.statement(id))
     }
 
     /// Makes `outputs` the graph's outputs under the given names. A value that already has

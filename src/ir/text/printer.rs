@@ -9,7 +9,7 @@
 //! and is either an identifier or belongs to an input or output (the parser keeps digit-only
 //! names only there, so printing any other digit-only name would not be a fixed point). Every
 //! other node prints as `%ID`, its id; if a kept name already reads `ID`, it gets the first
-//! number `>= len` that no name uses. Graph names that are not identifiers are sanitized.
+//! number `>= len` that no name uses. Graph names that are neither identifiers nor digits are sanitized.
 //!
 //! Not done here: verification. A graph that breaks its invariants (operands out of range,
 //! attributes of the wrong kind) prints without panicking but may not parse back.
@@ -228,9 +228,10 @@ impl<'g> Printer<'g> {
     }
 }
 
-/// `@name`, with anything that is not an identifier replaced so the output still parses.
+/// `@name`, with anything that is not an identifier or a run of digits replaced so the output
+/// still parses.
 fn push_graph_name(out: &mut String, name: &str) {
-    if is_identifier(name) {
+    if crate::ir::builder::is_value_name(name) {
         return out.push_str(name);
     }
     if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
