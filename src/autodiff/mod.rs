@@ -20,9 +20,12 @@ pub mod jacobian;
 mod regions;
 pub mod reverse;
 
-pub use forward::{jvp, jvp_batched, jvp_in};
-pub use jacobian::{Mode, hessian, hessian_in, hvp, hvp_in, jacobian, jacobian_in};
-pub use reverse::{grad, grad_in, vjp, vjp_batched, vjp_in};
+pub(crate) use forward::append_jvp;
+pub use forward::{jvp, jvp_batched};
+pub use jacobian::{Mode, hessian, hvp, jacobian};
+pub(crate) use jacobian::{append_hessian, append_hvp, append_jacobian};
+pub(crate) use reverse::{append_grad, append_vjp};
+pub use reverse::{grad, vjp, vjp_batched};
 
 use crate::ir::{Graph, GraphBuilder, NodeId};
 

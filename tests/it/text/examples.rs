@@ -20,7 +20,7 @@ pub(super) fn example_inputs(g: &Graph) -> Vec<Tensor> {
 }
 
 #[test]
-pub(super) fn example_programs_parse_round_trip_and_differentiate() {
+fn example_programs_parse_round_trip_and_differentiate() {
     let dir = root().join("ir");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -81,7 +81,7 @@ pub(super) fn example_programs_parse_round_trip_and_differentiate() {
 }
 
 #[test]
-pub(super) fn seed_and_rosenbrock_compute_known_values() {
+fn seed_and_rosenbrock_compute_known_values() {
     let read = |f: &str| std::fs::read_to_string(root().join("ir").join(f)).unwrap();
     let g = parse_ok(&read("seed.gir"));
     let out = gradlift::interp::run(&g, &[3.0.into(), 4.0.into()]).unwrap();

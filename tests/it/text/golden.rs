@@ -49,7 +49,7 @@ pub(super) fn check_golden(path: &Path) {
 }
 
 #[test]
-pub(super) fn golden_print() {
+fn golden_print() {
     let dir = root().join("tests/golden/print");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()

@@ -29,7 +29,7 @@ pub(super) fn check_err(
 }
 
 #[test]
-pub(super) fn malformed_files_are_rejected_with_position_and_reason() {
+fn malformed_files_are_rejected_with_position_and_reason() {
     let x = "%x = input f64[2,3]\n";
     let cases: Vec<(&str, String, u32, u32, &str)> = vec![
         // -- lexical
@@ -695,7 +695,7 @@ pub(super) fn malformed_files_are_rejected_with_position_and_reason() {
 }
 
 #[test]
-pub(super) fn error_messages_say_what_was_expected_and_found() {
+fn error_messages_say_what_was_expected_and_found() {
     let e = text::parse(&body("%x = input f64[]\n%y = add %x; %x\noutput %y")).unwrap_err();
     assert_eq!((e.line, e.col), (3, 14));
     assert!(e.message.contains("unexpected character `;`"), "{e}");

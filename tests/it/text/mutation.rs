@@ -93,7 +93,7 @@ pub(super) fn mutate(r: &mut Rng, src: &str) -> String {
 /// Mutates the example programs and golden inputs; every result must either fail to parse with
 /// a position inside the file, or parse to a graph that verifies and round-trips.
 #[test]
-pub(super) fn mutated_files_never_panic_and_parsed_ones_round_trip() {
+fn mutated_files_never_panic_and_parsed_ones_round_trip() {
     let iters: usize = std::env::var("GIR_FUZZ_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -253,7 +253,7 @@ pub(super) fn random_graph(seed: u64, size: usize) -> Graph {
 }
 
 #[test]
-pub(super) fn random_graphs_cover_the_op_set() {
+fn random_graphs_cover_the_op_set() {
     let mut seen = HashSet::new();
     for seed in 0..300 {
         for n in random_graph(seed, 40).nodes() {

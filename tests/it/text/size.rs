@@ -35,7 +35,7 @@ pub(super) fn check_chain(n: usize) {
 
 /// Deep enough that any recursion on graph depth would overflow a test thread's stack.
 #[test]
-pub(super) fn long_chain_parses_and_prints() {
+fn long_chain_parses_and_prints() {
     check_chain(200_000);
 }
 
@@ -51,7 +51,7 @@ pub(super) fn million_node_chain_parses_and_prints() {
 }
 
 #[test]
-pub(super) fn unnamed_nodes_print_as_ids_and_round_trip() {
+fn unnamed_nodes_print_as_ids_and_round_trip() {
     // A graph built in code, with no names except inputs and outputs.
     let mut g = Graph::new("built");
     let x = g
@@ -75,7 +75,7 @@ pub(super) fn unnamed_nodes_print_as_ids_and_round_trip() {
 }
 
 #[test]
-pub(super) fn digit_graph_names_parse_and_round_trip() {
+fn digit_graph_names_parse_and_round_trip() {
     // The format allows `@` followed by either form a value name may take.
     for name in ["0", "17", "007"] {
         let src = format!("graph @{name} {{\n  %x = input f64[]\n  output %x\n}}\n");
@@ -86,7 +86,7 @@ pub(super) fn digit_graph_names_parse_and_round_trip() {
 }
 
 #[test]
-pub(super) fn odd_graph_names_are_sanitized() {
+fn odd_graph_names_are_sanitized() {
     let mut g = Graph::new("my graph-1");
     let x = g.add_input("x", TensorType::scalar(DType::F64)).unwrap();
     g.set_outputs(vec![x]);
@@ -101,7 +101,7 @@ pub(super) fn odd_graph_names_are_sanitized() {
 }
 
 #[test]
-pub(super) fn digit_names_with_leading_zeros_are_distinct_names() {
+fn digit_names_with_leading_zeros_are_distinct_names() {
     // `%007` is the name "007", not the number 7, so node 7 still prints as `%7`.
     let mut stmts = String::from("%007 = input f64[]\n%v1 = neg %007\n");
     for i in 2..9 {

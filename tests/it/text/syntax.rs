@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-pub(super) fn crlf_tabs_and_missing_spaces_are_accepted() {
+fn crlf_tabs_and_missing_spaces_are_accepted() {
     let src =
         "# c\r\ngraph @g {\r\n\t%a=input f64[2]\r\n%b=mul %a,%a:f64[2]# c\r\n\toutput %b\r\n}\r\n";
     let (g, printed) = round_trip(src);
@@ -17,14 +17,14 @@ pub(super) fn crlf_tabs_and_missing_spaces_are_accepted() {
 }
 
 #[test]
-pub(super) fn nodes_record_their_statement_position() {
+fn nodes_record_their_statement_position() {
     let g = parse_ok("graph @g {\n\n   %x = input f64[]\n\t%y=neg %x\n  output %y\n}\n");
     assert_eq!(g.node(NodeId(0)).origin, Origin::Line(3, 4));
     assert_eq!(g.node(NodeId(1)).origin, Origin::Line(4, 2));
 }
 
 #[test]
-pub(super) fn names_inputs_and_outputs() {
+fn names_inputs_and_outputs() {
     let g = parse_ok(&body(
         "%3 = input f64[]\n%x = input f32[2]\n%5 = neg %3\n%y = exp %5\n%8 = sin %y\n%k = const 1 : f64[]\noutput %8, %x",
     ));
@@ -40,7 +40,7 @@ pub(super) fn names_inputs_and_outputs() {
 }
 
 #[test]
-pub(super) fn attributes_are_stored_canonically() {
+fn attributes_are_stored_canonically() {
     let g = parse_ok(&body(
         "%x = input f64[2,3,4]\n%a = reduce_sum %x axes=[2,0] keepdims=true\n%b = reduce_min %x\n%c = slice %x stop=[2,3,4] start=[1,0,0]\n%d = powi %x n=-3\n%e = concat %x, %x axis=1\noutput %a, %b, %c, %d, %e",
     ));
@@ -77,7 +77,7 @@ pub(super) fn const_of(src_value: &str, ty: &str) -> Tensor {
 }
 
 #[test]
-pub(super) fn literals_round_directly_to_their_dtype() {
+fn literals_round_directly_to_their_dtype() {
     // Independent expectations: IEEE bit patterns computed by hand.
     let f32_bits = |t: &Tensor| match t.data() {
         Data::F32(v) => v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
@@ -123,7 +123,7 @@ pub(super) fn literals_round_directly_to_their_dtype() {
 }
 
 #[test]
-pub(super) fn limits_are_checked_before_allocating() {
+fn limits_are_checked_before_allocating() {
     // The largest legal type costs nothing for an input (no data), and ops on it infer types only.
     let g = parse_ok(&body(&format!(
         "%x = input f32[{MAX_ELEMENTS}]\n%y = neg %x\noutput %y"
@@ -151,7 +151,7 @@ pub(super) fn limits_are_checked_before_allocating() {
 }
 
 #[test]
-pub(super) fn deep_nesting_does_not_recurse() {
+fn deep_nesting_does_not_recurse() {
     let depth = 200_000;
     let src = body(&format!(
         "%c = const {}1{} : f64[]\noutput %c",
