@@ -73,9 +73,7 @@ fn erf_tan_and_atan2_at_known_points() {
         let b = GraphBuilder::new("t");
         let x = b.input("x", d, &[]);
         let g = b.finish(&[("tan", x.tan())]).unwrap();
-        let quarter = Tensor::from_fn(&TensorType::new(d, vec![]), |_| {
-            std::f64::consts::FRAC_PI_4
-        });
+        let quarter = Tensor::from_fn(&TensorType::new(d, vec![]), |_| std::f64::consts::FRAC_PI_4);
         let q = run_all(&g, &[quarter]);
         assert!((q[0].to_f64_vec()[0] - 1.0).abs() <= 2.0 * tol);
     }
@@ -108,24 +106,73 @@ fn erf_tan_and_atan2_at_known_points() {
 fn rounding_ops_and_sign_by_hand_in_both_dtypes_and_vector_loops() {
     // Ties go to even for `round`; signed zeros and NaN are kept by all four.
     let x = [
-        0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4, -2.6, -0.0, 0.0, 3.0, f64::NAN, f64::INFINITY,
+        0.5,
+        1.5,
+        2.5,
+        -0.5,
+        -1.5,
+        -2.5,
+        2.4,
+        -2.6,
+        -0.0,
+        0.0,
+        3.0,
+        f64::NAN,
+        f64::INFINITY,
     ];
     let nan = f64::NAN;
     let round = [
-        0.0, 2.0, 2.0, -0.0, -2.0, -2.0, 2.0, -3.0, -0.0, 0.0, 3.0, nan, f64::INFINITY,
+        0.0,
+        2.0,
+        2.0,
+        -0.0,
+        -2.0,
+        -2.0,
+        2.0,
+        -3.0,
+        -0.0,
+        0.0,
+        3.0,
+        nan,
+        f64::INFINITY,
     ];
     let floor = [
-        0.0, 1.0, 2.0, -1.0, -2.0, -3.0, 2.0, -3.0, -0.0, 0.0, 3.0, nan, f64::INFINITY,
+        0.0,
+        1.0,
+        2.0,
+        -1.0,
+        -2.0,
+        -3.0,
+        2.0,
+        -3.0,
+        -0.0,
+        0.0,
+        3.0,
+        nan,
+        f64::INFINITY,
     ];
     let ceil = [
-        1.0, 2.0, 3.0, -0.0, -1.0, -2.0, 3.0, -2.0, -0.0, 0.0, 3.0, nan, f64::INFINITY,
+        1.0,
+        2.0,
+        3.0,
+        -0.0,
+        -1.0,
+        -2.0,
+        3.0,
+        -2.0,
+        -0.0,
+        0.0,
+        3.0,
+        nan,
+        f64::INFINITY,
     ];
     let sign = [
         1.0, 1.0, 1.0, -1.0, -1.0, -1.0, 1.0, -1.0, -0.0, 0.0, 1.0, nan, 1.0,
     ];
     // 13 elements: a scalar run; 13·5 = 65: vector loops with a tail.
     for reps in [1, 5] {
-        let rep = |v: &[f64]| -> Vec<f64> { v.iter().copied().cycle().take(v.len() * reps).collect() };
+        let rep =
+            |v: &[f64]| -> Vec<f64> { v.iter().copied().cycle().take(v.len() * reps).collect() };
         for d in [DType::F64, DType::F32] {
             let b = GraphBuilder::new("r");
             let xv = b.input("x", d, &[x.len() * reps]);
@@ -188,9 +235,16 @@ fn cumsum_by_hand_and_its_gradient_is_the_reverse_cumsum() {
         let loss = (fwd1 * wv).sum() + (rev1 * wv).sum();
         let gr = b.grad(loss, &[xv]).unwrap()[0];
         let g = b
-            .finish(&[("f1", fwd1), ("r1", rev1), ("f0", fwd0), ("tr", tr), ("g", gr)])
+            .finish(&[
+                ("f1", fwd1),
+                ("r1", rev1),
+                ("f0", fwd0),
+                ("tr", tr),
+                ("g", gr),
+            ])
             .unwrap();
-        let cast = |t: &Tensor| Tensor::from_fn(&TensorType::new(d, vec![2, 3]), |i| t.to_f64_vec()[i]);
+        let cast =
+            |t: &Tensor| Tensor::from_fn(&TensorType::new(d, vec![2, 3]), |i| t.to_f64_vec()[i]);
         let out = run_all(&g, &[cast(&x), cast(&w)]);
         assert_bits("f1", &out[0], &[1.0, 3.0, 6.0, 4.0, 9.0, 15.0]);
         assert_bits("r1", &out[1], &[6.0, 5.0, 3.0, 15.0, 11.0, 6.0]);
@@ -214,7 +268,9 @@ fn cumsum_of_a_long_axis_and_many_rows_matches_sequential_sums() {
     // f32, 3 × 1000 along axis 1 and 1000 × 3 along axis 0: the JIT's order is the
     // interpreter's (run_all checks bitwise), and both are the plain sequential f32 sum.
     let n = 1000;
-    let vals: Vec<f64> = (0..3 * n).map(|i| ((i * 7919) % 1013) as f64 / 97.0 - 5.0).collect();
+    let vals: Vec<f64> = (0..3 * n)
+        .map(|i| ((i * 7919) % 1013) as f64 / 97.0 - 5.0)
+        .collect();
     let b = GraphBuilder::new("l");
     let x = b.input("x", DType::F32, &[3, n]);
     let g = b
@@ -267,13 +323,26 @@ fn pad_with_the_wrong_number_of_axes_names_the_callers_line() {
     let line = line!() + 1;
     let p = x.pad(&[(1, 1)]);
     let e = b.finish(&[("p", p)]).unwrap_err().to_string();
-    assert!(e.contains("one (before, after) pair per axis (2 axes), found 1"), "{e}");
+    assert!(
+        e.contains("one (before, after) pair per axis (2 axes), found 1"),
+        "{e}"
+    );
     assert!(e.contains(&format!("float_ops.rs:{line}")), "{e}");
 }
 
 #[test]
 fn softplus_and_logaddexp_are_stable_and_their_gradients_are_sigmoids() {
-    let xs = [-1000.0, -30.0, -1.0, 0.0, 0.5, 30.0, 1000.0, f64::INFINITY, f64::NEG_INFINITY];
+    let xs = [
+        -1000.0,
+        -30.0,
+        -1.0,
+        0.0,
+        0.5,
+        30.0,
+        1000.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
     let b = GraphBuilder::new("s");
     let x = b.input("x", DType::F64, &[xs.len()]);
     let sp = x.softplus();
@@ -288,17 +357,39 @@ fn softplus_and_logaddexp_are_stable_and_their_gradients_are_sigmoids() {
     let (sp, gr) = (out[0].to_f64_vec(), out[1].to_f64_vec());
     for (i, &x) in xs.iter().enumerate() {
         // Reference: log1p(exp(x)) where it does not overflow, x + log1p(exp(-x)) above 0.
-        let want = if x > 0.0 { x + (-x).exp().ln_1p() } else { x.exp().ln_1p() };
+        let want = if x > 0.0 {
+            x + (-x).exp().ln_1p()
+        } else {
+            x.exp().ln_1p()
+        };
         let sig = 1.0 / (1.0 + (-x).exp());
         let close = sp[i] == want || (sp[i] - want).abs() <= 1e-15 * want.abs();
         assert!(close, "softplus({x}) = {}, want {want}", sp[i]);
-        assert!((gr[i] - sig).abs() <= 1e-15, "softplus'({x}) = {} vs {sig}", gr[i]);
+        assert!(
+            (gr[i] - sig).abs() <= 1e-15,
+            "softplus'({x}) = {} vs {sig}",
+            gr[i]
+        );
     }
     assert_eq!(gr[3], 0.5);
     assert_eq!(sp[0], 0.0); // exp(-1000) underflows; no NaN, no -inf
     // logaddexp: large equal arguments, infinities, and the gradient sigmoid(a - b).
-    let a = [1000.0, 2.0, f64::INFINITY, f64::NEG_INFINITY, -3.0, f64::INFINITY];
-    let c = [1000.0, -1.0, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY, 5.0];
+    let a = [
+        1000.0,
+        2.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -3.0,
+        f64::INFINITY,
+    ];
+    let c = [
+        1000.0,
+        -1.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+        5.0,
+    ];
     let b = GraphBuilder::new("l");
     let av = b.input("a", DType::F64, &[a.len()]);
     let cv = b.input("c", DType::F64, &[c.len()]);
@@ -308,7 +399,10 @@ fn softplus_and_logaddexp_are_stable_and_their_gradients_are_sigmoids() {
     let l = out[0].to_f64_vec();
     assert_eq!(l[0], 1000.0 + 2f64.ln());
     assert!((l[1] - (2f64.exp() + (-1f64).exp()).ln()).abs() < 1e-15);
-    assert_eq!(&l[2..], &[f64::INFINITY, f64::NEG_INFINITY, -3.0, f64::INFINITY]);
+    assert_eq!(
+        &l[2..],
+        &[f64::INFINITY, f64::NEG_INFINITY, -3.0, f64::INFINITY]
+    );
     let b = GraphBuilder::new("lg");
     let av = b.input("a", DType::F64, &[]);
     let cv = b.input("c", DType::F64, &[]);
@@ -317,8 +411,14 @@ fn softplus_and_logaddexp_are_stable_and_their_gradients_are_sigmoids() {
     for (x, y) in [(2.0f64, -1.0f64), (0.25, 0.25), (-40.0, 3.0)] {
         let out = run_all(&g, &[x.into(), y.into()]);
         let s = 1.0 / (1.0 + (y - x).exp());
-        assert!((out[0].scalar_value().unwrap() - s).abs() < 1e-15, "({x}, {y})");
-        assert!((out[1].scalar_value().unwrap() - (1.0 - s)).abs() < 1e-15, "({x}, {y})");
+        assert!(
+            (out[0].scalar_value().unwrap() - s).abs() < 1e-15,
+            "({x}, {y})"
+        );
+        assert!(
+            (out[1].scalar_value().unwrap() - (1.0 - s)).abs() < 1e-15,
+            "({x}, {y})"
+        );
     }
 }
 
@@ -392,7 +492,8 @@ fn gir_spelling_round_trips_and_runs() {
     // %i: cumsum down the columns = [-1, 0, 0, 1, 1, 0]. %j = %e + %i.
     assert_eq!(out, [-1.0, -1.0, 0.0, 1.0, 0.0, 0.0]);
     // An unknown attribute is an error at its column.
-    let bad = "graph @b {\n  %x = input f64[3]\n  %y = cumsum %x axis=0 exclusive=true\n  output %y\n}\n";
+    let bad =
+        "graph @b {\n  %x = input f64[3]\n  %y = cumsum %x axis=0 exclusive=true\n  output %y\n}\n";
     let e = text::parse(bad).unwrap_err();
     assert_eq!(e.line, 3);
 }
