@@ -497,3 +497,24 @@ fn gir_spelling_round_trips_and_runs() {
     let e = text::parse(bad).unwrap_err();
     assert_eq!(e.line, 3);
 }
+
+#[test]
+fn cumsum_overflow_is_traced_to_the_cumsum_with_its_summands() {
+    // [1, MAX, MAX, 2] along the axis: element 2 is the first to overflow, from the three
+    // finite elements summed into it. Reversed, elements 0 and 1 overflow; the report names
+    // the first in row-major order, summed from all four.
+    let m = f64::MAX;
+    for (reverse, index, values) in [(false, 2, vec![1.0, m, m]), (true, 0, vec![1.0, m, m, 2.0])] {
+        let b = GraphBuilder::new("o");
+        let x = b.input("x", DType::F64, &[4]);
+        let y = x.cumsum(0, reverse);
+        let g = b.finish(&[("y", y)]).unwrap();
+        let xv = Tensor::from_f64(vec![4], vec![1.0, f64::MAX, f64::MAX, 2.0]);
+        let Err(gradlift::interp::EvalError::NonFinite(r)) = interp::run_checked(&g, &[xv]) else {
+            panic!("overflow not reported (reverse {reverse})");
+        };
+        assert_eq!(r.op, gradlift::Op::Cumsum);
+        assert_eq!(r.index, vec![index]);
+        assert_eq!(r.operands[0].values, values);
+    }
+}
