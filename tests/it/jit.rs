@@ -440,6 +440,7 @@ fn special_values_follow_the_interpreter() {
             Op::Eq,
             Op::Ne,
             Op::Add,
+            Op::Atan2,
         ] {
             let g = op_graph(op, &[t(d, &[n * n]), t(d, &[n * n])], Attrs::None);
             check(&g, &ins, true);
@@ -452,6 +453,12 @@ fn special_values_follow_the_interpreter() {
             Op::Exp,
             Op::Sigmoid,
             Op::Tanh,
+            Op::Tan,
+            Op::Erf,
+            Op::Floor,
+            Op::Ceil,
+            Op::Round,
+            Op::Sign,
         ] {
             let g = op_graph(op, &[t(d, &[n * n])], Attrs::None);
             check(&g, &ins[..1], true);
