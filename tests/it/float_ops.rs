@@ -510,11 +510,23 @@ fn cumsum_overflow_is_traced_to_the_cumsum_with_its_summands() {
         let y = x.cumsum(0, reverse);
         let g = b.finish(&[("y", y)]).unwrap();
         let xv = Tensor::from_f64(vec![4], vec![1.0, f64::MAX, f64::MAX, 2.0]);
-        let Err(gradlift::interp::EvalError::NonFinite(r)) = interp::run_checked(&g, &[xv]) else {
+        let Err(gradlift::interp::EvalError::NonFinite(r)) =
+            interp::run_checked(&g, std::slice::from_ref(&xv))
+        else {
             panic!("overflow not reported (reverse {reverse})");
         };
         assert_eq!(r.op, gradlift::Op::Cumsum);
         assert_eq!(r.index, vec![index]);
         assert_eq!(r.operands[0].values, values);
+        // The JIT's checked mode reports the same.
+        let cfg = jit::JitConfig {
+            check_finite: true,
+            ..jit::JitConfig::default()
+        };
+        let Err(jit::CallError::NonFinite(j)) = jit::compile_with(&g, &cfg).unwrap().run(&[xv])
+        else {
+            panic!("overflow not reported by the JIT (reverse {reverse})");
+        };
+        assert_eq!(j, r);
     }
 }
