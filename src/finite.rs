@@ -12,6 +12,8 @@
 //! - elementwise ops: the operands' elements at the same (broadcast) index (`bool` operands
 //!   count as finite);
 //! - reductions: the operand's elements folded into it;
+//! - `cumsum`: the operand's elements summed into it (those up to it along the axis, or from it
+//!   on with `reverse`);
 //! - `matmul`: the row of the left operand and the column of the right one.
 //!
 //! Leaves (inputs, constants), data movement (`reshape`, `transpose`, `broadcast`, `slice`,
@@ -170,6 +172,7 @@ pub(crate) fn can_originate(g: &Graph, id: NodeId) -> bool {
     match n.op {
         Op::Input | Op::Const => false,
         Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin | Op::Matmul => true,
+        Op::Cumsum => true,
         op => ops::rules(op).props.elementwise,
     }
 }
@@ -237,6 +240,17 @@ fn contributions(g: &Graph, id: NodeId, k: usize, idx: &[usize]) -> Vec<usize> {
                     full.iter().zip(&st).map(|(i, s)| i * s).sum()
                 })
                 .collect()
+        }
+        (Op::Cumsum, &Attrs::Cumsum { axis, reverse }) => {
+            let st = strides(xs);
+            let at: usize = idx.iter().zip(&st).map(|(i, s)| i * s).sum();
+            let first = at - idx[axis] * st[axis];
+            let range = if reverse {
+                idx[axis]..xs[axis]
+            } else {
+                0..idx[axis] + 1
+            };
+            range.map(|k| first + k * st[axis]).collect()
         }
         (Op::Matmul, _) => {
             let r = out.len();

@@ -77,6 +77,7 @@ fn op_text(op: &Op, attrs: &Attrs) -> String {
             format!("{name} start={} stop={}", list(start), list(stop))
         }
         Attrs::Axis { axis } => format!("{name} axis={axis}"),
+        Attrs::Cumsum { axis, reverse } => format!("{name} axis={axis} reverse={reverse}"),
         Attrs::Const(t) if t.numel() <= 4 => {
             let mut v = String::new();
             super::json_out::tensor(&mut v, t);

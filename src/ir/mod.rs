@@ -9,6 +9,7 @@
 //! lives in the per-op rule table ([`crate::ops`]); [`Graph::push`] calls it.
 
 mod builder;
+mod composite;
 pub mod text;
 mod types;
 mod verify;
@@ -64,12 +65,19 @@ pub enum Op {
     Recip,
     Log1p,
     Expm1,
+    Tan,
+    Erf,
+    Floor,
+    Ceil,
+    Round,
+    Sign,
     Powi,
     Add,
     Sub,
     Mul,
     Div,
     Pow,
+    Atan2,
     Max,
     Min,
     Lt,
@@ -89,13 +97,14 @@ pub enum Op {
     Broadcast,
     Slice,
     Concat,
+    Cumsum,
     Matmul,
     StopGradient,
 }
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 43] = [
+    pub const ALL: [Op; 51] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -112,12 +121,19 @@ impl Op {
         Op::Recip,
         Op::Log1p,
         Op::Expm1,
+        Op::Tan,
+        Op::Erf,
+        Op::Floor,
+        Op::Ceil,
+        Op::Round,
+        Op::Sign,
         Op::Powi,
         Op::Add,
         Op::Sub,
         Op::Mul,
         Op::Div,
         Op::Pow,
+        Op::Atan2,
         Op::Max,
         Op::Min,
         Op::Lt,
@@ -137,6 +153,7 @@ impl Op {
         Op::Broadcast,
         Op::Slice,
         Op::Concat,
+        Op::Cumsum,
         Op::Matmul,
         Op::StopGradient,
     ];
@@ -206,6 +223,13 @@ pub enum Attrs {
         /// Axis.
         axis: usize,
     },
+    /// `cumsum`: the axis to scan along, and the direction.
+    Cumsum {
+        /// Axis.
+        axis: usize,
+        /// Scan from the last element to the first (`y[i] = x[i] + ... + x[n-1]`).
+        reverse: bool,
+    },
     /// `const`: the value (shared, so cloning graphs is cheap).
     Const(Arc<Tensor>),
 }
@@ -224,6 +248,7 @@ impl Attrs {
             Attrs::Perm { perm } => perm.hash(h),
             Attrs::Slice { start, stop } => (start, stop).hash(h),
             Attrs::Axis { axis } => axis.hash(h),
+            Attrs::Cumsum { axis, reverse } => (axis, reverse).hash(h),
             Attrs::Const(t) => {
                 t.shape().hash(h);
                 t.to_bytes().hash(h);

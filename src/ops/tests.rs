@@ -121,6 +121,45 @@ fn cases(op: Op) -> Vec<Case> {
             case(&[&[2, 3], &[1, 3]], A::Axis { axis: 0 }, ANY),
             case(&[&[2, 1], &[2, 2], &[2, 1]], A::Axis { axis: 1 }, ANY),
         ],
+        Op::Cumsum => vec![
+            case(
+                &[&[5]],
+                A::Cumsum {
+                    axis: 0,
+                    reverse: false,
+                },
+                ANY,
+            ),
+            case(
+                &[&[3, 4]],
+                A::Cumsum {
+                    axis: 1,
+                    reverse: true,
+                },
+                ANY,
+            ),
+            case(
+                &[&[2, 3, 2]],
+                A::Cumsum {
+                    axis: 1,
+                    reverse: false,
+                },
+                ANY,
+            ),
+            case(
+                &[&[3, 1]],
+                A::Cumsum {
+                    axis: 0,
+                    reverse: true,
+                },
+                ANY,
+            ),
+        ],
+        Op::Atan2 => vec![
+            case(&[&[3, 2], &[3, 2]], A::None, ANY),
+            case(&[&[3, 1], &[2]], A::None, ANY),
+            case(&[&[], &[4]], A::None, ANY),
+        ],
         Op::Matmul => vec![
             case(&[&[3, 4], &[4, 2]], A::None, ANY),
             case(&[&[2, 3, 4], &[4, 5]], A::None, ANY),

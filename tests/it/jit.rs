@@ -306,6 +306,20 @@ fn cases(op: Op, d: DType) -> Vec<(Vec<TensorType>, Attrs)> {
             (vec![t(d, &[1, 3]), t(d, &[2, 3])], Attrs::Axis { axis: 0 }),
             (vec![t(d, &[4])], Attrs::Axis { axis: 0 }),
         ],
+        Op::Cumsum => [false, true]
+            .into_iter()
+            .flat_map(|reverse| {
+                let c = |axis| Attrs::Cumsum { axis, reverse };
+                [
+                    (vec![t(d, &[7])], c(0)),
+                    (vec![t(d, &[1])], c(0)),
+                    (vec![t(d, &[2, 3, 4])], c(0)),
+                    (vec![t(d, &[2, 3, 4])], c(1)),
+                    (vec![t(d, &[2, 3, 4])], c(2)),
+                    (vec![t(d, &[3, 1, 5])], c(1)),
+                ]
+            })
+            .collect(),
         Op::Matmul => vec![
             (vec![t(d, &[2, 3]), t(d, &[3, 4])], none),
             (vec![t(d, &[1, 1]), t(d, &[1, 1])], Attrs::None),
@@ -413,6 +427,7 @@ fn special_values_follow_the_interpreter() {
             Op::Eq,
             Op::Ne,
             Op::Add,
+            Op::Atan2,
         ] {
             let g = op_graph(op, &[t(d, &[n * n]), t(d, &[n * n])], Attrs::None);
             check(&g, &ins, true);
@@ -425,6 +440,12 @@ fn special_values_follow_the_interpreter() {
             Op::Exp,
             Op::Sigmoid,
             Op::Tanh,
+            Op::Tan,
+            Op::Erf,
+            Op::Floor,
+            Op::Ceil,
+            Op::Round,
+            Op::Sign,
         ] {
             let g = op_graph(op, &[t(d, &[n * n])], Attrs::None);
             check(&g, &ins[..1], true);

@@ -10,13 +10,14 @@
 //! | op | guard on the operand |
 //! | --- | --- |
 //! | `log`, `sqrt`, `rsqrt`, `log1p`, `recip`, divisor of `div` | `pos(x) = sqrt(x·x + 0.25)` (≥ 0.5, smooth) |
-//! | `exp`, `expm1`, exponent of `pow` | `tanh(x)` |
+//! | `exp`, `expm1`, `tan`, exponent of `pow` | `tanh(x)` |
+//! | second operand of `atan2` (keeps the point off the origin) | `pos(x)` |
 //! | base of `pow`, base of `powi` with `n < 0` | `pos(tanh(x))` (in [0.5, 1.12)) |
 //! | base of `powi` with `n > 1`, operands of `mul`, `matmul` | `tanh(x)` (half the time for `mul`) |
 //!
 //! With [`GenConfig::smooth`], only ops that are differentiable everywhere on the guarded
-//! domain are generated (no `abs`, `relu`, `max`, `min`, comparisons, `select`,
-//! `reduce_max`/`reduce_min`, `cast`), in f64 only: these are the graphs whose gradients the
+//! domain are generated (no `abs`, `relu`, `max`, `min`, `floor`, `ceil`, `round`, `sign`,
+//! comparisons, `select`, `reduce_max`/`reduce_min`, `cast`), in f64 only: these are the graphs whose gradients the
 //! differential test checks against central finite differences.
 //!
 //! The first output of a generated graph is always a float scalar "loss" (a sum of reductions
@@ -56,7 +57,7 @@ pub const SHAPES: [&[usize]; 13] = [
 pub const MAX_RANK: usize = 4;
 
 /// Ops that are differentiable everywhere on the guarded domain (used by smooth cases).
-pub const SMOOTH_OPS: [Op; 26] = [
+pub const SMOOTH_OPS: [Op; 30] = [
     Op::Neg,
     Op::Exp,
     Op::Log,
@@ -69,12 +70,15 @@ pub const SMOOTH_OPS: [Op; 26] = [
     Op::Recip,
     Op::Log1p,
     Op::Expm1,
+    Op::Tan,
+    Op::Erf,
     Op::Powi,
     Op::Add,
     Op::Sub,
     Op::Mul,
     Op::Div,
     Op::Pow,
+    Op::Atan2,
     Op::ReduceSum,
     Op::ReduceMean,
     Op::Reshape,
@@ -82,6 +86,7 @@ pub const SMOOTH_OPS: [Op; 26] = [
     Op::Broadcast,
     Op::Slice,
     Op::Concat,
+    Op::Cumsum,
     Op::Matmul,
 ];
 
@@ -521,6 +526,18 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
                 }
                 (ins, Attrs::Axis { axis })
             }
+            Op::Cumsum => {
+                if rank == 0 {
+                    continue;
+                }
+                (
+                    vec![a],
+                    Attrs::Cumsum {
+                        axis: r.below(rank),
+                        reverse: r.one_in(2),
+                    },
+                )
+            }
             Op::Select => {
                 let Some(c) = pick_where(&mut r, &g, |t| {
                     t.dtype == DType::Bool
@@ -558,7 +575,11 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
                     (vec![a, b], Attrs::None)
                 }
             }
-            Op::Exp | Op::Expm1 if safe => (vec![tanh(&mut g, a)], Attrs::None),
+            Op::Exp | Op::Expm1 | Op::Tan if safe => (vec![tanh(&mut g, a)], Attrs::None),
+            Op::Atan2 if safe => {
+                let b = partner(&mut r, &mut g);
+                (vec![a, pos(&mut g, b)], Attrs::None)
+            }
             Op::Log | Op::Sqrt | Op::Rsqrt | Op::Log1p | Op::Recip if safe => {
                 (vec![pos(&mut g, a)], Attrs::None)
             }

@@ -137,7 +137,7 @@ impl GraphBuilder {
     }
 
     #[track_caller]
-    fn fail(&self, error: impl Into<BuildErrorKind>) -> Var<'_> {
+    pub(super) fn fail(&self, error: impl Into<BuildErrorKind>) -> Var<'_> {
         let mut slot = self.error.borrow_mut();
         if slot.is_none() {
             *slot = Some(BuildError {
@@ -387,6 +387,18 @@ unary_methods! {
     expm1 => Expm1;
     /// `|x|`.
     abs => Abs;
+    /// `tan(x)`.
+    tan => Tan;
+    /// The error function `erf(x)`.
+    erf => Erf;
+    /// `⌊x⌋` (zero derivative).
+    floor => Floor;
+    /// `⌈x⌉` (zero derivative).
+    ceil => Ceil;
+    /// Round to the nearest integer, ties to even, as `jnp.round` (zero derivative).
+    round => Round;
+    /// `1`, `-1`, or `x` itself for `±0` and NaN (zero derivative).
+    sign => Sign;
 }
 
 macro_rules! binary_methods {
@@ -410,6 +422,8 @@ binary_methods! {
     max => Max;
     /// Elementwise minimum (NaN-propagating).
     min => Min;
+    /// `atan2(self, x)`: the angle of the point `(x, self)` in `(-π, π]` (`jnp.arctan2`).
+    atan2 => Atan2;
     /// `self < other` (bool).
     lt => Lt;
     /// `self <= other` (bool).
@@ -604,7 +618,14 @@ impl<'b> Var<'b> {
         )
     }
 
-    // ---- composites (built from primitives; no rules of their own) ---------------------
+    /// Cumulative sum along `axis` (`lax.cumsum`); with `reverse`, from the last element.
+    #[track_caller]
+    pub fn cumsum(self, axis: usize, reverse: bool) -> Var<'b> {
+        self.b
+            .push(Op::Cumsum, &[self], Attrs::Cumsum { axis, reverse })
+    }
+
+    // ---- composites (built from primitives; no rules of their own; more in `composite.rs`)
 
     /// `log Σ exp(x)` over `axis`, numerically stable (shifted by the maximum).
     #[track_caller]

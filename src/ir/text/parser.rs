@@ -486,6 +486,7 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
     const START: AttrSpec = spec("start", List, true);
     const STOP: AttrSpec = spec("stop", List, true);
     const AXIS: AttrSpec = spec("axis", Index, true);
+    const REVERSE: AttrSpec = spec("reverse", Bool, false);
     match kind {
         AttrKind::None | AttrKind::Const => &[],
         AttrKind::Powi => &[N],
@@ -495,6 +496,7 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
         AttrKind::Perm => &[PERM],
         AttrKind::Slice => &[START, STOP],
         AttrKind::Axis => &[AXIS],
+        AttrKind::Cumsum => &[AXIS, REVERSE],
     }
 }
 
@@ -599,6 +601,13 @@ fn build_attrs(
         },
         AttrKind::Axis => match a {
             Some((AttrVal::Index(axis), _)) => Attrs::Axis { axis },
+            _ => unreachable!("required attribute checked"),
+        },
+        AttrKind::Cumsum => match a {
+            Some((AttrVal::Index(axis), _)) => Attrs::Cumsum {
+                axis,
+                reverse: matches!(b, Some((AttrVal::Bool(true), _))),
+            },
             _ => unreachable!("required attribute checked"),
         },
         AttrKind::Reduce => {
@@ -933,6 +942,7 @@ mod tests {
                 Op::Transpose => &["perm"],
                 Op::Slice => &["start", "stop"],
                 Op::Concat => &["axis"],
+                Op::Cumsum => &["axis", "reverse"],
                 _ => &[],
             };
             assert_eq!(keys, want, "{op}");

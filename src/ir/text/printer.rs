@@ -2,8 +2,8 @@
 //!
 //! Writes the header line, one two-space-indented statement per node in id order (`: TYPE` on
 //! every `const` and op, attributes in the spec's table order with `axes` sorted and
-//! `keepdims=true` only when true), the `output` statement, then `}`. Output is deterministic and
-//! a fixed point of `print ∘ parse`.
+//! `keepdims=true` and `reverse=true` only when true), the `output` statement, then `}`. Output
+//! is deterministic and a fixed point of `print ∘ parse`.
 //!
 //! Value labels: a node prints under its name when that name is a valid value name, is unique,
 //! and is either an identifier or belongs to an input or output (the parser keeps digit-only
@@ -221,6 +221,13 @@ impl<'g> Printer<'g> {
             Attrs::Axis { axis } => {
                 out.push_str(" axis=");
                 push_uint(out, *axis as u64);
+            }
+            Attrs::Cumsum { axis, reverse } => {
+                out.push_str(" axis=");
+                push_uint(out, *axis as u64);
+                if *reverse {
+                    out.push_str(" reverse=true");
+                }
             }
         }
         self.out.push_str(" : ");

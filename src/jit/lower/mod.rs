@@ -48,6 +48,7 @@ mod fused;
 mod loops;
 mod matmul;
 mod reduce;
+mod scan;
 mod staged;
 #[cfg(test)]
 mod tests;

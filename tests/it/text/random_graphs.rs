@@ -132,6 +132,10 @@ pub(super) fn random_attrs(r: &mut Rng, op: Op, shape: &[usize]) -> Attrs {
         gradlift::ops::AttrKind::Axis => Attrs::Axis {
             axis: r.below(rank.max(1)),
         },
+        gradlift::ops::AttrKind::Cumsum => Attrs::Cumsum {
+            axis: r.below(rank.max(1)),
+            reverse: r.chance(1, 2),
+        },
         gradlift::ops::AttrKind::None | gradlift::ops::AttrKind::Const => Attrs::None,
     }
 }
