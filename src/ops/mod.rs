@@ -1,7 +1,8 @@
 //! The per-op rule table: everything about one primitive in one place.
 //!
 //! [`rules`] is the single exhaustive `match` on [`Op`]. Each op is one [`OpRules`] constant in
-//! its family file (`elementwise`, `reduce`, `shape`, `linalg`) holding its `.gir` name, arity,
+//! its family file (`elementwise`, `reduce`, `shape`, `linalg`, `index` for `iota`, `gather`,
+//! `scatter_add`, `argmax`, `argmin`, and [`random`]) holding its `.gir` name, arity,
 //! attribute kind, properties, shape rule, interpreter kernel, JVP and VJP rules (side by side)
 //! and (for elementwise ops) its scalar lowering. [`custom`] holds user-defined composite ops with
 //! their own derivative rules. The parser, printer, builder, interpreter, reverse mode, the optimizer and
@@ -14,7 +15,9 @@
 
 pub mod custom;
 mod elementwise;
+mod index;
 mod linalg;
+pub mod random;
 mod reduce;
 mod shape;
 
@@ -92,6 +95,12 @@ pub enum AttrKind {
     Axis,
     /// A constant value (the `const` statement).
     Const,
+    /// `type=TYPE axis=INT` (both required).
+    Iota,
+    /// `axis=INT size=INT` (both required).
+    Scatter,
+    /// `type=TYPE` (required).
+    Random,
 }
 
 /// Named op properties that passes query.
@@ -449,6 +458,12 @@ pub fn rules(op: Op) -> &'static OpRules {
         Op::Concat => &shape::CONCAT,
         Op::Matmul => &linalg::MATMUL,
         Op::StopGradient => &e::STOP_GRADIENT,
+        Op::Iota => &index::IOTA,
+        Op::Gather => &index::GATHER,
+        Op::ScatterAdd => &index::SCATTER_ADD,
+        Op::Argmax => &index::ARGMAX,
+        Op::Argmin => &index::ARGMIN,
+        Op::RandomUniform => &random::RANDOM_UNIFORM,
     }
 }
 
@@ -513,6 +528,9 @@ pub fn attr_kind(attrs: &Attrs) -> AttrKind {
         Attrs::Slice { .. } => AttrKind::Slice,
         Attrs::Axis { .. } => AttrKind::Axis,
         Attrs::Const(_) => AttrKind::Const,
+        Attrs::Iota { .. } => AttrKind::Iota,
+        Attrs::Scatter { .. } => AttrKind::Scatter,
+        Attrs::Random { .. } => AttrKind::Random,
     }
 }
 

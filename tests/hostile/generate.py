@@ -219,6 +219,29 @@ def main():
         ("annot-garbage", "%y = neg %x : banana"),
     ]:
         put("gir/err-%s.gir" % name, graph(base + [line, "output %y"]))
+    # Integer indexing: bad index dtypes, axes, shapes, attribute kinds and i32 literals.
+    ibase = base + ["%i = input i32[4]", "%k = input i32[]"]
+    for name, line in [
+        ("gather-float-index", "%y = gather %x, %v axis=0"),
+        ("gather-axis", "%y = gather %x, %i axis=2"),
+        ("gather-no-axis", "%y = gather %x, %i"),
+        ("scatter-shape", "%y = scatter_add %x, %i axis=0 size=3"),
+        ("scatter-size-zero", "%y = scatter_add %v, %i axis=0 size=0"),
+        ("scatter-int-updates", "%y = scatter_add %i, %i axis=0 size=3"),
+        ("iota-bool", "%y = iota type=bool[3] axis=0"),
+        ("iota-axis", "%y = iota type=i32[3] axis=1"),
+        ("iota-operand", "%y = iota %x type=i32[3] axis=0"),
+        ("iota-type-junk", "%y = iota type=i32 axis=0"),
+        ("argmax-bool", "%y = argmax %b axis=0"),
+        ("argmin-axis", "%y = argmin %x axis=2"),
+        ("random-seed-f64", "%y = random_uniform %s, %k type=f32[2]"),
+        ("random-seed-vector", "%y = random_uniform %i, %k type=f32[2]"),
+        ("random-int-type", "%y = random_uniform %k, %k type=i32[2]"),
+        ("const-i32-float", "%y = const 1.5 : i32[]"),
+        ("const-i32-overflow", "%y = const 2147483648 : i32[]"),
+        ("eq-i32-float", "%y = eq %i, %v"),
+    ]:
+        put("gir/err-%s.gir" % name, graph(ibase + [line, "output %y"]))
 
     # ---- valid edge cases (every command must succeed) -------------------------------------
     put("gir/ok-minimal.gir", graph(["%x = input f64[]", "output %x"]))

@@ -81,6 +81,7 @@ impl ValueSource<'_> {
         let n = ty.numel();
         let data = match ty.dtype {
             DType::Bool => Data::Bool((0..n).map(|_| self.next_u64() & 1 == 1).collect()),
+            DType::I32 => Data::I32((0..n).map(|_| self.next_u64() as i32).collect()),
             DType::F32 => Data::F32(
                 (0..n)
                     .map(|_| {
