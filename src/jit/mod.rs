@@ -240,13 +240,6 @@ pub enum JitError {
     /// memory).
     #[error("Cranelift failed to link the kernel")]
     Module(#[source] Box<ModuleError>),
-    /// The graph uses an op or dtype the code generator does not handle (unsupported; run it
-    /// with [`crate::interp::run`]).
-    #[error("the JIT does not support {what}")]
-    Unsupported {
-        /// The op or dtype, and the node using it.
-        what: String,
-    },
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
     TooLarge {
@@ -364,9 +357,6 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    if let Some(what) = unsupported(g) {
-        return Err(JitError::Unsupported { what });
-    }
     let plan = plan::plan(
         g,
         &plan::PlanConfig {
@@ -579,26 +569,6 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         },
     };
     Ok(Kernel::new(parts, owner))
-}
-
-/// The first node the code generator cannot compile, described.
-fn unsupported(g: &Graph) -> Option<String> {
-    use crate::ir::Op;
-    g.nodes().iter().enumerate().find_map(|(i, n)| {
-        let new_op = matches!(
-            n.op,
-            Op::Iota | Op::Gather | Op::ScatterAdd | Op::Argmax | Op::Argmin | Op::RandomUniform
-        );
-        (new_op || n.ty.dtype == DType::I32).then(|| {
-            format!(
-                "`{}` with type {} (node %{}, {})",
-                n.op,
-                n.ty,
-                g.value_name(crate::ir::NodeId(i as u32)),
-                n.origin
-            )
-        })
-    })
 }
 
 /// Turns the address of a finalized serial function into a function pointer.

@@ -133,6 +133,7 @@ pub fn same_bits(a: &Tensor, b: &Tensor) -> bool {
             .zip(y)
             .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan())),
         (Data::Bool(x), Data::Bool(y)) => x == y,
+        (Data::I32(x), Data::I32(y)) => x == y,
         _ => false,
     }
 }
