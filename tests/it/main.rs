@@ -7,6 +7,7 @@ mod differential;
 mod forward;
 mod fuzz_check;
 mod hostile;
+mod indexing;
 mod jit;
 mod mlp;
 mod props;

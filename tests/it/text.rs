@@ -450,7 +450,7 @@ fn malformed_files_are_rejected_with_position_and_reason() {
             body(&format!("{x}%y = cast %x to=bool\noutput %y")),
             3,
             19,
-            "`f32` or `f64`",
+            "`f32`, `f64` or `i32`",
         ),
         (
             "powi out of range",
