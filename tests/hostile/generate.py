@@ -245,6 +245,18 @@ def main():
 
     # ---- valid edge cases (every command must succeed) -------------------------------------
     put("gir/ok-minimal.gir", graph(["%x = input f64[]", "output %x"]))
+    indexing = ["%x = input f64[4,3]", "%idx = input i32[5]", "%seed = input i32[]",
+                "%g = gather %x, %idx axis=0", "%s = scatter_add %g, %idx axis=0 size=4",
+                "%a = argmax %s axis=1", "%ga = gather %x, %a axis=0",
+                "%i = iota type=f64[4,3] axis=1", "%r = random_uniform %seed, %seed type=f64[4,3]",
+                "%m = mul %ga, %r", "%t = add %m, %i", "%u = add %t, %s", "%y = reduce_sum %u"]
+    put("gir/ok-indexing.gir", graph(indexing + ["output %y, %a"]))
+    # Out-of-range constant indices are clamped, not an error.
+    put("gir/ok-gather-clamped.gir", graph(["%x = input f32[3]",
+                                            "%i = const [-7, 3, 2147483647] : i32[3]",
+                                            "%y = gather %x, %i axis=0", "output %y"]))
+    # An integer first output has no gradient.
+    put("gir/grad-int-output.gir", graph(indexing + ["output %a, %y"]))
     put("gir/ok-const-only.gir", graph(["%c = const 1.5 : f64[]", "output %c"]))
     put("gir/ok-crlf.gir", graph(["%x = input f64[]", "output %x"]).replace("\n", "\r\n"))
     put("gir/ok-tabs-compact.gir", "graph @g {\n\t%x=input f64[2]\n\t%y=mul %x,%x\n\toutput %y\n}\n")

@@ -246,3 +246,19 @@ fn random_uniform_is_the_published_philox_stream() {
         [(bits >> 11) as f64 / 9_007_199_254_740_992.0]
     );
 }
+
+#[test]
+fn the_fuzz_pipeline_property_holds_on_the_indexing_seed() {
+    // The fuzz seed: every indexing op, an i32 input made from arbitrary bytes (so indices
+    // far out of range), through grad, JVP, the optimizer and the JIT in every flag mix.
+    let seed = include_bytes!("../../fuzz/seeds/pipeline/indexing.bin");
+    let nul = seed.iter().position(|&b| b == 0).expect("seed has a NUL");
+    for flags in 0..8u8 {
+        for shift in [0usize, 1, 5] {
+            let mut data = seed[..=nul].to_vec();
+            data.push(flags);
+            data.extend(&seed[nul + 2 + shift..]);
+            crate::fuzz_check::pipeline(&data);
+        }
+    }
+}
