@@ -1,5 +1,18 @@
 //! Integer indexing: `iota`, `gather`, `scatter_add`, `argmax`, `argmin`.
 //!
+//! | `.gir` | operands | attributes | result |
+//! |---|---|---|---|
+//! | `%y = iota type=TYPE axis=A` | none | `type` (`i32`, `f32` or `f64` type, rank ≥ 1), `axis` < rank | `y[…, i, …] = i` along `axis` |
+//! | `%y = gather %x, %idx axis=A` | any dtype, `i32` indices of any rank | `axis` < rank of `x` | `x.shape[:A] + idx.shape + x.shape[A+1:]`, `jnp.take(x, idx, A)` |
+//! | `%y = scatter_add %u, %idx axis=A size=N` | float updates, `i32` indices | `axis`, `size` ≥ 1 | `y.shape[:A] + [N] + y.shape[A+1:]` with `u.shape = y.shape[:A] + idx.shape + y.shape[A+1:]` |
+//! | `%y = argmax %x axis=A`, `argmin` | float or `i32` | `axis` < rank | `i32`, `x.shape` without axis `A` |
+//!
+//! `i32` is also accepted by `cast` (`to=i32` truncates toward zero and saturates, NaN gives
+//! 0; from `i32` converts exactly to `f64`, rounded to `f32`), by the comparisons
+//! (`lt le gt ge eq ne`, both operands `i32`) and as the branches of `select`. `i32` constants
+//! are integer literals (`const [0, -1, 2] : i32[3]`), and the CLI reads and writes them as JSON
+//! integers. Random numbers: [`super::random`].
+//!
 //! Index operands are `i32` tensors. **Out-of-range indices are clamped** to `0..=n-1` (`n` the
 //! size of the indexed axis), in the interpreter and the JIT alike, so no index can read or
 //! write outside its tensor; a negative index selects element 0 (there is no negative
@@ -149,7 +162,7 @@ fn tangent_of<'b>(b: &'b GraphBuilder, n: &Node, tg: &Tangents<'b>, i: usize) ->
 
 /// `y = take(x, idx, axis)` (`jnp.take` with clamped indices): `y` has shape
 /// `x.shape[:axis] + idx.shape + x.shape[axis+1:]`. ẏ = gather(ẋ, idx);
-/// x̄ = scatter_add(ȳ, idx, axis, x.shape[axis]); no derivative for `idx`.
+/// x̄ = `scatter_add(ȳ, idx, axis, x.shape[axis])`; no derivative for `idx`.
 pub(super) const GATHER: OpRules = OpRules {
     name: "gather",
     arity: Arity::Exact(2),

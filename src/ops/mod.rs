@@ -15,7 +15,7 @@
 
 pub mod custom;
 mod elementwise;
-mod index;
+pub mod index;
 mod linalg;
 pub mod random;
 mod reduce;
