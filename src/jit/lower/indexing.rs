@@ -14,8 +14,10 @@
 //! Not done here: vectorization or fusion of these ops, and threads (they run on the calling
 //! thread).
 
-use super::{Bound, Lowerer, Src, bits_ty, bytes_i, contiguous, val_ty};
+use super::loops::Bound;
+use super::{Lowerer, Src, bits_ty, val_ty};
 use crate::ir::{Attrs, DType, NodeId};
+use crate::jit::layout::{row_major_bytes, to_bytes};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Value, types};
 
@@ -31,7 +33,7 @@ impl Lowerer<'_, '_> {
         let v = self.view(x);
         let size = self.g.ty(x).dtype.size_bytes();
         let src = self.root_src(v.root).offset_by(v.offset * size as i64);
-        (src, bytes_i(&v.strides, size))
+        (src, to_bytes(&v.strides, size))
     }
 
     /// Loads the `i32` index at `off` of `src` and clamps it to `0..=n-1`, as an `i64`.
@@ -65,7 +67,7 @@ impl Lowerer<'_, '_> {
         let (xs, xst) = self.operand(x);
         let (is, ist) = self.operand(ix);
         let dst = self.home(id);
-        let out_st = contiguous(&node.ty.shape, dt.size_bytes());
+        let out_st = row_major_bytes(&node.ty.shape, dt.size_bytes());
         let shape = node.ty.shape.clone();
         self.nest(&shape, &mut |lw, idx| {
             let io = lw.offset(&idx[axis..axis + k], &ist);
@@ -94,7 +96,7 @@ impl Lowerer<'_, '_> {
         let (us, ust) = self.operand(u);
         let (is, ist) = self.operand(ix);
         let dst = self.home(id);
-        let out_st = contiguous(&node.ty.shape, dt.size_bytes());
+        let out_st = row_major_bytes(&node.ty.shape, dt.size_bytes());
         let shape = node.ty.shape.clone();
         self.nest(&shape, &mut |lw, idx| {
             let z = lw.float(dt, 0.0);
@@ -124,7 +126,7 @@ impl Lowerer<'_, '_> {
         };
         let dt = node.ty.dtype;
         let dst = self.home(id);
-        let out_st = contiguous(&node.ty.shape, dt.size_bytes());
+        let out_st = row_major_bytes(&node.ty.shape, dt.size_bytes());
         let shape = node.ty.shape.clone();
         self.nest(&shape, &mut |lw, idx| {
             let i = idx[axis];
@@ -150,7 +152,7 @@ impl Lowerer<'_, '_> {
         let n = g.ty(x).shape[axis];
         let (xs, xst) = self.operand(x);
         let dst = self.home(id);
-        let out_st = contiguous(&node.ty.shape, 4);
+        let out_st = row_major_bytes(&node.ty.shape, 4);
         let shape = node.ty.shape.clone();
         self.nest(&shape, &mut |lw, idx| {
             let pre = lw.offset(&idx[..axis], &xst[..axis]);
