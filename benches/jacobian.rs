@@ -90,6 +90,7 @@ fn buf(t: &Tensor) -> Buf<'_> {
         Data::F32(v) => Buf::F32(v),
         Data::F64(v) => Buf::F64(v),
         Data::Bool(v) => Buf::Bool(v),
+        Data::I32(v) => Buf::I32(v),
     }
 }
 
@@ -98,6 +99,7 @@ fn buf_mut(t: &mut Tensor) -> BufMut<'_> {
         Data::F32(v) => BufMut::F32(v),
         Data::F64(v) => BufMut::F64(v),
         Data::Bool(v) => BufMut::Bool(v),
+        Data::I32(v) => BufMut::I32(v),
     }
 }
 

@@ -14,6 +14,8 @@ pub enum Data {
     F64(Vec<f64>),
     /// `bool` elements.
     Bool(Vec<bool>),
+    /// `i32` elements.
+    I32(Vec<i32>),
 }
 
 impl Data {
@@ -23,6 +25,7 @@ impl Data {
             Data::F32(v) => v.len(),
             Data::F64(v) => v.len(),
             Data::Bool(v) => v.len(),
+            Data::I32(v) => v.len(),
         }
     }
 
@@ -37,15 +40,17 @@ impl Data {
             Data::F32(_) => DType::F32,
             Data::F64(_) => DType::F64,
             Data::Bool(_) => DType::Bool,
+            Data::I32(_) => DType::I32,
         }
     }
 
-    /// Element `i` converted to `f64` (`bool` gives 0.0 / 1.0).
+    /// Element `i` converted to `f64` (`bool` gives 0.0 / 1.0; `i32` is exact).
     pub fn get_f64(&self, i: usize) -> f64 {
         match self {
             Data::F32(v) => f64::from(v[i]),
             Data::F64(v) => v[i],
             Data::Bool(v) => f64::from(u8::from(v[i])),
+            Data::I32(v) => f64::from(v[i]),
         }
     }
 }
@@ -104,13 +109,18 @@ impl Tensor {
         Tensor::new(shape, Data::F32(data))
     }
 
+    /// An `i32` tensor (e.g. indices for `gather`).
+    pub fn from_i32(shape: Vec<usize>, data: Vec<i32>) -> Tensor {
+        Tensor::new(shape, Data::I32(data))
+    }
+
     /// An `f64` scalar.
     pub fn scalar_f64(x: f64) -> Tensor {
         Tensor::new(Vec::new(), Data::F64(vec![x]))
     }
 
     /// A tensor of type `ty` with every element equal to `x` (converted to the dtype;
-    /// nonzero is `true` for `bool`).
+    /// nonzero is `true` for `bool`; `i32` truncates toward zero and saturates, NaN gives 0).
     ///
     /// # Panics
     /// If `ty` has more than [`crate::ir::MAX_ELEMENTS`] elements (a caller bug: validate
@@ -121,6 +131,7 @@ impl Tensor {
             DType::F32 => Data::F32(vec![x as f32; n]),
             DType::F64 => Data::F64(vec![x; n]),
             DType::Bool => Data::Bool(vec![x != 0.0; n]),
+            DType::I32 => Data::I32(vec![x as i32; n]),
         };
         Tensor {
             shape: ty.shape.clone(),
@@ -138,6 +149,7 @@ impl Tensor {
             DType::F32 => Data::F32((0..n).map(|i| f(i) as f32).collect()),
             DType::F64 => Data::F64((0..n).map(f).collect()),
             DType::Bool => Data::Bool((0..n).map(|i| f(i) != 0.0).collect()),
+            DType::I32 => Data::I32((0..n).map(|i| f(i) as i32).collect()),
         };
         Tensor {
             shape: ty.shape.clone(),
@@ -192,6 +204,7 @@ impl Tensor {
             Data::F32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
             Data::F64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
             Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+            Data::I32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
         }
     }
 
@@ -214,6 +227,12 @@ impl Tensor {
                     .collect(),
             ),
             DType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            DType::I32 => Data::I32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
         };
         Some(Tensor {
             shape: ty.shape.clone(),

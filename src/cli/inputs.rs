@@ -84,6 +84,7 @@ enum Elems {
     F32(Vec<f32>),
     F64(Vec<f64>),
     Bool(Vec<bool>),
+    I32(Vec<i32>),
 }
 
 /// One input value to a tensor of exactly `sig.ty`; the error says where and what.
@@ -92,6 +93,7 @@ fn to_tensor(sig: &InputSig, v: &Value) -> Result<Tensor, String> {
         DType::F32 => Elems::F32(Vec::new()),
         DType::F64 => Elems::F64(Vec::new()),
         DType::Bool => Elems::Bool(Vec::new()),
+        DType::I32 => Elems::I32(Vec::new()),
     };
     let mut path = Vec::new();
     fill(sig, 0, v, &mut path, &mut elems)?;
@@ -99,6 +101,7 @@ fn to_tensor(sig: &InputSig, v: &Value) -> Result<Tensor, String> {
         Elems::F32(v) => Data::F32(v),
         Elems::F64(v) => Data::F64(v),
         Elems::Bool(v) => Data::Bool(v),
+        Elems::I32(v) => Data::I32(v),
     };
     Tensor::try_new(sig.ty.shape.clone(), data)
         .ok_or_else(|| "internal error (bug): element count does not match the shape".into())
@@ -185,6 +188,19 @@ fn element(v: &Value, out: &mut Elems) -> Result<(), String> {
                 Ok(())
             }
             other => Err(format!("expected true or false, found {}", kind(other))),
+        },
+        Elems::I32(o) => match v {
+            Value::Number(n) => match n.as_str().parse::<i32>() {
+                Ok(x) => {
+                    o.push(x);
+                    Ok(())
+                }
+                Err(_) => Err(format!(
+                    "expected an integer in the i32 range, found the number {}",
+                    n.as_str()
+                )),
+            },
+            other => Err(format!("expected an integer (i32), found {}", kind(other))),
         },
         Elems::F32(o) => {
             o.push(float(v, "f32", |s| {
@@ -279,6 +295,8 @@ pub fn random_inputs(sigs: &[InputSig]) -> Vec<Tensor> {
                         .collect(),
                 ),
                 DType::Bool => Data::Bool((0..n).map(|_| rng.next() >> 63 == 1).collect()),
+                // Small non-negative integers, 0..=7 (useful as indices).
+                DType::I32 => Data::I32((0..n).map(|_| (rng.next() >> 61) as i32).collect()),
             };
             Tensor::new(sig.ty.shape.clone(), data)
         })

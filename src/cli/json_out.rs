@@ -73,6 +73,7 @@ fn element(out: &mut String, data: &Data, i: usize) {
         Data::F32(v) => float(out, v[i].is_nan(), v[i].is_infinite(), v[i] < 0.0, v[i]),
         Data::F64(v) => float(out, v[i].is_nan(), v[i].is_infinite(), v[i] < 0.0, v[i]),
         Data::Bool(v) => out.push_str(if v[i] { "true" } else { "false" }),
+        Data::I32(v) => out.push_str(&v[i].to_string()),
     }
 }
 

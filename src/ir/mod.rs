@@ -10,6 +10,7 @@
 
 mod builder;
 mod composite;
+mod indexing;
 pub mod text;
 mod types;
 mod verify;
@@ -100,11 +101,17 @@ pub enum Op {
     Cumsum,
     Matmul,
     StopGradient,
+    Iota,
+    Gather,
+    ScatterAdd,
+    Argmax,
+    Argmin,
+    RandomUniform,
 }
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 51] = [
+    pub const ALL: [Op; 57] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -156,6 +163,12 @@ impl Op {
         Op::Cumsum,
         Op::Matmul,
         Op::StopGradient,
+        Op::Iota,
+        Op::Gather,
+        Op::ScatterAdd,
+        Op::Argmax,
+        Op::Argmin,
+        Op::RandomUniform,
     ];
 
     /// The `.gir` spelling.
@@ -232,6 +245,25 @@ pub enum Attrs {
     },
     /// `const`: the value (shared, so cloning graphs is cheap).
     Const(Arc<Tensor>),
+    /// `iota`: the result type and the axis whose index each element holds.
+    Iota {
+        /// Result type.
+        ty: TensorType,
+        /// Axis.
+        axis: usize,
+    },
+    /// `scatter_add`: the axis the indices address and the result's size along it.
+    Scatter {
+        /// Axis.
+        axis: usize,
+        /// Result dimension along `axis`.
+        size: usize,
+    },
+    /// `random_uniform`: the result type.
+    Random {
+        /// Result type (a float dtype).
+        ty: TensorType,
+    },
 }
 
 impl Attrs {
@@ -249,6 +281,9 @@ impl Attrs {
             Attrs::Slice { start, stop } => (start, stop).hash(h),
             Attrs::Axis { axis } => axis.hash(h),
             Attrs::Cumsum { axis, reverse } => (axis, reverse).hash(h),
+            Attrs::Iota { ty, axis } => (ty, axis).hash(h),
+            Attrs::Scatter { axis, size } => (axis, size).hash(h),
+            Attrs::Random { ty } => ty.hash(h),
             Attrs::Const(t) => {
                 t.shape().hash(h);
                 t.to_bytes().hash(h);

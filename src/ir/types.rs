@@ -18,15 +18,19 @@ pub enum DType {
     F64,
     /// Boolean (the result of comparisons; carries no derivative).
     Bool,
+    /// 32-bit signed integer (index tensors for `gather`/`scatter_add`, `argmax` results,
+    /// random seeds; carries no derivative).
+    I32,
 }
 
 impl DType {
-    /// The `.gir` spelling (`f32`, `f64`, `bool`).
+    /// The `.gir` spelling (`f32`, `f64`, `bool`, `i32`).
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F64 => "f64",
             DType::Bool => "bool",
+            DType::I32 => "i32",
         }
     }
 
@@ -36,6 +40,7 @@ impl DType {
             "f32" => Some(DType::F32),
             "f64" => Some(DType::F64),
             "bool" => Some(DType::Bool),
+            "i32" => Some(DType::I32),
             _ => None,
         }
     }
@@ -48,7 +53,7 @@ impl DType {
     /// Size of one element in bytes as stored in kernel buffers (`bool` is one byte).
     pub fn size_bytes(self) -> usize {
         match self {
-            DType::F32 => 4,
+            DType::F32 | DType::I32 => 4,
             DType::F64 => 8,
             DType::Bool => 1,
         }

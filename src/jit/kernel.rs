@@ -120,6 +120,8 @@ pub enum Buf<'a> {
     F64(&'a [f64]),
     /// `bool` elements (one byte each).
     Bool(&'a [bool]),
+    /// `i32` elements.
+    I32(&'a [i32]),
 }
 
 /// A writable element buffer passed to [`Kernel::call`].
@@ -131,6 +133,8 @@ pub enum BufMut<'a> {
     F64(&'a mut [f64]),
     /// `bool` elements (one byte each; the kernel only ever writes `false`/`true`).
     Bool(&'a mut [bool]),
+    /// `i32` elements.
+    I32(&'a mut [i32]),
 }
 
 impl Buf<'_> {
@@ -140,6 +144,7 @@ impl Buf<'_> {
             Buf::F32(_) => DType::F32,
             Buf::F64(_) => DType::F64,
             Buf::Bool(_) => DType::Bool,
+            Buf::I32(_) => DType::I32,
         }
     }
 
@@ -149,6 +154,7 @@ impl Buf<'_> {
             Buf::F32(v) => v.len(),
             Buf::F64(v) => v.len(),
             Buf::Bool(v) => v.len(),
+            Buf::I32(v) => v.len(),
         }
     }
 
@@ -163,6 +169,7 @@ impl Buf<'_> {
             Buf::F32(v) => f64::from(v[i]),
             Buf::F64(v) => v[i],
             Buf::Bool(v) => f64::from(u8::from(v[i])),
+            Buf::I32(v) => f64::from(v[i]),
         }
     }
 
@@ -171,6 +178,7 @@ impl Buf<'_> {
             Buf::F32(v) => v.as_ptr() as usize,
             Buf::F64(v) => v.as_ptr() as usize,
             Buf::Bool(v) => v.as_ptr() as usize,
+            Buf::I32(v) => v.as_ptr() as usize,
         }
     }
 }
@@ -182,6 +190,7 @@ impl BufMut<'_> {
             BufMut::F32(_) => DType::F32,
             BufMut::F64(_) => DType::F64,
             BufMut::Bool(_) => DType::Bool,
+            BufMut::I32(_) => DType::I32,
         }
     }
 
@@ -191,6 +200,7 @@ impl BufMut<'_> {
             BufMut::F32(v) => v.len(),
             BufMut::F64(v) => v.len(),
             BufMut::Bool(v) => v.len(),
+            BufMut::I32(v) => v.len(),
         }
     }
 
@@ -205,6 +215,7 @@ impl BufMut<'_> {
             BufMut::F32(v) => f64::from(v[i]),
             BufMut::F64(v) => v[i],
             BufMut::Bool(v) => f64::from(u8::from(v[i])),
+            BufMut::I32(v) => f64::from(v[i]),
         }
     }
 
@@ -213,6 +224,7 @@ impl BufMut<'_> {
             BufMut::F32(v) => v.as_mut_ptr() as usize,
             BufMut::F64(v) => v.as_mut_ptr() as usize,
             BufMut::Bool(v) => v.as_mut_ptr() as usize,
+            BufMut::I32(v) => v.as_mut_ptr() as usize,
         }
     }
 
@@ -222,6 +234,7 @@ impl BufMut<'_> {
             (BufMut::F32(d), Buf::F32(s)) => d.copy_from_slice(s),
             (BufMut::F64(d), Buf::F64(s)) => d.copy_from_slice(s),
             (BufMut::Bool(d), Buf::Bool(s)) => d.copy_from_slice(s),
+            (BufMut::I32(d), Buf::I32(s)) => d.copy_from_slice(s),
             _ => unreachable!("dtypes checked before the copy"),
         }
     }
@@ -257,6 +270,18 @@ impl<'a> From<&'a mut [f64]> for BufMut<'a> {
     }
 }
 
+impl<'a> From<&'a [i32]> for Buf<'a> {
+    fn from(v: &'a [i32]) -> Buf<'a> {
+        Buf::I32(v)
+    }
+}
+
+impl<'a> From<&'a mut [i32]> for BufMut<'a> {
+    fn from(v: &'a mut [i32]) -> BufMut<'a> {
+        BufMut::I32(v)
+    }
+}
+
 impl<'a> From<&'a mut [bool]> for BufMut<'a> {
     fn from(v: &'a mut [bool]) -> BufMut<'a> {
         BufMut::Bool(v)
@@ -269,6 +294,7 @@ impl<'a> From<&'a Tensor> for Buf<'a> {
             Data::F32(v) => Buf::F32(v),
             Data::F64(v) => Buf::F64(v),
             Data::Bool(v) => Buf::Bool(v),
+            Data::I32(v) => Buf::I32(v),
         }
     }
 }
@@ -279,6 +305,7 @@ impl<'a> From<&'a mut Tensor> for BufMut<'a> {
             Data::F32(v) => BufMut::F32(v),
             Data::F64(v) => BufMut::F64(v),
             Data::Bool(v) => BufMut::Bool(v),
+            Data::I32(v) => BufMut::I32(v),
         }
     }
 }
@@ -439,6 +466,7 @@ impl Checker {
                 DType::F32 => f64::from(f32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
                 DType::F64 => f64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
                 DType::Bool => f64::from(b[0]),
+                DType::I32 => f64::from(i32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
             }
         };
         match self.locs[id.index()] {
@@ -450,6 +478,7 @@ impl Checker {
                 DType::F32 => f64::from(f32::from_bits(bits as u32)),
                 DType::F64 => f64::from_bits(bits),
                 DType::Bool => bits as f64,
+                DType::I32 => f64::from(bits as u32 as i32),
             },
             Loc::Unused => unreachable!("plan invariant: operands of a step have a home"),
         }

@@ -44,8 +44,16 @@ fn infer_binary(tys: &[&TensorType], _: &Attrs) -> Result<TensorType, String> {
 }
 
 fn infer_compare(tys: &[&TensorType], _: &Attrs) -> Result<TensorType, String> {
-    same_float(tys)?;
+    same_float_or_i32(tys)?;
     Ok(TensorType::new(DType::Bool, broadcast_all(tys)?))
+}
+
+/// Like `same_float`, also accepting `i32` operands (comparisons and `select` work on indices).
+fn same_float_or_i32(tys: &[&TensorType]) -> Result<DType, String> {
+    if tys.iter().all(|t| t.dtype == DType::I32) {
+        return Ok(DType::I32);
+    }
+    same_float(tys)
 }
 
 fn infer_select(tys: &[&TensorType], _: &Attrs) -> Result<TensorType, String> {
@@ -55,7 +63,7 @@ fn infer_select(tys: &[&TensorType], _: &Attrs) -> Result<TensorType, String> {
             tys[0].dtype
         ));
     }
-    let d = same_float(&tys[1..])?;
+    let d = same_float_or_i32(&tys[1..])?;
     Ok(TensorType::new(d, broadcast_all(tys)?))
 }
 
@@ -63,8 +71,8 @@ fn infer_cast(tys: &[&TensorType], attrs: &Attrs) -> Result<TensorType, String> 
     let Attrs::Cast { to } = attrs else {
         unreachable!("attribute kind checked by ops::infer")
     };
-    if !to.is_float() {
-        return Err(format!("cast target must be f32 or f64, found {to}"));
+    if *to == DType::Bool {
+        return Err(format!("cast target must be f32, f64 or i32, found {to}"));
     }
     Ok(TensorType::new(*to, tys[0].shape.clone()))
 }
@@ -101,6 +109,13 @@ fn f64s(t: &Tensor, to: &[usize]) -> Vec<f64> {
 fn f32s(t: &Tensor, to: &[usize]) -> Vec<f32> {
     match t.data() {
         Data::F32(v) => gather(v, t.shape(), to),
+        _ => unreachable!("dtype checked by infer"),
+    }
+}
+
+fn i32s(t: &Tensor, to: &[usize]) -> Vec<i32> {
+    match t.data() {
+        Data::I32(v) => gather(v, t.shape(), to),
         _ => unreachable!("dtype checked by infer"),
     }
 }
@@ -157,6 +172,14 @@ fn eval_elementwise(node: &Node, args: &[&Tensor]) -> Tensor {
         Elementwise::Select => {
             let c = bools(args[0], shape);
             match f32_in {
+                _ if args[1].dtype() == DType::I32 => {
+                    let (a, b) = (i32s(args[1], shape), i32s(args[2], shape));
+                    Data::I32(
+                        (0..c.len())
+                            .map(|i| if c[i] { a[i] } else { b[i] })
+                            .collect(),
+                    )
+                }
                 true => {
                     let (a, b) = (f32s(args[1], shape), f32s(args[2], shape));
                     Data::F32(
@@ -176,6 +199,11 @@ fn eval_elementwise(node: &Node, args: &[&Tensor]) -> Tensor {
             }
         }
         Elementwise::Cast => match (args[0].data(), node.ty.dtype) {
+            (Data::I32(v), DType::I32) => Data::I32(v.clone()),
+            // Truncation toward zero, saturating at the i32 range, NaN to 0 (Rust's `as`).
+            (_, DType::I32) => {
+                Data::I32(args[0].to_f64_vec().into_iter().map(|x| x as i32).collect())
+            }
             (Data::F32(v), DType::F32) => Data::F32(v.clone()),
             (Data::F64(v), DType::F32) => Data::F32(v.iter().map(|&x| x as f32).collect()),
             (_, DType::F32) => {

@@ -1,7 +1,8 @@
 //! The per-op rule table: everything about one primitive in one place.
 //!
 //! [`rules`] is the single exhaustive `match` on [`Op`]. Each op is one [`OpRules`] constant in
-//! its family file (`elementwise`, `reduce`, `scan`, `shape`, `linalg`) holding its `.gir` name, arity,
+//! its family file (`elementwise`, `reduce`, `scan` for `cumsum`, `shape`, `linalg`, `index` for
+//! `iota`, `gather`, `scatter_add`, `argmax`, `argmin`, and [`random`]) holding its `.gir` name, arity,
 //! attribute kind, properties, shape rule, interpreter kernel, JVP and VJP rules (side by side)
 //! and (for elementwise ops) its scalar lowering. [`custom`] holds user-defined composite ops with
 //! their own derivative rules. The parser, printer, builder, interpreter, reverse mode, the optimizer and
@@ -14,7 +15,9 @@
 
 pub mod custom;
 mod elementwise;
+pub mod index;
 mod linalg;
+pub mod random;
 mod reduce;
 mod scan;
 mod shape;
@@ -96,6 +99,12 @@ pub enum AttrKind {
     Cumsum,
     /// A constant value (the `const` statement).
     Const,
+    /// `type=TYPE axis=INT` (both required).
+    Iota,
+    /// `axis=INT size=INT` (both required).
+    Scatter,
+    /// `type=TYPE` (required).
+    Random,
 }
 
 /// Named op properties that passes query.
@@ -479,6 +488,12 @@ pub fn rules(op: Op) -> &'static OpRules {
         Op::Cumsum => &scan::CUMSUM,
         Op::Matmul => &linalg::MATMUL,
         Op::StopGradient => &e::STOP_GRADIENT,
+        Op::Iota => &index::IOTA,
+        Op::Gather => &index::GATHER,
+        Op::ScatterAdd => &index::SCATTER_ADD,
+        Op::Argmax => &index::ARGMAX,
+        Op::Argmin => &index::ARGMIN,
+        Op::RandomUniform => &random::RANDOM_UNIFORM,
     }
 }
 
@@ -544,6 +559,9 @@ pub fn attr_kind(attrs: &Attrs) -> AttrKind {
         Attrs::Axis { .. } => AttrKind::Axis,
         Attrs::Cumsum { .. } => AttrKind::Cumsum,
         Attrs::Const(_) => AttrKind::Const,
+        Attrs::Iota { .. } => AttrKind::Iota,
+        Attrs::Scatter { .. } => AttrKind::Scatter,
+        Attrs::Random { .. } => AttrKind::Random,
     }
 }
 

@@ -130,7 +130,7 @@ fn eval_reduce(node: &Node, args: &[&Tensor], kind: Kind) -> Tensor {
     let data = match x.data() {
         Data::F64(v) => Data::F64(reduce_in!(v, f64, &targets, m, count, kind)),
         Data::F32(v) => Data::F32(reduce_in!(v, f32, &targets, m, count, kind)),
-        Data::Bool(_) => unreachable!("dtype checked by infer"),
+        Data::Bool(_) | Data::I32(_) => unreachable!("dtype checked by infer"),
     };
     Tensor::new(node.ty.shape.clone(), data)
 }

@@ -65,7 +65,7 @@ fn eval_cumsum(node: &Node, args: &[&Tensor]) -> Tensor {
             scan_in(&mut v, shape, axis, reverse);
             Data::F32(v)
         }
-        Data::Bool(_) => unreachable!("dtype checked by infer"),
+        Data::Bool(_) | Data::I32(_) => unreachable!("dtype checked by infer"),
     };
     Tensor::new(shape.clone(), data)
 }

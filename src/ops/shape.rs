@@ -57,6 +57,7 @@ fn gather(x: &Tensor, shape: &[usize], src: impl Iterator<Item = usize>) -> Tens
         Data::F32(v) => Data::F32(src.map(|i| v[i]).collect()),
         Data::F64(v) => Data::F64(src.map(|i| v[i]).collect()),
         Data::Bool(v) => Data::Bool(src.map(|i| v[i]).collect()),
+        Data::I32(v) => Data::I32(src.map(|i| v[i]).collect()),
     };
     Tensor::new(shape.to_vec(), data)
 }
@@ -335,6 +336,7 @@ pub(super) const CONCAT: OpRules = OpRules {
             DType::F32 => Data::F32(src.iter().map(|&(k, i)| pick(a[k], i) as f32).collect()),
             DType::F64 => Data::F64(src.iter().map(|&(k, i)| pick(a[k], i)).collect()),
             DType::Bool => Data::Bool(src.iter().map(|&(k, i)| pick(a[k], i) != 0.0).collect()),
+            DType::I32 => Data::I32(src.iter().map(|&(k, i)| pick(a[k], i) as i32).collect()),
         };
         Tensor::new(n.ty.shape.clone(), data)
     },
@@ -374,8 +376,8 @@ pub(super) const CONCAT: OpRules = OpRules {
     lower: None,
 };
 
-/// Element `i` of `t` as f64 (exact for f32 and bool, so concat copies bits faithfully except
-/// NaN payloads).
+/// Element `i` of `t` as f64 (exact for f32, i32 and bool, so concat copies bits faithfully
+/// except NaN payloads).
 fn pick(t: &Tensor, i: usize) -> f64 {
     t.data().get_f64(i)
 }

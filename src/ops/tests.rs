@@ -32,6 +32,9 @@ struct Case {
     shapes: Vec<Vec<usize>>,
     attrs: Attrs,
     domain: Domain,
+    /// The shape of an `i32` index operand appended after the float operands (a constant, see
+    /// [`index_const`]), for `gather` and `scatter_add`.
+    index: Option<Vec<usize>>,
 }
 
 fn case(shapes: &[&[usize]], attrs: Attrs, domain: Domain) -> Case {
@@ -39,7 +42,24 @@ fn case(shapes: &[&[usize]], attrs: Attrs, domain: Domain) -> Case {
         shapes: shapes.iter().map(|s| s.to_vec()).collect(),
         attrs,
         domain,
+        index: None,
     }
+}
+
+/// A case with a float operand of `shape` and an index operand of `index` shape.
+fn index_case(shape: &[usize], index: &[usize], attrs: Attrs) -> Case {
+    Case {
+        index: Some(index.to_vec()),
+        ..case(&[shape], attrs, ANY)
+    }
+}
+
+/// Indices with a repeat, one past any small axis (clamped high) and a negative one (clamped
+/// to 0): `2, 0, 2, 7, -3, 1, ...`.
+fn index_const(shape: &[usize]) -> Tensor {
+    let n = shape.iter().product();
+    let pattern = [2, 0, 2, 7, -3, 1];
+    Tensor::from_i32(shape.to_vec(), (0..n).map(|i| pattern[i % 6]).collect())
 }
 
 /// Test cases per op (an empty list means "not differentiable; checked elsewhere").
@@ -53,6 +73,27 @@ fn cases(op: Op) -> Vec<Case> {
         Op::Input | Op::Const | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne => vec![],
         // No derivative by definition; `stop_gradient_blocks_both_modes` checks it.
         Op::StopGradient => vec![],
+        // Integer-valued or random results: no derivative (`index_ops_have_no_gradient`).
+        Op::Iota | Op::Argmax | Op::Argmin | Op::RandomUniform => vec![],
+        Op::Gather => {
+            let ax = |axis| A::Axis { axis };
+            vec![
+                index_case(&[4, 3], &[5], ax(0)),
+                index_case(&[3, 4], &[2, 3], ax(1)),
+                index_case(&[4], &[], ax(0)),
+                // The result has a higher rank than `x` (the batched JVP must undo the lift).
+                index_case(&[2, 5], &[2, 2], ax(1)),
+            ]
+        }
+        Op::ScatterAdd => {
+            let sc = |axis, size| A::Scatter { axis, size };
+            vec![
+                index_case(&[5, 3], &[5], sc(0, 4)),
+                index_case(&[3, 2, 3], &[2, 3], sc(1, 4)),
+                index_case(&[], &[], sc(0, 4)),
+                index_case(&[2, 3], &[], sc(1, 5)),
+            ]
+        }
         Op::Log | Op::Sqrt | Op::Rsqrt | Op::Log1p => {
             vec![case(&[&[3, 2]], A::None, POS), case(&[&[]], A::None, POS)]
         }
@@ -193,6 +234,9 @@ fn apply<'b>(
         }));
     }
     let mut args = xs.clone();
+    if let Some(index) = &c.index {
+        args.push(b.constant(index_const(index)));
+    }
     if op == Op::Select {
         // The condition comes from the first float operand, so it is a bool.
         args[0] = xs[0].gt(xs[0].scalar_like(0.0));

@@ -219,9 +219,44 @@ def main():
         ("annot-garbage", "%y = neg %x : banana"),
     ]:
         put("gir/err-%s.gir" % name, graph(base + [line, "output %y"]))
+    # Integer indexing: bad index dtypes, axes, shapes, attribute kinds and i32 literals.
+    ibase = base + ["%i = input i32[4]", "%k = input i32[]"]
+    for name, line in [
+        ("gather-float-index", "%y = gather %x, %v axis=0"),
+        ("gather-axis", "%y = gather %x, %i axis=2"),
+        ("gather-no-axis", "%y = gather %x, %i"),
+        ("scatter-shape", "%y = scatter_add %x, %i axis=0 size=3"),
+        ("scatter-size-zero", "%y = scatter_add %v, %i axis=0 size=0"),
+        ("scatter-int-updates", "%y = scatter_add %i, %i axis=0 size=3"),
+        ("iota-bool", "%y = iota type=bool[3] axis=0"),
+        ("iota-axis", "%y = iota type=i32[3] axis=1"),
+        ("iota-operand", "%y = iota %x type=i32[3] axis=0"),
+        ("iota-type-junk", "%y = iota type=i32 axis=0"),
+        ("argmax-bool", "%y = argmax %b axis=0"),
+        ("argmin-axis", "%y = argmin %x axis=2"),
+        ("random-seed-f64", "%y = random_uniform %s, %k type=f32[2]"),
+        ("random-seed-vector", "%y = random_uniform %i, %k type=f32[2]"),
+        ("random-int-type", "%y = random_uniform %k, %k type=i32[2]"),
+        ("const-i32-float", "%y = const 1.5 : i32[]"),
+        ("const-i32-overflow", "%y = const 2147483648 : i32[]"),
+        ("eq-i32-float", "%y = eq %i, %v"),
+    ]:
+        put("gir/err-%s.gir" % name, graph(ibase + [line, "output %y"]))
 
     # ---- valid edge cases (every command must succeed) -------------------------------------
     put("gir/ok-minimal.gir", graph(["%x = input f64[]", "output %x"]))
+    indexing = ["%x = input f64[4,3]", "%idx = input i32[5]", "%seed = input i32[]",
+                "%g = gather %x, %idx axis=0", "%s = scatter_add %g, %idx axis=0 size=4",
+                "%a = argmax %s axis=1", "%ga = gather %x, %a axis=0",
+                "%i = iota type=f64[4,3] axis=1", "%r = random_uniform %seed, %seed type=f64[4,3]",
+                "%m = mul %ga, %r", "%t = add %m, %i", "%u = add %t, %s", "%y = reduce_sum %u"]
+    put("gir/ok-indexing.gir", graph(indexing + ["output %y, %a"]))
+    # Out-of-range constant indices are clamped, not an error.
+    put("gir/ok-gather-clamped.gir", graph(["%x = input f32[3]",
+                                            "%i = const [-7, 3, 2147483647] : i32[3]",
+                                            "%y = gather %x, %i axis=0", "output %y"]))
+    # An integer first output has no gradient.
+    put("gir/grad-int-output.gir", graph(indexing + ["output %a, %y"]))
     put("gir/ok-const-only.gir", graph(["%c = const 1.5 : f64[]", "output %c"]))
     put("gir/ok-crlf.gir", graph(["%x = input f64[]", "output %x"]).replace("\n", "\r\n"))
     put("gir/ok-tabs-compact.gir", "graph @g {\n\t%x=input f64[2]\n\t%y=mul %x,%x\n\toutput %y\n}\n")

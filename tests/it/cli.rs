@@ -1158,3 +1158,49 @@ fn jacobian_modes_and_backends_agree_on_the_example_programs() {
         }
     }
 }
+
+/// `gather` by an `i32` input, an `i32` output and the gradient (a `scatter_add`), from JSON
+/// integers, on both backends; expectations by hand.
+#[test]
+fn integer_inputs_and_outputs_and_gather_gradients() {
+    let d = tmpdir();
+    let g = write(
+        &d,
+        "take.gir",
+        "graph @take {
+  %x = input f64[4]
+  %idx = input i32[3]
+  %t = gather %x, %idx axis=0
+  %y = reduce_sum %t
+  %a = argmax %t axis=0
+  output %y, %a
+}
+",
+    );
+    // Index -1 clamps to 0 and 9 to 3: t = [x2, x0, x3].
+    let inputs = write(&d, "in.json", r#"{"x": [1, 2, 3, 40], "idx": [2, -1, 9]}"#);
+    for backend in ["jit", "interp"] {
+        let args = [
+            "run",
+            p(&g),
+            "--inputs",
+            p(&inputs),
+            "--grad",
+            "--backend",
+            backend,
+        ];
+        assert_eq!(
+            ok(&args),
+            "{\"outputs\": {\"y\": 44.0, \"a\": 2}, \"gradients\": {\"x\": [1.0, 0.0, 1.0, 1.0]}}\n",
+            "{backend}"
+        );
+    }
+    for bad in [
+        r#"{"x": [1, 2, 3, 4], "idx": [1.5, 0, 0]}"#,
+        r#"{"x": [1, 2, 3, 4], "idx": [0, 0, 2147483648]}"#,
+    ] {
+        let inputs = write(&d, "bad.json", bad);
+        let err = fails(&["run", p(&g), "--inputs", p(&inputs)]);
+        assert!(err.contains("idx") && err.contains("i32"), "{err}");
+    }
+}

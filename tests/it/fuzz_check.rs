@@ -81,6 +81,7 @@ impl ValueSource<'_> {
         let n = ty.numel();
         let data = match ty.dtype {
             DType::Bool => Data::Bool((0..n).map(|_| self.next_u64() & 1 == 1).collect()),
+            DType::I32 => Data::I32((0..n).map(|_| self.next_u64() as i32).collect()),
             DType::F32 => Data::F32(
                 (0..n)
                     .map(|_| {
@@ -132,6 +133,7 @@ pub fn same_bits(a: &Tensor, b: &Tensor) -> bool {
             .zip(y)
             .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan())),
         (Data::Bool(x), Data::Bool(y)) => x == y,
+        (Data::I32(x), Data::I32(y)) => x == y,
         _ => false,
     }
 }

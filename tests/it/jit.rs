@@ -24,6 +24,8 @@ enum Domain {
 fn tensor(ty: &TensorType, dom: Domain, rng: &mut Rng) -> Tensor {
     Tensor::from_fn(ty, |_| match (ty.dtype, dom) {
         (DType::Bool, _) => f64::from(rng.unit() < 0.5),
+        // Indices, some out of range (clamped) on both sides.
+        (DType::I32, _) => rng.uniform(-3.0, 9.0).floor(),
         (_, Domain::Any) => rng.uniform(-2.0, 2.0),
         (_, Domain::Positive) => rng.uniform(0.1, 3.0),
         (_, Domain::Ties) => (rng.uniform(-1.5, 1.5)).round(),
@@ -241,14 +243,73 @@ fn cases(op: Op, d: DType) -> Vec<(Vec<TensorType>, Attrs)> {
                 Attrs::None,
             ),
         ],
-        Op::Cast => [DType::F32, DType::F64]
+        Op::Cast => [DType::F32, DType::F64, DType::I32]
             .into_iter()
             .flat_map(|to| {
                 [
                     (vec![t(d, &[2, 3])], Attrs::Cast { to }),
                     (vec![t(DType::Bool, &[4])], Attrs::Cast { to }),
+                    (vec![t(DType::I32, &[5])], Attrs::Cast { to }),
                     (vec![t(d, &[])], Attrs::Cast { to }),
                 ]
+            })
+            .collect(),
+        Op::Iota => vec![
+            (
+                vec![],
+                Attrs::Iota {
+                    ty: t(d, &[3, 4]),
+                    axis: 1,
+                },
+            ),
+            (
+                vec![],
+                Attrs::Iota {
+                    ty: t(DType::I32, &[5, 2]),
+                    axis: 0,
+                },
+            ),
+        ],
+        Op::Gather => vec![
+            (
+                vec![t(d, &[4, 3]), t(DType::I32, &[5])],
+                Attrs::Axis { axis: 0 },
+            ),
+            (
+                vec![t(d, &[3, 4]), t(DType::I32, &[2, 3])],
+                Attrs::Axis { axis: 1 },
+            ),
+            (
+                vec![t(d, &[4]), t(DType::I32, &[])],
+                Attrs::Axis { axis: 0 },
+            ),
+        ],
+        Op::ScatterAdd => vec![
+            (
+                vec![t(d, &[5, 3]), t(DType::I32, &[5])],
+                Attrs::Scatter { axis: 0, size: 4 },
+            ),
+            (
+                vec![t(d, &[3, 2, 3]), t(DType::I32, &[2, 3])],
+                Attrs::Scatter { axis: 1, size: 4 },
+            ),
+            (
+                vec![t(d, &[]), t(DType::I32, &[])],
+                Attrs::Scatter { axis: 0, size: 4 },
+            ),
+        ],
+        Op::Argmax | Op::Argmin => vec![
+            (vec![t(d, &[4, 3])], Attrs::Axis { axis: 0 }),
+            (vec![t(d, &[4, 3])], Attrs::Axis { axis: 1 }),
+            (vec![t(d, &[1])], Attrs::Axis { axis: 0 }),
+            (vec![t(DType::I32, &[6])], Attrs::Axis { axis: 0 }),
+        ],
+        // Whole Philox blocks and a partial last one, in both dtypes.
+        Op::RandomUniform => [vec![3, 4], vec![7]]
+            .into_iter()
+            .map(|shape| {
+                let seeds = vec![t(DType::I32, &[]), t(DType::I32, &[])];
+                (seeds, Attrs::Random { ty: t(d, &shape) })
             })
             .collect(),
         Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => vec![
@@ -342,7 +403,7 @@ fn domain(op: Op) -> Domain {
     match op {
         Op::Log | Op::Sqrt | Op::Rsqrt | Op::Log1p | Op::Pow => Domain::Positive,
         Op::Max | Op::Min | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne => Domain::Ties,
-        Op::ReduceMax | Op::ReduceMin => Domain::Ties,
+        Op::ReduceMax | Op::ReduceMin | Op::Argmax | Op::Argmin => Domain::Ties,
         _ => Domain::Any,
     }
 }

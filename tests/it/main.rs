@@ -8,6 +8,7 @@ mod float_ops;
 mod forward;
 mod fuzz_check;
 mod hostile;
+mod indexing;
 mod jit;
 mod mlp;
 mod props;

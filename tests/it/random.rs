@@ -1,7 +1,8 @@
 //! A seeded random-graph generator for property and differential tests.
 //!
 //! [`generate`] builds a forward graph from a seed and a [`GenConfig`]: every non-leaf op,
-//! dtypes f32/f64/bool (bool through comparisons, bool inputs and `select`), ranks 0–4,
+//! dtypes f32/f64/bool/i32 (bool through comparisons, bool inputs and `select`; i32 through
+//! index inputs and constants, `iota`, `argmax`/`argmin` and casts), ranks 0–4,
 //! broadcasting between operands of different shapes, DAG reuse (operands picked from recent
 //! nodes and, sometimes, from far back), constants, and `cast` between float dtypes. With
 //! [`GenConfig::safe`], operands of ops with a restricted domain are guarded so values stay
@@ -57,7 +58,7 @@ pub const SHAPES: [&[usize]; 13] = [
 pub const MAX_RANK: usize = 4;
 
 /// Ops that are differentiable everywhere on the guarded domain (used by smooth cases).
-pub const SMOOTH_OPS: [Op; 30] = [
+pub const SMOOTH_OPS: [Op; 32] = [
     Op::Neg,
     Op::Exp,
     Op::Log,
@@ -88,6 +89,8 @@ pub const SMOOTH_OPS: [Op; 30] = [
     Op::Concat,
     Op::Cumsum,
     Op::Matmul,
+    Op::Gather,
+    Op::ScatterAdd,
 ];
 
 /// What to generate.
@@ -354,6 +357,67 @@ fn broadcast_partner(r: &mut Rng, a: &[usize]) -> Vec<usize> {
     }
 }
 
+/// An `i32` constant of `shape` with indices in `-1..=n` (the ends are clamped).
+fn index_const(r: &mut Rng, g: &mut Graph, shape: Vec<usize>, n: usize) -> NodeId {
+    let ty = TensorType::new(DType::I32, shape);
+    let mut rr = Rng(r.next_u64());
+    g.add_const(Tensor::from_fn(&ty, |_| rr.below(n + 2) as f64 - 1.0))
+}
+
+/// Operands and attributes for the indexing ops and `random_uniform` applied to `a` (or, for
+/// `iota` and `random_uniform`, with a random result type), or `None` to skip.
+fn indexing(
+    r: &mut Rng,
+    g: &mut Graph,
+    op: Op,
+    a: NodeId,
+    dtype: DType,
+    shapes: &[Vec<usize>],
+) -> Option<(Vec<NodeId>, Attrs)> {
+    let ta = g.ty(a).clone();
+    let rank = ta.rank();
+    let shape = shapes[r.below(shapes.len())].clone();
+    Some(match op {
+        Op::Gather => {
+            let axis = r.below(rank);
+            let idx = match pick_where(r, g, |t| t.dtype == DType::I32) {
+                Some(i) if r.one_in(2) => i,
+                _ => index_const(r, g, shape, ta.shape[axis]),
+            };
+            (vec![a, idx], Attrs::Axis { axis })
+        }
+        Op::ScatterAdd => {
+            let axis = r.below(rank + 1);
+            let k = r.below(rank - axis + 1).min(2);
+            let size = 1 + r.below(4);
+            let idx = index_const(r, g, ta.shape[axis..axis + k].to_vec(), size);
+            (vec![a, idx], Attrs::Scatter { axis, size })
+        }
+        Op::Argmax | Op::Argmin => (
+            vec![a],
+            Attrs::Axis {
+                axis: r.below(rank),
+            },
+        ),
+        Op::Iota => {
+            if shape.is_empty() {
+                return None;
+            }
+            let d = if r.one_in(2) { DType::I32 } else { dtype };
+            let axis = r.below(shape.len());
+            let ty = TensorType::new(d, shape);
+            (vec![], Attrs::Iota { ty, axis })
+        }
+        Op::RandomUniform => {
+            let seed = g.add_const(Tensor::from_i32(vec![], vec![r.below(1000) as i32]));
+            let counter = g.add_const(Tensor::from_i32(vec![], vec![r.below(3) as i32]));
+            let ty = TensorType::new(dtype, shape);
+            (vec![seed, counter], Attrs::Random { ty })
+        }
+        _ => unreachable!("indexing ops only"),
+    })
+}
+
 /// Generates a case (see the module docs).
 pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
     let shapes: Vec<Vec<usize>> = SHAPES.iter().map(|s| s.to_vec()).collect();
@@ -387,6 +451,11 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
         g.add_input("flag", TensorType::new(DType::Bool, shape))
             .expect("fresh name");
     }
+    if !smooth && r.one_in(3) {
+        let shape = shapes[r.below(shapes.len())].clone();
+        g.add_input("idx", TensorType::new(DType::I32, shape))
+            .expect("fresh name");
+    }
     if r.one_in(2) {
         let shape = shapes[r.below(shapes.len())].clone();
         let ty = TensorType::new(dtype, shape);
@@ -405,6 +474,8 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
         let Some(mut a) = pick_where(&mut r, &g, |t| match op {
             Op::Reshape | Op::Transpose | Op::Broadcast | Op::Slice | Op::Concat => true,
             Op::Cast => true,
+            Op::Iota | Op::RandomUniform => true,
+            Op::Gather | Op::Argmax | Op::Argmin => t.dtype.is_float() && t.rank() > 0,
             _ => t.dtype.is_float(),
         }) else {
             continue;
@@ -441,6 +512,16 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
                 }
                 (vec![a], Attrs::Powi { n })
             }
+            Op::Gather
+            | Op::ScatterAdd
+            | Op::Argmax
+            | Op::Argmin
+            | Op::Iota
+            | Op::RandomUniform => match indexing(&mut r, &mut g, op, a, dtype, shapes) {
+                Some(x) => x,
+                None => continue,
+            },
+            Op::Cast if !smooth && r.one_in(6) => (vec![a], Attrs::Cast { to: DType::I32 }),
             Op::Cast => {
                 let to = if ta.dtype == DType::Bool || r.one_in(3) {
                     if r.one_in(2) { dtype } else { other }

@@ -455,6 +455,8 @@ enum ValKind {
     FloatDType,
     /// A list of non-negative integers.
     List,
+    /// A tensor type `DTYPE[d0,...]`.
+    Type,
 }
 
 /// One attribute an op takes.
@@ -487,6 +489,8 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
     const STOP: AttrSpec = spec("stop", List, true);
     const AXIS: AttrSpec = spec("axis", Index, true);
     const REVERSE: AttrSpec = spec("reverse", Bool, false);
+    const TYPE: AttrSpec = spec("type", Type, true);
+    const SIZE: AttrSpec = spec("size", Index, true);
     match kind {
         AttrKind::None | AttrKind::Const => &[],
         AttrKind::Powi => &[N],
@@ -497,6 +501,9 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
         AttrKind::Slice => &[START, STOP],
         AttrKind::Axis => &[AXIS],
         AttrKind::Cumsum => &[AXIS, REVERSE],
+        AttrKind::Iota => &[TYPE, AXIS],
+        AttrKind::Scatter => &[AXIS, SIZE],
+        AttrKind::Random => &[TYPE],
     }
 }
 
@@ -508,6 +515,7 @@ enum AttrVal {
     Bool(bool),
     DType(DType),
     List(Vec<usize>),
+    Type(TensorType),
 }
 
 /// Parses a non-negative integer token (`what` names it in errors).
@@ -521,6 +529,9 @@ fn parse_index(cur: &Cursor<'_, '_>, t: Token<'_>, what: &str) -> Result<usize, 
 }
 
 fn parse_attr_value(cur: &mut Cursor<'_, '_>, spec: AttrSpec) -> Result<AttrVal, ParseError> {
+    if spec.kind == ValKind::Type {
+        return parse_type(cur).map(|(ty, _)| AttrVal::Type(ty));
+    }
     let t = cur.next();
     let key = spec.key;
     match spec.kind {
@@ -548,8 +559,10 @@ fn parse_attr_value(cur: &mut Cursor<'_, '_>, spec: AttrSpec) -> Result<AttrVal,
         ValKind::FloatDType => match t.tok {
             Tok::Word("f32") => Ok(AttrVal::DType(DType::F32)),
             Tok::Word("f64") => Ok(AttrVal::DType(DType::F64)),
-            _ => Err(cur.expected(t, &format!("`f32` or `f64` for `{key}`"))),
+            Tok::Word("i32") => Ok(AttrVal::DType(DType::I32)),
+            _ => Err(cur.expected(t, &format!("`f32`, `f64` or `i32` for `{key}`"))),
         },
+        ValKind::Type => unreachable!("parsed above"),
         ValKind::List => {
             if t.tok != Tok::Punct('[') {
                 return Err(cur.expected(
@@ -610,6 +623,22 @@ fn build_attrs(
             },
             _ => unreachable!("required attribute checked"),
         },
+        AttrKind::Iota => match (a, b) {
+            (Some((AttrVal::Type(ty), _)), Some((AttrVal::Index(axis), _))) => {
+                Attrs::Iota { ty, axis }
+            }
+            _ => unreachable!("required attributes checked"),
+        },
+        AttrKind::Scatter => match (a, b) {
+            (Some((AttrVal::Index(axis), _)), Some((AttrVal::Index(size), _))) => {
+                Attrs::Scatter { axis, size }
+            }
+            _ => unreachable!("required attributes checked"),
+        },
+        AttrKind::Random => match a {
+            Some((AttrVal::Type(ty), _)) => Attrs::Random { ty },
+            _ => unreachable!("required attribute checked"),
+        },
         AttrKind::Reduce => {
             let axes = match a {
                 Some((AttrVal::List(mut axes), col)) => {
@@ -657,7 +686,7 @@ fn parse_type(cur: &mut Cursor<'_, '_>) -> Result<(TensorType, u32), ParseError>
     let Some(dtype) = dtype else {
         return Err(cur.expected(
             t,
-            "a type such as `f64[2,3]` (dtype `f32`, `f64` or `bool`)",
+            "a type such as `f64[2,3]` (dtype `f32`, `f64`, `bool` or `i32`)",
         ));
     };
     cur.punct(
@@ -779,6 +808,7 @@ fn parse_const(cur: &mut Cursor<'_, '_>) -> Result<Tensor, ParseError> {
         DType::F32 => Data::F32(Vec::new()),
         DType::F64 => Data::F64(Vec::new()),
         DType::Bool => Data::Bool(Vec::new()),
+        DType::I32 => Data::I32(Vec::new()),
     };
     let rank = ty.rank();
     if let [VTok::Lit(lit)] = vtoks[..] {
@@ -787,6 +817,7 @@ fn parse_const(cur: &mut Cursor<'_, '_>) -> Result<Tensor, ParseError> {
             Data::F32(v) => *v = vec![float_literal::<f32>(cur, lit)?; numel],
             Data::F64(v) => *v = vec![float_literal::<f64>(cur, lit)?; numel],
             Data::Bool(v) => *v = vec![bool_literal(cur, lit)?; numel],
+            Data::I32(v) => *v = vec![int_literal(cur, lit)?; numel],
         }
         return Ok(Tensor::new(ty.shape, data));
     }
@@ -827,6 +858,7 @@ fn parse_const(cur: &mut Cursor<'_, '_>) -> Result<Tensor, ParseError> {
                         Data::F32(v) => v.push(float_literal::<f32>(cur, lit)?),
                         Data::F64(v) => v.push(float_literal::<f64>(cur, lit)?),
                         Data::Bool(v) => v.push(bool_literal(cur, lit)?),
+                        Data::I32(v) => v.push(int_literal(cur, lit)?),
                     }
                 } else {
                     if depth == rank {
@@ -907,6 +939,27 @@ fn float_literal<T: FloatLit>(cur: &Cursor<'_, '_>, t: Token<'_>) -> Result<T, P
     }
 }
 
+/// An `i32` literal: an integer (optionally negative) in the `i32` range.
+fn int_literal(cur: &Cursor<'_, '_>, t: Token<'_>) -> Result<i32, ParseError> {
+    let Tok::Number(s) = t.tok else {
+        return Err(cur.expected(t, "an integer for an i32 constant"));
+    };
+    if !s
+        .strip_prefix('-')
+        .unwrap_or(s)
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+    {
+        return Err(cur.expected(t, "an integer for an i32 constant"));
+    }
+    s.parse::<i32>().map_err(|_| {
+        cur.err(
+            t.col,
+            format!("literal `{s}` is out of range for i32 (-2147483648..=2147483647)"),
+        )
+    })
+}
+
 fn bool_literal(cur: &Cursor<'_, '_>, t: Token<'_>) -> Result<bool, ParseError> {
     match t.tok {
         Tok::Word("true") => Ok(true),
@@ -941,8 +994,11 @@ mod tests {
                 Op::Reshape | Op::Broadcast => &["shape"],
                 Op::Transpose => &["perm"],
                 Op::Slice => &["start", "stop"],
-                Op::Concat => &["axis"],
+                Op::Concat | Op::Gather | Op::Argmax | Op::Argmin => &["axis"],
                 Op::Cumsum => &["axis", "reverse"],
+                Op::Iota => &["type", "axis"],
+                Op::ScatterAdd => &["axis", "size"],
+                Op::RandomUniform => &["type"],
                 _ => &[],
             };
             assert_eq!(keys, want, "{op}");

@@ -229,6 +229,15 @@ impl<'g> Printer<'g> {
                     out.push_str(" reverse=true");
                 }
             }
+            Attrs::Iota { ty, axis } => {
+                let _ = write!(out, " type={ty} axis={axis}");
+            }
+            Attrs::Scatter { axis, size } => {
+                let _ = write!(out, " axis={axis} size={size}");
+            }
+            Attrs::Random { ty } => {
+                let _ = write!(out, " type={ty}");
+            }
         }
         self.out.push_str(" : ");
         self.push_type(&node.ty);
@@ -295,6 +304,9 @@ fn push_tensor(out: &mut String, t: &Tensor) {
             Data::F32(v) => push_f32(out, v[i]),
             Data::F64(v) => push_f64(out, v[i]),
             Data::Bool(v) => out.push_str(if v[i] { "true" } else { "false" }),
+            Data::I32(v) => {
+                let _ = write!(out, "{}", v[i]);
+            }
         }
     }
     let d = t.data();
@@ -305,6 +317,7 @@ fn push_tensor(out: &mut String, t: &Tensor) {
         Data::F32(v) => v.windows(2).all(|w| w[0].to_bits() == w[1].to_bits()),
         Data::F64(v) => v.windows(2).all(|w| w[0].to_bits() == w[1].to_bits()),
         Data::Bool(v) => v.windows(2).all(|w| w[0] == w[1]),
+        Data::I32(v) => v.windows(2).all(|w| w[0] == w[1]),
     };
     if uniform || t.shape().is_empty() {
         return elem(out, d, 0);

@@ -5,7 +5,7 @@ use super::{Lowerer, batch_signature, gemm_signature, little, math_signature, va
 use crate::ir::DType;
 use crate::jit::vmath;
 use crate::ops::{Cmp, FBinary, FUnary, MathFn, SVal, ScalarEmit};
-use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
 use cranelift_codegen::ir::{
     ExtFuncData, ExternalName, FuncRef, InstBuilder, MemFlagsData, Signature, Type,
@@ -205,6 +205,8 @@ impl ScalarEmit for Lowerer<'_, '_> {
     fn fconst(&mut self, dtype: DType, x: f64) -> SVal {
         let s = match dtype {
             DType::Bool => self.b.ins().iconst(types::I8, i64::from(x != 0.0)),
+            // Integer groups are never vectorized (see `plan`), so this stays a scalar.
+            DType::I32 => self.b.ins().iconst(types::I32, i64::from(x as i32 as u32)),
             d => self.float(d, x),
         };
         let v = self.widen(s, dtype);
@@ -279,7 +281,19 @@ impl ScalarEmit for Lowerer<'_, '_> {
             Cmp::Ne => FloatCC::NotEqual,
         };
         let (x, y) = (self.val(a), self.val(b));
-        let r = self.b.ins().fcmp(cc, x, y);
+        let r = if self.dtype(a) == DType::I32 {
+            let icc = match cmp {
+                Cmp::Lt => IntCC::SignedLessThan,
+                Cmp::Le => IntCC::SignedLessThanOrEqual,
+                Cmp::Gt => IntCC::SignedGreaterThan,
+                Cmp::Ge => IntCC::SignedGreaterThanOrEqual,
+                Cmp::Eq => IntCC::Equal,
+                Cmp::Ne => IntCC::NotEqual,
+            };
+            self.b.ins().icmp(icc, x, y)
+        } else {
+            self.b.ins().fcmp(cc, x, y)
+        };
         self.sval(r, DType::Bool)
     }
 
@@ -302,6 +316,11 @@ impl ScalarEmit for Lowerer<'_, '_> {
                 let m = self.b.ins().band(v, ob);
                 self.as_float(m, vec_ty(f))
             }
+            // `i32` values only occur in scalar code (integer groups are never vectorized).
+            (DType::I32, f) => self.b.ins().fcvt_from_sint(val_ty(f), v),
+            // Saturating, NaN to 0: Rust's `as`, which the interpreter uses.
+            (f, DType::I32) if f.is_float() => self.b.ins().fcvt_to_sint_sat(types::I32, v),
+            (DType::Bool, DType::I32) => self.b.ins().uextend(types::I32, v),
             (DType::F64, DType::F32) => self.b.ins().fdemote(types::F32, v),
             (DType::F32, DType::F64) => self.b.ins().fpromote(types::F64, v),
             (DType::Bool, f) if f.is_float() => {

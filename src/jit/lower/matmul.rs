@@ -51,6 +51,12 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 }
             }
             Op::Cumsum => self.cumsum(id),
+            Op::Gather => self.gather(id),
+            Op::ScatterAdd => self.scatter_add(id),
+            Op::Iota => self.iota(id),
+            Op::Argmax => self.arg_extreme(id, true),
+            Op::Argmin => self.arg_extreme(id, false),
+            Op::RandomUniform => self.random_uniform(id),
             op => unreachable!("{op} is fused or a view"),
         }
     }

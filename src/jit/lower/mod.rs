@@ -45,6 +45,7 @@
 
 mod emit;
 mod fused;
+mod indexing;
 mod loops;
 mod matmul;
 mod reduce;
@@ -230,13 +231,14 @@ fn val_ty(dtype: DType) -> Type {
         DType::F32 => types::F32,
         DType::F64 => types::F64,
         DType::Bool => types::I8,
+        DType::I32 => types::I32,
     }
 }
 
 /// The integer type of the same size, for bit-exact copies.
 fn bits_ty(dtype: DType) -> Type {
     match dtype {
-        DType::F32 => types::I32,
+        DType::F32 | DType::I32 => types::I32,
         DType::F64 => types::I64,
         DType::Bool => types::I8,
     }

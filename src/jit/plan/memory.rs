@@ -313,6 +313,7 @@ fn splat_bits(t: &Tensor) -> Option<u64> {
         Data::F32(v) => all_same(v, |x| u64::from(x.to_bits())),
         Data::F64(v) => all_same(v, f64::to_bits),
         Data::Bool(v) => all_same(v, u64::from),
+        Data::I32(v) => all_same(v, |x| u64::from(x as u32)),
     }
 }
 

@@ -198,8 +198,9 @@ fn fused_nest(
     let mut stores: Vec<(NodeId, Access)> = Vec::new();
     let mut reductions: Vec<Reduction> = Vec::new();
     let mut floats: Vec<DType> = Vec::new();
+    // `i32` counts too, so a group holding integers is never vectorized (see `vector` below).
     let mut note_float = |d: DType| {
-        if d.is_float() && !floats.contains(&d) {
+        if (d.is_float() || d == DType::I32) && !floats.contains(&d) {
             floats.push(d);
         }
     };
@@ -274,7 +275,7 @@ fn fused_nest(
         collapse(cut.ext, &mut acc)
     };
     let vector = match (floats.as_slice(), dims.last()) {
-        (&[d], Some(&inner)) if inner >= 16 / d.size_bytes() => Some(d),
+        (&[d], Some(&inner)) if d.is_float() && inner >= 16 / d.size_bytes() => Some(d),
         _ => None,
     };
     let (chunks, parallel) = blocks(g, &dims, &reductions, cut, cfg);

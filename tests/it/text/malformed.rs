@@ -222,7 +222,7 @@ fn malformed_files_are_rejected_with_position_and_reason() {
             body("%x = input f16[2]\noutput %x"),
             2,
             14,
-            "dtype `f32`, `f64` or `bool`",
+            "dtype `f32`, `f64`, `bool` or `i32`",
         ),
         (
             "zero dim",
@@ -342,7 +342,7 @@ fn malformed_files_are_rejected_with_position_and_reason() {
             body(&format!("{x}%y = cast %x to=bool\noutput %y")),
             3,
             19,
-            "`f32` or `f64`",
+            "`f32`, `f64` or `i32`",
         ),
         (
             "powi out of range",

@@ -60,6 +60,15 @@ pub(super) fn random_const(r: &mut Rng, ty: &TensorType) -> Tensor {
                     .collect(),
             )
         }
+        DType::I32 => Data::I32(
+            vals.iter()
+                .map(|_| match r.below(4) {
+                    0 => i32::MIN,
+                    1 => i32::MAX,
+                    _ => r.below(9) as i32 - 4,
+                })
+                .collect(),
+        ),
     };
     Tensor::new(ty.shape.clone(), data)
 }
@@ -136,6 +145,17 @@ pub(super) fn random_attrs(r: &mut Rng, op: Op, shape: &[usize]) -> Attrs {
             axis: r.below(rank.max(1)),
             reverse: r.chance(1, 2),
         },
+        gradlift::ops::AttrKind::Iota => Attrs::Iota {
+            ty: TensorType::new([DType::I32, DType::F32][r.below(2)], shape.to_vec()),
+            axis: r.below(rank.max(1)),
+        },
+        gradlift::ops::AttrKind::Scatter => Attrs::Scatter {
+            axis: r.below(rank.max(1)),
+            size: 1 + r.below(4),
+        },
+        gradlift::ops::AttrKind::Random => Attrs::Random {
+            ty: TensorType::new([DType::F32, DType::F64][r.below(2)], shape.to_vec()),
+        },
         gradlift::ops::AttrKind::None | gradlift::ops::AttrKind::Const => Attrs::None,
     }
 }
@@ -146,9 +166,9 @@ pub(super) fn random_graph(seed: u64, size: usize) -> Graph {
     let mut r = Rng(seed | 1);
     let mut used = HashSet::new();
     let mut g = Graph::new(format!("g{}", r.below(100)));
-    let dtypes = [DType::F32, DType::F64, DType::Bool];
+    let dtypes = [DType::F32, DType::F64, DType::Bool, DType::I32];
     for _ in 0..1 + r.below(3) {
-        let ty = TensorType::new(dtypes[r.below(3)], random_shape(&mut r));
+        let ty = TensorType::new(dtypes[r.below(4)], random_shape(&mut r));
         let digits = r.chance(1, 3);
         if let Some(name) = random_name(&mut r, &mut used, digits) {
             g.add_input(&name, ty).unwrap();
@@ -166,7 +186,7 @@ pub(super) fn random_graph(seed: u64, size: usize) -> Graph {
             let ty = if !g.is_empty() && r.chance(1, 2) {
                 g.ty(NodeId(r.below(g.len()) as u32)).clone()
             } else {
-                TensorType::new(dtypes[r.below(3)], random_shape(&mut r))
+                TensorType::new(dtypes[r.below(4)], random_shape(&mut r))
             };
             let t = random_const(&mut r, &ty);
             g.add_const(t)
@@ -196,6 +216,12 @@ pub(super) fn random_graph(seed: u64, size: usize) -> Graph {
                     vec![c, x, b]
                 }
                 Op::Concat => (0..1 + r.below(3)).map(|_| x).collect(),
+                Op::Iota => vec![],
+                Op::Gather | Op::ScatterAdd => vec![x, pick(&mut r, &g, Some(DType::I32))],
+                Op::RandomUniform => {
+                    let k = g.add_const(Tensor::from_i32(vec![], vec![r.below(9) as i32]));
+                    vec![k, k]
+                }
                 Op::Matmul => {
                     let mut s = xty.shape.clone();
                     if s.len() >= 2 {
