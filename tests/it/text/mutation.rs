@@ -1,7 +1,7 @@
 //! Fuzzing by mutation: mutated files never panic, and the ones that parse round-trip.
 
-use gradlift::testutil::Rng;
 use super::*;
+use gradlift::testutil::Rng;
 
 const FRAGMENTS: [&str; 40] = [
     "%",

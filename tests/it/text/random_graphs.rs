@@ -1,4 +1,10 @@
 //! Random graphs: printing and parsing round-trip, covering the op set.
+//!
+//! This generator is not [`crate::random`]'s: that one builds graphs whose values stay finite
+//! and moderate, for comparing backends and derivatives; this one builds graphs for the text
+//! format, with what the printer and parser must handle and evaluation never needs: every
+//! op and attribute form, special and extreme constants (NaN, infinities, subnormals), and
+//! value names of both forms (words and digits) or none.
 
 use super::*;
 
