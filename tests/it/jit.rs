@@ -3,12 +3,11 @@
 
 use crate::fuzz_check::same_bits;
 use gradlift::jit::{self, Buf, BufMut, CallError, JitConfig, Kernel};
+use gradlift::testutil::Rng;
 use gradlift::{Attrs, DType, Data, Graph, GraphBuilder, NodeId, Op, Tensor, TensorType, interp};
 use std::sync::Arc;
 
 // ---- helpers -------------------------------------------------------------------------------
-
-use gradlift::testutil::Rng;
 
 /// Which values an op's inputs should take.
 #[derive(Clone, Copy)]

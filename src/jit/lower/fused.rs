@@ -132,7 +132,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             let numel_out = node.ty.numel();
             cx.red.push(RedCx {
-                node: r.node,
                 op: node.op,
                 dt,
                 target,
@@ -217,7 +216,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 self.fill_outputs(cx, r, chunk, row_lo, row_hi, false);
             }
             if r.register == Some(None) {
-                self.red_init(cx, r, chunk, None);
+                self.red_init(r, chunk, None);
             }
         }
         if d == 0 {
@@ -270,7 +269,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
         for r in &cx.red {
             if r.register == Some(None) {
-                self.red_finish(cx, r, chunk, &[]);
+                self.red_finish(r, chunk, &[]);
             }
             if (r.register.is_none() || r.across) && r.op == Op::ReduceMean && !r.partial {
                 self.fill_outputs(cx, r, chunk, row_lo, row_hi, true);
@@ -291,7 +290,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let d = f.dims.len();
         for r in &cx.red {
             if r.register == Some(Some(k - 1)) {
-                self.red_init(cx, r, chunk, Some(idx));
+                self.red_init(r, chunk, Some(idx));
             }
         }
         if k == d - 1 {
@@ -305,7 +304,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
         for r in &cx.red {
             if r.register == Some(Some(k - 1)) {
-                self.red_finish(cx, r, chunk, idx);
+                self.red_finish(r, chunk, idx);
             }
         }
     }

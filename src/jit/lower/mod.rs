@@ -278,6 +278,14 @@ impl Src {
     }
 }
 
+/// The state of lowering one function. Most of it is fixed for the function (the builder, the
+/// plan, the imports) or caches (function references, buffer addresses). The rest describes the
+/// code being emitted (`lanes`, `vdt`, `slow`, `bad`, `stage`): the op rules emit through
+/// [`ScalarEmit`](crate::ops::ScalarEmit), whose methods take no context, so what they need to
+/// know lives here. Each is set only by the function that emits that code (`fused` and the
+/// scalar `combine` for a group's lanes, `chunk` for its fast and slow passes, `staged_segment`
+/// for a segment's passes); everything else reaches the code that needs it as a value (`Cx`, `RedCx`,
+/// `Pos`, `Outer`).
 struct Lowerer<'f, 'g> {
     b: FunctionBuilder<'f>,
     g: &'g Graph,

@@ -4,7 +4,7 @@
 use super::fused::{Cx, Outer, Pos};
 use super::loops::Bound;
 use super::{Lowerer, Src, mask_ty, mem, val_ty, vec_ty, vmem};
-use crate::ir::{DType, NodeId, Op};
+use crate::ir::{DType, Op};
 use crate::jit::plan::Group;
 use crate::ops::SVal;
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -13,7 +13,6 @@ use cranelift_frontend::Variable;
 
 /// A reduction's code-generation state.
 pub(super) struct RedCx {
-    pub(super) node: NodeId,
     pub(super) op: Op,
     pub(super) dt: DType,
     /// The output (or the partial results).
@@ -122,14 +121,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 
     /// Initializes the accumulators of register reduction `r` (at the start of the loop level
     /// whose counters are `idx`, or of the chunk).
-    pub(super) fn red_init(
-        &mut self,
-        cx: &Cx<'_>,
-        r: &RedCx,
-        chunk: Option<Value>,
-        idx: Option<&[Value]>,
-    ) {
-        let _ = cx;
+    pub(super) fn red_init(&mut self, r: &RedCx, chunk: Option<Value>, idx: Option<&[Value]>) {
         if self.sequential() && r.across {
             // Sequential accumulation continues from the partial sum in memory.
             let (target, chunk_off) = self.red_target(r, chunk);
@@ -151,14 +143,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// Folds the accumulators of register reduction `r` and writes the result.
-    pub(super) fn red_finish(
-        &mut self,
-        cx: &Cx<'_>,
-        r: &RedCx,
-        chunk: Option<Value>,
-        idx: &[Value],
-    ) {
-        let _ = cx;
+    pub(super) fn red_finish(&mut self, r: &RedCx, chunk: Option<Value>, idx: &[Value]) {
         let accs: Vec<Value> = r.vars.iter().map(|&v| self.b.use_var(v)).collect();
         // Slots pairwise, then lanes pairwise: a fixed order.
         let mut level = accs;
@@ -305,7 +290,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let dt = node.ty.dtype;
             let numel_out = node.ty.numel();
             let r = RedCx {
-                node: red.node,
                 op: node.op,
                 dt,
                 target: Src::Mem(self.ws, off as i64),
@@ -317,7 +301,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 count: self.g.ty(node.inputs[0]).numel() / numel_out,
                 numel_out,
             };
-            let _ = r.node;
             let size = dt.size_bytes() as i64;
             let per = numel_out as i64 * size;
             let out = self.root_src(red.node);

@@ -3,7 +3,7 @@
 use super::*;
 
 /// A deterministic input for every graph input: floats in [-1, 1), alternating bools.
-pub(super) fn example_inputs(g: &Graph) -> Vec<Tensor> {
+fn example_inputs(g: &Graph) -> Vec<Tensor> {
     let mut rng = gradlift::testutil::Rng(0x2545_F491_4F6C_DD1D);
     g.inputs()
         .iter()

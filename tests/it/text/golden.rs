@@ -4,7 +4,7 @@ use super::*;
 
 /// Splits a golden file into its input and its expectation (the `# `-prefixed lines after the
 /// `# expect:` line).
-pub(super) fn split_golden(content: &str) -> (&str, String) {
+fn split_golden(content: &str) -> (&str, String) {
     let marker = "\n# expect:\n";
     let at = content
         .find(marker)
@@ -21,7 +21,7 @@ pub(super) fn split_golden(content: &str) -> (&str, String) {
     (&content[..=at], expected)
 }
 
-pub(super) fn check_golden(path: &Path) {
+fn check_golden(path: &Path) {
     let content = std::fs::read_to_string(path).unwrap();
     assert!(
         content.starts_with("# test: print\n"),

@@ -3,13 +3,7 @@
 use super::*;
 
 /// Checks one malformed case; returns a description of the mismatch, if any.
-pub(super) fn check_err(
-    name: &str,
-    src: &str,
-    line: u32,
-    col: u32,
-    fragment: &str,
-) -> Option<String> {
+fn check_err(name: &str, src: &str, line: u32, col: u32, fragment: &str) -> Option<String> {
     let e: ParseError = match text::parse(src) {
         Ok(_) => {
             return Some(format!(

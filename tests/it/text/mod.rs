@@ -17,11 +17,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub(super) fn root() -> PathBuf {
+fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub(super) fn parse_ok(src: &str) -> Graph {
+fn parse_ok(src: &str) -> Graph {
     match text::parse(src) {
         Ok(g) => g,
         Err(e) => panic!("parse failed: {e}\n--- source ---\n{src}"),
@@ -30,7 +30,7 @@ pub(super) fn parse_ok(src: &str) -> Graph {
 
 /// Parses, checks the graph verifies, that printing is idempotent and that the printed text
 /// parses back to the same graph. Returns the graph and its canonical text.
-pub(super) fn round_trip(src: &str) -> (Graph, String) {
+fn round_trip(src: &str) -> (Graph, String) {
     let g = parse_ok(src);
     verify(&g).unwrap_or_else(|e| panic!("parsed graph fails verification: {e}"));
     let printed = text::print(&g);
@@ -44,7 +44,7 @@ pub(super) fn round_trip(src: &str) -> (Graph, String) {
 }
 
 /// Wraps statement lines into a graph (statements start on line 2, column 3).
-pub(super) fn body(stmts: &str) -> String {
+fn body(stmts: &str) -> String {
     let mut s = String::from("graph @g {\n");
     for l in stmts.lines() {
         s.push_str("  ");

@@ -1,9 +1,9 @@
 //! Fuzzing by mutation: mutated files never panic, and the ones that parse round-trip.
 
-use super::random_graphs::Rng;
 use super::*;
+use gradlift::testutil::Rng;
 
-pub(super) const FRAGMENTS: [&str; 40] = [
+const FRAGMENTS: [&str; 40] = [
     "%",
     "%x",
     "%0",
@@ -46,7 +46,7 @@ pub(super) const FRAGMENTS: [&str; 40] = [
     "99999999999999999999",
 ];
 
-pub(super) fn mutate(r: &mut Rng, src: &str) -> String {
+fn mutate(r: &mut Rng, src: &str) -> String {
     let mut s: Vec<u8> = src.as_bytes().to_vec();
     for _ in 0..1 + r.below(4) {
         let at = if s.is_empty() {

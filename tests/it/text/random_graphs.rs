@@ -1,14 +1,20 @@
 //! Random graphs: printing and parsing round-trip, covering the op set.
+//!
+//! This generator is not [`crate::random`]'s: that one builds graphs whose values stay finite
+//! and moderate, for comparing backends and derivatives; this one builds graphs for the text
+//! format, with what the printer and parser must handle and evaluation never needs: every
+//! op and attribute form, special and extreme constants (NaN, infinities, subnormals), and
+//! value names of both forms (words and digits) or none.
 
 use super::*;
 
-pub(super) use gradlift::testutil::Rng;
+use gradlift::testutil::Rng;
 
-pub(super) fn random_shape(r: &mut Rng) -> Vec<usize> {
+fn random_shape(r: &mut Rng) -> Vec<usize> {
     (0..r.below(4)).map(|_| 1 + r.below(3)).collect()
 }
 
-pub(super) fn random_f64(r: &mut Rng) -> f64 {
+fn random_f64(r: &mut Rng) -> f64 {
     const SPECIAL: [f64; 10] = [
         0.0,
         -0.0,
@@ -29,7 +35,7 @@ pub(super) fn random_f64(r: &mut Rng) -> f64 {
     }
 }
 
-pub(super) fn random_const(r: &mut Rng, ty: &TensorType) -> Tensor {
+fn random_const(r: &mut Rng, ty: &TensorType) -> Tensor {
     let n = ty.numel();
     let splat = r.chance(1, 3);
     let first = random_f64(r);
@@ -73,7 +79,7 @@ pub(super) fn random_const(r: &mut Rng, ty: &TensorType) -> Tensor {
     Tensor::new(ty.shape.clone(), data)
 }
 
-pub(super) fn random_name(r: &mut Rng, used: &mut HashSet<String>, digits: bool) -> Option<String> {
+fn random_name(r: &mut Rng, used: &mut HashSet<String>, digits: bool) -> Option<String> {
     const WORDS: [&str; 8] = ["x", "y", "loss", "_t", "h1", "Grad_2", "input", "output"];
     for _ in 0..4 {
         let name = if digits {
@@ -89,7 +95,7 @@ pub(super) fn random_name(r: &mut Rng, used: &mut HashSet<String>, digits: bool)
 }
 
 /// Random attributes for `op` given its first operand's shape.
-pub(super) fn random_attrs(r: &mut Rng, op: Op, shape: &[usize]) -> Attrs {
+fn random_attrs(r: &mut Rng, op: Op, shape: &[usize]) -> Attrs {
     let rank = shape.len();
     match gradlift::ops::rules(op).attrs {
         gradlift::ops::AttrKind::Powi => Attrs::Powi {
@@ -162,7 +168,7 @@ pub(super) fn random_attrs(r: &mut Rng, op: Op, shape: &[usize]) -> Attrs {
 
 /// A random valid graph built with `Graph::push`: inputs and constants of random types, then
 /// random ops whose operands are chosen to usually type-check (ill-typed picks are skipped).
-pub(super) fn random_graph(seed: u64, size: usize) -> Graph {
+fn random_graph(seed: u64, size: usize) -> Graph {
     let mut r = Rng(seed | 1);
     let mut used = HashSet::new();
     let mut g = Graph::new(format!("g{}", r.below(100)));

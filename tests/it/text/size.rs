@@ -3,7 +3,7 @@
 use super::*;
 
 /// A chain `x -> neg -> neg -> ...` of `n` nodes, as text.
-pub(super) fn chain_text(n: usize) -> String {
+fn chain_text(n: usize) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(n * 32);
     s.push_str("graph @chain {\n  %x = input f64[]\n  %v1 = neg %x : f64[]\n");
@@ -15,7 +15,7 @@ pub(super) fn chain_text(n: usize) -> String {
 }
 
 /// Parses and prints an `n`-node chain, checking the print reproduces the (canonical) text.
-pub(super) fn check_chain(n: usize) {
+fn check_chain(n: usize) {
     let src = chain_text(n);
     let t0 = Instant::now();
     let g = parse_ok(&src);
@@ -46,7 +46,7 @@ fn long_chain_parses_and_prints() {
     debug_assertions,
     ignore = "slow in debug builds (5-8 s); runs in release (CI)"
 )]
-pub(super) fn million_node_chain_parses_and_prints() {
+fn million_node_chain_parses_and_prints() {
     check_chain(1_000_000);
 }
 

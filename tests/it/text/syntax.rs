@@ -71,7 +71,7 @@ fn attributes_are_stored_canonically() {
     assert_eq!(g.ty(NodeId(5)), &TensorType::new(DType::F64, vec![2, 6, 4]));
 }
 
-pub(super) fn const_of(src_value: &str, ty: &str) -> Tensor {
+fn const_of(src_value: &str, ty: &str) -> Tensor {
     let g = parse_ok(&body(&format!("%c = const {src_value} : {ty}\noutput %c")));
     g.node(NodeId(0)).attrs.as_const().unwrap().clone()
 }
