@@ -37,3 +37,19 @@ pub enum Error {
     #[error(transparent)]
     Call(#[from] CallError),
 }
+
+impl Error {
+    /// The [`GradError`] behind this error, whether it came from the graph-level drivers
+    /// ([`Error::Grad`]) or from a builder call, which adds the caller's location
+    /// ([`Error::Build`] with [`crate::ir::BuildErrorKind::Grad`]).
+    pub fn grad_error(&self) -> Option<&GradError> {
+        match self {
+            Error::Grad(e) => Some(e),
+            Error::Build(BuildError {
+                error: crate::ir::BuildErrorKind::Grad(e),
+                ..
+            }) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -12,6 +12,8 @@
 //! - elementwise ops: the operands' elements at the same (broadcast) index (`bool` operands
 //!   count as finite);
 //! - reductions: the operand's elements folded into it;
+//! - `cumsum`: the operand's elements summed into it (those up to it along the axis, or from it
+//!   on with `reverse`);
 //! - `matmul`: the row of the left operand and the column of the right one.
 //!
 //! Leaves (inputs, constants), data movement (`reshape`, `transpose`, `broadcast`, `slice`,
@@ -86,23 +88,6 @@ fn number(x: f64) -> String {
 }
 
 /// `%l = log %x` for node `id` of `g` (or `%7 (not in this graph)` for a stale id).
-fn statement(g: &Graph, id: NodeId) -> String {
-    let Some(n) = g.nodes().get(id.index()) else {
-        return format!("{id} (not in this graph)");
-    };
-    let operands: Vec<String> = n
-        .inputs
-        .iter()
-        .map(|&x| format!("%{}", g.value_name(x)))
-        .collect();
-    let mut s = format!("%{} = {}", g.value_name(id), n.op);
-    if !operands.is_empty() {
-        s.push(' ');
-        s.push_str(&operands.join(", "));
-    }
-    s
-}
-
 /// ` at FILE:LINE` (or ` at line L:C` without a file, ` at src/x.rs:L:C` for builder calls).
 fn location(origin: Origin, file: Option<&str>) -> String {
     match origin {
@@ -126,7 +111,7 @@ impl NonFinite {
         let mut s = format!(
             "non-finite value ({}) produced by {}",
             value_word(self.value),
-            statement(g, self.node)
+            g.statement(self.node)
         );
         s.push_str(&location(self.origin, file));
         // Follow adjoint origins to the forward node (second-order adjoints have adjoint
@@ -142,7 +127,7 @@ impl NonFinite {
             let fwd = g.nodes().get(f.index()).map_or(Origin::None, |n| n.origin);
             s.push_str(&format!(
                 " ({kind} of {}{}",
-                statement(g, f),
+                g.statement(f),
                 location(fwd, file)
             ));
             depth += 1;
@@ -187,6 +172,7 @@ pub(crate) fn can_originate(g: &Graph, id: NodeId) -> bool {
     match n.op {
         Op::Input | Op::Const => false,
         Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin | Op::Matmul => true,
+        Op::Cumsum => true,
         op => ops::rules(op).props.elementwise,
     }
 }
@@ -254,6 +240,17 @@ fn contributions(g: &Graph, id: NodeId, k: usize, idx: &[usize]) -> Vec<usize> {
                     full.iter().zip(&st).map(|(i, s)| i * s).sum()
                 })
                 .collect()
+        }
+        (Op::Cumsum, &Attrs::Cumsum { axis, reverse }) => {
+            let st = strides(xs);
+            let at: usize = idx.iter().zip(&st).map(|(i, s)| i * s).sum();
+            let first = at - idx[axis] * st[axis];
+            let range = if reverse {
+                idx[axis]..xs[axis]
+            } else {
+                0..idx[axis] + 1
+            };
+            range.map(|k| first + k * st[axis]).collect()
         }
         (Op::Matmul, _) => {
             let r = out.len();

@@ -31,6 +31,8 @@ pub mod jit;
 pub mod ops;
 pub mod opt;
 mod tensor;
+#[doc(hidden)]
+pub mod testutil;
 
 pub use error::Error;
 pub use ir::{Attrs, DType, Graph, GraphBuilder, Node, NodeId, Op, Origin, TensorType, Var};

@@ -53,7 +53,7 @@ pub fn jvp(
     wrt: &[NodeId],
     tangents: &[NodeId],
 ) -> Result<Vec<NodeId>, crate::Error> {
-    on_graph(g, |b| jvp_in(b, outputs, wrt, tangents, None))
+    on_graph(g, |b| append_jvp(b, outputs, wrt, tangents, None))
 }
 
 /// [`jvp`] for a batch of `k` directions at once: `tangents[i]` has shape `[k, ...wrt[i].shape]`
@@ -68,7 +68,7 @@ pub fn jvp_batched(
     tangents: &[NodeId],
     k: usize,
 ) -> Result<Vec<NodeId>, crate::Error> {
-    on_graph(g, |b| jvp_in(b, outputs, wrt, tangents, Some(k)))
+    on_graph(g, |b| append_jvp(b, outputs, wrt, tangents, Some(k)))
 }
 
 /// The forward driver on a builder: [`jvp`] (`batch = None`) or [`jvp_batched`]
@@ -77,7 +77,7 @@ pub fn jvp_batched(
 /// # Errors
 /// As [`jvp`]; also a custom op on the path without a JVP rule
 /// ([`GradError::MissingCustomRule`]) or whose rule returns an unusable tangent.
-pub fn jvp_in(
+pub(crate) fn append_jvp(
     b: &GraphBuilder,
     outputs: &[NodeId],
     wrt: &[NodeId],

@@ -18,8 +18,8 @@
 //! Not done here: sparsity (coloring) or any structure of the Jacobian.
 
 use super::{
-    GradError, check_float_outputs, check_ids, check_wrt, forward::jvp_in, on_graph,
-    reverse::grad_in, reverse::vjp_in,
+    GradError, check_float_outputs, check_ids, check_wrt, forward::append_jvp, on_graph,
+    reverse::append_grad, reverse::append_vjp,
 };
 use crate::ir::{DType, Graph, GraphBuilder, NodeId, Var};
 use crate::tensor::Tensor;
@@ -73,14 +73,14 @@ pub fn jacobian(
     wrt: &[NodeId],
     mode: Mode,
 ) -> Result<Vec<Vec<NodeId>>, crate::Error> {
-    on_graph(g, |b| jacobian_in(b, outputs, wrt, mode))
+    on_graph(g, |b| append_jacobian(b, outputs, wrt, mode))
 }
 
 /// [`jacobian`] on a builder.
 ///
 /// # Errors
 /// As [`jacobian`].
-pub fn jacobian_in(
+pub(crate) fn append_jacobian(
     b: &GraphBuilder,
     outputs: &[NodeId],
     wrt: &[NodeId],
@@ -131,7 +131,7 @@ pub fn jacobian_in(
                         .id()
                 })
                 .collect();
-            let ys = jvp_in(b, outputs, wrt, &seeds, Some(n))?;
+            let ys = append_jvp(b, outputs, wrt, &seeds, Some(n))?;
             Ok(outputs
                 .iter()
                 .zip(ys)
@@ -163,7 +163,7 @@ pub fn jacobian_in(
                         .id()
                 })
                 .collect();
-            let xs = vjp_in(b, outputs, wrt, &seeds, Some(m))?;
+            let xs = append_vjp(b, outputs, wrt, &seeds, Some(m))?;
             Ok(outputs
                 .iter()
                 .zip(&out_offsets)
@@ -190,20 +190,20 @@ pub fn jacobian_in(
 /// # Errors
 /// [`GradError`] if `y` is not a float scalar or a `wrt` value is not float.
 pub fn hessian(g: &mut Graph, y: NodeId, wrt: &[NodeId]) -> Result<Vec<Vec<NodeId>>, crate::Error> {
-    on_graph(g, |b| hessian_in(b, y, wrt))
+    on_graph(g, |b| append_hessian(b, y, wrt))
 }
 
 /// [`hessian`] on a builder.
 ///
 /// # Errors
 /// As [`hessian`].
-pub fn hessian_in(
+pub(crate) fn append_hessian(
     b: &GraphBuilder,
     y: NodeId,
     wrt: &[NodeId],
 ) -> Result<Vec<Vec<NodeId>>, GradError> {
-    let grads = grad_in(b, y, wrt)?;
-    jacobian_in(b, &grads, wrt, Mode::Forward)
+    let grads = append_grad(b, y, wrt)?;
+    append_jacobian(b, &grads, wrt, Mode::Forward)
 }
 
 /// Appends a Hessian-vector product of the float scalar `y`: returns `Σⱼ H[i][j]·v[j]` for each
@@ -219,14 +219,14 @@ pub fn hvp(
     wrt: &[NodeId],
     v: &[NodeId],
 ) -> Result<Vec<NodeId>, crate::Error> {
-    on_graph(g, |b| hvp_in(b, y, wrt, v))
+    on_graph(g, |b| append_hvp(b, y, wrt, v))
 }
 
 /// [`hvp`] on a builder.
 ///
 /// # Errors
 /// As [`hvp`].
-pub fn hvp_in(
+pub(crate) fn append_hvp(
     b: &GraphBuilder,
     y: NodeId,
     wrt: &[NodeId],
@@ -234,8 +234,8 @@ pub fn hvp_in(
 ) -> Result<Vec<NodeId>, GradError> {
     check_ids(b, &[v])?;
     super::check_seeds(b, "tangent", wrt, v, None)?;
-    let grads = grad_in(b, y, wrt)?;
-    jvp_in(b, &grads, wrt, v, None)
+    let grads = append_grad(b, y, wrt)?;
+    append_jvp(b, &grads, wrt, v, None)
 }
 
 fn offsets(sizes: &[usize]) -> Vec<usize> {

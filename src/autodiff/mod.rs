@@ -20,9 +20,12 @@ pub mod jacobian;
 mod regions;
 pub mod reverse;
 
-pub use forward::{jvp, jvp_batched, jvp_in};
-pub use jacobian::{Mode, hessian, hessian_in, hvp, hvp_in, jacobian, jacobian_in};
-pub use reverse::{grad, grad_in, vjp, vjp_batched, vjp_in};
+pub(crate) use forward::append_jvp;
+pub use forward::{jvp, jvp_batched};
+pub use jacobian::{Mode, hessian, hvp, jacobian};
+pub(crate) use jacobian::{append_hessian, append_hvp, append_jacobian};
+pub(crate) use reverse::{append_grad, append_vjp};
+pub use reverse::{grad, vjp, vjp_batched};
 
 use crate::ir::{Graph, GraphBuilder, NodeId};
 
@@ -142,7 +145,7 @@ fn check_ids(b: &GraphBuilder, ids: &[&[NodeId]]) -> Result<(), GradError> {
 fn check_wrt(b: &GraphBuilder, wrt: &[NodeId]) -> Result<(), GradError> {
     match wrt.iter().find(|&&w| !b.ty(w).dtype.is_float()) {
         Some(&w) => Err(GradError::NotFloat {
-            name: b.graph().value_name(w),
+            name: b.graph().describe_value(w),
             dtype: b.ty(w).dtype.to_string(),
         }),
         None => Ok(()),
@@ -153,7 +156,7 @@ fn check_wrt(b: &GraphBuilder, wrt: &[NodeId]) -> Result<(), GradError> {
 fn check_float_outputs(b: &GraphBuilder, outputs: &[NodeId]) -> Result<(), GradError> {
     match outputs.iter().find(|&&o| !b.ty(o).dtype.is_float()) {
         Some(&o) => Err(GradError::OutputNotFloat {
-            name: b.graph().value_name(o),
+            name: b.graph().describe_value(o),
             dtype: b.ty(o).dtype.to_string(),
         }),
         None => Ok(()),
@@ -189,7 +192,7 @@ fn check_seeds(
         if got != want {
             return Err(GradError::SeedType {
                 kind,
-                name: b.graph().value_name(v),
+                name: b.graph().describe_value(v),
                 expected: want.to_string(),
                 found: got.to_string(),
             });

@@ -39,26 +39,30 @@ use crate::ops::{self, custom::CustomCall};
 /// # Errors
 /// [`GradError`] if `y` is not a float scalar or a `wrt` value is not a float tensor.
 pub fn grad(g: &mut Graph, y: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, crate::Error> {
-    on_graph(g, |b| grad_in(b, y, wrt))
+    on_graph(g, |b| append_grad(b, y, wrt))
 }
 
 /// [`grad`] on a builder (what [`GraphBuilder::grad`] calls).
 ///
 /// # Errors
 /// As [`grad`].
-pub fn grad_in(b: &GraphBuilder, y: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, GradError> {
+pub(crate) fn append_grad(
+    b: &GraphBuilder,
+    y: NodeId,
+    wrt: &[NodeId],
+) -> Result<Vec<NodeId>, GradError> {
     check_ids(b, &[&[y], wrt])?;
     let yty = b.ty(y);
     if !yty.is_scalar() || !yty.dtype.is_float() {
         return Err(GradError::NotScalar {
-            name: b.graph().value_name(y),
+            name: b.graph().describe_value(y),
             ty: yty.to_string(),
         });
     }
     b.set_origin(Origin::Adjoint(y));
     let one = b.var(y).scalar_like(1.0).id();
     b.clear_origin();
-    vjp_in(b, &[y], wrt, &[one], None)
+    append_vjp(b, &[y], wrt, &[one], None)
 }
 
 /// Appends the adjoint graph for explicit seed cotangents: returns `Σⱼ ȳⱼ·∂yⱼ/∂w` for each `w`
@@ -72,7 +76,7 @@ pub fn vjp(
     wrt: &[NodeId],
     cotangents: &[NodeId],
 ) -> Result<Vec<NodeId>, crate::Error> {
-    on_graph(g, |b| vjp_in(b, outputs, wrt, cotangents, None))
+    on_graph(g, |b| append_vjp(b, outputs, wrt, cotangents, None))
 }
 
 /// [`vjp`] for a batch of `k` seeds at once: `cotangents[j]` has shape `[k, ...outputs[j].shape]`
@@ -88,7 +92,7 @@ pub fn vjp_batched(
     cotangents: &[NodeId],
     k: usize,
 ) -> Result<Vec<NodeId>, crate::Error> {
-    on_graph(g, |b| vjp_in(b, outputs, wrt, cotangents, Some(k)))
+    on_graph(g, |b| append_vjp(b, outputs, wrt, cotangents, Some(k)))
 }
 
 /// The reverse driver on a builder: [`vjp`] (`batch = None`) or [`vjp_batched`]
@@ -97,7 +101,7 @@ pub fn vjp_batched(
 /// # Errors
 /// As [`vjp`]; also a custom op on the path without a VJP rule
 /// ([`GradError::MissingCustomRule`]) or whose rule returns unusable results.
-pub fn vjp_in(
+pub(crate) fn append_vjp(
     b: &GraphBuilder,
     outputs: &[NodeId],
     wrt: &[NodeId],

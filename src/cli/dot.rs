@@ -80,6 +80,7 @@ fn op_text(op: &Op, attrs: &Attrs) -> String {
         Attrs::Iota { ty, axis } => format!("{name} type={ty} axis={axis}"),
         Attrs::Scatter { axis, size } => format!("{name} axis={axis} size={size}"),
         Attrs::Random { ty } => format!("{name} type={ty}"),
+        Attrs::Cumsum { axis, reverse } => format!("{name} axis={axis} reverse={reverse}"),
         Attrs::Const(t) if t.numel() <= 4 => {
             let mut v = String::new();
             super::json_out::tensor(&mut v, t);

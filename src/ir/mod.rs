@@ -9,12 +9,13 @@
 //! lives in the per-op rule table ([`crate::ops`]); [`Graph::push`] calls it.
 
 mod builder;
+mod composite;
 mod indexing;
 pub mod text;
 mod types;
 mod verify;
 
-pub use builder::{BuildError, GraphBuilder, Var};
+pub use builder::{BuildError, BuildErrorKind, GraphBuilder, Var};
 pub use types::{
     DType, MAX_ELEMENTS, TensorType, broadcast_shapes, broadcast_strides, checked_numel, strides,
 };
@@ -65,12 +66,19 @@ pub enum Op {
     Recip,
     Log1p,
     Expm1,
+    Tan,
+    Erf,
+    Floor,
+    Ceil,
+    Round,
+    Sign,
     Powi,
     Add,
     Sub,
     Mul,
     Div,
     Pow,
+    Atan2,
     Max,
     Min,
     Lt,
@@ -90,6 +98,7 @@ pub enum Op {
     Broadcast,
     Slice,
     Concat,
+    Cumsum,
     Matmul,
     StopGradient,
     Iota,
@@ -102,7 +111,7 @@ pub enum Op {
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 49] = [
+    pub const ALL: [Op; 57] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -119,12 +128,19 @@ impl Op {
         Op::Recip,
         Op::Log1p,
         Op::Expm1,
+        Op::Tan,
+        Op::Erf,
+        Op::Floor,
+        Op::Ceil,
+        Op::Round,
+        Op::Sign,
         Op::Powi,
         Op::Add,
         Op::Sub,
         Op::Mul,
         Op::Div,
         Op::Pow,
+        Op::Atan2,
         Op::Max,
         Op::Min,
         Op::Lt,
@@ -144,6 +160,7 @@ impl Op {
         Op::Broadcast,
         Op::Slice,
         Op::Concat,
+        Op::Cumsum,
         Op::Matmul,
         Op::StopGradient,
         Op::Iota,
@@ -219,6 +236,13 @@ pub enum Attrs {
         /// Axis.
         axis: usize,
     },
+    /// `cumsum`: the axis to scan along, and the direction.
+    Cumsum {
+        /// Axis.
+        axis: usize,
+        /// Scan from the last element to the first (`y[i] = x[i] + ... + x[n-1]`).
+        reverse: bool,
+    },
     /// `const`: the value (shared, so cloning graphs is cheap).
     Const(Arc<Tensor>),
     /// `iota`: the result type and the axis whose index each element holds.
@@ -259,6 +283,7 @@ impl Attrs {
             Attrs::Iota { ty, axis } => (ty, axis).hash(h),
             Attrs::Scatter { axis, size } => (axis, size).hash(h),
             Attrs::Random { ty } => ty.hash(h),
+            Attrs::Cumsum { axis, reverse } => (axis, reverse).hash(h),
             Attrs::Const(t) => {
                 t.shape().hash(h);
                 t.to_bytes().hash(h);
@@ -448,6 +473,40 @@ impl Graph {
             Some(n) => n.to_string(),
             None => id.0.to_string(),
         }
+    }
+
+    /// The statement that defines a value, as `.gir` would print it without its type:
+    /// `%z = add %x, %y`.
+    pub fn statement(&self, id: NodeId) -> String {
+        let Some(n) = self.nodes.get(id.index()) else {
+            return format!("{id} (not in this graph)");
+        };
+        let mut s = format!("%{} = {}", self.value_name(id), n.op);
+        for (k, &x) in n.inputs.iter().enumerate() {
+            s.push_str(if k == 0 { " %" } else { ", %" });
+            s.push_str(&self.value_name(x));
+        }
+        s
+    }
+
+    /// A value as an error message names it: `%x` when it has a name, otherwise its number
+    /// with the statement that made it and where (`%2 (%2 = lt %x, %y, built at
+    /// src/main.rs:9:13)`), so an unnamed value can still be found in the user's code.
+    pub fn describe_value(&self, id: NodeId) -> String {
+        let Some(n) = self.nodes.get(id.index()) else {
+            return format!("{id} (not in this graph)");
+        };
+        if n.name.is_some() {
+            return format!("%{}", self.value_name(id));
+        }
+        let place = match n.origin {
+            Origin::Source(l) => format!(", built at {}:{}:{}", l.file(), l.line(), l.column()),
+            Origin::Line(l, c) => format!(", at line {l}:{c}"),
+            Origin::Adjoint(f) => format!(", in the adjoint of %{}", self.value_name(f)),
+            Origin::Tangent(f) => format!(", in the tangent of %{}", self.value_name(f)),
+            Origin::None => String::new(),
+        };
+        format!("%{} ({}{place})", id.0, self.statement(id))
     }
 
     /// Makes `outputs` the graph's outputs under the given names. A value that already has

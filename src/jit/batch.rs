@@ -45,7 +45,7 @@ pub(super) const SEGMENT: usize = 1024;
 
 /// True if `f` has a batched helper.
 pub(super) fn supported(f: MathFn) -> bool {
-    f != MathFn::Pow
+    !matches!(f, MathFn::Pow | MathFn::Tan | MathFn::Erf | MathFn::Atan2)
 }
 
 /// True if this host runs the helpers with wide vectors (x86-64 with AVX2 and FMA); only then

@@ -1,6 +1,6 @@
 //! The math-library functions compiled code calls: one `extern "C"` wrapper per
-//! ([`MathFn`], dtype), each calling the Rust `f32`/`f64` method the interpreter uses, so JIT
-//! results equal interpreter results bit for bit.
+//! ([`MathFn`], dtype), each calling the function the interpreter uses (a Rust `f32`/`f64`
+//! method, or the `libm` crate's `erf`), so JIT results equal interpreter results bit for bit.
 //!
 //! Every wrapper is registered by name with the JIT module ([`symbols`]); nothing is resolved
 //! through `dlsym`. Deliberately absent: vectorized or polynomial versions (a later tier).
@@ -35,6 +35,10 @@ wrappers! {
     gl_expm1_f32: f32 => |x| x.exp_m1();
     gl_sigmoid_f64: f64 => |x| 1.0 / (1.0 + (-x).exp());
     gl_sigmoid_f32: f32 => |x| 1.0 / (1.0 + (-x).exp());
+    gl_tan_f64: f64 => |x| x.tan();
+    gl_tan_f32: f32 => |x| x.tan();
+    gl_erf_f64: f64 => |x| crate::ops::erf_ref(x);
+    gl_erf_f32: f32 => |x| crate::ops::erf_ref(x);
 }
 
 extern "C" fn gl_pow_f64(x: f64, y: f64) -> f64 {
@@ -43,6 +47,14 @@ extern "C" fn gl_pow_f64(x: f64, y: f64) -> f64 {
 
 extern "C" fn gl_pow_f32(x: f32, y: f32) -> f32 {
     x.powf(y)
+}
+
+extern "C" fn gl_atan2_f64(y: f64, x: f64) -> f64 {
+    y.atan2(x)
+}
+
+extern "C" fn gl_atan2_f32(y: f32, x: f32) -> f32 {
+    y.atan2(x)
 }
 
 /// The symbol name and address of the wrapper for `f` in `dtype` (a float dtype).
@@ -71,6 +83,9 @@ pub(super) fn symbol(f: MathFn, dtype: DType) -> (&'static str, *const u8) {
         MathFn::Expm1 => pick!(gl_expm1_f64, gl_expm1_f32, U64, U32),
         MathFn::Sigmoid => pick!(gl_sigmoid_f64, gl_sigmoid_f32, U64, U32),
         MathFn::Pow => pick!(gl_pow_f64, gl_pow_f32, B64, B32),
+        MathFn::Tan => pick!(gl_tan_f64, gl_tan_f32, U64, U32),
+        MathFn::Erf => pick!(gl_erf_f64, gl_erf_f32, U64, U32),
+        MathFn::Atan2 => pick!(gl_atan2_f64, gl_atan2_f32, B64, B32),
     }
 }
 
@@ -105,5 +120,8 @@ mod tests {
         assert_eq!(gl_log_f32(1.0), 0.0);
         assert_eq!(gl_pow_f64(2.0, 10.0), 1024.0);
         assert_eq!(gl_expm1_f64(0.0), 0.0);
+        assert_eq!(gl_atan2_f64(1.0, 0.0), std::f64::consts::FRAC_PI_2);
+        assert_eq!(gl_tan_f64(0.0), 0.0);
+        assert_eq!(gl_erf_f64(0.0), 0.0);
     }
 }

@@ -34,7 +34,8 @@
 //!    (`libm`) registered by name. A `matmul` above a small size calls a tuned GEMM (`gemm`,
 //!    an `extern "C"` wrapper registered the same way) once per batch matrix, reading its
 //!    operands through their views' strides, so a transposed operand (the adjoint's `Aᵀ·Ḡ`,
-//!    `Ḡ·Bᵀ`) is never copied.
+//!    `Ḡ·Bᵀ`) is never copied. A `cumsum` is a serial loop along its axis per row, in the
+//!    interpreter's order.
 //! 4. The functions are compiled (on worker threads when there are several), linked into one
 //!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence, running the
 //!    chunks of parallel groups on rayon's pool. Functions never call each other, so there
@@ -100,9 +101,10 @@
 //!   ±0, ±inf, NaN, overflow and underflow come out as libm gives them (NaN payloads aside);
 //!   arguments a polynomial cannot handle (subnormal `exp` results and `log` arguments, the
 //!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their chunk rerun with
-//!   libm on every lane. `pow` always uses libm.
+//!   libm on every lane. `pow`, `tan`, `erf` and `atan2` always use libm (lane by lane), so
+//!   they equal the interpreter bitwise in every mode.
 //!
-//!   In vector loops of at least 1024 elements, every function but `pow` runs in chunks
+//!   In vector loops of at least 1024 elements, every other function runs in chunks
 //!   through batched helpers compiled by rustc for the host's widest vectors (AVX-512 or
 //!   AVX2, see [`JitConfig::batch_math`]), including calls on other calls' results
 //!   (`log1p(exp(x))`, up to 4 deep). They execute the same algorithms operation for
@@ -187,10 +189,10 @@ pub struct JitConfig {
     /// the node's output and operands; this costs speed and memory and is meant for debugging.
     /// Default off.
     pub check_finite: bool,
-    /// In vector loops of at least 1024 elements, compute the math functions (all but `pow`)
-    /// in chunks through batched helpers compiled for the host's widest vectors (AVX-512 or
-    /// AVX2), instead of Cranelift's 128-bit vectors: 2-3× faster on a transcendental-heavy
-    /// loop. The values are bitwise those of the in-loop polynomials,
+    /// In vector loops of at least 1024 elements, compute the math functions (all but `pow`,
+    /// `tan`, `erf` and `atan2`) in chunks through batched helpers compiled for the host's
+    /// widest vectors (AVX-512 or AVX2), instead of Cranelift's 128-bit vectors: 2-3× faster
+    /// on a transcendental-heavy loop. The values are bitwise those of the in-loop polynomials,
     /// except that an argument needing the libm fallback gets libm alone instead of sending
     /// its whole chunk to libm (see the module docs). Used only on x86-64 hosts with AVX2
     /// and FMA. Default on.

@@ -27,7 +27,8 @@
 //!   (NaN propagates through the arithmetic).
 //!
 //! The measured accuracy against Rust's `f32`/`f64` methods is in `tests/it/simd.rs` and the
-//! `jit` module docs. Deliberately absent: `pow` (libm on every lane), and any table lookups.
+//! `jit` module docs. Deliberately absent: `pow`, `tan`, `erf` and `atan2` (libm on every
+//! lane), and any table lookups.
 
 // Constants are written with the digits fdlibm publishes them with.
 #![allow(clippy::excessive_precision)]
@@ -47,7 +48,7 @@ pub(super) struct Approx {
 /// True if `f` has a vector implementation on this host.
 pub(super) fn supported(f: MathFn, fma: bool) -> bool {
     match f {
-        MathFn::Pow => false,
+        MathFn::Pow | MathFn::Tan | MathFn::Erf | MathFn::Atan2 => false,
         MathFn::Sin | MathFn::Cos => fma,
         _ => true,
     }
@@ -66,7 +67,9 @@ pub(super) fn emit(b: &mut FunctionBuilder<'_>, fma: bool, f: MathFn, x: Value) 
         MathFn::Sigmoid => v.sigmoid(x),
         MathFn::Sin => v.sin_cos(x, false),
         MathFn::Cos => v.sin_cos(x, true),
-        MathFn::Pow => unreachable!("pow has no vector implementation"),
+        MathFn::Pow | MathFn::Tan | MathFn::Erf | MathFn::Atan2 => {
+            unreachable!("{f:?} has no vector implementation")
+        }
     }
 }
 

@@ -448,6 +448,88 @@ unary_op!(
     |b, id, _, ct| vec![Some(ct * (out(b, id) + 1.0))]
 );
 
+unary_op!(
+    /// `y = tan(x)`; dx = ȳ·(1 + y²).
+    TAN, "tan", |x| x.tan(),
+    |e, _, a| call1(e, MathFn::Tan, a[0]),
+    |b, id, _, tg| {
+        let y = out(b, id);
+        Some(tg.get(0)? * (1.0 + y * y))
+    },
+    |b, id, _, ct| {
+        let y = out(b, id);
+        vec![Some(ct * (1.0 + y * y))]
+    }
+);
+unary_op!(
+    /// `y = erf(x)` (the `libm` crate's, in the operand's dtype); dx = ȳ·(2/√π)·exp(-x²).
+    ERF, "erf", |x| erf_ref(x),
+    |e, _, a| call1(e, MathFn::Erf, a[0]),
+    |b, _, n, tg| Some(tg.get(0)? * erf_slope(arg(b, n, 0))),
+    |b, _, n, ct| vec![Some(ct * erf_slope(arg(b, n, 0)))]
+);
+unary_op!(
+    /// `y = ⌊x⌋`; derivative zero (JAX's convention for the rounding ops).
+    FLOOR, "floor", |x| x.floor(),
+    |e, _, a| e.unary(FUnary::Floor, a[0]),
+    |_, _, _, _| None,
+    |_, _, _, _| vec![None]
+);
+unary_op!(
+    /// `y = ⌈x⌉`; derivative zero.
+    CEIL, "ceil", |x| x.ceil(),
+    |e, _, a| e.unary(FUnary::Ceil, a[0]),
+    |_, _, _, _| None,
+    |_, _, _, _| vec![None]
+);
+unary_op!(
+    /// `y = x` rounded to the nearest integer, ties to even (`jnp.round`, IEEE
+    /// `roundTiesToEven`: `round(0.5) = 0`, `round(1.5) = 2`, `round(-2.5) = -2`); derivative zero.
+    ROUND, "round", |x| x.round_ties_even(),
+    |e, _, a| e.unary(FUnary::RoundEven, a[0]),
+    |_, _, _, _| None,
+    |_, _, _, _| vec![None]
+);
+unary_op!(
+    /// `y = 1` where `x > 0`, `-1` where `x < 0`, else `x` (so `sign(±0) = ±0` and
+    /// `sign(NaN) = NaN`, as `lax.sign`); derivative zero.
+    SIGN, "sign", |x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { x },
+    |e, n, a| {
+        let dt = n.ty.dtype;
+        let (zero, one, minus) = (e.fconst(dt, 0.0), e.fconst(dt, 1.0), e.fconst(dt, -1.0));
+        let pos = e.compare(Cmp::Gt, a[0], zero);
+        let neg = e.compare(Cmp::Lt, a[0], zero);
+        let rest = e.select(neg, minus, a[0]);
+        e.select(pos, one, rest)
+    },
+    |_, _, _, _| None,
+    |_, _, _, _| vec![None]
+);
+
+/// `erf'(x) = (2/√π)·exp(-x²)`.
+fn erf_slope(x: Var<'_>) -> Var<'_> {
+    (-(x * x)).exp() * std::f64::consts::FRAC_2_SQRT_PI
+}
+
+/// `erf` in the operand's dtype. Rust's `std` has no `erf`; the `libm` crate's (a port of
+/// musl's) is called by both the interpreter and the JIT's wrapper, so the two agree bitwise.
+pub(crate) fn erf_ref<T: ErfRef>(x: T) -> T {
+    T::erf_ref(x)
+}
+pub(crate) trait ErfRef {
+    fn erf_ref(x: Self) -> Self;
+}
+impl ErfRef for f64 {
+    fn erf_ref(x: f64) -> f64 {
+        libm::erf(x)
+    }
+}
+impl ErfRef for f32 {
+    fn erf_ref(x: f32) -> f32 {
+        libm::erff(x)
+    }
+}
+
 /// Generic max over f32/f64 through a tiny trait so `relu` can be written once.
 fn max_ref<T: MaxRef>(a: T, b: T) -> T {
     T::max_ref(a, b)
@@ -641,6 +723,36 @@ pub(super) const POW: OpRules = OpRules {
         f32: f32::powf,
     }),
     lower: Some(|e, _, a| e.call(MathFn::Pow, &[a[0], a[1]])),
+};
+
+/// `y = atan2(a, b)`, the angle of the point `(b, a)` in `(-π, π]` (operand order as
+/// `jnp.arctan2(y, x)`); with `r² = a² + b²`: da = ȳ·b/r², db = -(ȳ·a)/r² (NaN at the origin,
+/// where the angle has no derivative).
+pub(super) const ATAN2: OpRules = OpRules {
+    name: "atan2",
+    arity: Arity::Exact(2),
+    attrs: AttrKind::None,
+    props: UNARY,
+    infer: infer_binary,
+    eval: eval_elementwise,
+    jvp: Some(|b, _, n, tg| {
+        let (y, x) = (arg(b, n, 0), arg(b, n, 1));
+        let r2 = x * x + y * y;
+        add_opt(
+            tg.get(0).map(|t| t * x / r2),
+            tg.get(1).map(|t| -(t * y) / r2),
+        )
+    }),
+    vjp: Some(|b, _, n, ct| {
+        let (y, x) = (arg(b, n, 0), arg(b, n, 1));
+        let r2 = x * x + y * y;
+        vec![Some(ct * x / r2), Some(-(ct * y) / r2)]
+    }),
+    math: Some(Elementwise::Binary {
+        f64: f64::atan2,
+        f32: f32::atan2,
+    }),
+    lower: Some(|e, _, a| e.call(MathFn::Atan2, &[a[0], a[1]])),
 };
 
 /// `ln(x)`, taken as 0 where `x = 0` (the `pow` exponent derivative at a zero base).

@@ -1,8 +1,8 @@
 //! The per-op rule table: everything about one primitive in one place.
 //!
 //! [`rules`] is the single exhaustive `match` on [`Op`]. Each op is one [`OpRules`] constant in
-//! its family file (`elementwise`, `reduce`, `shape`, `linalg`, `index` for `iota`, `gather`,
-//! `scatter_add`, `argmax`, `argmin`, and [`random`]) holding its `.gir` name, arity,
+//! its family file (`elementwise`, `reduce`, `scan`, `shape`, `linalg`, `index` for `iota`,
+//! `gather`, `scatter_add`, `argmax`, `argmin`, and [`random`]) holding its `.gir` name, arity,
 //! attribute kind, properties, shape rule, interpreter kernel, JVP and VJP rules (side by side)
 //! and (for elementwise ops) its scalar lowering. [`custom`] holds user-defined composite ops with
 //! their own derivative rules. The parser, printer, builder, interpreter, reverse mode, the optimizer and
@@ -19,12 +19,14 @@ pub mod index;
 mod linalg;
 pub mod random;
 mod reduce;
+mod scan;
 mod shape;
 
 use crate::ir::{Attrs, DType, GraphBuilder, Node, NodeId, Op, TensorType, Var};
 use crate::tensor::Tensor;
 use std::fmt;
 
+pub(crate) use elementwise::erf_ref;
 pub use elementwise::powi_ref;
 pub(crate) use reduce::reduced_shape;
 
@@ -93,6 +95,8 @@ pub enum AttrKind {
     Slice,
     /// `axis=INT` (required).
     Axis,
+    /// `axis=INT` (required), `reverse=BOOL` (optional).
+    Cumsum,
     /// A constant value (the `const` statement).
     Const,
     /// `type=TYPE axis=INT` (both required).
@@ -160,6 +164,12 @@ pub enum FUnary {
     Abs,
     /// Correctly rounded square root.
     Sqrt,
+    /// Round toward -∞.
+    Floor,
+    /// Round toward +∞.
+    Ceil,
+    /// Round to the nearest integer, ties to even.
+    RoundEven,
 }
 
 /// A float binary instruction.
@@ -194,11 +204,16 @@ pub enum MathFn {
     Sigmoid,
     /// Two arguments.
     Pow,
+    Tan,
+    /// The `libm` crate's `erf`/`erff` (Rust's `std` has none).
+    Erf,
+    /// Two arguments: `atan2(y, x)`.
+    Atan2,
 }
 
 impl MathFn {
     /// Every math function.
-    pub const ALL: [MathFn; 9] = [
+    pub const ALL: [MathFn; 12] = [
         MathFn::Exp,
         MathFn::Log,
         MathFn::Sin,
@@ -208,11 +223,18 @@ impl MathFn {
         MathFn::Expm1,
         MathFn::Sigmoid,
         MathFn::Pow,
+        MathFn::Tan,
+        MathFn::Erf,
+        MathFn::Atan2,
     ];
 
     /// Number of arguments.
     pub fn arity(self) -> usize {
-        if self == MathFn::Pow { 2 } else { 1 }
+        if matches!(self, MathFn::Pow | MathFn::Atan2) {
+            2
+        } else {
+            1
+        }
     }
 }
 
@@ -431,12 +453,19 @@ pub fn rules(op: Op) -> &'static OpRules {
         Op::Recip => &e::RECIP,
         Op::Log1p => &e::LOG1P,
         Op::Expm1 => &e::EXPM1,
+        Op::Tan => &e::TAN,
+        Op::Erf => &e::ERF,
+        Op::Floor => &e::FLOOR,
+        Op::Ceil => &e::CEIL,
+        Op::Round => &e::ROUND,
+        Op::Sign => &e::SIGN,
         Op::Powi => &e::POWI,
         Op::Add => &e::ADD,
         Op::Sub => &e::SUB,
         Op::Mul => &e::MUL,
         Op::Div => &e::DIV,
         Op::Pow => &e::POW,
+        Op::Atan2 => &e::ATAN2,
         Op::Max => &e::MAX,
         Op::Min => &e::MIN,
         Op::Lt => &e::LT,
@@ -456,6 +485,7 @@ pub fn rules(op: Op) -> &'static OpRules {
         Op::Broadcast => &shape::BROADCAST,
         Op::Slice => &shape::SLICE,
         Op::Concat => &shape::CONCAT,
+        Op::Cumsum => &scan::CUMSUM,
         Op::Matmul => &linalg::MATMUL,
         Op::StopGradient => &e::STOP_GRADIENT,
         Op::Iota => &index::IOTA,
@@ -527,6 +557,7 @@ pub fn attr_kind(attrs: &Attrs) -> AttrKind {
         Attrs::Perm { .. } => AttrKind::Perm,
         Attrs::Slice { .. } => AttrKind::Slice,
         Attrs::Axis { .. } => AttrKind::Axis,
+        Attrs::Cumsum { .. } => AttrKind::Cumsum,
         Attrs::Const(_) => AttrKind::Const,
         Attrs::Iota { .. } => AttrKind::Iota,
         Attrs::Scatter { .. } => AttrKind::Scatter,

@@ -7,21 +7,7 @@
 use crate::ir::{Attrs, DType, Graph, GraphBuilder, NodeId, Op, TensorType, Var};
 use crate::{Tensor, interp};
 
-/// A deterministic generator (splitmix64).
-pub(crate) struct Rng(pub u64);
-impl Rng {
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    pub(crate) fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+pub(crate) use crate::testutil::Rng;
 
 /// Where an op's operands are drawn from: magnitudes in `[lo, hi)`, with a random sign when
 /// `signed` (keeps operands away from kinks at 0 and out of domain errors).
@@ -175,6 +161,45 @@ fn cases(op: Op) -> Vec<Case> {
         Op::Concat => vec![
             case(&[&[2, 3], &[1, 3]], A::Axis { axis: 0 }, ANY),
             case(&[&[2, 1], &[2, 2], &[2, 1]], A::Axis { axis: 1 }, ANY),
+        ],
+        Op::Cumsum => vec![
+            case(
+                &[&[5]],
+                A::Cumsum {
+                    axis: 0,
+                    reverse: false,
+                },
+                ANY,
+            ),
+            case(
+                &[&[3, 4]],
+                A::Cumsum {
+                    axis: 1,
+                    reverse: true,
+                },
+                ANY,
+            ),
+            case(
+                &[&[2, 3, 2]],
+                A::Cumsum {
+                    axis: 1,
+                    reverse: false,
+                },
+                ANY,
+            ),
+            case(
+                &[&[3, 1]],
+                A::Cumsum {
+                    axis: 0,
+                    reverse: true,
+                },
+                ANY,
+            ),
+        ],
+        Op::Atan2 => vec![
+            case(&[&[3, 2], &[3, 2]], A::None, ANY),
+            case(&[&[3, 1], &[2]], A::None, ANY),
+            case(&[&[], &[4]], A::None, ANY),
         ],
         Op::Matmul => vec![
             case(&[&[3, 4], &[4, 2]], A::None, ANY),

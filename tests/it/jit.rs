@@ -8,20 +8,7 @@ use std::sync::Arc;
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.next()
-    }
-}
+use gradlift::testutil::Rng;
 
 /// Which values an op's inputs should take.
 #[derive(Clone, Copy)]
@@ -36,12 +23,12 @@ enum Domain {
 
 fn tensor(ty: &TensorType, dom: Domain, rng: &mut Rng) -> Tensor {
     Tensor::from_fn(ty, |_| match (ty.dtype, dom) {
-        (DType::Bool, _) => f64::from(rng.next() < 0.5),
+        (DType::Bool, _) => f64::from(rng.unit() < 0.5),
         // Indices, some out of range (clamped) on both sides.
-        (DType::I32, _) => rng.range(-3.0, 9.0).floor(),
-        (_, Domain::Any) => rng.range(-2.0, 2.0),
-        (_, Domain::Positive) => rng.range(0.1, 3.0),
-        (_, Domain::Ties) => (rng.range(-1.5, 1.5)).round(),
+        (DType::I32, _) => rng.uniform(-3.0, 9.0).floor(),
+        (_, Domain::Any) => rng.uniform(-2.0, 2.0),
+        (_, Domain::Positive) => rng.uniform(0.1, 3.0),
+        (_, Domain::Ties) => (rng.uniform(-1.5, 1.5)).round(),
     })
 }
 
@@ -380,6 +367,20 @@ fn cases(op: Op, d: DType) -> Vec<(Vec<TensorType>, Attrs)> {
             (vec![t(d, &[1, 3]), t(d, &[2, 3])], Attrs::Axis { axis: 0 }),
             (vec![t(d, &[4])], Attrs::Axis { axis: 0 }),
         ],
+        Op::Cumsum => [false, true]
+            .into_iter()
+            .flat_map(|reverse| {
+                let c = |axis| Attrs::Cumsum { axis, reverse };
+                [
+                    (vec![t(d, &[7])], c(0)),
+                    (vec![t(d, &[1])], c(0)),
+                    (vec![t(d, &[2, 3, 4])], c(0)),
+                    (vec![t(d, &[2, 3, 4])], c(1)),
+                    (vec![t(d, &[2, 3, 4])], c(2)),
+                    (vec![t(d, &[3, 1, 5])], c(1)),
+                ]
+            })
+            .collect(),
         Op::Matmul => vec![
             (vec![t(d, &[2, 3]), t(d, &[3, 4])], none),
             (vec![t(d, &[1, 1]), t(d, &[1, 1])], Attrs::None),
@@ -487,6 +488,7 @@ fn special_values_follow_the_interpreter() {
             Op::Eq,
             Op::Ne,
             Op::Add,
+            Op::Atan2,
         ] {
             let g = op_graph(op, &[t(d, &[n * n]), t(d, &[n * n])], Attrs::None);
             check(&g, &ins, true);
@@ -499,6 +501,12 @@ fn special_values_follow_the_interpreter() {
             Op::Exp,
             Op::Sigmoid,
             Op::Tanh,
+            Op::Tan,
+            Op::Erf,
+            Op::Floor,
+            Op::Ceil,
+            Op::Round,
+            Op::Sign,
         ] {
             let g = op_graph(op, &[t(d, &[n * n])], Attrs::None);
             check(&g, &ins[..1], true);

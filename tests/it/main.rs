@@ -4,6 +4,7 @@ mod check_finite;
 mod cli;
 mod concat;
 mod differential;
+mod float_ops;
 mod forward;
 mod fuzz_check;
 mod hostile;

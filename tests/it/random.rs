@@ -11,13 +11,14 @@
 //! | op | guard on the operand |
 //! | --- | --- |
 //! | `log`, `sqrt`, `rsqrt`, `log1p`, `recip`, divisor of `div` | `pos(x) = sqrt(x·x + 0.25)` (≥ 0.5, smooth) |
-//! | `exp`, `expm1`, exponent of `pow` | `tanh(x)` |
+//! | `exp`, `expm1`, `tan`, exponent of `pow` | `tanh(x)` |
+//! | second operand of `atan2` (keeps the point off the origin) | `pos(x)` |
 //! | base of `pow`, base of `powi` with `n < 0` | `pos(tanh(x))` (in [0.5, 1.12)) |
 //! | base of `powi` with `n > 1`, operands of `mul`, `matmul` | `tanh(x)` (half the time for `mul`) |
 //!
 //! With [`GenConfig::smooth`], only ops that are differentiable everywhere on the guarded
-//! domain are generated (no `abs`, `relu`, `max`, `min`, comparisons, `select`,
-//! `reduce_max`/`reduce_min`, `cast`), in f64 only: these are the graphs whose gradients the
+//! domain are generated (no `abs`, `relu`, `max`, `min`, `floor`, `ceil`, `round`, `sign`,
+//! comparisons, `select`, `reduce_max`/`reduce_min`, `cast`), in f64 only: these are the graphs whose gradients the
 //! differential test checks against central finite differences.
 //!
 //! The first output of a generated graph is always a float scalar "loss" (a sum of reductions
@@ -34,29 +35,7 @@
 use gradlift::ir::{Attrs, DType, Graph, NodeId, Op, TensorType};
 use gradlift::{Tensor, autodiff};
 
-/// splitmix64.
-#[derive(Clone)]
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// True with probability `1/n`.
-    pub fn one_in(&mut self, n: usize) -> bool {
-        self.below(n) == 0
-    }
-}
+pub use gradlift::testutil::Rng;
 
 /// Input and constant shapes: ranks 0 to 4, with size-1 axes for broadcasting.
 pub const SHAPES: [&[usize]; 13] = [
@@ -79,7 +58,7 @@ pub const SHAPES: [&[usize]; 13] = [
 pub const MAX_RANK: usize = 4;
 
 /// Ops that are differentiable everywhere on the guarded domain (used by smooth cases).
-pub const SMOOTH_OPS: [Op; 28] = [
+pub const SMOOTH_OPS: [Op; 32] = [
     Op::Neg,
     Op::Exp,
     Op::Log,
@@ -92,12 +71,15 @@ pub const SMOOTH_OPS: [Op; 28] = [
     Op::Recip,
     Op::Log1p,
     Op::Expm1,
+    Op::Tan,
+    Op::Erf,
     Op::Powi,
     Op::Add,
     Op::Sub,
     Op::Mul,
     Op::Div,
     Op::Pow,
+    Op::Atan2,
     Op::ReduceSum,
     Op::ReduceMean,
     Op::Reshape,
@@ -105,6 +87,7 @@ pub const SMOOTH_OPS: [Op; 28] = [
     Op::Broadcast,
     Op::Slice,
     Op::Concat,
+    Op::Cumsum,
     Op::Matmul,
     Op::Gather,
     Op::ScatterAdd,
@@ -624,6 +607,18 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
                 }
                 (ins, Attrs::Axis { axis })
             }
+            Op::Cumsum => {
+                if rank == 0 {
+                    continue;
+                }
+                (
+                    vec![a],
+                    Attrs::Cumsum {
+                        axis: r.below(rank),
+                        reverse: r.one_in(2),
+                    },
+                )
+            }
             Op::Select => {
                 let Some(c) = pick_where(&mut r, &g, |t| {
                     t.dtype == DType::Bool
@@ -661,7 +656,11 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
                     (vec![a, b], Attrs::None)
                 }
             }
-            Op::Exp | Op::Expm1 if safe => (vec![tanh(&mut g, a)], Attrs::None),
+            Op::Exp | Op::Expm1 | Op::Tan if safe => (vec![tanh(&mut g, a)], Attrs::None),
+            Op::Atan2 if safe => {
+                let b = partner(&mut r, &mut g);
+                (vec![a, pos(&mut g, b)], Attrs::None)
+            }
             Op::Log | Op::Sqrt | Op::Rsqrt | Op::Log1p | Op::Recip if safe => {
                 (vec![pos(&mut g, a)], Attrs::None)
             }

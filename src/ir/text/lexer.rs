@@ -153,7 +153,7 @@ pub(super) fn lex_line<'a>(
                 let name_start = i;
                 if i < b.len() && is_ident_start(b[i]) {
                     i = ident_end(b, i);
-                } else if c == b'%' && i < b.len() && b[i].is_ascii_digit() {
+                } else if i < b.len() && b[i].is_ascii_digit() {
                     while i < b.len() && b[i].is_ascii_digit() {
                         i += 1;
                     }
@@ -161,9 +161,11 @@ pub(super) fn lex_line<'a>(
                         return Err(err(
                             start,
                             format!(
-                                "invalid value name `{}`: expected an identifier or only digits \
-                                 after `%`",
-                                ascii_prefix(&line[start..], |b| is_ident_char(b) || b == b'%')
+                                "invalid {} name `{}`: expected an identifier or only digits \
+                                 after `{}`",
+                                if c == b'%' { "value" } else { "graph" },
+                                ascii_prefix(&line[start..], |b| is_ident_char(b) || b == c),
+                                char::from(c)
                             ),
                         ));
                     }
@@ -171,7 +173,7 @@ pub(super) fn lex_line<'a>(
                     let what = if c == b'%' {
                         "a value name (an identifier or digits)"
                     } else {
-                        "a graph name (an identifier)"
+                        "a graph name (an identifier or digits)"
                     };
                     return Err(err(
                         start,
@@ -369,7 +371,17 @@ mod tests {
     #[test]
     fn bad_names() {
         assert_eq!(lex("%12ab").unwrap_err().col, 1);
-        assert!(lex("@12").is_err());
+        assert!(
+            lex("@12").is_ok(),
+            "a graph name may be digits, as a value name may"
+        );
+        let e = lex("@12ab").unwrap_err();
+        assert!(
+            e.message.contains("invalid graph name `@12ab`"),
+            "{}",
+            e.message
+        );
+        assert!(lex("@").is_err());
         assert!(lex("% x").is_err());
     }
 }

@@ -493,6 +493,7 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
     const AXIS: AttrSpec = spec("axis", Index, true);
     const TYPE: AttrSpec = spec("type", Type, true);
     const SIZE: AttrSpec = spec("size", Index, true);
+    const REVERSE: AttrSpec = spec("reverse", Bool, false);
     match kind {
         AttrKind::None | AttrKind::Const => &[],
         AttrKind::Powi => &[N],
@@ -505,6 +506,7 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
         AttrKind::Iota => &[TYPE, AXIS],
         AttrKind::Scatter => &[AXIS, SIZE],
         AttrKind::Random => &[TYPE],
+        AttrKind::Cumsum => &[AXIS, REVERSE],
     }
 }
 
@@ -631,6 +633,13 @@ fn build_attrs(
         },
         AttrKind::Random => match a {
             Some((AttrVal::Type(ty), _)) => Attrs::Random { ty },
+            _ => unreachable!("required attribute checked"),
+        },
+        AttrKind::Cumsum => match a {
+            Some((AttrVal::Index(axis), _)) => Attrs::Cumsum {
+                axis,
+                reverse: matches!(b, Some((AttrVal::Bool(true), _))),
+            },
             _ => unreachable!("required attribute checked"),
         },
         AttrKind::Reduce => {
@@ -913,6 +922,7 @@ mod tests {
                 Op::Iota => &["type", "axis"],
                 Op::ScatterAdd => &["axis", "size"],
                 Op::RandomUniform => &["type"],
+                Op::Cumsum => &["axis", "reverse"],
                 _ => &[],
             };
             assert_eq!(keys, want, "{op}");

@@ -2,14 +2,14 @@
 //!
 //! Writes the header line, one two-space-indented statement per node in id order (`: TYPE` on
 //! every `const` and op, attributes in the spec's table order with `axes` sorted and
-//! `keepdims=true` only when true), the `output` statement, then `}`. Output is deterministic and
-//! a fixed point of `print ∘ parse`.
+//! `keepdims=true` and `reverse=true` only when true), the `output` statement, then `}`. Output
+//! is deterministic and a fixed point of `print ∘ parse`.
 //!
 //! Value labels: a node prints under its name when that name is a valid value name, is unique,
 //! and is either an identifier or belongs to an input or output (the parser keeps digit-only
 //! names only there, so printing any other digit-only name would not be a fixed point). Every
 //! other node prints as `%ID`, its id; if a kept name already reads `ID`, it gets the first
-//! number `>= len` that no name uses. Graph names that are not identifiers are sanitized.
+//! number `>= len` that no name uses. Graph names that are neither identifiers nor digits are sanitized.
 //!
 //! Not done here: verification. A graph that breaks its invariants (operands out of range,
 //! attributes of the wrong kind) prints without panicking but may not parse back.
@@ -231,15 +231,23 @@ impl<'g> Printer<'g> {
             Attrs::Random { ty } => {
                 let _ = write!(out, " type={ty}");
             }
+            Attrs::Cumsum { axis, reverse } => {
+                out.push_str(" axis=");
+                push_uint(out, *axis as u64);
+                if *reverse {
+                    out.push_str(" reverse=true");
+                }
+            }
         }
         self.out.push_str(" : ");
         self.push_type(&node.ty);
     }
 }
 
-/// `@name`, with anything that is not an identifier replaced so the output still parses.
+/// `@name`, with anything that is not an identifier or a run of digits replaced so the output
+/// still parses.
 fn push_graph_name(out: &mut String, name: &str) {
-    if is_identifier(name) {
+    if crate::ir::builder::is_value_name(name) {
         return out.push_str(name);
     }
     if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
@@ -381,11 +389,9 @@ mod tests {
 
     #[test]
     fn printed_floats_lex_as_json_numbers_and_round_trip() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::testutil::Rng(0x9E37_79B9_7F4A_7C15);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             let x = f64::from_bits(state);
             let y = f32::from_bits(state as u32);
             for s in [lit64(x), lit32(y)] {

@@ -227,6 +227,9 @@ impl ScalarEmit for Lowerer<'_, '_> {
             FUnary::Neg => self.b.ins().fneg(v),
             FUnary::Abs => self.b.ins().fabs(v),
             FUnary::Sqrt => self.b.ins().sqrt(v),
+            FUnary::Floor => self.b.ins().floor(v),
+            FUnary::Ceil => self.b.ins().ceil(v),
+            FUnary::RoundEven => self.b.ins().nearest(v),
         };
         self.sval(r, dt)
     }

@@ -1,5 +1,6 @@
 //! Nodes with a lowering of their own: `matmul` (GEMM calls or a loop nest, as the plan
-//! decided), and strided copies (a `concat` kept in memory, a realized view).
+//! decided), strided copies (a `concat` kept in memory, a realized view), and the dispatch to
+//! `cumsum` (`scan.rs`).
 
 use super::{Lowerer, Src, bits_ty, val_ty};
 use crate::ir::{Attrs, DType, NodeId, Op};
@@ -49,6 +50,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     at += xs[axis] as i64;
                 }
             }
+            Op::Cumsum => self.cumsum(id),
             Op::Gather => self.gather(id),
             Op::ScatterAdd => self.scatter_add(id),
             Op::Iota => self.iota(id),

@@ -49,6 +49,7 @@ mod indexing;
 mod loops;
 mod matmul;
 mod reduce;
+mod scan;
 mod staged;
 #[cfg(test)]
 mod tests;

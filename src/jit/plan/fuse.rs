@@ -113,8 +113,8 @@ pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig
             op if is_elementwise(op) => b.place(id, node.ty.shape.clone()),
             op if is_reduction(op) => b.place(id, g.ty(node.inputs[0]).shape.clone()),
             _ => {
-                // `matmul`, `concat` and the indexing ops (`gather`, `scatter_add`, `iota`,
-                // `argmax`/`argmin`, `random_uniform`): they read their operands' views through
+                // `matmul`, `concat`, `cumsum` and the indexing ops (`gather`, `scatter_add`,
+                // `iota`, `argmax`/`argmin`, `random_uniform`): they read their operands' views through
                 // strides.
                 let grp = b.new_group(None);
                 b.members[grp as usize].push(id);

@@ -15,15 +15,41 @@ use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
 use std::panic::Location;
 
-/// A shape or dtype error in a builder call, with the caller's source location.
+/// An error in a builder call, with the caller's source location.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{location}: {error}")]
 pub struct BuildError {
     /// What was wrong.
     #[source]
-    pub error: ShapeError,
+    pub error: BuildErrorKind,
     /// The builder call that failed (`file:line:col`).
     pub location: String,
+}
+
+/// What was wrong in a builder call.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildErrorKind {
+    /// An op got operands or attributes it does not accept (user error: fix the call).
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// A value made by another [`GraphBuilder`] was passed (user error: build every value of a
+    /// graph with one builder; its node id would name an unrelated node of this graph).
+    #[error(
+        "{call}: {value} belongs to another GraphBuilder (graph @{other}); values of two \
+         builders cannot be mixed"
+    )]
+    ForeignValue {
+        /// The call that got it (an op's name, `grad`, `finish`, ...).
+        call: String,
+        /// The value, as its builder names it.
+        value: String,
+        /// The name of the graph it belongs to.
+        other: String,
+    },
+    /// A derivative could not be formed (user error; see [`crate::autodiff::GradError`]).
+    #[error(transparent)]
+    Grad(#[from] crate::autodiff::GradError),
 }
 
 /// The id of a value that failed to build; ops on it are skipped.
@@ -111,11 +137,11 @@ impl GraphBuilder {
     }
 
     #[track_caller]
-    fn fail(&self, error: ShapeError) -> Var<'_> {
+    pub(super) fn fail(&self, error: impl Into<BuildErrorKind>) -> Var<'_> {
         let mut slot = self.error.borrow_mut();
         if slot.is_none() {
             *slot = Some(BuildError {
-                error,
+                error: error.into(),
                 location: Location::caller().to_string(),
             });
         }
@@ -123,6 +149,31 @@ impl GraphBuilder {
             id: POISON,
             b: self,
         }
+    }
+
+    /// Records a [`BuildErrorKind::ForeignValue`] error (and returns `true`) if any of `values`
+    /// was made by another builder: its id would silently name an unrelated node here.
+    #[track_caller]
+    fn foreign(&self, call: &str, values: &[&[Var<'_>]]) -> bool {
+        let all = values.iter().flat_map(|l| l.iter());
+        let Some(v) = all.into_iter().find(|v| !std::ptr::eq(v.b, self)) else {
+            return false;
+        };
+        let (value, other) = {
+            let g = v.b.graph.borrow();
+            let value = if v.id == POISON || v.id.index() >= g.len() {
+                "a value".to_string()
+            } else {
+                format!("%{}", g.value_name(v.id))
+            };
+            (value, g.name.clone())
+        };
+        self.fail(BuildErrorKind::ForeignValue {
+            call: call.to_string(),
+            value,
+            other,
+        });
+        true
     }
 
     fn origin_here(&self, loc: &'static Location<'static>) -> Origin {
@@ -148,7 +199,7 @@ impl GraphBuilder {
     /// Appends `op(inputs)` with `attrs`. The generic entry point behind every method.
     #[track_caller]
     pub fn push(&self, op: Op, inputs: &[Var<'_>], attrs: Attrs) -> Var<'_> {
-        if inputs.iter().any(|v| v.id == POISON) {
+        if self.foreign(&op.to_string(), &[inputs]) || inputs.iter().any(|v| v.id == POISON) {
             return Var {
                 id: POISON,
                 b: self,
@@ -220,24 +271,10 @@ impl GraphBuilder {
         self.push(Op::Concat, parts, Attrs::Axis { axis })
     }
 
-    /// Appends the adjoint graph of `y` (a float scalar) and returns `∂y/∂w` for each `w` in
-    /// `wrt`, shaped like `w`. See [`crate::autodiff::grad`].
-    ///
-    /// # Errors
-    /// A recorded builder error, a non-scalar or non-float `y`, or a non-float `wrt`.
-    #[track_caller]
-    pub fn grad<'b>(&'b self, y: Var<'b>, wrt: &[Var<'b>]) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.check()?;
-        let ids: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
-        let grads = crate::autodiff::grad_in(self, y.id, &ids)?;
-        self.check()?;
-        Ok(grads.into_iter().map(|id| self.var(id)).collect())
-    }
-
     /// Gives a value a name (used for outputs and in printed `.gir`).
     #[track_caller]
     pub fn name(&self, v: Var<'_>, name: &str) {
-        if v.id == POISON {
+        if self.foreign("name", &[&[v]]) || v.id == POISON {
             return;
         }
         let clash = {
@@ -264,12 +301,16 @@ impl GraphBuilder {
     /// The first error recorded by any builder call, or a duplicate/invalid output name.
     #[track_caller]
     pub fn finish(&self, outputs: &[(&str, Var<'_>)]) -> Result<Graph, BuildError> {
+        let values: Vec<Var<'_>> = outputs.iter().map(|&(_, v)| v).collect();
+        self.foreign("finish", &[&values]);
         self.check()?;
         let mut g = std::mem::take(&mut *self.graph.borrow_mut());
         let outs: Vec<(&str, NodeId)> = outputs.iter().map(|(n, v)| (*n, v.id)).collect();
+        // Taken here: inside the closure below it would name this file, not the caller.
+        let location = Location::caller().to_string();
         g.set_named_outputs(&outs).map_err(|error| BuildError {
-            error,
-            location: Location::caller().to_string(),
+            error: error.into(),
+            location,
         })?;
         Ok(g)
     }
@@ -346,6 +387,18 @@ unary_methods! {
     expm1 => Expm1;
     /// `|x|`.
     abs => Abs;
+    /// `tan(x)`.
+    tan => Tan;
+    /// The error function `erf(x)`.
+    erf => Erf;
+    /// `⌊x⌋` (zero derivative).
+    floor => Floor;
+    /// `⌈x⌉` (zero derivative).
+    ceil => Ceil;
+    /// Round to the nearest integer, ties to even, as `jnp.round` (zero derivative).
+    round => Round;
+    /// `1`, `-1`, or `x` itself for `±0` and NaN (zero derivative).
+    sign => Sign;
 }
 
 macro_rules! binary_methods {
@@ -369,6 +422,8 @@ binary_methods! {
     max => Max;
     /// Elementwise minimum (NaN-propagating).
     min => Min;
+    /// `atan2(self, x)`: the angle of the point `(x, self)` in `(-π, π]` (`jnp.arctan2`).
+    atan2 => Atan2;
     /// `self < other` (bool).
     lt => Lt;
     /// `self <= other` (bool).
@@ -563,7 +618,14 @@ impl<'b> Var<'b> {
         )
     }
 
-    // ---- composites (built from primitives; no rules of their own) ---------------------
+    /// Cumulative sum along `axis` (`lax.cumsum`); with `reverse`, from the last element.
+    #[track_caller]
+    pub fn cumsum(self, axis: usize, reverse: bool) -> Var<'b> {
+        self.b
+            .push(Op::Cumsum, &[self], Attrs::Cumsum { axis, reverse })
+    }
+
+    // ---- composites (built from primitives; no rules of their own; more in `composite.rs`)
 
     /// `log Σ exp(x)` over `axis`, numerically stable (shifted by the maximum).
     #[track_caller]
@@ -648,230 +710,6 @@ impl<'b> std::ops::Neg for Var<'b> {
     }
 }
 
-// ---- derivatives beyond `grad` (forward mode, seeds, Jacobians, custom rules) ---------------
-
-impl GraphBuilder {
-    /// Runs a derivative driver on ids and maps the results back to `Var`s, surfacing any
-    /// builder error recorded before or during it.
-    fn derive<'b, T>(
-        &'b self,
-        f: impl FnOnce(&'b GraphBuilder) -> Result<T, crate::autodiff::GradError>,
-    ) -> Result<T, crate::Error> {
-        self.check()?;
-        let out = f(self);
-        // A recorded builder error is the root cause of whatever the driver then reported.
-        self.check()?;
-        Ok(out?)
-    }
-
-    /// Appends the tangent graph and returns the tangent of each output along the direction
-    /// `tangents` (one per `wrt` value, of its type): a Jacobian-vector product by forward mode.
-    /// See [`crate::autodiff::jvp`].
-    ///
-    /// # Errors
-    /// A recorded builder error, a non-float output or `wrt`, or a tangent of the wrong type.
-    pub fn jvp<'b>(
-        &'b self,
-        outputs: &[Var<'b>],
-        wrt: &[Var<'b>],
-        tangents: &[Var<'b>],
-    ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| {
-            crate::autodiff::jvp_in(b, &ids(outputs), &ids(wrt), &ids(tangents), None)
-                .map(|t| vars(b, t))
-        })
-    }
-
-    /// [`GraphBuilder::jvp`] for `k` directions at once: each tangent is `[k, ...wrt.shape]`,
-    /// each result `[k, ...output.shape]`. See [`crate::autodiff::jvp_batched`].
-    ///
-    /// # Errors
-    /// As [`GraphBuilder::jvp`].
-    pub fn jvp_batched<'b>(
-        &'b self,
-        outputs: &[Var<'b>],
-        wrt: &[Var<'b>],
-        tangents: &[Var<'b>],
-        k: usize,
-    ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| {
-            crate::autodiff::jvp_in(b, &ids(outputs), &ids(wrt), &ids(tangents), Some(k))
-                .map(|t| vars(b, t))
-        })
-    }
-
-    /// Appends the adjoint graph for explicit seed cotangents (one per output, of its type) and
-    /// returns `Σⱼ ȳⱼ·∂yⱼ/∂w` for each `w`: a vector-Jacobian product by reverse mode. See
-    /// [`crate::autodiff::vjp`].
-    ///
-    /// # Errors
-    /// A recorded builder error, a non-float output or `wrt`, or a cotangent of the wrong type.
-    pub fn vjp<'b>(
-        &'b self,
-        outputs: &[Var<'b>],
-        wrt: &[Var<'b>],
-        cotangents: &[Var<'b>],
-    ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| {
-            crate::autodiff::vjp_in(b, &ids(outputs), &ids(wrt), &ids(cotangents), None)
-                .map(|t| vars(b, t))
-        })
-    }
-
-    /// [`GraphBuilder::vjp`] for `k` seeds at once: each cotangent is `[k, ...output.shape]`,
-    /// each result `[k, ...w.shape]`. See [`crate::autodiff::vjp_batched`].
-    ///
-    /// # Errors
-    /// As [`GraphBuilder::vjp`].
-    pub fn vjp_batched<'b>(
-        &'b self,
-        outputs: &[Var<'b>],
-        wrt: &[Var<'b>],
-        cotangents: &[Var<'b>],
-        k: usize,
-    ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| {
-            crate::autodiff::vjp_in(b, &ids(outputs), &ids(wrt), &ids(cotangents), Some(k))
-                .map(|t| vars(b, t))
-        })
-    }
-
-    /// Appends the full Jacobian blocks `J[j][i] = ∂outputs[j]/∂wrt[i]` (shape
-    /// `outputs[j].shape ++ wrt[i].shape`), by the mode `mode` picks. See
-    /// [`crate::autodiff::jacobian()`].
-    ///
-    /// # Errors
-    /// A recorded builder error, or a non-float output or `wrt`.
-    pub fn jacobian<'b>(
-        &'b self,
-        outputs: &[Var<'b>],
-        wrt: &[Var<'b>],
-        mode: crate::autodiff::Mode,
-    ) -> Result<Vec<Vec<Var<'b>>>, crate::Error> {
-        self.derive(|b| {
-            crate::autodiff::jacobian_in(b, &ids(outputs), &ids(wrt), mode)
-                .map(|rows| rows.into_iter().map(|r| vars(b, r)).collect())
-        })
-    }
-
-    /// Appends the Hessian blocks `H[i][j] = ∂²y/∂wrt[i]∂wrt[j]` of the float scalar `y`
-    /// (forward-over-reverse). See [`crate::autodiff::hessian`].
-    ///
-    /// # Errors
-    /// A recorded builder error, a non-scalar or non-float `y`, or a non-float `wrt`.
-    pub fn hessian<'b>(
-        &'b self,
-        y: Var<'b>,
-        wrt: &[Var<'b>],
-    ) -> Result<Vec<Vec<Var<'b>>>, crate::Error> {
-        self.derive(|b| {
-            crate::autodiff::hessian_in(b, y.id, &ids(wrt))
-                .map(|rows| rows.into_iter().map(|r| vars(b, r)).collect())
-        })
-    }
-
-    /// Appends the Hessian-vector product `H·v` of the float scalar `y` (one `v` per `wrt`
-    /// value, of its type) without forming `H`. See [`crate::autodiff::hvp`].
-    ///
-    /// # Errors
-    /// As [`GraphBuilder::hessian`], or a `v` of the wrong type.
-    pub fn hvp<'b>(
-        &'b self,
-        y: Var<'b>,
-        wrt: &[Var<'b>],
-        v: &[Var<'b>],
-    ) -> Result<Vec<Var<'b>>, crate::Error> {
-        self.derive(|b| crate::autodiff::hvp_in(b, y.id, &ids(wrt), &ids(v)).map(|t| vars(b, t)))
-    }
-
-    /// Applies a custom op: builds its forward subgraph on `inputs` and records a
-    /// custom-derivative region, so both AD modes use the op's own rules there (and fail with a
-    /// typed error for a mode it has no rule for). See [`crate::ops::custom`].
-    #[track_caller]
-    pub fn custom<'b>(&'b self, op: &crate::ops::custom::CustomOp, inputs: &[Var<'b>]) -> Var<'b> {
-        if inputs.iter().any(|v| v.id == POISON) {
-            return Var {
-                id: POISON,
-                b: self,
-            };
-        }
-        let first = NodeId(self.graph.borrow().len() as u32);
-        let out = (op.forward())(self, inputs);
-        if out.id == POISON {
-            return out;
-        }
-        // The region's output must be a node of its own (the forward function may return an
-        // input unchanged, e.g. a gradient clip): add an identity copy then.
-        let out = if out.id < first {
-            out.reshape(&out.shape())
-        } else {
-            out
-        };
-        if out.id == POISON {
-            return out;
-        }
-        self.graph
-            .borrow_mut()
-            .add_custom_region(crate::ops::custom::CustomRegion {
-                op: op.clone(),
-                inputs: ids(inputs),
-                first,
-                output: out.id,
-            });
-        out
-    }
-}
-
-fn ids(vs: &[Var<'_>]) -> Vec<NodeId> {
-    vs.iter().map(|v| v.id).collect()
-}
-
-fn vars(b: &GraphBuilder, ids: Vec<NodeId>) -> Vec<Var<'_>> {
-    ids.into_iter().map(|id| b.var(id)).collect()
-}
-
-impl<'b> Var<'b> {
-    /// The same value with no derivative: tangents and cotangents stop here (the
-    /// `stop_gradient` op).
-    #[track_caller]
-    pub fn stop_gradient(self) -> Var<'b> {
-        self.b.push(Op::StopGradient, &[self], Attrs::None)
-    }
-}
-
+mod derive;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shape_error_names_op_shapes_and_caller_line() {
-        let b = GraphBuilder::new("t");
-        let x = b.input("x", DType::F64, &[3]);
-        let y = b.input("y", DType::F64, &[4]);
-        let line = line!() + 1;
-        let z = x + y;
-        let w = z.exp(); // skipped: depends on a failed value
-        assert_eq!(w.id(), POISON);
-        let err = b.finish(&[("w", w)]).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("add"), "{msg}");
-        assert!(msg.contains("f64[3]") && msg.contains("f64[4]"), "{msg}");
-        assert!(msg.contains(&format!("builder.rs:{line}")), "{msg}");
-    }
-
-    #[test]
-    fn dtype_mixing_is_an_error() {
-        let b = GraphBuilder::new("t");
-        let x = b.input("x", DType::F64, &[]);
-        let y = b.input("y", DType::F32, &[]);
-        let _ = x * y;
-        assert!(b.check().unwrap_err().to_string().contains("same dtype"));
-    }
-
-    #[test]
-    fn absurd_input_shape_is_an_error_not_an_allocation() {
-        let b = GraphBuilder::new("t");
-        let _ = b.input("x", DType::F32, &[1_000_000_000, 1_000_000_000]);
-        assert!(b.check().is_err());
-    }
-}
+mod tests;
