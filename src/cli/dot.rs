@@ -77,10 +77,10 @@ fn op_text(op: &Op, attrs: &Attrs) -> String {
             format!("{name} start={} stop={}", list(start), list(stop))
         }
         Attrs::Axis { axis } => format!("{name} axis={axis}"),
-        Attrs::Cumsum { axis, reverse } => format!("{name} axis={axis} reverse={reverse}"),
         Attrs::Iota { ty, axis } => format!("{name} type={ty} axis={axis}"),
         Attrs::Scatter { axis, size } => format!("{name} axis={axis} size={size}"),
         Attrs::Random { ty } => format!("{name} type={ty}"),
+        Attrs::Cumsum { axis, reverse } => format!("{name} axis={axis} reverse={reverse}"),
         Attrs::Const(t) if t.numel() <= 4 => {
             let mut v = String::new();
             super::json_out::tensor(&mut v, t);

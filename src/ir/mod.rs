@@ -280,10 +280,10 @@ impl Attrs {
             Attrs::Perm { perm } => perm.hash(h),
             Attrs::Slice { start, stop } => (start, stop).hash(h),
             Attrs::Axis { axis } => axis.hash(h),
-            Attrs::Cumsum { axis, reverse } => (axis, reverse).hash(h),
             Attrs::Iota { ty, axis } => (ty, axis).hash(h),
             Attrs::Scatter { axis, size } => (axis, size).hash(h),
             Attrs::Random { ty } => ty.hash(h),
+            Attrs::Cumsum { axis, reverse } => (axis, reverse).hash(h),
             Attrs::Const(t) => {
                 t.shape().hash(h);
                 t.to_bytes().hash(h);

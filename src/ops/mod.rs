@@ -1,8 +1,8 @@
 //! The per-op rule table: everything about one primitive in one place.
 //!
 //! [`rules`] is the single exhaustive `match` on [`Op`]. Each op is one [`OpRules`] constant in
-//! its family file (`elementwise`, `reduce`, `scan` for `cumsum`, `shape`, `linalg`, `index` for
-//! `iota`, `gather`, `scatter_add`, `argmax`, `argmin`, and [`random`]) holding its `.gir` name, arity,
+//! its family file (`elementwise`, `reduce`, `scan`, `shape`, `linalg`, `index` for `iota`,
+//! `gather`, `scatter_add`, `argmax`, `argmin`, and [`random`]) holding its `.gir` name, arity,
 //! attribute kind, properties, shape rule, interpreter kernel, JVP and VJP rules (side by side)
 //! and (for elementwise ops) its scalar lowering. [`custom`] holds user-defined composite ops with
 //! their own derivative rules. The parser, printer, builder, interpreter, reverse mode, the optimizer and

@@ -162,9 +162,7 @@ fn large_gathers_and_scatters_match_with_threads() {
     });
     let iv = Tensor::from_i32(
         vec![70_000],
-        (0..70_000)
-            .map(|i| ((i * 7_919) % 1_003) as i32 - 1)
-            .collect(),
+        (0..70_000).map(|i: i32| (i * 7_919) % 1_003 - 1).collect(),
     );
     agree(&g, &[xv, iv]);
 }

@@ -18,12 +18,15 @@
 //! Not done here: verification beyond what the format requires (the graph is correct by
 //! construction), and any printing.
 
+mod literals;
+
 use super::ParseError;
 use super::hasher::{NameMap, NameSet};
 use super::lexer::{Tok, Token, lex_line};
 use crate::ir::{Attrs, DType, Graph, Node, NodeId, Op, Origin, TensorType};
 use crate::ops::{self, Arity, AttrKind};
 use crate::tensor::{Data, Tensor};
+use literals::{bool_literal, float_literal, int_literal};
 use std::sync::Arc;
 
 /// The most elements one `const` may hold (2^24): a resource limit of the reader, so a one-line
@@ -488,9 +491,9 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
     const START: AttrSpec = spec("start", List, true);
     const STOP: AttrSpec = spec("stop", List, true);
     const AXIS: AttrSpec = spec("axis", Index, true);
-    const REVERSE: AttrSpec = spec("reverse", Bool, false);
     const TYPE: AttrSpec = spec("type", Type, true);
     const SIZE: AttrSpec = spec("size", Index, true);
+    const REVERSE: AttrSpec = spec("reverse", Bool, false);
     match kind {
         AttrKind::None | AttrKind::Const => &[],
         AttrKind::Powi => &[N],
@@ -500,10 +503,10 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
         AttrKind::Perm => &[PERM],
         AttrKind::Slice => &[START, STOP],
         AttrKind::Axis => &[AXIS],
-        AttrKind::Cumsum => &[AXIS, REVERSE],
         AttrKind::Iota => &[TYPE, AXIS],
         AttrKind::Scatter => &[AXIS, SIZE],
         AttrKind::Random => &[TYPE],
+        AttrKind::Cumsum => &[AXIS, REVERSE],
     }
 }
 
@@ -616,13 +619,6 @@ fn build_attrs(
             Some((AttrVal::Index(axis), _)) => Attrs::Axis { axis },
             _ => unreachable!("required attribute checked"),
         },
-        AttrKind::Cumsum => match a {
-            Some((AttrVal::Index(axis), _)) => Attrs::Cumsum {
-                axis,
-                reverse: matches!(b, Some((AttrVal::Bool(true), _))),
-            },
-            _ => unreachable!("required attribute checked"),
-        },
         AttrKind::Iota => match (a, b) {
             (Some((AttrVal::Type(ty), _)), Some((AttrVal::Index(axis), _))) => {
                 Attrs::Iota { ty, axis }
@@ -637,6 +633,13 @@ fn build_attrs(
         },
         AttrKind::Random => match a {
             Some((AttrVal::Type(ty), _)) => Attrs::Random { ty },
+            _ => unreachable!("required attribute checked"),
+        },
+        AttrKind::Cumsum => match a {
+            Some((AttrVal::Index(axis), _)) => Attrs::Cumsum {
+                axis,
+                reverse: matches!(b, Some((AttrVal::Bool(true), _))),
+            },
             _ => unreachable!("required attribute checked"),
         },
         AttrKind::Reduce => {
@@ -889,85 +892,6 @@ fn parse_const(cur: &mut Cursor<'_, '_>) -> Result<Tensor, ParseError> {
     Ok(Tensor::new(ty.shape, data))
 }
 
-/// A float type a literal can be rounded to.
-trait FloatLit: Copy + std::str::FromStr {
-    const NAME: &'static str;
-    const INF: Self;
-    const NEG_INF: Self;
-    const NAN: Self;
-    fn is_infinite(self) -> bool;
-}
-
-impl FloatLit for f32 {
-    const NAME: &'static str = "f32";
-    const INF: f32 = f32::INFINITY;
-    const NEG_INF: f32 = f32::NEG_INFINITY;
-    const NAN: f32 = f32::NAN;
-    fn is_infinite(self) -> bool {
-        f32::is_infinite(self)
-    }
-}
-
-impl FloatLit for f64 {
-    const NAME: &'static str = "f64";
-    const INF: f64 = f64::INFINITY;
-    const NEG_INF: f64 = f64::NEG_INFINITY;
-    const NAN: f64 = f64::NAN;
-    fn is_infinite(self) -> bool {
-        f64::is_infinite(self)
-    }
-}
-
-/// Rounds a literal directly to `T` (Rust's float parsing is correctly rounded).
-fn float_literal<T: FloatLit>(cur: &Cursor<'_, '_>, t: Token<'_>) -> Result<T, ParseError> {
-    match t.tok {
-        Tok::Word("inf") => Ok(T::INF),
-        Tok::NegInf => Ok(T::NEG_INF),
-        Tok::Word("nan") => Ok(T::NAN),
-        Tok::Number(s) => match s.parse::<T>() {
-            Ok(x) if !x.is_infinite() => Ok(x),
-            _ => Err(cur.err(
-                t.col,
-                format!(
-                    "literal `{s}` is too large for {} (the largest finite values overflow to \
-                     infinity; write `inf` if that is meant)",
-                    T::NAME
-                ),
-            )),
-        },
-        _ => Err(cur.expected(t, &format!("a number for an {} constant", T::NAME))),
-    }
-}
-
-/// An `i32` literal: an integer (optionally negative) in the `i32` range.
-fn int_literal(cur: &Cursor<'_, '_>, t: Token<'_>) -> Result<i32, ParseError> {
-    let Tok::Number(s) = t.tok else {
-        return Err(cur.expected(t, "an integer for an i32 constant"));
-    };
-    if !s
-        .strip_prefix('-')
-        .unwrap_or(s)
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-    {
-        return Err(cur.expected(t, "an integer for an i32 constant"));
-    }
-    s.parse::<i32>().map_err(|_| {
-        cur.err(
-            t.col,
-            format!("literal `{s}` is out of range for i32 (-2147483648..=2147483647)"),
-        )
-    })
-}
-
-fn bool_literal(cur: &Cursor<'_, '_>, t: Token<'_>) -> Result<bool, ParseError> {
-    match t.tok {
-        Tok::Word("true") => Ok(true),
-        Tok::Word("false") => Ok(false),
-        _ => Err(cur.expected(t, "`true` or `false` for a bool constant")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -995,10 +919,10 @@ mod tests {
                 Op::Transpose => &["perm"],
                 Op::Slice => &["start", "stop"],
                 Op::Concat | Op::Gather | Op::Argmax | Op::Argmin => &["axis"],
-                Op::Cumsum => &["axis", "reverse"],
                 Op::Iota => &["type", "axis"],
                 Op::ScatterAdd => &["axis", "size"],
                 Op::RandomUniform => &["type"],
+                Op::Cumsum => &["axis", "reverse"],
                 _ => &[],
             };
             assert_eq!(keys, want, "{op}");

@@ -222,13 +222,6 @@ impl<'g> Printer<'g> {
                 out.push_str(" axis=");
                 push_uint(out, *axis as u64);
             }
-            Attrs::Cumsum { axis, reverse } => {
-                out.push_str(" axis=");
-                push_uint(out, *axis as u64);
-                if *reverse {
-                    out.push_str(" reverse=true");
-                }
-            }
             Attrs::Iota { ty, axis } => {
                 let _ = write!(out, " type={ty} axis={axis}");
             }
@@ -237,6 +230,13 @@ impl<'g> Printer<'g> {
             }
             Attrs::Random { ty } => {
                 let _ = write!(out, " type={ty}");
+            }
+            Attrs::Cumsum { axis, reverse } => {
+                out.push_str(" axis=");
+                push_uint(out, *axis as u64);
+                if *reverse {
+                    out.push_str(" reverse=true");
+                }
             }
         }
         self.out.push_str(" : ");
