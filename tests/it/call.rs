@@ -85,14 +85,29 @@ fn cases() -> Vec<Case> {
     let b = GraphBuilder::new("axpy");
     let (w, gr) = (b.input("w", d, &[37]), b.input("g", d, &[37]));
     v.push(case("axpy", &b, &[("w_next", w - 0.1 * gr)], &[("w", "w_next")], 1));
-    // A later reader of the old value in the same loop (the loss is built after the update,
-    // so it joins the update's loop after the store): copied.
-    let b = GraphBuilder::new("read_after_write");
+    // A reader of the old value in the update's loop after the store (the loss is built
+    // after the update, so it joins that loop later): copied. (The loop loads `w` once per
+    // element before either member runs, so this one would survive in place; the rule does
+    // not look that deep.)
+    let b = GraphBuilder::new("read_after_store");
     let w = b.input("w", d, &[5, 7]);
     let w_next = w * 0.5 + 1.0;
     let loss = (w * w).sum();
     v.push(case(
-        "read_after_write",
+        "read_after_store",
+        &b,
+        &[("w_next", w_next), ("loss", loss)],
+        &[("w", "w_next")],
+        0,
+    ));
+    // The old value read by a loop after the update's (it needs the update's sum first):
+    // copied. In place, the loss would read the new values.
+    let b = GraphBuilder::new("read_in_a_later_loop");
+    let w = b.input("w", d, &[5, 7]);
+    let w_next = w * 0.5 + 1.0;
+    let loss = (w_next.sum() * w).sum();
+    v.push(case(
+        "read_in_a_later_loop",
         &b,
         &[("w_next", w_next), ("loss", loss)],
         &[("w", "w_next")],
