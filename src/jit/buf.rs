@@ -182,4 +182,3 @@ impl<'a> From<&'a mut Tensor> for BufMut<'a> {
         }
     }
 }
-

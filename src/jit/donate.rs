@@ -36,7 +36,10 @@ pub(super) struct Donated {
 ///
 /// # Errors
 /// [`JitError::Donation`] for an unknown name, a type mismatch, or a name used twice.
-pub(super) fn resolve(g: &Graph, pairs: &[(String, String)]) -> Result<Vec<(usize, usize)>, JitError> {
+pub(super) fn resolve(
+    g: &Graph,
+    pairs: &[(String, String)],
+) -> Result<Vec<(usize, usize)>, JitError> {
     let inputs = g.inputs();
     let in_names: Vec<String> = inputs.iter().map(|&i| g.value_name(i)).collect();
     let out_names: Vec<String> = g.outputs().iter().map(|&o| g.value_name(o)).collect();
@@ -47,12 +50,17 @@ pub(super) fn resolve(g: &Graph, pairs: &[(String, String)]) -> Result<Vec<(usiz
             output: b.clone(),
             reason,
         };
-        let i = in_names
-            .iter()
-            .position(|n| n == a)
-            .ok_or_else(|| err(format!("no input is named %{a} (inputs: {})", list(&in_names))))?;
+        let i = in_names.iter().position(|n| n == a).ok_or_else(|| {
+            err(format!(
+                "no input is named %{a} (inputs: {})",
+                list(&in_names)
+            ))
+        })?;
         let o = out_names.iter().position(|n| n == b).ok_or_else(|| {
-            err(format!("no output is named %{b} (outputs: {})", list(&out_names)))
+            err(format!(
+                "no output is named %{b} (outputs: {})",
+                list(&out_names)
+            ))
         })?;
         let (ti, to) = (g.ty(inputs[i]), g.ty(g.outputs()[o]));
         if ti != to {
@@ -147,9 +155,10 @@ fn in_place_safe(
     let x = g.inputs()[input];
     let o = g.outputs()[output];
     // A copy after the code that reads the input would read the output's values instead.
-    let post_reads = plan.post.iter().any(|p| {
-        matches!(p, PostCopy::Input { out, input: i } if *i == input && *out != output)
-    });
+    let post_reads = plan
+        .post
+        .iter()
+        .any(|p| matches!(p, PostCopy::Input { out, input: i } if *i == input && *out != output));
     if post_reads {
         return false;
     }
@@ -196,9 +205,7 @@ fn in_place_safe(
         return false;
     };
     let size = g.ty(x).dtype.size_bytes() as i64;
-    let identity = |a: &Access| {
-        a.offset == 0 && a.strides == contiguous_bytes(&f.dims, size)
-    };
+    let identity = |a: &Access| a.offset == 0 && a.strides == contiguous_bytes(&f.dims, size);
     let numel = g.ty(x).numel();
     let leaves: Vec<NodeId> = f
         .leaves
@@ -208,7 +215,10 @@ fn in_place_safe(
         .collect();
     let same_index = numel == f.shape.iter().product::<usize>()
         && identity(store)
-        && f.leaves.iter().filter(|(_, a)| a.root == x).all(|(_, a)| identity(a));
+        && f.leaves
+            .iter()
+            .filter(|(_, a)| a.root == x)
+            .all(|(_, a)| identity(a));
     // Members read in id order, each stored right after it is computed: readers after the
     // output would see its new value.
     let readers_before = f

@@ -17,14 +17,14 @@
 //! matmuls allocates its packing memory per call; see `gemm`).
 #![allow(unsafe_code)]
 
+use super::buf::{Buf, BufMut};
+use super::donate::Donated;
 use super::plan::{Loc, PostCopy};
 use super::{CallError, Line};
 use crate::finite::{self, NonFinite};
 use crate::ir::{DType, Graph, NodeId, TensorType};
 use crate::tensor::{Data, Tensor};
 use cranelift_jit::JITModule;
-use super::buf::{Buf, BufMut};
-use super::donate::Donated;
 use std::collections::HashMap;
 use std::fmt;
 use std::mem::ManuallyDrop;
@@ -304,9 +304,12 @@ impl Checker {
             return None;
         }
         let inputs = &self.graph.node(id).inputs;
-        finite::find_culprit(&self.graph, id, &|e| self.value(id, e, ptrs, mem), &|k, e| {
-            self.value(inputs[k], e, ptrs, mem)
-        })
+        finite::find_culprit(
+            &self.graph,
+            id,
+            &|e| self.value(id, e, ptrs, mem),
+            &|k, e| self.value(inputs[k], e, ptrs, mem),
+        )
     }
 }
 

@@ -84,7 +84,13 @@ fn cases() -> Vec<Case> {
     // Elementwise, reading the input at the element it writes: in place.
     let b = GraphBuilder::new("axpy");
     let (w, gr) = (b.input("w", d, &[37]), b.input("g", d, &[37]));
-    v.push(case("axpy", &b, &[("w_next", w - 0.1 * gr)], &[("w", "w_next")], 1));
+    v.push(case(
+        "axpy",
+        &b,
+        &[("w_next", w - 0.1 * gr)],
+        &[("w", "w_next")],
+        1,
+    ));
     // A reader of the old value in the update's loop after the store (the loss is built
     // after the update, so it joins that loop later): copied. (The loop loads `w` once per
     // element before either member runs, so this one would survive in place; the rule does
@@ -167,7 +173,13 @@ fn cases() -> Vec<Case> {
     let b = GraphBuilder::new("rotate");
     let w = b.input("w", d, &[10]);
     let r = b.concat(&[w.slice(&[3], &[10]), w.slice(&[0], &[3])], 0);
-    v.push(case("rotate", &b, &[("w_next", r + 0.0)], &[("w", "w_next")], 0));
+    v.push(case(
+        "rotate",
+        &b,
+        &[("w_next", r + 0.0)],
+        &[("w", "w_next")],
+        0,
+    ));
     // Two donated inputs swapped. Outputs that are inputs under new names are identity
     // copies, run in output order: `a_next` (reading c) writes a's buffer before `c_next`
     // reads a, so a is copied first; c is read before `c_next` writes it: in place.
@@ -338,12 +350,20 @@ fn a_donated_training_loop_equals_the_interpreter_step_after_step() {
     for step in 0..5 {
         let want = interp::run(&g, &ins).unwrap();
         k.call_named(
-            &[("x", (&ins[1]).into()), ("y", (&ins[2]).into()), ("lr", 0.05.into())],
+            &[
+                ("x", (&ins[1]).into()),
+                ("y", (&ins[2]).into()),
+                ("lr", 0.05.into()),
+            ],
             &mut [("loss", (&mut loss).into()), ("w", (&mut w_buf).into())],
             &mut ws,
         )
         .unwrap();
-        assert_eq!(loss.to_bits(), want[0].scalar_value().unwrap().to_bits(), "step {step}");
+        assert_eq!(
+            loss.to_bits(),
+            want[0].scalar_value().unwrap().to_bits(),
+            "step {step}"
+        );
         assert!(same_bits(&w_buf, &want[1]), "step {step}");
         ins[0] = want[1].clone();
     }
@@ -355,9 +375,7 @@ fn step_kernel() -> Kernel {
     let x = b.input("x", DType::F32, &[3]);
     let lr = b.input("lr", DType::F32, &[]);
     let loss = (w * x).sum();
-    let g = b
-        .finish(&[("loss", loss), ("w_next", w - lr * x)])
-        .unwrap();
+    let g = b.finish(&[("loss", loss), ("w_next", w - lr * x)]).unwrap();
     jit::compile_with(&g, &JitConfig::default().donating(&[("w", "w_next")])).unwrap()
 }
 
@@ -365,7 +383,11 @@ fn step_kernel() -> Kernel {
 fn names_scalars_and_iterators_reach_the_same_slots() {
     let k = step_kernel();
     assert_eq!(
-        (k.input_index("x"), k.input_index("lr"), k.output_index("w_next")),
+        (
+            k.input_index("x"),
+            k.input_index("lr"),
+            k.output_index("w_next")
+        ),
         (Ok(1), Ok(2), Ok(1))
     );
     let x = [1.0f32, -2.0, 0.5];
@@ -374,7 +396,10 @@ fn names_scalars_and_iterators_reach_the_same_slots() {
     let (mut w, mut loss) = ([2.0f32, 1.0, 4.0], 0.0f32);
     k.call_named(
         &[("lr", 0.5f32.into()), ("x", (&x[..]).into())],
-        &mut [("w_next", (&mut w[..]).into()), ("loss", (&mut loss).into())],
+        &mut [
+            ("w_next", (&mut w[..]).into()),
+            ("loss", (&mut loss).into()),
+        ],
         &mut ws,
     )
     .unwrap();
@@ -423,7 +448,12 @@ fn bad_names_and_buffers_are_typed_errors_naming_the_buffer() {
         "{e:?}"
     );
     assert!(e.to_string().contains("%x"), "{e}");
-    let e = call(&[("x", (&x[..]).into()), ("lr", 0.1f64.into())], "w", &mut w).unwrap_err();
+    let e = call(
+        &[("x", (&x[..]).into()), ("lr", 0.1f64.into())],
+        "w",
+        &mut w,
+    )
+    .unwrap_err();
     assert!(
         matches!(&e, CallError::InputBuffer { name, dtype: DType::F64, .. } if name == "lr"),
         "{e:?}"
@@ -432,7 +462,11 @@ fn bad_names_and_buffers_are_typed_errors_naming_the_buffer() {
     assert_eq!(e, CallError::DuplicateBuffer { name: "lr".into() });
     let e = call(&[("x", (&x[..]).into())], "w", &mut w).unwrap_err();
     assert_eq!(e, CallError::MissingInput { name: "lr".into() });
-    let e = call(&[("x", (&x[..]).into()), lr, ("w", (&x[..]).into())], "w", &mut w);
+    let e = call(
+        &[("x", (&x[..]).into()), lr, ("w", (&x[..]).into())],
+        "w",
+        &mut w,
+    );
     assert_eq!(
         e.unwrap_err(),
         CallError::DonatedInput {
@@ -448,16 +482,37 @@ fn bad_names_and_buffers_are_typed_errors_naming_the_buffer() {
     let e = k
         .call_named(&[("x", (&x[..]).into()), lr], &mut [], &mut ws)
         .unwrap_err();
-    assert_eq!(e, CallError::MissingOutput { name: "loss".into() });
+    assert_eq!(
+        e,
+        CallError::MissingOutput {
+            name: "loss".into()
+        }
+    );
     // Positional: donated inputs are left out of the count.
     let e = k
-        .call(&[(&x[..]).into(), (&x[..]).into(), 0.1f32.into()], &mut [], &mut ws)
+        .call(
+            &[(&x[..]).into(), (&x[..]).into(), 0.1f32.into()],
+            &mut [],
+            &mut ws,
+        )
         .unwrap_err();
-    assert_eq!(e, CallError::InputCount { expected: 2, got: 3 });
+    assert_eq!(
+        e,
+        CallError::InputCount {
+            expected: 2,
+            got: 3
+        }
+    );
     let e = k
         .call_iter([Buf::from(&x[..])], std::iter::empty(), &mut ws)
         .unwrap_err();
-    assert_eq!(e, CallError::InputCount { expected: 2, got: 1 });
+    assert_eq!(
+        e,
+        CallError::InputCount {
+            expected: 2,
+            got: 1
+        }
+    );
 }
 
 #[test]
@@ -468,17 +523,21 @@ fn impossible_donations_are_compile_errors() {
     let g = b
         .finish(&[("a", w * 2.0), ("b", v * 2.0), ("c", w.cast(DType::F64))])
         .unwrap();
-    let err = |pairs: &[(&str, &str)]| {
-        match jit::compile_with(&g, &JitConfig::default().donating(pairs)).unwrap_err() {
+    let err =
+        |pairs: &[(&str, &str)]| match jit::compile_with(&g, &JitConfig::default().donating(pairs))
+            .unwrap_err()
+        {
             JitError::Donation { reason, .. } => reason,
             e => panic!("{e:?}"),
-        }
-    };
+        };
     assert!(err(&[("q", "a")]).contains("no input is named %q"));
     assert!(err(&[("w", "q")]).contains("no output is named %q"));
     assert!(err(&[("w", "b")]).contains("f32[3]"));
     assert!(err(&[("w", "c")]).contains("f64[3]"));
     assert!(err(&[("w", "a"), ("w", "a")]).contains("already donated"));
     let e = jit::compile_with(&g, &JitConfig::default().donating(&[("w", "b")])).unwrap_err();
-    assert!(e.to_string().contains("%w") && e.to_string().contains("%b"), "{e}");
+    assert!(
+        e.to_string().contains("%w") && e.to_string().contains("%b"),
+        "{e}"
+    );
 }
