@@ -17,6 +17,23 @@
 //! assert_eq!(out[2].scalar_value(), Some(1.0));
 //! ```
 //!
+//! # Calling a kernel
+//! [`Kernel::run`] takes and returns [`crate::Tensor`]s. The allocation-free path is
+//! [`Kernel::call`] (slices, by position), [`Kernel::call_iter`] (any iterators of buffers)
+//! and [`Kernel::call_named`] (by name, in any order; [`Kernel::input_index`] resolves a name
+//! once for the positional calls). Scalars go by value (`0.5f32.into()`) or by reference
+//! (`(&mut loss).into()` for a scalar output). Every call checks the count, dtype and length of
+//! every buffer before any code runs, and errors name the buffer.
+//!
+//! Donated buffers ([`JitConfig::donate`]) pair an input with an output of the same type that
+//! replaces it, as an optimizer step replaces its parameters: the caller passes one buffer,
+//! among the outputs, and the kernel reads the input from it and leaves the output in it.
+//! The output is written straight over the input when the plan reads every element of the
+//! input before writing it (a loop nest that reads it only at the element it stores, before
+//! the store, or any earlier nest); otherwise the kernel copies the input into its workspace
+//! before the code runs ([`KernelStats::donated_copied`]). The results are those of an
+//! undonated call, bit for bit.
+//!
 //! # Pipeline
 //! 1. [`crate::ir::verify`] the graph.
 //! 2. `plan`: liveness; views (`reshape`, `broadcast`, `transpose`, `slice` are strides over
