@@ -4,7 +4,8 @@
 use crate::ir::DType;
 use crate::tensor::{Data, Tensor};
 
-/// A read-only element buffer passed to [`Kernel::call`]: a slice, or a scalar by value.
+/// A read-only element buffer passed to [`Kernel::call`](super::Kernel::call): a slice, or a
+/// scalar by value.
 ///
 /// `From` conversions make most buffers a `.into()`: `&[f32]`, `&Vec<f32>`, `&f32` (a
 /// one-element slice), `f32` (by value), a `&Tensor`, and the same for `f64` and `bool`.
@@ -24,7 +25,7 @@ pub enum Buf<'a> {
     ScalarBool(bool),
 }
 
-/// A writable element buffer passed to [`Kernel::call`] (`From` a `&mut [f32]`, a
+/// A writable element buffer passed to [`Kernel::call`](super::Kernel::call) (`From` a `&mut [f32]`, a
 /// `&mut Vec<f32>`, a `&mut f32` for a scalar output, a `&mut Tensor`, and the same for `f64`
 /// and `bool`).
 #[derive(Debug)]
