@@ -222,7 +222,7 @@ pub struct Kernel {
     donated: Vec<Donated>,
     /// Per input: the output it is donated to.
     donor: Vec<Option<usize>>,
-    /// Input and output positions by name.
+    /// Input and output positions by name (see `find`).
     in_index: HashMap<String, usize>,
     out_index: HashMap<String, usize>,
     stats: KernelStats,
@@ -434,9 +434,7 @@ impl Kernel {
     /// # Errors
     /// [`CallError::UnknownInput`] if no input has that name.
     pub fn input_index(&self, name: &str) -> Result<usize, CallError> {
-        self.in_index
-            .get(name)
-            .copied()
+        find(&self.input_names, &self.in_index, name)
             .ok_or_else(|| CallError::UnknownInput { name: name.into() })
     }
 
@@ -445,9 +443,7 @@ impl Kernel {
     /// # Errors
     /// [`CallError::UnknownOutput`] if no output has that name.
     pub fn output_index(&self, name: &str) -> Result<usize, CallError> {
-        self.out_index
-            .get(name)
-            .copied()
+        find(&self.output_names, &self.out_index, name)
             .ok_or_else(|| CallError::UnknownOutput { name: name.into() })
     }
 
@@ -627,12 +623,10 @@ impl Kernel {
             self.bind_input(ws, k, b)?;
         }
         for (name, b) in outputs.iter_mut() {
-            let o = match self.out_index.get(*name) {
-                Some(&o) => o,
-                None => self
-                    .in_index
-                    .get(*name)
-                    .and_then(|&k| self.donor[k])
+            let o = match find(&self.output_names, &self.out_index, name) {
+                Some(o) => o,
+                None => find(&self.input_names, &self.in_index, name)
+                    .and_then(|k| self.donor[k])
                     .ok_or_else(|| CallError::UnknownOutput {
                         name: (*name).into(),
                     })?,
@@ -792,6 +786,16 @@ impl Kernel {
             }
         }
         Ok(())
+    }
+}
+
+/// The position of `name` in `names` (the first, if repeated): a scan of a few names is faster
+/// than hashing, the map keeps many names linear.
+fn find(names: &[String], map: &HashMap<String, usize>, name: &str) -> Option<usize> {
+    if names.len() <= 16 {
+        names.iter().position(|n| n == name)
+    } else {
+        map.get(name).copied()
     }
 }
 

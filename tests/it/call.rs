@@ -541,3 +541,34 @@ fn impossible_donations_are_compile_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn many_named_inputs_are_found_in_any_order() {
+    // 20 inputs: past the short-list scan, names go through the hash map.
+    let b = GraphBuilder::new("many");
+    let xs: Vec<_> = (0..20)
+        .map(|i| b.input(&format!("x{i}"), DType::F64, &[]))
+        .collect();
+    let y = xs
+        .iter()
+        .enumerate()
+        .fold(b.scalar(DType::F64, 0.0), |acc, (i, &x)| {
+            acc + x * (i as f64 + 1.0)
+        });
+    let k = jit::compile(&b.finish(&[("y", y)]).unwrap()).unwrap();
+    let names: Vec<String> = (0..20).rev().map(|i| format!("x{i}")).collect();
+    let ins: Vec<(&str, Buf<'_>)> = names
+        .iter()
+        .map(|n| (n.as_str(), Buf::from(n[1..].parse::<f64>().unwrap())))
+        .collect();
+    let mut y = 0.0f64;
+    k.call_named(&ins, &mut [("y", (&mut y).into())], &mut k.workspace())
+        .unwrap();
+    // Σ i·(i+1) for i < 20 = 2660, exact in f64.
+    assert_eq!(y, 2660.0);
+    assert_eq!(k.input_index("x17"), Ok(17));
+    assert_eq!(
+        k.input_index("x20"),
+        Err(CallError::UnknownInput { name: "x20".into() })
+    );
+}
