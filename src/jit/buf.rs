@@ -63,19 +63,23 @@ impl Buf<'_> {
         self.len() == 0
     }
 
-    /// The address of a slice's elements, or the native bytes of a scalar (in the low-address
-    /// bytes of the `u64`).
-    pub(super) fn addr_or_bits(&self) -> Result<usize, u64> {
-        let mut b = [0u8; 8];
+    /// The dtype, the length, and the address of a slice's elements or the native bytes of a
+    /// scalar (in the low-address bytes of the `u64`), in one match (the call path's check).
+    #[inline(always)]
+    pub(super) fn parts(&self) -> (DType, usize, Result<usize, u64>) {
+        let bits = |b: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..b.len()].copy_from_slice(b);
+            Err(u64::from_ne_bytes(w))
+        };
         match self {
-            Buf::F32(v) => return Ok(v.as_ptr() as usize),
-            Buf::F64(v) => return Ok(v.as_ptr() as usize),
-            Buf::Bool(v) => return Ok(v.as_ptr() as usize),
-            Buf::ScalarF32(x) => b[..4].copy_from_slice(&x.to_ne_bytes()),
-            Buf::ScalarF64(x) => b.copy_from_slice(&x.to_ne_bytes()),
-            Buf::ScalarBool(x) => b[0] = u8::from(*x),
+            Buf::F32(v) => (DType::F32, v.len(), Ok(v.as_ptr() as usize)),
+            Buf::F64(v) => (DType::F64, v.len(), Ok(v.as_ptr() as usize)),
+            Buf::Bool(v) => (DType::Bool, v.len(), Ok(v.as_ptr() as usize)),
+            Buf::ScalarF32(x) => (DType::F32, 1, bits(&x.to_ne_bytes())),
+            Buf::ScalarF64(x) => (DType::F64, 1, bits(&x.to_ne_bytes())),
+            Buf::ScalarBool(x) => (DType::Bool, 1, bits(&[u8::from(*x)])),
         }
-        Err(u64::from_ne_bytes(b))
     }
 }
 
@@ -112,11 +116,13 @@ impl BufMut<'_> {
         }
     }
 
-    pub(super) fn addr(&mut self) -> usize {
+    /// The dtype, the length and the address of the elements, in one match.
+    #[inline(always)]
+    pub(super) fn parts(&mut self) -> (DType, usize, usize) {
         match self {
-            BufMut::F32(v) => v.as_mut_ptr() as usize,
-            BufMut::F64(v) => v.as_mut_ptr() as usize,
-            BufMut::Bool(v) => v.as_mut_ptr() as usize,
+            BufMut::F32(v) => (DType::F32, v.len(), v.as_mut_ptr() as usize),
+            BufMut::F64(v) => (DType::F64, v.len(), v.as_mut_ptr() as usize),
+            BufMut::Bool(v) => (DType::Bool, v.len(), v.as_mut_ptr() as usize),
         }
     }
 }

@@ -517,11 +517,21 @@ impl Kernel {
                 got: outputs.len(),
             });
         }
-        self.call_iter(
-            inputs.iter().copied(),
-            outputs.iter_mut().map(BufMut::reborrow),
-            ws,
-        )
+        self.check_workspace(ws)?;
+        if self.donated.is_empty() {
+            for (k, b) in inputs.iter().enumerate() {
+                self.bind_input(ws, k, b)?;
+            }
+        } else {
+            let given = (0..self.inputs.len()).filter(|&k| self.donor[k].is_none());
+            for (k, b) in given.zip(inputs) {
+                self.bind_input(ws, k, b)?;
+            }
+        }
+        for (k, b) in outputs.iter_mut().enumerate() {
+            self.bind_output(ws, k, b)?;
+        }
+        self.exec(ws)
     }
 
     /// [`Kernel::call`] taking any iterators of buffers, so a training loop can pass
@@ -654,17 +664,13 @@ impl Kernel {
 
     /// Checks input buffer `b` against input `k` and records its address (a scalar by value
     /// is stored in the workspace).
+    #[inline(always)]
     fn bind_input(&self, ws: &mut Workspace, k: usize, b: &Buf<'_>) -> Result<(), CallError> {
-        if (b.dtype(), b.len()) != self.sig[k] {
-            return Err(CallError::InputBuffer {
-                index: k,
-                name: self.input_names[k].clone(),
-                expected: self.inputs[k].clone(),
-                dtype: b.dtype(),
-                len: b.len(),
-            });
+        let (dtype, len, at) = b.parts();
+        if (dtype, len) != self.sig[k] {
+            return Err(self.input_error(k, b));
         }
-        ws.ptrs[k] = match b.addr_or_bits() {
+        ws.ptrs[k] = match at {
             Ok(addr) => addr,
             Err(bits) => {
                 ws.scalars[k] = bits;
@@ -674,7 +680,34 @@ impl Kernel {
         Ok(())
     }
 
+    /// The error for a wrong input buffer (out of line: the call path stays small).
+    #[cold]
+    #[inline(never)]
+    fn input_error(&self, k: usize, b: &Buf<'_>) -> CallError {
+        CallError::InputBuffer {
+            index: k,
+            name: self.input_names[k].clone(),
+            expected: self.inputs[k].clone(),
+            dtype: b.dtype(),
+            len: b.len(),
+        }
+    }
+
+    /// The error for a wrong output buffer.
+    #[cold]
+    #[inline(never)]
+    fn output_error(&self, k: usize, b: &BufMut<'_>) -> CallError {
+        CallError::OutputBuffer {
+            index: k,
+            name: self.output_names[k].clone(),
+            expected: self.outputs[k].clone(),
+            dtype: b.dtype(),
+            len: b.len(),
+        }
+    }
+
     /// Checks output buffer `b` against output `k` and records its address.
+    #[inline(always)]
     fn bind_output(
         &self,
         ws: &mut Workspace,
@@ -682,16 +715,11 @@ impl Kernel {
         b: &mut BufMut<'_>,
     ) -> Result<(), CallError> {
         let n_in = self.inputs.len();
-        if (b.dtype(), b.len()) != self.sig[n_in + k] {
-            return Err(CallError::OutputBuffer {
-                index: k,
-                name: self.output_names[k].clone(),
-                expected: self.outputs[k].clone(),
-                dtype: b.dtype(),
-                len: b.len(),
-            });
+        let (dtype, len, addr) = b.parts();
+        if (dtype, len) != self.sig[n_in + k] {
+            return Err(self.output_error(k, b));
         }
-        ws.ptrs[n_in + k] = b.addr();
+        ws.ptrs[n_in + k] = addr;
         Ok(())
     }
 
