@@ -17,7 +17,8 @@
 //! reads it from there: one copy, never a wrong result.
 
 use super::JitError;
-use super::plan::{Access, BIG_ALIGN, Group, Loc, Plan, PostCopy, contiguous_bytes};
+use super::layout::row_major_bytes;
+use super::plan::{Access, BIG_ALIGN, Group, Loc, Plan, PostCopy};
 use crate::ir::{Graph, NodeId};
 
 /// One donated pair, as the kernel runs it.
@@ -133,9 +134,9 @@ fn readers(g: &Graph, plan: &Plan, root: NodeId) -> Vec<usize> {
         .enumerate()
         .filter(|(_, grp)| match grp {
             Group::Fused(f) => f.leaves.iter().any(|(_, a)| a.root == root),
-            Group::Single(_, Some(v)) => v.root == root,
-            Group::Single(id, None) => g
-                .node(*id)
+            Group::Copy { from, .. } => from.root == root,
+            Group::Matmul { node, .. } | Group::Node(node) => g
+                .node(*node)
                 .inputs
                 .iter()
                 .any(|&x| view_root(x) == Some(root)),
@@ -175,7 +176,7 @@ fn in_place_safe(
             Group::Fused(f) => {
                 f.stores.iter().any(|(m, _)| *m == o) || f.reductions.iter().any(|r| r.node == o)
             }
-            Group::Single(id, _) => *id == o,
+            Group::Matmul { node, .. } | Group::Node(node) | Group::Copy { node, .. } => *node == o,
         })
         .map(|(gi, _)| gi)
         .collect();
@@ -197,15 +198,15 @@ fn in_place_safe(
     };
     if checked || f.part || (f.math && f.vector.is_some() && !exact) {
         // Checked mode inspects the operands after the node ran; a nest cut into boxes; or a
-        // vector nest with transcendentals, which may rerun a block.
+        // vector nest with transcendentals, which may rerun a chunk.
         return false;
     }
     let Some((_, store)) = f.stores.iter().find(|(m, _)| *m == o) else {
         // A reduction's result is written while (or after) its operand is read.
         return false;
     };
-    let size = g.ty(x).dtype.size_bytes() as i64;
-    let identity = |a: &Access| a.offset == 0 && a.strides == contiguous_bytes(&f.dims, size);
+    let size = g.ty(x).dtype.size_bytes();
+    let identity = |a: &Access| a.offset == 0 && a.strides == row_major_bytes(&f.dims, size);
     let numel = g.ty(x).numel();
     let leaves: Vec<NodeId> = f
         .leaves

@@ -293,7 +293,7 @@ fn donated_calls_equal_the_interpreter_bitwise_on_adversarial_graphs() {
 
 #[test]
 fn donated_parallel_loops_with_transcendentals_equal_the_undonated_kernel() {
-    // 2^17 elements: blocks on threads; `exp` in a vector loop may rerun a block with libm, so
+    // 2^17 elements: chunks on threads; `exp` in a vector loop may rerun a chunk with libm, so
     // by default the update cannot overwrite its input; with exact math it can.
     let b = GraphBuilder::new("big");
     let (w, gr) = (
