@@ -116,6 +116,33 @@ fn seed(c: &mut Criterion) {
             k.call(&ins, &mut outs, &mut ws).unwrap();
         })
     });
+    // The same call with scalars by value and by name (names hashed on every call).
+    let names: Vec<String> = k.output_names().to_vec();
+    let (mut y, mut g1, mut g2) = (0.0f64, 0.0f64, 0.0f64);
+    c.bench_function("seed/jit_scalars", |b| {
+        b.iter(|| {
+            let ins = [Buf::from(black_box(3.0f64)), Buf::from(black_box(4.0f64))];
+            let mut outs = [(&mut y).into(), (&mut g1).into(), (&mut g2).into()];
+            k.call(&ins, &mut outs, &mut ws).unwrap();
+        })
+    });
+    c.bench_function("seed/jit_named", |b| {
+        b.iter(|| {
+            k.call_named(
+                &[
+                    ("x1", black_box(3.0f64).into()),
+                    ("x2", black_box(4.0f64).into()),
+                ],
+                &mut [
+                    (&names[0], (&mut y).into()),
+                    (&names[1], (&mut g1).into()),
+                    (&names[2], (&mut g2).into()),
+                ],
+                &mut ws,
+            )
+            .unwrap();
+        })
+    });
 }
 
 fn rosenbrock(c: &mut Criterion) {

@@ -2,9 +2,10 @@
 //! softmax cross-entropy) with ONE compiled kernel per step. The kernel takes the parameters,
 //! the Adam state and a batch, and returns the loss and the updated parameters and state:
 //! forward, backward (`GraphBuilder::grad`) and the optimizer update are all graph ops, built
-//! once, optimized (`opt::optimize`) and compiled (`jit::compile`). The training loop only
-//! copies a batch in and calls the kernel through the allocation-free `Kernel::call` path,
-//! swapping the parameter buffers between steps.
+//! once, optimized (`opt::optimize`) and compiled (`jit::compile_with`, the parameters and
+//! optimizer state donated: the kernel overwrites each with its update). The training loop
+//! only copies a batch in and calls the kernel through the allocation-free
+//! `Kernel::call_iter` path, on one buffer per parameter and state tensor.
 //!
 //! Data: by default a synthetic task made in-process — ten "seven-segment" digit classes
 //! drawn with random shift, scale, slant, stroke width, segment dropout, stray strokes and
@@ -138,7 +139,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         opt::optimize(&mut g, &opt::OptConfig::default());
         g.len()
     });
-    let kernel = jit::compile(&g)?;
+    let kernel = common::compile_step(&g, optim)?;
     let predict = jit::compile(&common::predict_graph(DType::F32, 1000, arch)?)?;
     say(format!(
         "step kernel: {} → {} nodes after optimization, compiled in {:.2?} ({})",

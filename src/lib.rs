@@ -16,6 +16,26 @@
 //! - [`interp`]: the reference interpreter ([`interp::run`]; [`interp::run_checked`] reports
 //!   where a NaN or infinity first appeared, see [`finite`]).
 //! - [`jit`]: the Cranelift backend ([`jit::compile`], [`jit::Kernel`]).
+//!
+//! # Closures over `Var`s
+//! A [`Var`] borrows its builder, so it carries the builder's lifetime. A closure whose
+//! parameter is written `|x: Var|` fails with "lifetime may not live long enough": Rust makes
+//! an annotated closure generic over the parameter's lifetime but gives its result one fixed
+//! lifetime. Leave the type off (it is inferred from the first call), or use a function with
+//! one named lifetime for both:
+//!
+//! ```
+//! use gradlift::{DType, GraphBuilder, Var};
+//! fn dense<'b>(x: Var<'b>, w: Var<'b>, b: Var<'b>) -> Var<'b> {
+//!     (x.matmul(w) + b).tanh()
+//! }
+//! let g = GraphBuilder::new("net");
+//! let (w, b) = (g.input("w", DType::F32, &[4, 4]), g.input("b", DType::F32, &[4]));
+//! let layer = |x| dense(x, w, b); // not `|x: Var|`
+//! let y = layer(layer(g.input("x", DType::F32, &[2, 4])));
+//! let graph = g.finish(&[("y", y)]).unwrap();
+//! assert_eq!(graph.ty(graph.outputs()[0]).shape, vec![2, 4]);
+//! ```
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]

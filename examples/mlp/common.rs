@@ -16,7 +16,7 @@
 //! that).
 #![allow(dead_code)] // each includer uses a different part
 
-use gradlift::jit::{Buf, BufMut, Kernel, Workspace};
+use gradlift::jit::{Buf, BufMut, JitConfig, Kernel, Workspace};
 use gradlift::{DType, Graph, GraphBuilder, Var};
 use std::path::Path;
 
@@ -487,24 +487,50 @@ pub fn train_step_graph(
     Ok(b.finish(&outs)?)
 }
 
-// ---- training ------------------------------------------------------------------------------
+// ---- training ----------------------------------------------------------------------------
 
-/// The most buffers a training-step kernel takes (4 params + 8 Adam state + t, lr, x, y).
-const MAX_BUFS: usize = 16;
+/// The donated pairs of [`train_step_graph`]: each parameter and optimizer-state input with
+/// its updated output (`w1` → `w1_next`, `m_w1` → `m_w1_next`, ...), so one buffer per tensor
+/// holds it across steps and the kernel updates it in place.
+pub fn step_donations(optim: Optim) -> Vec<(String, String)> {
+    let prefixes: &[&str] = match optim {
+        Optim::Adam { .. } => &["", "m_", "v_"],
+        Optim::Sgd { .. } => &["", "u_"],
+    };
+    prefixes
+        .iter()
+        .flat_map(|pre| {
+            PARAMS
+                .iter()
+                .map(move |n| (format!("{pre}{n}"), format!("{pre}{n}_next")))
+        })
+        .collect()
+}
 
-/// Runs a compiled [`train_step_graph`] (f32) step after step with no allocation on the Rust
-/// side: batch buffers, the workspace and two sets of parameter/state buffers are reused, and
-/// the sets are swapped after each call (the kernel reads one and writes the other).
+/// Compiles a [`train_step_graph`] with its parameters and optimizer state donated
+/// ([`step_donations`]), as [`Trainer`] needs.
+///
+/// # Errors
+/// Compile errors (bugs in this file or the library).
+pub fn compile_step(g: &Graph, optim: Optim) -> Result<Kernel, gradlift::jit::JitError> {
+    let cfg = JitConfig {
+        donate: step_donations(optim),
+        ..JitConfig::default()
+    };
+    gradlift::jit::compile_with(g, &cfg)
+}
+
+/// Runs a kernel from [`compile_step`] step after step with no allocation on the Rust side:
+/// one buffer per parameter and optimizer-state tensor, which each call reads and overwrites
+/// with its update (donated buffers), plus the batch buffers and the workspace.
 pub struct Trainer<'k> {
     kernel: &'k Kernel,
     ws: Workspace,
-    /// Parameters then optimizer state (read by the next step).
-    cur: Vec<Vec<f32>>,
-    /// Written by the next step.
-    next: Vec<Vec<f32>>,
+    /// Parameters then optimizer state, in the kernel's input order.
+    state: Vec<Vec<f32>>,
     x: Vec<f32>,
     y: Vec<f32>,
-    loss: [f32; 1],
+    loss: f32,
     step: u64,
     batch: usize,
 }
@@ -513,21 +539,23 @@ impl<'k> Trainer<'k> {
     /// A trainer starting from `params` (`w1, b1, w2, b2`) with zero optimizer state.
     ///
     /// # Panics
-    /// If the kernel's signature does not fit (it must come from [`train_step_graph`] in
-    /// f32).
+    /// If the kernel does not fit (it must come from [`compile_step`] of a
+    /// [`train_step_graph`] in f32).
     pub fn new(kernel: &'k Kernel, params: Vec<Vec<f32>>, optim: Optim) -> Trainer<'k> {
         let tys = kernel.input_types();
         let n_state = 4 * optim.slots();
         assert_eq!(tys.len(), 4 + n_state + 4, "not a training-step kernel");
-        assert!(tys.len() <= MAX_BUFS);
-        let mut cur = params;
+        assert!(
+            kernel.donations().eq((0..4 + n_state).map(|k| (k, k + 1))),
+            "compile the step with compile_step (parameters and state donated)"
+        );
+        let mut state = params;
         for k in 0..n_state {
-            cur.push(vec![0.0; tys[4 + k].numel()]);
+            state.push(vec![0.0; tys[4 + k].numel()]);
         }
-        for (v, t) in cur.iter().zip(tys) {
+        for (v, t) in state.iter().zip(tys) {
             assert_eq!(v.len(), t.numel(), "parameter sizes do not fit the kernel");
         }
-        let next = cur.clone();
         let xt = &tys[tys.len() - 2];
         Trainer {
             kernel,
@@ -535,9 +563,8 @@ impl<'k> Trainer<'k> {
             x: vec![0.0; xt.numel()],
             y: vec![0.0; tys[tys.len() - 1].numel()],
             batch: xt.shape[0],
-            cur,
-            next,
-            loss: [0.0],
+            state,
+            loss: 0.0,
             step: 0,
         }
     }
@@ -549,7 +576,7 @@ impl<'k> Trainer<'k> {
 
     /// The current parameters `w1, b1, w2, b2`.
     pub fn params(&self) -> &[Vec<f32>] {
-        &self.cur[..4]
+        &self.state[..4]
     }
 
     /// One step on the examples `idx` (exactly one batch) of `data`, with learning rate
@@ -566,28 +593,22 @@ impl<'k> Trainer<'k> {
             self.y[r * classes + usize::from(data.labels[i])] = 1.0;
         }
         self.step += 1;
-        let t = [self.step as f32];
-        let lr = [lr];
-        let n = self.cur.len();
-        let mut ins = [Buf::F32(&[]); MAX_BUFS];
-        for (slot, v) in ins.iter_mut().zip(&self.cur) {
-            *slot = Buf::F32(v);
-        }
-        ins[n] = Buf::F32(&t);
-        ins[n + 1] = Buf::F32(&lr);
-        ins[n + 2] = Buf::F32(&self.x);
-        ins[n + 3] = Buf::F32(&self.y);
-        let mut outs: [BufMut<'_>; MAX_BUFS] = std::array::from_fn(|_| BufMut::F32(&mut []));
-        let mut it = outs.iter_mut();
-        *it.next().expect("MAX_BUFS > 0") = BufMut::F32(&mut self.loss);
-        for (slot, v) in it.zip(self.next.iter_mut()) {
-            *slot = BufMut::F32(v);
-        }
+        // Inputs `t, lr, x, y` (the donated parameters and state are left out); outputs the
+        // loss, then each parameter and state buffer, updated in place.
         self.kernel
-            .call(&ins[..n + 4], &mut outs[..n + 1], &mut self.ws)
+            .call_iter(
+                [
+                    Buf::from(self.step as f32),
+                    Buf::from(lr),
+                    Buf::from(&self.x),
+                    Buf::from(&self.y),
+                ],
+                std::iter::once(BufMut::from(&mut self.loss))
+                    .chain(self.state.iter_mut().map(BufMut::from)),
+                &mut self.ws,
+            )
             .expect("buffers match the kernel");
-        std::mem::swap(&mut self.cur, &mut self.next);
-        self.loss[0]
+        self.loss
     }
 }
 

@@ -17,12 +17,15 @@
 //! matmuls allocates its packing memory per call; see `gemm`).
 #![allow(unsafe_code)]
 
+use super::buf::{Buf, BufMut};
+use super::donate::Donated;
 use super::plan::{Loc, PostCopy};
 use super::{CallError, Line};
 use crate::finite::{self, NonFinite};
 use crate::ir::{DType, Graph, NodeId, TensorType};
 use crate::tensor::{Data, Tensor};
 use cranelift_jit::JITModule;
+use std::collections::HashMap;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,205 +114,6 @@ impl Drop for ModuleOwner {
     }
 }
 
-/// A read-only element buffer passed to [`Kernel::call`].
-#[derive(Clone, Copy, Debug)]
-pub enum Buf<'a> {
-    /// `f32` elements.
-    F32(&'a [f32]),
-    /// `f64` elements.
-    F64(&'a [f64]),
-    /// `bool` elements (one byte each).
-    Bool(&'a [bool]),
-    /// `i32` elements.
-    I32(&'a [i32]),
-}
-
-/// A writable element buffer passed to [`Kernel::call`].
-#[derive(Debug)]
-pub enum BufMut<'a> {
-    /// `f32` elements.
-    F32(&'a mut [f32]),
-    /// `f64` elements.
-    F64(&'a mut [f64]),
-    /// `bool` elements (one byte each; the kernel only ever writes `false`/`true`).
-    Bool(&'a mut [bool]),
-    /// `i32` elements.
-    I32(&'a mut [i32]),
-}
-
-impl Buf<'_> {
-    /// The element dtype.
-    pub fn dtype(&self) -> DType {
-        match self {
-            Buf::F32(_) => DType::F32,
-            Buf::F64(_) => DType::F64,
-            Buf::Bool(_) => DType::Bool,
-            Buf::I32(_) => DType::I32,
-        }
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        match self {
-            Buf::F32(v) => v.len(),
-            Buf::F64(v) => v.len(),
-            Buf::Bool(v) => v.len(),
-            Buf::I32(v) => v.len(),
-        }
-    }
-
-    /// True if the buffer has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Element `i` as f64 (bool as 0/1).
-    fn get(&self, i: usize) -> f64 {
-        match self {
-            Buf::F32(v) => f64::from(v[i]),
-            Buf::F64(v) => v[i],
-            Buf::Bool(v) => f64::from(u8::from(v[i])),
-            Buf::I32(v) => f64::from(v[i]),
-        }
-    }
-
-    fn addr(&self) -> usize {
-        match self {
-            Buf::F32(v) => v.as_ptr() as usize,
-            Buf::F64(v) => v.as_ptr() as usize,
-            Buf::Bool(v) => v.as_ptr() as usize,
-            Buf::I32(v) => v.as_ptr() as usize,
-        }
-    }
-}
-
-impl BufMut<'_> {
-    /// The element dtype.
-    pub fn dtype(&self) -> DType {
-        match self {
-            BufMut::F32(_) => DType::F32,
-            BufMut::F64(_) => DType::F64,
-            BufMut::Bool(_) => DType::Bool,
-            BufMut::I32(_) => DType::I32,
-        }
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        match self {
-            BufMut::F32(v) => v.len(),
-            BufMut::F64(v) => v.len(),
-            BufMut::Bool(v) => v.len(),
-            BufMut::I32(v) => v.len(),
-        }
-    }
-
-    /// True if the buffer has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Element `i` as f64 (bool as 0/1).
-    fn get(&self, i: usize) -> f64 {
-        match self {
-            BufMut::F32(v) => f64::from(v[i]),
-            BufMut::F64(v) => v[i],
-            BufMut::Bool(v) => f64::from(u8::from(v[i])),
-            BufMut::I32(v) => f64::from(v[i]),
-        }
-    }
-
-    fn addr(&mut self) -> usize {
-        match self {
-            BufMut::F32(v) => v.as_mut_ptr() as usize,
-            BufMut::F64(v) => v.as_mut_ptr() as usize,
-            BufMut::Bool(v) => v.as_mut_ptr() as usize,
-            BufMut::I32(v) => v.as_mut_ptr() as usize,
-        }
-    }
-
-    /// Copies `src` (of the same dtype and length, checked by the caller) into this buffer.
-    fn copy_from(&mut self, src: Buf<'_>) {
-        match (self, src) {
-            (BufMut::F32(d), Buf::F32(s)) => d.copy_from_slice(s),
-            (BufMut::F64(d), Buf::F64(s)) => d.copy_from_slice(s),
-            (BufMut::Bool(d), Buf::Bool(s)) => d.copy_from_slice(s),
-            (BufMut::I32(d), Buf::I32(s)) => d.copy_from_slice(s),
-            _ => unreachable!("dtypes checked before the copy"),
-        }
-    }
-}
-
-impl<'a> From<&'a [f32]> for Buf<'a> {
-    fn from(v: &'a [f32]) -> Buf<'a> {
-        Buf::F32(v)
-    }
-}
-
-impl<'a> From<&'a [f64]> for Buf<'a> {
-    fn from(v: &'a [f64]) -> Buf<'a> {
-        Buf::F64(v)
-    }
-}
-
-impl<'a> From<&'a [bool]> for Buf<'a> {
-    fn from(v: &'a [bool]) -> Buf<'a> {
-        Buf::Bool(v)
-    }
-}
-
-impl<'a> From<&'a mut [f32]> for BufMut<'a> {
-    fn from(v: &'a mut [f32]) -> BufMut<'a> {
-        BufMut::F32(v)
-    }
-}
-
-impl<'a> From<&'a mut [f64]> for BufMut<'a> {
-    fn from(v: &'a mut [f64]) -> BufMut<'a> {
-        BufMut::F64(v)
-    }
-}
-
-impl<'a> From<&'a [i32]> for Buf<'a> {
-    fn from(v: &'a [i32]) -> Buf<'a> {
-        Buf::I32(v)
-    }
-}
-
-impl<'a> From<&'a mut [i32]> for BufMut<'a> {
-    fn from(v: &'a mut [i32]) -> BufMut<'a> {
-        BufMut::I32(v)
-    }
-}
-
-impl<'a> From<&'a mut [bool]> for BufMut<'a> {
-    fn from(v: &'a mut [bool]) -> BufMut<'a> {
-        BufMut::Bool(v)
-    }
-}
-
-impl<'a> From<&'a Tensor> for Buf<'a> {
-    fn from(t: &'a Tensor) -> Buf<'a> {
-        match t.data() {
-            Data::F32(v) => Buf::F32(v),
-            Data::F64(v) => Buf::F64(v),
-            Data::Bool(v) => Buf::Bool(v),
-            Data::I32(v) => Buf::I32(v),
-        }
-    }
-}
-
-impl<'a> From<&'a mut Tensor> for BufMut<'a> {
-    fn from(t: &'a mut Tensor) -> BufMut<'a> {
-        match t.data_mut() {
-            Data::F32(v) => BufMut::F32(v),
-            Data::F64(v) => BufMut::F64(v),
-            Data::Bool(v) => BufMut::Bool(v),
-            Data::I32(v) => BufMut::I32(v),
-        }
-    }
-}
-
 /// Caller-owned scratch memory for one [`Kernel`]: the values of the graph that are neither
 /// inputs nor outputs, plus the buffer-address tables. 64-byte aligned. Reuse it across calls
 /// (so [`Kernel::call`] allocates nothing itself; only the GEMM behind large matmuls
@@ -319,6 +123,8 @@ pub struct Workspace {
     mem: Vec<Line>,
     /// Input addresses, then output addresses (written by each call).
     ptrs: Vec<usize>,
+    /// The bytes of scalar inputs passed by value, one slot per input.
+    scalars: Vec<u64>,
 }
 
 impl fmt::Debug for Workspace {
@@ -361,6 +167,11 @@ pub struct KernelStats {
     pub functions: u64,
     /// Matmul nodes computed by calls of the tuned GEMM (the rest use a loop nest).
     pub matmuls_gemm: u64,
+    /// Donated outputs computed straight over their inputs (see `JitConfig::donate`).
+    pub donated_in_place: u64,
+    /// Donated inputs the kernel copies into its workspace first, because some reader of the
+    /// input runs after the output's first write.
+    pub donated_copied: u64,
     /// Wall-clock compile time.
     pub compile_time: std::time::Duration,
 }
@@ -371,7 +182,7 @@ impl fmt::Display for KernelStats {
             f,
             "nodes_compiled={} nodes_dead={} nodes_fused={} views={} groups={} \
              groups_parallel={} buffers_reused={} buffers_in_place={} functions={} \
-             matmuls_gemm={} compile_time={:?}",
+             matmuls_gemm={} donated_in_place={} donated_copied={} compile_time={:?}",
             self.nodes_compiled,
             self.nodes_dead,
             self.nodes_fused,
@@ -382,6 +193,8 @@ impl fmt::Display for KernelStats {
             self.buffers_in_place,
             self.functions,
             self.matmuls_gemm,
+            self.donated_in_place,
+            self.donated_copied,
             self.compile_time
         )
     }
@@ -405,6 +218,13 @@ pub struct Kernel {
     output_names: Vec<String>,
     ws_bytes: usize,
     post: Vec<PostCopy>,
+    /// Donated pairs.
+    donated: Vec<Donated>,
+    /// Per input: the output it is donated to.
+    donor: Vec<Option<usize>>,
+    /// Input and output positions by name (see `find`).
+    in_index: HashMap<String, usize>,
+    out_index: HashMap<String, usize>,
     stats: KernelStats,
     /// Checked mode only.
     check: Option<Box<Checker>>,
@@ -446,15 +266,9 @@ pub(super) struct Checker {
 }
 
 impl Checker {
-    /// Element `i` of the value of `id`, read from its home (safe: every home is a checked
-    /// buffer, the workspace or the constant blob, and the planned offsets are in range).
-    fn value(
-        &self,
-        id: NodeId,
-        i: usize,
-        io: (&[Buf<'_>], &[BufMut<'_>]),
-        mem: (&[Line], &[Line]),
-    ) -> f64 {
+    /// Element `i` of the value of `id`, read from its home: a buffer whose address is in
+    /// `ptrs` (inputs, then outputs), the workspace or the constant blob.
+    fn value(&self, id: NodeId, i: usize, ptrs: &[usize], mem: (&[Line], &[Line])) -> f64 {
         let dtype = self.graph.ty(id).dtype;
         let read = |lines: &[Line], off: usize| -> f64 {
             let size = dtype.size_bytes();
@@ -469,9 +283,10 @@ impl Checker {
                 DType::I32 => f64::from(i32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
             }
         };
+        let n_in = self.graph.inputs().len();
         match self.locs[id.index()] {
-            Loc::Input(k) => io.0[k].get(i),
-            Loc::Output(k) => io.1[k].get(i),
+            Loc::Input(k) => read_buffer(ptrs[k], dtype, i),
+            Loc::Output(k) => read_buffer(ptrs[n_in + k], dtype, i),
             Loc::Ws(off) => read(mem.0, off),
             Loc::Const(off) => read(mem.1, off),
             Loc::Splat(bits) => match dtype {
@@ -485,26 +300,42 @@ impl Checker {
     }
 
     /// Looks for a culprit element in the node computed by function `f`.
-    fn inspect(
-        &self,
-        f: usize,
-        io: (&[Buf<'_>], &[BufMut<'_>]),
-        mem: (&[Line], &[Line]),
-    ) -> Option<NonFinite> {
+    fn inspect(&self, f: usize, ptrs: &[usize], mem: (&[Line], &[Line])) -> Option<NonFinite> {
         let id = *self.steps.get(f)?;
         if !self.live[id.index()] {
             return None;
         }
         let inputs = &self.graph.node(id).inputs;
-        finite::find_culprit(&self.graph, id, &|e| self.value(id, e, io, mem), &|k, e| {
-            self.value(inputs[k], e, io, mem)
-        })
+        finite::find_culprit(
+            &self.graph,
+            id,
+            &|e| self.value(id, e, ptrs, mem),
+            &|k, e| self.value(inputs[k], e, ptrs, mem),
+        )
+    }
+}
+
+/// Element `i` of the caller buffer (or workspace copy) at `addr` holding `dtype` elements, as
+/// f64 (bool as 0/1).
+fn read_buffer(addr: usize, dtype: DType, i: usize) -> f64 {
+    // SAFETY: `Kernel::call` filled the address table with buffers it checked to hold the
+    // value's dtype and element count (or workspace ranges of that size), naturally aligned,
+    // and borrowed for the whole call; `i` is an element of the value (`find_culprit` only
+    // asks for those), and nothing writes the buffer while the checker reads it.
+    unsafe {
+        match dtype {
+            DType::F32 => f64::from((addr as *const f32).add(i).read()),
+            DType::F64 => (addr as *const f64).add(i).read(),
+            DType::Bool => f64::from((addr as *const u8).add(i).read()),
+            DType::I32 => f64::from((addr as *const i32).add(i).read()),
+        }
     }
 }
 
 /// What the compiler hands to [`Kernel::new`].
 pub(super) struct Parts {
     pub check: Option<Box<Checker>>,
+    pub donated: Vec<Donated>,
     pub steps: Vec<Step>,
     pub consts: Vec<Line>,
     pub inputs: Vec<TensorType>,
@@ -524,7 +355,22 @@ impl Kernel {
             .chain(&p.outputs)
             .map(|t| (t.dtype, t.numel()))
             .collect();
+        let mut donor = vec![None; p.inputs.len()];
+        for d in &p.donated {
+            donor[d.input] = Some(d.output);
+        }
+        let index = |names: &[String]| {
+            let mut m = HashMap::with_capacity(names.len());
+            for (k, n) in names.iter().enumerate() {
+                m.entry(n.clone()).or_insert(k);
+            }
+            m
+        };
         Kernel {
+            in_index: index(&p.input_names),
+            out_index: index(&p.output_names),
+            donated: p.donated,
+            donor,
             sig,
             steps: p.steps,
             consts: p.consts,
@@ -582,10 +428,35 @@ impl Kernel {
             kernel: self.id,
             mem: vec![Line([0; 64]); self.ws_bytes.div_ceil(size_of::<Line>()).max(1)],
             ptrs: vec![0; self.inputs.len() + self.outputs.len()],
+            scalars: vec![0; self.inputs.len()],
         }
     }
 
-    /// Runs the kernel on host tensors, allocating the outputs and a workspace.
+    /// The position of the input named `name` (for [`Kernel::call`]: look it up once).
+    ///
+    /// # Errors
+    /// [`CallError::UnknownInput`] if no input has that name.
+    pub fn input_index(&self, name: &str) -> Result<usize, CallError> {
+        find(&self.input_names, &self.in_index, name)
+            .ok_or_else(|| CallError::UnknownInput { name: name.into() })
+    }
+
+    /// The position of the output named `name`.
+    ///
+    /// # Errors
+    /// [`CallError::UnknownOutput`] if no output has that name.
+    pub fn output_index(&self, name: &str) -> Result<usize, CallError> {
+        find(&self.output_names, &self.out_index, name)
+            .ok_or_else(|| CallError::UnknownOutput { name: name.into() })
+    }
+
+    /// The donated pairs `(input position, output position)` (see `JitConfig::donate`).
+    pub fn donations(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.donated.iter().map(|d| (d.input, d.output))
+    }
+
+    /// Runs the kernel on host tensors (every input, donated ones included), allocating the
+    /// outputs and a workspace.
     ///
     /// # Errors
     /// [`CallError`] if the number or the types of the inputs are wrong.
@@ -607,16 +478,24 @@ impl Kernel {
             }
         }
         let mut outs: Vec<Tensor> = self.outputs.iter().map(|t| Tensor::splat(t, 0.0)).collect();
-        let ins: Vec<Buf<'_>> = inputs.iter().map(Buf::from).collect();
-        let mut bufs: Vec<BufMut<'_>> = outs.iter_mut().map(BufMut::from).collect();
+        for d in &self.donated {
+            outs[d.output] = inputs[d.input].clone();
+        }
+        let ins = inputs
+            .iter()
+            .zip(&self.donor)
+            .filter(|(_, d)| d.is_none())
+            .map(|(t, _)| Buf::from(t));
         let mut ws = self.workspace();
-        self.call(&ins, &mut bufs, &mut ws)?;
-        drop(bufs);
+        self.call_iter(ins, outs.iter_mut().map(BufMut::from), &mut ws)?;
         Ok(outs)
     }
 
     /// Runs the kernel on caller buffers without allocating: `inputs` in input order,
     /// `outputs` in output order (overwritten), `ws` from [`Kernel::workspace`].
+    ///
+    /// A donated input (`JitConfig::donate`) is left out of `inputs`: its buffer is the
+    /// output's, holding the input when the call starts and the output when it returns.
     ///
     /// # Errors
     /// [`CallError`] (before any code runs) if a count, a dtype or a length is wrong, or if the
@@ -628,61 +507,10 @@ impl Kernel {
         outputs: &mut [BufMut<'_>],
         ws: &mut Workspace,
     ) -> Result<(), CallError> {
-        self.check(inputs, outputs, ws)?;
-        let n_in = inputs.len();
-        for (slot, b) in ws.ptrs.iter_mut().zip(inputs) {
-            *slot = b.addr();
-        }
-        for (slot, b) in ws.ptrs[n_in..].iter_mut().zip(outputs.iter_mut()) {
-            *slot = b.addr();
-        }
-        for (i, step) in self.steps.iter().enumerate() {
-            // Derived for each step: checked mode reads the workspace in between.
-            let args = Args {
-                ins: ws.ptrs.as_ptr().cast::<*const u8>(),
-                outs: ws.ptrs[n_in..].as_ptr().cast::<*mut u8>(),
-                ws: ws.mem.as_mut_ptr().cast::<u8>(),
-                consts: self.consts.as_ptr().cast::<u8>(),
-            };
-            // Both arms: `check` verified that there is one buffer per input and
-            // output, each of the planned dtype and element count, and that `ws` was made by
-            // this kernel (so it has `ws_bytes` of 64-byte aligned memory and one address slot
-            // per buffer). The address tables hold exactly those buffers' addresses; the
-            // output buffers are exclusively borrowed for this call; the compiled code reads
-            // and writes only within these buffers, the workspace and the constant blob
-            // (offsets planned from the same types), writes only 0/1 into bool memory, and
-            // `self` keeps the code mapped for the duration of the call. Chunk ranges are
-            // non-empty and within `count`.
-            match *step {
-                // SAFETY: as above.
-                Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
-                // SAFETY: as above.
-                Step::Chunks { f, count } => unsafe { run_chunks(args, f, count) },
-            }
-            if let Some(c) = &self.check
-                && let Some(r) = c.inspect(i, (inputs, outputs), (&ws.mem, &self.consts))
-            {
-                return Err(CallError::NonFinite(Box::new(r)));
-            }
-        }
-        for p in &self.post {
-            match p {
-                PostCopy::Input { out, input } => outputs[*out].copy_from(inputs[*input]),
-                PostCopy::Const { out, value } => outputs[*out].copy_from(Buf::from(&**value)),
-            }
-        }
-        Ok(())
-    }
-
-    fn check(
-        &self,
-        inputs: &[Buf<'_>],
-        outputs: &[BufMut<'_>],
-        ws: &Workspace,
-    ) -> Result<(), CallError> {
-        if inputs.len() != self.inputs.len() {
+        let expected = self.inputs.len() - self.donated.len();
+        if inputs.len() != expected {
             return Err(CallError::InputCount {
-                expected: self.inputs.len(),
+                expected,
                 got: inputs.len(),
             });
         }
@@ -692,33 +520,314 @@ impl Kernel {
                 got: outputs.len(),
             });
         }
+        self.check_workspace(ws)?;
+        if self.donated.is_empty() {
+            for (k, b) in inputs.iter().enumerate() {
+                self.bind_input(ws, k, b)?;
+            }
+        } else {
+            let given = (0..self.inputs.len()).filter(|&k| self.donor[k].is_none());
+            for (k, b) in given.zip(inputs) {
+                self.bind_input(ws, k, b)?;
+            }
+        }
+        for (k, b) in outputs.iter_mut().enumerate() {
+            self.bind_output(ws, k, b)?;
+        }
+        self.exec(ws)
+    }
+
+    /// [`Kernel::call`] taking any iterators of buffers, so a training loop can pass
+    /// `params.iter_mut().map(BufMut::from)` without building an array. Allocates nothing.
+    ///
+    /// # Errors
+    /// As [`Kernel::call`]; a buffer of the wrong type is reported before a wrong count.
+    pub fn call_iter<'a>(
+        &self,
+        inputs: impl IntoIterator<Item = Buf<'a>>,
+        outputs: impl IntoIterator<Item = BufMut<'a>>,
+        ws: &mut Workspace,
+    ) -> Result<(), CallError> {
+        self.check_workspace(ws)?;
         let n_in = self.inputs.len();
-        for (k, (b, &want)) in inputs.iter().zip(&self.sig).enumerate() {
-            if (b.dtype(), b.len()) != want {
-                return Err(CallError::InputBuffer {
-                    index: k,
-                    name: self.input_names[k].clone(),
-                    expected: self.inputs[k].clone(),
-                    dtype: b.dtype(),
-                    len: b.len(),
+        let (mut k, mut got) = (0, 0);
+        for b in inputs {
+            while k < n_in && self.donor[k].is_some() {
+                k += 1;
+            }
+            if k < n_in {
+                self.bind_input(ws, k, &b)?;
+                k += 1;
+            }
+            got += 1;
+        }
+        let expected = n_in - self.donated.len();
+        if got != expected {
+            return Err(CallError::InputCount { expected, got });
+        }
+        let mut got = 0;
+        for mut b in outputs {
+            if got < self.outputs.len() {
+                self.bind_output(ws, got, &mut b)?;
+            }
+            got += 1;
+        }
+        if got != self.outputs.len() {
+            return Err(CallError::OutputCount {
+                expected: self.outputs.len(),
+                got,
+            });
+        }
+        self.exec(ws)
+    }
+
+    /// [`Kernel::call`] with buffers by name, in any order: every input (but donated ones)
+    /// and every output once. A donated buffer goes among the outputs, under the input's or
+    /// the output's name. Names are looked up in hash maps; nothing is allocated.
+    ///
+    /// ```
+    /// use gradlift::{DType, GraphBuilder, jit};
+    /// let b = GraphBuilder::new("step");
+    /// let w = b.input("w", DType::F64, &[2]);
+    /// let lr = b.input("lr", DType::F64, &[]);
+    /// let loss = (w * w).sum();
+    /// let g = b.grad(loss, &[w]).unwrap()[0];
+    /// let graph = b.finish(&[("loss", loss), ("w_next", w - lr * g)]).unwrap();
+    /// let cfg = jit::JitConfig::default().donating(&[("w", "w_next")]);
+    /// let k = jit::compile_with(&graph, &cfg).unwrap();
+    /// let (mut w, mut loss, mut ws) = (vec![1.0, 2.0], 0.0, k.workspace());
+    /// for _ in 0..2 {
+    ///     k.call_named(
+    ///         &[("lr", 0.25.into())],
+    ///         &mut [("w", (&mut w).into()), ("loss", (&mut loss).into())],
+    ///         &mut ws,
+    ///     )
+    ///     .unwrap();
+    /// }
+    /// assert_eq!((loss, w), (1.25, vec![0.25, 0.5]));
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Kernel::call`], and [`CallError::UnknownInput`], [`CallError::UnknownOutput`],
+    /// [`CallError::DuplicateBuffer`], [`CallError::MissingInput`],
+    /// [`CallError::MissingOutput`], [`CallError::DonatedInput`] naming the buffer.
+    pub fn call_named(
+        &self,
+        inputs: &[(&str, Buf<'_>)],
+        outputs: &mut [(&str, BufMut<'_>)],
+        ws: &mut Workspace,
+    ) -> Result<(), CallError> {
+        self.check_workspace(ws)?;
+        let n_in = self.inputs.len();
+        ws.ptrs.fill(0);
+        for (name, b) in inputs {
+            let k = self.input_index(name)?;
+            if let Some(o) = self.donor[k] {
+                return Err(CallError::DonatedInput {
+                    input: (*name).into(),
+                    output: self.output_names[o].clone(),
                 });
             }
-        }
-        for (k, (b, &want)) in outputs.iter().zip(&self.sig[n_in..]).enumerate() {
-            if (b.dtype(), b.len()) != want {
-                return Err(CallError::OutputBuffer {
-                    index: k,
-                    name: self.output_names[k].clone(),
-                    expected: self.outputs[k].clone(),
-                    dtype: b.dtype(),
-                    len: b.len(),
+            if ws.ptrs[k] != 0 {
+                return Err(CallError::DuplicateBuffer {
+                    name: (*name).into(),
                 });
             }
+            self.bind_input(ws, k, b)?;
         }
-        if ws.kernel != self.id || ws.bytes() < self.ws_bytes || ws.ptrs.len() != self.sig.len() {
+        for (name, b) in outputs.iter_mut() {
+            let o = match find(&self.output_names, &self.out_index, name) {
+                Some(o) => o,
+                None => find(&self.input_names, &self.in_index, name)
+                    .and_then(|k| self.donor[k])
+                    .ok_or_else(|| CallError::UnknownOutput {
+                        name: (*name).into(),
+                    })?,
+            };
+            if ws.ptrs[n_in + o] != 0 {
+                return Err(CallError::DuplicateBuffer {
+                    name: (*name).into(),
+                });
+            }
+            self.bind_output(ws, o, b)?;
+        }
+        // Unbound slots are still 0 (bound ones hold non-null addresses).
+        if let Some(k) = (0..n_in).find(|&k| ws.ptrs[k] == 0 && self.donor[k].is_none()) {
+            return Err(CallError::MissingInput {
+                name: self.input_names[k].clone(),
+            });
+        }
+        if let Some(o) = (0..self.outputs.len()).find(|&o| ws.ptrs[n_in + o] == 0) {
+            return Err(CallError::MissingOutput {
+                name: self.output_names[o].clone(),
+            });
+        }
+        self.exec(ws)
+    }
+
+    /// Checks input buffer `b` against input `k` and records its address (a scalar by value
+    /// is stored in the workspace).
+    #[inline(always)]
+    fn bind_input(&self, ws: &mut Workspace, k: usize, b: &Buf<'_>) -> Result<(), CallError> {
+        let (dtype, len, at) = b.parts();
+        if (dtype, len) != self.sig[k] {
+            return Err(self.input_error(k, b));
+        }
+        ws.ptrs[k] = match at {
+            Ok(addr) => addr,
+            Err(bits) => {
+                ws.scalars[k] = bits;
+                std::ptr::from_ref(&ws.scalars[k]) as usize
+            }
+        };
+        Ok(())
+    }
+
+    /// The error for a wrong input buffer (out of line: the call path stays small).
+    #[cold]
+    #[inline(never)]
+    fn input_error(&self, k: usize, b: &Buf<'_>) -> CallError {
+        CallError::InputBuffer {
+            index: k,
+            name: self.input_names[k].clone(),
+            expected: self.inputs[k].clone(),
+            dtype: b.dtype(),
+            len: b.len(),
+        }
+    }
+
+    /// The error for a wrong output buffer.
+    #[cold]
+    #[inline(never)]
+    fn output_error(&self, k: usize, b: &BufMut<'_>) -> CallError {
+        CallError::OutputBuffer {
+            index: k,
+            name: self.output_names[k].clone(),
+            expected: self.outputs[k].clone(),
+            dtype: b.dtype(),
+            len: b.len(),
+        }
+    }
+
+    /// Checks output buffer `b` against output `k` and records its address.
+    #[inline(always)]
+    fn bind_output(
+        &self,
+        ws: &mut Workspace,
+        k: usize,
+        b: &mut BufMut<'_>,
+    ) -> Result<(), CallError> {
+        let n_in = self.inputs.len();
+        let (dtype, len, addr) = b.parts();
+        if (dtype, len) != self.sig[n_in + k] {
+            return Err(self.output_error(k, b));
+        }
+        ws.ptrs[n_in + k] = addr;
+        Ok(())
+    }
+
+    fn check_workspace(&self, ws: &Workspace) -> Result<(), CallError> {
+        if ws.kernel != self.id
+            || ws.bytes() < self.ws_bytes
+            || ws.ptrs.len() != self.sig.len()
+            || ws.scalars.len() != self.inputs.len()
+        {
             return Err(CallError::ForeignWorkspace);
         }
         Ok(())
+    }
+
+    /// Runs the code on the buffers bound in `ws.ptrs`: every input but the donated ones and
+    /// every output, each checked (`bind_input`, `bind_output`) for the current call, whose
+    /// caller holds their borrows until this returns.
+    fn exec(&self, ws: &mut Workspace) -> Result<(), CallError> {
+        let n_in = self.inputs.len();
+        let base = ws.mem.as_mut_ptr().cast::<u8>();
+        for d in &self.donated {
+            let src = ws.ptrs[n_in + d.output];
+            ws.ptrs[d.input] = match d.copy {
+                None => src,
+                Some(off) => {
+                    let bytes = self.sig[d.input].1 * self.sig[d.input].0.size_bytes();
+                    // SAFETY: the planner reserved `off..off + bytes` of the workspace for
+                    // this copy alone (`ws` holds at least `ws_bytes`, checked), and `src` is
+                    // the checked output buffer of the same type, so both ranges are valid
+                    // and distinct.
+                    unsafe {
+                        let dst = base.add(off);
+                        std::ptr::copy_nonoverlapping(src as *const u8, dst, bytes);
+                        dst as usize
+                    }
+                }
+            };
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            // Derived for each step: checked mode reads the workspace in between.
+            let args = Args {
+                ins: ws.ptrs.as_ptr().cast::<*const u8>(),
+                outs: ws.ptrs[n_in..].as_ptr().cast::<*mut u8>(),
+                ws: ws.mem.as_mut_ptr().cast::<u8>(),
+                consts: self.consts.as_ptr().cast::<u8>(),
+            };
+            // Both arms: the callers checked that the address table holds one buffer per
+            // input and output, each of the planned dtype and element count (a donated input
+            // is its output's buffer or its workspace copy), and that `ws` was made by this
+            // kernel (so it has `ws_bytes` of 64-byte aligned memory and one address slot
+            // per buffer). The output buffers are exclusively borrowed for this call; the
+            // compiled code reads and writes only within these buffers, the workspace and the
+            // constant blob (offsets planned from the same types), writes only 0/1 into bool
+            // memory, writes a donated output over its input only after (or at the element
+            // of) every read of it (`donate`), and `self` keeps the code mapped for the
+            // duration of the call. Chunk ranges are non-empty and within `count`.
+            match *step {
+                // SAFETY: as above.
+                Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
+                // SAFETY: as above.
+                Step::Chunks { f, count } => unsafe { run_chunks(args, f, count) },
+            }
+            if let Some(c) = &self.check
+                && let Some(r) = c.inspect(i, &ws.ptrs, (&ws.mem, &self.consts))
+            {
+                return Err(CallError::NonFinite(Box::new(r)));
+            }
+        }
+        for p in &self.post {
+            let (out, src) = match p {
+                PostCopy::Input { out, input } => (*out, ws.ptrs[*input] as *const u8),
+                PostCopy::Const { out, value } => (
+                    *out,
+                    match value.data() {
+                        Data::F32(v) => v.as_ptr().cast::<u8>(),
+                        Data::F64(v) => v.as_ptr().cast::<u8>(),
+                        Data::Bool(v) => v.as_ptr().cast::<u8>(),
+                        Data::I32(v) => v.as_ptr().cast::<u8>(),
+                    },
+                ),
+            };
+            let (dtype, numel) = self.sig[n_in + out];
+            // SAFETY: the source is a checked input buffer (or a donated input's workspace
+            // copy) or a constant of the output's type, the destination the checked output
+            // buffer; `copy` allows the one overlap possible, an output donated from the very
+            // input it returns (the same buffer).
+            unsafe {
+                std::ptr::copy(
+                    src,
+                    ws.ptrs[n_in + out] as *mut u8,
+                    numel * dtype.size_bytes(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The position of `name` in `names` (the first, if repeated): a scan of a few names is faster
+/// than hashing, the map keeps many names linear.
+fn find(names: &[String], map: &HashMap<String, usize>, name: &str) -> Option<usize> {
+    if names.len() <= 16 {
+        names.iter().position(|n| n == name)
+    } else {
+        map.get(name).copied()
     }
 }
 

@@ -17,6 +17,23 @@
 //! assert_eq!(out[2].scalar_value(), Some(1.0));
 //! ```
 //!
+//! # Calling a kernel
+//! [`Kernel::run`] takes and returns [`crate::Tensor`]s. The allocation-free path is
+//! [`Kernel::call`] (slices, by position), [`Kernel::call_iter`] (any iterators of buffers)
+//! and [`Kernel::call_named`] (by name, in any order; [`Kernel::input_index`] resolves a name
+//! once for the positional calls). Scalars go by value (`0.5f32.into()`) or by reference
+//! (`(&mut loss).into()` for a scalar output). Every call checks the count, dtype and length of
+//! every buffer before any code runs, and errors name the buffer.
+//!
+//! Donated buffers ([`JitConfig::donate`]) pair an input with an output of the same type that
+//! replaces it, as an optimizer step replaces its parameters: the caller passes one buffer,
+//! among the outputs, and the kernel reads the input from it and leaves the output in it.
+//! The output is written straight over the input when the plan reads every element of the
+//! input before writing it (a loop nest that reads it only at the element it stores, before
+//! the store, or any earlier nest); otherwise the kernel copies the input into its workspace
+//! before the code runs ([`KernelStats::donated_copied`]). The results are those of an
+//! undonated call, bit for bit.
+//!
 //! # Pipeline
 //! 1. [`crate::ir::verify`] the graph.
 //! 2. `plan`: liveness; views (`reshape`, `broadcast`, `transpose`, `slice` are strides over
@@ -133,6 +150,8 @@
 //! use wider ones), and threads inside GEMM calls.
 
 mod batch;
+mod buf;
+mod donate;
 mod gemm;
 mod kernel;
 mod layout;
@@ -141,7 +160,8 @@ mod lower;
 mod plan;
 mod vmath;
 
-pub use kernel::{Buf, BufMut, Kernel, KernelStats, Workspace};
+pub use buf::{Buf, BufMut};
+pub use kernel::{Kernel, KernelStats, Workspace};
 
 use crate::ir::{DType, Graph, TensorType, VerifyErrors};
 use cranelift_codegen::control::ControlPlane;
@@ -197,6 +217,42 @@ pub struct JitConfig {
     /// its whole chunk to libm (see the module docs). Used only on x86-64 hosts with AVX2
     /// and FMA. Default on.
     pub batch_math: bool,
+    /// Donated buffers: `(input name, output name)` pairs, each an output of the same type
+    /// that replaces its input (parameters updated by an optimizer step). The caller passes
+    /// one buffer for both, holding the input when the call starts and the output when it
+    /// returns (see [`Kernel::call`]). The output is written straight over the input when
+    /// every read of the input comes first (or reads the element being written, just before
+    /// writing it); otherwise the kernel copies the input into its workspace first
+    /// ([`KernelStats::donated_copied`]). Either way the results equal an undonated call's.
+    /// Default none; set with [`JitConfig::donating`].
+    pub donate: Vec<(String, String)>,
+}
+
+impl JitConfig {
+    /// This configuration with `pairs` (input name, output name) donated (see
+    /// [`JitConfig::donate`]).
+    ///
+    /// ```
+    /// use gradlift::{DType, GraphBuilder, jit};
+    /// let b = GraphBuilder::new("sgd");
+    /// let w = b.input("w", DType::F32, &[3]);
+    /// let g = b.input("g", DType::F32, &[3]);
+    /// let graph = b.finish(&[("w_next", w - 0.5 * g)]).unwrap();
+    /// let cfg = jit::JitConfig::default().donating(&[("w", "w_next")]);
+    /// let k = jit::compile_with(&graph, &cfg).unwrap();
+    /// let mut ws = k.workspace();
+    /// let mut w = [1.0f32, 2.0, 3.0];
+    /// // Donated inputs are left out of `inputs`; their buffer is passed as the output's.
+    /// k.call(&[(&[2.0f32, 2.0, 2.0][..]).into()], &mut [(&mut w[..]).into()], &mut ws)
+    ///     .unwrap();
+    /// assert_eq!(w, [0.0, 1.0, 2.0]);
+    /// ```
+    #[must_use]
+    pub fn donating(mut self, pairs: &[(&str, &str)]) -> JitConfig {
+        self.donate
+            .extend(pairs.iter().map(|&(i, o)| (i.to_string(), o.to_string())));
+        self
+    }
 }
 
 impl Default for JitConfig {
@@ -210,6 +266,7 @@ impl Default for JitConfig {
             max_workspace_bytes: DEFAULT_MAX_WORKSPACE_BYTES,
             check_finite: false,
             batch_math: true,
+            donate: Vec::new(),
         }
     }
 }
@@ -244,6 +301,17 @@ pub enum JitError {
     /// memory).
     #[error("Cranelift failed to link the kernel")]
     Module(#[source] Box<ModuleError>),
+    /// A donated pair of [`JitConfig::donate`] is impossible (user error: an unknown name, types
+    /// that differ, or a name in two pairs).
+    #[error("cannot donate input %{input} to output %{output}: {reason}")]
+    Donation {
+        /// The input's name as given.
+        input: String,
+        /// The output's name as given.
+        output: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
     TooLarge {
@@ -263,7 +331,8 @@ impl JitError {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
-    /// Wrong number of inputs (user error: pass one per kernel input, in order).
+    /// Wrong number of inputs (user error: pass one per kernel input, in order, leaving out
+    /// donated inputs).
     #[error("expected {expected} inputs, got {got}")]
     InputCount {
         /// Inputs the kernel has.
@@ -325,6 +394,49 @@ pub enum CallError {
         /// The buffer's length.
         len: usize,
     },
+    /// No input has this name (user error; [`Kernel::input_names`] lists them).
+    #[error("the kernel has no input named %{name}")]
+    UnknownInput {
+        /// The name given.
+        name: String,
+    },
+    /// No output (nor donated input) has this name (user error; [`Kernel::output_names`]
+    /// lists them).
+    #[error("the kernel has no output named %{name}")]
+    UnknownOutput {
+        /// The name given.
+        name: String,
+    },
+    /// A named call got two buffers for one input or output (user error).
+    #[error("%{name} got two buffers")]
+    DuplicateBuffer {
+        /// The input's or output's name.
+        name: String,
+    },
+    /// A named call got no buffer for an input (user error).
+    #[error("no buffer for input %{name}")]
+    MissingInput {
+        /// The input's name.
+        name: String,
+    },
+    /// A named call got no buffer for an output (user error).
+    #[error("no buffer for output %{name}")]
+    MissingOutput {
+        /// The output's name.
+        name: String,
+    },
+    /// A donated input was passed as a read-only input (user error: pass its buffer, holding
+    /// the input's value, as the output's, under either name).
+    #[error(
+        "input %{input} is donated to output %{output}: pass its buffer among the outputs, \
+         not the inputs"
+    )]
+    DonatedInput {
+        /// The input's name.
+        input: String,
+        /// The output it is donated to.
+        output: String,
+    },
     /// The workspace was made by another kernel (user error: use [`Kernel::workspace`] of the
     /// kernel being called).
     #[error("the workspace belongs to another kernel")]
@@ -361,7 +473,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    let plan = plan_graph(g, cfg)?;
+    let (plan, donated) = plan_graph(g, cfg)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -397,12 +509,17 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
     module.finalize_definitions().map_err(JitError::module)?;
     let steps = steps(module, &ids, &plan);
-    Ok(Kernel::new(parts(g, cfg, plan, steps, started), owner))
+    Ok(Kernel::new(
+        parts(g, cfg, plan, donated, steps, started),
+        owner,
+    ))
 }
 
-/// The plan of verified graph `g`, within the workspace limit of `cfg`.
-fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<plan::Plan, JitError> {
-    let plan = plan::plan(
+/// The plan of verified graph `g` and how it runs its donated pairs, within the workspace
+/// limit of `cfg`.
+fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
+    let donated = donate::resolve(g, &cfg.donate)?;
+    let mut plan = plan::plan(
         g,
         &plan::PlanConfig {
             max_ops_per_function: cfg.max_ops_per_function,
@@ -411,6 +528,7 @@ fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<plan::Plan, JitError> {
             checked: cfg.check_finite,
         },
     )?;
+    let donated = donate::decide(g, &mut plan, &donated, cfg.exact_math, cfg.check_finite)?;
     if plan.ws_bytes > cfg.max_workspace_bytes {
         return Err(JitError::TooLarge {
             what: format!(
@@ -420,7 +538,7 @@ fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<plan::Plan, JitError> {
             ),
         });
     }
-    Ok(plan)
+    Ok((plan, donated))
 }
 
 /// A JIT builder for `isa` that resolves the helpers' symbols.
@@ -514,6 +632,7 @@ fn parts(
     g: &Graph,
     cfg: &JitConfig,
     plan: plan::Plan,
+    donated: Vec<donate::Donated>,
     steps: Vec<kernel::Step>,
     started: std::time::Instant,
 ) -> kernel::Parts {
@@ -542,8 +661,11 @@ fn parts(
         })
     });
     let st = &plan.stats;
+    let donated_in_place = donated.iter().filter(|d| d.copy.is_none()).count() as u64;
+    let donated_copied = donated.len() as u64 - donated_in_place;
     kernel::Parts {
         check,
+        donated,
         steps,
         consts,
         inputs: inputs.iter().map(|&i| g.ty(i).clone()).collect(),
@@ -552,6 +674,8 @@ fn parts(
         output_names: g.outputs().iter().map(|&o| g.value_name(o)).collect(),
         ws_bytes: plan.ws_bytes,
         stats: KernelStats {
+            donated_in_place,
+            donated_copied,
             nodes_compiled: st.nodes_compiled,
             nodes_dead: st.nodes_dead,
             nodes_fused: st.nodes_fused,

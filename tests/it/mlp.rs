@@ -19,7 +19,7 @@ const SMALL: Arch = Arch {
 fn step_kernel(batch: usize, optim: Optim) -> Kernel {
     let mut g = common::train_step_graph(DType::F32, batch, SMALL, optim).unwrap();
     opt::optimize(&mut g, &opt::OptConfig::default());
-    jit::compile(&g).unwrap()
+    common::compile_step(&g, optim).unwrap()
 }
 
 /// Trains for `steps` steps of `batch` examples; returns the per-step losses and the trainer's
