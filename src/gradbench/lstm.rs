@@ -98,7 +98,7 @@ fn loss<'g>(g: &'g GraphBuilder, l: usize, b: usize, c: usize) -> [Var<'g>; 3] {
     let mut cell = st.slice(&[0, 1, 0], &[l, 2, b]).reshape(&[l, b]);
     let steps = c - 1;
     let xs = seq.slice(&[0, 0], &[steps, b]) * in_w; // layer 0's inputs, [c-1, b]
-    let mut top = Vec::with_capacity(steps);
+    let mut total: Option<Var<'g>> = None;
     for w in 0..steps + l - 1 {
         // Active layers: lo..hi, those with 0 <= w - i < steps.
         let lo = (w + 1).saturating_sub(steps);
@@ -131,7 +131,13 @@ fn loss<'g>(g: &'g GraphBuilder, l: usize, b: usize, c: usize) -> [Var<'g>; 3] {
         let c_new = cc * forget + ingate * change;
         let h_new = outgate * c_new.tanh();
         if hi == l {
-            top.push(h_new.slice(&[hi - lo - 1, 0], &[hi - lo, b]));
+            // The top layer's output at time t = w - (l - 1), scored against character t + 1.
+            let t = w + 1 - l;
+            let ypred = h_new.slice(&[hi - lo - 1, 0], &[hi - lo, b]) * out_w + out_b;
+            let lse = (ypred.exp().sum() + 2.0).log();
+            let gold = row(seq, t + 1);
+            let term = (gold * (ypred - lse)).sum();
+            total = Some(total.map_or(term, |s| s + term));
         }
         (h, cell) = if lo == 0 && hi == l {
             (h_new, c_new)
@@ -139,11 +145,7 @@ fn loss<'g>(g: &'g GraphBuilder, l: usize, b: usize, c: usize) -> [Var<'g>; 3] {
             (splice(h, h_new, lo, hi), splice(cell, c_new, lo, hi))
         };
     }
-    let hs = g.concat(&top, 0); // [c-1, b], the top layer's hidden state at each time
-    let ypred = hs * out_w + out_b;
-    let lse = (ypred.exp().sum_axes_keepdims(&[1]) + 2.0).log();
-    let gold = seq.slice(&[1, 0], &[c, b]);
-    let total = (gold * (ypred - lse)).sum();
+    let total = total.unwrap_or_else(|| g.scalar(DType::F64, 0.0));
     [main, extra, total * (-1.0 / (steps * b) as f64)]
 }
 
