@@ -6,6 +6,7 @@ mod concat;
 mod differential;
 mod forward;
 mod fuzz_check;
+mod gradbench;
 mod hostile;
 mod jit;
 mod mlp;
