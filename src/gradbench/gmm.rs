@@ -186,7 +186,7 @@ pub fn log_multigamma(a: usize, p: usize) -> f64 {
 
 /// `ln Γ(h/2)` for an integer `h ≥ 1`.
 pub fn ln_gamma_half(h: usize) -> f64 {
-    if h % 2 == 0 {
+    if h.is_multiple_of(2) {
         // Γ(h/2) = (h/2 − 1)!
         (1..h / 2).map(|i| (i as f64).ln()).sum()
     } else {

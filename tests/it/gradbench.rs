@@ -288,9 +288,9 @@ fn gmm_ref(d: usize, k: usize, x: &[f64], p: &[f64]) -> f64 {
             // Q = diag(exp q) + strictly lower part filled column by column.
             let mut qx: Vec<f64> = (0..d).map(|j| qk[j].exp() * xc[j]).collect();
             let mut idx = 0;
-            for col in 0..d {
-                for row in col + 1..d {
-                    qx[row] += lk[idx] * xc[col];
+            for (col, &xv) in xc.iter().enumerate() {
+                for q_row in qx.iter_mut().skip(col + 1) {
+                    *q_row += lk[idx] * xv;
                     idx += 1;
                 }
             }
