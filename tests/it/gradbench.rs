@@ -420,20 +420,19 @@ fn ode_ref(x: &[f64], s: usize) -> Vec<f64> {
 
 #[test]
 fn ode_primal_and_gradient_against_scalar_runge_kutta() {
-    let x: Vec<f64> = Lcg(5).vec(5).iter().map(|v| 0.5 + v).collect();
-    let s = 6;
-    let input = json!({"x": x, "s": s, "min_runs": 1, "min_seconds": 0});
-    close(
-        &flat(&output("ode", "primal", input.clone())),
-        &ode_ref(&x, s),
-        1e-13,
-    );
-    let last = |v: &[f64]| *ode_ref(v, s).last().expect("non-empty");
-    close(
-        &flat(&output("ode", "gradient", input)),
-        &fd(last, &x),
-        1e-7,
-    );
+    // n < 4 and n = 4 exercise the edges of the four-wide shift.
+    for (n, s) in [(5, 6), (4, 3), (2, 3), (1, 2)] {
+        let x: Vec<f64> = Lcg(5).vec(n).iter().map(|v| 0.5 + v).collect();
+        let input = json!({"x": x, "s": s, "min_runs": 1, "min_seconds": 0});
+        let primal = flat(&output("ode", "primal", input.clone()));
+        close(&primal, &ode_ref(&x, s), 1e-13);
+        let last = |v: &[f64]| *ode_ref(v, s).last().expect("non-empty");
+        close(
+            &flat(&output("ode", "gradient", input)),
+            &fd(last, &x),
+            1e-7,
+        );
+    }
 }
 
 /// The LSTM loss, transcribed from the eval's reference with scalar loops.
