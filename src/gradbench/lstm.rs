@@ -3,15 +3,16 @@
 //! `main_params` and `extra_params`, flattened row-major and concatenated (`jacobian`).
 //!
 //! The time loop is unrolled as a wavefront: at wave `w` layer `i` processes time `w − i`, so
-//! all layers advance together on `[l, b]` tensors and the graph has about 25 nodes per wave
-//! (`c + l − 2` waves) instead of per layer and time step. The output layer, the `logsumexp`
-//! and the likelihood are computed once, on all time steps stacked.
+//! all layers advance together on `[l, b]` tensors and the graph has about 33 nodes per wave
+//! (`c + l − 2` waves), the top layer's scoring included, instead of that many per layer and
+//! time step. Each wave scores its own time step (stacking all steps first would make one
+//! `concat` of `c` pieces, which cuts every loop reading it into `c` pieces in the JIT).
 
 use super::{GbError, Task, Value, scalar, unknown_function};
 use crate::{DType, GraphBuilder, Var};
 
-/// The most forward waves (`c + l`) unrolled into one graph: about 25 nodes each, so 20 000
-/// waves are about half a million forward nodes, beyond which building and compiling the
+/// The most forward waves (`c + l`) unrolled into one graph: about 33 nodes each, so 20 000
+/// waves are about 660 000 forward nodes, beyond which building and compiling the
 /// unrolled graph takes longer than is reasonable.
 pub const MAX_WAVES: usize = 20_000;
 

@@ -4,12 +4,12 @@
 //!
 //! The right-hand side is linear in `y`, so each Runge-Kutta step is one fixed banded linear
 //! map (see `solve`), computed once from `x`; the time loop is unrolled into the graph, about
-//! 12 nodes per step before differentiation.
+//! 14 nodes per step before differentiation.
 
 use super::{GbError, Task, Value, list, unknown_function};
 use crate::{DType, GraphBuilder, Var};
 
-/// The most steps unrolled into one graph: 10 000 steps are about 120 000 forward nodes,
+/// The most steps unrolled into one graph: 10 000 steps are about 140 000 forward nodes,
 /// beyond which building and compiling the unrolled graph takes longer than is reasonable.
 pub const MAX_STEPS: usize = 10_000;
 
