@@ -16,6 +16,7 @@
 //! - [`interp`]: the reference interpreter ([`interp::run`]; [`interp::run_checked`] reports
 //!   where a NaN or infinity first appeared, see [`finite`]).
 //! - [`jit`]: the Cranelift backend ([`jit::compile`], [`jit::Kernel`]).
+//! - [`gradbench`]: the GradBench evals as graphs (used by `gradlift gradbench`).
 //!
 //! # Closures over `Var`s
 //! A [`Var`] borrows its builder, so it carries the builder's lifetime. A closure whose
@@ -45,6 +46,7 @@
 pub mod autodiff;
 mod error;
 pub mod finite;
+pub mod gradbench;
 pub mod interp;
 pub mod ir;
 pub mod jit;

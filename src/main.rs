@@ -1,4 +1,5 @@
-//! The `gradlift` command line: `run`, `print`, `bench` and `dot` on `.gir` files.
+//! The `gradlift` command line: `run`, `print`, `bench` and `dot` on `.gir` files, and
+//! `gradbench`, a GradBench tool.
 //!
 //! This file holds the argument definitions (clap derive) and the process boundary: it maps a
 //! [`cli::CliError`] to one `error: ...` line on stderr and exit status 1; clap reports usage
@@ -39,6 +40,8 @@ enum Command {
     Bench(BenchArgs),
     /// Print the graph as Graphviz DOT.
     Dot(DotArgs),
+    /// Act as a GradBench tool: answer the eval's protocol messages on stdin/stdout.
+    Gradbench(GradbenchArgs),
 }
 
 /// Differentiation flags shared by every subcommand.
@@ -140,6 +143,16 @@ struct DotArgs {
     /// Run the optimizer first.
     #[arg(long)]
     opt: bool,
+}
+
+#[derive(Debug, Args)]
+struct GradbenchArgs {
+    /// Let kernels run large loops on all cores (GradBench's convention); default: one thread.
+    #[arg(long)]
+    multithreaded: bool,
+    /// Report each compiled graph (node counts, build/optimize/compile times) on stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 /// Which evaluator `run` uses.

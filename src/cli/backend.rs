@@ -1,7 +1,8 @@
 //! The JIT backend as the CLI uses it: compile and run once (`run`), or compile and time the
 //! zero-allocation call path (`bench`).
 //!
-//! This is the only CLI file that names `gradlift::jit`. Not here: the interpreter (called
+//! This is the only file of the `.gir` commands that names `gradlift::jit` (`gradbench.rs`,
+//! the GradBench tool, keeps its own kernel cache). Not here: the interpreter (called
 //! directly) or any timing policy (see `bench::time_per_call`).
 
 use super::CliError;

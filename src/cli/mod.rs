@@ -9,6 +9,7 @@ mod backend;
 mod bench;
 mod derivs;
 mod dot;
+mod gradbench;
 mod inputs;
 mod json_out;
 
@@ -50,6 +51,7 @@ pub fn dispatch(cli: crate::Cli) -> Result<(), CliError> {
         Command::Print(a) => print(&a),
         Command::Bench(a) => bench::bench(&a),
         Command::Dot(a) => dot(&a),
+        Command::Gradbench(a) => gradbench::run(&a),
     }
 }
 

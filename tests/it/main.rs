@@ -8,6 +8,7 @@ mod differential;
 mod float_ops;
 mod forward;
 mod fuzz_check;
+mod gradbench;
 mod hostile;
 mod indexing;
 mod jit;

@@ -1,0 +1,109 @@
+//! `ode`: `s` classic Runge-Kutta steps on `[0, 2]` for `y₀' = x₀`, `yᵢ' = xᵢ yᵢ₋₁`,
+//! `y(0) = 0` (`primal`, the final `y`), and the gradient of the last element of the final `y`
+//! with respect to `x` (`gradient`).
+//!
+//! The right-hand side is linear in `y`, so each Runge-Kutta step is one fixed banded linear
+//! map (see `solve`), computed once from `x`; the time loop is unrolled into the graph, about
+//! 14 nodes per step before differentiation.
+
+use super::{GbError, Task, Value, list, unknown_function};
+use crate::{DType, GraphBuilder, Var};
+
+/// The most steps unrolled into one graph: 10 000 steps are about 140 000 forward nodes,
+/// beyond which building and compiling the unrolled graph takes longer than is reasonable.
+pub const MAX_STEPS: usize = 10_000;
+
+/// Prepares `primal` or `gradient` on `{x: number[], s: int}`.
+///
+/// # Errors
+/// An unknown function, an empty `x`, `s = 0`, or `s >` [`MAX_STEPS`].
+pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
+    let grad = match function {
+        "primal" => false,
+        "gradient" => true,
+        f => return Err(unknown_function("ode", f, &["primal", "gradient"])),
+    };
+    let x = input.list_field("x")?;
+    let s = input.count("s")?;
+    let n = x.len();
+    if n == 0 || s == 0 {
+        return Err(GbError::Input(format!(
+            "ode: need a non-empty `x` and s >= 1, got {n} values and s = {s}"
+        )));
+    }
+    if s > MAX_STEPS {
+        return Err(GbError::TooLarge(format!(
+            "ode: s = {s} steps would be unrolled into one graph; at most {MAX_STEPS} are \
+             supported until graphs have loops"
+        )));
+    }
+    Ok(Task {
+        key: format!("ode/{function}/n={n},s={s}"),
+        inputs: vec![x],
+        build: Box::new(move || {
+            let b = GraphBuilder::new("ode");
+            let x = b.input("x", DType::F64, &[n]);
+            let y = solve(x, s);
+            if grad {
+                let last = y.slice(&[n - 1], &[n]).sum();
+                let g = b.grad(last, &[x])?[0];
+                Ok(b.finish(&[("gradient", g)]).map_err(crate::Error::from)?)
+            } else {
+                Ok(b.finish(&[("y", y)]).map_err(crate::Error::from)?)
+            }
+        }),
+        decode: Box::new(list),
+    })
+}
+
+/// `s` Runge-Kutta steps from `y = 0` to `t = 2`.
+///
+/// The right-hand side is linear, `y' = Ay + b` with `(Ay)ᵢ = xᵢyᵢ₋₁` and `b = x₀e₀`, so one
+/// RK4 step is exactly `y ← T(hA)y + hS(hA)b` with `T(z) = 1 + z + z²/2 + z³/6 + z⁴/24` and
+/// `S(z) = 1 + z/2 + z²/6 + z³/24`. `A` shifts by one, so `(Aᵏy)ᵢ = πₖ[i]·yᵢ₋ₖ` with
+/// `πₖ[i] = xᵢxᵢ₋₁⋯xᵢ₋ₖ₊₁`: a step is five products with shifted views of `y` (kept behind
+/// four zeros, so a shift is a slice) and a constant vector, computed once.
+fn solve<'g>(x: Var<'g>, s: usize) -> Var<'g> {
+    let b = x.builder();
+    let n = x.shape()[0];
+    let h = 2.0 / s as f64;
+    let zeros4 = b.zeros(DType::F64, &[4]);
+    let xp = b.concat(&[zeros4, x], 0); // x behind four zeros
+    let shifted = |v: Var<'g>, k: usize| -> Var<'g> { v.slice(&[4 - k], &[4 - k + n]) };
+    // π₁ = x, πₖ = πₖ₋₁ · (x shifted by k − 1); a_k = hᵏ/k! · πₖ.
+    let mut pis = vec![x];
+    for k in 2..=4 {
+        let prev = pis[k - 2];
+        pis.push(prev * shifted(xp, k - 1));
+    }
+    let fact = [1.0, 1.0, 2.0, 6.0, 24.0];
+    let coef: Vec<Var<'g>> = (1..=4)
+        .map(|k| pis[k - 1] * (h.powi(k as i32) / fact[k]))
+        .collect();
+    // c = hS(hA)b: entry k < 4 is h^(k+1)/(k+1)! · πₖ₊₁[k].
+    let m = n.min(4);
+    let mut parts: Vec<Var<'g>> = (0..m)
+        .map(|k| pis[k].slice(&[k], &[k + 1]) * (h.powi(k as i32 + 1) / fact[k + 1]))
+        .collect();
+    if n > m {
+        parts.push(b.zeros(DType::F64, &[n - m]));
+    }
+    let c = if parts.len() == 1 {
+        parts[0]
+    } else {
+        b.concat(&parts, 0)
+    };
+    let mut yp = b.zeros(DType::F64, &[n + 4]); // y behind four zeros
+    let mut y = shifted(yp, 0);
+    for step in 0..s {
+        let mut next = y + c;
+        for (k, a) in coef.iter().enumerate() {
+            next = next + *a * shifted(yp, k + 1);
+        }
+        y = next;
+        if step + 1 < s {
+            yp = b.concat(&[zeros4, y], 0);
+        }
+    }
+    y
+}
