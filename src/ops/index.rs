@@ -363,6 +363,7 @@ pub(super) const ARGMIN: OpRules = OpRules {
 mod tests {
     use crate::autodiff::GradError;
     use crate::ir::text::{parse, print};
+    use crate::ir::{BuildError, BuildErrorKind};
     use crate::{DType, Error, GraphBuilder, Tensor, interp};
 
     fn run1(g: &crate::Graph, inputs: &[Tensor]) -> Vec<f64> {
@@ -427,9 +428,14 @@ mod tests {
         let x = b.input("x", DType::F64, &[3]);
         let k = b.input("k", DType::I32, &[]);
         let y = (x * k.cast(DType::F64)).sum();
+        let line = line!() + 1;
         match b.grad(y, &[k]) {
-            Err(Error::Grad(GradError::NotFloat { name, dtype })) => {
-                assert_eq!((name.as_str(), dtype.as_str()), ("k", "i32"));
+            Err(Error::Build(BuildError {
+                error: BuildErrorKind::Grad(GradError::NotFloat { name, dtype }),
+                location,
+            })) => {
+                assert_eq!((name.as_str(), dtype.as_str()), ("%k", "i32"));
+                assert!(location.contains(&format!("index.rs:{line}")), "{location}");
             }
             other => panic!("expected NotFloat, got {other:?}"),
         }
