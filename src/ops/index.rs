@@ -363,7 +363,8 @@ pub(super) const ARGMIN: OpRules = OpRules {
 mod tests {
     use crate::autodiff::GradError;
     use crate::ir::text::{parse, print};
-    use crate::{DType, GraphBuilder, Tensor, interp};
+    use crate::ir::{BuildError, BuildErrorKind};
+    use crate::{DType, Error, GraphBuilder, Tensor, interp};
 
     fn run1(g: &crate::Graph, inputs: &[Tensor]) -> Vec<f64> {
         interp::run(g, inputs).unwrap()[0].to_f64_vec()
@@ -427,10 +428,14 @@ mod tests {
         let x = b.input("x", DType::F64, &[3]);
         let k = b.input("k", DType::I32, &[]);
         let y = (x * k.cast(DType::F64)).sum();
-        let e = b.grad(y, &[k]).unwrap_err();
-        match e.grad_error() {
-            Some(GradError::NotFloat { name, dtype }) => {
+        let line = line!() + 1;
+        match b.grad(y, &[k]) {
+            Err(Error::Build(BuildError {
+                error: BuildErrorKind::Grad(GradError::NotFloat { name, dtype }),
+                location,
+            })) => {
                 assert_eq!((name.as_str(), dtype.as_str()), ("%k", "i32"));
+                assert!(location.contains(&format!("index.rs:{line}")), "{location}");
             }
             other => panic!("expected NotFloat, got {other:?}"),
         }

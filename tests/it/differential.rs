@@ -709,6 +709,12 @@ fn shrinking_finds_a_small_graph_and_prints_it() {
             .is_some_and(|g| g.nodes().iter().any(|n| n.op == Op::Exp))
     };
     let mut seed = 0;
+    // The planted bug must be live: an `exp` no output depends on is dropped by every
+    // candidate, and nothing could shrink.
+    let live_exp = |c: &Case| {
+        substitute(&c.forward, None, c.forward.outputs())
+            .is_some_and(|g| g.nodes().iter().any(|n| n.op == Op::Exp))
+    };
     let case = loop {
         let c = generate(seed, &config_for(2 + 4 * 20));
         if live_exp(&c) && c.forward.len() > 15 {
