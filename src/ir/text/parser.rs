@@ -21,7 +21,7 @@
 use super::ParseError;
 use super::hasher::{NameMap, NameSet};
 use super::lexer::{Tok, Token, lex_line};
-use crate::ir::{Attrs, DType, Graph, Node, NodeId, Op, Origin, TensorType};
+use crate::ir::{Attrs, DType, EMPTY_TENSOR_REASON, Graph, Node, NodeId, Op, Origin, TensorType};
 use crate::ops::{self, Arity, AttrKind};
 use crate::tensor::{Data, Tensor};
 use std::sync::Arc;
@@ -665,8 +665,7 @@ fn parse_type(cur: &mut Cursor<'_, '_>) -> Result<(TensorType, u32), ParseError>
             if n == 0 {
                 return Err(cur.err(
                     d.col,
-                    "expected a positive dimension, found 0 (empty tensors are not supported)"
-                        .to_string(),
+                    format!("expected a positive dimension, found 0 ({EMPTY_TENSOR_REASON})"),
                 ));
             }
             shape.push(n);
