@@ -20,11 +20,9 @@
 //! progress bar with the loss and throughput and the final accuracy, and writes the loss
 //! curve to `mlp_loss.svg`.
 
-#[path = "mlp/common.rs"]
-mod common;
-
 use clap::Parser;
-use common::{Arch, CLASSES, DIM, Dataset, Optim, Rng, Trainer};
+use gradlift_demo::mlp as common;
+use gradlift_demo::mlp::{Arch, CLASSES, DIM, Dataset, Optim, Rng, Trainer};
 use gradlift::{DType, jit, opt};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
