@@ -33,7 +33,9 @@ fn sum_chain(n: usize) -> String {
 /// the binary (to measure another build, e.g. an older commit's, on the same files).
 fn gradlift(args: &[&str]) {
     let bin = std::env::var_os("GRADLIFT_BIN");
-    let bin = bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_gradlift").as_ref());
+    let bin = bin
+        .as_deref()
+        .unwrap_or(env!("CARGO_BIN_EXE_gradlift").as_ref());
     let status = Command::new(bin)
         .args(args)
         .stdout(Stdio::null())

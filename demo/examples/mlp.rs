@@ -21,9 +21,9 @@
 //! curve to `mlp_loss.svg`.
 
 use clap::Parser;
+use gradlift::{DType, jit, opt};
 use gradlift_demo::mlp as common;
 use gradlift_demo::mlp::{Arch, CLASSES, DIM, Dataset, Optim, Rng, Trainer};
-use gradlift::{DType, jit, opt};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;

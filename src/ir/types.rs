@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-/// The largest number of elements one tensor may hold (2^31 − 1, per the `.gir` spec).
+/// The largest number of elements one tensor may hold (2^31 − 1, as `docs/gir.md` defines).
 pub const MAX_ELEMENTS: usize = (1 << 31) - 1;
 
 /// Why a zero dimension is refused, for error messages: the reason, not just the rule.

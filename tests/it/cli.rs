@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The worked example, as the spec writes it.
+/// The worked example, as `docs/gir.md` writes it.
 const SEED: &str = "\
 # y = x1^2 + x2   (the worked example of reverse mode)
 graph @seed {
@@ -1185,7 +1185,10 @@ fn print_inputs_shows_the_generated_inputs_and_reads_back_identically() {
     let v = json(&shown);
     assert_eq!(v.as_object().unwrap().len(), 4, "{shown}");
     let at = |k: &str| shown.find(&format!("\"{k}\": ")).unwrap();
-    assert!(at("a") < at("v") && at("v") < at("flag") && at("flag") < at("w"), "{shown}");
+    assert!(
+        at("a") < at("v") && at("v") < at("flag") && at("flag") < at("w"),
+        "{shown}"
+    );
     assert_eq!(shape(&v["v"]), [2, 3]);
     assert!(v["flag"].as_array().unwrap().iter().all(Value::is_boolean));
     let floats_shown: Vec<f64> = [&v["a"], &v["v"], &v["w"]]

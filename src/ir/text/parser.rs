@@ -473,7 +473,7 @@ const fn spec(key: &'static str, kind: ValKind, required: bool) -> AttrSpec {
     }
 }
 
-/// The attributes of each attribute kind, in the spec's table order (which is also the
+/// The attributes of each attribute kind, in the order of `docs/gir.md`'s op tables (which is also the
 /// canonical print order).
 fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
     use ValKind::*;

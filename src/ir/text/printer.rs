@@ -1,7 +1,7 @@
 //! The canonical `.gir` printer.
 //!
 //! Writes the header line, one two-space-indented statement per node in id order (`: TYPE` on
-//! every `const` and op, attributes in the spec's table order with `axes` sorted and
+//! every `const` and op, attributes in the order of `docs/gir.md`'s op tables with `axes` sorted and
 //! `keepdims=true` only when true), the `output` statement, then `}`. Output is deterministic and
 //! a fixed point of `print ∘ parse`.
 //!
