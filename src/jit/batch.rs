@@ -1,5 +1,5 @@
 //! Batched transcendentals: every vectorized math function (`exp`, `expm1`, `log`, `log1p`,
-//! `sin`, `cos`, `tanh`, `sigmoid`; not `pow`) over a whole chunk of elements in one call,
+//! `sin`, `cos`, `tanh`, `sigmoid`; not `pow`) over a whole segment of elements in one call,
 //! compiled by rustc for the widest vectors the host has (AVX-512, else AVX2).
 //!
 //! Cranelift's x86-64 vectors are 128 bits wide, so a transcendental in a fused loop costs
@@ -8,11 +8,11 @@
 //! operation for operation, `fma` where vmath uses `fma`) as plain scalar Rust that LLVM
 //! vectorizes to 16 `f32` / 8 `f64` lanes, so their results are bitwise those of the in-loop
 //! code. An element outside the fast range gets the libm function, alone (the in-loop code
-//! instead reruns its whole block with libm). Tests compile graphs with and without batching
+//! instead reruns its whole chunk with libm). Tests compile graphs with and without batching
 //! and compare every bit.
 //!
 //! Each helper first runs its function's fast path alone (for `exp`, the polynomial without
-//! the overflow and underflow selects) over blocks of 16, and redoes a block with the full
+//! the overflow and underflow selects) over tiles of 16, and redoes a tile with the full
 //! function only if an element is outside the fast range, so the common case pays for no
 //! special-value handling. `sigmoid` (`1/(1+exp(-x))`) is batched whole, division included:
 //! the wide divider is no faster per element than the 128-bit one, but inside the helper the
@@ -22,13 +22,13 @@
 //! lanes per AVX-512 vector instead of 16).
 //!
 //! How compiled code uses them (see `lower.rs`, "staged" groups): a long vector loop whose
-//! body calls one of these functions runs in chunks of [`CHUNK`] elements. Per chunk, a first
+//! body calls one of these functions runs in segments of [`SEGMENT`] elements. Per segment, a first
 //! pass stores the argument of every batchable call into its stack scratch area, one helper
 //! call per area computes it in place, and a last pass runs the body with those calls
 //! replaced by loads from the scratch. A call whose argument depends on another call's
-//! result (`log1p(exp(x))`) is one level deeper: a further pass, which loads the first
-//! level's results, stores its argument, and its helpers run after that pass (up to 4
-//! levels; deeper calls stay in the loop).
+//! result (`log1p(exp(x))`) is one round later: a further pass, which loads the first
+//! round's results, stores its argument, and its helpers run after that pass (up to 4
+//! rounds; deeper calls stay in the loop).
 //!
 //! Used only on x86-64 hosts with AVX2 and FMA ([`available`]); elsewhere the in-loop
 //! polynomials do all the work.
@@ -40,8 +40,8 @@ use super::vmath::{LG32, LG64};
 use crate::ir::DType;
 use crate::ops::MathFn;
 
-/// Elements per chunk of a staged loop (a multiple of every vector width and unroll factor).
-pub(super) const CHUNK: usize = 1024;
+/// Elements per segment of a staged loop (a multiple of every vector width and unroll factor).
+pub(super) const SEGMENT: usize = 1024;
 
 /// True if `f` has a batched helper.
 pub(super) fn supported(f: MathFn) -> bool {
@@ -385,10 +385,10 @@ kernels!(k64, f64, u64, shift: 52, shifter: 6755399441055744.0,
           kmax: 54, tiny: 2f64.powi(-54)));
 
 /// Applies `f` to every element of `xs` in place; elements `f` flags get `libm` instead.
-/// Works in blocks of 16 so the vectorizer sees a fixed-length loop and the rare fix-ups
+/// Works in tiles of 16 so the vectorizer sees a fixed-length loop and the rare fix-ups
 /// stay outside it. `fast` is `f` on its common range: its value is `f`'s wherever its flag
-/// is clear, and a block with a flagged element is redone with `f` (so `f`'s selects for
-/// saturation and its own flags cost nothing on ordinary blocks).
+/// is clear, and a tile with a flagged element is redone with `f` (so `f`'s selects for
+/// saturation and its own flags cost nothing on ordinary tiles).
 #[inline(always)]
 fn apply<T: Copy + Default>(
     xs: &mut [T],
@@ -396,24 +396,24 @@ fn apply<T: Copy + Default>(
     f: impl Fn(T) -> (T, bool),
     libm: impl Fn(T) -> T,
 ) {
-    let mut blocks = xs.chunks_exact_mut(16);
-    for blk in &mut blocks {
+    let mut tiles = xs.chunks_exact_mut(16);
+    for tile in &mut tiles {
         let mut y = [T::default(); 16];
         let mut odd = false;
-        for (yi, &x) in y.iter_mut().zip(blk.iter()) {
+        for (yi, &x) in y.iter_mut().zip(tile.iter()) {
             let (v, b) = fast(x);
             *yi = v;
             odd |= b;
         }
         if odd {
-            for (yi, &x) in y.iter_mut().zip(blk.iter()) {
+            for (yi, &x) in y.iter_mut().zip(tile.iter()) {
                 let (v, b) = f(x);
                 *yi = if b { libm(x) } else { v };
             }
         }
-        blk.copy_from_slice(&y);
+        tile.copy_from_slice(&y);
     }
-    for x in blocks.into_remainder() {
+    for x in tiles.into_remainder() {
         let (v, b) = f(*x);
         *x = if b { libm(*x) } else { v };
     }
@@ -428,8 +428,8 @@ macro_rules! helpers {
                     return;
                 }
                 // SAFETY: compiled code passes the address of its own stack scratch area,
-                // which holds at least `n` initialized elements (a chunk is at most `CHUNK`
-                // elements, the area is `CHUNK` elements of 8 bytes, aligned for the type) and
+                // which holds at least `n` initialized elements (a segment is at most `SEGMENT`
+                // elements, the area is `SEGMENT` elements of 8 bytes, aligned for the type) and
                 // is not otherwise accessed during the call.
                 let xs = unsafe { std::slice::from_raw_parts_mut(p, n) };
                 #[cfg(target_arch = "x86_64")]

@@ -7,10 +7,10 @@
 //! per batch matrix. The wrappers are registered by name with the JIT module ([`symbols`]);
 //! nothing is resolved through `dlsym`.
 //!
-//! Numerics: the GEMM blocks the `k` loop and uses fused multiply-adds and SIMD partial sums,
+//! Numerics: the GEMM tiles the `k` loop and uses fused multiply-adds and SIMD partial sums,
 //! so results differ from the interpreter's left-to-right sum by rounding (both are within
 //! `k·ε·Σ|a||b|` of the exact product). Results are deterministic: the kernels run on the
-//! calling thread only ([`gemm::Parallelism::None`]), and the blocking depends only on the
+//! calling thread only ([`gemm::Parallelism::None`]), and the tiling depends only on the
 //! shape and strides, so the same inputs give the same bits on every call.
 //!
 //! Memory: the crate allocates packing memory per call, keeps a packing slab the size of the

@@ -6,10 +6,10 @@
 //! only touches the memory the plan gave it (the caller's buffers, the workspace and the
 //! constant blob, all of the checked sizes), and the JIT memory is freed only in `Drop`.
 //!
-//! Parallel groups: a block function runs a range of blocks; [`Kernel::call`] runs the blocks
-//! in a `rayon::scope` whose tasks each claim the next block from a shared counter, and waits
-//! for all of them before the next step. Blocks write disjoint
-//! memory (the plan guarantees it), so the ranges may run concurrently; block boundaries are
+//! Parallel groups: a chunk function runs a range of chunks; [`Kernel::call`] runs the chunks
+//! in a `rayon::scope` whose tasks each claim the next chunk from a shared counter, and waits
+//! for all of them before the next step. Chunks write disjoint
+//! memory (the plan guarantees it), so the ranges may run concurrently; chunk boundaries are
 //! fixed at compile time, so the result does not depend on the number of threads.
 //!
 //! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`]
@@ -31,9 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(super) type KernelFn =
     unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *const u8);
 
-/// A compiled block function: `(inputs, outputs, workspace, constants, lo, hi)` runs blocks
+/// A compiled chunk function: `(inputs, outputs, workspace, constants, lo, hi)` runs chunks
 /// `lo..hi` (`lo < hi`).
-pub(super) type BlockFn =
+pub(super) type ChunkFn =
     unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8, *const u8, i64, i64);
 
 /// One step of a kernel.
@@ -41,16 +41,16 @@ pub(super) type BlockFn =
 pub(super) enum Step {
     /// Call once.
     Serial(KernelFn),
-    /// Run blocks `0..count`, possibly on several threads.
-    Blocks {
-        /// The block function.
-        f: BlockFn,
-        /// Number of blocks.
+    /// Run chunks `0..count`, possibly on several threads.
+    Chunks {
+        /// The chunk function.
+        f: ChunkFn,
+        /// Number of chunks.
         count: usize,
     },
 }
 
-/// The raw arguments of one kernel call, shared by the threads running its blocks.
+/// The raw arguments of one kernel call, shared by the threads running its chunks.
 #[derive(Clone, Copy)]
 struct Args {
     ins: *const *const u8,
@@ -61,19 +61,19 @@ struct Args {
 
 // SAFETY: `Args` is only shared while `Kernel::call` waits for every thread using it (inside a
 // rayon scope). The pointed-to buffers outlive the call, the inputs and constants are only
-// read, and concurrent blocks write disjoint parts of the outputs and the workspace (see the
-// plan's parallel blocks).
+// read, and concurrent chunks write disjoint parts of the outputs and the workspace (see the
+// plan's parallel chunks).
 unsafe impl Send for Args {}
 // SAFETY: as above; the struct itself is never mutated.
 unsafe impl Sync for Args {}
 
 impl Args {
-    /// Runs blocks `lo..hi` of `f`.
+    /// Runs chunks `lo..hi` of `f`.
     ///
     /// # Safety
     /// The caller upholds the safety contract of `Kernel::call` (checked buffers, this
     /// kernel's workspace) and `lo < hi <= count` of `f`'s group.
-    unsafe fn blocks(self, f: BlockFn, lo: usize, hi: usize) {
+    unsafe fn chunks(self, f: ChunkFn, lo: usize, hi: usize) {
         // SAFETY: forwarded from the caller.
         unsafe {
             f(
@@ -324,7 +324,7 @@ pub struct KernelStats {
     pub views: u64,
     /// Loop nests (groups) the nodes were clustered into.
     pub groups: u64,
-    /// Groups whose blocks may run on several threads.
+    /// Groups whose chunks may run on several threads.
     pub groups_parallel: u64,
     /// Workspace values placed in the range of a value that was already dead.
     pub buffers_reused: u64,
@@ -622,13 +622,13 @@ impl Kernel {
             // output buffers are exclusively borrowed for this call; the compiled code reads
             // and writes only within these buffers, the workspace and the constant blob
             // (offsets planned from the same types), writes only 0/1 into bool memory, and
-            // `self` keeps the code mapped for the duration of the call. Block ranges are
+            // `self` keeps the code mapped for the duration of the call. Chunk ranges are
             // non-empty and within `count`.
             match *step {
                 // SAFETY: as above.
                 Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
                 // SAFETY: as above.
-                Step::Blocks { f, count } => unsafe { run_blocks(args, f, count) },
+                Step::Chunks { f, count } => unsafe { run_chunks(args, f, count) },
             }
             if let Some(c) = &self.check
                 && let Some(r) = c.inspect(i, (inputs, outputs), (&ws.mem, &self.consts))
@@ -693,21 +693,21 @@ impl Kernel {
     }
 }
 
-/// Runs blocks `0..count` of `f` in a `rayon::scope` (a caller outside the pool waits while
-/// the pool runs it): the scope's thread and up to `threads - 1` spawned tasks claim blocks
+/// Runs chunks `0..count` of `f` in a `rayon::scope` (a caller outside the pool waits while
+/// the pool runs it): the scope's thread and up to `threads - 1` spawned tasks claim chunks
 /// one at a time from a shared counter, so a worker that wakes late or shares its core with
-/// another process just runs fewer blocks. Which thread
-/// runs a block does not change the result (each block writes its own part of the outputs,
-/// or its own partial results, folded in block order afterwards).
+/// another process just runs fewer chunks. Which thread
+/// runs a chunk does not change the result (each chunk writes its own part of the outputs,
+/// or its own partial results, folded in chunk order afterwards).
 ///
 /// # Safety
-/// As [`Args::blocks`].
-unsafe fn run_blocks(args: Args, f: BlockFn, count: usize) {
+/// As [`Args::chunks`].
+unsafe fn run_chunks(args: Args, f: ChunkFn, count: usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = rayon::current_num_threads().min(count);
     if threads <= 1 {
         // SAFETY: forwarded from the caller; 0 < count.
-        unsafe { args.blocks(f, 0, count) };
+        unsafe { args.chunks(f, 0, count) };
         return;
     }
     let next = AtomicUsize::new(0);
@@ -717,10 +717,10 @@ unsafe fn run_blocks(args: Args, f: BlockFn, count: usize) {
             if b >= count {
                 break;
             }
-            // SAFETY: forwarded from the caller; `b < count`, and every block is claimed by
-            // exactly one thread, so concurrent blocks are distinct (disjoint memory, see
+            // SAFETY: forwarded from the caller; `b < count`, and every chunk is claimed by
+            // exactly one thread, so concurrent chunks are distinct (disjoint memory, see
             // `Args`).
-            unsafe { args.blocks(f, b, b + 1) };
+            unsafe { args.chunks(f, b, b + 1) };
         }
     };
     rayon::scope(|s| {

@@ -24,7 +24,7 @@
 //!    piece by piece from its operands); fusion of nodes into groups, each one loop nest
 //!    (elementwise chains and trees with broadcast operands, and the reductions consuming
 //!    them, forward and adjoint alike); a home for every stored value (caller buffers,
-//!    workspace ranges reused by liveness and in place where legal, constants); blocks for
+//!    workspace ranges reused by liveness and in place where legal, constants); chunks for
 //!    threads; and the split into functions of at most [`JitConfig::max_ops_per_function`]
 //!    nodes. See the `plan` module docs for the rules.
 //! 3. `lower`: each function becomes Cranelift IR: per group one loop nest whose body is
@@ -37,7 +37,7 @@
 //!    `Ḡ·Bᵀ`) is never copied.
 //! 4. The functions are compiled (on worker threads when there are several), linked into one
 //!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence, running the
-//!    blocks of parallel groups on rayon's pool. Functions never call each other, so there
+//!    chunks of parallel groups on rayon's pool. Functions never call each other, so there
 //!    are no cross-function relocations.
 //!
 //! # Memory layout
@@ -57,17 +57,17 @@
 //! Each serial function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
 //! ws: *mut u8, consts: *const u8)`: a table of the input buffer addresses (input order), a
 //! table of the output buffer addresses (output order), the workspace base and the constant
-//! blob base. A block function takes two more arguments, `lo: i64, hi: i64`, and runs blocks
+//! blob base. A chunk function takes two more arguments, `lo: i64, hi: i64`, and runs chunks
 //! `lo..hi` of one parallel group. [`Kernel::call`] runs the functions in order after checking
 //! every buffer. Bool elements are bytes holding 0 or 1; the code never writes anything else
 //! into bool memory.
 //!
 //! # Threads and determinism
 //! Fused loops over at least [`JitConfig::parallel_min_elements`] elements (and at least
-//! 2 × 16384) are cut at compile time into blocks of about 16384 elements along their
+//! 2 × 16384) are cut at compile time into chunks of about 16384 elements along their
 //! outermost dimension; [`Kernel::call`] runs them on rayon's worker threads, which claim
-//! blocks one at a time from a shared counter. A reduction across blocks writes one partial
-//! result per block, folded in block order afterwards. Block boundaries and folding order depend only on the shapes, so the
+//! chunks one at a time from a shared counter. A reduction across chunks writes one partial
+//! result per chunk, folded in chunk order afterwards. Chunk boundaries and folding order depend only on the shapes, so the
 //! same inputs give bitwise the same outputs on every run and with any number of threads.
 //! Smaller kernels (and every scalar kernel) stay on the calling thread.
 //!
@@ -99,7 +99,7 @@
 //!
 //!   ±0, ±inf, NaN, overflow and underflow come out as libm gives them (NaN payloads aside);
 //!   arguments a polynomial cannot handle (subnormal `exp` results and `log` arguments, the
-//!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their block rerun with
+//!   last ULPs before `exp` overflow, `sin`/`cos` beyond 2^20) make their chunk rerun with
 //!   libm on every lane. `pow` always uses libm.
 //!
 //!   In vector loops of at least 1024 elements, every function but `pow` runs in chunks
@@ -108,16 +108,16 @@
 //!   (`log1p(exp(x))`, up to 4 deep). They execute the same algorithms operation for
 //!   operation, so their values are bitwise the in-loop ones (a test compares every bit),
 //!   with one difference: an argument that needs libm gets libm alone, instead of sending
-//!   its whole block to libm.
+//!   its whole chunk to libm.
 //! - Reductions whose innermost loop dimension is reduced are reassociated (vector lanes,
-//!   unroll slots and blocks, combined in a fixed tree order): a sum of `n` terms is within
+//!   unroll slots and chunks, combined in a fixed tree order): a sum of `n` terms is within
 //!   `n·ε·Σ|xᵢ|` of the interpreter's (ε = `f32::EPSILON` or `f64::EPSILON`), usually much
 //!   closer to the exact sum; `reduce_max`/`reduce_min` may differ only in the sign of a zero
 //!   result. Reductions along a kept innermost dimension (column sums) stay bitwise.
 //! - A `matmul` with `m·k·n > 256` (and both operands in memory) calls a tuned GEMM, which
-//!   blocks the sum over `k` and uses `fma` and SIMD partial sums: each element is within
+//!   tiles the sum over `k` and uses `fma` and SIMD partial sums: each element is within
 //!   `k·ε·Σ|a||b|` of the interpreter's (the sum of both orders' worst-case rounding). It is
-//!   deterministic all the same: the GEMM runs on the calling thread with a blocking fixed by
+//!   deterministic all the same: the GEMM runs on the calling thread with a tiling fixed by
 //!   the shapes and strides. Smaller products use a loop nest in the interpreter's order.
 //!
 //! Per op the tolerance is therefore: bitwise; within the table's ULP bound; or within the
@@ -133,6 +133,7 @@
 mod batch;
 mod gemm;
 mod kernel;
+mod layout;
 mod libm;
 mod lower;
 mod plan;
@@ -142,13 +143,14 @@ pub use kernel::{Buf, BufMut, Kernel, KernelStats, Workspace};
 
 use crate::ir::{DType, Graph, TensorType, VerifyErrors};
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::ir::UserFuncName;
+use cranelift_codegen::ir::{Signature, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{CodegenError, Context};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, ModuleError, ModuleReloc};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Options for [`compile_with`].
@@ -165,13 +167,13 @@ pub struct JitConfig {
     pub threads: usize,
     /// Bitwise agreement with the interpreter: every transcendental calls the same scalar
     /// libm function as the interpreter (lane by lane in vector loops), and reductions
-    /// accumulate in the interpreter's order (no reassociation; reductions across blocks are
+    /// accumulate in the interpreter's order (no reassociation; reductions across chunks are
     /// then not split between threads). Default off: see the module docs for the tolerance.
     pub exact_math: bool,
-    /// Loops over at least this many elements are cut into blocks that run on several
+    /// Loops over at least this many elements are cut into chunks that run on several
     /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` keeps every
     /// kernel single-threaded. Results do not depend on the number of threads, but the
-    /// blocking (decided by this setting) does fix the order of reassociated reductions.
+    /// cut into chunks (decided by this setting) does fix the order of reassociated reductions.
     /// Default 65536.
     pub parallel_min_elements: usize,
     /// The most workspace (scratch memory for intermediate values) a kernel may need; a graph
@@ -190,7 +192,7 @@ pub struct JitConfig {
     /// AVX2), instead of Cranelift's 128-bit vectors: 2-3× faster on a transcendental-heavy
     /// loop. The values are bitwise those of the in-loop polynomials,
     /// except that an argument needing the libm fallback gets libm alone instead of sending
-    /// its whole block to libm (see the module docs). Used only on x86-64 hosts with AVX2
+    /// its whole chunk to libm (see the module docs). Used only on x86-64 hosts with AVX2
     /// and FMA. Default on.
     pub batch_math: bool,
 }
@@ -357,6 +359,47 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
+    let plan = plan_graph(g, cfg)?;
+    let isa = host_isa(cfg.verifier)?;
+    let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
+    let module = owner.module();
+    let imports = declare_imports(module, &isa)?;
+    let sigs = [
+        lower::kernel_signature(isa.pointer_type(), isa.default_call_conv()),
+        lower::chunk_signature(isa.pointer_type(), isa.default_call_conv()),
+    ];
+    let ids = declare_functions(module, &plan, &sigs)?;
+    let job = Job {
+        env: lower::Env {
+            g,
+            plan: &plan,
+            imports: &imports,
+            target: isa.frontend_config(),
+            opts: lower::Opts {
+                exact: cfg.exact_math,
+                fma: isa
+                    .isa_flags()
+                    .iter()
+                    .any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
+                batch: cfg.batch_math && batch::available(),
+            },
+        },
+        isa: &isa,
+        sigs: &sigs,
+        ids: &ids,
+    };
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        t => t,
+    };
+    job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
+    module.finalize_definitions().map_err(JitError::module)?;
+    let steps = steps(module, &ids, &plan);
+    Ok(Kernel::new(parts(g, cfg, plan, steps, started), owner))
+}
+
+/// The plan of verified graph `g`, within the workspace limit of `cfg`.
+fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<plan::Plan, JitError> {
     let plan = plan::plan(
         g,
         &plan::PlanConfig {
@@ -375,15 +418,11 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             ),
         });
     }
-    let isa = host_isa(cfg.verifier)?;
-    let opts = lower::Opts {
-        exact: cfg.exact_math,
-        fma: isa
-            .isa_flags()
-            .iter()
-            .any(|f| f.name == "has_fma" && f.as_bool() == Some(true)),
-        batch: cfg.batch_math && batch::available(),
-    };
+    Ok(plan)
+}
+
+/// A JIT builder for `isa` that resolves the helpers' symbols.
+fn jit_builder(isa: &OwnedTargetIsa) -> JITBuilder {
     let mut jb = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
     for (_, _, name, ptr) in libm::symbols().chain(batch::symbols()) {
         jb.symbol(name, ptr);
@@ -391,134 +430,91 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     for (_, name, ptr) in gemm::symbols() {
         jb.symbol(name, ptr);
     }
-    let mut owner = kernel::ModuleOwner::new(JITModule::new(jb));
-    let module = owner.module();
-    let call_conv = isa.default_call_conv();
-    let ptr = isa.pointer_type();
+    jb
+}
 
-    let mut math = lower::MathIds::new();
-    for (f, d, name, _) in libm::symbols() {
-        let sig = lower::math_signature(f, d, call_conv);
+/// Declares the helpers as imports of `module`.
+fn declare_imports(
+    module: &mut JITModule,
+    isa: &OwnedTargetIsa,
+) -> Result<lower::Imports, JitError> {
+    let (ptr, cc) = (isa.pointer_type(), isa.default_call_conv());
+    let math =
+        libm::symbols().map(|(f, d, name, _)| ((f, d), name, lower::math_signature(f, d, cc)));
+    let batched =
+        batch::symbols().map(|(f, d, name, _)| ((f, d), name, lower::batch_signature(ptr, cc)));
+    let gemms = gemm::symbols()
+        .into_iter()
+        .map(|(d, name, _)| (d, name, lower::gemm_signature(ptr, cc)));
+    Ok(lower::Imports {
+        math: declare(module, math)?,
+        batch: declare(module, batched)?,
+        gemm: declare(module, gemms)?,
+    })
+}
+
+/// Declares each `(key, symbol, signature)` as an import of `module`: key → function index.
+fn declare<K: Eq + std::hash::Hash>(
+    module: &mut JITModule,
+    imports: impl Iterator<Item = (K, &'static str, Signature)>,
+) -> Result<HashMap<K, u32>, JitError> {
+    let mut ids = HashMap::new();
+    for (key, name, sig) in imports {
         let id = module
             .declare_function(name, Linkage::Import, &sig)
             .map_err(JitError::module)?;
-        math.insert((f, d), id.as_u32());
+        ids.insert(key, id.as_u32());
     }
-    let mut batch_ids = lower::MathIds::new();
-    for (f, d, name, _) in batch::symbols() {
-        let sig = lower::batch_signature(ptr, call_conv);
-        let id = module
-            .declare_function(name, Linkage::Import, &sig)
-            .map_err(JitError::module)?;
-        batch_ids.insert((f, d), id.as_u32());
-    }
-    let mut gemm_ids = lower::GemmIds::new();
-    for (d, name, _) in gemm::symbols() {
-        let sig = lower::gemm_signature(ptr, call_conv);
-        let id = module
-            .declare_function(name, Linkage::Import, &sig)
-            .map_err(JitError::module)?;
-        gemm_ids.insert(d, id.as_u32());
-    }
-    let sigs = [
-        lower::kernel_signature(ptr, call_conv),
-        lower::block_signature(ptr, call_conv),
-    ];
+    Ok(ids)
+}
+
+/// Declares the plan's functions (serial: `sigs[0]`, chunk functions: `sigs[1]`).
+fn declare_functions(
+    module: &mut JITModule,
+    plan: &plan::Plan,
+    sigs: &[Signature; 2],
+) -> Result<Vec<FuncId>, JitError> {
     let mut ids = Vec::with_capacity(plan.funcs.len());
     for (i, f) in plan.funcs.iter().enumerate() {
-        let sig = &sigs[usize::from(matches!(f, plan::Func::Blocks(_)))];
+        let sig = &sigs[usize::from(matches!(f, plan::Func::Chunks(_)))];
         let id = module
             .declare_function(&format!("f{i}"), Linkage::Local, sig)
             .map_err(JitError::module)?;
         ids.push(id);
     }
+    Ok(ids)
+}
 
-    let threads = match cfg.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        t => t,
-    }
-    .min(plan.funcs.len())
-    .max(1);
-    let job = Job {
-        g,
-        plan: &plan,
-        math: &math,
-        batch: &batch_ids,
-        gemm: &gemm_ids,
-        isa: &isa,
-        sigs: &sigs,
-        ids: &ids,
-        opts,
-    };
-    if threads == 1 {
-        let mut fctx = FunctionBuilderContext::new();
-        let mut ctx = module.make_context();
-        for (i, &id) in ids.iter().enumerate() {
-            module.clear_context(&mut ctx);
-            job.build(i, &mut ctx, &mut fctx);
-            module
-                .define_function(id, &mut ctx)
-                .map_err(|source| JitError::Codegen {
-                    function: i,
-                    source: Box::new(source),
-                })?;
-        }
-    } else {
-        // Workers build and compile functions i ≡ w (mod threads); this thread links them in
-        // order as they arrive.
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compiled, Box<ModuleError>>)>();
-        std::thread::scope(|s| -> Result<(), JitError> {
-            for w in 0..threads {
-                let tx = tx.clone();
-                let job = &job;
-                s.spawn(move || {
-                    let mut fctx = FunctionBuilderContext::new();
-                    let mut ctx = Context::new();
-                    for i in (w..job.ids.len()).step_by(threads) {
-                        ctx.clear();
-                        job.build(i, &mut ctx, &mut fctx);
-                        let r = job.compile(i, &mut ctx);
-                        let failed = r.is_err();
-                        if tx.send((i, r)).is_err() || failed {
-                            return;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            for (i, r) in rx {
-                let c = r.map_err(|source| JitError::Codegen {
-                    function: i,
-                    source,
-                })?;
-                module
-                    .define_function_bytes(ids[i], c.align, &c.code, &c.relocs)
-                    .map_err(JitError::module)?;
-            }
-            Ok(())
-        })?;
-    }
-    module.finalize_definitions().map_err(JitError::module)?;
-    let steps = ids
-        .iter()
+/// The kernel's steps: the finalized functions of the plan, in order.
+fn steps(module: &JITModule, ids: &[FuncId], plan: &plan::Plan) -> Vec<kernel::Step> {
+    ids.iter()
         .zip(&plan.funcs)
         .map(|(&id, f)| {
             let p = module.get_finalized_function(id);
             match f {
                 plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p)),
-                plan::Func::Blocks(gi) => {
+                plan::Func::Chunks(gi) => {
                     let plan::Group::Fused(fused) = &plan.groups[*gi as usize] else {
-                        unreachable!("block functions run fused groups")
+                        unreachable!("chunk functions run fused groups")
                     };
-                    kernel::Step::Blocks {
-                        f: block_fn(p),
-                        count: fused.blocks.count,
+                    kernel::Step::Chunks {
+                        f: chunk_fn(p),
+                        count: fused.chunks.count,
                     }
                 }
             }
         })
-        .collect();
+        .collect()
+}
 
+/// The parts of the kernel: its steps, constants, signature and counters.
+fn parts(
+    g: &Graph,
+    cfg: &JitConfig,
+    plan: plan::Plan,
+    steps: Vec<kernel::Step>,
+    started: std::time::Instant,
+) -> kernel::Parts {
     let mut consts = vec![Line([0; 64]); plan.consts.len().div_ceil(64)];
     for (line, chunk) in consts.iter_mut().zip(plan.consts.chunks(64)) {
         line.0[..chunk.len()].copy_from_slice(chunk);
@@ -537,14 +533,14 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
                         [plan::Item::Run(gi)] => plan.groups[*gi as usize].first_node(),
                         _ => unreachable!("checked plans run one group per function"),
                     },
-                    plan::Func::Blocks(_) => unreachable!("checked plans are serial"),
+                    plan::Func::Chunks(_) => unreachable!("checked plans are serial"),
                 })
                 .collect(),
             live: crate::finite::live_nodes(g),
         })
     });
     let st = &plan.stats;
-    let parts = kernel::Parts {
+    kernel::Parts {
         check,
         steps,
         consts,
@@ -553,7 +549,6 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         input_names: inputs.iter().map(|&i| g.value_name(i)).collect(),
         output_names: g.outputs().iter().map(|&o| g.value_name(o)).collect(),
         ws_bytes: plan.ws_bytes,
-        post: plan.post,
         stats: KernelStats {
             nodes_compiled: st.nodes_compiled,
             nodes_dead: st.nodes_dead,
@@ -567,8 +562,8 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
             matmuls_gemm: st.matmuls_gemm,
             compile_time: started.elapsed(),
         },
-    };
-    Ok(Kernel::new(parts, owner))
+        post: plan.post,
+    }
 }
 
 /// Turns the address of a finalized serial function into a function pointer.
@@ -581,25 +576,20 @@ fn serial_fn(p: *const u8) -> kernel::KernelFn {
     unsafe { std::mem::transmute::<*const u8, kernel::KernelFn>(p) }
 }
 
-/// Turns the address of a finalized block function into a function pointer.
+/// Turns the address of a finalized chunk function into a function pointer.
 #[allow(unsafe_code)]
-fn block_fn(p: *const u8) -> kernel::BlockFn {
-    // SAFETY: as `serial_fn`, for a function defined with `block_signature` (four pointers
+fn chunk_fn(p: *const u8) -> kernel::ChunkFn {
+    // SAFETY: as `serial_fn`, for a function defined with `chunk_signature` (four pointers
     // and two i64 arguments, no results).
-    unsafe { std::mem::transmute::<*const u8, kernel::BlockFn>(p) }
+    unsafe { std::mem::transmute::<*const u8, kernel::ChunkFn>(p) }
 }
 
 /// Everything a worker needs to build and compile one function.
 struct Job<'a> {
-    g: &'a Graph,
-    plan: &'a plan::Plan,
-    math: &'a lower::MathIds,
-    batch: &'a lower::MathIds,
-    gemm: &'a lower::GemmIds,
+    env: lower::Env<'a>,
     isa: &'a OwnedTargetIsa,
-    sigs: &'a [cranelift_codegen::ir::Signature; 2],
+    sigs: &'a [Signature; 2],
     ids: &'a [FuncId],
-    opts: lower::Opts,
 }
 
 /// Machine code of one function, ready for `define_function_bytes`.
@@ -612,24 +602,64 @@ struct Compiled {
 impl Job<'_> {
     /// Builds function `i` into `ctx.func`.
     fn build(&self, i: usize, ctx: &mut Context, fctx: &mut FunctionBuilderContext) {
-        let (sig, body) = match &self.plan.funcs[i] {
+        let (sig, body) = match &self.env.plan.funcs[i] {
             plan::Func::Serial(items) => (&self.sigs[0], lower::Body::Serial(items)),
-            plan::Func::Blocks(g) => (&self.sigs[1], lower::Body::Blocks(*g)),
+            plan::Func::Chunks(g) => (&self.sigs[1], lower::Body::Chunks(*g)),
         };
         ctx.func.signature = sig.clone();
         ctx.func.name = UserFuncName::user(0, self.ids[i].as_u32());
-        lower::build_function(
-            &mut ctx.func,
-            fctx,
-            self.g,
-            self.plan,
-            body,
-            self.math,
-            self.batch,
-            self.gemm,
-            self.isa.frontend_config(),
-            self.opts,
-        );
+        lower::build_function(&mut ctx.func, fctx, &self.env, body);
+    }
+
+    /// Builds, compiles and defines every function in `module`, on `threads` threads.
+    fn define_all(&self, module: &mut JITModule, threads: usize) -> Result<(), JitError> {
+        if threads == 1 {
+            let mut fctx = FunctionBuilderContext::new();
+            let mut ctx = module.make_context();
+            for (i, &id) in self.ids.iter().enumerate() {
+                module.clear_context(&mut ctx);
+                self.build(i, &mut ctx, &mut fctx);
+                module
+                    .define_function(id, &mut ctx)
+                    .map_err(|source| JitError::Codegen {
+                        function: i,
+                        source: Box::new(source),
+                    })?;
+            }
+            return Ok(());
+        }
+        // Workers build and compile functions i ≡ w (mod threads); this thread links them in
+        // order as they arrive.
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compiled, Box<ModuleError>>)>();
+        std::thread::scope(|s| -> Result<(), JitError> {
+            for w in 0..threads {
+                let tx = tx.clone();
+                s.spawn(move || {
+                    let mut fctx = FunctionBuilderContext::new();
+                    let mut ctx = Context::new();
+                    for i in (w..self.ids.len()).step_by(threads) {
+                        ctx.clear();
+                        self.build(i, &mut ctx, &mut fctx);
+                        let r = self.compile(i, &mut ctx);
+                        let failed = r.is_err();
+                        if tx.send((i, r)).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (i, r) in rx {
+                let c = r.map_err(|source| JitError::Codegen {
+                    function: i,
+                    source,
+                })?;
+                module
+                    .define_function_bytes(self.ids[i], c.align, &c.code, &c.relocs)
+                    .map_err(JitError::module)?;
+            }
+            Ok(())
+        })
     }
 
     /// Compiles the function in `ctx` to machine code (what `JITModule::define_function` does,

@@ -27,8 +27,8 @@ pub(crate) use reduce::reduced_shape;
 
 /// The largest `|n|` accepted by `powi`: every `i32` except `i32::MIN`. Each derivative lowers
 /// the exponent by one (`n·xⁿ⁻¹`), and `n - 1` cannot overflow for any accepted `n`; a nested
-/// derivative that would need `i32::MIN` is an error, not an overflow. (An earlier bound of
-/// 2^30 rejected the first derivative of `powi n=-1073741824`, a valid graph.)
+/// derivative that would need `i32::MIN` is an error, not an overflow. A tighter bound would
+/// reject valid graphs (the first derivative of `powi n=-1073741824` needs `n - 1 = -2^30 - 1`).
 pub const MAX_POWI: u32 = i32::MAX as u32;
 
 /// A shape or dtype error: an op was applied to operands or attributes it does not accept.

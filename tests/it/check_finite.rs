@@ -280,7 +280,7 @@ fn cli_check_finite_reports_the_line() {
 }
 
 /// The optimizer renumbers nodes; adjoint origins must follow, so provenance stays right after
-/// optimization (before this was fixed they pointed at whatever node took the old number).
+/// optimization (otherwise they would point at whatever node took the old number).
 #[test]
 fn adjoint_origins_survive_optimization() {
     use gradlift::Origin;

@@ -1,0 +1,668 @@
+//! Fused nests: the loop nest of a fused group, its chunks, the fast and slow passes of vector
+//! code, the innermost vector loops, and the loop body (loads, member rules, stores).
+
+use super::loops::Bound;
+use super::reduce::RedCx;
+use super::staged::{STORE_GROUP, Stage, StageState};
+use super::{Lowerer, Src, mask_ty, mem, val_ty, vec_ty, vmem};
+use crate::ir::{DType, NodeId, Op};
+use crate::jit::batch;
+use crate::jit::plan::Fused;
+use crate::ops::{self, SVal};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use std::collections::HashMap;
+
+/// A fused group's code-generation state.
+pub(super) struct Cx<'p> {
+    pub(super) f: &'p Fused,
+    /// Lanes (1: scalar).
+    pub(super) w: usize,
+    /// Unroll factor.
+    pub(super) u: usize,
+    pub(super) leaf_src: Vec<Src>,
+    pub(super) leaf_of: HashMap<NodeId, usize>,
+    pub(super) store_src: Vec<Src>,
+    pub(super) store_of: HashMap<NodeId, usize>,
+    pub(super) red: Vec<RedCx>,
+    pub(super) red_of: HashMap<NodeId, usize>,
+    /// Long innermost loops run in staged segments (see [`Lowerer::staged`]).
+    pub(super) staged: bool,
+    /// The chunk being emitted (chunk functions only).
+    pub(super) chunk: Option<Value>,
+}
+
+/// Where in the innermost loop a body runs: element index `idx + extra` (`idx` absent: 0).
+#[derive(Clone, Copy)]
+pub(super) struct Pos {
+    pub(super) idx: Option<Value>,
+    pub(super) extra: i64,
+}
+
+/// Byte offsets contributed by the outer loop indices, per access.
+pub(super) struct Outer {
+    pub(super) leaves: Vec<Option<Value>>,
+    pub(super) stores: Vec<Option<Value>>,
+    pub(super) reds: Vec<Option<Value>>,
+}
+
+impl<'f, 'g> Lowerer<'f, 'g> {
+    /// `dyn + (pos.idx + pos.extra + lane)·st` bytes as (dynamic part, constant part).
+    pub(super) fn at(
+        &mut self,
+        outer: Option<Value>,
+        pos: Pos,
+        lane: i64,
+        st: i64,
+    ) -> (Option<Value>, i64) {
+        let idx = match pos.idx {
+            Some(i) if st != 0 => Some(self.b.ins().imul_imm_s(i, st)),
+            _ => None,
+        };
+        (self.add_off(outer, idx), (pos.extra + lane) * st)
+    }
+
+    pub(super) fn fused(&mut self, f: &'g Fused, chunks: Option<(Value, Value)>) {
+        let g = self.g;
+        let d = f.dims.len();
+        let (w, vdt) = match f.vector {
+            Some(dt) => (16 / dt.size_bytes(), dt),
+            None => (1, DType::F64),
+        };
+        self.lanes = w;
+        self.vdt = vdt;
+        // Unrolling hides the latency of cheap bodies and of reduction accumulators; a body
+        // with transcendentals has enough independent work already, and more copies of it
+        // only spill.
+        let u = match (w, f.math, f.members.len()) {
+            (1, _, _) | (_, true, _) => 1,
+            (_, false, 0..=16) => 4,
+            _ => 2,
+        };
+        let mut cx = Cx {
+            f,
+            w,
+            u,
+            leaf_src: Vec::new(),
+            leaf_of: HashMap::new(),
+            store_src: Vec::new(),
+            store_of: HashMap::new(),
+            red: Vec::new(),
+            red_of: HashMap::new(),
+            staged: self.opts.batch && self.opts.fma && !self.opts.exact && w > 1 && f.math,
+            chunk: None,
+        };
+        for (i, (x, a)) in f.leaves.iter().enumerate() {
+            let s = self.root_src(a.root).offset_by(a.offset);
+            cx.leaf_src.push(s);
+            cx.leaf_of.insert(*x, i);
+        }
+        for (i, (m, a)) in f.stores.iter().enumerate() {
+            let s = self.root_src(a.root).offset_by(a.offset);
+            cx.store_src.push(s);
+            cx.store_of.insert(*m, i);
+        }
+        for (i, r) in f.reductions.iter().enumerate() {
+            let node = g.node(r.node);
+            let dt = node.ty.dtype;
+            let st = r.out.strides.clone();
+            let register = if d == 0 || st[d - 1] == 0 {
+                Some((0..d).rev().find(|&k| st[k] != 0))
+            } else {
+                None
+            };
+            let across = match register {
+                Some(Some(k)) => (0..k).any(|j| st[j] == 0),
+                _ => false,
+            };
+            let target = match r.partials {
+                Some(off) => Src::Mem(self.ws, off as i64),
+                None => self.root_src(r.node).offset_by(r.out.offset),
+            };
+            let vars = match register {
+                Some(_) => {
+                    let (n, ty) = if self.opts.exact || w == 1 {
+                        (1, val_ty(dt))
+                    } else {
+                        (u, vec_ty(dt))
+                    };
+                    (0..n).map(|_| self.b.declare_var(ty)).collect()
+                }
+                None => Vec::new(),
+            };
+            let numel_out = node.ty.numel();
+            cx.red.push(RedCx {
+                node: r.node,
+                op: node.op,
+                dt,
+                target,
+                partial: r.partials.is_some(),
+                st,
+                register,
+                across,
+                vars,
+                count: g.ty(node.inputs[0]).numel() / numel_out,
+                numel_out,
+            });
+            cx.red_of.insert(r.node, i);
+        }
+        match chunks {
+            None => self.chunk(&cx, None),
+            Some((lo, hi)) => {
+                let l = self.loop_begin(Bound::V(lo));
+                cx.chunk = Some(l.i);
+                self.chunk(&cx, Some(l.i));
+                self.loop_end(l, Bound::V(hi));
+            }
+        }
+        self.lanes = 1;
+    }
+
+    /// One chunk of a fused group (`chunk` absent: the whole group, as one chunk). In vector
+    /// code the fast pass uses the vector transcendentals; if any lane was outside their
+    /// range, the chunk runs again with libm on every lane (no call inside the fast loops, so
+    /// nothing there is spilled around calls). The plan keeps such groups from working in
+    /// place, so the second pass reads the same operands.
+    pub(super) fn chunk(&mut self, cx: &Cx<'_>, chunk: Option<Value>) {
+        if self.lanes == 1 || self.opts.exact {
+            self.chunk_pass(cx, chunk);
+            return;
+        }
+        let var = self.b.declare_var(mask_ty(self.vdt));
+        let z = self.b.ins().iconst(mask_ty(self.vdt).lane_type(), 0);
+        let z = self.b.ins().splat(mask_ty(self.vdt), z);
+        self.b.def_var(var, z);
+        self.bad = Some((var, false));
+        self.chunk_pass(cx, chunk);
+        let Some((var, true)) = self.bad.take() else {
+            return;
+        };
+        let m = self.b.use_var(var);
+        let any = self.b.ins().vany_true(m);
+        let slow = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.set_cold_block(slow);
+        self.b.ins().brif(any, slow, &[], done, &[]);
+        self.b.seal_block(slow);
+        self.b.switch_to_block(slow);
+        self.slow = true;
+        self.chunk_pass(cx, chunk);
+        self.slow = false;
+        self.b.ins().jump(done, &[]);
+        self.b.seal_block(done);
+        self.b.switch_to_block(done);
+    }
+
+    pub(super) fn chunk_pass(&mut self, cx: &Cx<'_>, chunk: Option<Value>) {
+        let f = cx.f;
+        let d = f.dims.len();
+        let bs = f.chunks.size as i64;
+        let (row_lo, row_hi) = match chunk {
+            None => (
+                Bound::C(0),
+                Bound::C(f.dims.first().map_or(1, |&x| x as i64)),
+            ),
+            Some(b) => {
+                let lo = self.b.ins().imul_imm_s(b, bs);
+                let hi = self.b.ins().iadd_imm_s(lo, bs);
+                let n = self.b.ins().iconst(types::I64, f.dims[0] as i64);
+                let hi = self.b.ins().umin(hi, n);
+                (Bound::V(lo), Bound::V(hi))
+            }
+        };
+        // Per-chunk setup: memory accumulators filled with the identity, register
+        // accumulators spanning every dimension initialized.
+        for r in &cx.red {
+            if r.register.is_none() || r.across {
+                self.fill_outputs(cx, r, chunk, row_lo, row_hi, false);
+            }
+            if r.register == Some(None) {
+                self.red_init(cx, r, chunk, None);
+            }
+        }
+        if d == 0 {
+            let outer = self.outer(cx, &[]);
+            let none = vec![None; f.leaves.len()];
+            self.body(
+                cx,
+                Pos {
+                    idx: None,
+                    extra: 0,
+                },
+                1,
+                0,
+                &outer,
+                &none,
+            );
+        } else if d == 1 {
+            match chunk {
+                None => self.inner(cx, &[], Bound::C(0), f.dims[0]),
+                Some(b) => {
+                    let last = f.chunks.count - 1;
+                    let last_len = f.dims[0] - last * f.chunks.size;
+                    let Bound::V(start) = row_lo else {
+                        unreachable!()
+                    };
+                    let is_last = self.b.ins().icmp_imm_s(IntCC::Equal, b, last as i64);
+                    let (tail, full, join) = (
+                        self.b.create_block(),
+                        self.b.create_block(),
+                        self.b.create_block(),
+                    );
+                    self.b.ins().brif(is_last, tail, &[], full, &[]);
+                    self.b.seal_block(tail);
+                    self.b.seal_block(full);
+                    self.b.switch_to_block(full);
+                    self.inner(cx, &[], Bound::V(start), f.chunks.size);
+                    self.b.ins().jump(join, &[]);
+                    self.b.switch_to_block(tail);
+                    self.inner(cx, &[], Bound::V(start), last_len);
+                    self.b.ins().jump(join, &[]);
+                    self.b.seal_block(join);
+                    self.b.switch_to_block(join);
+                }
+            }
+        } else {
+            let l = self.loop_begin(row_lo);
+            let mut idx = vec![l.i];
+            self.level(cx, chunk, 1, &mut idx);
+            self.loop_end(l, row_hi);
+        }
+        for r in &cx.red {
+            if r.register == Some(None) {
+                self.red_finish(cx, r, chunk, &[]);
+            }
+            if (r.register.is_none() || r.across) && r.op == Op::ReduceMean && !r.partial {
+                self.fill_outputs(cx, r, chunk, row_lo, row_hi, true);
+            }
+        }
+    }
+
+    /// Loop level `k >= 1` of a nest with at least two dimensions (`idx` holds the outer
+    /// counters).
+    pub(super) fn level(
+        &mut self,
+        cx: &Cx<'_>,
+        chunk: Option<Value>,
+        k: usize,
+        idx: &mut Vec<Value>,
+    ) {
+        let f = cx.f;
+        let d = f.dims.len();
+        for r in &cx.red {
+            if r.register == Some(Some(k - 1)) {
+                self.red_init(cx, r, chunk, Some(idx));
+            }
+        }
+        if k == d - 1 {
+            self.inner(cx, idx, Bound::C(0), f.dims[k]);
+        } else {
+            let l = self.loop_begin(Bound::C(0));
+            idx.push(l.i);
+            self.level(cx, chunk, k + 1, idx);
+            idx.pop();
+            self.loop_end(l, Bound::C(f.dims[k] as i64));
+        }
+        for r in &cx.red {
+            if r.register == Some(Some(k - 1)) {
+                self.red_finish(cx, r, chunk, idx);
+            }
+        }
+    }
+
+    /// Per-access byte offsets of the outer loop counters `idx`.
+    pub(super) fn outer(&mut self, cx: &Cx<'_>, idx: &[Value]) -> Outer {
+        let f = cx.f;
+        let leaves = f
+            .leaves
+            .iter()
+            .map(|(_, a)| self.offset(idx, &a.strides))
+            .collect();
+        let stores = f
+            .stores
+            .iter()
+            .map(|(_, a)| self.offset(idx, &a.strides))
+            .collect();
+        let chunk = cx.chunk;
+        let reds = cx
+            .red
+            .iter()
+            .map(|r| {
+                let o = self.offset(idx, &r.st);
+                let (_, b) = self.red_target(r, chunk);
+                self.add_off(o, b)
+            })
+            .collect();
+        Outer {
+            leaves,
+            stores,
+            reds,
+        }
+    }
+
+    /// The innermost loop: `len` elements from `start`.
+    pub(super) fn inner(&mut self, cx: &Cx<'_>, idx: &[Value], start: Bound, len: usize) {
+        let outer = self.outer(cx, idx);
+        let d = cx.f.dims.len();
+        // Operands constant along the innermost dimension are loaded once.
+        let mut hoisted: Vec<Option<SVal>> = vec![None; cx.f.leaves.len()];
+        for (li, (_, a)) in cx.f.leaves.iter().enumerate() {
+            if a.strides[d - 1] == 0 {
+                let p = Pos {
+                    idx: None,
+                    extra: 0,
+                };
+                hoisted[li] = Some(self.load_leaf(cx, li, p, cx.w, &outer));
+            }
+        }
+        let start_v = match start {
+            Bound::C(0) => None,
+            b => Some(self.bound(b)),
+        };
+        if cx.w == 1 {
+            let l = self.loop_begin(Bound::C(0));
+            let i = match start_v {
+                Some(s) => self.b.ins().iadd(s, l.i),
+                None => l.i,
+            };
+            self.body(
+                cx,
+                Pos {
+                    idx: Some(i),
+                    extra: 0,
+                },
+                1,
+                0,
+                &outer,
+                &hoisted,
+            );
+            self.loop_end(l, Bound::C(len as i64));
+            return;
+        }
+        if cx.staged && !self.slow && len >= batch::SEGMENT {
+            self.staged(cx, &outer, &hoisted, start_v, len);
+        } else {
+            self.vector_loops(cx, &outer, &hoisted, start_v, len, cx.u);
+        }
+    }
+
+    /// The vector loops of an innermost loop: `len` elements from `start_v` (absent: 0),
+    /// `copies` bodies per iteration (copy `j` accumulating into unroll slot `j mod cx.u`),
+    /// then single vectors, then one partial vector.
+    pub(super) fn vector_loops(
+        &mut self,
+        cx: &Cx<'_>,
+        outer: &Outer,
+        hoisted: &[Option<SVal>],
+        start_v: Option<Value>,
+        len: usize,
+        copies: usize,
+    ) {
+        let (w, u) = (cx.w, copies);
+        let step = w * u;
+        let main = len / step;
+        let rest = (len % step) / w;
+        let tail = len % w;
+        if main > 0 {
+            let l = self.loop_begin(Bound::C(0));
+            let i = self.b.ins().imul_imm_s(l.i, step as i64);
+            let i = match start_v {
+                Some(s) => self.b.ins().iadd(s, i),
+                None => i,
+            };
+            for j in 0..u {
+                let p = Pos {
+                    idx: Some(i),
+                    extra: (j * w) as i64,
+                };
+                if let Stage::Args(st) = &mut self.stage {
+                    st.defer = true;
+                }
+                self.body(cx, p, w, j % cx.u, outer, hoisted);
+                if (j + 1) % STORE_GROUP == 0 || j + 1 == u {
+                    self.flush_arg_stores();
+                }
+            }
+            self.loop_end(l, Bound::C(main as i64));
+        }
+        let done = (main * step) as i64;
+        if rest == 1 {
+            let p = Pos {
+                idx: start_v,
+                extra: done,
+            };
+            self.body(cx, p, w, 0, outer, hoisted);
+        } else if rest > 1 {
+            let l = self.loop_begin(Bound::C(0));
+            let i = self.b.ins().imul_imm_s(l.i, w as i64);
+            let i = match start_v {
+                Some(s) => self.b.ins().iadd(s, i),
+                None => i,
+            };
+            let p = Pos {
+                idx: Some(i),
+                extra: done,
+            };
+            self.body(cx, p, w, 0, outer, hoisted);
+            self.loop_end(l, Bound::C(rest as i64));
+        }
+        if tail > 0 {
+            let p = Pos {
+                idx: start_v,
+                extra: (len - tail) as i64,
+            };
+            self.body(cx, p, tail, 0, outer, hoisted);
+        }
+    }
+
+    /// One iteration of the loop body on `lanes` valid lanes (of `cx.w`), accumulating into
+    /// unroll slot `slot`.
+    pub(super) fn body(
+        &mut self,
+        cx: &Cx<'_>,
+        pos: Pos,
+        lanes: usize,
+        slot: usize,
+        outer: &Outer,
+        hoisted: &[Option<SVal>],
+    ) {
+        let g = self.g;
+        let mut loaded: Vec<Option<SVal>> = hoisted.to_vec();
+        let mut regs: HashMap<NodeId, SVal> = HashMap::with_capacity(cx.f.members.len());
+        let mut args: Vec<SVal> = Vec::with_capacity(3);
+        // Staged segment: this iteration's byte offset into the scratch areas; in the first
+        // pass, the members whose value depends on a call's (not yet computed) result.
+        let first_pass = matches!(self.stage, Stage::Args(_));
+        // Staged segment: the first pass each member's value is real in (absent: 0).
+        let mut ready: HashMap<NodeId, usize> = HashMap::new();
+        if let Stage::Args(StageState { start, .. }) | Stage::Results(StageState { start, .. }) =
+            &self.stage
+        {
+            let start = start.expect("staged segments have a start");
+            let idx = pos.idx.expect("staged loops have a start");
+            let size = self.vdt.size_bytes() as i64;
+            let d = self.b.ins().isub(idx, start);
+            let d = self.b.ins().imul_imm_s(d, size);
+            let d = self.b.ins().iadd_imm_s(d, pos.extra * size);
+            if let Stage::Args(st) | Stage::Results(st) = &mut self.stage {
+                st.offset = Some(d);
+                st.calls = 0;
+            }
+        }
+        for &m in &cx.f.members {
+            let node = g.node(m);
+            args.clear();
+            for x in &node.inputs {
+                let v = match regs.get(x) {
+                    Some(&v) => v,
+                    None => {
+                        let li = cx.leaf_of[x];
+                        match loaded[li] {
+                            Some(v) => v,
+                            None => {
+                                let v = self.load_leaf(cx, li, pos, lanes, outer);
+                                loaded[li] = Some(v);
+                                v
+                            }
+                        }
+                    }
+                };
+                args.push(v);
+            }
+            if let Some(&ri) = cx.red_of.get(&m) {
+                if !first_pass {
+                    self.red_step(cx, ri, args[0], pos, lanes, slot, outer);
+                }
+                continue;
+            }
+            let lower = ops::rules(node.op)
+                .lower
+                .expect("plan invariant: fused non-reductions are elementwise");
+            if let Stage::Args(st) | Stage::Results(st) = &mut self.stage {
+                let r = node
+                    .inputs
+                    .iter()
+                    .map(|x| ready.get(x).copied().unwrap_or(0));
+                st.input_ready = r.max().unwrap_or(0);
+                st.ready = st.input_ready;
+                st.called = false;
+            }
+            let v = lower(self, node, &args);
+            regs.insert(m, v);
+            if let Stage::Args(st) | Stage::Results(st) = &self.stage
+                && st.ready > 0
+            {
+                ready.insert(m, st.ready);
+            }
+            if first_pass {
+                continue;
+            }
+            if let Some(&si) = cx.store_of.get(&m) {
+                self.store_val(cx, si, v, pos, lanes, outer);
+            }
+        }
+        if let Stage::Args(st) = &self.stage
+            && !st.defer
+        {
+            self.flush_arg_stores();
+        }
+    }
+
+    pub(super) fn load_leaf(
+        &mut self,
+        cx: &Cx<'_>,
+        li: usize,
+        pos: Pos,
+        lanes: usize,
+        outer: &Outer,
+    ) -> SVal {
+        let (x, a) = &cx.f.leaves[li];
+        let dt = self.g.ty(*x).dtype;
+        let d = cx.f.dims.len();
+        let st = if d == 0 { 0 } else { a.strides[d - 1] };
+        let w = self.lanes;
+        let v = match cx.leaf_src[li] {
+            Src::Splat(bits) => {
+                let s = self.constant(val_ty(dt), bits);
+                self.widen(s, dt)
+            }
+            Src::Mem(base, off) => {
+                let size = dt.size_bytes() as i64;
+                if w == 1 || st == 0 {
+                    let (dy, c) = self.at(outer.leaves[li], pos, 0, st);
+                    let s = self.load_at(val_ty(dt), base, dy, off + c);
+                    self.widen(s, dt)
+                } else if st == size && dt.is_float() && lanes == w {
+                    let (dy, c) = self.at(outer.leaves[li], pos, 0, st);
+                    let (p, o) = self.addr(base, dy, off + c);
+                    self.b.ins().load(vec_ty(dt), vmem(), p, o)
+                } else {
+                    let mut v = None;
+                    for lane in 0..lanes {
+                        let (dy, c) = self.at(outer.leaves[li], pos, lane as i64, st);
+                        let s = self.load_at(val_ty(dt), base, dy, off + c);
+                        let s = self.lane_value(s, dt);
+                        v = Some(match v {
+                            None => {
+                                let t = self.lane_ty(dt);
+                                self.b.ins().splat(t, s)
+                            }
+                            Some(v) => self.b.ins().insertlane(v, s, lane as u8),
+                        });
+                    }
+                    v.expect("at least one lane")
+                }
+            }
+        };
+        self.sval(v, dt)
+    }
+
+    /// The vector type holding `dt` values in vector code.
+    pub(super) fn lane_ty(&self, dt: DType) -> Type {
+        match dt {
+            DType::Bool => mask_ty(self.vdt),
+            d => vec_ty(d),
+        }
+    }
+
+    /// A scalar element as a lane value (bool 0/1 → an all-zeros/all-ones integer lane).
+    pub(super) fn lane_value(&mut self, s: Value, dt: DType) -> Value {
+        if dt != DType::Bool {
+            return s;
+        }
+        let it = mask_ty(self.vdt).lane_type();
+        let e = self.b.ins().uextend(it, s);
+        self.b.ins().ineg(e)
+    }
+
+    /// A scalar element as a value of the current code (splat in vector code).
+    pub(super) fn widen(&mut self, s: Value, dt: DType) -> Value {
+        if self.lanes == 1 {
+            return s;
+        }
+        let l = self.lane_value(s, dt);
+        let t = self.lane_ty(dt);
+        self.b.ins().splat(t, l)
+    }
+
+    pub(super) fn store_val(
+        &mut self,
+        cx: &Cx<'_>,
+        si: usize,
+        v: SVal,
+        pos: Pos,
+        lanes: usize,
+        outer: &Outer,
+    ) {
+        let (m, a) = &cx.f.stores[si];
+        let dt = self.g.ty(*m).dtype;
+        let d = cx.f.dims.len();
+        let st = if d == 0 { 0 } else { a.strides[d - 1] };
+        let Src::Mem(base, off) = cx.store_src[si] else {
+            unreachable!("plan invariant: stored values live in memory")
+        };
+        let v = self.val(v);
+        if self.lanes == 1 {
+            let (dy, c) = self.at(outer.stores[si], pos, 0, st);
+            let (p, o) = self.addr(base, dy, off + c);
+            self.b.ins().store(mem(), v, p, o);
+        } else if dt.is_float() && lanes == self.lanes && st == dt.size_bytes() as i64 {
+            let (dy, c) = self.at(outer.stores[si], pos, 0, st);
+            let (p, o) = self.addr(base, dy, off + c);
+            self.b.ins().store(vmem(), v, p, o);
+        } else {
+            for lane in 0..lanes {
+                let e = self.b.ins().extractlane(v, lane as u8);
+                let e = if dt == DType::Bool {
+                    let one = self.b.ins().band_imm_u(e, 1);
+                    self.b.ins().ireduce(types::I8, one)
+                } else {
+                    e
+                };
+                let (dy, c) = self.at(outer.stores[si], pos, lane as i64, st);
+                let (p, o) = self.addr(base, dy, off + c);
+                self.b.ins().store(mem(), e, p, o);
+            }
+        }
+    }
+}
