@@ -292,12 +292,12 @@ fn distinct_outputs(g: &mut Graph, names: &[String]) -> Result<(), CliError> {
     let mut outs = g.outputs().to_vec();
     let mut seen = HashSet::new();
     let mut taken = NameSet::of(g);
-    for i in 0..outs.len() {
-        if !seen.insert(outs[i]) {
-            let copy = copy_node(g, outs[i], Origin::None)?;
+    for (i, out) in outs.iter_mut().enumerate() {
+        if !seen.insert(*out) {
+            let copy = copy_node(g, *out, Origin::None)?;
             let name = taken.fresh(names.get(i).map_or("out", String::as_str));
             g.set_name(copy, Some(&name));
-            outs[i] = copy;
+            *out = copy;
         }
     }
     g.set_outputs(outs);

@@ -220,7 +220,7 @@ mod tests {
     /// for unoptimized dependents (measured in a separate crate, see `benches/README.md`).
     #[test]
     fn own_builds_take_the_optimized_paths() {
-        assert!(!super::super::DEPENDENCY_UNOPTIMIZED);
+        const { assert!(!super::super::DEPENDENCY_UNOPTIMIZED) };
         assert!(super::super::JitConfig::default().batch_math);
     }
 }
