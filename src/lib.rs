@@ -20,7 +20,7 @@
 //! # Debug builds of your crate
 //! Cargo builds dependencies with your profile, so in a debug build (`cargo run` without
 //! `--release`) gradlift, Cranelift and the `gemm` crate are unoptimized: compiling a graph is
-//! 20-40× slower, and a kernel that calls back into Rust (matrix products, batched math) much
+//! 10-30× slower, and a kernel that calls back into Rust (matrix products, batched math) much
 //! slower too. Optimize the dependencies and keep your own code quick to rebuild by adding to
 //! your `Cargo.toml`:
 //!
@@ -29,8 +29,8 @@
 //! opt-level = 3
 //! ```
 //!
-//! (`"*"` is every dependency; listing `gradlift`, `cranelift-codegen`, `regalloc2` and the
-//! `gemm-*` crates instead covers what gradlift runs.) Without it gradlift softens the trap
+//! (`"*"` is every dependency, so it also covers Cranelift's and `gemm`'s many crates; your own
+//! crate stays at opt-level 0.) Without it gradlift softens the trap
 //! where it can ([`jit::DEPENDENCY_UNOPTIMIZED`]): kernels keep matrix products and math in
 //! compiled code and skip Cranelift's verifier. `benches/README.md` has the measurements.
 //!
