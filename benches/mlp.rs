@@ -1,6 +1,6 @@
 //! One MLP training step (batch 64, 784 → 256 → 10, ReLU, softmax cross-entropy, f32): the
 //! loss and all parameter gradients, computed by
-//! - `jit`: the compiled gradient graph (`examples/mlp/common.rs`'s `grad_graph`, optimized),
+//! - `jit`: the compiled gradient graph (`demo/src/mlp.rs`'s `grad_graph`, optimized),
 //! - `interp`: the reference interpreter on the same graph,
 //! - `direct`: hand-written Rust calling the same GEMM crate directly (the 2 forward and 3
 //!   backward products — the gradient with respect to `x` is not needed) with the cheap
@@ -14,7 +14,7 @@
 //! Goals (issue 3): `jit` ≤ 1.3 × `direct`; `jit` ≤ 3 × `jit_forward`. See
 //! `benches/README.md` for the figures.
 
-#[path = "../examples/mlp/common.rs"]
+#[path = "../demo/src/mlp.rs"]
 mod common;
 
 use common::{Arch, CLASSES, DIM, Optim, Rng};

@@ -37,6 +37,26 @@
 //! let graph = g.finish(&[("y", y)]).unwrap();
 //! assert_eq!(graph.ty(graph.outputs()[0]).shape, vec![2, 4]);
 //! ```
+//!
+//! # Debug builds of your crate
+//! Cargo builds dependencies with your profile, so in a debug build (`cargo run` without
+//! `--release`) gradlift, Cranelift and the `gemm` crate are unoptimized: compiling a graph is
+//! 10-30× slower, and a kernel that calls back into Rust (matrix products, batched math) much
+//! slower too. Optimize the dependencies and keep your own code quick to rebuild by adding to
+//! your `Cargo.toml`:
+//!
+//! ```toml
+//! [profile.dev.package."*"]
+//! opt-level = 3
+//! ```
+//!
+//! (`"*"` is every dependency, so it also covers Cranelift's and `gemm`'s many crates; your own
+//! crate stays at opt-level 0.) Without it gradlift softens the trap
+//! where it can ([`jit::DEPENDENCY_UNOPTIMIZED`]): kernels keep matrix products and math in
+//! compiled code and skip Cranelift's verifier. `benches/README.md` has the measurements.
+//!
+//! The `.gir` text format and the `gradlift` command line are described in `docs/gir.md` and
+//! `docs/cli.md` in the repository.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]

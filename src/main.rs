@@ -5,7 +5,7 @@
 //! [`cli::CliError`] to one `error: ...` line on stderr and exit status 1; clap reports usage
 //! errors itself with exit status 2. The commands live in the binary-only `cli` modules.
 //!
-//! The contract is `shared/spec/cli.md`. What this binary deliberately does not do: any graph
+//! The contract is `docs/cli.md`. What this binary deliberately does not do: any graph
 //! semantics of its own (parsing, differentiation, optimization and evaluation are the
 //! library's), and it never lets a panic escape as a crash: the commands are written not to panic,
 //! and as defence in depth a panic is still reported as `error: internal error (bug): ...` with
@@ -33,12 +33,18 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Evaluate a graph once and print its outputs (and gradients) as JSON.
+    ///
+    /// Without --inputs the inputs are generated (the same every run); --print-inputs shows
+    /// them.
     Run(RunArgs),
     /// Print the graph in canonical .gir form (after --grad and/or --opt).
     Print(PrintArgs),
     /// Measure optimization, JIT compile time and time per call (JIT vs interpreter).
     Bench(BenchArgs),
-    /// Print the graph as Graphviz DOT.
+    /// Print the graph as Graphviz DOT text (render it with Graphviz).
+    ///
+    /// Rendering needs Graphviz's `dot` program (Debian/Ubuntu: `apt-get install graphviz`;
+    /// macOS: `brew install graphviz`): `gradlift dot FILE | dot -Tsvg > graph.svg`.
     Dot(DotArgs),
     /// Act as a GradBench tool: answer the eval's protocol messages on stdin/stdout.
     Gradbench(GradbenchArgs),
@@ -61,9 +67,14 @@ struct RunArgs {
     /// The .gir file.
     file: PathBuf,
     /// JSON object mapping each input name to its value ('-' reads standard input). Without
-    /// it, inputs come from a fixed-seed generator.
+    /// it, the inputs are generated: the same every run (a fixed-seed generator), floats
+    /// uniform in [-1, 1), bools true or false with equal odds. --print-inputs shows them.
     #[arg(long, value_name = "JSON")]
     inputs: Option<PathBuf>,
+    /// Print the inputs this run uses (the generated ones, or those read from --inputs) as one
+    /// JSON object in the format --inputs reads, instead of evaluating.
+    #[arg(long)]
+    print_inputs: bool,
     #[command(flatten)]
     grad: GradArgs,
     #[command(flatten)]
@@ -124,7 +135,8 @@ struct PrintArgs {
 struct BenchArgs {
     /// The .gir file.
     file: PathBuf,
-    /// Inputs as for `run` (default: the fixed-seed generator).
+    /// Inputs as for `run` (default: the same generated inputs as `run`; see
+    /// `run --print-inputs`).
     #[arg(long, value_name = "JSON")]
     inputs: Option<PathBuf>,
     #[command(flatten)]

@@ -13,6 +13,7 @@ use super::{CliError, InputSig};
 use gradlift::{DType, Data, Tensor};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// The top-level object as written, keeping repeated keys (serde_json's map would silently keep
@@ -48,13 +49,15 @@ impl<'de> Visitor<'de> for EntriesVisitor {
 pub fn parse_inputs(src: &str, what: &str, sigs: &[InputSig]) -> Result<Vec<Tensor>, CliError> {
     let Entries(entries) = serde_json::from_str(src)
         .map_err(|e| CliError::new(format!("{what}: invalid inputs JSON: {e}")))?;
-    for (i, (name, _)) in entries.iter().enumerate() {
-        if entries[..i].iter().any(|(n, _)| n == name) {
+    let known: HashSet<&str> = sigs.iter().map(|s| s.name.as_str()).collect();
+    let mut given: HashMap<&str, &Value> = HashMap::with_capacity(entries.len());
+    for (name, value) in &entries {
+        if given.insert(name, value).is_some() {
             return Err(CliError::new(format!(
                 "{what}: input {name:?} is given twice"
             )));
         }
-        if !sigs.iter().any(|s| &s.name == name) {
+        if !known.contains(name.as_str()) {
             let list: Vec<&str> = sigs.iter().map(|s| s.name.as_str()).collect();
             let list = if list.is_empty() {
                 "the graph has no inputs".to_string()
@@ -68,7 +71,7 @@ pub fn parse_inputs(src: &str, what: &str, sigs: &[InputSig]) -> Result<Vec<Tens
     }
     sigs.iter()
         .map(|sig| {
-            let Some((_, v)) = entries.iter().find(|(n, _)| n == &sig.name) else {
+            let Some(&v) = given.get(sig.name.as_str()) else {
                 return Err(CliError::new(format!(
                     "{what}: missing input {} ({})",
                     sig.name, sig.ty

@@ -17,7 +17,7 @@ use crate::{Backend, Command, DotArgs, GradArgs, PrintArgs, RunArgs};
 use gradlift::ir::text;
 use gradlift::opt::{self, OptConfig, OptReport};
 use gradlift::{Attrs, Graph, NodeId, Op, Origin, Tensor, TensorType};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -177,10 +177,16 @@ fn append_gradients(
             .filter(|&i| g.ty(i).dtype.is_float())
             .collect(),
         Some(names) => {
+            let by_name: HashMap<String, NodeId> = g
+                .inputs()
+                .into_iter()
+                .map(|i| (g.value_name(i), i))
+                .collect();
             let mut ids = Vec::new();
+            let mut listed = HashSet::new();
             for name in names {
-                let id = wrt_input(g, name, path)?;
-                if ids.contains(&id) {
+                let id = wrt_input(g, &by_name, name, path)?;
+                if !listed.insert(id) {
                     return Err(CliError(format!("--wrt: input {name} is listed twice")));
                 }
                 ids.push(id);
@@ -194,17 +200,20 @@ fn append_gradients(
     let grads = gradlift::autodiff::grad(g, y, &wrt_ids)
         .map_err(|e| CliError(format!("{shown}: --grad: {e}")))?;
     let mut outs = g.outputs().to_vec();
+    let mut used: HashSet<NodeId> = outs.iter().copied().collect();
+    let mut taken = NameSet::of(g);
     let mut names = Vec::new();
     for (&w, &d) in wrt_ids.iter().zip(&grads) {
         let input = g.value_name(w);
-        let fresh = d.index() >= forward_len && g.node(d).name.is_none() && !outs.contains(&d);
+        let fresh = d.index() >= forward_len && g.node(d).name.is_none() && !used.contains(&d);
         let id = if fresh {
             d
         } else {
             copy_node(g, d, Origin::Adjoint(w))?
         };
-        let name = free_name(g, &format!("grad_{input}"));
+        let name = taken.fresh(&format!("grad_{input}"));
         g.set_name(id, Some(&name));
+        used.insert(id);
         outs.push(id);
         names.push(input);
     }
@@ -213,8 +222,13 @@ fn append_gradients(
 }
 
 /// The input `name` as a `--wrt` target: it must exist and be a float input.
-fn wrt_input(g: &Graph, name: &str, path: &Path) -> Result<NodeId, CliError> {
-    let Some(id) = g.input_named(name) else {
+fn wrt_input(
+    g: &Graph,
+    by_name: &HashMap<String, NodeId>,
+    name: &str,
+    path: &Path,
+) -> Result<NodeId, CliError> {
+    let Some(&id) = by_name.get(name) else {
         let all: Vec<String> = input_sigs(g).into_iter().map(|s| s.name).collect();
         let list = if all.is_empty() {
             "the graph has no inputs".to_string()
@@ -245,28 +259,47 @@ fn copy_node(g: &mut Graph, id: NodeId, origin: Origin) -> Result<NodeId, CliErr
     Ok(copy)
 }
 
-/// `base`, or `base_2`, `base_3`, ... : the first name no node of `g` has.
-fn free_name(g: &Graph, base: &str) -> String {
-    let taken: HashSet<&str> = g.nodes().iter().filter_map(|n| n.name.as_deref()).collect();
-    if !taken.contains(base) {
-        return base.to_string();
+/// The value names used in a graph, built once so naming many new values stays linear.
+struct NameSet(HashSet<String>);
+
+impl NameSet {
+    /// Every name a node of `g` has.
+    fn of(g: &Graph) -> NameSet {
+        NameSet(
+            g.nodes()
+                .iter()
+                .filter_map(|n| n.name.as_deref().map(String::from))
+                .collect(),
+        )
     }
-    (2..)
-        .map(|i| format!("{base}_{i}"))
-        .find(|n| !taken.contains(n.as_str()))
-        .unwrap_or_else(|| base.to_string())
+
+    /// `base`, or `base_2`, `base_3`, ...: the first name not yet taken, which it then takes.
+    fn fresh(&mut self, base: &str) -> String {
+        let name = if self.0.contains(base) {
+            (2..)
+                .map(|i| format!("{base}_{i}"))
+                .find(|n| !self.0.contains(n))
+                .unwrap_or_else(|| base.to_string())
+        } else {
+            base.to_string()
+        };
+        self.0.insert(name.clone());
+        name
+    }
 }
 
 /// Gives every repeated output its own identity copy, so the graph is a valid `.gir` (outputs are
 /// distinct values). `names[i]` is the name wanted for output `i`.
 fn distinct_outputs(g: &mut Graph, names: &[String]) -> Result<(), CliError> {
     let mut outs = g.outputs().to_vec();
-    for i in 0..outs.len() {
-        if outs[..i].contains(&outs[i]) {
-            let copy = copy_node(g, outs[i], Origin::None)?;
-            let name = free_name(g, names.get(i).map_or("out", String::as_str));
+    let mut seen = HashSet::new();
+    let mut taken = NameSet::of(g);
+    for (i, out) in outs.iter_mut().enumerate() {
+        if !seen.insert(*out) {
+            let copy = copy_node(g, *out, Origin::None)?;
+            let name = taken.fresh(names.get(i).map_or("out", String::as_str));
             g.set_name(copy, Some(&name));
-            outs[i] = copy;
+            *out = copy;
         }
     }
     g.set_outputs(outs);
@@ -277,15 +310,15 @@ fn distinct_outputs(g: &mut Graph, names: &[String]) -> Result<(), CliError> {
 /// output position its index among the distinct outputs.
 pub fn dedup_outputs(g: &Graph) -> (Graph, Vec<usize>) {
     let mut uniq: Vec<NodeId> = Vec::new();
+    let mut index: HashMap<NodeId, usize> = HashMap::new();
     let map = g
         .outputs()
         .iter()
-        .map(|o| match uniq.iter().position(|u| u == o) {
-            Some(p) => p,
-            None => {
-                uniq.push(*o);
+        .map(|&o| {
+            *index.entry(o).or_insert_with(|| {
+                uniq.push(o);
                 uniq.len() - 1
-            }
+            })
         })
         .collect();
     let mut d = g.clone();
@@ -404,6 +437,14 @@ fn run(a: &RunArgs) -> Result<(), CliError> {
     // Checked mode evaluates the graph as written: the optimizer would renumber nodes and fold
     // constants, hiding where a value came from.
     let mut p = prepare(&a.file, &a.grad, false)?;
+    if a.print_inputs {
+        check_memory(&p.graph)?;
+        let inputs = read_inputs(a.inputs.as_deref(), &p.inputs)?;
+        let mut s = String::new();
+        json_out::object(&mut s, p.inputs.iter().map(|i| &i.name).zip(&inputs));
+        s.push('\n');
+        return emit(&s);
+    }
     let derivs = derivs::append(&mut p.graph, p.outputs.len(), &a.derivs, &a.file)?;
     if !a.no_opt && !a.check_finite {
         let outputs = p.graph.outputs().len();

@@ -17,7 +17,8 @@ mod verify;
 
 pub use builder::{BuildError, BuildErrorKind, GraphBuilder, Var};
 pub use types::{
-    DType, MAX_ELEMENTS, TensorType, broadcast_shapes, broadcast_strides, checked_numel, strides,
+    DType, EMPTY_TENSOR_REASON, MAX_ELEMENTS, TensorType, broadcast_shapes, broadcast_strides,
+    checked_numel, shape_problem, strides,
 };
 pub use verify::{VerifyError, VerifyErrors, verify};
 
@@ -583,12 +584,10 @@ impl Graph {
     /// If another node already has this name, or the type is invalid (a zero dimension, or more
     /// than [`MAX_ELEMENTS`] elements: such a graph could never be evaluated).
     pub fn add_input(&mut self, name: &str, ty: TensorType) -> Result<NodeId, ShapeError> {
-        if !ty.is_valid() {
+        if let Some(problem) = shape_problem(&ty.shape) {
             return Err(ShapeError::new(
                 Op::Input,
-                format!(
-                    "input %{name}: type {ty} has a zero dimension or more than 2^31 - 1 elements"
-                ),
+                format!("input %{name}: type {ty}: {problem}"),
             ));
         }
         if self.nodes.iter().any(|n| n.name.as_deref() == Some(name)) {

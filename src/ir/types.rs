@@ -6,8 +6,26 @@
 
 use std::fmt;
 
-/// The largest number of elements one tensor may hold (2^31 − 1, per the `.gir` spec).
+/// The largest number of elements one tensor may hold (2^31 − 1, as `docs/gir.md` defines).
 pub const MAX_ELEMENTS: usize = (1 << 31) - 1;
+
+/// Why a zero dimension is refused, for error messages: the reason, not just the rule.
+pub const EMPTY_TENSOR_REASON: &str = "gradlift has no empty tensors: every value holds at \
+     least one element, so every reduction (reduce_max, reduce_mean, ...) has a defined result; \
+     give each dimension a size of 1 or more";
+
+/// What is wrong with `shape` as the shape of a type (a zero dimension, or more than
+/// [`MAX_ELEMENTS`] elements), or `None` if it is a valid shape.
+pub fn shape_problem(shape: &[usize]) -> Option<String> {
+    if let Some(axis) = shape.iter().position(|&d| d == 0) {
+        return Some(format!(
+            "dimension {axis} of {shape:?} is 0 ({EMPTY_TENSOR_REASON})"
+        ));
+    }
+    checked_numel(shape)
+        .is_none()
+        .then(|| format!("{shape:?} has more than 2^31 - 1 elements (the largest tensor allowed)"))
+}
 
 /// Element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -216,6 +234,20 @@ mod tests {
         assert_eq!(broadcast_shapes(&[], &[2, 2]), Some(vec![2, 2]));
         assert_eq!(broadcast_shapes(&[3], &[4]), None);
         assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 4]), vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn shape_problems_say_why() {
+        assert_eq!(shape_problem(&[2, 3]), None);
+        assert_eq!(shape_problem(&[]), None);
+        let m = shape_problem(&[2, 0]).unwrap();
+        assert!(m.contains("dimension 1 of [2, 0] is 0"), "{m}");
+        assert!(
+            m.contains("at least one element") && m.contains("reduction"),
+            "{m}"
+        );
+        let m = shape_problem(&[1 << 20, 1 << 20]).unwrap();
+        assert!(m.contains("more than 2^31 - 1 elements"), "{m}");
     }
 
     #[test]

@@ -32,9 +32,11 @@ use crate::ir::DType;
 pub(super) const LOOP_NEST_MAX_WORK: usize = 256;
 
 /// True if a product of this size is computed by the GEMM wrapper (both operands must also
-/// be in memory, not splat constants: the lowering checks that).
+/// be in memory, not splat constants: the lowering checks that). Never in a crate that uses
+/// gradlift unoptimized ([`super::DEPENDENCY_UNOPTIMIZED`]): the `gemm` crate unoptimized is
+/// far slower than the JIT's loop nest.
 pub(super) fn use_gemm(m: usize, k: usize, n: usize) -> bool {
-    m.saturating_mul(k).saturating_mul(n) > LOOP_NEST_MAX_WORK
+    !super::DEPENDENCY_UNOPTIMIZED && m.saturating_mul(k).saturating_mul(n) > LOOP_NEST_MAX_WORK
 }
 
 macro_rules! wrapper {
@@ -211,5 +213,14 @@ mod tests {
         assert_ne!(s[0].1, s[1].1);
         assert!(s.iter().all(|x| !x.2.is_null()));
         assert!(!use_gemm(4, 4, 4) && use_gemm(8, 8, 8));
+    }
+
+    /// gradlift's own builds (these tests, in debug or release) are its primary package, so
+    /// they test the GEMM and batched paths users get with optimization, never the fallback
+    /// for unoptimized dependents (measured in a separate crate, see `benches/README.md`).
+    #[test]
+    fn own_builds_take_the_optimized_paths() {
+        const { assert!(!super::super::DEPENDENCY_UNOPTIMIZED) };
+        assert!(super::super::JitConfig::default().batch_math);
     }
 }

@@ -179,7 +179,7 @@ use std::sync::Mutex;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JitConfig {
     /// Run Cranelift's IR verifier on every function (costs 25-50% of compile time). Default:
-    /// on in debug builds.
+    /// on in debug builds of gradlift's own workspace (its tests), off in crates that use it.
     pub verifier: bool,
     /// The most graph nodes one Cranelift function gets; larger graphs are split into several
     /// functions, which bounds register-allocation time. Default 2000. 0 is treated as 1.
@@ -215,7 +215,8 @@ pub struct JitConfig {
     /// on a transcendental-heavy loop. The values are bitwise those of the in-loop polynomials,
     /// except that an argument needing the libm fallback gets libm alone instead of sending
     /// its whole chunk to libm (see the module docs). Used only on x86-64 hosts with AVX2
-    /// and FMA. Default on.
+    /// and FMA. Default on, except in a crate that uses gradlift without optimizing it
+    /// ([`DEPENDENCY_UNOPTIMIZED`]): unoptimized, the helpers are slower than the in-loop code.
     pub batch_math: bool,
     /// Donated buffers: `(input name, output name)` pairs, each an output of the same type
     /// that replaces its input (parameters updated by an optimizer step). The caller passes
@@ -255,17 +256,28 @@ impl JitConfig {
     }
 }
 
+/// True when gradlift is compiled without optimizations (opt-level 0, a debug build's
+/// default) as a dependency of another crate, which is then likely unoptimized too, like the
+/// `gemm` crate. Compiled kernels run at the same speed however gradlift was built, but the
+/// Rust code they call (the batched math helpers, the GEMM) is 10-100× slower unoptimized, so
+/// the JIT's defaults keep that work in compiled code instead: [`JitConfig::batch_math`] off,
+/// and matrix products as the JIT's own loop nests. gradlift's own builds (its tests, debug or
+/// not) always take the same paths as a release build, so every path stays tested. The cure
+/// is the profile override the crate docs describe; this only softens the trap.
+pub const DEPENDENCY_UNOPTIMIZED: bool =
+    cfg!(gradlift_unoptimized) && option_env!("CARGO_PRIMARY_PACKAGE").is_none();
+
 impl Default for JitConfig {
     fn default() -> JitConfig {
         JitConfig {
-            verifier: cfg!(debug_assertions),
+            verifier: cfg!(debug_assertions) && option_env!("CARGO_PRIMARY_PACKAGE").is_some(),
             max_ops_per_function: 2000,
             threads: 0,
             exact_math: false,
             parallel_min_elements: 1 << 16,
             max_workspace_bytes: DEFAULT_MAX_WORKSPACE_BYTES,
             check_finite: false,
-            batch_math: true,
+            batch_math: !DEPENDENCY_UNOPTIMIZED,
             donate: Vec::new(),
         }
     }

@@ -4,7 +4,7 @@
 //! shapes past a batch axis when there is one.
 
 use super::{Arity, AttrKind, OpProps, OpRules, batch_dims};
-use crate::ir::{Attrs, DType, TensorType, broadcast_strides, strides};
+use crate::ir::{Attrs, DType, TensorType, broadcast_strides, shape_problem, strides};
 use crate::tensor::{Data, Tensor};
 
 const MOVE: OpProps = OpProps {
@@ -85,8 +85,12 @@ pub(super) const RESHAPE: OpRules = OpRules {
         let Attrs::Shape { shape } = a else {
             unreachable!("attribute kind checked")
         };
-        let ty = TensorType::checked(t[0].dtype, shape.clone())
-            .ok_or_else(|| format!("invalid target shape {shape:?}"))?;
+        let ty = TensorType::checked(t[0].dtype, shape.clone()).ok_or_else(|| {
+            format!(
+                "invalid target shape: {}",
+                shape_problem(shape).unwrap_or_default()
+            )
+        })?;
         if ty.numel() != t[0].numel() {
             return Err(format!(
                 "cannot reshape {} elements into {shape:?} ({} elements)",
@@ -177,8 +181,12 @@ pub(super) const BROADCAST: OpRules = OpRules {
         let Attrs::Shape { shape } = a else {
             unreachable!("attribute kind checked")
         };
-        let ty = TensorType::checked(t[0].dtype, shape.clone())
-            .ok_or_else(|| format!("invalid target shape {shape:?}"))?;
+        let ty = TensorType::checked(t[0].dtype, shape.clone()).ok_or_else(|| {
+            format!(
+                "invalid target shape: {}",
+                shape_problem(shape).unwrap_or_default()
+            )
+        })?;
         let from = &t[0].shape;
         let off = shape.len().checked_sub(from.len());
         let ok = off.is_some_and(|off| {

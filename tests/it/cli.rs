@@ -1,4 +1,4 @@
-//! The `gradlift` binary against its contract (`shared/spec/cli.md`): the worked example on both
+//! The `gradlift` binary against its contract (`docs/cli.md`): the worked example on both
 //! backends, the JSON formats, every user-error path (exit 1, one `error:` line naming the
 //! culprit), usage errors (exit 2), and a hostile-input corpus that must never crash.
 //!
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The worked example, as the spec writes it.
+/// The worked example, as `docs/gir.md` writes it.
 const SEED: &str = "\
 # y = x1^2 + x2   (the worked example of reverse mode)
 graph @seed {
@@ -1203,4 +1203,163 @@ fn integer_inputs_and_outputs_and_gather_gradients() {
         let err = fails(&["run", p(&g), "--inputs", p(&inputs)]);
         assert!(err.contains("idx") && err.contains("i32"), "{err}");
     }
+}
+
+/// Inputs of every dtype and rank 0–2, a bool, and a scalar loss for `--grad`.
+const ALL_KINDS: &str = "\
+graph @kinds {
+  %a = input f64[]
+  %v = input f32[2,3]
+  %flag = input bool[3]
+  %w = input f64[4]
+  %sq = mul %w, %w : f64[4]
+  %s = reduce_sum %sq : f64[]
+  %t = add %s, %a : f64[]
+  %c = cast %v to=f64 : f64[2,3]
+  %m = reduce_mean %c : f64[]
+  %loss = mul %t, %m : f64[]
+  output %loss, %v, %flag
+}
+";
+
+#[test]
+fn print_inputs_shows_the_generated_inputs_and_reads_back_identically() {
+    let d = tmpdir();
+    let g = write(&d, "kinds.gir", ALL_KINDS);
+    let shown = ok(&["run", p(&g), "--print-inputs"]);
+    // The format --inputs reads: one object, every input in order, shaped like its type.
+    let v = json(&shown);
+    assert_eq!(v.as_object().unwrap().len(), 4, "{shown}");
+    let at = |k: &str| shown.find(&format!("\"{k}\": ")).unwrap();
+    assert!(
+        at("a") < at("v") && at("v") < at("flag") && at("flag") < at("w"),
+        "{shown}"
+    );
+    assert_eq!(shape(&v["v"]), [2, 3]);
+    assert!(v["flag"].as_array().unwrap().iter().all(Value::is_boolean));
+    let floats_shown: Vec<f64> = [&v["a"], &v["v"], &v["w"]]
+        .iter()
+        .flat_map(|x| floats(x))
+        .collect();
+    assert!(
+        floats_shown.iter().all(|x| (-1.0..1.0).contains(x)),
+        "{shown}"
+    );
+    let file = write(&d, "shown.json", &shown);
+    for backend in ["jit", "interp"] {
+        let generated = ok(&["run", p(&g), "--grad", "--backend", backend]);
+        let fed_back = ok(&[
+            "run",
+            p(&g),
+            "--grad",
+            "--backend",
+            backend,
+            "--inputs",
+            p(&file),
+        ]);
+        assert_eq!(generated, fed_back, "{backend}");
+        // The outputs that echo inputs show the same values, so they really were the inputs.
+        let out = json(&generated);
+        assert_eq!(out["outputs"]["v"], v["v"]);
+        assert_eq!(out["outputs"]["flag"], v["flag"]);
+    }
+    // Given --inputs, it shows those (each float read once into its dtype, printed shortest).
+    let given = write(
+        &d,
+        "given.json",
+        r#"{"a": 0.1, "v": [[0.1, 2, -3], [4, "inf", 1e-3]], "flag": [true, false, true],
+            "w": [1, 2, 3, 4]}"#,
+    );
+    let shown = ok(&["run", p(&g), "--inputs", p(&given), "--print-inputs"]);
+    assert_eq!(
+        shown,
+        "{\"a\": 0.1, \"v\": [[0.1, 2.0, -3.0], [4.0, \"inf\", 0.001]], \
+         \"flag\": [true, false, true], \"w\": [1.0, 2.0, 3.0, 4.0]}\n"
+    );
+}
+
+/// A graph of `n` scalar inputs summed by a chain of adds.
+fn sum_chain(n: usize) -> String {
+    let mut s = String::from("graph @sum {\n");
+    for i in 0..n {
+        s.push_str(&format!("  %x{i} = input f64[]\n"));
+    }
+    s.push_str("  %s1 = add %x0, %x1\n");
+    for i in 2..n {
+        s.push_str(&format!("  %s{i} = add %s{}, %x{i}\n", i - 1));
+    }
+    s.push_str(&format!("  output %s{}\n}}\n", n - 1));
+    s
+}
+
+/// Ten thousand inputs and outputs through every path from text to JSON (the naming of
+/// gradient outputs, distinct printed outputs, the inputs reader, `--wrt`). Inputs are small
+/// integers so the sum is exact; the gradient of a sum is 1 everywhere.
+#[test]
+fn ten_thousand_inputs_summed_by_a_chain() {
+    const N: usize = 10_000;
+    let d = tmpdir();
+    let g = write(&d, "sum.gir", sum_chain(N));
+    let x = |i: usize| (i % 7) as f64 - 3.0;
+    let mut inputs = String::from("{");
+    for i in 0..N {
+        let sep = if i == 0 { "" } else { ", " };
+        inputs.push_str(&format!("{sep}\"x{i}\": {}", x(i)));
+    }
+    inputs.push('}');
+    let inputs = write(&d, "in.json", inputs);
+    let sum: f64 = (0..N).map(x).sum();
+    let out = json(&ok(&["run", p(&g), "--grad", "--inputs", p(&inputs)]));
+    assert_eq!(num(&out["outputs"]["s9999"]), sum);
+    let grads = out["gradients"].as_object().unwrap();
+    assert_eq!(grads.len(), N);
+    assert!(grads.values().all(|v| num(v) == 1.0));
+    // Every other input by --wrt: only those get gradients.
+    let wrt: Vec<String> = (0..N).step_by(2).map(|i| format!("x{i}")).collect();
+    let out = json(&ok(&[
+        "run",
+        p(&g),
+        "--grad",
+        "--inputs",
+        p(&inputs),
+        "--backend",
+        "interp",
+        "--wrt",
+        &wrt.join(","),
+    ]));
+    let grads = out["gradients"].as_object().unwrap();
+    assert_eq!(grads.len(), N / 2);
+    assert!(grads.contains_key("x9998") && !grads.contains_key("x9999"));
+    // Printed with its gradient: 10,000 distinct outputs (all the same value, 1), each named.
+    let printed = write(&d, "printed.gir", ok(&["print", p(&g), "--grad", "--opt"]));
+    let out = json(&ok(&["run", p(&printed), "--inputs", p(&inputs)]));
+    let outs = out["outputs"].as_object().unwrap();
+    assert_eq!(outs.len(), N + 1);
+    assert_eq!(num(&outs["s9999"]), sum);
+    assert!((0..N).all(|i| num(&outs[&format!("grad_x{i}")]) == 1.0));
+}
+
+#[test]
+fn zero_size_shapes_are_refused_with_the_reason() {
+    let d = tmpdir();
+    let g = write(
+        &d,
+        "z.gir",
+        "graph @z {\n  %x = input f64[3,0]\n  output %x\n}\n",
+    );
+    let e = fails(&["run", p(&g)]);
+    assert!(e.contains("z.gir:2:20"), "{e}");
+    assert!(
+        e.contains("no empty tensors") && e.contains("at least one element"),
+        "{e}"
+    );
+    // The builder says the same, naming the input.
+    let b = gradlift::GraphBuilder::new("z");
+    let x = b.input("x", gradlift::DType::F32, &[4, 0]);
+    let e = b.finish(&[("y", -x)]).unwrap_err().to_string();
+    assert!(
+        e.contains("\"x\"") && e.contains("dimension 1 of [4, 0] is 0"),
+        "{e}"
+    );
+    assert!(e.contains("at least one element"), "{e}");
 }

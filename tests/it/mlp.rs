@@ -1,8 +1,8 @@
-//! The MLP demo's parts (`examples/mlp/common.rs`), test-sized: training lowers the loss and
+//! The MLP demo's parts (`demo/src/mlp.rs`), test-sized: training lowers the loss and
 //! classifies far above chance, one step's gradients agree with the interpreter and with
 //! finite differences, training is bitwise reproducible, and the data readers behave.
 
-#[path = "../../examples/mlp/common.rs"]
+#[path = "../../demo/src/mlp.rs"]
 mod common;
 
 use common::{Arch, CLASSES, DIM, Dataset, Optim, Rng, Trainer};

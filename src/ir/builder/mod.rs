@@ -221,9 +221,10 @@ impl GraphBuilder {
     #[track_caller]
     pub fn input(&self, name: &str, dtype: DType, shape: &[usize]) -> Var<'_> {
         let Some(ty) = TensorType::checked(dtype, shape.to_vec()) else {
+            let problem = super::shape_problem(shape).unwrap_or_default();
             return self.fail(ShapeError::new(
                 Op::Input,
-                format!("invalid input shape {shape:?}"),
+                format!("invalid shape for input {name:?}: {problem}"),
             ));
         };
         let res = self.graph.borrow_mut().add_input(name, ty);

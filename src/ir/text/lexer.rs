@@ -2,7 +2,7 @@
 //!
 //! A statement never spans lines, so the parser feeds the lexer one line at a time (line
 //! terminators already removed) and the lexer fills a reused token buffer. It knows the lexical
-//! rules of the spec: `#` comments, spaces and tabs as optional separators, `%name`/`%17` value
+//! rules of the format (`docs/gir.md`): `#` comments, spaces and tabs as optional separators, `%name`/`%17` value
 //! names, `@name` graph names, bare words, JSON numbers (plus `-inf`; `inf` and `nan` are bare
 //! words), and the punctuation `= , : [ ] { }`. Everything outside a comment must be ASCII.
 //!

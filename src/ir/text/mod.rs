@@ -1,6 +1,6 @@
 //! The `.gir` text format (version 1): a parser and a canonical printer.
 //!
-//! The format is specified in the project's `.gir` contract; in short:
+//! The format is defined in `docs/gir.md` (in the repository); in short:
 //!
 //! ```text
 //! # y = x1^2 + x2   (the worked example of reverse mode)

@@ -23,7 +23,7 @@ mod literals;
 use super::ParseError;
 use super::hasher::{NameMap, NameSet};
 use super::lexer::{Tok, Token, lex_line};
-use crate::ir::{Attrs, DType, Graph, Node, NodeId, Op, Origin, TensorType};
+use crate::ir::{Attrs, DType, EMPTY_TENSOR_REASON, Graph, Node, NodeId, Op, Origin, TensorType};
 use crate::ops::{self, Arity, AttrKind};
 use crate::tensor::{Data, Tensor};
 use literals::{bool_literal, float_literal, int_literal};
@@ -478,7 +478,7 @@ const fn spec(key: &'static str, kind: ValKind, required: bool) -> AttrSpec {
     }
 }
 
-/// The attributes of each attribute kind, in the spec's table order (which is also the
+/// The attributes of each attribute kind, in the order of `docs/gir.md`'s op tables (which is also the
 /// canonical print order).
 fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
     use ValKind::*;
@@ -706,8 +706,7 @@ fn parse_type(cur: &mut Cursor<'_, '_>) -> Result<(TensorType, u32), ParseError>
             if n == 0 {
                 return Err(cur.err(
                     d.col,
-                    "expected a positive dimension, found 0 (empty tensors are not supported)"
-                        .to_string(),
+                    format!("expected a positive dimension, found 0 ({EMPTY_TENSOR_REASON})"),
                 ));
             }
             shape.push(n);

@@ -1,9 +1,9 @@
 //! The canonical `.gir` printer.
 //!
 //! Writes the header line, one two-space-indented statement per node in id order (`: TYPE` on
-//! every `const` and op, attributes in the spec's table order with `axes` sorted and
-//! `keepdims=true` and `reverse=true` only when true), the `output` statement, then `}`. Output
-//! is deterministic and a fixed point of `print ∘ parse`.
+//! every `const` and op, attributes in the order of `docs/gir.md`'s op tables with `axes` sorted and
+//! `keepdims=true` and `reverse=true` only when true), the `output` statement, then `}`. Output is deterministic and
+//! a fixed point of `print ∘ parse`.
 //!
 //! Value labels: a node prints under its name when that name is a valid value name, is unique,
 //! and is either an identifier or belongs to an input or output (the parser keeps digit-only

@@ -1,5 +1,5 @@
-//! The MLP demo's parts, shared by `examples/mlp.rs`, `tests/it/mlp.rs` and `benches/mlp.rs`
-//! (each includes this file with `#[path]`; it is not library API):
+//! The MLP demo's parts, shared by the `mlp` example, gradlift's `tests/it/mlp.rs` and
+//! `benches/mlp.rs` (which include this file with `#[path]`):
 //!
 //! - data: a synthetic "seven-segment digits" task (ten glyph classes drawn with random shift,
 //!   scale, slant, stroke width, ink, segment dropout, a stray stroke and pixel noise), and a

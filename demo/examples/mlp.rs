@@ -21,12 +21,10 @@
 //! progress bar with the loss and throughput and the final accuracy, and writes the loss
 //! curve to `mlp_loss.svg`.
 
-#[path = "mlp/common.rs"]
-mod common;
-
 use clap::Parser;
-use common::{Arch, CLASSES, DIM, Dataset, Optim, Rng, Trainer};
 use gradlift::{DType, jit, opt};
+use gradlift_demo::mlp as common;
+use gradlift_demo::mlp::{Arch, CLASSES, DIM, Dataset, Optim, Rng, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;

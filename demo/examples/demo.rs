@@ -89,7 +89,7 @@ fn run_both(title: &str, mut g: Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>,
 
 fn main() -> Result<(), gradlift::Error> {
     println!("== 1. The worked example: y = x1^2 + x2 ==\n");
-    let g = text::parse(include_str!("../ir/seed.gir"))?;
+    let g = text::parse(include_str!("../../ir/seed.gir"))?;
     println!("{}", text::print(&g));
     let g = with_gradient(g)?;
     println!(
@@ -115,7 +115,7 @@ fn main() -> Result<(), gradlift::Error> {
     assert_eq!(v, [x1 * x1 + x2, 2.0 * x1, 1.0]);
 
     println!("== 2. Rosenbrock, n = 1000, value + gradient ==\n");
-    let g = with_gradient(text::parse(include_str!("../ir/rosenbrock.gir"))?)?;
+    let g = with_gradient(text::parse(include_str!("../../ir/rosenbrock.gir"))?)?;
     let n = g.ty(g.inputs()[0]).numel();
     let x: Vec<f64> = (0..n)
         .map(|i| ((i * 37) % 100) as f64 / 50.0 - 1.0)
@@ -147,7 +147,7 @@ fn main() -> Result<(), gradlift::Error> {
     assert!(err < 1e-12);
 
     println!("== 3. A small MLP loss (f32), value + gradient of every parameter ==\n");
-    let g = with_gradient(text::parse(include_str!("../ir/mlp.gir"))?)?;
+    let g = with_gradient(text::parse(include_str!("../../ir/mlp.gir"))?)?;
     let inputs: Vec<Tensor> = g
         .inputs()
         .iter()
