@@ -64,6 +64,7 @@ impl<'b> Var<'b> {
             return b.fail(ShapeError {
                 op: Op::Concat,
                 operands: vec![ty.clone()],
+                names: Vec::new(),
                 message: format!(
                     "pad needs one (before, after) pair per axis ({} axes), found {}",
                     ty.rank(),

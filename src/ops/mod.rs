@@ -38,7 +38,7 @@ pub const MAX_POWI: u32 = i32::MAX as u32;
 
 /// A shape or dtype error: an op was applied to operands or attributes it does not accept.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("{op}: {message}{}", operand_list(.operands))]
+#[error("{op}: {message}{}", operand_list(.operands, .names))]
 pub struct ShapeError {
     /// The op being built.
     pub op: Op,
@@ -46,13 +46,23 @@ pub struct ShapeError {
     pub operands: Vec<TensorType>,
     /// What was wrong and what was expected.
     pub message: String,
+    /// The operands' names (`%x`), when the caller knows them (the builder fills them in);
+    /// empty otherwise.
+    pub names: Vec<String>,
 }
 
-fn operand_list(ops: &[TensorType]) -> String {
+fn operand_list(ops: &[TensorType], names: &[String]) -> String {
     if ops.is_empty() {
         return String::new();
     }
-    let tys: Vec<String> = ops.iter().map(ToString::to_string).collect();
+    let tys: Vec<String> = if names.len() == ops.len() {
+        ops.iter()
+            .zip(names)
+            .map(|(t, n)| format!("{n}: {t}"))
+            .collect()
+    } else {
+        ops.iter().map(ToString::to_string).collect()
+    };
     format!(" (operands: {})", tys.join(", "))
 }
 
@@ -63,6 +73,7 @@ impl ShapeError {
             op,
             operands: Vec::new(),
             message,
+            names: Vec::new(),
         }
     }
 }
@@ -508,6 +519,7 @@ pub fn infer(op: Op, operands: &[&TensorType], attrs: &Attrs) -> Result<TensorTy
         op,
         operands: operands.iter().map(|t| (*t).clone()).collect(),
         message,
+        names: Vec::new(),
     };
     match r.arity {
         Arity::Exact(n) if operands.len() != n => {

@@ -213,7 +213,16 @@ impl GraphBuilder {
                 self.graph.borrow_mut().set_origin(id, origin);
                 Var { id, b: self }
             }
-            Err(e) => self.fail(e),
+            Err(mut e) => {
+                if e.operands.len() == inputs.len() {
+                    let g = self.graph.borrow();
+                    e.names = inputs
+                        .iter()
+                        .map(|v| format!("%{}", g.value_name(v.id)))
+                        .collect();
+                }
+                self.fail(e)
+            }
         }
     }
 
@@ -583,6 +592,7 @@ impl<'b> Var<'b> {
             return self.b.fail(ShapeError {
                 op: Op::Transpose,
                 operands: vec![self.ty()],
+                names: Vec::new(),
                 message: "mt needs rank >= 2".into(),
             });
         }
