@@ -518,7 +518,14 @@ impl Graph {
     /// If an id is not a node of the graph, or a name is not a valid `.gir` value name or is
     /// already used by an unrelated node.
     pub fn set_named_outputs(&mut self, outputs: &[(&str, NodeId)]) -> Result<(), ShapeError> {
+        // Who holds each name, and which nodes are outputs already: one pass over the graph,
+        // then a lookup per output (linear in the graph plus the outputs).
+        let mut owners: std::collections::HashMap<Box<str>, usize> = (self.nodes.iter())
+            .enumerate()
+            .filter_map(|(i, n)| n.name.clone().map(|name| (name, i)))
+            .collect();
         let mut outs: Vec<NodeId> = Vec::with_capacity(outputs.len());
+        let mut taken = std::collections::HashSet::with_capacity(outputs.len());
         for &(name, id) in outputs {
             if id.index() >= self.nodes.len() {
                 return Err(ShapeError::new(
@@ -532,12 +539,8 @@ impl Graph {
                     format!("%{name} is not a valid value name"),
                 ));
             }
-            let owner = self
-                .nodes
-                .iter()
-                .position(|n| n.name.as_deref() == Some(name));
             let node = self.node(id);
-            let reuse = !outs.contains(&id)
+            let reuse = !taken.contains(&id)
                 && node.op != Op::Input
                 && (node.name.is_none() || node.name.as_deref() == Some(name));
             let target = if reuse {
@@ -549,13 +552,15 @@ impl Graph {
                 self.set_origin(copy, origin);
                 copy
             };
-            if owner.is_some_and(|o| o != target.index()) {
+            if owners.get(name).is_some_and(|&o| o != target.index()) {
                 return Err(ShapeError::new(
                     self.node(id).op,
                     format!("the name %{name} is already taken"),
                 ));
             }
             self.set_name(target, Some(name));
+            owners.insert(name.into(), target.index());
+            taken.insert(target);
             outs.push(target);
         }
         self.outputs = outs;
