@@ -12,6 +12,14 @@
 //! memory (the plan guarantees it), so the ranges may run concurrently; chunk boundaries are
 //! fixed at compile time, so the result does not depend on the number of threads.
 //!
+//! Threads: a call uses at most the kernel's thread count (`JitConfig::kernel_threads`) of the
+//! current rayon pool's threads, for its chunks and (through `gemm::set_threads`) its GEMM
+//! calls. The pool is rayon's: the global one (one thread per core unless the application
+//! sizes it), or the pool the caller runs in. A pool of our own per kernel would add idle
+//! threads per kernel and oversubscribe the cores when several kernels or an application's
+//! own rayon work run side by side; sharing rayon's pool keeps one worker per core. A count
+//! of 1 never touches the pool.
+//!
 //! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`]
 //! for kernels without parallel groups, except inside GEMM calls (the crate behind large
 //! matmuls allocates its packing memory per call; see `gemm`).
@@ -28,6 +36,7 @@ use cranelift_jit::JITModule;
 use std::collections::HashMap;
 use std::fmt;
 use std::mem::ManuallyDrop;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A compiled function: `(inputs, outputs, workspace, constants)` (see `lower` for the ABI).
@@ -228,6 +237,10 @@ pub struct Kernel {
     stats: KernelStats,
     /// Checked mode only.
     check: Option<Box<Checker>>,
+    /// `JitConfig::kernel_threads` (`None`: every thread of the current pool).
+    threads: Option<NonZeroUsize>,
+    /// Whether any step can use more than one thread (chunks or GEMM calls).
+    parallel: bool,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -345,6 +358,7 @@ pub(super) struct Parts {
     pub ws_bytes: usize,
     pub post: Vec<PostCopy>,
     pub stats: KernelStats,
+    pub threads: Option<NonZeroUsize>,
 }
 
 impl Kernel {
@@ -366,7 +380,11 @@ impl Kernel {
             }
             m
         };
+        let parallel = p.stats.matmuls_gemm > 0
+            || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }));
         Kernel {
+            threads: p.threads,
+            parallel,
             in_index: index(&p.input_names),
             out_index: index(&p.output_names),
             donated: p.donated,
@@ -415,6 +433,12 @@ impl Kernel {
     /// Number of compiled functions the graph was split into.
     pub fn function_count(&self) -> usize {
         self.steps.len()
+    }
+
+    /// The number of threads a call may use (`JitConfig::kernel_threads`; `None`: every
+    /// thread of the rayon pool the call runs in, one per core by default).
+    pub fn threads(&self) -> Option<NonZeroUsize> {
+        self.threads
     }
 
     /// What the compiler did.
@@ -726,6 +750,19 @@ impl Kernel {
         Ok(())
     }
 
+    /// The threads this call uses: the configured count, at most the current pool's size (a
+    /// larger count would only cut the GEMM's work into more pieces than there are workers).
+    /// Kernels that cannot use threads, and a count of 1, do not touch the pool (asking rayon
+    /// for its size would start the global pool).
+    fn call_threads(&self) -> usize {
+        match self.threads {
+            Some(n) if n.get() == 1 => 1,
+            _ if !self.parallel => 1,
+            Some(n) => n.get().min(rayon::current_num_threads()),
+            None => rayon::current_num_threads(),
+        }
+    }
+
     fn check_workspace(&self, ws: &Workspace) -> Result<(), CallError> {
         if ws.kernel != self.id
             || ws.bytes() < self.ws_bytes
@@ -743,6 +780,8 @@ impl Kernel {
     fn exec(&self, ws: &mut Workspace) -> Result<(), CallError> {
         let n_in = self.inputs.len();
         let base = ws.mem.as_mut_ptr().cast::<u8>();
+        let threads = self.call_threads();
+        super::gemm::set_threads(threads);
         for d in &self.donated {
             let src = ws.ptrs[n_in + d.output];
             ws.ptrs[d.input] = match d.copy {
@@ -783,7 +822,7 @@ impl Kernel {
                 // SAFETY: as above.
                 Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
                 // SAFETY: as above.
-                Step::Chunks { f, count } => unsafe { run_chunks(args, f, count) },
+                Step::Chunks { f, count } => unsafe { run_chunks(args, f, count, threads) },
             }
             if let Some(c) = &self.check
                 && let Some(r) = c.inspect(i, &ws.ptrs, (&ws.mem, &self.consts))
@@ -831,7 +870,8 @@ fn find(names: &[String], map: &HashMap<String, usize>, name: &str) -> Option<us
     }
 }
 
-/// Runs chunks `0..count` of `f` in a `rayon::scope` (a caller outside the pool waits while
+/// Runs chunks `0..count` of `f` on up to `threads` threads: all on the calling thread for
+/// one thread, else in a `rayon::scope` (a caller outside the pool waits while
 /// the pool runs it): the scope's thread and up to `threads - 1` spawned tasks claim chunks
 /// one at a time from a shared counter, so a worker that wakes late or shares its core with
 /// another process just runs fewer chunks. Which thread
@@ -840,9 +880,9 @@ fn find(names: &[String], map: &HashMap<String, usize>, name: &str) -> Option<us
 ///
 /// # Safety
 /// As [`Args::chunks`].
-unsafe fn run_chunks(args: Args, f: ChunkFn, count: usize) {
+unsafe fn run_chunks(args: Args, f: ChunkFn, count: usize, threads: usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = rayon::current_num_threads().min(count);
+    let threads = threads.min(count);
     if threads <= 1 {
         // SAFETY: forwarded from the caller; 0 < count.
         unsafe { args.chunks(f, 0, count) };
