@@ -233,7 +233,18 @@ mod tests {
     /// Calls the f32 or f64 wrapper on row-major `a` (m×k) and `b` (k×n), read through
     /// transposed copies when `ta`/`tb`, with `threads`.
     fn product<T: Copy + Default>(
-        f: unsafe extern "C" fn(usize, usize, usize, *mut T, *const T, isize, isize, *const T, isize, isize),
+        f: unsafe extern "C" fn(
+            usize,
+            usize,
+            usize,
+            *mut T,
+            *const T,
+            isize,
+            isize,
+            *const T,
+            isize,
+            isize,
+        ),
         (m, k, n): (usize, usize, usize),
         (a, ta): (&[T], bool),
         (b, tb): (&[T], bool),
@@ -256,7 +267,20 @@ mod tests {
         let mut c = vec![T::default(); m * n];
         set_threads(threads);
         // SAFETY: sizes and strides describe the vectors above; `c` is exclusive.
-        unsafe { f(m, n, k, c.as_mut_ptr(), a.as_ptr(), ars, acs, b.as_ptr(), brs, bcs) };
+        unsafe {
+            f(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                a.as_ptr(),
+                ars,
+                acs,
+                b.as_ptr(),
+                brs,
+                bcs,
+            )
+        };
         set_threads(1);
         c
     }
@@ -266,7 +290,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
             })
             .collect()
@@ -297,23 +323,38 @@ mod tests {
                     .sum::<f64>()
                     * k as f64
                     * f64::from(f32::EPSILON);
-                assert!((f64::from(c) - exact).abs() <= bound, "{m}×{k}×{n} at {idx}");
+                assert!(
+                    (f64::from(c) - exact).abs() <= bound,
+                    "{m}×{k}×{n} at {idx}"
+                );
             }
             for t in [2, 3, 4] {
                 let got = product(gl_gemm_f32, (m, k, n), (&a, ta), (&b, tb), t);
-                let same = got.iter().zip(&one).all(|(x, y)| x.to_bits() == y.to_bits());
+                let same = got
+                    .iter()
+                    .zip(&one)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "{m}×{k}×{n} (ta={ta}, tb={tb}) with {t} threads");
             }
         }
-        for ((m, k, n), ta, tb) in [((200, 1100, 300), false, false), ((97, 600, 513), true, true)] {
+        for ((m, k, n), ta, tb) in [
+            ((200, 1100, 300), false, false),
+            ((97, 600, 513), true, true),
+        ] {
             let (a, b) = (values(m * k, 3), values(k * n, 4));
             let one = product(gl_gemm_f64, (m, k, n), (&a, ta), (&b, tb), 1);
             let want = naive(m, k, n, &a, &b);
-            let close = one.iter().zip(&want).all(|(x, y)| (x - y).abs() <= 1e-12 * k as f64);
+            let close = one
+                .iter()
+                .zip(&want)
+                .all(|(x, y)| (x - y).abs() <= 1e-12 * k as f64);
             assert!(close, "{m}×{k}×{n} f64 values");
             for t in [2, 3] {
                 let got = product(gl_gemm_f64, (m, k, n), (&a, ta), (&b, tb), t);
-                let same = got.iter().zip(&one).all(|(x, y)| x.to_bits() == y.to_bits());
+                let same = got
+                    .iter()
+                    .zip(&one)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "{m}×{k}×{n} f64 (ta={ta}, tb={tb}) with {t} threads");
             }
         }

@@ -380,8 +380,8 @@ impl Kernel {
             }
             m
         };
-        let parallel = p.stats.matmuls_gemm > 0
-            || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }));
+        let parallel =
+            p.stats.matmuls_gemm > 0 || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }));
         Kernel {
             threads: p.threads,
             parallel,
@@ -780,8 +780,6 @@ impl Kernel {
     fn exec(&self, ws: &mut Workspace) -> Result<(), CallError> {
         let n_in = self.inputs.len();
         let base = ws.mem.as_mut_ptr().cast::<u8>();
-        let threads = self.call_threads();
-        super::gemm::set_threads(threads);
         for d in &self.donated {
             let src = ws.ptrs[n_in + d.output];
             ws.ptrs[d.input] = match d.copy {
@@ -800,6 +798,50 @@ impl Kernel {
                 }
             };
         }
+        let threads = self.call_threads();
+        if threads > 1 && rayon::current_thread_index().is_none() {
+            // A caller outside the pool hands the whole call to a pool thread once, instead of
+            // once per GEMM call or parallel group (each hop parks the caller and wakes a
+            // worker); inside, the GEMM's and the chunks' splits fork from that worker, which
+            // takes its own share.
+            rayon::scope(|_| self.run_steps(ws, threads))?;
+        } else {
+            self.run_steps(ws, threads)?;
+        }
+        for p in &self.post {
+            let (out, src) = match p {
+                PostCopy::Input { out, input } => (*out, ws.ptrs[*input] as *const u8),
+                PostCopy::Const { out, value } => (
+                    *out,
+                    match value.data() {
+                        Data::F32(v) => v.as_ptr().cast::<u8>(),
+                        Data::F64(v) => v.as_ptr().cast::<u8>(),
+                        Data::Bool(v) => v.as_ptr().cast::<u8>(),
+                        Data::I32(v) => v.as_ptr().cast::<u8>(),
+                    },
+                ),
+            };
+            let (dtype, numel) = self.sig[n_in + out];
+            // SAFETY: the source is a checked input buffer (or a donated input's workspace
+            // copy) or a constant of the output's type, the destination the checked output
+            // buffer; `copy` allows the one overlap possible, an output donated from the very
+            // input it returns (the same buffer).
+            unsafe {
+                std::ptr::copy(
+                    src,
+                    ws.ptrs[n_in + out] as *mut u8,
+                    numel * dtype.size_bytes(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the compiled functions in order on up to `threads` threads (the GEMM calls on
+    /// this thread take the count from here), checking each node in checked mode.
+    fn run_steps(&self, ws: &mut Workspace, threads: usize) -> Result<(), CallError> {
+        let n_in = self.inputs.len();
+        super::gemm::set_threads(threads);
         for (i, step) in self.steps.iter().enumerate() {
             // Derived for each step: checked mode reads the workspace in between.
             let args = Args {
@@ -828,32 +870,6 @@ impl Kernel {
                 && let Some(r) = c.inspect(i, &ws.ptrs, (&ws.mem, &self.consts))
             {
                 return Err(CallError::NonFinite(Box::new(r)));
-            }
-        }
-        for p in &self.post {
-            let (out, src) = match p {
-                PostCopy::Input { out, input } => (*out, ws.ptrs[*input] as *const u8),
-                PostCopy::Const { out, value } => (
-                    *out,
-                    match value.data() {
-                        Data::F32(v) => v.as_ptr().cast::<u8>(),
-                        Data::F64(v) => v.as_ptr().cast::<u8>(),
-                        Data::Bool(v) => v.as_ptr().cast::<u8>(),
-                        Data::I32(v) => v.as_ptr().cast::<u8>(),
-                    },
-                ),
-            };
-            let (dtype, numel) = self.sig[n_in + out];
-            // SAFETY: the source is a checked input buffer (or a donated input's workspace
-            // copy) or a constant of the output's type, the destination the checked output
-            // buffer; `copy` allows the one overlap possible, an output donated from the very
-            // input it returns (the same buffer).
-            unsafe {
-                std::ptr::copy(
-                    src,
-                    ws.ptrs[n_in + out] as *mut u8,
-                    numel * dtype.size_bytes(),
-                );
             }
         }
         Ok(())

@@ -456,7 +456,10 @@ fn threads_flag_changes_no_bit_and_rejects_zero() {
     assert_eq!(ok(&["run", p(&wide), "--grad"]), one);
     // The interpreter (an independent evaluator) agrees to rounding on the loss.
     let interp = json(&ok(&["run", p(&wide), "--backend", "interp"]));
-    let (a, b) = (num(&json(&one)["outputs"]["y"]), num(&interp["outputs"]["y"]));
+    let (a, b) = (
+        num(&json(&one)["outputs"]["y"]),
+        num(&interp["outputs"]["y"]),
+    );
     assert!((a - b).abs() <= 1e-3 * b.abs(), "{a} vs {b}");
     for args in [
         ["run", p(&wide), "--threads", "0"],

@@ -335,7 +335,13 @@ fn mnist_idx_files_are_read_and_bad_ones_are_errors() {
 #[test]
 fn mlp_step_is_bitwise_independent_of_the_thread_count() {
     use std::num::NonZeroUsize;
-    let (batch, arch) = (64, Arch { hidden: 256, ..SMALL });
+    let (batch, arch) = (
+        64,
+        Arch {
+            hidden: 256,
+            ..SMALL
+        },
+    );
     let mut g = common::grad_graph(DType::F32, batch, arch).unwrap();
     opt::optimize(&mut g, &opt::OptConfig::default());
     let data = common::synthetic_digits(batch, 31);
@@ -347,7 +353,11 @@ fn mlp_step_is_bitwise_independent_of_the_thread_count() {
         .collect();
     ins.push(Tensor::from_f32(vec![batch, DIM], data.images.clone()));
     let onehot = (0..batch * CLASSES)
-        .map(|i| f32::from(u8::from(usize::from(data.labels[i / CLASSES]) == i % CLASSES)))
+        .map(|i| {
+            f32::from(u8::from(
+                usize::from(data.labels[i / CLASSES]) == i % CLASSES,
+            ))
+        })
         .collect();
     ins.push(Tensor::from_f32(vec![batch, CLASSES], onehot));
     let want = interp::run(&g, &ins).unwrap();
@@ -371,13 +381,22 @@ fn mlp_step_is_bitwise_independent_of_the_thread_count() {
     assert!(gemms >= 5, "{gemms} GEMM calls");
     for (i, (a, b)) in one.iter().zip(&want).enumerate() {
         let e = rel_err(a, b);
-        assert!(e <= 1e-4, "output {i}: relative error {e} against the interpreter");
+        assert!(
+            e <= 1e-4,
+            "output {i}: relative error {e} against the interpreter"
+        );
     }
     for threads in [2, 3] {
         let (got, _) = run(threads, false);
-        assert!(bits(&got) == bits(&one), "{threads} threads differ from one");
+        assert!(
+            bits(&got) == bits(&one),
+            "{threads} threads differ from one"
+        );
     }
     let (exact, gemms) = run(2, true);
     assert_eq!(gemms, 0);
-    assert!(bits(&exact) == bits(&want), "exact_math with 2 threads differs from interp");
+    assert!(
+        bits(&exact) == bits(&want),
+        "exact_math with 2 threads differs from interp"
+    );
 }

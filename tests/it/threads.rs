@@ -53,23 +53,38 @@ fn chunked_loops_and_reductions_are_bitwise_independent_of_the_thread_count() {
     };
     let one = run(1, false);
     for threads in [2, 4] {
-        assert!(bits(&run(threads, false)) == bits(&one), "{threads} threads");
+        assert!(
+            bits(&run(threads, false)) == bits(&one),
+            "{threads} threads"
+        );
     }
     // The interpreter as oracle: the reassociated sum of n terms is within n·ε·Σ|terms|
     // (here of x², so Σ|terms| is the sum itself); elementwise values within the vmath
     // bounds (4 ULP for tanh, 1 for exp), checked loosely in relative terms.
     let (got, exact) = (one[0].to_f64_vec()[0], want[0].to_f64_vec()[0]);
     let n = (r * c) as f64;
-    assert!((got - exact).abs() <= n * f64::from(f32::EPSILON) * exact, "{got} vs {exact}");
+    assert!(
+        (got - exact).abs() <= n * f64::from(f32::EPSILON) * exact,
+        "{got} vs {exact}"
+    );
     for (i, (a, b)) in one.iter().zip(&want).enumerate().skip(1) {
         let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
         let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
-        let err = a.iter().zip(&b).fold(0f64, |m, (p, q)| m.max((p - q).abs()));
-        assert!(err <= 1e-3 * scale, "output {i}: error {err} (scale {scale})");
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0f64, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            err <= 1e-3 * scale,
+            "output {i}: error {err} (scale {scale})"
+        );
     }
     // With exact_math the JIT reproduces the interpreter's bits, whatever the thread count.
     for threads in [1, 2] {
-        assert!(bits(&run(threads, true)) == bits(&want), "exact_math, {threads} threads");
+        assert!(
+            bits(&run(threads, true)) == bits(&want),
+            "exact_math, {threads} threads"
+        );
     }
 }
 
@@ -86,7 +101,9 @@ fn the_thread_count_reaches_the_kernel_and_any_count_computes_the_same() {
         };
         let k = jit::compile_with(&g, &cfg).unwrap();
         assert_eq!(k.threads(), threads);
-        let out = k.run(&[Tensor::from_f64(vec![3], vec![1.0, 2.0, 3.0])]).unwrap();
+        let out = k
+            .run(&[Tensor::from_f64(vec![3], vec![1.0, 2.0, 3.0])])
+            .unwrap();
         assert_eq!(out[0].scalar_value(), Some(14.0));
     }
 }
