@@ -7,7 +7,7 @@
 //! constant blob, all of the checked sizes), and the JIT memory is freed only in `Drop`.
 //!
 //! Parallel groups: a chunk function runs a range of chunks; [`Kernel::call`] runs the chunks
-//! in a `rayon::scope` whose tasks each claim the next chunk from a shared counter, and waits
+//! on rayon tasks that each claim the next chunk from a shared counter, and waits
 //! for all of them before the next step. Chunks write disjoint
 //! memory (the plan guarantees it), so the ranges may run concurrently; chunk boundaries are
 //! fixed at compile time, so the result does not depend on the number of threads.
@@ -887,8 +887,8 @@ fn find(names: &[String], map: &HashMap<String, usize>, name: &str) -> Option<us
 }
 
 /// Runs chunks `0..count` of `f` on up to `threads` threads: all on the calling thread for
-/// one thread, else in a `rayon::scope` (a caller outside the pool waits while
-/// the pool runs it): the scope's thread and up to `threads - 1` spawned tasks claim chunks
+/// one thread, else on the pool (a caller outside the pool waits while the pool runs it):
+/// the current thread and up to `threads - 1` forked tasks ([`fan_out`]) claim chunks
 /// one at a time from a shared counter, so a worker that wakes late or shares its core with
 /// another process just runs fewer chunks. Which thread
 /// runs a chunk does not change the result (each chunk writes its own part of the outputs,
@@ -917,12 +917,19 @@ unsafe fn run_chunks(args: Args, f: ChunkFn, count: usize, threads: usize) {
             unsafe { args.chunks(f, b, b + 1) };
         }
     };
-    rayon::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(|_| work());
-        }
+    fan_out(threads, &work);
+}
+
+/// Runs `work` on `n` threads of the pool at once (as far as the pool has idle threads): a
+/// tree of `rayon::join`s, whose jobs live on the stack, so nothing is allocated (a
+/// `rayon::scope` boxes every spawned task). Depth `log2(n)`.
+fn fan_out(n: usize, work: &(dyn Fn() + Sync)) {
+    if n <= 1 {
         work();
-    });
+    } else {
+        let half = n / 2;
+        rayon::join(|| fan_out(n - half, work), || fan_out(half, work));
+    }
 }
 
 #[cfg(test)]
