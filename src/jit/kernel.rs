@@ -20,9 +20,12 @@
 //! own rayon work run side by side; sharing rayon's pool keeps one worker per core. A count
 //! of 1 never touches the pool.
 //!
-//! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`]
-//! for kernels without parallel groups, except inside GEMM calls (the crate behind large
-//! matmuls allocates its packing memory per call; see `gemm`).
+//! Deliberately absent: any code generation (see `lower`), and any allocation in
+//! [`Kernel::call`] except inside GEMM calls (the crate behind large matmuls allocates its
+//! packing memory per call; see `gemm`) and, amortized, inside rayon (a multi-threaded call
+//! from outside the pool enters it through a queue that allocates a block every 63 entries;
+//! the forks inside are `rayon::join`s, whose jobs live on the stack). `tests/alloc.rs`
+//! counts them.
 #![allow(unsafe_code)]
 
 use super::buf::{Buf, BufMut};
