@@ -78,6 +78,9 @@ fn calls_allocate_nothing_on_one_thread_or_several() {
             }
         }
         let most = if threads == 1 { 0 } else { calls / 32 };
-        assert!(count <= most, "{threads} threads: {count} allocations in {calls} calls");
+        assert!(
+            count <= most,
+            "{threads} threads: {count} allocations in {calls} calls"
+        );
     }
 }

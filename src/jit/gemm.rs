@@ -67,6 +67,12 @@ pub(super) fn use_gemm(m: usize, k: usize, n: usize) -> bool {
     m.saturating_mul(k).saturating_mul(n) > LOOP_NEST_MAX_WORK
 }
 
+/// True if the crate may run a product of this size on more than one thread: it splits only
+/// products whose `m·n·k_block` reaches its threading threshold, with `k_block ≤ k`.
+pub(super) fn may_use_threads(m: usize, k: usize, n: usize) -> bool {
+    m.saturating_mul(k).saturating_mul(n) >= gemm::get_threading_threshold()
+}
+
 macro_rules! wrapper {
     ($name:ident, $t:ty) => {
         /// `dst[i·n + j] = Σ_p lhs[i·lhs_rs + p·lhs_cs] · rhs[p·rhs_rs + j·rhs_cs]` for

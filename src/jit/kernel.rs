@@ -242,7 +242,9 @@ pub struct Kernel {
     check: Option<Box<Checker>>,
     /// `JitConfig::kernel_threads` (`None`: every thread of the current pool).
     threads: Option<NonZeroUsize>,
-    /// Whether any step can use more than one thread (chunks or GEMM calls).
+    /// Whether any step can use more than one thread (chunks, or GEMM calls above the crate's
+    /// threading threshold): calls of other kernels never touch the pool, which would cost a
+    /// hop to a pool thread and back for nothing.
     parallel: bool,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
@@ -362,6 +364,8 @@ pub(super) struct Parts {
     pub post: Vec<PostCopy>,
     pub stats: KernelStats,
     pub threads: Option<NonZeroUsize>,
+    /// Whether a GEMM call may be large enough to use threads.
+    pub gemm_threads: bool,
 }
 
 impl Kernel {
@@ -383,8 +387,7 @@ impl Kernel {
             }
             m
         };
-        let parallel =
-            p.stats.matmuls_gemm > 0 || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }));
+        let parallel = p.gemm_threads || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }));
         Kernel {
             threads: p.threads,
             parallel,

@@ -650,6 +650,17 @@ fn steps(module: &JITModule, ids: &[FuncId], plan: &plan::Plan) -> Vec<kernel::S
         .collect()
 }
 
+/// True if `g` has a matmul large enough for the GEMM to use threads (if it calls the GEMM).
+fn has_threaded_matmul(g: &Graph) -> bool {
+    g.nodes().iter().any(|node| {
+        node.op == crate::ir::Op::Matmul && {
+            let (x, y) = (g.ty(node.inputs[0]), &node.ty);
+            let (m, n) = (y.shape[y.rank() - 2], y.shape[y.rank() - 1]);
+            gemm::may_use_threads(m, x.shape[x.rank() - 1], n)
+        }
+    })
+}
+
 /// The parts of the kernel: its steps, constants, signature and counters.
 fn parts(
     g: &Graph,
@@ -697,6 +708,7 @@ fn parts(
         output_names: g.outputs().iter().map(|&o| g.value_name(o)).collect(),
         ws_bytes: plan.ws_bytes,
         threads: cfg.kernel_threads,
+        gemm_threads: st.matmuls_gemm > 0 && has_threaded_matmul(g),
         stats: KernelStats {
             donated_in_place,
             donated_copied,
