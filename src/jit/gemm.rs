@@ -17,10 +17,12 @@
 //! threshold (`m·n·k_block` < 48·48·256) on one thread. Results are bitwise independent of
 //! the count: the crate's threads split the *output* tiles between them, while each output
 //! element is still one accumulator summing its `k` terms in the same order (the `k` blocks,
-//! in order, each a sequential run of fused multiply-adds). The blocking comes from the shape,
-//! the strides and the cache sizes read once per process, never from the thread count. The
-//! tests check this bitwise on shapes that cross the crate's block sizes; it is a property of
-//! `gemm` 0.19's algorithm, so those tests guard it across updates of the crate.
+//! in order, each a sequential run of fused multiply-adds). The `k` blocks come from the shape
+//! and the cache sizes read once per process, never from the thread count; what threads do
+//! change (the width of the column blocks, always a multiple of the micro-tile, and whether
+//! the left operand is copied into packed form first) moves no element's sum. The tests check
+//! this bitwise on shapes that cross the crate's block sizes; it is a property of `gemm`
+//! 0.19's algorithm, so those tests guard it across updates of the crate.
 //!
 //! Memory: the crate allocates packing memory per call (and, with threads, a small flag
 //! vector per extra thread), keeps a packing slab the size of the L2 cache (2 MB here) per
