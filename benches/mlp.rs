@@ -1,18 +1,19 @@
 //! One MLP training step (batch 64, 784 → 256 → 10, ReLU, softmax cross-entropy, f32): the
 //! loss and all parameter gradients, computed by
-//! - `jit`: the compiled gradient graph (`demo/src/mlp.rs`'s `grad_graph`, optimized),
+//! - `jit_t1`, `jit_t2`: the compiled gradient graph (`demo/src/mlp.rs`'s
+//!   `grad_graph`, optimized) on 1 and 2 threads per call (`JitConfig::kernel_threads`),
 //! - `interp`: the reference interpreter on the same graph,
-//! - `direct`: hand-written Rust calling the same GEMM crate directly (the 2 forward and 3
-//!   backward products — the gradient with respect to `x` is not needed) with the cheap
-//!   elementwise work in plain loops, into preallocated buffers: the floor the JIT is
-//!   measured against.
+//! - `direct_t1`, `direct_t2`: hand-written Rust calling the same GEMM crate directly (the 2
+//!   forward and 3 backward products — the gradient with respect to `x` is not needed; on 1
+//!   thread, or on 2 with `gemm::Parallelism::Rayon(2)`) with the cheap elementwise work in
+//!   plain loops, into preallocated buffers: the floor the JIT is measured against.
 //!
-//! Also the forward pass alone (`*_forward`: the loss only), for the gradient/forward cost
-//! ratio, and the demo's whole Adam step (`jit_adam_step`: forward, backward and update in
-//! one kernel).
+//! Also the forward pass alone (`*_forward`: the loss only, one thread), for the
+//! gradient/forward cost ratio, and the demo's whole Adam step (`jit_adam_step`: forward,
+//! backward and update in one kernel, one thread).
 //!
-//! Goals (issue 3): `jit` ≤ 1.3 × `direct`; `jit` ≤ 3 × `jit_forward`. See
-//! `benches/README.md` for the figures.
+//! Goals (issue 3): `jit_t1` ≤ 1.3 × `direct_t1`; `jit_t1` ≤ 3 × `jit_forward` (issue 12:
+//! `jit_t2` within 1.3 × the two-thread GEMM floor). See `benches/README.md` for the figures.
 
 #[path = "../demo/src/mlp.rs"]
 mod common;
@@ -22,6 +23,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use gradlift::jit::{self, Buf, BufMut, Kernel};
 use gradlift::{DType, Graph, Tensor, interp, opt};
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 
 const BATCH: usize = 64;
 const ARCH: Arch = Arch {
@@ -41,14 +43,20 @@ fn batch() -> (Vec<f32>, Vec<f32>) {
     (d.images, y)
 }
 
-fn compiled(mut g: Graph) -> Kernel {
+/// `g` optimized and compiled for `threads` threads per call.
+fn compiled(mut g: Graph, threads: usize) -> Kernel {
     opt::optimize(&mut g, &opt::OptConfig::default());
-    jit::compile(&g).expect("compiles")
+    let cfg = jit::JitConfig {
+        kernel_threads: NonZeroUsize::new(threads),
+        ..jit::JitConfig::default()
+    };
+    jit::compile_with(&g, &cfg).expect("compiles")
 }
 
-/// `C = A·B` (row-major C; A, B through (row, column) element strides), single-threaded.
+/// `C = A·B` (row-major C; A, B through (row, column) element strides) on `par`'s threads.
 #[allow(clippy::too_many_arguments)]
 fn gemm(
+    par: gemm::Parallelism,
     m: usize,
     k: usize,
     n: usize,
@@ -82,13 +90,14 @@ fn gemm(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            par,
         )
     }
 }
 
-/// The hand-written step's buffers.
+/// The hand-written step's buffers and its GEMM threads.
 struct Direct {
+    par: gemm::Parallelism,
     z1: Vec<f32>,
     h: Vec<f32>,
     logits: Vec<f32>,
@@ -101,9 +110,10 @@ struct Direct {
 }
 
 impl Direct {
-    fn new() -> Direct {
+    fn new(par: gemm::Parallelism) -> Direct {
         let (b, d, hd, c) = (BATCH, DIM, ARCH.hidden, CLASSES);
         Direct {
+            par,
             z1: vec![0.0; b * hd],
             h: vec![0.0; b * hd],
             logits: vec![0.0; b * c],
@@ -126,6 +136,7 @@ impl Direct {
             CLASSES as isize,
         );
         gemm(
+            self.par,
             BATCH,
             DIM,
             ARCH.hidden,
@@ -146,6 +157,7 @@ impl Direct {
             }
         }
         gemm(
+            self.par,
             BATCH,
             ARCH.hidden,
             CLASSES,
@@ -182,6 +194,7 @@ impl Direct {
         let (d, hd, c) = (DIM as isize, ARCH.hidden as isize, CLASSES as isize);
         // dW2 = hᵀ·dlogits; db2 = Σ_rows dlogits.
         gemm(
+            self.par,
             ARCH.hidden,
             BATCH,
             CLASSES,
@@ -199,6 +212,7 @@ impl Direct {
         }
         // dh = dlogits·w2ᵀ, then through the ReLU.
         gemm(
+            self.par,
             BATCH,
             CLASSES,
             ARCH.hidden,
@@ -215,6 +229,7 @@ impl Direct {
         }
         // dW1 = xᵀ·dz1; db1 = Σ_rows dz1.
         gemm(
+            self.par,
             DIM,
             BATCH,
             ARCH.hidden,
@@ -239,12 +254,17 @@ fn bench(c: &mut Criterion) {
     let params = common::init_params(ARCH, &mut rng);
     let (x, y) = batch();
     let grad_g = common::grad_graph(DType::F32, BATCH, ARCH).unwrap();
-    let grad_k = compiled(grad_g.clone());
-    let loss_k = compiled(common::loss_graph(DType::F32, BATCH, ARCH).unwrap());
-    let step_k = compiled(common::train_step_graph(DType::F32, BATCH, ARCH, Optim::ADAM).unwrap());
+    let grad_k = compiled(grad_g.clone(), 1);
+    let grad_k2 = compiled(grad_g.clone(), 2);
+    let loss_k = compiled(common::loss_graph(DType::F32, BATCH, ARCH).unwrap(), 1);
+    let step_k = compiled(
+        common::train_step_graph(DType::F32, BATCH, ARCH, Optim::ADAM).unwrap(),
+        1,
+    );
 
     // Agreement check before timing: the JIT and the direct code compute the same step.
-    let mut direct = Direct::new();
+    let mut direct = Direct::new(gemm::Parallelism::None);
+    let mut direct2 = Direct::new(gemm::Parallelism::Rayon(2));
     let want_loss = direct.step(&params, &x, &y);
     let mut outs: Vec<Vec<f32>> = grad_k
         .output_types()
@@ -281,13 +301,34 @@ fn bench(c: &mut Criterion) {
         );
     }
 
+    // Two threads compute the same bits (the GEMM splits output tiles; see `jit::gemm`).
+    let mut outs2 = outs.clone();
+    let mut ws2 = grad_k2.workspace();
+    {
+        let mut ob: Vec<BufMut<'_>> = outs2.iter_mut().map(|o| BufMut::F32(o)).collect();
+        grad_k2.call(&ins, &mut ob, &mut ws2).unwrap();
+    }
+    let bits = |o: &[Vec<f32>]| -> Vec<u32> { o.iter().flatten().map(|v| v.to_bits()).collect() };
+    assert!(
+        bits(&outs2) == bits(&outs),
+        "two threads changed the results"
+    );
+    assert_eq!(direct2.step(&params, &x, &y).to_bits(), want_loss.to_bits());
+
     let mut group = c.benchmark_group("mlp_step");
-    group.bench_function("jit", |b| {
+    group.bench_function("jit_t1", |b| {
         let mut ob: Vec<BufMut<'_>> = outs.iter_mut().map(|o| BufMut::F32(o)).collect();
         b.iter(|| grad_k.call(black_box(&ins), &mut ob, &mut ws).unwrap())
     });
-    group.bench_function("direct", |b| {
+    group.bench_function("jit_t2", |b| {
+        let mut ob: Vec<BufMut<'_>> = outs2.iter_mut().map(|o| BufMut::F32(o)).collect();
+        b.iter(|| grad_k2.call(black_box(&ins), &mut ob, &mut ws2).unwrap())
+    });
+    group.bench_function("direct_t1", |b| {
         b.iter(|| direct.step(black_box(&params), &x, &y))
+    });
+    group.bench_function("direct_t2", |b| {
+        b.iter(|| direct2.step(black_box(&params), &x, &y))
     });
     let mut loss = [0f32];
     let mut lws = loss_k.workspace();

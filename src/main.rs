@@ -18,6 +18,7 @@ mod cli;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -90,6 +91,30 @@ struct RunArgs {
     /// graph is evaluated as written, without the optimizer, so every node keeps its own line.
     #[arg(long)]
     check_finite: bool,
+    #[command(flatten)]
+    threads: ThreadsArg,
+}
+
+/// `--threads` for the commands that call JIT kernels.
+#[derive(Debug, Args)]
+struct ThreadsArg {
+    /// The most threads a JIT kernel call uses, for large loops and matrix products (at least
+    /// 1; 1 = single-threaded). Results are bitwise the same for every count. Default: all
+    /// cores. The interpreter is single-threaded.
+    #[arg(long = "threads", value_name = "N", value_parser = parse_threads)]
+    n: Option<NonZeroUsize>,
+}
+
+/// Parses a `--threads` count: a whole number, at least 1.
+fn parse_threads(s: &str) -> Result<NonZeroUsize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|e| format!("expected a whole number of threads (at least 1): {e}"))?;
+    NonZeroUsize::new(n).ok_or_else(|| {
+        "a kernel needs at least 1 thread (1 = single-threaded; leave --threads out for all \
+         cores)"
+            .to_string()
+    })
 }
 
 /// Full Jacobians and Hessians for `run` (always with respect to every float input).
@@ -144,6 +169,8 @@ struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    threads: ThreadsArg,
 }
 
 #[derive(Debug, Args)]
@@ -159,7 +186,8 @@ struct DotArgs {
 
 #[derive(Debug, Args)]
 struct GradbenchArgs {
-    /// Let kernels run large loops on all cores (GradBench's convention); default: one thread.
+    /// Let kernels run large loops and matrix products on all cores (GradBench's convention);
+    /// default: one thread. The outputs are bitwise the same either way.
     #[arg(long)]
     multithreaded: bool,
     /// Report each compiled graph (node counts, build/optimize/compile times) on stderr.

@@ -12,6 +12,7 @@ use gradlift::jit::{self, Buf, BufMut, CallError, JitConfig, Kernel};
 use gradlift::{Graph, Tensor};
 use std::error::Error;
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 /// An error and its chain of sources on one line (`a: b: c`).
@@ -29,8 +30,13 @@ fn chain(e: &dyn Error) -> String {
     s.replace('\n', " ")
 }
 
-fn compile(g: &Graph) -> Result<Kernel, CliError> {
-    compile_with(g, &JitConfig::default())
+/// The configuration of the CLI's kernels: the default one with at most `threads` threads per
+/// call (`None`: all cores).
+fn config(threads: Option<NonZeroUsize>) -> JitConfig {
+    JitConfig {
+        kernel_threads: threads,
+        ..JitConfig::default()
+    }
 }
 
 fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, CliError> {
@@ -38,9 +44,13 @@ fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, CliError> {
         .map_err(|e| CliError::new(format!("JIT compilation failed: {}", chain(&e))))
 }
 
-/// Compiles `g` and evaluates it once on `inputs`.
-pub fn run_jit(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, CliError> {
-    let k = compile(g)?;
+/// Compiles `g` and evaluates it once on `inputs`, on up to `threads` threads.
+pub fn run_jit(
+    g: &Graph,
+    inputs: &[Tensor],
+    threads: Option<NonZeroUsize>,
+) -> Result<Vec<Tensor>, CliError> {
+    let k = compile_with(g, &config(threads))?;
     k.run(inputs).map_err(|e| CliError::bug(chain(&e)))
 }
 
@@ -49,10 +59,11 @@ pub fn run_jit(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, CliError> {
 pub fn run_jit_checked(
     g: &Graph,
     inputs: &[Tensor],
+    threads: Option<NonZeroUsize>,
 ) -> Result<Vec<Tensor>, Result<Box<NonFinite>, CliError>> {
     let cfg = JitConfig {
         check_finite: true,
-        ..JitConfig::default()
+        ..config(threads)
     };
     let k = compile_with(g, &cfg).map_err(Err)?;
     k.run(inputs).map_err(|e| match e {
@@ -77,14 +88,20 @@ const COMPILES: usize = 5;
 const COMPILE_BUDGET: Duration = Duration::from_millis(500);
 
 /// Compiles `g` (timed, median of up to [`COMPILES`] compilations) and times calls of the kernel
-/// on `inputs` through [`Kernel::call`] with preallocated outputs and a reused workspace.
-pub fn bench_jit(g: &Graph, inputs: &[Tensor]) -> Result<JitTiming, CliError> {
+/// on `inputs` through [`Kernel::call`] with preallocated outputs and a reused workspace, on
+/// up to `threads` threads per call.
+pub fn bench_jit(
+    g: &Graph,
+    inputs: &[Tensor],
+    threads: Option<NonZeroUsize>,
+) -> Result<JitTiming, CliError> {
+    let cfg = config(threads);
     let mut times = Vec::new();
     let mut total = Duration::ZERO;
     let mut kernel = None;
     while times.len() < COMPILES && (times.is_empty() || total < COMPILE_BUDGET) {
         let t = Instant::now();
-        let k = compile(g)?;
+        let k = compile_with(g, &cfg)?;
         let el = t.elapsed();
         total += el;
         times.push(el.as_secs_f64() * 1e3);

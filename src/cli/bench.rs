@@ -86,7 +86,7 @@ pub fn bench(a: &BenchArgs) -> Result<(), CliError> {
     check_memory(&p.graph)?;
     let inputs = read_inputs(a.inputs.as_deref(), &p.inputs)?;
     let (g, _) = dedup_outputs(&p.graph);
-    let jit = backend::bench_jit(&g, &inputs)?;
+    let jit = backend::bench_jit(&g, &inputs, a.threads.n)?;
     let interp_ns = time_per_call(|| {
         let out =
             gradlift::interp::run(black_box(&g), black_box(&inputs)).map_err(CliError::bug)?;

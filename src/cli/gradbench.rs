@@ -19,6 +19,7 @@ use gradlift::opt::{self, OptConfig};
 use serde_json::{Map, Value as Json, json};
 use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
+use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
@@ -42,9 +43,11 @@ pub fn run(args: &GradbenchArgs) -> Result<(), CliError> {
     let cfg = if args.multithreaded {
         JitConfig::default()
     } else {
-        // One thread: no loop is cut into blocks for the pool, and functions compile serially.
+        // One thread: kernel calls stay on the calling thread (the loops are still cut into
+        // the same chunks, so the outputs equal `--multithreaded`'s bit for bit), and
+        // functions compile serially.
         JitConfig {
-            parallel_min_elements: usize::MAX,
+            kernel_threads: NonZeroUsize::new(1),
             threads: 1,
             ..JitConfig::default()
         }

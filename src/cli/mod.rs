@@ -20,6 +20,7 @@ use gradlift::{Attrs, Graph, NodeId, Op, Origin, Tensor, TensorType};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::num::NonZeroUsize;
 use std::path::Path;
 
 /// A user-facing error: one line, without the `error: ` prefix (which `main` adds).
@@ -377,11 +378,17 @@ pub fn read_inputs(arg: Option<&Path>, sigs: &[InputSig]) -> Result<Vec<Tensor>,
 }
 
 /// Evaluates `g`'s outputs on `inputs` with the chosen backend.
-pub fn evaluate(g: &Graph, inputs: &[Tensor], backend: Backend) -> Result<Vec<Tensor>, CliError> {
+/// (`threads`: the JIT's thread count per call; `None` for all cores).
+pub fn evaluate(
+    g: &Graph,
+    inputs: &[Tensor],
+    backend: Backend,
+    threads: Option<NonZeroUsize>,
+) -> Result<Vec<Tensor>, CliError> {
     let (d, map) = dedup_outputs(g);
     let outs = match backend {
         Backend::Interp => gradlift::interp::run(&d, inputs).map_err(CliError::bug)?,
-        Backend::Jit => backend::run_jit(&d, inputs)?,
+        Backend::Jit => backend::run_jit(&d, inputs, threads)?,
     };
     if outs.len() != d.outputs().len() {
         return Err(CliError::bug(
@@ -405,6 +412,7 @@ pub fn evaluate_checked(
     g: &Graph,
     inputs: &[Tensor],
     backend: Backend,
+    threads: Option<NonZeroUsize>,
     path: &Path,
 ) -> Result<Vec<Tensor>, CliError> {
     let (d, map) = dedup_outputs(g);
@@ -414,7 +422,7 @@ pub fn evaluate_checked(
             Err(gradlift::interp::EvalError::NonFinite(r)) => Err(Ok(r)),
             Err(e) => Err(Err(CliError::bug(e))),
         },
-        Backend::Jit => backend::run_jit_checked(&d, inputs),
+        Backend::Jit => backend::run_jit_checked(&d, inputs, threads),
     };
     let outs = match outs {
         Ok(o) => o,
@@ -458,9 +466,9 @@ fn run(a: &RunArgs) -> Result<(), CliError> {
     check_memory(&p.graph)?;
     let inputs = read_inputs(a.inputs.as_deref(), &p.inputs)?;
     let values = if a.check_finite {
-        evaluate_checked(&p.graph, &inputs, a.backend, &a.file)?
+        evaluate_checked(&p.graph, &inputs, a.backend, a.threads.n, &a.file)?
     } else {
-        evaluate(&p.graph, &inputs, a.backend)?
+        evaluate(&p.graph, &inputs, a.backend, a.threads.n)?
     };
     let (outs, rest) = values.split_at(p.outputs.len().min(values.len()));
     let (grads, rest) = rest.split_at(p.grads.len().min(rest.len()));
@@ -524,7 +532,7 @@ mod tests {
 
     fn values_on(p: &Prepared, x: &[f64], backend: Backend) -> Vec<f64> {
         let inputs: Vec<Tensor> = x.iter().map(|&v| Tensor::scalar_f64(v)).collect();
-        evaluate(&p.graph, &inputs, backend)
+        evaluate(&p.graph, &inputs, backend, None)
             .unwrap()
             .iter()
             .map(|t| t.scalar_value().unwrap())
@@ -628,7 +636,7 @@ mod tests {
         assert_eq!(g.value_name(outs[2]), "y_again");
         let x = [Tensor::scalar_f64(3.0), Tensor::scalar_f64(4.0)];
         for backend in [Backend::Interp, Backend::Jit] {
-            let r = evaluate(&g, &x, backend).unwrap();
+            let r = evaluate(&g, &x, backend, None).unwrap();
             let r: Vec<f64> = r.iter().map(|t| t.scalar_value().unwrap()).collect();
             assert_eq!(r, [13.0, 3.0, 13.0], "{backend:?}");
         }

@@ -9,20 +9,52 @@
 //!
 //! Numerics: the GEMM tiles the `k` loop and uses fused multiply-adds and SIMD partial sums,
 //! so results differ from the interpreter's left-to-right sum by rounding (both are within
-//! `k·ε·Σ|a||b|` of the exact product). Results are deterministic: the kernels run on the
-//! calling thread only ([`gemm::Parallelism::None`]), and the tiling depends only on the
-//! shape and strides, so the same inputs give the same bits on every call.
+//! `k·ε·Σ|a||b|` of the exact product).
 //!
-//! Memory: the crate allocates packing memory per call, keeps a packing slab the size of the
-//! L2 cache (2 MB here) per calling thread for the thread's lifetime, and reads the cache
-//! sizes from `/sys` once per process.
+//! Threads: a wrapper runs the product on [`set_threads`]'s count of the current rayon pool's
+//! threads ([`gemm::Parallelism::Rayon`]), or on the calling thread alone for a count of 1
+//! ([`gemm::Parallelism::None`]); the crate itself keeps products below its threading
+//! threshold (`m·n·k_block` < 48·48·256) on one thread. Results are bitwise independent of
+//! the count: the crate's threads split the *output* tiles between them, while each output
+//! element is still one accumulator summing its `k` terms in the same order (the `k` blocks,
+//! in order, each a sequential run of fused multiply-adds). The `k` blocks come from the shape
+//! and the cache sizes read once per process, never from the thread count; what threads do
+//! change (the width of the column blocks, always a multiple of the micro-tile, and whether
+//! the left operand is copied into packed form first) moves no element's sum. The tests check
+//! this bitwise on shapes that cross the crate's block sizes; it is a property of `gemm`
+//! 0.19's algorithm, so those tests guard it across updates of the crate.
 //!
-//! Deliberately absent: threads (a [`super::Kernel`] may be shared by many threads, each
-//! calling it; nested parallelism would oversubscribe the cores), and a preallocated packing
-//! buffer in the workspace (so a kernel with GEMM calls is not allocation-free).
+//! Memory: the crate allocates packing memory per call (and, with threads, a small flag
+//! vector per extra thread), keeps a packing slab the size of the L2 cache (2 MB here) per
+//! thread that packs for the thread's lifetime, and reads the cache sizes from `/sys` once
+//! per process.
+//!
+//! Deliberately absent: a preallocated packing buffer in the workspace (so a kernel with GEMM
+//! calls is not allocation-free).
 #![allow(unsafe_code)]
 
 use crate::ir::DType;
+use std::cell::Cell;
+
+thread_local! {
+    /// The thread count of the kernel call running on this thread (see [`set_threads`]).
+    static THREADS: Cell<usize> = const { Cell::new(1) };
+}
+
+/// Sets the number of threads the GEMM calls made on this thread use, until the next call.
+/// [`super::Kernel`] sets it before running its code: the compiled code calls the wrappers
+/// with the ABI's ten arguments, so the count travels beside them. 0 is treated as 1.
+pub(super) fn set_threads(n: usize) {
+    THREADS.with(|t| t.set(n));
+}
+
+/// The crate's parallelism for this thread's current count.
+fn parallelism() -> gemm::Parallelism {
+    match THREADS.with(Cell::get) {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
 
 /// Products with `m·n·k` at most this stay in the JIT's own loop nest, which sums in the
 /// interpreter's order (bitwise equal results) and beats the GEMM's call and packing overhead
@@ -37,6 +69,12 @@ pub(super) const LOOP_NEST_MAX_WORK: usize = 256;
 /// far slower than the JIT's loop nest.
 pub(super) fn use_gemm(m: usize, k: usize, n: usize) -> bool {
     !super::DEPENDENCY_UNOPTIMIZED && m.saturating_mul(k).saturating_mul(n) > LOOP_NEST_MAX_WORK
+}
+
+/// True if the crate may run a product of this size on more than one thread: it splits only
+/// products whose `m·n·k_block` reaches its threading threshold, with `k_block ≤ k`.
+pub(super) fn may_use_threads(m: usize, k: usize, n: usize) -> bool {
+    m.saturating_mul(k).saturating_mul(n) >= gemm::get_threading_threshold()
 }
 
 macro_rules! wrapper {
@@ -95,7 +133,7 @@ macro_rules! wrapper {
                     false,
                     false,
                     false,
-                    gemm::Parallelism::None,
+                    parallelism(),
                 )
             }
         }
@@ -200,6 +238,136 @@ mod tests {
             )
         };
         assert_eq!(c2, want);
+    }
+
+    /// Calls the f32 or f64 wrapper on row-major `a` (m×k) and `b` (k×n), read through
+    /// transposed copies when `ta`/`tb`, with `threads`.
+    fn product<T: Copy + Default>(
+        f: unsafe extern "C" fn(
+            usize,
+            usize,
+            usize,
+            *mut T,
+            *const T,
+            isize,
+            isize,
+            *const T,
+            isize,
+            isize,
+        ),
+        (m, k, n): (usize, usize, usize),
+        (a, ta): (&[T], bool),
+        (b, tb): (&[T], bool),
+        threads: usize,
+    ) -> Vec<T> {
+        let at: Vec<T>;
+        let (a, ars, acs) = if ta {
+            at = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            (&at[..], 1, m as isize)
+        } else {
+            (a, k as isize, 1)
+        };
+        let bt: Vec<T>;
+        let (b, brs, bcs) = if tb {
+            bt = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            (&bt[..], 1, k as isize)
+        } else {
+            (b, n as isize, 1)
+        };
+        let mut c = vec![T::default(); m * n];
+        set_threads(threads);
+        // SAFETY: sizes and strides describe the vectors above; `c` is exclusive.
+        unsafe {
+            f(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                a.as_ptr(),
+                ars,
+                acs,
+                b.as_ptr(),
+                brs,
+                bcs,
+            )
+        };
+        set_threads(1);
+        c
+    }
+
+    /// Values with full mantissas, so that any change in summation order shows in the bits.
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn threaded_products_are_bitwise_those_of_one_thread() {
+        // The MLP step's products (f32), with the adjoints' transposed operands, and f64
+        // shapes crossing the crate's k block (512) and leaving partial tiles at every edge.
+        let f32_shapes = [
+            ((64, 784, 256), false, false),
+            ((784, 64, 256), true, false),
+            ((64, 256, 784), false, true),
+            ((129, 1037, 77), false, false),
+        ];
+        for ((m, k, n), ta, tb) in f32_shapes {
+            let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
+            let b: Vec<f32> = values(k * n, 2).iter().map(|&v| v as f32).collect();
+            let one = product(gl_gemm_f32, (m, k, n), (&a, ta), (&b, tb), 1);
+            // The oracle for the values: an f64 sum, within the GEMM's f32 rounding bound.
+            for (idx, &c) in one.iter().enumerate() {
+                let (i, j) = (idx / n, idx % n);
+                let exact: f64 = (0..k)
+                    .map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j]))
+                    .sum();
+                let bound: f64 = (0..k)
+                    .map(|p| f64::from((a[i * k + p] * b[p * n + j]).abs()))
+                    .sum::<f64>()
+                    * k as f64
+                    * f64::from(f32::EPSILON);
+                assert!(
+                    (f64::from(c) - exact).abs() <= bound,
+                    "{m}×{k}×{n} at {idx}"
+                );
+            }
+            for t in [2, 3, 4] {
+                let got = product(gl_gemm_f32, (m, k, n), (&a, ta), (&b, tb), t);
+                let same = got
+                    .iter()
+                    .zip(&one)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{m}×{k}×{n} (ta={ta}, tb={tb}) with {t} threads");
+            }
+        }
+        for ((m, k, n), ta, tb) in [
+            ((200, 1100, 300), false, false),
+            ((97, 600, 513), true, true),
+        ] {
+            let (a, b) = (values(m * k, 3), values(k * n, 4));
+            let one = product(gl_gemm_f64, (m, k, n), (&a, ta), (&b, tb), 1);
+            let want = naive(m, k, n, &a, &b);
+            let close = one
+                .iter()
+                .zip(&want)
+                .all(|(x, y)| (x - y).abs() <= 1e-12 * k as f64);
+            assert!(close, "{m}×{k}×{n} f64 values");
+            for t in [2, 3] {
+                let got = product(gl_gemm_f64, (m, k, n), (&a, ta), (&b, tb), t);
+                let same = got
+                    .iter()
+                    .zip(&one)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{m}×{k}×{n} f64 (ta={ta}, tb={tb}) with {t} threads");
+            }
+        }
     }
 
     #[test]

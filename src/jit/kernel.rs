@@ -7,14 +7,25 @@
 //! constant blob, all of the checked sizes), and the JIT memory is freed only in `Drop`.
 //!
 //! Parallel groups: a chunk function runs a range of chunks; [`Kernel::call`] runs the chunks
-//! in a `rayon::scope` whose tasks each claim the next chunk from a shared counter, and waits
+//! on rayon tasks that each claim the next chunk from a shared counter, and waits
 //! for all of them before the next step. Chunks write disjoint
 //! memory (the plan guarantees it), so the ranges may run concurrently; chunk boundaries are
 //! fixed at compile time, so the result does not depend on the number of threads.
 //!
-//! Deliberately absent: any code generation (see `lower`), any allocation in [`Kernel::call`]
-//! for kernels without parallel groups, except inside GEMM calls (the crate behind large
-//! matmuls allocates its packing memory per call; see `gemm`).
+//! Threads: a call uses at most the kernel's thread count (`JitConfig::kernel_threads`) of the
+//! current rayon pool's threads, for its chunks and (through `gemm::set_threads`) its GEMM
+//! calls. The pool is rayon's: the global one (one thread per core unless the application
+//! sizes it), or the pool the caller runs in. A pool of our own per kernel would add idle
+//! threads per kernel and oversubscribe the cores when several kernels or an application's
+//! own rayon work run side by side; sharing rayon's pool keeps one worker per core. A count
+//! of 1 never touches the pool.
+//!
+//! Deliberately absent: any code generation (see `lower`), and any allocation in
+//! [`Kernel::call`] except inside GEMM calls (the crate behind large matmuls allocates its
+//! packing memory per call; see `gemm`) and, amortized, inside rayon (a multi-threaded call
+//! from outside the pool enters it through a queue that allocates a block every 63 entries;
+//! the forks inside are `rayon::join`s, whose jobs live on the stack). `tests/alloc.rs`
+//! counts them.
 #![allow(unsafe_code)]
 
 use super::buf::{Buf, BufMut};
@@ -28,6 +39,7 @@ use cranelift_jit::JITModule;
 use std::collections::HashMap;
 use std::fmt;
 use std::mem::ManuallyDrop;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A compiled function: `(inputs, outputs, workspace, constants)` (see `lower` for the ABI).
@@ -228,6 +240,12 @@ pub struct Kernel {
     stats: KernelStats,
     /// Checked mode only.
     check: Option<Box<Checker>>,
+    /// `JitConfig::kernel_threads` (`None`: every thread of the current pool).
+    threads: Option<NonZeroUsize>,
+    /// Whether any step can use more than one thread (chunks, or GEMM calls above the crate's
+    /// threading threshold): calls of other kernels never touch the pool, which would cost a
+    /// hop to a pool thread and back for nothing.
+    parallel: bool,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -345,6 +363,9 @@ pub(super) struct Parts {
     pub ws_bytes: usize,
     pub post: Vec<PostCopy>,
     pub stats: KernelStats,
+    pub threads: Option<NonZeroUsize>,
+    /// Whether a GEMM call may be large enough to use threads.
+    pub gemm_threads: bool,
 }
 
 impl Kernel {
@@ -366,7 +387,10 @@ impl Kernel {
             }
             m
         };
+        let parallel = p.gemm_threads || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }));
         Kernel {
+            threads: p.threads,
+            parallel,
             in_index: index(&p.input_names),
             out_index: index(&p.output_names),
             donated: p.donated,
@@ -415,6 +439,12 @@ impl Kernel {
     /// Number of compiled functions the graph was split into.
     pub fn function_count(&self) -> usize {
         self.steps.len()
+    }
+
+    /// The number of threads a call may use (`JitConfig::kernel_threads`; `None`: every
+    /// thread of the rayon pool the call runs in, one per core by default).
+    pub fn threads(&self) -> Option<NonZeroUsize> {
+        self.threads
     }
 
     /// What the compiler did.
@@ -726,6 +756,19 @@ impl Kernel {
         Ok(())
     }
 
+    /// The threads this call uses: the configured count, at most the current pool's size (a
+    /// larger count would only cut the GEMM's work into more pieces than there are workers).
+    /// Kernels that cannot use threads, and a count of 1, do not touch the pool (asking rayon
+    /// for its size would start the global pool).
+    fn call_threads(&self) -> usize {
+        match self.threads {
+            Some(n) if n.get() == 1 => 1,
+            _ if !self.parallel => 1,
+            Some(n) => n.get().min(rayon::current_num_threads()),
+            None => rayon::current_num_threads(),
+        }
+    }
+
     fn check_workspace(&self, ws: &Workspace) -> Result<(), CallError> {
         if ws.kernel != self.id
             || ws.bytes() < self.ws_bytes
@@ -761,35 +804,15 @@ impl Kernel {
                 }
             };
         }
-        for (i, step) in self.steps.iter().enumerate() {
-            // Derived for each step: checked mode reads the workspace in between.
-            let args = Args {
-                ins: ws.ptrs.as_ptr().cast::<*const u8>(),
-                outs: ws.ptrs[n_in..].as_ptr().cast::<*mut u8>(),
-                ws: ws.mem.as_mut_ptr().cast::<u8>(),
-                consts: self.consts.as_ptr().cast::<u8>(),
-            };
-            // Both arms: the callers checked that the address table holds one buffer per
-            // input and output, each of the planned dtype and element count (a donated input
-            // is its output's buffer or its workspace copy), and that `ws` was made by this
-            // kernel (so it has `ws_bytes` of 64-byte aligned memory and one address slot
-            // per buffer). The output buffers are exclusively borrowed for this call; the
-            // compiled code reads and writes only within these buffers, the workspace and the
-            // constant blob (offsets planned from the same types), writes only 0/1 into bool
-            // memory, writes a donated output over its input only after (or at the element
-            // of) every read of it (`donate`), and `self` keeps the code mapped for the
-            // duration of the call. Chunk ranges are non-empty and within `count`.
-            match *step {
-                // SAFETY: as above.
-                Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
-                // SAFETY: as above.
-                Step::Chunks { f, count } => unsafe { run_chunks(args, f, count) },
-            }
-            if let Some(c) = &self.check
-                && let Some(r) = c.inspect(i, &ws.ptrs, (&ws.mem, &self.consts))
-            {
-                return Err(CallError::NonFinite(Box::new(r)));
-            }
+        let threads = self.call_threads();
+        if threads > 1 && rayon::current_thread_index().is_none() {
+            // A caller outside the pool hands the whole call to a pool thread once, instead of
+            // once per GEMM call or parallel group (each hop parks the caller and wakes a
+            // worker); inside, the GEMM's and the chunks' splits fork from that worker, which
+            // takes its own share.
+            rayon::scope(|_| self.run_steps(ws, threads))?;
+        } else {
+            self.run_steps(ws, threads)?;
         }
         for p in &self.post {
             let (out, src) = match p {
@@ -819,6 +842,44 @@ impl Kernel {
         }
         Ok(())
     }
+
+    /// Runs the compiled functions in order on up to `threads` threads (the GEMM calls on
+    /// this thread take the count from here), checking each node in checked mode.
+    fn run_steps(&self, ws: &mut Workspace, threads: usize) -> Result<(), CallError> {
+        let n_in = self.inputs.len();
+        super::gemm::set_threads(threads);
+        for (i, step) in self.steps.iter().enumerate() {
+            // Derived for each step: checked mode reads the workspace in between.
+            let args = Args {
+                ins: ws.ptrs.as_ptr().cast::<*const u8>(),
+                outs: ws.ptrs[n_in..].as_ptr().cast::<*mut u8>(),
+                ws: ws.mem.as_mut_ptr().cast::<u8>(),
+                consts: self.consts.as_ptr().cast::<u8>(),
+            };
+            // Both arms: the callers checked that the address table holds one buffer per
+            // input and output, each of the planned dtype and element count (a donated input
+            // is its output's buffer or its workspace copy), and that `ws` was made by this
+            // kernel (so it has `ws_bytes` of 64-byte aligned memory and one address slot
+            // per buffer). The output buffers are exclusively borrowed for this call; the
+            // compiled code reads and writes only within these buffers, the workspace and the
+            // constant blob (offsets planned from the same types), writes only 0/1 into bool
+            // memory, writes a donated output over its input only after (or at the element
+            // of) every read of it (`donate`), and `self` keeps the code mapped for the
+            // duration of the call. Chunk ranges are non-empty and within `count`.
+            match *step {
+                // SAFETY: as above.
+                Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
+                // SAFETY: as above.
+                Step::Chunks { f, count } => unsafe { run_chunks(args, f, count, threads) },
+            }
+            if let Some(c) = &self.check
+                && let Some(r) = c.inspect(i, &ws.ptrs, (&ws.mem, &self.consts))
+            {
+                return Err(CallError::NonFinite(Box::new(r)));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The position of `name` in `names` (the first, if repeated): a scan of a few names is faster
@@ -831,8 +892,9 @@ fn find(names: &[String], map: &HashMap<String, usize>, name: &str) -> Option<us
     }
 }
 
-/// Runs chunks `0..count` of `f` in a `rayon::scope` (a caller outside the pool waits while
-/// the pool runs it): the scope's thread and up to `threads - 1` spawned tasks claim chunks
+/// Runs chunks `0..count` of `f` on up to `threads` threads: all on the calling thread for
+/// one thread, else on the pool (a caller outside the pool waits while the pool runs it):
+/// the current thread and up to `threads - 1` forked tasks ([`fan_out`]) claim chunks
 /// one at a time from a shared counter, so a worker that wakes late or shares its core with
 /// another process just runs fewer chunks. Which thread
 /// runs a chunk does not change the result (each chunk writes its own part of the outputs,
@@ -840,9 +902,9 @@ fn find(names: &[String], map: &HashMap<String, usize>, name: &str) -> Option<us
 ///
 /// # Safety
 /// As [`Args::chunks`].
-unsafe fn run_chunks(args: Args, f: ChunkFn, count: usize) {
+unsafe fn run_chunks(args: Args, f: ChunkFn, count: usize, threads: usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = rayon::current_num_threads().min(count);
+    let threads = threads.min(count);
     if threads <= 1 {
         // SAFETY: forwarded from the caller; 0 < count.
         unsafe { args.chunks(f, 0, count) };
@@ -861,12 +923,19 @@ unsafe fn run_chunks(args: Args, f: ChunkFn, count: usize) {
             unsafe { args.chunks(f, b, b + 1) };
         }
     };
-    rayon::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(|_| work());
-        }
+    fan_out(threads, &work);
+}
+
+/// Runs `work` on `n` threads of the pool at once (as far as the pool has idle threads): a
+/// tree of `rayon::join`s, whose jobs live on the stack, so nothing is allocated (a
+/// `rayon::scope` boxes every spawned task). Depth `log2(n)`.
+fn fan_out(n: usize, work: &(dyn Fn() + Sync)) {
+    if n <= 1 {
         work();
-    });
+    } else {
+        let half = n / 2;
+        rayon::join(|| fan_out(n - half, work), || fan_out(half, work));
+    }
 }
 
 #[cfg(test)]

@@ -81,13 +81,24 @@
 //! into bool memory.
 //!
 //! # Threads and determinism
-//! Fused loops over at least [`JitConfig::parallel_min_elements`] elements (and at least
-//! 2 × 16384) are cut at compile time into chunks of about 16384 elements along their
-//! outermost dimension; [`Kernel::call`] runs them on rayon's worker threads, which claim
-//! chunks one at a time from a shared counter. A reduction across chunks writes one partial
-//! result per chunk, folded in chunk order afterwards. Chunk boundaries and folding order depend only on the shapes, so the
-//! same inputs give bitwise the same outputs on every run and with any number of threads.
-//! Smaller kernels (and every scalar kernel) stay on the calling thread.
+//! A call uses up to [`JitConfig::kernel_threads`] threads of rayon's pool (default: all of
+//! them, one per core), in two places, and in both the outputs are bitwise the same for every
+//! thread count, 1 included:
+//! - Fused loops over at least [`JitConfig::parallel_min_elements`] elements (and at least
+//!   2 × 16384) are cut at compile time into chunks of about 16384 elements along their
+//!   outermost dimension; [`Kernel::call`] runs them on the pool's threads, which claim
+//!   chunks one at a time from a shared counter (with one thread, the calling thread runs
+//!   them in order). A reduction across chunks writes one partial result per chunk, folded in
+//!   chunk order afterwards. Chunk boundaries and folding order depend only on the shapes
+//!   and `parallel_min_elements`, never on the thread count.
+//! - GEMM calls (below) split their output tiles between the threads; each output element
+//!   is still summed by one accumulator over the same `k` blocks in the same order, so the
+//!   split changes which thread computes an element, not its bits (the `gemm` module's tests
+//!   check this on the MLP's products and on shapes crossing the GEMM's block sizes).
+//!
+//! Smaller loops (and every scalar kernel) stay on the calling thread. Changing
+//! `parallel_min_elements` (not the thread count) changes the chunks, and with them the order
+//! of reassociated reductions.
 //!
 //! # Agreement with the interpreter
 //! With [`JitConfig::exact_math`], results equal [`crate::interp::run`] bit for bit, up to NaN
@@ -136,8 +147,8 @@
 //! - A `matmul` with `m·k·n > 256` (and both operands in memory) calls a tuned GEMM, which
 //!   tiles the sum over `k` and uses `fma` and SIMD partial sums: each element is within
 //!   `k·ε·Σ|a||b|` of the interpreter's (the sum of both orders' worst-case rounding). It is
-//!   deterministic all the same: the GEMM runs on the calling thread with a tiling fixed by
-//!   the shapes and strides. Smaller products use a loop nest in the interpreter's order.
+//!   deterministic all the same: the tiling is fixed by the shapes and strides, whatever the
+//!   thread count. Smaller products use a loop nest in the interpreter's order.
 //!
 //! Per op the tolerance is therefore: bitwise; within the table's ULP bound; or within the
 //! summation (or GEMM) bound. A graph's outputs can amplify these per-op differences by its
@@ -147,7 +158,7 @@
 //! Deliberately absent: graph optimization (run [`crate::opt`] first), recomputation of
 //! values read by several groups (they are stored once), vectors wider than 128 bits in
 //! compiled code (Cranelift's x86-64 limit; only the batched transcendentals, which are Rust,
-//! use wider ones), and threads inside GEMM calls.
+//! use wider ones).
 
 mod batch;
 mod buf;
@@ -173,6 +184,7 @@ use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, ModuleError, ModuleReloc};
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 /// Options for [`compile_with`].
@@ -185,16 +197,26 @@ pub struct JitConfig {
     /// functions, which bounds register-allocation time. Default 2000. 0 is treated as 1.
     pub max_ops_per_function: usize,
     /// Worker threads for compiling functions; 0 means one per available core. Only graphs
-    /// split into several functions use more than one.
+    /// split into several functions use more than one. (The threads a kernel *runs* on are
+    /// [`JitConfig::kernel_threads`].)
     pub threads: usize,
+    /// The most threads one [`Kernel::call`] uses, for the chunks of large loops and inside
+    /// GEMM calls: `None` (the default) uses every thread of the rayon pool the call runs in
+    /// (rayon's global pool, one thread per core unless the application sizes it), `Some(1)`
+    /// keeps every call on the calling thread and never starts the pool, and a larger count
+    /// is capped at the pool's size. The results are bitwise the same for every count (see
+    /// the module docs, "Threads and determinism"). The count is fixed per kernel; compile
+    /// twice for two counts.
+    pub kernel_threads: Option<NonZeroUsize>,
     /// Bitwise agreement with the interpreter: every transcendental calls the same scalar
     /// libm function as the interpreter (lane by lane in vector loops), and reductions
     /// accumulate in the interpreter's order (no reassociation; reductions across chunks are
     /// then not split between threads). Default off: see the module docs for the tolerance.
     pub exact_math: bool,
     /// Loops over at least this many elements are cut into chunks that run on several
-    /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` keeps every
-    /// kernel single-threaded. Results do not depend on the number of threads, but the
+    /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` cuts no
+    /// loop (GEMM calls still use [`JitConfig::kernel_threads`]; set that to 1 for a
+    /// single-threaded kernel). Results do not depend on the number of threads, but the
     /// cut into chunks (decided by this setting) does fix the order of reassociated reductions.
     /// Default 65536.
     pub parallel_min_elements: usize,
@@ -273,6 +295,7 @@ impl Default for JitConfig {
             verifier: cfg!(debug_assertions) && option_env!("CARGO_PRIMARY_PACKAGE").is_some(),
             max_ops_per_function: 2000,
             threads: 0,
+            kernel_threads: None,
             exact_math: false,
             parallel_min_elements: 1 << 16,
             max_workspace_bytes: DEFAULT_MAX_WORKSPACE_BYTES,
@@ -639,6 +662,17 @@ fn steps(module: &JITModule, ids: &[FuncId], plan: &plan::Plan) -> Vec<kernel::S
         .collect()
 }
 
+/// True if `g` has a matmul large enough for the GEMM to use threads (if it calls the GEMM).
+fn has_threaded_matmul(g: &Graph) -> bool {
+    g.nodes().iter().any(|node| {
+        node.op == crate::ir::Op::Matmul && {
+            let (x, y) = (g.ty(node.inputs[0]), &node.ty);
+            let (m, n) = (y.shape[y.rank() - 2], y.shape[y.rank() - 1]);
+            gemm::may_use_threads(m, x.shape[x.rank() - 1], n)
+        }
+    })
+}
+
 /// The parts of the kernel: its steps, constants, signature and counters.
 fn parts(
     g: &Graph,
@@ -685,6 +719,8 @@ fn parts(
         input_names: inputs.iter().map(|&i| g.value_name(i)).collect(),
         output_names: g.outputs().iter().map(|&o| g.value_name(o)).collect(),
         ws_bytes: plan.ws_bytes,
+        threads: cfg.kernel_threads,
+        gemm_threads: st.matmuls_gemm > 0 && has_threaded_matmul(g),
         stats: KernelStats {
             donated_in_place,
             donated_copied,

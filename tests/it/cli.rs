@@ -427,6 +427,58 @@ fn print_grad_names_avoid_taken_names_and_keep_outputs_distinct() {
     }
 }
 
+/// A layer large enough for the GEMM's threads (64×512·512×256) and for loops cut into chunks
+/// (a 300×300 elementwise square summed), with its gradient.
+const WIDE: &str = "\
+graph @wide {
+  %x = input f32[64,512]
+  %w = input f32[512,256]
+  %v = input f32[300,300]
+  %h = matmul %x, %w
+  %t = tanh %h
+  %s = reduce_sum %t
+  %q = mul %v, %v
+  %r = reduce_sum %q
+  %y = add %s, %r
+  output %y
+}
+";
+
+#[test]
+fn threads_flag_changes_no_bit_and_rejects_zero() {
+    let d = tmpdir();
+    let wide = write(&d, "wide.gir", WIDE);
+    let run = |t: &str| ok(&["run", p(&wide), "--grad", "--threads", t]);
+    let one = run("1");
+    // The same text, so the same bits (the output prints each value's shortest round trip).
+    assert_eq!(run("2"), one);
+    assert_eq!(run("3"), one);
+    assert_eq!(ok(&["run", p(&wide), "--grad"]), one);
+    // The interpreter (an independent evaluator) agrees to rounding on the loss.
+    let interp = json(&ok(&["run", p(&wide), "--backend", "interp"]));
+    let (a, b) = (
+        num(&json(&one)["outputs"]["y"]),
+        num(&interp["outputs"]["y"]),
+    );
+    assert!((a - b).abs() <= 1e-3 * b.abs(), "{a} vs {b}");
+    for args in [
+        ["run", p(&wide), "--threads", "0"],
+        ["bench", p(&wide), "--threads", "0"],
+    ] {
+        let o = exec(&args, b"");
+        assert_eq!(o.status.code(), Some(2), "{}", show(&args, &o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("'0'") && err.contains("--threads") && err.contains("at least 1"),
+            "{err}"
+        );
+    }
+    usage(&["run", p(&wide), "--threads", "two"]);
+    usage(&["run", p(&wide), "--threads", "-1"]);
+    let bench = json(&ok(&["bench", p(&wide), "--threads", "2", "--json"]));
+    assert!(num(&bench["jit_ns_per_call"]) > 0.0, "{bench}");
+}
+
 #[test]
 fn bench_json_has_the_keys_with_sane_values() {
     let d = tmpdir();

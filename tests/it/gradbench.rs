@@ -529,3 +529,36 @@ fn det_primal_and_gradient_against_cofactor_expansion() {
         close(&flat(&output("det", "gradient", input)), &cof, 1e-12);
     }
 }
+
+/// `--multithreaded` changes no bit: a gmm sized so that its loops over `[n, k, d]` (240,000
+/// elements) pass the chunking threshold answers with the same text on one thread and on all
+/// cores, and its objective matches the scalar loops.
+#[test]
+fn multithreaded_outputs_equal_single_threaded_ones() {
+    let (d, k, n) = (3, 4, 20_000);
+    let mut g = Lcg(17);
+    let x: Vec<f64> = g.vec(n * d).iter().map(|v| 2.0 * v - 1.0).collect();
+    let p: Vec<f64> = g.vec(k + 3 * k * d).iter().map(|v| v - 0.5).collect();
+    let (alpha, rest) = p.split_at(k);
+    let (mu, rest) = rest.split_at(k * d);
+    let (q, l) = rest.split_at(k * d);
+    let input = json!({"d": d, "k": k, "n": n, "x": rows(&x, d), "m": 0, "gamma": 1.0,
+        "alpha": alpha, "mu": rows(mu, d), "q": rows(q, d), "l": rows(l, 3),
+        "min_runs": 1, "min_seconds": 0});
+    let msgs: Vec<String> = ["objective", "jacobian"]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            json!({"id": i, "kind": "evaluate", "module": "gmm", "function": f, "input": input})
+                .to_string()
+        })
+        .collect();
+    let one = session(&msgs, &[]);
+    let all = session(&msgs, &["--multithreaded"]);
+    for (a, b) in one.iter().zip(&all) {
+        assert_eq!(a["success"], json!(true), "{a}");
+        assert_eq!(a["output"], b["output"]);
+    }
+    let want = gmm_ref(d, k, &x, &p);
+    close(&[num(&one[0]["output"])], &[want], 1e-10);
+}

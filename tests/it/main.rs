@@ -18,4 +18,5 @@ mod random;
 mod scale;
 mod simd;
 mod text;
+mod threads;
 mod worked_example;

@@ -327,3 +327,76 @@ fn mnist_idx_files_are_read_and_bad_ones_are_errors() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The benchmark's MLP step (batch 64, 784 → 256 → 10, f32: loss and gradients) compiled for
+/// 1, 2 and 3 threads per call: the GEMM calls split their tiles between threads, and the
+/// outputs are bitwise those of one thread. All agree with the interpreter to rounding, and
+/// with `exact_math` (no GEMM, interpreter order) two threads give the interpreter's bits.
+#[test]
+fn mlp_step_is_bitwise_independent_of_the_thread_count() {
+    use std::num::NonZeroUsize;
+    let (batch, arch) = (
+        64,
+        Arch {
+            hidden: 256,
+            ..SMALL
+        },
+    );
+    let mut g = common::grad_graph(DType::F32, batch, arch).unwrap();
+    opt::optimize(&mut g, &opt::OptConfig::default());
+    let data = common::synthetic_digits(batch, 31);
+    let mut rng = Rng(31);
+    let mut ins: Vec<Tensor> = common::init_params(arch, &mut rng)
+        .into_iter()
+        .zip(arch.param_shapes())
+        .map(|(p, s)| Tensor::from_f32(s, p))
+        .collect();
+    ins.push(Tensor::from_f32(vec![batch, DIM], data.images.clone()));
+    let onehot = (0..batch * CLASSES)
+        .map(|i| {
+            f32::from(u8::from(
+                usize::from(data.labels[i / CLASSES]) == i % CLASSES,
+            ))
+        })
+        .collect();
+    ins.push(Tensor::from_f32(vec![batch, CLASSES], onehot));
+    let want = interp::run(&g, &ins).unwrap();
+    let bits = |ts: &[Tensor]| -> Vec<Vec<u64>> {
+        ts.iter()
+            .map(|t| t.to_f64_vec().iter().map(|v| v.to_bits()).collect())
+            .collect()
+    };
+    let run = |threads: usize, exact_math: bool| {
+        let cfg = jit::JitConfig {
+            kernel_threads: NonZeroUsize::new(threads),
+            exact_math,
+            ..jit::JitConfig::default()
+        };
+        let k = jit::compile_with(&g, &cfg).unwrap();
+        assert_eq!(k.threads(), NonZeroUsize::new(threads));
+        (k.run(&ins).unwrap(), k.stats().matmuls_gemm)
+    };
+    let (one, gemms) = run(1, false);
+    // The 2 forward and 3 backward products (∂x is not an output).
+    assert!(gemms >= 5, "{gemms} GEMM calls");
+    for (i, (a, b)) in one.iter().zip(&want).enumerate() {
+        let e = rel_err(a, b);
+        assert!(
+            e <= 1e-4,
+            "output {i}: relative error {e} against the interpreter"
+        );
+    }
+    for threads in [2, 3] {
+        let (got, _) = run(threads, false);
+        assert!(
+            bits(&got) == bits(&one),
+            "{threads} threads differ from one"
+        );
+    }
+    let (exact, gemms) = run(2, true);
+    assert_eq!(gemms, 0);
+    assert!(
+        bits(&exact) == bits(&want),
+        "exact_math with 2 threads differs from interp"
+    );
+}

@@ -1,0 +1,86 @@
+//! `Kernel::call` allocates nothing itself, on one thread or several: a counting global
+//! allocator (this binary holds this one test, so nothing else allocates meanwhile) around
+//! calls of a kernel whose large loops are cut into chunks for threads. With threads, the one
+//! allocation left is amortized inside rayon: a call from outside the pool enters it through
+//! a queue that allocates a block every 63 entries. (Kernels with GEMM calls allocate inside
+//! the `gemm` crate: its packing memory; see `jit::gemm`.)
+
+use gradlift::jit::{self, Buf, BufMut, JitConfig};
+use gradlift::{DType, GraphBuilder};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the counter
+// is an atomic that never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded from the caller.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded from the caller.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn calls_allocate_nothing_on_one_thread_or_several() {
+    let (r, c) = (200, 1000);
+    let b = GraphBuilder::new("chunked");
+    let x = b.input("x", DType::F32, &[r, c]);
+    let e = (x * 0.5).tanh() * x;
+    let g = b
+        .finish(&[("total", e.sum()), ("rows", e.sum_axes(&[1])), ("e", e)])
+        .unwrap();
+    let xs: Vec<f32> = (0..r * c).map(|i| (i % 17) as f32 * 0.1 - 0.8).collect();
+    for threads in [1, 2, 3] {
+        let cfg = JitConfig {
+            kernel_threads: NonZeroUsize::new(threads),
+            ..JitConfig::default()
+        };
+        let k = jit::compile_with(&g, &cfg).unwrap();
+        assert!(k.stats().groups_parallel > 0, "{}", k.stats());
+        let mut ws = k.workspace();
+        let (mut total, mut rows, mut out) = (0f32, vec![0f32; r], vec![0f32; r * c]);
+        let calls = 200;
+        let mut count = 0;
+        for i in 0..calls + 3 {
+            // The first calls warm up rayon's pool and its thread-locals.
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            k.call(
+                &[Buf::F32(&xs)],
+                &mut [
+                    BufMut::from(&mut total),
+                    BufMut::F32(&mut rows),
+                    BufMut::F32(&mut out),
+                ],
+                &mut ws,
+            )
+            .unwrap();
+            if i >= 3 {
+                count += ALLOCATIONS.load(Ordering::Relaxed) - before;
+            }
+        }
+        let most = if threads == 1 { 0 } else { calls / 32 };
+        assert!(
+            count <= most,
+            "{threads} threads: {count} allocations in {calls} calls"
+        );
+    }
+}
