@@ -381,7 +381,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         if cx.staged && !self.slow && len >= batch::SEGMENT {
             self.staged(cx, &outer, &hoisted, start_v, len);
         } else {
-            self.vector_loops(cx, &outer, &hoisted, start_v, len, cx.u);
+            // Unrolling a loop that would run at most once only multiplies the code; without
+            // reductions the unroll slots change nothing but the code's shape.
+            let copies = if cx.red.is_empty() && len < 2 * cx.w * cx.u {
+                1
+            } else {
+                cx.u
+            };
+            self.vector_loops(cx, &outer, &hoisted, start_v, len, copies);
         }
     }
 
