@@ -10,7 +10,9 @@
 //! - Vectors: when the plan found one float dtype in the group, the innermost loop runs on
 //!   `F32X4` / `F64X2` lanes, unrolled `U` times (4, 2 or 1 by body size), followed by single
 //!   vectors and one partial vector for the tail (lane-wise loads and stores; the padding
-//!   lanes repeat lane 0 and never reach memory). Bools are lane masks in registers and bytes
+//!   lanes repeat lane 0 and never reach memory). A loop that would run at most once unrolled
+//!   is not unrolled in a group without reductions, and a loop that runs once is straight-line
+//!   code (both only shrink the code). Bools are lane masks in registers and bytes
 //!   in memory. Other groups (mixed f32/f64, or too short) run the same body on scalars.
 //!   Transcendentals in vector bodies use [`super::vmath`] (libm on every lane for lanes out
 //!   of its fast range, for `pow`, and with `exact_math`); scalar bodies call libm.
