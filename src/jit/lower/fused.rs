@@ -126,7 +126,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     } else {
                         (u, vec_ty(dt))
                     };
-                    (0..n).map(|_| self.b.declare_var(ty)).collect()
+                    (0..n).map(|_| self.var(ty)).collect()
                 }
                 None => Vec::new(),
             };
@@ -148,10 +148,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         match chunks {
             None => self.chunk(&cx, None),
             Some((lo, hi)) => {
-                let l = self.loop_begin(Bound::V(lo));
+                let l = self.loop_begin(Bound::V(lo), Bound::V(hi));
                 cx.chunk = Some(l.i);
                 self.chunk(&cx, Some(l.i));
-                self.loop_end(l, Bound::V(hi));
+                self.loop_end(l);
             }
         }
         self.lanes = 1;
@@ -167,7 +167,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             self.chunk_pass(cx, chunk);
             return;
         }
-        let var = self.b.declare_var(mask_ty(self.vdt));
+        let var = self.var(mask_ty(self.vdt));
         let z = self.b.ins().iconst(mask_ty(self.vdt).lane_type(), 0);
         let z = self.b.ins().splat(mask_ty(self.vdt), z);
         self.b.def_var(var, z);
@@ -262,10 +262,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 }
             }
         } else {
-            let l = self.loop_begin(row_lo);
+            let l = self.loop_begin(row_lo, row_hi);
             let mut idx = vec![l.i];
             self.level(cx, chunk, 1, &mut idx);
-            self.loop_end(l, row_hi);
+            self.loop_end(l);
         }
         for r in &cx.red {
             if r.register == Some(None) {
@@ -296,11 +296,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         if k == d - 1 {
             self.inner(cx, idx, Bound::C(0), f.dims[k]);
         } else {
-            let l = self.loop_begin(Bound::C(0));
+            let l = self.loop_begin(Bound::C(0), Bound::C(f.dims[k] as i64));
             idx.push(l.i);
             self.level(cx, chunk, k + 1, idx);
             idx.pop();
-            self.loop_end(l, Bound::C(f.dims[k] as i64));
+            self.loop_end(l);
         }
         for r in &cx.red {
             if r.register == Some(Some(k - 1)) {
@@ -359,7 +359,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             b => Some(self.bound(b)),
         };
         if cx.w == 1 {
-            let l = self.loop_begin(Bound::C(0));
+            let l = self.loop_begin(Bound::C(0), Bound::C(len as i64));
             let i = match start_v {
                 Some(s) => self.b.ins().iadd(s, l.i),
                 None => l.i,
@@ -375,13 +375,20 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 &outer,
                 &hoisted,
             );
-            self.loop_end(l, Bound::C(len as i64));
+            self.loop_end(l);
             return;
         }
         if cx.staged && !self.slow && len >= batch::SEGMENT {
             self.staged(cx, &outer, &hoisted, start_v, len);
         } else {
-            self.vector_loops(cx, &outer, &hoisted, start_v, len, cx.u);
+            // Unrolling a loop that would run at most once only multiplies the code; without
+            // reductions the unroll slots change nothing but the code's shape.
+            let copies = if cx.red.is_empty() && len < 2 * cx.w * cx.u {
+                1
+            } else {
+                cx.u
+            };
+            self.vector_loops(cx, &outer, &hoisted, start_v, len, copies);
         }
     }
 
@@ -403,7 +410,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let rest = (len % step) / w;
         let tail = len % w;
         if main > 0 {
-            let l = self.loop_begin(Bound::C(0));
+            let l = self.loop_begin(Bound::C(0), Bound::C(main as i64));
             let i = self.b.ins().imul_imm_s(l.i, step as i64);
             let i = match start_v {
                 Some(s) => self.b.ins().iadd(s, i),
@@ -422,7 +429,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     self.flush_arg_stores();
                 }
             }
-            self.loop_end(l, Bound::C(main as i64));
+            self.loop_end(l);
         }
         let done = (main * step) as i64;
         if rest == 1 {
@@ -432,7 +439,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             self.body(cx, p, w, 0, outer, hoisted);
         } else if rest > 1 {
-            let l = self.loop_begin(Bound::C(0));
+            let l = self.loop_begin(Bound::C(0), Bound::C(rest as i64));
             let i = self.b.ins().imul_imm_s(l.i, w as i64);
             let i = match start_v {
                 Some(s) => self.b.ins().iadd(s, i),
@@ -443,7 +450,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 extra: done,
             };
             self.body(cx, p, w, 0, outer, hoisted);
-            self.loop_end(l, Bound::C(rest as i64));
+            self.loop_end(l);
         }
         if tail > 0 {
             let p = Pos {

@@ -159,13 +159,13 @@ impl Lowerer<'_, '_> {
             let post = lw.offset(&idx[axis..], &xst[axis + 1..]);
             let base = lw.add_off(pre, post);
             let first = lw.load(xs, val_ty(xdt), base);
-            let best = lw.b.declare_var(types::I64);
-            let bv = lw.b.declare_var(val_ty(xdt));
+            let best = lw.var(types::I64);
+            let bv = lw.var(val_ty(xdt));
             let zero = lw.b.ins().iconst(types::I64, 0);
             lw.b.def_var(best, zero);
             lw.b.def_var(bv, first);
             if n > 1 {
-                let l = lw.loop_begin(Bound::C(1));
+                let l = lw.loop_begin(Bound::C(1), Bound::C(n as i64));
                 let jo = lw.b.ins().imul_imm_s(l.i, xst[axis]);
                 let o = lw.add_off(base, Some(jo));
                 let v = lw.load(xs, val_ty(xdt), o);
@@ -194,7 +194,7 @@ impl Lowerer<'_, '_> {
                 let nv = lw.b.ins().select(take, v, cur);
                 lw.b.def_var(best, nb);
                 lw.b.def_var(bv, nv);
-                lw.loop_end(l, Bound::C(n as i64));
+                lw.loop_end(l);
             }
             let r = lw.b.use_var(best);
             let r = lw.b.ins().ireduce(types::I32, r);
@@ -277,9 +277,9 @@ impl Lowerer<'_, '_> {
         };
         let full = numel / per;
         if full > 0 {
-            let l = self.loop_begin(Bound::C(0));
+            let l = self.loop_begin(Bound::C(0), Bound::C(full as i64));
             block(self, l.i, per);
-            self.loop_end(l, Bound::C(full as i64));
+            self.loop_end(l);
         }
         if !numel.is_multiple_of(per) {
             let j = self.b.ins().iconst(types::I64, full as i64);

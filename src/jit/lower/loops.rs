@@ -2,8 +2,7 @@
 
 use super::Lowerer;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{InstBuilder, Value, types};
-use cranelift_frontend::Variable;
+use cranelift_codegen::ir::{Block, InstBuilder, Value, types};
 
 /// A loop bound.
 #[derive(Clone, Copy)]
@@ -14,8 +13,10 @@ pub(super) enum Bound {
 
 /// An open loop (see [`Lowerer::loop_begin`]).
 pub(super) struct Loop {
-    pub(super) var: Variable,
-    pub(super) head: cranelift_codegen::ir::Block,
+    /// The head block (whose parameter is the counter) and the bound; absent for a loop that
+    /// runs exactly once, which is straight-line code.
+    head: Option<(Block, Bound)>,
+    /// The counter.
     pub(super) i: Value,
 }
 
@@ -56,28 +57,42 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
     }
 
-    /// Opens `for i in lo..hi` (a do-while: the caller guarantees `lo < hi`).
-    pub(super) fn loop_begin(&mut self, lo: Bound) -> Loop {
-        let var = self.b.declare_var(types::I64);
+    /// Opens `for i in lo..hi` (a do-while: the caller guarantees `lo < hi`). The counter is
+    /// the head block's parameter, not a frontend variable: a variable costs the SSA builder
+    /// a map entry per block of the function, so one per loop would make building quadratic
+    /// in the function's size. A loop with constant bounds that runs once is no loop at all,
+    /// which spares register allocation its blocks and its loop-carried counter.
+    pub(super) fn loop_begin(&mut self, lo: Bound, hi: Bound) -> Loop {
+        if let (Bound::C(a), Bound::C(b)) = (lo, hi)
+            && b == a + 1
+        {
+            let i = self.b.ins().iconst(types::I64, a);
+            return Loop { head: None, i };
+        }
         let lo = self.bound(lo);
-        self.b.def_var(var, lo);
         let head = self.b.create_block();
-        self.b.ins().jump(head, &[]);
+        let i = self.b.append_block_param(head, types::I64);
+        self.b.ins().jump(head, &[lo.into()]);
         self.b.switch_to_block(head);
-        let i = self.b.use_var(var);
-        Loop { var, head, i }
+        Loop {
+            head: Some((head, hi)),
+            i,
+        }
     }
 
-    pub(super) fn loop_end(&mut self, l: Loop, hi: Bound) {
+    /// Closes loop `l` (see [`Lowerer::loop_begin`]).
+    pub(super) fn loop_end(&mut self, l: Loop) {
+        let Some((head, hi)) = l.head else {
+            return;
+        };
         let next = self.b.ins().iadd_imm_s(l.i, 1);
-        self.b.def_var(l.var, next);
         let more = match hi {
             Bound::C(c) => self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, c),
             Bound::V(v) => self.b.ins().icmp(IntCC::SignedLessThan, next, v),
         };
         let exit = self.b.create_block();
-        self.b.ins().brif(more, l.head, &[], exit, &[]);
-        self.b.seal_block(l.head);
+        self.b.ins().brif(more, head, &[next.into()], exit, &[]);
+        self.b.seal_block(head);
         self.b.switch_to_block(exit);
         self.b.seal_block(exit);
     }
@@ -99,10 +114,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             body(self, idx);
             return;
         };
-        let l = self.loop_begin(Bound::C(0));
+        let l = self.loop_begin(Bound::C(0), Bound::C(d as i64));
         idx.push(l.i);
         self.nest_at(rest, idx, body);
         idx.pop();
-        self.loop_end(l, Bound::C(d as i64));
+        self.loop_end(l);
     }
 }

@@ -181,7 +181,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let inner_dims = collapse(&[k], &mut inner);
         let ty = val_ty(dt);
         self.nest(&outer_dims, &mut |lw, oi| {
-            let acc = lw.b.declare_var(ty);
+            let acc = lw.var(ty);
             let z = lw.float(dt, 0.0);
             lw.b.def_var(acc, z);
             let xo = lw.offset(oi, &outer[1]);

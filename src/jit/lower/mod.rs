@@ -10,7 +10,9 @@
 //! - Vectors: when the plan found one float dtype in the group, the innermost loop runs on
 //!   `F32X4` / `F64X2` lanes, unrolled `U` times (4, 2 or 1 by body size), followed by single
 //!   vectors and one partial vector for the tail (lane-wise loads and stores; the padding
-//!   lanes repeat lane 0 and never reach memory). Bools are lane masks in registers and bytes
+//!   lanes repeat lane 0 and never reach memory). A loop that would run at most once unrolled
+//!   is not unrolled in a group without reductions, and a loop that runs once is straight-line
+//!   code (both only shrink the code). Bools are lane masks in registers and bytes
 //!   in memory. Other groups (mixed f32/f64, or too short) run the same body on scalars.
 //!   Transcendentals in vector bodies use [`super::vmath`] (libm on every lane for lanes out
 //!   of its fast range, for `pow`, and with `exact_math`); scalar bodies call libm.
@@ -192,11 +194,13 @@ pub(super) fn build_function(
         bad: None,
         stage: Stage::Off,
         scratch: Vec::new(),
+        vars: Vec::new(),
     };
     match body {
         Body::Serial(items) => {
             for &it in items {
                 lw.bases.clear();
+                lw.release_vars();
                 match it {
                     Item::Run(gi) => lw.group(gi, None),
                     Item::Combine(gi) => lw.combine(gi),
@@ -319,9 +323,34 @@ struct Lowerer<'f, 'g> {
     /// The scratch areas of staged segments (`SEGMENT` elements of 8 bytes each, at most
     /// [`staged::MAX_SCRATCH`], shared by every staged group of the function).
     scratch: Vec<StackSlot>,
+    /// The frontend variables declared so far, by type, and whether the item being lowered
+    /// uses each (see [`Lowerer::var`]).
+    vars: Vec<(Type, Variable, bool)>,
 }
 
 impl<'f, 'g> Lowerer<'f, 'g> {
+    /// A frontend variable of type `ty` for the item being lowered, defined before it is used.
+    /// Items reuse the variables of earlier items: the SSA builder keeps, for every variable,
+    /// a map entry per block of the function, so fresh variables for every group would make
+    /// building quadratic in the function's size. Reuse is sound because no value outlives
+    /// its item.
+    fn var(&mut self, ty: Type) -> Variable {
+        if let Some(v) = self.vars.iter_mut().find(|v| v.0 == ty && !v.2) {
+            v.2 = true;
+            return v.1;
+        }
+        let var = self.b.declare_var(ty);
+        self.vars.push((ty, var, true));
+        var
+    }
+
+    /// Makes every variable free for the next item.
+    fn release_vars(&mut self) {
+        for v in &mut self.vars {
+            v.2 = false;
+        }
+    }
+
     /// The base address of a planned home (loaded once per group for caller buffers).
     fn loc_src(&mut self, loc: Loc) -> Src {
         match loc {

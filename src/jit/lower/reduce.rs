@@ -99,11 +99,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             (f(self, row_lo), f(self, row_hi))
         };
-        let l = self.loop_begin(lo);
+        let l = self.loop_begin(lo, hi);
         let e = self.b.ins().imul_imm_s(l.i, size);
         let off = self.add_off(chunk_off, Some(e));
         self.fill_output(r, target, off, divide);
-        self.loop_end(l, hi);
+        self.loop_end(l);
     }
 
     /// Writes the element of `r`'s output at `off` in `target`: the identity, or (`divide`)
@@ -305,26 +305,26 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let per = numel_out as i64 * size;
             let out = self.root_src(red.node);
             let ty = val_ty(dt);
-            let l = self.loop_begin(Bound::C(0));
+            let l = self.loop_begin(Bound::C(0), Bound::C(numel_out as i64));
             let e = self.b.ins().imul_imm_s(l.i, size);
             let first = self.load(r.target, ty, Some(e));
-            let acc = self.b.declare_var(ty);
+            let acc = self.var(ty);
             self.b.def_var(acc, first);
-            let lb = self.loop_begin(Bound::C(1));
+            let lb = self.loop_begin(Bound::C(1), Bound::C(f.chunks.count as i64));
             let bo = self.b.ins().imul_imm_s(lb.i, per);
             let o = self.b.ins().iadd(bo, e);
             let x = self.load(r.target, ty, Some(o));
             let a = self.b.use_var(acc);
             let n = self.fold(&r, a, x);
             self.b.def_var(acc, n);
-            self.loop_end(lb, Bound::C(f.chunks.count as i64));
+            self.loop_end(lb);
             let mut v = self.b.use_var(acc);
             if r.op == Op::ReduceMean {
                 let c = self.float(dt, r.count as f64);
                 v = self.b.ins().fdiv(v, c);
             }
             self.store(out, v, Some(e));
-            self.loop_end(l, Bound::C(numel_out as i64));
+            self.loop_end(l);
         }
     }
 }

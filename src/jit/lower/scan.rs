@@ -42,9 +42,9 @@ impl Lowerer<'_, '_> {
             if n == 1 {
                 return;
             }
-            let sum = lw.b.declare_var(ty);
+            let sum = lw.var(ty);
             lw.b.def_var(sum, first);
-            let l = lw.loop_begin(Bound::C(1));
+            let l = lw.loop_begin(Bound::C(1), Bound::C(n));
             let so = lw.b.ins().imul_imm_s(l.i, s_ax);
             let so = lw.add_off(s0, Some(so));
             let x = lw.load(src, ty, so);
@@ -54,7 +54,7 @@ impl Lowerer<'_, '_> {
             let dof = lw.b.ins().imul_imm_s(l.i, d_ax);
             let dof = lw.add_off(d0, Some(dof));
             lw.store(dst, y, dof);
-            lw.loop_end(l, Bound::C(n));
+            lw.loop_end(l);
         });
     }
 }

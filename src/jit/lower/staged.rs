@@ -110,14 +110,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     ) {
         let full = len / batch::SEGMENT;
         let rest = len % batch::SEGMENT;
-        let l = self.loop_begin(Bound::C(0));
+        let l = self.loop_begin(Bound::C(0), Bound::C(full as i64));
         let off = self.b.ins().imul_imm_s(l.i, batch::SEGMENT as i64);
         let s = match start_v {
             Some(s) => self.b.ins().iadd(s, off),
             None => off,
         };
         self.staged_segment(cx, outer, hoisted, s, batch::SEGMENT);
-        self.loop_end(l, Bound::C(full as i64));
+        self.loop_end(l);
         if rest > 0 {
             let done = (full * batch::SEGMENT) as i64;
             let s = match start_v {

@@ -87,18 +87,31 @@ fn scalar_nodes_are_straight_line_and_chains_are_one_vector_loop() {
     // The fused value y is never stored: one store (z).
     assert_eq!(clif.matches("store").count(), 1, "{clif}");
 
-    // (a + a) * s over [2,8] f32: one fused vector loop, no scalar tail (16 = 4 lanes × 4).
-    let mut g = Graph::new("t");
-    let a = g
-        .add_input("a", TensorType::new(DType::F32, vec![2, 8]))
-        .unwrap();
-    let s = g.add_input("s", TensorType::scalar(DType::F32)).unwrap();
-    let y = g.push(Op::Add, vec![a, a], Attrs::None).unwrap();
-    let z = g.push(Op::Mul, vec![y, s], Attrs::None).unwrap();
-    g.set_outputs(vec![z]);
-    let (blocks, clif) = lowered(&g);
+    // (a + a) * s over [2,32] f32: one fused vector loop, no scalar tail (64 = 4 lanes × 4
+    // unrolled × 4 iterations).
+    let chain = |rows: usize, cols: usize| {
+        let mut g = Graph::new("t");
+        let a = g
+            .add_input("a", TensorType::new(DType::F32, vec![rows, cols]))
+            .unwrap();
+        let s = g.add_input("s", TensorType::scalar(DType::F32)).unwrap();
+        let y = g.push(Op::Add, vec![a, a], Attrs::None).unwrap();
+        let z = g.push(Op::Mul, vec![y, s], Attrs::None).unwrap();
+        g.set_outputs(vec![z]);
+        g
+    };
+    let (blocks, clif) = lowered(&chain(2, 32));
     assert_eq!(blocks, 1 + 2, "{clif}");
     assert!(clif.contains("f32x4"), "{clif}");
+    // Over [2,8], the 16 elements would fill one unrolled iteration: a loop of single vectors
+    // instead, one copy of the body (one vector store; scalar stores are `aligned`).
+    let (blocks, clif) = lowered(&chain(2, 8));
+    assert_eq!(blocks, 1 + 2, "{clif}");
+    assert_eq!(clif.matches("store notrap v").count(), 1, "{clif}");
+    // Over [2,2], one vector: straight-line code, no loop.
+    let (blocks, clif) = lowered(&chain(2, 2));
+    assert_eq!(blocks, 1, "{clif}");
+    assert_eq!(clif.matches("store notrap v").count(), 1, "{clif}");
 }
 
 #[test]
