@@ -9,6 +9,7 @@
 //!
 //! All evals compute in `f64`, as GradBench's reference tool does.
 
+pub mod ba;
 pub mod det;
 pub mod gmm;
 pub mod hello;
@@ -51,8 +52,8 @@ pub enum GbError {
 }
 
 /// The modules implemented here, in GradBench's names.
-pub const MODULES: [&str; 8] = [
-    "hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det",
+pub const MODULES: [&str; 9] = [
+    "hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "ba",
 ];
 
 /// Builds an eval's graph on demand.
@@ -92,6 +93,7 @@ pub fn prepare(module: &str, function: &str, input: &Value) -> Result<Task, GbEr
         "ode" => ode::prepare(function, input),
         "lstm" => lstm::prepare(function, input),
         "det" => det::prepare(function, input),
+        "ba" => ba::prepare(function, input),
         _ => Err(GbError::UnknownModule(module.to_string())),
     }
 }
