@@ -529,3 +529,100 @@ fn det_primal_and_gradient_against_cofactor_expansion() {
         close(&flat(&output("det", "gradient", input)), &cof, 1e-12);
     }
 }
+
+/// One observation's weighted reprojection error, transcribed from the eval's definition
+/// (ADBench's `computeReprojError`): `cam` 11, `x` 3, then `w`, `feat` 2.
+fn ba_ref(params: &[f64], feat: [f64; 2]) -> [f64; 2] {
+    let (cam, x, w) = (&params[..11], &params[11..14], params[14]);
+    let r = &cam[0..3];
+    let xo: Vec<f64> = (0..3).map(|i| x[i] - cam[3 + i]).collect();
+    let cross = |a: &[f64], b: &[f64]| {
+        [
+            a[1] * b[2] - a[2] * b[1],
+            a[2] * b[0] - a[0] * b[2],
+            a[0] * b[1] - a[1] * b[0],
+        ]
+    };
+    let sq: f64 = r.iter().map(|v| v * v).sum();
+    let mut xc = [0.0; 3];
+    if sq != 0.0 {
+        let th = sq.sqrt();
+        let wv: Vec<f64> = r.iter().map(|v| v / th).collect();
+        let wxp = cross(&wv, &xo);
+        let tmp = (0..3).map(|i| wv[i] * xo[i]).sum::<f64>() * (1.0 - th.cos());
+        for i in 0..3 {
+            xc[i] = xo[i] * th.cos() + wxp[i] * th.sin() + wv[i] * tmp;
+        }
+    } else {
+        let rxp = cross(r, &xo);
+        for i in 0..3 {
+            xc[i] = xo[i] + rxp[i];
+        }
+    }
+    let (u, v) = (xc[0] / xc[2], xc[1] / xc[2]);
+    let rsq = u * u + v * v;
+    let l = 1.0 + cam[9] * rsq + cam[10] * rsq * rsq;
+    [
+        w * (u * l * cam[6] + cam[7] - feat[0]),
+        w * (v * l * cam[6] + cam[8] - feat[1]),
+    ]
+}
+
+#[test]
+fn ba_objective_and_sparse_jacobian_against_scalar_reference() {
+    let (n, m, p) = (2usize, 3usize, 5usize);
+    let mut rng = Lcg(41);
+    let x = vec![0.3, -0.2, 4.0];
+    let (w, feat) = (0.7, [0.4, -0.3]);
+    // A rotation, and the exact zero the eval's reference treats as a separate branch (central
+    // differences step off it, into the general formula, whose derivative there is the limit).
+    for rot in [[0.2, -0.3, 0.25], [0.0; 3]] {
+        let mut cam = rot.to_vec();
+        cam.extend([0.1, 0.2, -0.3, 2.0, 0.05, -0.04]);
+        cam.extend(rng.vec(2).iter().map(|v| v * 0.1));
+        let input = json!({"n": n, "m": m, "p": p, "cam": cam, "x": x, "w": w, "feat": feat,
+                           "min_runs": 1, "min_seconds": 0});
+        let mut params = cam.clone();
+        params.extend(&x);
+        params.push(w);
+        let obj = output("ba", "objective", input.clone());
+        close(
+            &flat(&obj["reproj_error"]["elements"]),
+            &ba_ref(&params, feat),
+            1e-13,
+        );
+        assert_eq!(obj["reproj_error"]["repeated"], json!(p as f64));
+        close(&[num(&obj["w_err"]["element"])], &[1.0 - w * w], 1e-15);
+        assert_eq!(obj["w_err"]["repeated"], json!(p as f64));
+
+        let jac = output("ba", "jacobian", input);
+        // CSR of the (3p) x (11n + 3m + p) matrix: 15 nonzeros in each of the 2p reprojection
+        // rows, one in each weight row; the first 30 entries of each list and the last.
+        let mut rows: Vec<f64> = (0..30)
+            .map(|i| if i <= 2 * p { 15 * i } else { 30 * p + i - 2 * p } as f64)
+            .collect();
+        rows.push((31 * p) as f64);
+        assert_eq!(flat(&jac["rows"]), rows);
+        // Observation 0 sees camera 0 and point 0.
+        let row_cols: Vec<f64> = (0..11).chain(22..25).chain([31]).map(f64::from).collect();
+        let mut cols = [row_cols.clone(), row_cols].concat();
+        cols.push((11 * n + 3 * m + p - 1) as f64);
+        assert_eq!(flat(&jac["cols"]), cols);
+        let mut vals = Vec::new();
+        for k in 0..2 {
+            vals.extend(fd(|q| ba_ref(q, feat)[k], &params));
+        }
+        vals.push(-2.0 * w);
+        close(&flat(&jac["vals"]), &vals, 1e-7);
+    }
+}
+
+#[test]
+fn ba_bad_input_is_an_error() {
+    let input = json!({"n": 1, "m": 1, "p": 1, "cam": [1.0, 2.0], "x": [0.0, 0.0, 1.0],
+                       "w": 1.0, "feat": [0.0, 0.0], "min_runs": 1, "min_seconds": 0});
+    let r = evaluate("ba", "jacobian", input);
+    assert_eq!(r["success"], json!(false));
+    let e = r["error"].as_str().unwrap_or_default();
+    assert!(e.contains("`cam` has 2 numbers, expected 11"), "{e}");
+}
