@@ -237,7 +237,7 @@ fn to_value(j: &Json) -> Value {
         Json::Array(xs) => Value::Array(xs.iter().map(to_value).collect()),
         Json::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), to_value(v))).collect()),
         Json::String(_) => Value::Other("a string"),
-        Json::Bool(_) => Value::Other("a boolean"),
+        Json::Bool(b) => Value::Bool(*b),
         Json::Null => Value::Other("null"),
     }
 }
@@ -246,6 +246,7 @@ fn to_value(j: &Json) -> Value {
 fn to_json(v: Value) -> Json {
     match v {
         Value::Num(x) => json!(x),
+        Value::Bool(b) => json!(b),
         Value::Array(xs) => Json::Array(xs.into_iter().map(to_json).collect()),
         Value::Object(fs) => Json::Object(
             fs.into_iter()
