@@ -14,10 +14,11 @@
 //! uses are skinned (their weights and positions gathered first), which at the eval's smaller
 //! sizes is a small fraction of the model's 10⁴ vertices.
 //!
-//! The Jacobian is forward mode with all its columns on a leading batch axis: 26 unit
-//! directions of `theta`, and in the complicated variant two more, `u₀` (resp. `u₁`) of every
-//! point at once, which is exact column by column because each error depends only on its own
-//! point's `u` (the reference tool's two `us` columns are these).
+//! The Jacobian: the errors are linear in the posed vertices, so forward mode (the 26
+//! directions of `theta` on a leading batch axis) runs only to the used vertices, whose
+//! `[vertices, 3, 26]` Jacobian is gathered per point and, in the complicated variant, mixed
+//! with the barycentric weights; its two `us` columns (each error depends only on its own
+//! point's `u`, as the reference tool reports them) are differences of triangle corners.
 
 use super::{GbError, Task, Value, list, unknown_function};
 use crate::{DType, GraphBuilder, Tensor, Var};
@@ -367,37 +368,47 @@ fn build(dims: &Dims, jac: bool) -> Result<crate::Graph, GbError> {
     let local = skin(dims, theta, rel, inv, pos, w);
     let r = angle_axis(theta.slice(&[0], &[3]));
     let posed = local.matmul(r.mt()) + theta.slice(&[3], &[6]).reshape(&[1, 3]); // [nv, 3]
-    let model_pts = match us {
+    // The complicated variant's triangle corners `[np, 3 corners, 3]` and barycentric weights
+    // `[np, 3 corners, 1]`.
+    let tri = us.map(|us| {
+        let u0 = us.slice(&[0, 0], &[np, 1]);
+        let u1 = us.slice(&[0, 1], &[np, 2]);
+        let bary = b.concat(&[u0, u1, 1.0 - u0 - u1], 1).reshape(&[np, 3, 1]);
+        (posed.gather(idx, 0), bary)
+    });
+    let model_pts = match tri {
         None => posed.gather(idx, 0), // [np, 3]
-        Some(us) => {
-            let corners = posed.gather(idx, 0); // [np, 3 corners, 3]
-            let u0 = us.slice(&[0, 0], &[np, 1]);
-            let u1 = us.slice(&[0, 1], &[np, 2]);
-            let bary = b.concat(&[u0, u1, 1.0 - u0 - u1], 1).reshape(&[np, 3, 1]);
-            (corners * bary).sum_axes(&[1])
-        }
+        Some((corners, bary)) => (corners * bary).sum_axes(&[1]),
     };
     let err = (pts - model_pts).reshape(&[np * 3]);
     if !jac {
         return Ok(b.finish(&[("err", err)]).map_err(crate::Error::from)?);
     }
-    let k = NTHETA + if dims.complicated { 2 } else { 0 };
-    let off = k - NTHETA;
-    let mut t_theta = vec![0.0; k * NTHETA];
+    // The errors are linear in the posed vertices, so their Jacobian is the vertices' Jacobian
+    // (forward mode, the 26 directions on the batch axis, only for the used vertices) gathered
+    // per point, negated, and in the complicated variant mixed with the barycentric weights.
+    let mut eye = vec![0.0; NTHETA * NTHETA];
     for j in 0..NTHETA {
-        t_theta[(off + j) * NTHETA + j] = 1.0;
+        eye[j * NTHETA + j] = 1.0;
     }
-    let mut wrt = vec![theta];
-    let mut tangents = vec![b.constant(Tensor::from_f64(vec![k, NTHETA], t_theta))];
-    if let Some(us) = us {
-        let mut t_us = vec![0.0; k * 2];
-        t_us[0] = 1.0;
-        t_us[3] = 1.0;
-        let t = b.constant(Tensor::from_f64(vec![k, 1, 2], t_us));
-        wrt.push(us);
-        tangents.push(t.broadcast_to(&[k, np, 2]));
-    }
-    let t = b.jvp_batched(&[err], &wrt, &tangents, k)?; // [k, 3 np]
-    Ok(b.finish(&[("jacobian", t[0].mt())])
+    let eye = b.constant(Tensor::from_f64(vec![NTHETA, NTHETA], eye));
+    let dv = b.jvp_batched(&[posed], &[theta], &[eye], NTHETA)?[0]; // [26, nv, 3]
+    let dv = dv.transpose(&[1, 2, 0]); // [nv, 3, 26]: one contiguous row per coordinate
+    let jac = match tri {
+        None => -dv.gather(idx, 0), // [np, 3, 26]
+        Some((corners, bary)) => {
+            let dc = dv.gather(idx, 0); // [np, 3 corners, 3, 26]
+            let d_theta = -(dc * bary.reshape(&[np, 3, 1, 1])).sum_axes(&[1]);
+            // ∂err/∂u₀ = v₂ − v₀ and ∂err/∂u₁ = v₂ − v₁ (each point's own `u` only).
+            let c = |k: usize| {
+                corners
+                    .slice(&[0, k, 0], &[np, k + 1, 3])
+                    .reshape(&[np, 3, 1])
+            };
+            b.concat(&[c(2) - c(0), c(2) - c(1), d_theta], 2)
+        }
+    };
+    let k = jac.shape()[2];
+    Ok(b.finish(&[("jacobian", jac.reshape(&[np * 3, k]))])
         .map_err(crate::Error::from)?)
 }
