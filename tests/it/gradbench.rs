@@ -708,8 +708,8 @@ impl Hand {
         let mut t = 6;
         for f in 0..5 {
             for (j, k) in [2, 1, 1].into_iter().enumerate() {
-                for a in 0..k {
-                    pose[5 + 4 * f + j][a] = theta[t];
+                for angle in pose[5 + 4 * f + j].iter_mut().take(k) {
+                    *angle = theta[t];
                     t += 1;
                 }
             }
