@@ -43,7 +43,7 @@ def nodes(ev):
             continue
         parts = line.split()
         if last and len(parts) > 2 and "valid=" in line:
-            desc = line[11:34].strip()
+            desc = parts[1]
             res[(parts[0], desc)] = last
             last = None
     return res

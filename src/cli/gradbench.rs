@@ -7,7 +7,9 @@
 //!
 //! Graph building (with differentiation), optimization and compilation are timed separately
 //! (`build`, `optimize`, `compile`) and happen once per module, function and input shape: the
-//! compiled kernel is cached under the eval's shape key. `evaluate` times only the kernel call.
+//! compiled kernel is cached under the eval's shape key, and its first call, which touches its
+//! fresh workspace and output buffers, is timed as `warmup`. `evaluate` times only the kernel
+//! call.
 //! A request that fails (bad input, unknown function, a panic) answers `success: false` with
 //! an `error`; the session goes on.
 
@@ -126,7 +128,8 @@ impl Tool {
             decode,
         } = task;
         let mut timings = Vec::new();
-        if !self.cache.contains_key(&key) {
+        let fresh = !self.cache.contains_key(&key);
+        if fresh {
             let c = self.compile(&key, build, &mut timings)?;
             self.cache.insert(key.clone(), c);
         }
@@ -135,6 +138,17 @@ impl Tool {
             .get_mut(&key)
             .ok_or("internal error (bug): kernel missing from the cache")?;
         let bufs: Vec<Buf<'_>> = inputs.iter().map(|v| Buf::F64(v)).collect();
+        if fresh {
+            // The first call faults in the pages of the new workspace and output buffers (for
+            // `ba` at a million observations, several times a later call): a one-time cost
+            // per shape, like compilation, so it is timed apart.
+            let mut outs: Vec<BufMut<'_>> = c.outs.iter_mut().map(|v| BufMut::F64(v)).collect();
+            let t = Instant::now();
+            c.kernel
+                .call(&bufs, &mut outs, &mut c.ws)
+                .map_err(|e| format!("kernel call failed: {e}"))?;
+            timings.push(timing("warmup", t.elapsed()));
+        }
         let mut total = Duration::ZERO;
         let mut n = 0;
         while n < min_runs || total.as_secs_f64() < min_seconds {
@@ -240,7 +254,7 @@ fn to_value(j: &Json) -> Value {
         Json::Array(xs) => Value::Array(xs.iter().map(to_value).collect()),
         Json::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), to_value(v))).collect()),
         Json::String(_) => Value::Other("a string"),
-        Json::Bool(_) => Value::Other("a boolean"),
+        Json::Bool(b) => Value::Bool(*b),
         Json::Null => Value::Other("null"),
     }
 }
@@ -249,6 +263,7 @@ fn to_value(j: &Json) -> Value {
 fn to_json(v: Value) -> Json {
     match v {
         Value::Num(x) => json!(x),
+        Value::Bool(b) => json!(b),
         Value::Array(xs) => Json::Array(xs.into_iter().map(to_json).collect()),
         Value::Object(fs) => Json::Object(
             fs.into_iter()

@@ -9,9 +9,11 @@
 //!
 //! All evals compute in `f64`, as GradBench's reference tool does.
 
+pub mod ba;
 pub mod det;
 pub mod gmm;
 pub mod hello;
+pub mod ht;
 pub mod kmeans;
 pub mod llsq;
 pub mod lse;
@@ -51,8 +53,8 @@ pub enum GbError {
 }
 
 /// The modules implemented here, in GradBench's names.
-pub const MODULES: [&str; 8] = [
-    "hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det",
+pub const MODULES: [&str; 10] = [
+    "hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "ba", "ht",
 ];
 
 /// Builds an eval's graph on demand.
@@ -92,6 +94,8 @@ pub fn prepare(module: &str, function: &str, input: &Value) -> Result<Task, GbEr
         "ode" => ode::prepare(function, input),
         "lstm" => lstm::prepare(function, input),
         "det" => det::prepare(function, input),
+        "ba" => ba::prepare(function, input),
+        "ht" => ht::prepare(function, input),
         _ => Err(GbError::UnknownModule(module.to_string())),
     }
 }

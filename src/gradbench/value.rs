@@ -2,16 +2,19 @@
 
 use super::GbError;
 
-/// An eval's input or output: numbers, arrays and objects (anything else is [`Value::Other`]).
+/// An eval's input or output: numbers, booleans, arrays and objects (anything else is
+/// [`Value::Other`]).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A number.
     Num(f64),
+    /// A boolean (`ht`'s `is_mirrored`).
+    Bool(bool),
     /// An array.
     Array(Vec<Value>),
     /// An object, its fields in order.
     Object(Vec<(String, Value)>),
-    /// A string, boolean or null, named by its kind (evals never need these).
+    /// A string or null, named by its kind (evals never need these).
     Other(&'static str),
 }
 
@@ -37,6 +40,7 @@ impl Value {
     fn kind(&self) -> &'static str {
         match self {
             Value::Num(_) => "a number",
+            Value::Bool(_) => "a boolean",
             Value::Array(_) => "an array",
             Value::Object(_) => "an object",
             Value::Other(k) => k,
@@ -70,6 +74,20 @@ impl Value {
             Value::Num(x) => Ok(*x),
             v => Err(bad(format!(
                 "field `{name}`: expected a number, got {}",
+                v.kind()
+            ))),
+        }
+    }
+
+    /// The boolean of field `name`.
+    ///
+    /// # Errors
+    /// [`GbError::Input`] if missing or not a boolean.
+    pub fn flag(&self, name: &str) -> Result<bool, GbError> {
+        match self.field(name)? {
+            Value::Bool(x) => Ok(*x),
+            v => Err(bad(format!(
+                "field `{name}`: expected a boolean, got {}",
                 v.kind()
             ))),
         }

@@ -562,3 +562,381 @@ fn multithreaded_outputs_equal_single_threaded_ones() {
     let want = gmm_ref(d, k, &x, &p);
     close(&[num(&one[0]["output"])], &[want], 1e-10);
 }
+
+/// One observation's weighted reprojection error, transcribed from the eval's definition
+/// (ADBench's `computeReprojError`): `cam` 11, `x` 3, then `w`, `feat` 2.
+fn ba_ref(params: &[f64], feat: [f64; 2]) -> [f64; 2] {
+    let (cam, x, w) = (&params[..11], &params[11..14], params[14]);
+    let r = &cam[0..3];
+    let xo: Vec<f64> = (0..3).map(|i| x[i] - cam[3 + i]).collect();
+    let cross = |a: &[f64], b: &[f64]| {
+        [
+            a[1] * b[2] - a[2] * b[1],
+            a[2] * b[0] - a[0] * b[2],
+            a[0] * b[1] - a[1] * b[0],
+        ]
+    };
+    let sq: f64 = r.iter().map(|v| v * v).sum();
+    let mut xc = [0.0; 3];
+    if sq != 0.0 {
+        let th = sq.sqrt();
+        let wv: Vec<f64> = r.iter().map(|v| v / th).collect();
+        let wxp = cross(&wv, &xo);
+        let tmp = (0..3).map(|i| wv[i] * xo[i]).sum::<f64>() * (1.0 - th.cos());
+        for i in 0..3 {
+            xc[i] = xo[i] * th.cos() + wxp[i] * th.sin() + wv[i] * tmp;
+        }
+    } else {
+        let rxp = cross(r, &xo);
+        for i in 0..3 {
+            xc[i] = xo[i] + rxp[i];
+        }
+    }
+    let (u, v) = (xc[0] / xc[2], xc[1] / xc[2]);
+    let rsq = u * u + v * v;
+    let l = 1.0 + cam[9] * rsq + cam[10] * rsq * rsq;
+    [
+        w * (u * l * cam[6] + cam[7] - feat[0]),
+        w * (v * l * cam[6] + cam[8] - feat[1]),
+    ]
+}
+
+#[test]
+fn ba_objective_and_sparse_jacobian_against_scalar_reference() {
+    let (n, m, p) = (2usize, 3usize, 5usize);
+    let mut rng = Lcg(41);
+    let x = vec![0.3, -0.2, 4.0];
+    let (w, feat) = (0.7, [0.4, -0.3]);
+    // A rotation, and the exact zero the eval's reference treats as a separate branch (central
+    // differences step off it, into the general formula, whose derivative there is the limit).
+    for rot in [[0.2, -0.3, 0.25], [0.0; 3]] {
+        let mut cam = rot.to_vec();
+        cam.extend([0.1, 0.2, -0.3, 2.0, 0.05, -0.04]);
+        cam.extend(rng.vec(2).iter().map(|v| v * 0.1));
+        let input = json!({"n": n, "m": m, "p": p, "cam": cam, "x": x, "w": w, "feat": feat,
+                           "min_runs": 1, "min_seconds": 0});
+        let mut params = cam.clone();
+        params.extend(&x);
+        params.push(w);
+        let obj = output("ba", "objective", input.clone());
+        close(
+            &flat(&obj["reproj_error"]["elements"]),
+            &ba_ref(&params, feat),
+            1e-13,
+        );
+        assert_eq!(obj["reproj_error"]["repeated"], json!(p as f64));
+        close(&[num(&obj["w_err"]["element"])], &[1.0 - w * w], 1e-15);
+        assert_eq!(obj["w_err"]["repeated"], json!(p as f64));
+
+        let jac = output("ba", "jacobian", input);
+        // CSR of the (3p) x (11n + 3m + p) matrix: 15 nonzeros in each of the 2p reprojection
+        // rows, one in each weight row; the first 30 entries of each list and the last.
+        let mut rows: Vec<f64> = (0..30)
+            .map(|i| if i <= 2 * p { 15 * i } else { 30 * p + i - 2 * p } as f64)
+            .collect();
+        rows.push((31 * p) as f64);
+        assert_eq!(flat(&jac["rows"]), rows);
+        // Observation 0 sees camera 0 and point 0.
+        let row_cols: Vec<f64> = (0..11).chain(22..25).chain([31]).map(f64::from).collect();
+        let mut cols = [row_cols.clone(), row_cols].concat();
+        cols.push((11 * n + 3 * m + p - 1) as f64);
+        assert_eq!(flat(&jac["cols"]), cols);
+        let mut vals = Vec::new();
+        for k in 0..2 {
+            vals.extend(fd(|q| ba_ref(q, feat)[k], &params));
+        }
+        vals.push(-2.0 * w);
+        close(&flat(&jac["vals"]), &vals, 1e-7);
+    }
+}
+
+#[test]
+fn ba_bad_input_is_an_error() {
+    let input = json!({"n": 1, "m": 1, "p": 1, "cam": [1.0, 2.0], "x": [0.0, 0.0, 1.0],
+                       "w": 1.0, "feat": [0.0, 0.0], "min_runs": 1, "min_seconds": 0});
+    let r = evaluate("ba", "jacobian", input);
+    assert_eq!(r["success"], json!(false));
+    let e = r["error"].as_str().unwrap_or_default();
+    assert!(e.contains("`cam` has 2 numbers, expected 11"), "{e}");
+}
+
+type M4 = [[f64; 4]; 4];
+
+fn mm4(a: &M4, b: &M4) -> M4 {
+    let mut c = [[0.0; 4]; 4];
+    for i in 0..4 {
+        for j in 0..4 {
+            c[i][j] = (0..4).map(|k| a[i][k] * b[k][j]).sum();
+        }
+    }
+    c
+}
+
+fn mm3(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let mut c = [[0.0; 3]; 3];
+    for i in 0..3 {
+        for j in 0..3 {
+            c[i][j] = (0..3).map(|k| a[i][k] * b[k][j]).sum();
+        }
+    }
+    c
+}
+
+/// A hand model: 22 bones in the real model's tree, random transforms, weights and positions.
+struct Hand {
+    parents: Vec<i32>,
+    rel: Vec<M4>,
+    inv: Vec<M4>,
+    pos: Vec<[f64; 4]>,
+    weights: Vec<Vec<f64>>,
+    mirrored: bool,
+}
+
+impl Hand {
+    fn random(nv: usize, rng: &mut Lcg, mirrored: bool) -> Hand {
+        let parents = vec![
+            -1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19, 0,
+        ];
+        let mut mat = || -> M4 {
+            let mut m = [[0.0; 4]; 4];
+            for (i, r) in m.iter_mut().enumerate() {
+                for (j, x) in r.iter_mut().enumerate() {
+                    *x = if i == 3 {
+                        f64::from(j == 3)
+                    } else {
+                        rng.next() - 0.5
+                    };
+                }
+            }
+            m
+        };
+        let rel: Vec<M4> = (0..22).map(|_| mat()).collect();
+        let inv: Vec<M4> = (0..22).map(|_| mat()).collect();
+        let pos = (0..nv)
+            .map(|_| [rng.next(), rng.next(), rng.next(), 1.0])
+            .collect();
+        let weights = (0..nv).map(|_| rng.vec(22)).collect();
+        Hand {
+            parents,
+            rel,
+            inv,
+            pos,
+            weights,
+            mirrored,
+        }
+    }
+
+    fn json(&self, tri: &[[usize; 3]]) -> Json {
+        json!({"bone_count": 22, "bone_names": vec!["b"; 22], "parents": self.parents,
+               "base_relatives": self.rel, "inverse_base_absolutes": self.inv,
+               "base_positions": self.pos, "weights": self.weights, "triangles": tri,
+               "is_mirrored": self.mirrored})
+    }
+
+    /// The posed vertices, transcribed from the eval's definition (ADBench's
+    /// `get_skinned_vertex_positions` and `apply_global_transform`).
+    fn vertices(&self, theta: &[f64]) -> Vec<[f64; 3]> {
+        // to_pose_params: columns 0–2 global, then one column of three angles per bone.
+        let mut pose = vec![[0.0; 3]; 25];
+        let mut t = 6;
+        for f in 0..5 {
+            for (j, k) in [2, 1, 1].into_iter().enumerate() {
+                for angle in pose[5 + 4 * f + j].iter_mut().take(k) {
+                    *angle = theta[t];
+                    t += 1;
+                }
+            }
+        }
+        let mut abs: Vec<M4> = Vec::new();
+        for i in 0..22 {
+            let a = pose[i + 3];
+            let (tx, ty, tz) = (a[0], a[2], a[1]);
+            let rx = [
+                [1.0, 0.0, 0.0],
+                [0.0, tx.cos(), -tx.sin()],
+                [0.0, tx.sin(), tx.cos()],
+            ];
+            let ry = [
+                [ty.cos(), 0.0, ty.sin()],
+                [0.0, 1.0, 0.0],
+                [-ty.sin(), 0.0, ty.cos()],
+            ];
+            let rz = [
+                [tz.cos(), -tz.sin(), 0.0],
+                [tz.sin(), tz.cos(), 0.0],
+                [0.0, 0.0, 1.0],
+            ];
+            let r = mm3(&mm3(&rz, &ry), &rx);
+            let mut tr = [[0.0; 4]; 4];
+            tr[3][3] = 1.0;
+            for p in 0..3 {
+                tr[p][..3].copy_from_slice(&r[p]);
+            }
+            let rel = mm4(&self.rel[i], &tr);
+            let p = self.parents[i];
+            abs.push(if p < 0 {
+                rel
+            } else {
+                mm4(&abs[p as usize], &rel)
+            });
+        }
+        let tf: Vec<M4> = (0..22).map(|i| mm4(&abs[i], &self.inv[i])).collect();
+        let aa = &theta[0..3];
+        let norm = aa.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let mut rg = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        if norm >= 1e-4 {
+            let (x, y, z) = (aa[0] / norm, aa[1] / norm, aa[2] / norm);
+            let (s, c) = (norm.sin(), norm.cos());
+            rg = [
+                [
+                    x * x + (1. - x * x) * c,
+                    x * y * (1. - c) - z * s,
+                    x * z * (1. - c) + y * s,
+                ],
+                [
+                    x * y * (1. - c) + z * s,
+                    y * y + (1. - y * y) * c,
+                    y * z * (1. - c) - x * s,
+                ],
+                [
+                    x * z * (1. - c) - y * s,
+                    z * y * (1. - c) + x * s,
+                    z * z + (1. - z * z) * c,
+                ],
+            ];
+        }
+        (0..self.pos.len())
+            .map(|v| {
+                let mut q = [0.0; 3];
+                for (b, t) in tf.iter().enumerate() {
+                    for (j, qj) in q.iter_mut().enumerate() {
+                        let tp: f64 = (0..4).map(|k| t[j][k] * self.pos[v][k]).sum();
+                        *qj += tp * self.weights[v][b];
+                    }
+                }
+                if self.mirrored {
+                    q[0] = -q[0];
+                }
+                std::array::from_fn(|j| (0..3).map(|k| rg[j][k] * q[k]).sum::<f64>() + theta[3 + j])
+            })
+            .collect()
+    }
+}
+
+/// The errors `points − model points` (complicated when `tri` is given: barycentric `us`).
+fn ht_ref(
+    hand: &Hand,
+    theta: &[f64],
+    us: &[f64],
+    corr: &[usize],
+    pts: &[[f64; 3]],
+    tri: Option<&[[usize; 3]]>,
+) -> Vec<f64> {
+    let v = hand.vertices(theta);
+    let mut err = Vec::new();
+    for (i, &c) in corr.iter().enumerate() {
+        for j in 0..3 {
+            let model = match tri {
+                None => v[c][j],
+                Some(t) => {
+                    let (u0, u1) = (us[2 * i], us[2 * i + 1]);
+                    u0 * v[t[c][0]][j] + u1 * v[t[c][1]][j] + (1.0 - u0 - u1) * v[t[c][2]][j]
+                }
+            };
+            err.push(pts[i][j] - model);
+        }
+    }
+    err
+}
+
+#[test]
+fn ht_objective_and_jacobian_against_scalar_reference() {
+    let mut rng = Lcg(5);
+    let nv = 6;
+    let tri = [[0, 1, 2], [3, 4, 5], [5, 0, 3]];
+    let corr = [2, 0, 1, 2];
+    let pts: Vec<[f64; 3]> = (0..4)
+        .map(|_| [rng.next(), rng.next(), rng.next()])
+        .collect();
+    for (mirrored, complicated) in [(false, false), (true, true), (false, true)] {
+        let hand = Hand::random(nv, &mut rng, mirrored);
+        let theta: Vec<f64> = rng.vec(26).iter().map(|t| t - 0.5).collect();
+        let us: Vec<f64> = if complicated {
+            rng.vec(8).iter().map(|u| u * 0.5).collect()
+        } else {
+            Vec::new()
+        };
+        let tri_ref = complicated.then_some(&tri[..]);
+        let corr_v: Vec<usize> = if complicated {
+            corr[..].to_vec()
+        } else {
+            vec![5, 0, 3, 5]
+        };
+        let input = json!({"theta": theta, "us": us.chunks(2).collect::<Vec<_>>(),
+            "data": {"model": hand.json(&tri), "correspondences": corr_v, "points": pts},
+            "min_runs": 1, "min_seconds": 0});
+        let f = |th: &[f64], u: &[f64]| ht_ref(&hand, th, u, &corr_v, &pts, tri_ref);
+        close(
+            &flat(&output("ht", "objective", input.clone())),
+            &f(&theta, &us),
+            1e-12,
+        );
+        // Columns: d/du₀ and d/du₁ of each row's own point (complicated), then d/dθ.
+        let np = corr_v.len();
+        let mut cols: Vec<Vec<f64>> = Vec::new();
+        if complicated {
+            for a in 0..2 {
+                let mut col = Vec::new();
+                for i in 0..np {
+                    let g = |du: f64| {
+                        let mut u = us.clone();
+                        u[2 * i + a] += du;
+                        f(&theta, &u)
+                    };
+                    let (hi, lo) = (g(1e-6), g(-1e-6));
+                    col.extend((3 * i..3 * i + 3).map(|r| (hi[r] - lo[r]) / 2e-6));
+                }
+                cols.push(col);
+            }
+        }
+        for j in 0..26 {
+            let g = |dt: f64| {
+                let mut th = theta.clone();
+                th[j] += dt;
+                f(&th, &us)
+            };
+            let (hi, lo) = (g(1e-6), g(-1e-6));
+            cols.push((0..3 * np).map(|r| (hi[r] - lo[r]) / 2e-6).collect());
+        }
+        let want: Vec<f64> = (0..3 * np)
+            .flat_map(|r| cols.iter().map(move |c| c[r]))
+            .collect();
+        let jac = output("ht", "jacobian", input);
+        assert_eq!(jac.as_array().map(Vec::len), Some(3 * np));
+        close(&flat(&jac), &want, 1e-6);
+    }
+}
+
+#[test]
+fn ht_bad_input_is_an_error() {
+    let mut hand = Hand::random(3, &mut Lcg(2), false);
+    hand.parents[4] = 7;
+    let input = json!({"theta": vec![0.1; 26], "us": [],
+        "data": {"model": hand.json(&[]), "correspondences": [0], "points": [[0.0, 0.0, 0.0]]},
+        "min_runs": 1, "min_seconds": 0});
+    let r = evaluate("ht", "objective", input.clone());
+    assert_eq!(r["success"], json!(false));
+    let e = r["error"].as_str().unwrap_or_default();
+    assert!(e.contains("bone 4 has parent 7"), "{e}");
+    hand.parents[4] = 3;
+    let mut input = input;
+    input["data"]["model"] = hand.json(&[]);
+    input["data"]["correspondences"] = json!([3]);
+    let e = evaluate("ht", "objective", input)["error"].clone();
+    assert!(
+        e.as_str()
+            .unwrap_or_default()
+            .contains("correspondence (a vertex) is 3, expected below 3"),
+        "{e}"
+    );
+}
