@@ -396,6 +396,16 @@ pub struct Graph {
     /// Side table of custom-derivative regions (see [`crate::ops::custom`]); not part of the
     /// `.gir` text and ignored by [`Graph::same`].
     custom: Vec<CustomRegion>,
+    /// Which node holds each name, so name checks cost O(1) instead of a scan of the graph.
+    /// Kept by `append` and `set_name`; after [`Graph::nodes_mut`] it is stale and rebuilt by
+    /// the next `&mut` name lookup (`&self` lookups scan meanwhile).
+    names: NameIndex,
+}
+
+#[derive(Clone, Debug, Default)]
+struct NameIndex {
+    owners: std::collections::HashMap<Box<str>, NodeId>,
+    stale: bool,
 }
 
 impl Graph {
@@ -406,6 +416,26 @@ impl Graph {
             nodes: Vec::new(),
             outputs: Vec::new(),
             custom: Vec::new(),
+            names: NameIndex::default(),
+        }
+    }
+
+    /// The node named `name`, if any.
+    pub fn node_named(&self, name: &str) -> Option<NodeId> {
+        if self.names.stale {
+            let i = (self.nodes.iter()).position(|n| n.name.as_deref() == Some(name))?;
+            return Some(NodeId(i as u32));
+        }
+        self.names.owners.get(name).copied()
+    }
+
+    /// Rebuilds the name index if [`Graph::nodes_mut`] may have changed names or ids.
+    fn refresh_names(&mut self) {
+        if self.names.stale {
+            self.names.owners = (self.nodes.iter().enumerate())
+                .filter_map(|(i, n)| Some((n.name.clone()?, NodeId(i as u32))))
+                .collect();
+            self.names.stale = false;
         }
     }
 
@@ -450,9 +480,8 @@ impl Graph {
 
     /// The input node with this name.
     pub fn input_named(&self, name: &str) -> Option<NodeId> {
-        self.inputs()
-            .into_iter()
-            .find(|&i| self.value_name(i) == name)
+        self.node_named(name)
+            .filter(|&i| self.nodes[i.index()].op == Op::Input)
     }
 
     /// The outputs, in order.
@@ -518,12 +547,8 @@ impl Graph {
     /// If an id is not a node of the graph, or a name is not a valid `.gir` value name or is
     /// already used by an unrelated node.
     pub fn set_named_outputs(&mut self, outputs: &[(&str, NodeId)]) -> Result<(), ShapeError> {
-        // Who holds each name, and which nodes are outputs already: one pass over the graph,
-        // then a lookup per output (linear in the graph plus the outputs).
-        let mut owners: std::collections::HashMap<Box<str>, usize> = (self.nodes.iter())
-            .enumerate()
-            .filter_map(|(i, n)| n.name.clone().map(|name| (name, i)))
-            .collect();
+        // The name index and a set of the outputs so far: a lookup per output, no scans.
+        self.refresh_names();
         let mut outs: Vec<NodeId> = Vec::with_capacity(outputs.len());
         let mut taken = std::collections::HashSet::with_capacity(outputs.len());
         for &(name, id) in outputs {
@@ -552,14 +577,13 @@ impl Graph {
                 self.set_origin(copy, origin);
                 copy
             };
-            if owners.get(name).is_some_and(|&o| o != target.index()) {
+            if self.node_named(name).is_some_and(|o| o != target) {
                 return Err(ShapeError::new(
                     self.node(id).op,
                     format!("the name %{name} is already taken"),
                 ));
             }
             self.set_name(target, Some(name));
-            owners.insert(name.into(), target.index());
             taken.insert(target);
             outs.push(target);
         }
@@ -572,7 +596,16 @@ impl Graph {
     /// # Panics
     /// As [`Graph::node`].
     pub fn set_name(&mut self, id: NodeId, name: Option<&str>) {
-        self.nodes[id.index()].name = name.map(Into::into);
+        let node = &mut self.nodes[id.index()];
+        if let Some(old) = node.name.take()
+            && self.names.owners.get(&old) == Some(&id)
+        {
+            self.names.owners.remove(&old);
+        }
+        node.name = name.map(Into::into);
+        if let Some(n) = name {
+            self.names.owners.insert(n.into(), id);
+        }
     }
 
     /// Sets a node's origin.
@@ -595,7 +628,8 @@ impl Graph {
                 format!("input %{name}: type {ty}: {problem}"),
             ));
         }
-        if self.nodes.iter().any(|n| n.name.as_deref() == Some(name)) {
+        self.refresh_names();
+        if self.node_named(name).is_some() {
             return Err(ShapeError::new(
                 Op::Input,
                 format!("duplicate value name %{name}"),
@@ -667,6 +701,9 @@ impl Graph {
             "topological order: operands precede their user"
         );
         let id = NodeId(u32::try_from(self.nodes.len()).expect("graph exceeds 2^32 nodes"));
+        if let Some(n) = &node.name {
+            self.names.owners.insert(n.clone(), id);
+        }
         self.nodes.push(node);
         id
     }
@@ -700,6 +737,7 @@ impl Graph {
     /// would not survive a rewrite.
     pub fn nodes_mut(&mut self) -> &mut Vec<Node> {
         self.custom.clear();
+        self.names.stale = true;
         &mut self.nodes
     }
 

@@ -287,13 +287,7 @@ impl GraphBuilder {
         if self.foreign("name", &[&[v]]) || v.id == POISON {
             return;
         }
-        let clash = {
-            let g = self.graph.borrow();
-            g.nodes()
-                .iter()
-                .enumerate()
-                .any(|(i, n)| i != v.id.index() && n.name.as_deref() == Some(name))
-        };
+        let clash = (self.graph.borrow().node_named(name)).is_some_and(|owner| owner != v.id);
         if clash || !is_value_name(name) {
             self.fail(ShapeError::new(
                 self.graph.borrow().node(v.id).op,

@@ -114,3 +114,48 @@ fn absurd_input_shape_is_an_error_not_an_allocation() {
     let _ = b.input("x", DType::F32, &[1_000_000_000, 1_000_000_000]);
     assert!(b.check().is_err());
 }
+
+/// Names are looked up through the graph's name index: many named inputs and values build in
+/// linear time (a scan per name would make 50,000 inputs take billions of comparisons), clashes
+/// are still found, and lookups stay right after a pass rewrites the nodes.
+#[test]
+fn many_names_are_checked_through_the_index() {
+    const N: usize = 50_000;
+    let b = GraphBuilder::new("names");
+    let xs: Vec<Var<'_>> = (0..N)
+        .map(|i| b.input(&format!("x{i}"), DType::F64, &[]))
+        .collect();
+    let mut acc = xs[0];
+    for (i, &x) in xs.iter().enumerate().skip(1) {
+        acc = (acc + x).named(&format!("s{i}"));
+    }
+    assert!(b.check().is_ok());
+    // A taken name is refused, by `name` and by `input`.
+    let _ = b.input("x7", DType::F64, &[]);
+    assert!(
+        b.check()
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate value name %x7")
+    );
+    let b2 = GraphBuilder::new("clash");
+    let a = b2.input("a", DType::F64, &[]);
+    let _ = (a * a).named("a");
+    assert!(b2.check().is_err());
+    // Renaming frees the old name.
+    let b3 = GraphBuilder::new("rename");
+    let a = b3.input("a", DType::F64, &[]);
+    let t = (a * a).named("t");
+    b3.name(t, "u");
+    let _ = (a + a).named("t");
+    assert!(b3.check().is_ok(), "{:?}", b3.error());
+    let mut g = b3.finish(&[("u", t)]).unwrap();
+    // After a pass that compacts the nodes (the unused `t` goes), lookups are rebuilt.
+    crate::opt::dce::eliminate_dead_nodes(&mut g);
+    assert_eq!(g.node_named("t"), None);
+    assert_eq!(g.input_named("a"), Some(NodeId(0)));
+    let u = g.node_named("u").unwrap();
+    assert_eq!(g.outputs(), &[u]);
+    assert!(g.add_input("u", TensorType::scalar(DType::F64)).is_err());
+    assert!(g.add_input("t", TensorType::scalar(DType::F64)).is_ok());
+}
