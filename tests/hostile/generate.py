@@ -4,7 +4,9 @@
     python3 tests/hostile/generate.py
 
 Writes, deterministically (no randomness without a fixed seed):
-  gir/err-*.gir     graph files every command must reject: exit 1, one `error:` line
+  gir/err-*.gir     graph files every command must reject: exit 1, one `error:` line;
+                    gir/err-at-*.gir also name, in a first line `# expect: LINE:COL FRAGMENT`,
+                    the position and a fragment of the message the parser must report
   gir/ok-*.gir      valid graphs (edge cases) every command must accept: exit 0
   gir/grad-*.gir    valid graphs for which `--grad` must fail (exit 1) but plain `run` succeeds
   gir/mem-*.gir     valid graphs too large to evaluate: `run` fails (exit 1), `print` works
@@ -118,6 +120,153 @@ def main():
         # Rename the first use of the first input: an undefined value.
         put("gir/err-typo-%s.gir" % stem, src.replace(b" %", b" %_undefined_", 1)
             if src.count(b" = input") > 0 else src[:1])
+
+    # ---- parse errors at a known position ----------------------------------------------------
+    # Each file's first line is `# expect: LINE:COL FRAGMENT`: the parser (and the CLI's `error:`
+    # line) must report exactly that position and a message containing FRAGMENT. The positions
+    # below are those of the source without the header (graph on line 1, statements from line 2,
+    # column 3); `at` adds the header's line. Cases that cannot live in such a file stay in
+    # tests/it/text/malformed.rs (an empty file; a lone carriage return).
+    def at(slug, src, line, col, frag):
+        put("gir/err-at-%s.gir" % slug, "# expect: %d:%d %s\n%s" % (line + 1, col, frag, src))
+
+    def body(stmts):
+        return graph(stmts.split("\n"))
+
+    x = "%x = input f64[2,3]\n"
+    # -- lexical
+    at("bad-char", body("%y = add %x, $x\noutput %y"), 2, 16, "unexpected character `$`")
+    at("non-ascii", body("%x = input f64[] # ok é\n%y = neg %x é\noutput %y"), 3, 15, "non-ASCII")
+    at("non-ascii-name", body("%é = input f64[]\noutput %é"), 2, 3, "expected a value name")
+    at("bad-value-name", body("%1a = input f64[]\noutput %1a"), 2, 3, "invalid value name")
+    at("bad-graph-name", "graph @1a {\n}\n", 1, 7, "invalid graph name `@1a`")
+    at("leading-zero", body("%c = const 01 : f64[]\noutput %c"), 2, 14, "leading zeros")
+    at("dangling-dot", body("%c = const 1. : f64[]\noutput %c"), 2, 14, "digit after `.`")
+    at("empty-exponent", body("%c = const 1e : f64[]\noutput %c"), 2, 14, "exponent")
+    at("leading-dot", body("%c = const .5 : f64[]\noutput %c"), 2, 14, "unexpected character `.`")
+    at("plus-sign", body("%c = const +1 : f64[]\noutput %c"), 2, 14, "unexpected character `+`")
+    at("neg-nan", body("%c = const -nan : f64[]\noutput %c"), 2, 14, "after `-`")
+    at("hex", body("%c = const 0x10 : f64[]\noutput %c"), 2, 14, "malformed number `0x10`")
+    # -- numbers and constants
+    at("f64-overflow", body("%c = const 1e309 : f64[]\noutput %c"), 2, 14, "too large for f64")
+    at("f32-overflow", body("%c = const [1, 3.5e38] : f32[2]\noutput %c"), 2, 18,
+       "too large for f32")
+    at("bool-from-number", body("%c = const 1 : bool[]\noutput %c"), 2, 14, "`true` or `false`")
+    at("float-from-bool", body("%c = const true : f64[]\noutput %c"), 2, 14, "a number for an f64")
+    at("const-needs-type", body("%c = const 1.0\noutput %c"), 2, 17, "the constant's type")
+    at("too-few-elements", body("%c = const [[1,2],[3]] : f64[2,2]\noutput %c"), 2, 23,
+       "too few elements")
+    at("too-many-elements", body("%c = const [1,2,3] : f64[2]\noutput %c"), 2, 19,
+       "too many elements")
+    at("list-too-shallow", body("%c = const [1,2] : f64[1,2]\noutput %c"), 2, 15, "nesting")
+    at("list-too-deep", body("%c = const [[1,2]] : f64[2]\noutput %c"), 2, 15, "nesting")
+    at("list-for-scalar", body("%c = const [1] : f64[]\noutput %c"), 2, 14, "single literal")
+    at("empty-list", body("%c = const [] : f64[1]\noutput %c"), 2, 15, "lists are never empty")
+    at("unclosed-list", body("%c = const [1,2 : f64[2]\noutput %c"), 2, 19, "`,` or `]`")
+    at("const-too-large", body("%c = const 0 : f32[4097,4096]\noutput %c"), 2, 18,
+       "constant too large")
+    # -- types
+    at("bad-dtype", body("%x = input f16[2]\noutput %x"), 2, 14,
+       "dtype `f32`, `f64`, `bool` or `i32`")
+    at("zero-dim", body("%x = input f64[2,0]\noutput %x"), 2, 20, "positive dimension, found 0")
+    at("negative-dim", body("%x = input f64[-2]\noutput %x"), 2, 18, "a dimension")
+    at("fractional-dim", body("%x = input f64[2.5]\noutput %x"), 2, 18, "a dimension")
+    at("huge-shape", body("%x = input f32[1000000000,1000000000]\noutput %x"), 2, 14,
+       "more than 2^31 - 1 elements")
+    at("just-too-many", body("%x = input f32[65536,32768]\noutput %x"), 2, 14,
+       "more than 2^31 - 1 elements")
+    at("dim-overflows-usize", body("%x = input f32[99999999999999999999999]\noutput %x"), 2, 18,
+       "too large")
+    at("missing-bracket", body("%x = input f64\noutput %x"), 2, 17, "`[` after `f64`")
+    # -- ops and attributes
+    at("unknown-op", body(x + "%y = frobnicate %x\noutput %y"), 3, 8, "unknown op `frobnicate`")
+    at("wrong-arity", body(x + "%y = add %x\noutput %y"), 3, 8, "`add` takes 2 operands, found 1")
+    at("no-operands", body("%y = concat axis=0\noutput %y"), 2, 8, "one or more operands")
+    at("missing-attr", body(x + "%y = powi %x\noutput %y"), 3, 8, "requires the attribute `n`")
+    at("unknown-attr", body(x + "%y = powi %x n=2 m=3\noutput %y"), 3, 20, "unknown attribute `m`")
+    at("attr-on-plain-op", body(x + "%y = exp %x n=2\noutput %y"), 3, 15,
+       "`exp` takes no attributes")
+    at("wrong-kind-int", body(x + "%y = powi %x n=[2]\noutput %y"), 3, 18, "an integer for `n`")
+    at("wrong-kind-bool", body(x + "%y = reduce_sum %x keepdims=1\noutput %y"), 3, 31,
+       "`true` or `false`")
+    at("wrong-kind-list", body(x + "%y = reshape %x shape=6\noutput %y"), 3, 25,
+       "a list of integers")
+    at("wrong-kind-dtype", body(x + "%y = cast %x to=bool\noutput %y"), 3, 19,
+       "`f32`, `f64` or `i32`")
+    at("powi-out-of-range", body(x + "%y = powi %x n=3000000000\noutput %y"), 3, 18, "out of range")
+    at("duplicate-attr", body(x + "%y = powi %x n=2 n=3\noutput %y"), 3, 20, "given twice")
+    at("dup-axes", body(x + "%y = reduce_sum %x axes=[1,0,1]\noutput %y"), 3, 27,
+       "distinct, found axis 1 twice")
+    at("axis-out-of-range", body(x + "%y = reduce_max %x axes=[2]\noutput %y"), 3, 27,
+       "out of range for an operand of rank 2")
+    at("negative-axis", body(x + "%y = reduce_max %x axes=[-1]\noutput %y"), 3, 28,
+       "non-negative integer")
+    at("bad-perm", body(x + "%y = transpose %x perm=[0,0]\noutput %y"), 3, 8, "not a permutation")
+    at("bad-slice", body(x + "%y = slice %x start=[0,2] stop=[2,2]\noutput %y"), 3, 8,
+       "start < stop")
+    at("slice-rank", body(x + "%y = slice %x start=[0] stop=[1]\noutput %y"), 3, 8,
+       "one entry per axis")
+    at("missing-stop", body(x + "%y = slice %x start=[0,0]\noutput %y"), 3, 8,
+       "requires the attribute `stop`")
+    at("bad-reshape", body(x + "%y = reshape %x shape=[4]\noutput %y"), 3, 8, "cannot reshape")
+    at("broadcast-too-big",
+       body(x + "%y = broadcast %x shape=[1000000000,1000000000,3]\noutput %y"), 3, 8,
+       "invalid target shape")
+    at("shape-mismatch", body(x + "%z = input f64[4]\n%y = add %x, %z\noutput %y"), 4, 8,
+       "do not broadcast")
+    at("matmul-inner", body(x + "%y = matmul %x, %x\noutput %y"), 3, 8, "inner dimensions")
+    at("dtype-mixing", body(x + "%z = input f32[2,3]\n%y = mul %x, %z\noutput %y"), 4, 8,
+       "same dtype")
+    at("bool-arithmetic", body(x + "%b = lt %x, %x\n%y = add %b, %b\noutput %y"), 4, 8, "float")
+    at("concat-axis", body(x + "%y = concat %x, %x axis=2\noutput %y"), 3, 8, "out of range")
+    at("annotation-mismatch", body(x + "%y = exp %x : f64[3,2]\noutput %y"), 3, 17,
+       "does not match the inferred type `f64[2,3]`")
+    at("annotation-dtype", body(x + "%y = lt %x, %x : f64[2,3]\noutput %y"), 3, 20,
+       "inferred type `bool[2,3]`")
+    at("trailing-comma", body(x + "%y = add %x, %x,\noutput %y"), 3, 19, "after `,`")
+    at("missing-comma", body(x + "%y = add %x %x\noutput %y"), 3, 15, "`,` between operands")
+    at("junk-after-type", body(x + "%y = exp %x : f64[2,3] %x\noutput %y"), 3, 26,
+       "end of line after the type")
+    # -- names and statements
+    at("undefined", body("%y = exp %nope\noutput %y"), 2, 12, "undefined value `%nope`")
+    at("use-before-def", body("%y = exp %x\n%x = input f64[]\noutput %y"), 2, 12,
+       "undefined value `%x`")
+    # Line 2 of the source is line 3 of the file: the message names the file's line.
+    at("redefinition", body(x + "%x = input f64[]\noutput %x"), 3, 3, "already defined on line 3")
+    at("digit-redefinition", body("%1 = input f64[]\n%1 = neg %1\noutput %1"), 3, 3,
+       "already defined")
+    at("input-needs-type", body("%x = input\noutput %x"), 2, 13, "a type such as")
+    at("input-junk", body("%x = input f64[] : f64[]\noutput %x"), 2, 20,
+       "end of line after the input's type")
+    at("missing-eq", body("%x input f64[]\noutput %x"), 2, 6, "`=` after the value name")
+    at("not-a-statement", body("add %x, %y\noutput %x"), 2, 3, "a statement")
+    at("two-per-line", body("%x = input f64[] %y = input f64[]\noutput %x"), 2, 20,
+       "end of line after the input's type")
+    # -- output
+    at("missing-output", body("%x = input f64[]"), 3, 1, "an `output` statement")
+    at("output-not-last", body("%x = input f64[]\noutput %x\n%y = neg %x"), 4, 3,
+       "must be the last statement")
+    at("two-outputs", body("%x = input f64[]\noutput %x\noutput %x"), 4, 3,
+       "must be the last statement")
+    at("empty-output", body("%x = input f64[]\noutput"), 3, 9, "a value `%name`")
+    at("dup-output", body("%x = input f64[]\noutput %x, %x"), 3, 14, "output twice")
+    at("output-undefined", body("%x = input f64[]\noutput %x, %z"), 3, 14, "undefined value `%z`")
+    at("output-separator", body("%x = input f64[]\noutput %x %x"), 3, 13, "`,` or end of line")
+    # -- file structure
+    at("comments-only", "# nothing\n\n", 3, 1, "found end of file")
+    at("text-before-graph", "hello\ngraph @g {\n}\n", 1, 1, "expected `graph @NAME {`")
+    at("no-graph-name", "graph {\n}\n", 1, 7, "a graph name")
+    at("brace-on-next-line", "graph @g\n{\n", 1, 9, "`{` after the graph name")
+    at("statement-on-header-line", "graph @g { %x = input f64[]\n", 1, 12, "own line")
+    at("unclosed-graph", "graph @g {\n  %x = input f64[]\n  output %x\n", 4, 1, "expected `}`")
+    at("unclosed-no-output", "graph @g {\n  %x = input f64[]", 2, 19,
+       "an `output` statement and `}`")
+    at("two-graphs", body("%x = input f64[]\noutput %x") + "graph @h {\n}\n", 5, 1,
+       "exactly one graph")
+    at("text-after-graph", body("%x = input f64[]\noutput %x") + "%x\n", 5, 1,
+       "end of file after the graph's closing `}`")
+    at("junk-after-brace", body("%x = input f64[]\noutput %x").replace("}\n", "} x\n"), 4, 3,
+       "end of line after `}`")
 
     # ---- resource limits -------------------------------------------------------------------
     put("gir/err-huge-2d.gir", graph(["%x = input f32[1000000000,1000000000]", "output %x"]))

@@ -6,6 +6,9 @@
 //! - `gir/err-*.gir`: `run` (both backends, and `--check-finite`), `print --grad --opt` and
 //!   `dot` exit 1 with exactly one `error:` line on stderr that is not an internal-error (panic)
 //!   report, and print nothing on stdout.
+//! - `gir/err-at-*.gir` (the parser's error table) also start with a line
+//!   `# expect: LINE:COL FRAGMENT`: the library parser fails at exactly LINE:COL with a message
+//!   containing FRAGMENT, and the binary's `error:` line names the file, LINE:COL and FRAGMENT.
 //! - `gir/mem-*.gir`: valid, but too large to evaluate: `run` fails like that, `print` works.
 //! - `gir/ok-*.gir`: every command exits 0; `run` prints JSON and `print` prints a `.gir` that
 //!   parses; `run --grad` exits 0 exactly when the first output is a float scalar;
@@ -310,4 +313,129 @@ fn fuzz_crashes_stay_fixed() {
     }
     let problems = run_jobs(jobs);
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// What an `err-at-*` file's first line, `# expect: LINE:COL FRAGMENT`, promises.
+#[derive(Clone, Debug, PartialEq)]
+struct At {
+    line: u32,
+    col: u32,
+    fragment: String,
+}
+
+/// Reads the `# expect:` header, if the file has one.
+fn header(src: &str) -> Option<At> {
+    let rest = src.lines().next()?.strip_prefix("# expect: ")?;
+    let (pos, fragment) = rest.split_once(' ')?;
+    let (line, col) = pos.split_once(':')?;
+    Some(At {
+        line: line.parse().ok()?,
+        col: col.parse().ok()?,
+        fragment: fragment.to_string(),
+    })
+}
+
+/// Checks that the parser and the binary reject `path` (whose text is `src`) exactly as `want`
+/// says; returns the problems.
+fn check_at(path: &str, src: &str, want: &At) -> Vec<String> {
+    let mut problems = Vec::new();
+    match gradlift::ir::text::parse(src) {
+        Ok(_) => problems.push(format!("{path}: parsed fine, expected {want:?}")),
+        Err(e) => {
+            if (e.line, e.col) != (want.line, want.col) || !e.message.contains(&want.fragment) {
+                problems.push(format!("{path}: parser said {e}, expected {want:?}"));
+            }
+            if !e
+                .to_string()
+                .starts_with(&format!("{}:{}: ", e.line, e.col))
+            {
+                problems.push(format!(
+                    "{path}: Display of {e:?} does not start with line:col"
+                ));
+            }
+        }
+    }
+    let args = ["print", path];
+    let o = exec(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let prefix = format!("error: {path}:{}:{}: ", want.line, want.col);
+    if o.status.code() != Some(1)
+        || !err.starts_with(&prefix)
+        || !err.trim_end().contains(&want.fragment)
+    {
+        problems.push(format!("expected {want:?}: {}", show(&args, &o)));
+    }
+    problems
+}
+
+/// The `err-at-*` files with their headers (the header is required there, and only there).
+fn headered_files() -> Vec<(String, String, At)> {
+    let mut v = Vec::new();
+    for f in corpus("gir") {
+        let Ok(src) = std::fs::read_to_string(&f) else {
+            continue; // invalid UTF-8 on purpose: no header
+        };
+        let p = f.to_str().expect("UTF-8 path").to_string();
+        match (name(&f).starts_with("err-at-"), header(&src)) {
+            (true, Some(at)) => v.push((p, src, at)),
+            (false, None) => {}
+            (true, None) => panic!("{p}: an err-at- file without a `# expect:` first line"),
+            (false, Some(_)) => panic!("{p}: a `# expect:` header outside an err-at- file"),
+        }
+    }
+    v
+}
+
+#[test]
+fn headered_files_fail_at_their_expected_position() {
+    let files = headered_files();
+    // The table these files replaced had 90 such cases: keep it from silently shrinking.
+    assert!(files.len() >= 90, "only {} err-at- files", files.len());
+    let problems: Vec<String> = files
+        .iter()
+        .flat_map(|(p, src, at)| check_at(p, src, at))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
+}
+
+/// The check above is not vacuous: a header off by a line, a column or a word is caught.
+#[test]
+fn a_wrong_position_header_is_caught() {
+    let files = headered_files();
+    let (p, src, at) = files
+        .iter()
+        .find(|(p, ..)| p.ends_with("err-at-bad-char.gir"))
+        .expect("err-at-bad-char.gir is in the corpus");
+    assert_eq!(
+        *at,
+        At {
+            line: 3,
+            col: 16,
+            fragment: "unexpected character `$`".into()
+        }
+    );
+    assert!(check_at(p, src, at).is_empty());
+    for wrong in [
+        At {
+            line: at.line + 1,
+            ..at.clone()
+        },
+        At {
+            col: at.col - 1,
+            ..at.clone()
+        },
+        At {
+            fragment: "unexpected character `#`".into(),
+            ..at.clone()
+        },
+    ] {
+        let problems = check_at(p, src, &wrong);
+        // Both the parser's and the binary's report disagree with the wrong header.
+        assert_eq!(problems.len(), 2, "{wrong:?}: {problems:?}");
+    }
 }

@@ -1,5 +1,6 @@
-//! The `.gir` text format: golden print tests, a table of malformed files, the example programs
-//! in `ir/`, round-trip properties on random graphs, fuzzing, and million-node chains.
+//! The `.gir` text format: golden print tests, malformed files (most of them are in the hostile
+//! corpus), the example programs in `ir/`, round-trip properties on random graphs, fuzzing, and
+//! million-node chains.
 
 mod examples;
 mod golden;
