@@ -133,6 +133,7 @@ fn checked_backends_agree_on_random_graphs() {
             safe: false,
             smooth: false,
             order: (seed % 3) as u8,
+            syntax: false,
         };
         let (g, _) = generate(seed, &cfg).build().unwrap();
         let mut inputs = input_values(&g, seed);

@@ -576,18 +576,21 @@ fn config_for(i: u64) -> GenConfig {
             safe: true,
             smooth: true,
             order: smooth_order,
+            syntax: false,
         },
         2 => GenConfig {
             steps,
             safe: true,
             smooth: false,
             order: any_order,
+            syntax: false,
         },
         _ => GenConfig {
             steps,
             safe: false,
             smooth: false,
             order: any_order,
+            syntax: false,
         },
     }
 }

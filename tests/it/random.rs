@@ -27,13 +27,20 @@
 //! Hessian-vector product), forward mode (a JVP along constant tangents), or forward over
 //! reverse (`autodiff::hvp`, the same Hessian-vector product by the other route).
 //!
+//! With [`GenConfig::syntax`], the graphs are for the text format rather than for evaluation:
+//! constants of every dtype with special and extreme values (NaN, infinities, subnormals,
+//! random bit patterns, `i32::MIN`), first operands of any dtype, a random graph name, and
+//! value names of both forms (words and digits) or none, on inputs, intermediate nodes and
+//! outputs. Values are then neither finite nor moderate.
+//!
 //! Input values come from [`input_values`], seeded by the input's *name*, so a shrunk graph
 //! that keeps an input sees the same values for it.
 
 #![allow(dead_code)] // each test module uses a part of the generator
 
 use gradlift::ir::{Attrs, DType, Graph, NodeId, Op, TensorType};
-use gradlift::{Tensor, autodiff};
+use gradlift::{Data, Tensor, autodiff};
+use std::collections::HashSet;
 
 pub use gradlift::testutil::Rng;
 
@@ -104,6 +111,8 @@ pub struct GenConfig {
     pub smooth: bool,
     /// Derivatives appended by [`Case::build`], one of the `ORDER_*` constants.
     pub order: u8,
+    /// Cover the text format instead of keeping values finite (see the module docs).
+    pub syntax: bool,
 }
 
 /// No derivatives.
@@ -418,6 +427,111 @@ fn indexing(
     })
 }
 
+/// A float that is often special: signed zeros, tiny, huge, subnormal, infinite, NaN.
+fn random_f64(r: &mut Rng) -> f64 {
+    const SPECIAL: [f64; 10] = [
+        0.0,
+        -0.0,
+        1.0,
+        0.1,
+        1e-7,
+        1e300,
+        5e-324,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+    ];
+    if r.chance(1, 2) {
+        SPECIAL[r.below(SPECIAL.len())]
+    } else {
+        let x = f64::from_bits(r.next_u64());
+        if x.is_nan() { f64::NAN } else { x }
+    }
+}
+
+/// A constant of type `ty` with [`random_f64`] values (splat a third of the time).
+fn random_const(r: &mut Rng, ty: &TensorType) -> Tensor {
+    let n = ty.numel();
+    let splat = r.chance(1, 3);
+    let first = random_f64(r);
+    let mut vals: Vec<f64> = (0..n)
+        .map(|_| if splat { first } else { random_f64(r) })
+        .collect();
+    let data = match ty.dtype {
+        DType::F64 => Data::F64(vals),
+        DType::F32 => {
+            // NaN payloads do not survive text, so every NaN is the canonical one.
+            let canon = |y: f32| if y.is_nan() { f32::NAN } else { y };
+            let first = canon(first as f32);
+            Data::F32(
+                vals.iter_mut()
+                    .map(|x| match (splat, r.chance(1, 2)) {
+                        (true, _) => first,
+                        (false, true) => canon(f32::from_bits(r.next_u64() as u32)),
+                        (false, false) => canon(*x as f32),
+                    })
+                    .collect(),
+            )
+        }
+        DType::Bool => {
+            let b = r.chance(1, 2);
+            Data::Bool(
+                (0..n)
+                    .map(|_| if splat { b } else { r.chance(1, 2) })
+                    .collect(),
+            )
+        }
+        DType::I32 => Data::I32(
+            vals.iter()
+                .map(|_| match r.below(4) {
+                    0 => i32::MIN,
+                    1 => i32::MAX,
+                    _ => r.below(9) as i32 - 4,
+                })
+                .collect(),
+        ),
+    };
+    Tensor::new(ty.shape.clone(), data)
+}
+
+/// A fresh value name, a word with a digit or only digits, or `None` after four clashes.
+fn random_name(r: &mut Rng, used: &mut HashSet<String>, digits: bool) -> Option<String> {
+    const WORDS: [&str; 8] = ["x", "y", "loss", "_t", "h1", "Grad_2", "input", "output"];
+    for _ in 0..4 {
+        let name = if digits {
+            r.below(40).to_string()
+        } else {
+            format!("{}{}", WORDS[r.below(WORDS.len())], r.below(5))
+        };
+        if used.insert(name.clone()) {
+            return Some(name);
+        }
+    }
+    None
+}
+
+/// An input's name: `plain`, or in syntax mode a drawn one (the fallback ends in `_`, which
+/// drawn names never do).
+fn input_name(r: &mut Rng, used: &mut HashSet<String>, syntax: bool, plain: String) -> String {
+    let name = if syntax {
+        let digits = r.one_in(3);
+        random_name(r, used, digits).unwrap_or(plain + "_")
+    } else {
+        plain
+    };
+    used.insert(name.clone());
+    name
+}
+
+/// Names a third of the nodes (syntax mode).
+fn maybe_name(r: &mut Rng, g: &mut Graph, used: &mut HashSet<String>, id: NodeId) {
+    if r.one_in(3)
+        && let Some(name) = random_name(r, used, false)
+    {
+        g.set_name(id, Some(&name));
+    }
+}
+
 /// Generates a case (see the module docs).
 pub fn generate(seed: u64, cfg: &GenConfig) -> Case {
     let shapes: Vec<Vec<usize>> = SHAPES.iter().map(|s| s.to_vec()).collect();
@@ -439,28 +553,42 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
     } else {
         DType::F64
     };
-    let mut g = Graph::new("random");
+    let syntax = cfg.syntax;
+    let mut g = Graph::new(if syntax {
+        format!("g{}", r.below(100))
+    } else {
+        "random".to_string()
+    });
+    let mut used: HashSet<String> = HashSet::new();
     let n_inputs = 1 + r.below(3);
     for i in 0..n_inputs {
         let shape = shapes[r.below(shapes.len())].clone();
-        g.add_input(&format!("x{i}"), TensorType::new(dtype, shape))
+        let name = input_name(&mut r, &mut used, syntax, format!("x{i}"));
+        g.add_input(&name, TensorType::new(dtype, shape))
             .expect("fresh name");
     }
     if !smooth && r.one_in(3) {
         let shape = shapes[r.below(shapes.len())].clone();
-        g.add_input("flag", TensorType::new(DType::Bool, shape))
+        let name = input_name(&mut r, &mut used, syntax, "flag".into());
+        g.add_input(&name, TensorType::new(DType::Bool, shape))
             .expect("fresh name");
     }
     if !smooth && r.one_in(3) {
         let shape = shapes[r.below(shapes.len())].clone();
-        g.add_input("idx", TensorType::new(DType::I32, shape))
+        let name = input_name(&mut r, &mut used, syntax, "idx".into());
+        g.add_input(&name, TensorType::new(DType::I32, shape))
             .expect("fresh name");
     }
     if r.one_in(2) {
         let shape = shapes[r.below(shapes.len())].clone();
         let ty = TensorType::new(dtype, shape);
-        let mut rr = Rng(r.next_u64());
-        g.add_const(Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0)));
+        let t = if syntax {
+            random_const(&mut r, &ty)
+        } else {
+            let mut rr = Rng(r.next_u64());
+            Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0))
+        };
+        g.add_const(t);
     }
     let ops: Vec<Op> = if smooth {
         SMOOTH_OPS.to_vec()
@@ -469,14 +597,28 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
     };
     let is_float = |t: &TensorType| t.dtype.is_float();
     for _ in 0..cfg.steps {
+        if syntax && r.one_in(6) {
+            // A constant of any dtype, sometimes of an existing node's type.
+            let ty = if r.one_in(2) {
+                g.ty(NodeId(r.below(g.len()) as u32)).clone()
+            } else {
+                let dtypes = [DType::F32, DType::F64, DType::Bool, DType::I32];
+                TensorType::new(dtypes[r.below(4)], shapes[r.below(shapes.len())].clone())
+            };
+            let t = random_const(&mut r, &ty);
+            let id = g.add_const(t);
+            maybe_name(&mut r, &mut g, &mut used, id);
+            continue;
+        }
         let op = ops[r.below(ops.len())];
-        // The first operand: a float node (any dtype for data movement and select branches).
+        // The first operand: a float node (any dtype for data movement and select branches, and
+        // in syntax mode, where ill-typed picks are skipped).
         let Some(mut a) = pick_where(&mut r, &g, |t| match op {
             Op::Reshape | Op::Transpose | Op::Broadcast | Op::Slice | Op::Concat => true,
             Op::Cast => true,
             Op::Iota | Op::RandomUniform => true,
-            Op::Gather | Op::Argmax | Op::Argmin => t.dtype.is_float() && t.rank() > 0,
-            _ => t.dtype.is_float(),
+            Op::Gather | Op::Argmax | Op::Argmin => (syntax || t.dtype.is_float()) && t.rank() > 0,
+            _ => syntax || t.dtype.is_float(),
         }) else {
             continue;
         };
@@ -492,6 +634,9 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
                 Some(b) if !r.one_in(4) => b,
                 _ => {
                     let ty = TensorType::new(ta.dtype, want);
+                    if syntax {
+                        return g.add_const(random_const(r, &ty));
+                    }
                     let mut rr = Rng(r.next_u64());
                     g.add_const(Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0)))
                 }
@@ -687,7 +832,12 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
                 }
             },
         };
-        let _ = push(&mut g, op, inputs, attrs); // invalid combinations are skipped
+        // Invalid combinations are skipped.
+        if let Some(id) = push(&mut g, op, inputs, attrs)
+            && syntax
+        {
+            maybe_name(&mut r, &mut g, &mut used, id);
+        }
     }
     // Outputs: the loss (a sum of reductions of up to three late float nodes, in `dtype`), then
     // up to three late nodes of any dtype.
@@ -734,9 +884,25 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
             outs.push(id);
         }
     }
-    let names: Vec<String> = (0..outs.len()).map(|k| format!("out{k}")).collect();
-    let named: Vec<(&str, NodeId)> = names.iter().map(String::as_str).zip(outs).collect();
-    g.set_named_outputs(&named).expect("fresh output names");
+    if syntax {
+        // Outputs are always named: keep a node's name, else its index, a word or digits.
+        for (k, &o) in outs.iter().enumerate() {
+            if g.node(o).name.is_none() {
+                let name = if r.one_in(2) && used.insert(o.0.to_string()) {
+                    o.0.to_string()
+                } else {
+                    let digits = r.one_in(2);
+                    random_name(&mut r, &mut used, digits).unwrap_or(format!("out{k}_"))
+                };
+                g.set_name(o, Some(&name));
+            }
+        }
+        g.set_outputs(outs);
+    } else {
+        let names: Vec<String> = (0..outs.len()).map(|k| format!("out{k}")).collect();
+        let named: Vec<(&str, NodeId)> = names.iter().map(String::as_str).zip(outs).collect();
+        g.set_named_outputs(&named).expect("fresh output names");
+    }
     Case {
         forward: g,
         order: cfg.order,
@@ -753,6 +919,7 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
         safe: !seed.is_multiple_of(4),
         smooth: false,
         order: u8::from(with_grad),
+        syntax: false,
     };
     generate(seed, &cfg)
         .build()
@@ -774,6 +941,7 @@ pub fn random_graph_shaped(
         safe: !seed.is_multiple_of(4),
         smooth: false,
         order: u8::from(with_grad),
+        syntax: false,
     };
     let max = 4 * shapes
         .iter()

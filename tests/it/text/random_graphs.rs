@@ -1,299 +1,72 @@
 //! Random graphs: printing and parsing round-trip, covering the op set.
 //!
-//! This generator is not [`crate::random`]'s: that one builds graphs whose values stay finite
-//! and moderate, for comparing backends and derivatives; this one builds graphs for the text
-//! format, with what the printer and parser must handle and evaluation never needs: every
-//! op and attribute form, special and extreme constants (NaN, infinities, subnormals), and
-//! value names of both forms (words and digits) or none.
+//! The graphs come from [`crate::random`]'s generator in its syntax mode
+//! ([`GenConfig::syntax`]): what the printer and parser must handle and evaluation never needs,
+//! such as special and extreme constants of every dtype (NaN, infinities, subnormals) and value
+//! names of both forms (words and digits) or none.
 
 use super::*;
 
-use gradlift::testutil::Rng;
+use crate::random::{GenConfig, ORDER_NONE, generate};
 
-fn random_shape(r: &mut Rng) -> Vec<usize> {
-    (0..r.below(4)).map(|_| 1 + r.below(3)).collect()
-}
-
-fn random_f64(r: &mut Rng) -> f64 {
-    const SPECIAL: [f64; 10] = [
-        0.0,
-        -0.0,
-        1.0,
-        0.1,
-        1e-7,
-        1e300,
-        5e-324,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::NAN,
-    ];
-    if r.chance(1, 2) {
-        SPECIAL[r.below(SPECIAL.len())]
-    } else {
-        let x = f64::from_bits(r.next_u64());
-        if x.is_nan() { f64::NAN } else { x }
-    }
-}
-
-fn random_const(r: &mut Rng, ty: &TensorType) -> Tensor {
-    let n = ty.numel();
-    let splat = r.chance(1, 3);
-    let first = random_f64(r);
-    let mut vals: Vec<f64> = (0..n)
-        .map(|_| if splat { first } else { random_f64(r) })
-        .collect();
-    let data = match ty.dtype {
-        DType::F64 => Data::F64(vals),
-        DType::F32 => {
-            // NaN payloads do not survive text, so every NaN is the canonical one.
-            let canon = |y: f32| if y.is_nan() { f32::NAN } else { y };
-            let first = canon(first as f32);
-            Data::F32(
-                vals.iter_mut()
-                    .map(|x| match (splat, r.chance(1, 2)) {
-                        (true, _) => first,
-                        (false, true) => canon(f32::from_bits(r.next_u64() as u32)),
-                        (false, false) => canon(*x as f32),
-                    })
-                    .collect(),
-            )
-        }
-        DType::Bool => {
-            let b = r.chance(1, 2);
-            Data::Bool(
-                (0..n)
-                    .map(|_| if splat { b } else { r.chance(1, 2) })
-                    .collect(),
-            )
-        }
-        DType::I32 => Data::I32(
-            vals.iter()
-                .map(|_| match r.below(4) {
-                    0 => i32::MIN,
-                    1 => i32::MAX,
-                    _ => r.below(9) as i32 - 4,
-                })
-                .collect(),
-        ),
-    };
-    Tensor::new(ty.shape.clone(), data)
-}
-
-fn random_name(r: &mut Rng, used: &mut HashSet<String>, digits: bool) -> Option<String> {
-    const WORDS: [&str; 8] = ["x", "y", "loss", "_t", "h1", "Grad_2", "input", "output"];
-    for _ in 0..4 {
-        let name = if digits {
-            r.below(40).to_string()
-        } else {
-            format!("{}{}", WORDS[r.below(WORDS.len())], r.below(5))
-        };
-        if used.insert(name.clone()) {
-            return Some(name);
-        }
-    }
-    None
-}
-
-/// Random attributes for `op` given its first operand's shape.
-fn random_attrs(r: &mut Rng, op: Op, shape: &[usize]) -> Attrs {
-    let rank = shape.len();
-    match gradlift::ops::rules(op).attrs {
-        gradlift::ops::AttrKind::Powi => Attrs::Powi {
-            n: r.below(7) as i32 - 3,
-        },
-        gradlift::ops::AttrKind::Cast => Attrs::Cast {
-            to: if r.chance(1, 2) {
-                DType::F32
-            } else {
-                DType::F64
-            },
-        },
-        gradlift::ops::AttrKind::Reduce => Attrs::Reduce {
-            axes: (0..rank).filter(|_| r.chance(1, 2)).collect(),
-            keepdims: r.chance(1, 2),
-        },
-        gradlift::ops::AttrKind::Shape if op == Op::Reshape => Attrs::Shape {
-            shape: if r.chance(1, 2) {
-                vec![shape.iter().product()]
-            } else {
-                shape.iter().rev().copied().collect()
-            },
-        },
-        gradlift::ops::AttrKind::Shape => {
-            let mut s: Vec<usize> = vec![1 + r.below(2)];
-            s.extend(
-                shape
-                    .iter()
-                    .map(|&d| if d == 1 { 1 + r.below(3) } else { d }),
-            );
-            Attrs::Shape { shape: s }
-        }
-        gradlift::ops::AttrKind::Perm => {
-            let mut perm: Vec<usize> = (0..rank).collect();
-            for i in (1..rank).rev() {
-                perm.swap(i, r.below(i + 1));
-            }
-            Attrs::Perm { perm }
-        }
-        gradlift::ops::AttrKind::Slice => {
-            let start: Vec<usize> = shape.iter().map(|&d| r.below(d)).collect();
-            let stop = start
-                .iter()
-                .zip(shape)
-                .map(|(&s, &d)| s + 1 + r.below(d - s))
-                .collect();
-            Attrs::Slice { start, stop }
-        }
-        gradlift::ops::AttrKind::Axis => Attrs::Axis {
-            axis: r.below(rank.max(1)),
-        },
-        gradlift::ops::AttrKind::Cumsum => Attrs::Cumsum {
-            axis: r.below(rank.max(1)),
-            reverse: r.chance(1, 2),
-        },
-        gradlift::ops::AttrKind::Iota => Attrs::Iota {
-            ty: TensorType::new([DType::I32, DType::F32][r.below(2)], shape.to_vec()),
-            axis: r.below(rank.max(1)),
-        },
-        gradlift::ops::AttrKind::Scatter => Attrs::Scatter {
-            axis: r.below(rank.max(1)),
-            size: 1 + r.below(4),
-        },
-        gradlift::ops::AttrKind::Random => Attrs::Random {
-            ty: TensorType::new([DType::F32, DType::F64][r.below(2)], shape.to_vec()),
-        },
-        gradlift::ops::AttrKind::None | gradlift::ops::AttrKind::Const => Attrs::None,
-    }
-}
-
-/// A random valid graph built with `Graph::push`: inputs and constants of random types, then
-/// random ops whose operands are chosen to usually type-check (ill-typed picks are skipped).
+/// A random graph of [`crate::random`]'s generator in syntax mode, `size` ops attempted.
 fn random_graph(seed: u64, size: usize) -> Graph {
-    let mut r = Rng(seed | 1);
-    let mut used = HashSet::new();
-    let mut g = Graph::new(format!("g{}", r.below(100)));
-    let dtypes = [DType::F32, DType::F64, DType::Bool, DType::I32];
-    for _ in 0..1 + r.below(3) {
-        let ty = TensorType::new(dtypes[r.below(4)], random_shape(&mut r));
-        let digits = r.chance(1, 3);
-        if let Some(name) = random_name(&mut r, &mut used, digits) {
-            g.add_input(&name, ty).unwrap();
-        }
-    }
-    let ops: Vec<Op> = Op::ALL
-        .iter()
-        .copied()
-        .filter(|&o| !matches!(o, Op::Input | Op::Const))
-        .collect();
-    let mut attempts = 0;
-    while g.len() < size && attempts < size * 20 {
-        attempts += 1;
-        let id = if g.is_empty() || r.chance(1, 6) {
-            let ty = if !g.is_empty() && r.chance(1, 2) {
-                g.ty(NodeId(r.below(g.len()) as u32)).clone()
-            } else {
-                TensorType::new(dtypes[r.below(4)], random_shape(&mut r))
-            };
-            let t = random_const(&mut r, &ty);
-            g.add_const(t)
-        } else {
-            let op = ops[r.below(ops.len())];
-            let x = NodeId(r.below(g.len()) as u32);
-            let xty = g.ty(x).clone();
-            // Operands of the same dtype and, mostly, the same shape as `x`.
-            let pick = |r: &mut Rng, g: &Graph, dtype: Option<DType>| -> NodeId {
-                let cands: Vec<NodeId> = (0..g.len() as u32)
-                    .map(NodeId)
-                    .filter(|&n| {
-                        dtype.is_none_or(|d| g.ty(n).dtype == d)
-                            && (g.ty(n).shape == xty.shape || g.ty(n).is_scalar())
-                    })
-                    .collect();
-                if cands.is_empty() {
-                    x
-                } else {
-                    cands[r.below(cands.len())]
-                }
-            };
-            let inputs = match op {
-                Op::Select => {
-                    let c = pick(&mut r, &g, Some(DType::Bool));
-                    let b = pick(&mut r, &g, Some(xty.dtype));
-                    vec![c, x, b]
-                }
-                Op::Concat => (0..1 + r.below(3)).map(|_| x).collect(),
-                Op::Iota => vec![],
-                Op::Gather | Op::ScatterAdd => vec![x, pick(&mut r, &g, Some(DType::I32))],
-                Op::RandomUniform => {
-                    let k = g.add_const(Tensor::from_i32(vec![], vec![r.below(9) as i32]));
-                    vec![k, k]
-                }
-                Op::Matmul => {
-                    let mut s = xty.shape.clone();
-                    if s.len() >= 2 {
-                        let n = s.len();
-                        s.swap(n - 1, n - 2);
-                    }
-                    let y = (0..g.len() as u32)
-                        .map(NodeId)
-                        .find(|&n| g.ty(n).shape == s && g.ty(n).dtype == xty.dtype)
-                        .unwrap_or(x);
-                    vec![x, y]
-                }
-                _ => match gradlift::ops::rules(op).arity {
-                    gradlift::ops::Arity::Exact(2) => {
-                        vec![x, pick(&mut r, &g, Some(xty.dtype))]
-                    }
-                    _ => vec![x],
-                },
-            };
-            let attrs = random_attrs(&mut r, op, &xty.shape);
-            match g.push(op, inputs, attrs) {
-                Ok(id) => id,
-                Err(_) => continue,
-            }
-        };
-        if r.chance(1, 3)
-            && let Some(name) = random_name(&mut r, &mut used, false)
-        {
-            g.set_name(id, Some(&name));
-        }
-    }
-    // Outputs: distinct, each named (inputs and outputs always are), sometimes by digits.
-    let mut outs = Vec::new();
-    for _ in 0..1 + r.below(3) {
-        let o = NodeId(r.below(g.len()) as u32);
-        if outs.contains(&o) {
-            continue;
-        }
-        if g.node(o).name.is_none() {
-            let name = if r.chance(1, 2) && used.insert(o.0.to_string()) {
-                Some(o.0.to_string())
-            } else {
-                let digits = r.chance(1, 2);
-                random_name(&mut r, &mut used, digits)
-            };
-            match name {
-                Some(n) => g.set_name(o, Some(&n)),
-                None => continue,
-            }
-        }
-        outs.push(o);
-    }
-    if outs.is_empty() {
-        let o = g.add_input("fallback_output", TensorType::scalar(DType::F64));
-        outs.push(o.unwrap());
-    }
-    g.set_outputs(outs);
-    g
+    let cfg = GenConfig {
+        steps: size,
+        safe: false,
+        smooth: false,
+        order: ORDER_NONE,
+        syntax: true,
+    };
+    generate(seed, &cfg).forward
 }
 
 #[test]
 fn random_graphs_cover_the_op_set() {
     let mut seen = HashSet::new();
+    let mut forms: HashSet<&'static str> = HashSet::new();
     for seed in 0..300 {
-        for n in random_graph(seed, 40).nodes() {
+        let g = random_graph(seed, 40);
+        for (i, n) in g.nodes().iter().enumerate() {
             seen.insert(n.op);
+            let output = g.outputs().contains(&NodeId(i as u32));
+            forms.insert(match &n.name {
+                None => "unnamed",
+                Some(s) if s.bytes().all(|b| b.is_ascii_digit()) && output => "digit output",
+                Some(s) if s.bytes().all(|b| b.is_ascii_digit()) => "digit name",
+                Some(_) => "word name",
+            });
+            if let Attrs::Const(t) = &n.attrs {
+                forms.insert(match t.dtype() {
+                    DType::F32 => "f32 const",
+                    DType::F64 => "f64 const",
+                    DType::Bool => "bool const",
+                    DType::I32 => "i32 const",
+                });
+                let first = match t.data() {
+                    Data::F64(v) => v.first().copied(),
+                    Data::F32(v) => v.first().map(|&x| f64::from(x)),
+                    _ => None,
+                };
+                if let Some(x) = first {
+                    if x.is_nan() {
+                        forms.insert("nan");
+                    } else if x.is_infinite() {
+                        forms.insert("infinity");
+                    } else if x != 0.0 && x.abs() < f64::MIN_POSITIVE {
+                        forms.insert("f64 subnormal");
+                    }
+                }
+            }
+            if let Attrs::Cast { to } = n.attrs {
+                forms.insert(
+                    ["cast to f32", "cast to f64", "cast to other"][match to {
+                        DType::F32 => 0,
+                        DType::F64 => 1,
+                        _ => 2,
+                    }],
+                );
+            }
         }
     }
     let missing: Vec<Op> = Op::ALL
@@ -302,6 +75,24 @@ fn random_graphs_cover_the_op_set() {
         .filter(|o| !seen.contains(o))
         .collect();
     assert!(missing.is_empty(), "never generated: {missing:?}");
+    for form in [
+        "unnamed",
+        "digit output",
+        "digit name",
+        "word name",
+        "f32 const",
+        "f64 const",
+        "bool const",
+        "i32 const",
+        "nan",
+        "infinity",
+        "f64 subnormal",
+        "cast to f32",
+        "cast to f64",
+        "cast to other",
+    ] {
+        assert!(forms.contains(form), "never generated: {form}");
+    }
 }
 
 proptest! {
