@@ -1,6 +1,7 @@
 //! Fused nests: the loop nest of a fused group, its chunks, the fast and slow passes of vector
 //! code, the innermost vector loops, and the loop body (loads, member rules, stores).
 
+use super::emit::Em;
 use super::loops::Bound;
 use super::reduce::RedCx;
 use super::staged::{STORE_GROUP, Stage, StageState};
@@ -16,8 +17,8 @@ use std::collections::HashMap;
 /// A fused group's code-generation state.
 pub(super) struct Cx<'p> {
     pub(super) f: &'p Fused,
-    /// Lanes (1: scalar).
-    pub(super) w: usize,
+    /// The code the group's values are computed in.
+    pub(super) mode: Mode,
     /// Unroll factor.
     pub(super) u: usize,
     pub(super) leaf_src: Vec<Src>,
@@ -30,6 +31,25 @@ pub(super) struct Cx<'p> {
     pub(super) staged: bool,
     /// The chunk being emitted (chunk functions only).
     pub(super) chunk: Option<Value>,
+}
+
+/// The code being emitted: scalar or vector, and of which float dtype.
+#[derive(Clone, Copy)]
+pub(super) struct Mode {
+    /// Lanes of the values (1: scalar code).
+    pub(super) lanes: usize,
+    /// The float dtype of vector code.
+    pub(super) vdt: DType,
+}
+
+impl Mode {
+    /// The vector type holding `dt` values in vector code.
+    pub(super) fn lane_ty(self, dt: DType) -> Type {
+        match dt {
+            DType::Bool => mask_ty(self.vdt),
+            d => vec_ty(d),
+        }
+    }
 }
 
 /// Where in the innermost loop a body runs: element index `idx + extra` (`idx` absent: 0).
@@ -69,8 +89,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             Some(dt) => (16 / dt.size_bytes(), dt),
             None => (1, DType::F64),
         };
-        self.lanes = w;
-        self.vdt = vdt;
         // Unrolling hides the latency of cheap bodies and of reduction accumulators; a body
         // with transcendentals has enough independent work already, and more copies of it
         // only spill.
@@ -81,7 +99,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         };
         let mut cx = Cx {
             f,
-            w,
+            mode: Mode { lanes: w, vdt },
             u,
             leaf_src: Vec::new(),
             leaf_of: HashMap::new(),
@@ -154,7 +172,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 self.loop_end(l);
             }
         }
-        self.lanes = 1;
     }
 
     /// One chunk of a fused group (`chunk` absent: the whole group, as one chunk). In vector
@@ -163,13 +180,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     /// nothing there is spilled around calls). The plan keeps such groups from working in
     /// place, so the second pass reads the same operands.
     pub(super) fn chunk(&mut self, cx: &Cx<'_>, chunk: Option<Value>) {
-        if self.lanes == 1 || self.opts.exact {
+        if cx.mode.lanes == 1 || self.opts.exact {
             self.chunk_pass(cx, chunk);
             return;
         }
-        let var = self.var(mask_ty(self.vdt));
-        let z = self.b.ins().iconst(mask_ty(self.vdt).lane_type(), 0);
-        let z = self.b.ins().splat(mask_ty(self.vdt), z);
+        let mt = mask_ty(cx.mode.vdt);
+        let var = self.var(mt);
+        let z = self.b.ins().iconst(mt.lane_type(), 0);
+        let z = self.b.ins().splat(mt, z);
         self.b.def_var(var, z);
         self.bad = Some((var, false));
         self.chunk_pass(cx, chunk);
@@ -216,7 +234,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 self.fill_outputs(cx, r, chunk, row_lo, row_hi, false);
             }
             if r.register == Some(None) {
-                self.red_init(r, chunk, None);
+                self.red_init(cx.mode, r, chunk, None);
             }
         }
         if d == 0 {
@@ -269,7 +287,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
         for r in &cx.red {
             if r.register == Some(None) {
-                self.red_finish(r, chunk, &[]);
+                self.red_finish(cx.mode, r, chunk, &[]);
             }
             if (r.register.is_none() || r.across) && r.op == Op::ReduceMean && !r.partial {
                 self.fill_outputs(cx, r, chunk, row_lo, row_hi, true);
@@ -290,7 +308,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let d = f.dims.len();
         for r in &cx.red {
             if r.register == Some(Some(k - 1)) {
-                self.red_init(r, chunk, Some(idx));
+                self.red_init(cx.mode, r, chunk, Some(idx));
             }
         }
         if k == d - 1 {
@@ -304,7 +322,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
         for r in &cx.red {
             if r.register == Some(Some(k - 1)) {
-                self.red_finish(r, chunk, idx);
+                self.red_finish(cx.mode, r, chunk, idx);
             }
         }
     }
@@ -351,14 +369,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     idx: None,
                     extra: 0,
                 };
-                hoisted[li] = Some(self.load_leaf(cx, li, p, cx.w, &outer));
+                hoisted[li] = Some(self.load_leaf(cx, li, p, cx.mode.lanes, &outer));
             }
         }
         let start_v = match start {
             Bound::C(0) => None,
             b => Some(self.bound(b)),
         };
-        if cx.w == 1 {
+        if cx.mode.lanes == 1 {
             let l = self.loop_begin(Bound::C(0), Bound::C(len as i64));
             let i = match start_v {
                 Some(s) => self.b.ins().iadd(s, l.i),
@@ -383,7 +401,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         } else {
             // Unrolling a loop that would run at most once only multiplies the code; without
             // reductions the unroll slots change nothing but the code's shape.
-            let copies = if cx.red.is_empty() && len < 2 * cx.w * cx.u {
+            let copies = if cx.red.is_empty() && len < 2 * cx.mode.lanes * cx.u {
                 1
             } else {
                 cx.u
@@ -404,7 +422,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         len: usize,
         copies: usize,
     ) {
-        let (w, u) = (cx.w, copies);
+        let (w, u) = (cx.mode.lanes, copies);
         let step = w * u;
         let main = len / step;
         let rest = (len % step) / w;
@@ -461,7 +479,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
     }
 
-    /// One iteration of the loop body on `lanes` valid lanes (of `cx.w`), accumulating into
+    /// One iteration of the loop body on `lanes` valid lanes (of `cx.mode.lanes`), accumulating into
     /// unroll slot `slot`.
     pub(super) fn body(
         &mut self,
@@ -486,7 +504,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         {
             let start = start.expect("staged segments have a start");
             let idx = pos.idx.expect("staged loops have a start");
-            let size = self.vdt.size_bytes() as i64;
+            let size = cx.mode.vdt.size_bytes() as i64;
             let d = self.b.ins().isub(idx, start);
             let d = self.b.ins().imul_imm_s(d, size);
             let d = self.b.ins().iadd_imm_s(d, pos.extra * size);
@@ -533,7 +551,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 st.ready = st.input_ready;
                 st.called = false;
             }
-            let v = lower(self, node, &args);
+            let mut em = Em {
+                lw: self,
+                mode: cx.mode,
+            };
+            let v = lower(&mut em, node, &args);
             regs.insert(m, v);
             if let Stage::Args(st) | Stage::Results(st) = &self.stage
                 && st.ready > 0
@@ -566,18 +588,19 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let dt = self.g.ty(*x).dtype;
         let d = cx.f.dims.len();
         let st = if d == 0 { 0 } else { a.strides[d - 1] };
-        let w = self.lanes;
+        let mode = cx.mode;
+        let w = mode.lanes;
         let v = match cx.leaf_src[li] {
             Src::Splat(bits) => {
                 let s = self.constant(val_ty(dt), bits);
-                self.widen(s, dt)
+                self.widen(mode, s, dt)
             }
             Src::Mem(base, off) => {
                 let size = dt.size_bytes() as i64;
                 if w == 1 || st == 0 {
                     let (dy, c) = self.at(outer.leaves[li], pos, 0, st);
                     let s = self.load_at(val_ty(dt), base, dy, off + c);
-                    self.widen(s, dt)
+                    self.widen(mode, s, dt)
                 } else if st == size && dt.is_float() && lanes == w {
                     let (dy, c) = self.at(outer.leaves[li], pos, 0, st);
                     let (p, o) = self.addr(base, dy, off + c);
@@ -587,12 +610,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     for lane in 0..lanes {
                         let (dy, c) = self.at(outer.leaves[li], pos, lane as i64, st);
                         let s = self.load_at(val_ty(dt), base, dy, off + c);
-                        let s = self.lane_value(s, dt);
+                        let s = self.lane_value(mode, s, dt);
                         v = Some(match v {
-                            None => {
-                                let t = self.lane_ty(dt);
-                                self.b.ins().splat(t, s)
-                            }
+                            None => self.b.ins().splat(mode.lane_ty(dt), s),
                             Some(v) => self.b.ins().insertlane(v, s, lane as u8),
                         });
                     }
@@ -603,32 +623,23 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.sval(v, dt)
     }
 
-    /// The vector type holding `dt` values in vector code.
-    pub(super) fn lane_ty(&self, dt: DType) -> Type {
-        match dt {
-            DType::Bool => mask_ty(self.vdt),
-            d => vec_ty(d),
-        }
-    }
-
     /// A scalar element as a lane value (bool 0/1 → an all-zeros/all-ones integer lane).
-    pub(super) fn lane_value(&mut self, s: Value, dt: DType) -> Value {
+    pub(super) fn lane_value(&mut self, mode: Mode, s: Value, dt: DType) -> Value {
         if dt != DType::Bool {
             return s;
         }
-        let it = mask_ty(self.vdt).lane_type();
+        let it = mask_ty(mode.vdt).lane_type();
         let e = self.b.ins().uextend(it, s);
         self.b.ins().ineg(e)
     }
 
-    /// A scalar element as a value of the current code (splat in vector code).
-    pub(super) fn widen(&mut self, s: Value, dt: DType) -> Value {
-        if self.lanes == 1 {
+    /// A scalar element as a value of `mode`'s code (splat in vector code).
+    pub(super) fn widen(&mut self, mode: Mode, s: Value, dt: DType) -> Value {
+        if mode.lanes == 1 {
             return s;
         }
-        let l = self.lane_value(s, dt);
-        let t = self.lane_ty(dt);
-        self.b.ins().splat(t, l)
+        let l = self.lane_value(mode, s, dt);
+        self.b.ins().splat(mode.lane_ty(dt), l)
     }
 
     pub(super) fn store_val(
@@ -648,11 +659,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             unreachable!("plan invariant: stored values live in memory")
         };
         let v = self.val(v);
-        if self.lanes == 1 {
+        if cx.mode.lanes == 1 {
             let (dy, c) = self.at(outer.stores[si], pos, 0, st);
             let (p, o) = self.addr(base, dy, off + c);
             self.b.ins().store(mem(), v, p, o);
-        } else if dt.is_float() && lanes == self.lanes && st == dt.size_bytes() as i64 {
+        } else if dt.is_float() && lanes == cx.mode.lanes && st == dt.size_bytes() as i64 {
             let (dy, c) = self.at(outer.stores[si], pos, 0, st);
             let (p, o) = self.addr(base, dy, off + c);
             self.b.ins().store(vmem(), v, p, o);

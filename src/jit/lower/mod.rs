@@ -187,8 +187,6 @@ pub(super) fn build_function(
         gemm_refs: HashMap::new(),
         vals: Vec::new(),
         opts: env.opts,
-        lanes: 1,
-        vdt: DType::F64,
         bases: Vec::new(),
         slow: false,
         bad: None,
@@ -284,12 +282,10 @@ impl Src {
 
 /// The state of lowering one function. Most of it is fixed for the function (the builder, the
 /// plan, the imports) or caches (function references, buffer addresses). The rest describes the
-/// code being emitted (`lanes`, `vdt`, `slow`, `bad`, `stage`): the op rules emit through
-/// [`ScalarEmit`](crate::ops::ScalarEmit), whose methods take no context, so what they need to
-/// know lives here. Each is set only by the function that emits that code (`fused` and the
-/// scalar `combine` for a group's lanes, `chunk` for its fast and slow passes, `staged_segment`
-/// for a segment's passes); everything else reaches the code that needs it as a value (`Cx`, `RedCx`,
-/// `Pos`, `Outer`).
+/// code being emitted (`slow`, `bad`, `stage`): each is set only by the function that emits
+/// that code (`chunk` for its fast and slow passes, `staged_segment` for a segment's passes);
+/// everything else reaches the code that needs it as a value (`Cx` with its `Mode`, `RedCx`,
+/// `Pos`, `Outer`, and the [`Em`](emit::Em) the op rules emit through).
 struct Lowerer<'f, 'g> {
     b: FunctionBuilder<'f>,
     g: &'g Graph,
@@ -307,10 +303,6 @@ struct Lowerer<'f, 'g> {
     /// The values behind the [`SVal`](crate::ops::SVal)s of the group being lowered.
     vals: Vec<(Value, DType)>,
     opts: Opts,
-    /// Lanes of the values being emitted (1: scalar code).
-    lanes: usize,
-    /// The float dtype of vector code.
-    vdt: DType,
     /// Buffer addresses loaded in the current group.
     bases: Vec<(Loc, Value)>,
     /// Emitting the slow pass: vector transcendentals call libm on every lane.

@@ -140,7 +140,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     ) {
         // Whole vectors: the padding lanes of a partial last vector repeat lane 0, so they
         // hold valid arguments too.
-        let count = len.div_ceil(cx.w) * cx.w;
+        let count = len.div_ceil(cx.mode.lanes) * cx.mode.lanes;
         let mut batched = Vec::new();
         let mut pass = 0;
         loop {
