@@ -281,7 +281,7 @@ impl ScalarEmit for Em<'_, '_, '_> {
             let r = self.lw.math_ref(f, dt);
             let inst = self.lw.b.ins().call(r, &vs);
             self.lw.b.inst_results(inst)[0]
-        } else if self.lw.opts.exact || self.lw.slow || !vmath::supported(f, self.lw.opts.fma) {
+        } else if self.lw.opts.exact || self.mode.slow || !vmath::supported(f, self.lw.opts.fma) {
             self.lw.lanewise(f, dt, &vs)
         } else {
             self.lw.vector_call(f, vs[0])

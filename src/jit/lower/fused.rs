@@ -40,6 +40,8 @@ pub(super) struct Mode {
     pub(super) lanes: usize,
     /// The float dtype of vector code.
     pub(super) vdt: DType,
+    /// The slow pass of vector code: vector transcendentals call libm on every lane.
+    pub(super) slow: bool,
 }
 
 impl Mode {
@@ -99,7 +101,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         };
         let mut cx = Cx {
             f,
-            mode: Mode { lanes: w, vdt },
+            mode: Mode {
+                lanes: w,
+                vdt,
+                slow: false,
+            },
             u,
             leaf_src: Vec::new(),
             leaf_of: HashMap::new(),
@@ -164,11 +170,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             cx.red_of.insert(r.node, i);
         }
         match chunks {
-            None => self.chunk(&cx, None),
+            None => self.chunk(cx, None),
             Some((lo, hi)) => {
                 let l = self.loop_begin(Bound::V(lo), Bound::V(hi));
                 cx.chunk = Some(l.i);
-                self.chunk(&cx, Some(l.i));
+                self.chunk(cx, Some(l.i));
                 self.loop_end(l);
             }
         }
@@ -179,9 +185,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     /// range, the chunk runs again with libm on every lane (no call inside the fast loops, so
     /// nothing there is spilled around calls). The plan keeps such groups from working in
     /// place, so the second pass reads the same operands.
-    pub(super) fn chunk(&mut self, cx: &Cx<'_>, chunk: Option<Value>) {
+    pub(super) fn chunk(&mut self, cx: Cx<'_>, chunk: Option<Value>) {
         if cx.mode.lanes == 1 || self.opts.exact {
-            self.chunk_pass(cx, chunk);
+            self.chunk_pass(&cx, chunk);
             return;
         }
         let mt = mask_ty(cx.mode.vdt);
@@ -190,7 +196,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let z = self.b.ins().splat(mt, z);
         self.b.def_var(var, z);
         self.bad = Some((var, false));
-        self.chunk_pass(cx, chunk);
+        self.chunk_pass(&cx, chunk);
         let Some((var, true)) = self.bad.take() else {
             return;
         };
@@ -202,9 +208,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.b.ins().brif(any, slow, &[], done, &[]);
         self.b.seal_block(slow);
         self.b.switch_to_block(slow);
-        self.slow = true;
-        self.chunk_pass(cx, chunk);
-        self.slow = false;
+        let cx = Cx {
+            mode: Mode {
+                slow: true,
+                ..cx.mode
+            },
+            ..cx
+        };
+        self.chunk_pass(&cx, chunk);
         self.b.ins().jump(done, &[]);
         self.b.seal_block(done);
         self.b.switch_to_block(done);
@@ -396,7 +407,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             self.loop_end(l);
             return;
         }
-        if cx.staged && !self.slow && len >= batch::SEGMENT {
+        if cx.staged && !cx.mode.slow && len >= batch::SEGMENT {
             self.staged(cx, &outer, &hoisted, start_v, len);
         } else {
             // Unrolling a loop that would run at most once only multiplies the code; without

@@ -188,7 +188,6 @@ pub(super) fn build_function(
         vals: Vec::new(),
         opts: env.opts,
         bases: Vec::new(),
-        slow: false,
         bad: None,
         stage: Stage::Off,
         scratch: Vec::new(),
@@ -282,8 +281,8 @@ impl Src {
 
 /// The state of lowering one function. Most of it is fixed for the function (the builder, the
 /// plan, the imports) or caches (function references, buffer addresses). The rest describes the
-/// code being emitted (`slow`, `bad`, `stage`): each is set only by the function that emits
-/// that code (`chunk` for its fast and slow passes, `staged_segment` for a segment's passes);
+/// code being emitted (`bad`, `stage`): each is set only by the function that emits that code
+/// (`chunk` for its fast pass, `staged_segment` for a segment's passes);
 /// everything else reaches the code that needs it as a value (`Cx` with its `Mode`, `RedCx`,
 /// `Pos`, `Outer`, and the [`Em`](emit::Em) the op rules emit through).
 struct Lowerer<'f, 'g> {
@@ -305,8 +304,6 @@ struct Lowerer<'f, 'g> {
     opts: Opts,
     /// Buffer addresses loaded in the current group.
     bases: Vec<(Loc, Value)>,
-    /// Emitting the slow pass: vector transcendentals call libm on every lane.
-    slow: bool,
     /// The fast pass's mask of lanes its vector transcendentals could not compute, and
     /// whether any transcendental updated it.
     bad: Option<(Variable, bool)>,
