@@ -1,7 +1,7 @@
 //! The [`ScalarEmit`] implementation that op rules emit through, in scalar or vector code, and
 //! the helpers it uses (constants, selects, bit casts, math calls).
 
-use super::fused::Mode;
+use super::fused::{Cx, Mode};
 use super::{Lowerer, batch_signature, gemm_signature, little, math_signature, val_ty, vec_ty};
 use crate::ir::DType;
 use crate::jit::vmath;
@@ -161,20 +161,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         out
     }
 
-    /// A vector transcendental; the lanes outside its fast range are recorded for the slow
-    /// pass (see [`Lowerer::chunk`]).
-    pub(super) fn vector_call(&mut self, f: MathFn, x: Value) -> Value {
-        let a = vmath::emit(&mut self.b, self.opts.fma, f, x);
-        if let Some(bad) = a.bad {
-            let (var, _) = self.bad.expect("vector code runs in a fast pass");
-            let m = self.b.use_var(var);
-            let m = self.b.ins().bor(m, bad);
-            self.b.def_var(var, m);
-            self.bad = Some((var, true));
-        }
-        a.value
-    }
-
     /// `ops` max/min semantics: NaN if either is NaN (the interpreter's NaN), else the larger
     /// (smaller) one, with `+0 > -0`. Equal values differ at most in the sign of zero, so the
     /// bitwise AND (max) or OR (min) of the two picks the right zero.
@@ -213,7 +199,24 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 /// state and the code being emitted.
 pub(super) struct Em<'a, 'f, 'g> {
     pub(super) lw: &'a mut Lowerer<'f, 'g>,
-    pub(super) mode: Mode,
+    pub(super) cx: &'a Cx<'a>,
+}
+
+impl Em<'_, '_, '_> {
+    /// A vector transcendental; the lanes outside its fast range are recorded for the slow
+    /// pass (see [`Lowerer::chunk`]).
+    fn vector_call(&mut self, f: MathFn, x: Value) -> Value {
+        let b = &mut self.lw.b;
+        let a = vmath::emit(b, self.lw.opts.fma, f, x);
+        if let Some(bad) = a.bad {
+            let var = self.cx.mode.bad.expect("vector code runs in a fast pass");
+            let m = b.use_var(var);
+            let m = b.ins().bor(m, bad);
+            b.def_var(var, m);
+            self.cx.bad_set.set(true);
+        }
+        a.value
+    }
 }
 
 impl ScalarEmit for Em<'_, '_, '_> {
@@ -228,7 +231,7 @@ impl ScalarEmit for Em<'_, '_, '_> {
                 .iconst(types::I32, i64::from(x as i32 as u32)),
             d => self.lw.float(d, x),
         };
-        let v = self.lw.widen(self.mode, s, dtype);
+        let v = self.lw.widen(self.cx.mode, s, dtype);
         self.lw.sval(v, dtype)
     }
 
@@ -238,7 +241,7 @@ impl ScalarEmit for Em<'_, '_, '_> {
             // Cranelift lowers a vector `fneg` to three instructions (building the sign mask
             // each time); an XOR with a splat of -0.0 is one, with the mask kept in a
             // register. Same bits, NaN signs included.
-            FUnary::Neg if self.mode.lanes > 1 => {
+            FUnary::Neg if self.cx.mode.lanes > 1 => {
                 let m = self.lw.float(dt, -0.0);
                 let m = self.lw.b.ins().splat(vec_ty(dt), m);
                 self.lw.b.ins().bxor(v, m)
@@ -261,8 +264,8 @@ impl ScalarEmit for Em<'_, '_, '_> {
             FBinary::Sub => self.lw.b.ins().fsub(x, y),
             FBinary::Mul => self.lw.b.ins().fmul(x, y),
             FBinary::Div => self.lw.b.ins().fdiv(x, y),
-            FBinary::Max => self.lw.max_min(self.mode, dt, x, y, true),
-            FBinary::Min => self.lw.max_min(self.mode, dt, x, y, false),
+            FBinary::Max => self.lw.max_min(self.cx.mode, dt, x, y, true),
+            FBinary::Min => self.lw.max_min(self.cx.mode, dt, x, y, false),
         };
         self.lw.sval(r, dt)
     }
@@ -270,21 +273,22 @@ impl ScalarEmit for Em<'_, '_, '_> {
     fn call(&mut self, f: MathFn, args: &[SVal]) -> SVal {
         let dt = self.lw.vals[args[0].0 as usize].1;
         let vs: Vec<Value> = args.iter().map(|&a| self.lw.val(a)).collect();
-        let staged = if self.mode.lanes > 1 {
+        let staged = if self.cx.mode.lanes > 1 {
             self.lw.staged_call(f, dt, &vs)
         } else {
             None
         };
         let v = if let Some(v) = staged {
             v
-        } else if self.mode.lanes == 1 {
+        } else if self.cx.mode.lanes == 1 {
             let r = self.lw.math_ref(f, dt);
             let inst = self.lw.b.ins().call(r, &vs);
             self.lw.b.inst_results(inst)[0]
-        } else if self.lw.opts.exact || self.mode.slow || !vmath::supported(f, self.lw.opts.fma) {
+        } else if self.lw.opts.exact || self.cx.mode.slow || !vmath::supported(f, self.lw.opts.fma)
+        {
             self.lw.lanewise(f, dt, &vs)
         } else {
-            self.lw.vector_call(f, vs[0])
+            self.vector_call(f, vs[0])
         };
         self.lw.sval(v, dt)
     }
@@ -327,7 +331,7 @@ impl ScalarEmit for Em<'_, '_, '_> {
         let (v, from) = self.lw.vals[x.0 as usize];
         let r = match (from, to) {
             (a, b) if a == b => v,
-            (DType::Bool, f) if self.mode.lanes > 1 => {
+            (DType::Bool, f) if self.cx.mode.lanes > 1 => {
                 // All-ones lanes AND the bits of 1.0.
                 let one = self.lw.float(f, 1.0);
                 let one = self.lw.b.ins().splat(vec_ty(f), one);

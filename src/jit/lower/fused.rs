@@ -12,6 +12,8 @@ use crate::jit::plan::Fused;
 use crate::ops::{self, SVal};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use cranelift_frontend::Variable;
+use std::cell::Cell;
 use std::collections::HashMap;
 
 /// A fused group's code-generation state.
@@ -31,6 +33,8 @@ pub(super) struct Cx<'p> {
     pub(super) staged: bool,
     /// The chunk being emitted (chunk functions only).
     pub(super) chunk: Option<Value>,
+    /// A vector transcendental of this pass updated `mode.bad`.
+    pub(super) bad_set: Cell<bool>,
 }
 
 /// The code being emitted: scalar or vector, and of which float dtype.
@@ -42,6 +46,9 @@ pub(super) struct Mode {
     pub(super) vdt: DType,
     /// The slow pass of vector code: vector transcendentals call libm on every lane.
     pub(super) slow: bool,
+    /// The fast pass of vector code: the mask of lanes its vector transcendentals could not
+    /// compute (see [`Lowerer::chunk`]).
+    pub(super) bad: Option<Variable>,
 }
 
 impl Mode {
@@ -105,7 +112,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 lanes: w,
                 vdt,
                 slow: false,
+                bad: None,
             },
+            bad_set: Cell::new(false),
             u,
             leaf_src: Vec::new(),
             leaf_of: HashMap::new(),
@@ -195,11 +204,17 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let z = self.b.ins().iconst(mt.lane_type(), 0);
         let z = self.b.ins().splat(mt, z);
         self.b.def_var(var, z);
-        self.bad = Some((var, false));
-        self.chunk_pass(&cx, chunk);
-        let Some((var, true)) = self.bad.take() else {
-            return;
+        let cx = Cx {
+            mode: Mode {
+                bad: Some(var),
+                ..cx.mode
+            },
+            ..cx
         };
+        self.chunk_pass(&cx, chunk);
+        if !cx.bad_set.get() {
+            return;
+        }
         let m = self.b.use_var(var);
         let any = self.b.ins().vany_true(m);
         let slow = self.b.create_block();
@@ -211,6 +226,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let cx = Cx {
             mode: Mode {
                 slow: true,
+                bad: None,
                 ..cx.mode
             },
             ..cx
@@ -562,10 +578,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 st.ready = st.input_ready;
                 st.called = false;
             }
-            let mut em = Em {
-                lw: self,
-                mode: cx.mode,
-            };
+            let mut em = Em { lw: self, cx };
             let v = lower(&mut em, node, &args);
             regs.insert(m, v);
             if let Stage::Args(st) | Stage::Results(st) = &self.stage

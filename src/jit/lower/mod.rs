@@ -188,7 +188,6 @@ pub(super) fn build_function(
         vals: Vec::new(),
         opts: env.opts,
         bases: Vec::new(),
-        bad: None,
         stage: Stage::Off,
         scratch: Vec::new(),
         vars: Vec::new(),
@@ -281,8 +280,8 @@ impl Src {
 
 /// The state of lowering one function. Most of it is fixed for the function (the builder, the
 /// plan, the imports) or caches (function references, buffer addresses). The rest describes the
-/// code being emitted (`bad`, `stage`): each is set only by the function that emits that code
-/// (`chunk` for its fast pass, `staged_segment` for a segment's passes);
+/// code being emitted (`stage`): it is set only by the function that emits that code
+/// (`staged_segment` for a segment's passes);
 /// everything else reaches the code that needs it as a value (`Cx` with its `Mode`, `RedCx`,
 /// `Pos`, `Outer`, and the [`Em`](emit::Em) the op rules emit through).
 struct Lowerer<'f, 'g> {
@@ -304,9 +303,6 @@ struct Lowerer<'f, 'g> {
     opts: Opts,
     /// Buffer addresses loaded in the current group.
     bases: Vec<(Loc, Value)>,
-    /// The fast pass's mask of lanes its vector transcendentals could not compute, and
-    /// whether any transcendental updated it.
-    bad: Option<(Variable, bool)>,
     /// The pass of a staged segment being emitted (see [`Lowerer::staged`]).
     stage: Stage,
     /// The scratch areas of staged segments (`SEGMENT` elements of 8 bytes each, at most
