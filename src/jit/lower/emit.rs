@@ -2,6 +2,7 @@
 //! the helpers it uses (constants, selects, bit casts, math calls).
 
 use super::fused::{Cx, Mode};
+use super::staged::Stage;
 use super::{Lowerer, batch_signature, gemm_signature, little, math_signature, val_ty, vec_ty};
 use crate::ir::DType;
 use crate::jit::vmath;
@@ -200,6 +201,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 pub(super) struct Em<'a, 'f, 'g> {
     pub(super) lw: &'a mut Lowerer<'f, 'g>,
     pub(super) cx: &'a Cx<'a>,
+    /// The pass of a staged segment being emitted.
+    pub(super) stage: &'a mut Stage,
 }
 
 impl Em<'_, '_, '_> {
@@ -274,7 +277,7 @@ impl ScalarEmit for Em<'_, '_, '_> {
         let dt = self.lw.vals[args[0].0 as usize].1;
         let vs: Vec<Value> = args.iter().map(|&a| self.lw.val(a)).collect();
         let staged = if self.cx.mode.lanes > 1 {
-            self.lw.staged_call(f, dt, &vs)
+            self.lw.staged_call(self.stage, f, dt, &vs)
         } else {
             None
         };

@@ -68,11 +68,13 @@ pub(super) struct Pos {
     pub(super) extra: i64,
 }
 
-/// Byte offsets contributed by the outer loop indices, per access.
+/// What the outer loop indices fix for an innermost loop: the byte offsets they contribute,
+/// per access, and the leaves constant along the innermost dimension (loaded once).
 pub(super) struct Outer {
     pub(super) leaves: Vec<Option<Value>>,
     pub(super) stores: Vec<Option<Value>>,
     pub(super) reds: Vec<Option<Value>>,
+    pub(super) hoisted: Vec<Option<SVal>>,
 }
 
 impl<'f, 'g> Lowerer<'f, 'g> {
@@ -266,9 +268,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
         if d == 0 {
             let outer = self.outer(cx, &[]);
-            let none = vec![None; f.leaves.len()];
             self.body(
                 cx,
+                &mut Stage::Off,
                 Pos {
                     idx: None,
                     extra: 0,
@@ -276,7 +278,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 1,
                 0,
                 &outer,
-                &none,
             );
         } else if d == 1 {
             match chunk {
@@ -381,12 +382,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             leaves,
             stores,
             reds,
+            hoisted: vec![None; f.leaves.len()],
         }
     }
 
     /// The innermost loop: `len` elements from `start`.
     pub(super) fn inner(&mut self, cx: &Cx<'_>, idx: &[Value], start: Bound, len: usize) {
-        let outer = self.outer(cx, idx);
+        let mut outer = self.outer(cx, idx);
         let d = cx.f.dims.len();
         // Operands constant along the innermost dimension are loaded once.
         let mut hoisted: Vec<Option<SVal>> = vec![None; cx.f.leaves.len()];
@@ -399,6 +401,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 hoisted[li] = Some(self.load_leaf(cx, li, p, cx.mode.lanes, &outer));
             }
         }
+        outer.hoisted = hoisted;
         let start_v = match start {
             Bound::C(0) => None,
             b => Some(self.bound(b)),
@@ -411,6 +414,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             self.body(
                 cx,
+                &mut Stage::Off,
                 Pos {
                     idx: Some(i),
                     extra: 0,
@@ -418,13 +422,12 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 1,
                 0,
                 &outer,
-                &hoisted,
             );
             self.loop_end(l);
             return;
         }
         if cx.staged && !cx.mode.slow && len >= batch::SEGMENT {
-            self.staged(cx, &outer, &hoisted, start_v, len);
+            self.staged(cx, &outer, start_v, len);
         } else {
             // Unrolling a loop that would run at most once only multiplies the code; without
             // reductions the unroll slots change nothing but the code's shape.
@@ -433,7 +436,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             } else {
                 cx.u
             };
-            self.vector_loops(cx, &outer, &hoisted, start_v, len, copies);
+            self.vector_loops(cx, &mut Stage::Off, &outer, start_v, len, copies);
         }
     }
 
@@ -443,8 +446,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     pub(super) fn vector_loops(
         &mut self,
         cx: &Cx<'_>,
+        stage: &mut Stage,
         outer: &Outer,
-        hoisted: &[Option<SVal>],
         start_v: Option<Value>,
         len: usize,
         copies: usize,
@@ -466,12 +469,12 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     idx: Some(i),
                     extra: (j * w) as i64,
                 };
-                if let Stage::Args(st) = &mut self.stage {
+                if let Stage::Args(st) = &mut *stage {
                     st.defer = true;
                 }
-                self.body(cx, p, w, j % cx.u, outer, hoisted);
+                self.body(cx, stage, p, w, j % cx.u, outer);
                 if (j + 1) % STORE_GROUP == 0 || j + 1 == u {
-                    self.flush_arg_stores();
+                    self.flush_arg_stores(stage);
                 }
             }
             self.loop_end(l);
@@ -482,7 +485,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: start_v,
                 extra: done,
             };
-            self.body(cx, p, w, 0, outer, hoisted);
+            self.body(cx, stage, p, w, 0, outer);
         } else if rest > 1 {
             let l = self.loop_begin(Bound::C(0), Bound::C(rest as i64));
             let i = self.b.ins().imul_imm_s(l.i, w as i64);
@@ -494,7 +497,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: Some(i),
                 extra: done,
             };
-            self.body(cx, p, w, 0, outer, hoisted);
+            self.body(cx, stage, p, w, 0, outer);
             self.loop_end(l);
         }
         if tail > 0 {
@@ -502,7 +505,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: start_v,
                 extra: (len - tail) as i64,
             };
-            self.body(cx, p, tail, 0, outer, hoisted);
+            self.body(cx, stage, p, tail, 0, outer);
         }
     }
 
@@ -511,23 +514,23 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     pub(super) fn body(
         &mut self,
         cx: &Cx<'_>,
+        stage: &mut Stage,
         pos: Pos,
         lanes: usize,
         slot: usize,
         outer: &Outer,
-        hoisted: &[Option<SVal>],
     ) {
         let g = self.g;
-        let mut loaded: Vec<Option<SVal>> = hoisted.to_vec();
+        let mut loaded: Vec<Option<SVal>> = outer.hoisted.clone();
         let mut regs: HashMap<NodeId, SVal> = HashMap::with_capacity(cx.f.members.len());
         let mut args: Vec<SVal> = Vec::with_capacity(3);
         // Staged segment: this iteration's byte offset into the scratch areas; in the first
         // pass, the members whose value depends on a call's (not yet computed) result.
-        let first_pass = matches!(self.stage, Stage::Args(_));
+        let first_pass = matches!(*stage, Stage::Args(_));
         // Staged segment: the first pass each member's value is real in (absent: 0).
         let mut ready: HashMap<NodeId, usize> = HashMap::new();
         if let Stage::Args(StageState { start, .. }) | Stage::Results(StageState { start, .. }) =
-            &self.stage
+            &*stage
         {
             let start = start.expect("staged segments have a start");
             let idx = pos.idx.expect("staged loops have a start");
@@ -535,7 +538,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let d = self.b.ins().isub(idx, start);
             let d = self.b.ins().imul_imm_s(d, size);
             let d = self.b.ins().iadd_imm_s(d, pos.extra * size);
-            if let Stage::Args(st) | Stage::Results(st) = &mut self.stage {
+            if let Stage::Args(st) | Stage::Results(st) = &mut *stage {
                 st.offset = Some(d);
                 st.calls = 0;
             }
@@ -569,7 +572,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let lower = ops::rules(node.op)
                 .lower
                 .expect("plan invariant: fused non-reductions are elementwise");
-            if let Stage::Args(st) | Stage::Results(st) = &mut self.stage {
+            if let Stage::Args(st) | Stage::Results(st) = &mut *stage {
                 let r = node
                     .inputs
                     .iter()
@@ -578,10 +581,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 st.ready = st.input_ready;
                 st.called = false;
             }
-            let mut em = Em { lw: self, cx };
+            let mut em = Em {
+                lw: self,
+                cx,
+                stage: &mut *stage,
+            };
             let v = lower(&mut em, node, &args);
             regs.insert(m, v);
-            if let Stage::Args(st) | Stage::Results(st) = &self.stage
+            if let Stage::Args(st) | Stage::Results(st) = &*stage
                 && st.ready > 0
             {
                 ready.insert(m, st.ready);
@@ -593,10 +600,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 self.store_val(cx, si, v, pos, lanes, outer);
             }
         }
-        if let Stage::Args(st) = &self.stage
+        if let Stage::Args(st) = &*stage
             && !st.defer
         {
-            self.flush_arg_stores();
+            self.flush_arg_stores(stage);
         }
     }
 

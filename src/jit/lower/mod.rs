@@ -67,7 +67,6 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
-use staged::Stage;
 use std::collections::HashMap;
 
 /// The module-level function index of each math wrapper (declared as imports).
@@ -188,7 +187,6 @@ pub(super) fn build_function(
         vals: Vec::new(),
         opts: env.opts,
         bases: Vec::new(),
-        stage: Stage::Off,
         scratch: Vec::new(),
         vars: Vec::new(),
     };
@@ -278,12 +276,13 @@ impl Src {
     }
 }
 
-/// The state of lowering one function. Most of it is fixed for the function (the builder, the
-/// plan, the imports) or caches (function references, buffer addresses). The rest describes the
-/// code being emitted (`stage`): it is set only by the function that emits that code
-/// (`staged_segment` for a segment's passes);
-/// everything else reaches the code that needs it as a value (`Cx` with its `Mode`, `RedCx`,
-/// `Pos`, `Outer`, and the [`Em`](emit::Em) the op rules emit through).
+/// The state of lowering one function: what is fixed for the function (the builder, the plan,
+/// the imports), caches (function references, buffer addresses, scratch areas, frontend
+/// variables) and the values behind the current group's `SVal`s. What describes the code being
+/// emitted reaches the code that needs it as a value: the group's [`Cx`](fused::Cx) with its
+/// [`Mode`](fused::Mode) (lanes, vector dtype, fast or slow pass), [`Stage`](staged::Stage) for
+/// the pass of a staged segment, `RedCx`, `Pos`, `Outer`, and the [`Em`](emit::Em) that the op
+/// rules emit through.
 struct Lowerer<'f, 'g> {
     b: FunctionBuilder<'f>,
     g: &'g Graph,
@@ -303,8 +302,6 @@ struct Lowerer<'f, 'g> {
     opts: Opts,
     /// Buffer addresses loaded in the current group.
     bases: Vec<(Loc, Value)>,
-    /// The pass of a staged segment being emitted (see [`Lowerer::staged`]).
-    stage: Stage,
     /// The scratch areas of staged segments (`SEGMENT` elements of 8 bytes each, at most
     /// [`staged::MAX_SCRATCH`], shared by every staged group of the function).
     scratch: Vec<StackSlot>,
