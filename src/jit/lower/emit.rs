@@ -197,9 +197,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 }
 
 /// The [`ScalarEmit`] the op rules of a fused group's members emit through: the lowering
-/// state and the code being emitted.
+/// state and what describes the code being emitted.
 pub(super) struct Em<'a, 'f, 'g> {
     pub(super) lw: &'a mut Lowerer<'f, 'g>,
+    /// The group's pass: its [`Mode`] (lanes, vector dtype, fast or slow pass, the fast pass's
+    /// mask of bad lanes).
     pub(super) cx: &'a Cx<'a>,
     /// The pass of a staged segment being emitted.
     pub(super) stage: &'a mut Stage,

@@ -509,8 +509,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
     }
 
-    /// One iteration of the loop body on `lanes` valid lanes (of `cx.mode.lanes`), accumulating into
-    /// unroll slot `slot`.
+    /// One iteration of the loop body on `lanes` valid lanes (of `cx.mode.lanes`), accumulating
+    /// into unroll slot `slot`, in the pass `stage` of a staged segment (or `Stage::Off`).
     pub(super) fn body(
         &mut self,
         cx: &Cx<'_>,
