@@ -1,6 +1,8 @@
 //! The [`ScalarEmit`] implementation that op rules emit through, in scalar or vector code, and
 //! the helpers it uses (constants, selects, bit casts, math calls).
 
+use super::fused::{Cx, Mode};
+use super::staged::Stage;
 use super::{Lowerer, batch_signature, gemm_signature, little, math_signature, val_ty, vec_ty};
 use crate::ir::DType;
 use crate::jit::vmath;
@@ -21,13 +23,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
     }
 
-    /// The NaN the interpreter produces (`f32::NAN` / `f64::NAN`), in the current code.
-    pub(super) fn nan(&mut self, dt: DType) -> Value {
+    /// The NaN the interpreter produces (`f32::NAN` / `f64::NAN`), in `mode`'s code.
+    pub(super) fn nan(&mut self, mode: Mode, dt: DType) -> Value {
         let s = match dt {
             DType::F32 => self.b.ins().f32const(Ieee32::with_bits(f32::NAN.to_bits())),
             _ => self.b.ins().f64const(Ieee64::with_bits(f64::NAN.to_bits())),
         };
-        self.widen(s, dt)
+        self.widen(mode, s, dt)
     }
 
     /// `if mask { a } else { b }` for scalars (i8 mask) or lanes (integer mask vector).
@@ -160,24 +162,17 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         out
     }
 
-    /// A vector transcendental; the lanes outside its fast range are recorded for the slow
-    /// pass (see [`Lowerer::chunk`]).
-    pub(super) fn vector_call(&mut self, f: MathFn, x: Value) -> Value {
-        let a = vmath::emit(&mut self.b, self.opts.fma, f, x);
-        if let Some(bad) = a.bad {
-            let (var, _) = self.bad.expect("vector code runs in a fast pass");
-            let m = self.b.use_var(var);
-            let m = self.b.ins().bor(m, bad);
-            self.b.def_var(var, m);
-            self.bad = Some((var, true));
-        }
-        a.value
-    }
-
     /// `ops` max/min semantics: NaN if either is NaN (the interpreter's NaN), else the larger
     /// (smaller) one, with `+0 > -0`. Equal values differ at most in the sign of zero, so the
     /// bitwise AND (max) or OR (min) of the two picks the right zero.
-    pub(super) fn max_min(&mut self, dt: DType, x: Value, y: Value, max: bool) -> Value {
+    pub(super) fn max_min(
+        &mut self,
+        mode: Mode,
+        dt: DType,
+        x: Value,
+        y: Value,
+        max: bool,
+    ) -> Value {
         let cc = if max {
             FloatCC::GreaterThan
         } else {
@@ -196,78 +191,111 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let eq = self.b.ins().fcmp(FloatCC::Equal, x, y);
         let r = self.sel(eq, tie, pick);
         let nan = self.b.ins().fcmp(FloatCC::Unordered, x, y);
-        let q = self.nan(dt);
+        let q = self.nan(mode, dt);
         self.sel(nan, q, r)
     }
 }
 
-impl ScalarEmit for Lowerer<'_, '_> {
+/// The [`ScalarEmit`] the op rules of a fused group's members emit through: the lowering
+/// state and what describes the code being emitted.
+pub(super) struct Em<'a, 'f, 'g> {
+    pub(super) lw: &'a mut Lowerer<'f, 'g>,
+    /// The group's pass: its [`Mode`] (lanes, vector dtype, fast or slow pass, the fast pass's
+    /// mask of bad lanes).
+    pub(super) cx: &'a Cx<'a>,
+    /// The pass of a staged segment being emitted.
+    pub(super) stage: &'a mut Stage,
+}
+
+impl Em<'_, '_, '_> {
+    /// A vector transcendental; the lanes outside its fast range are recorded for the slow
+    /// pass (see [`Lowerer::chunk`]).
+    fn vector_call(&mut self, f: MathFn, x: Value) -> Value {
+        let b = &mut self.lw.b;
+        let a = vmath::emit(b, self.lw.opts.fma, f, x);
+        if let Some(bad) = a.bad {
+            let var = self.cx.mode.bad.expect("vector code runs in a fast pass");
+            let m = b.use_var(var);
+            let m = b.ins().bor(m, bad);
+            b.def_var(var, m);
+            self.cx.bad_set.set(true);
+        }
+        a.value
+    }
+}
+
+impl ScalarEmit for Em<'_, '_, '_> {
     fn fconst(&mut self, dtype: DType, x: f64) -> SVal {
         let s = match dtype {
-            DType::Bool => self.b.ins().iconst(types::I8, i64::from(x != 0.0)),
+            DType::Bool => self.lw.b.ins().iconst(types::I8, i64::from(x != 0.0)),
             // Integer groups are never vectorized (see `plan`), so this stays a scalar.
-            DType::I32 => self.b.ins().iconst(types::I32, i64::from(x as i32 as u32)),
-            d => self.float(d, x),
+            DType::I32 => self
+                .lw
+                .b
+                .ins()
+                .iconst(types::I32, i64::from(x as i32 as u32)),
+            d => self.lw.float(d, x),
         };
-        let v = self.widen(s, dtype);
-        self.sval(v, dtype)
+        let v = self.lw.widen(self.cx.mode, s, dtype);
+        self.lw.sval(v, dtype)
     }
 
     fn unary(&mut self, op: FUnary, x: SVal) -> SVal {
-        let (v, dt) = self.vals[x.0 as usize];
+        let (v, dt) = self.lw.vals[x.0 as usize];
         let r = match op {
             // Cranelift lowers a vector `fneg` to three instructions (building the sign mask
             // each time); an XOR with a splat of -0.0 is one, with the mask kept in a
             // register. Same bits, NaN signs included.
-            FUnary::Neg if self.lanes > 1 => {
-                let m = self.float(dt, -0.0);
-                let m = self.b.ins().splat(vec_ty(dt), m);
-                self.b.ins().bxor(v, m)
+            FUnary::Neg if self.cx.mode.lanes > 1 => {
+                let m = self.lw.float(dt, -0.0);
+                let m = self.lw.b.ins().splat(vec_ty(dt), m);
+                self.lw.b.ins().bxor(v, m)
             }
-            FUnary::Neg => self.b.ins().fneg(v),
-            FUnary::Abs => self.b.ins().fabs(v),
-            FUnary::Sqrt => self.b.ins().sqrt(v),
-            FUnary::Floor => self.b.ins().floor(v),
-            FUnary::Ceil => self.b.ins().ceil(v),
-            FUnary::RoundEven => self.b.ins().nearest(v),
+            FUnary::Neg => self.lw.b.ins().fneg(v),
+            FUnary::Abs => self.lw.b.ins().fabs(v),
+            FUnary::Sqrt => self.lw.b.ins().sqrt(v),
+            FUnary::Floor => self.lw.b.ins().floor(v),
+            FUnary::Ceil => self.lw.b.ins().ceil(v),
+            FUnary::RoundEven => self.lw.b.ins().nearest(v),
         };
-        self.sval(r, dt)
+        self.lw.sval(r, dt)
     }
 
     fn binary(&mut self, op: FBinary, a: SVal, b: SVal) -> SVal {
-        let (x, dt) = self.vals[a.0 as usize];
-        let y = self.val(b);
+        let (x, dt) = self.lw.vals[a.0 as usize];
+        let y = self.lw.val(b);
         let r = match op {
-            FBinary::Add => self.b.ins().fadd(x, y),
-            FBinary::Sub => self.b.ins().fsub(x, y),
-            FBinary::Mul => self.b.ins().fmul(x, y),
-            FBinary::Div => self.b.ins().fdiv(x, y),
-            FBinary::Max => self.max_min(dt, x, y, true),
-            FBinary::Min => self.max_min(dt, x, y, false),
+            FBinary::Add => self.lw.b.ins().fadd(x, y),
+            FBinary::Sub => self.lw.b.ins().fsub(x, y),
+            FBinary::Mul => self.lw.b.ins().fmul(x, y),
+            FBinary::Div => self.lw.b.ins().fdiv(x, y),
+            FBinary::Max => self.lw.max_min(self.cx.mode, dt, x, y, true),
+            FBinary::Min => self.lw.max_min(self.cx.mode, dt, x, y, false),
         };
-        self.sval(r, dt)
+        self.lw.sval(r, dt)
     }
 
     fn call(&mut self, f: MathFn, args: &[SVal]) -> SVal {
-        let dt = self.vals[args[0].0 as usize].1;
-        let vs: Vec<Value> = args.iter().map(|&a| self.val(a)).collect();
-        let staged = if self.lanes > 1 {
-            self.staged_call(f, dt, &vs)
+        let dt = self.lw.vals[args[0].0 as usize].1;
+        let vs: Vec<Value> = args.iter().map(|&a| self.lw.val(a)).collect();
+        let staged = if self.cx.mode.lanes > 1 {
+            self.lw.staged_call(self.stage, f, dt, &vs)
         } else {
             None
         };
         let v = if let Some(v) = staged {
             v
-        } else if self.lanes == 1 {
-            let r = self.math_ref(f, dt);
-            let inst = self.b.ins().call(r, &vs);
-            self.b.inst_results(inst)[0]
-        } else if self.opts.exact || self.slow || !vmath::supported(f, self.opts.fma) {
-            self.lanewise(f, dt, &vs)
+        } else if self.cx.mode.lanes == 1 {
+            let r = self.lw.math_ref(f, dt);
+            let inst = self.lw.b.ins().call(r, &vs);
+            self.lw.b.inst_results(inst)[0]
+        } else if self.lw.opts.exact || self.cx.mode.slow || !vmath::supported(f, self.lw.opts.fma)
+        {
+            self.lw.lanewise(f, dt, &vs)
         } else {
             self.vector_call(f, vs[0])
         };
-        self.sval(v, dt)
+        self.lw.sval(v, dt)
     }
 
     fn compare(&mut self, cmp: Cmp, a: SVal, b: SVal) -> SVal {
@@ -280,7 +308,7 @@ impl ScalarEmit for Lowerer<'_, '_> {
             // Unordered or unequal: true when either is NaN, like Rust's `!=`.
             Cmp::Ne => FloatCC::NotEqual,
         };
-        let (x, y) = (self.val(a), self.val(b));
+        let (x, y) = (self.lw.val(a), self.lw.val(b));
         let r = if self.dtype(a) == DType::I32 {
             let icc = match cmp {
                 Cmp::Lt => IntCC::SignedLessThan,
@@ -290,54 +318,54 @@ impl ScalarEmit for Lowerer<'_, '_> {
                 Cmp::Eq => IntCC::Equal,
                 Cmp::Ne => IntCC::NotEqual,
             };
-            self.b.ins().icmp(icc, x, y)
+            self.lw.b.ins().icmp(icc, x, y)
         } else {
-            self.b.ins().fcmp(cc, x, y)
+            self.lw.b.ins().fcmp(cc, x, y)
         };
-        self.sval(r, DType::Bool)
+        self.lw.sval(r, DType::Bool)
     }
 
     fn select(&mut self, c: SVal, a: SVal, b: SVal) -> SVal {
-        let (x, dt) = self.vals[a.0 as usize];
-        let (c, y) = (self.val(c), self.val(b));
-        let r = self.sel(c, x, y);
-        self.sval(r, dt)
+        let (x, dt) = self.lw.vals[a.0 as usize];
+        let (c, y) = (self.lw.val(c), self.lw.val(b));
+        let r = self.lw.sel(c, x, y);
+        self.lw.sval(r, dt)
     }
 
     fn cast(&mut self, x: SVal, to: DType) -> SVal {
-        let (v, from) = self.vals[x.0 as usize];
+        let (v, from) = self.lw.vals[x.0 as usize];
         let r = match (from, to) {
             (a, b) if a == b => v,
-            (DType::Bool, f) if self.lanes > 1 => {
+            (DType::Bool, f) if self.cx.mode.lanes > 1 => {
                 // All-ones lanes AND the bits of 1.0.
-                let one = self.float(f, 1.0);
-                let one = self.b.ins().splat(vec_ty(f), one);
-                let ob = self.as_int(one);
-                let m = self.b.ins().band(v, ob);
-                self.as_float(m, vec_ty(f))
+                let one = self.lw.float(f, 1.0);
+                let one = self.lw.b.ins().splat(vec_ty(f), one);
+                let ob = self.lw.as_int(one);
+                let m = self.lw.b.ins().band(v, ob);
+                self.lw.as_float(m, vec_ty(f))
             }
             // `i32` values only occur in scalar code (integer groups are never vectorized).
-            (DType::I32, f) => self.b.ins().fcvt_from_sint(val_ty(f), v),
+            (DType::I32, f) => self.lw.b.ins().fcvt_from_sint(val_ty(f), v),
             // Saturating, NaN to 0: Rust's `as`, which the interpreter uses.
-            (f, DType::I32) if f.is_float() => self.b.ins().fcvt_to_sint_sat(types::I32, v),
-            (DType::Bool, DType::I32) => self.b.ins().uextend(types::I32, v),
-            (DType::F64, DType::F32) => self.b.ins().fdemote(types::F32, v),
-            (DType::F32, DType::F64) => self.b.ins().fpromote(types::F64, v),
+            (f, DType::I32) if f.is_float() => self.lw.b.ins().fcvt_to_sint_sat(types::I32, v),
+            (DType::Bool, DType::I32) => self.lw.b.ins().uextend(types::I32, v),
+            (DType::F64, DType::F32) => self.lw.b.ins().fdemote(types::F32, v),
+            (DType::F32, DType::F64) => self.lw.b.ins().fpromote(types::F64, v),
             (DType::Bool, f) if f.is_float() => {
-                let w = self.b.ins().uextend(types::I32, v);
-                self.b.ins().fcvt_from_sint(val_ty(f), w)
+                let w = self.lw.b.ins().uextend(types::I32, v);
+                self.lw.b.ins().fcvt_from_sint(val_ty(f), w)
             }
             (f, DType::Bool) => {
                 // Not produced by the shape rules (cast targets are floats); nonzero is true.
-                let z = self.float(f, 0.0);
-                self.b.ins().fcmp(FloatCC::NotEqual, v, z)
+                let z = self.lw.float(f, 0.0);
+                self.lw.b.ins().fcmp(FloatCC::NotEqual, v, z)
             }
             _ => unreachable!("all dtype pairs covered"),
         };
-        self.sval(r, to)
+        self.lw.sval(r, to)
     }
 
     fn dtype(&self, x: SVal) -> DType {
-        self.vals[x.0 as usize].1
+        self.lw.vals[x.0 as usize].1
     }
 }

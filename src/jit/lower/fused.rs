@@ -1,6 +1,7 @@
 //! Fused nests: the loop nest of a fused group, its chunks, the fast and slow passes of vector
 //! code, the innermost vector loops, and the loop body (loads, member rules, stores).
 
+use super::emit::Em;
 use super::loops::Bound;
 use super::reduce::RedCx;
 use super::staged::{STORE_GROUP, Stage, StageState};
@@ -11,13 +12,15 @@ use crate::jit::plan::Fused;
 use crate::ops::{self, SVal};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use cranelift_frontend::Variable;
+use std::cell::Cell;
 use std::collections::HashMap;
 
 /// A fused group's code-generation state.
 pub(super) struct Cx<'p> {
     pub(super) f: &'p Fused,
-    /// Lanes (1: scalar).
-    pub(super) w: usize,
+    /// The code the group's values are computed in.
+    pub(super) mode: Mode,
     /// Unroll factor.
     pub(super) u: usize,
     pub(super) leaf_src: Vec<Src>,
@@ -30,6 +33,32 @@ pub(super) struct Cx<'p> {
     pub(super) staged: bool,
     /// The chunk being emitted (chunk functions only).
     pub(super) chunk: Option<Value>,
+    /// A vector transcendental of this pass updated `mode.bad`.
+    pub(super) bad_set: Cell<bool>,
+}
+
+/// The code being emitted: scalar or vector, and of which float dtype.
+#[derive(Clone, Copy)]
+pub(super) struct Mode {
+    /// Lanes of the values (1: scalar code).
+    pub(super) lanes: usize,
+    /// The float dtype of vector code.
+    pub(super) vdt: DType,
+    /// The slow pass of vector code: vector transcendentals call libm on every lane.
+    pub(super) slow: bool,
+    /// The fast pass of vector code: the mask of lanes its vector transcendentals could not
+    /// compute (see [`Lowerer::chunk`]).
+    pub(super) bad: Option<Variable>,
+}
+
+impl Mode {
+    /// The vector type holding `dt` values in vector code.
+    pub(super) fn lane_ty(self, dt: DType) -> Type {
+        match dt {
+            DType::Bool => mask_ty(self.vdt),
+            d => vec_ty(d),
+        }
+    }
 }
 
 /// Where in the innermost loop a body runs: element index `idx + extra` (`idx` absent: 0).
@@ -39,11 +68,13 @@ pub(super) struct Pos {
     pub(super) extra: i64,
 }
 
-/// Byte offsets contributed by the outer loop indices, per access.
+/// What the outer loop indices fix for an innermost loop: the byte offsets they contribute,
+/// per access, and the leaves constant along the innermost dimension (loaded once).
 pub(super) struct Outer {
     pub(super) leaves: Vec<Option<Value>>,
     pub(super) stores: Vec<Option<Value>>,
     pub(super) reds: Vec<Option<Value>>,
+    pub(super) hoisted: Vec<Option<SVal>>,
 }
 
 impl<'f, 'g> Lowerer<'f, 'g> {
@@ -69,8 +100,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             Some(dt) => (16 / dt.size_bytes(), dt),
             None => (1, DType::F64),
         };
-        self.lanes = w;
-        self.vdt = vdt;
         // Unrolling hides the latency of cheap bodies and of reduction accumulators; a body
         // with transcendentals has enough independent work already, and more copies of it
         // only spill.
@@ -81,7 +110,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         };
         let mut cx = Cx {
             f,
-            w,
+            mode: Mode {
+                lanes: w,
+                vdt,
+                slow: false,
+                bad: None,
+            },
+            bad_set: Cell::new(false),
             u,
             leaf_src: Vec::new(),
             leaf_of: HashMap::new(),
@@ -146,15 +181,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             cx.red_of.insert(r.node, i);
         }
         match chunks {
-            None => self.chunk(&cx, None),
+            None => self.chunk(cx, None),
             Some((lo, hi)) => {
                 let l = self.loop_begin(Bound::V(lo), Bound::V(hi));
                 cx.chunk = Some(l.i);
-                self.chunk(&cx, Some(l.i));
+                self.chunk(cx, Some(l.i));
                 self.loop_end(l);
             }
         }
-        self.lanes = 1;
     }
 
     /// One chunk of a fused group (`chunk` absent: the whole group, as one chunk). In vector
@@ -162,20 +196,27 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     /// range, the chunk runs again with libm on every lane (no call inside the fast loops, so
     /// nothing there is spilled around calls). The plan keeps such groups from working in
     /// place, so the second pass reads the same operands.
-    pub(super) fn chunk(&mut self, cx: &Cx<'_>, chunk: Option<Value>) {
-        if self.lanes == 1 || self.opts.exact {
-            self.chunk_pass(cx, chunk);
+    pub(super) fn chunk(&mut self, cx: Cx<'_>, chunk: Option<Value>) {
+        if cx.mode.lanes == 1 || self.opts.exact {
+            self.chunk_pass(&cx, chunk);
             return;
         }
-        let var = self.var(mask_ty(self.vdt));
-        let z = self.b.ins().iconst(mask_ty(self.vdt).lane_type(), 0);
-        let z = self.b.ins().splat(mask_ty(self.vdt), z);
+        let mt = mask_ty(cx.mode.vdt);
+        let var = self.var(mt);
+        let z = self.b.ins().iconst(mt.lane_type(), 0);
+        let z = self.b.ins().splat(mt, z);
         self.b.def_var(var, z);
-        self.bad = Some((var, false));
-        self.chunk_pass(cx, chunk);
-        let Some((var, true)) = self.bad.take() else {
-            return;
+        let cx = Cx {
+            mode: Mode {
+                bad: Some(var),
+                ..cx.mode
+            },
+            ..cx
         };
+        self.chunk_pass(&cx, chunk);
+        if !cx.bad_set.get() {
+            return;
+        }
         let m = self.b.use_var(var);
         let any = self.b.ins().vany_true(m);
         let slow = self.b.create_block();
@@ -184,9 +225,15 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.b.ins().brif(any, slow, &[], done, &[]);
         self.b.seal_block(slow);
         self.b.switch_to_block(slow);
-        self.slow = true;
-        self.chunk_pass(cx, chunk);
-        self.slow = false;
+        let cx = Cx {
+            mode: Mode {
+                slow: true,
+                bad: None,
+                ..cx.mode
+            },
+            ..cx
+        };
+        self.chunk_pass(&cx, chunk);
         self.b.ins().jump(done, &[]);
         self.b.seal_block(done);
         self.b.switch_to_block(done);
@@ -216,14 +263,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 self.fill_outputs(cx, r, chunk, row_lo, row_hi, false);
             }
             if r.register == Some(None) {
-                self.red_init(r, chunk, None);
+                self.red_init(cx.mode, r, chunk, None);
             }
         }
         if d == 0 {
             let outer = self.outer(cx, &[]);
-            let none = vec![None; f.leaves.len()];
             self.body(
                 cx,
+                &mut Stage::Off,
                 Pos {
                     idx: None,
                     extra: 0,
@@ -231,7 +278,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 1,
                 0,
                 &outer,
-                &none,
             );
         } else if d == 1 {
             match chunk {
@@ -269,7 +315,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
         for r in &cx.red {
             if r.register == Some(None) {
-                self.red_finish(r, chunk, &[]);
+                self.red_finish(cx.mode, r, chunk, &[]);
             }
             if (r.register.is_none() || r.across) && r.op == Op::ReduceMean && !r.partial {
                 self.fill_outputs(cx, r, chunk, row_lo, row_hi, true);
@@ -290,7 +336,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let d = f.dims.len();
         for r in &cx.red {
             if r.register == Some(Some(k - 1)) {
-                self.red_init(r, chunk, Some(idx));
+                self.red_init(cx.mode, r, chunk, Some(idx));
             }
         }
         if k == d - 1 {
@@ -304,7 +350,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         }
         for r in &cx.red {
             if r.register == Some(Some(k - 1)) {
-                self.red_finish(r, chunk, idx);
+                self.red_finish(cx.mode, r, chunk, idx);
             }
         }
     }
@@ -336,12 +382,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             leaves,
             stores,
             reds,
+            hoisted: vec![None; f.leaves.len()],
         }
     }
 
     /// The innermost loop: `len` elements from `start`.
     pub(super) fn inner(&mut self, cx: &Cx<'_>, idx: &[Value], start: Bound, len: usize) {
-        let outer = self.outer(cx, idx);
+        let mut outer = self.outer(cx, idx);
         let d = cx.f.dims.len();
         // Operands constant along the innermost dimension are loaded once.
         let mut hoisted: Vec<Option<SVal>> = vec![None; cx.f.leaves.len()];
@@ -351,14 +398,15 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     idx: None,
                     extra: 0,
                 };
-                hoisted[li] = Some(self.load_leaf(cx, li, p, cx.w, &outer));
+                hoisted[li] = Some(self.load_leaf(cx, li, p, cx.mode.lanes, &outer));
             }
         }
+        outer.hoisted = hoisted;
         let start_v = match start {
             Bound::C(0) => None,
             b => Some(self.bound(b)),
         };
-        if cx.w == 1 {
+        if cx.mode.lanes == 1 {
             let l = self.loop_begin(Bound::C(0), Bound::C(len as i64));
             let i = match start_v {
                 Some(s) => self.b.ins().iadd(s, l.i),
@@ -366,6 +414,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             };
             self.body(
                 cx,
+                &mut Stage::Off,
                 Pos {
                     idx: Some(i),
                     extra: 0,
@@ -373,22 +422,21 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 1,
                 0,
                 &outer,
-                &hoisted,
             );
             self.loop_end(l);
             return;
         }
-        if cx.staged && !self.slow && len >= batch::SEGMENT {
-            self.staged(cx, &outer, &hoisted, start_v, len);
+        if cx.staged && !cx.mode.slow && len >= batch::SEGMENT {
+            self.staged(cx, &outer, start_v, len);
         } else {
             // Unrolling a loop that would run at most once only multiplies the code; without
             // reductions the unroll slots change nothing but the code's shape.
-            let copies = if cx.red.is_empty() && len < 2 * cx.w * cx.u {
+            let copies = if cx.red.is_empty() && len < 2 * cx.mode.lanes * cx.u {
                 1
             } else {
                 cx.u
             };
-            self.vector_loops(cx, &outer, &hoisted, start_v, len, copies);
+            self.vector_loops(cx, &mut Stage::Off, &outer, start_v, len, copies);
         }
     }
 
@@ -398,13 +446,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     pub(super) fn vector_loops(
         &mut self,
         cx: &Cx<'_>,
+        stage: &mut Stage,
         outer: &Outer,
-        hoisted: &[Option<SVal>],
         start_v: Option<Value>,
         len: usize,
         copies: usize,
     ) {
-        let (w, u) = (cx.w, copies);
+        let (w, u) = (cx.mode.lanes, copies);
         let step = w * u;
         let main = len / step;
         let rest = (len % step) / w;
@@ -421,12 +469,12 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     idx: Some(i),
                     extra: (j * w) as i64,
                 };
-                if let Stage::Args(st) = &mut self.stage {
+                if let Stage::Args(st) = &mut *stage {
                     st.defer = true;
                 }
-                self.body(cx, p, w, j % cx.u, outer, hoisted);
+                self.body(cx, stage, p, w, j % cx.u, outer);
                 if (j + 1) % STORE_GROUP == 0 || j + 1 == u {
-                    self.flush_arg_stores();
+                    self.flush_arg_stores(stage);
                 }
             }
             self.loop_end(l);
@@ -437,7 +485,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: start_v,
                 extra: done,
             };
-            self.body(cx, p, w, 0, outer, hoisted);
+            self.body(cx, stage, p, w, 0, outer);
         } else if rest > 1 {
             let l = self.loop_begin(Bound::C(0), Bound::C(rest as i64));
             let i = self.b.ins().imul_imm_s(l.i, w as i64);
@@ -449,7 +497,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: Some(i),
                 extra: done,
             };
-            self.body(cx, p, w, 0, outer, hoisted);
+            self.body(cx, stage, p, w, 0, outer);
             self.loop_end(l);
         }
         if tail > 0 {
@@ -457,40 +505,40 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: start_v,
                 extra: (len - tail) as i64,
             };
-            self.body(cx, p, tail, 0, outer, hoisted);
+            self.body(cx, stage, p, tail, 0, outer);
         }
     }
 
-    /// One iteration of the loop body on `lanes` valid lanes (of `cx.w`), accumulating into
-    /// unroll slot `slot`.
+    /// One iteration of the loop body on `lanes` valid lanes (of `cx.mode.lanes`), accumulating
+    /// into unroll slot `slot`, in the pass `stage` of a staged segment (or `Stage::Off`).
     pub(super) fn body(
         &mut self,
         cx: &Cx<'_>,
+        stage: &mut Stage,
         pos: Pos,
         lanes: usize,
         slot: usize,
         outer: &Outer,
-        hoisted: &[Option<SVal>],
     ) {
         let g = self.g;
-        let mut loaded: Vec<Option<SVal>> = hoisted.to_vec();
+        let mut loaded: Vec<Option<SVal>> = outer.hoisted.clone();
         let mut regs: HashMap<NodeId, SVal> = HashMap::with_capacity(cx.f.members.len());
         let mut args: Vec<SVal> = Vec::with_capacity(3);
         // Staged segment: this iteration's byte offset into the scratch areas; in the first
         // pass, the members whose value depends on a call's (not yet computed) result.
-        let first_pass = matches!(self.stage, Stage::Args(_));
+        let first_pass = matches!(*stage, Stage::Args(_));
         // Staged segment: the first pass each member's value is real in (absent: 0).
         let mut ready: HashMap<NodeId, usize> = HashMap::new();
         if let Stage::Args(StageState { start, .. }) | Stage::Results(StageState { start, .. }) =
-            &self.stage
+            &*stage
         {
             let start = start.expect("staged segments have a start");
             let idx = pos.idx.expect("staged loops have a start");
-            let size = self.vdt.size_bytes() as i64;
+            let size = cx.mode.vdt.size_bytes() as i64;
             let d = self.b.ins().isub(idx, start);
             let d = self.b.ins().imul_imm_s(d, size);
             let d = self.b.ins().iadd_imm_s(d, pos.extra * size);
-            if let Stage::Args(st) | Stage::Results(st) = &mut self.stage {
+            if let Stage::Args(st) | Stage::Results(st) = &mut *stage {
                 st.offset = Some(d);
                 st.calls = 0;
             }
@@ -524,7 +572,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             let lower = ops::rules(node.op)
                 .lower
                 .expect("plan invariant: fused non-reductions are elementwise");
-            if let Stage::Args(st) | Stage::Results(st) = &mut self.stage {
+            if let Stage::Args(st) | Stage::Results(st) = &mut *stage {
                 let r = node
                     .inputs
                     .iter()
@@ -533,9 +581,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 st.ready = st.input_ready;
                 st.called = false;
             }
-            let v = lower(self, node, &args);
+            let mut em = Em {
+                lw: self,
+                cx,
+                stage: &mut *stage,
+            };
+            let v = lower(&mut em, node, &args);
             regs.insert(m, v);
-            if let Stage::Args(st) | Stage::Results(st) = &self.stage
+            if let Stage::Args(st) | Stage::Results(st) = &*stage
                 && st.ready > 0
             {
                 ready.insert(m, st.ready);
@@ -547,10 +600,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 self.store_val(cx, si, v, pos, lanes, outer);
             }
         }
-        if let Stage::Args(st) = &self.stage
+        if let Stage::Args(st) = &*stage
             && !st.defer
         {
-            self.flush_arg_stores();
+            self.flush_arg_stores(stage);
         }
     }
 
@@ -566,18 +619,19 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let dt = self.g.ty(*x).dtype;
         let d = cx.f.dims.len();
         let st = if d == 0 { 0 } else { a.strides[d - 1] };
-        let w = self.lanes;
+        let mode = cx.mode;
+        let w = mode.lanes;
         let v = match cx.leaf_src[li] {
             Src::Splat(bits) => {
                 let s = self.constant(val_ty(dt), bits);
-                self.widen(s, dt)
+                self.widen(mode, s, dt)
             }
             Src::Mem(base, off) => {
                 let size = dt.size_bytes() as i64;
                 if w == 1 || st == 0 {
                     let (dy, c) = self.at(outer.leaves[li], pos, 0, st);
                     let s = self.load_at(val_ty(dt), base, dy, off + c);
-                    self.widen(s, dt)
+                    self.widen(mode, s, dt)
                 } else if st == size && dt.is_float() && lanes == w {
                     let (dy, c) = self.at(outer.leaves[li], pos, 0, st);
                     let (p, o) = self.addr(base, dy, off + c);
@@ -587,12 +641,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     for lane in 0..lanes {
                         let (dy, c) = self.at(outer.leaves[li], pos, lane as i64, st);
                         let s = self.load_at(val_ty(dt), base, dy, off + c);
-                        let s = self.lane_value(s, dt);
+                        let s = self.lane_value(mode, s, dt);
                         v = Some(match v {
-                            None => {
-                                let t = self.lane_ty(dt);
-                                self.b.ins().splat(t, s)
-                            }
+                            None => self.b.ins().splat(mode.lane_ty(dt), s),
                             Some(v) => self.b.ins().insertlane(v, s, lane as u8),
                         });
                     }
@@ -603,32 +654,23 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.sval(v, dt)
     }
 
-    /// The vector type holding `dt` values in vector code.
-    pub(super) fn lane_ty(&self, dt: DType) -> Type {
-        match dt {
-            DType::Bool => mask_ty(self.vdt),
-            d => vec_ty(d),
-        }
-    }
-
     /// A scalar element as a lane value (bool 0/1 → an all-zeros/all-ones integer lane).
-    pub(super) fn lane_value(&mut self, s: Value, dt: DType) -> Value {
+    pub(super) fn lane_value(&mut self, mode: Mode, s: Value, dt: DType) -> Value {
         if dt != DType::Bool {
             return s;
         }
-        let it = mask_ty(self.vdt).lane_type();
+        let it = mask_ty(mode.vdt).lane_type();
         let e = self.b.ins().uextend(it, s);
         self.b.ins().ineg(e)
     }
 
-    /// A scalar element as a value of the current code (splat in vector code).
-    pub(super) fn widen(&mut self, s: Value, dt: DType) -> Value {
-        if self.lanes == 1 {
+    /// A scalar element as a value of `mode`'s code (splat in vector code).
+    pub(super) fn widen(&mut self, mode: Mode, s: Value, dt: DType) -> Value {
+        if mode.lanes == 1 {
             return s;
         }
-        let l = self.lane_value(s, dt);
-        let t = self.lane_ty(dt);
-        self.b.ins().splat(t, l)
+        let l = self.lane_value(mode, s, dt);
+        self.b.ins().splat(mode.lane_ty(dt), l)
     }
 
     pub(super) fn store_val(
@@ -648,11 +690,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             unreachable!("plan invariant: stored values live in memory")
         };
         let v = self.val(v);
-        if self.lanes == 1 {
+        if cx.mode.lanes == 1 {
             let (dy, c) = self.at(outer.stores[si], pos, 0, st);
             let (p, o) = self.addr(base, dy, off + c);
             self.b.ins().store(mem(), v, p, o);
-        } else if dt.is_float() && lanes == self.lanes && st == dt.size_bytes() as i64 {
+        } else if dt.is_float() && lanes == cx.mode.lanes && st == dt.size_bytes() as i64 {
             let (dy, c) = self.at(outer.stores[si], pos, 0, st);
             let (p, o) = self.addr(base, dy, off + c);
             self.b.ins().store(vmem(), v, p, o);

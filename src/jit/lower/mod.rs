@@ -67,7 +67,6 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
-use staged::Stage;
 use std::collections::HashMap;
 
 /// The module-level function index of each math wrapper (declared as imports).
@@ -187,12 +186,7 @@ pub(super) fn build_function(
         gemm_refs: HashMap::new(),
         vals: Vec::new(),
         opts: env.opts,
-        lanes: 1,
-        vdt: DType::F64,
         bases: Vec::new(),
-        slow: false,
-        bad: None,
-        stage: Stage::Off,
         scratch: Vec::new(),
         vars: Vec::new(),
     };
@@ -282,14 +276,13 @@ impl Src {
     }
 }
 
-/// The state of lowering one function. Most of it is fixed for the function (the builder, the
-/// plan, the imports) or caches (function references, buffer addresses). The rest describes the
-/// code being emitted (`lanes`, `vdt`, `slow`, `bad`, `stage`): the op rules emit through
-/// [`ScalarEmit`](crate::ops::ScalarEmit), whose methods take no context, so what they need to
-/// know lives here. Each is set only by the function that emits that code (`fused` and the
-/// scalar `combine` for a group's lanes, `chunk` for its fast and slow passes, `staged_segment`
-/// for a segment's passes); everything else reaches the code that needs it as a value (`Cx`, `RedCx`,
-/// `Pos`, `Outer`).
+/// The state of lowering one function: what is fixed for the function (the builder, the plan,
+/// the imports), caches (function references, buffer addresses, scratch areas, frontend
+/// variables) and the values behind the current group's `SVal`s. What describes the code being
+/// emitted reaches the code that needs it as a value: the group's [`Cx`](fused::Cx) with its
+/// [`Mode`](fused::Mode) (lanes, vector dtype, fast or slow pass), [`Stage`](staged::Stage) for
+/// the pass of a staged segment, `RedCx`, `Pos`, `Outer`, and the [`Em`](emit::Em) that the op
+/// rules emit through.
 struct Lowerer<'f, 'g> {
     b: FunctionBuilder<'f>,
     g: &'g Graph,
@@ -307,19 +300,8 @@ struct Lowerer<'f, 'g> {
     /// The values behind the [`SVal`](crate::ops::SVal)s of the group being lowered.
     vals: Vec<(Value, DType)>,
     opts: Opts,
-    /// Lanes of the values being emitted (1: scalar code).
-    lanes: usize,
-    /// The float dtype of vector code.
-    vdt: DType,
     /// Buffer addresses loaded in the current group.
     bases: Vec<(Loc, Value)>,
-    /// Emitting the slow pass: vector transcendentals call libm on every lane.
-    slow: bool,
-    /// The fast pass's mask of lanes its vector transcendentals could not compute, and
-    /// whether any transcendental updated it.
-    bad: Option<(Variable, bool)>,
-    /// The pass of a staged segment being emitted (see [`Lowerer::staged`]).
-    stage: Stage,
     /// The scratch areas of staged segments (`SEGMENT` elements of 8 bytes each, at most
     /// [`staged::MAX_SCRATCH`], shared by every staged group of the function).
     scratch: Vec<StackSlot>,

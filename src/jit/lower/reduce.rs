@@ -1,7 +1,7 @@
 //! Reductions: accumulators in registers or memory, their fixed folding order, the fills and
 //! divisions of outputs, and the fold of per-chunk partial results.
 
-use super::fused::{Cx, Outer, Pos};
+use super::fused::{Cx, Mode, Outer, Pos};
 use super::loops::Bound;
 use super::{Lowerer, Src, mask_ty, mem, val_ty, vec_ty, vmem};
 use crate::ir::{DType, Op};
@@ -121,8 +121,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 
     /// Initializes the accumulators of register reduction `r` (at the start of the loop level
     /// whose counters are `idx`, or of the chunk).
-    pub(super) fn red_init(&mut self, r: &RedCx, chunk: Option<Value>, idx: Option<&[Value]>) {
-        if self.sequential() && r.across {
+    pub(super) fn red_init(
+        &mut self,
+        mode: Mode,
+        r: &RedCx,
+        chunk: Option<Value>,
+        idx: Option<&[Value]>,
+    ) {
+        if self.sequential(mode) && r.across {
             // Sequential accumulation continues from the partial sum in memory.
             let (target, chunk_off) = self.red_target(r, chunk);
             let o = self.offset(idx.unwrap_or(&[]), &r.st);
@@ -132,7 +138,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             return;
         }
         let id = self.identity(r);
-        let v = if r.vars.len() > 1 || (self.lanes > 1 && !self.opts.exact) {
+        let v = if r.vars.len() > 1 || (mode.lanes > 1 && !self.opts.exact) {
             self.b.ins().splat(vec_ty(r.dt), id)
         } else {
             id
@@ -143,7 +149,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// Folds the accumulators of register reduction `r` and writes the result.
-    pub(super) fn red_finish(&mut self, r: &RedCx, chunk: Option<Value>, idx: &[Value]) {
+    pub(super) fn red_finish(
+        &mut self,
+        mode: Mode,
+        r: &RedCx,
+        chunk: Option<Value>,
+        idx: &[Value],
+    ) {
         let accs: Vec<Value> = r.vars.iter().map(|&v| self.b.use_var(v)).collect();
         // Slots pairwise, then lanes pairwise: a fixed order.
         let mut level = accs;
@@ -172,7 +184,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let (target, chunk_off) = self.red_target(r, chunk);
         let o = self.offset(idx, &r.st);
         let o = self.add_off(chunk_off, o);
-        if r.across && !self.sequential() {
+        if r.across && !self.sequential(mode) {
             let m = self.load(target, val_ty(r.dt), o);
             v = self.fold(r, m, v);
         } else if !r.across && !r.partial && r.op == Op::ReduceMean {
@@ -196,9 +208,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     ) {
         let r = &cx.red[ri];
         let v = self.val(x);
-        let w = self.lanes;
+        let mode = cx.mode;
+        let w = mode.lanes;
         if r.register.is_some() {
-            if self.sequential() {
+            if self.sequential(mode) {
                 // One scalar accumulator, lanes in element order.
                 let mut acc = self.b.use_var(r.vars[0]);
                 for lane in 0..lanes {
@@ -257,8 +270,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 
     /// Register reductions accumulate one scalar, element by element (scalar code, or
     /// `exact_math`), which is the interpreter's order.
-    pub(super) fn sequential(&self) -> bool {
-        self.lanes == 1 || self.opts.exact
+    pub(super) fn sequential(&self, mode: Mode) -> bool {
+        mode.lanes == 1 || self.opts.exact
     }
 
     /// A lane mask with the first `lanes` lanes set.
@@ -283,7 +296,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let Group::Fused(f) = &self.plan.groups[gi as usize] else {
             unreachable!("only fused groups have partial results")
         };
-        self.lanes = 1;
         for red in &f.reductions {
             let Some(off) = red.partials else { continue };
             let node = self.g.node(red.node);

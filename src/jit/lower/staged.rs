@@ -7,7 +7,7 @@ use super::{Lowerer, vmem};
 use crate::ir::DType;
 use crate::jit::batch;
 use crate::jit::plan::Fused;
-use crate::ops::{MathFn, SVal};
+use crate::ops::MathFn;
 use cranelift_codegen::ir::{InstBuilder, StackSlot, StackSlotData, StackSlotKind, Value, types};
 
 /// Bodies per iteration of a staged pass: 8 for groups of at most 32 members, 4 up to 48,
@@ -104,7 +104,6 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         &mut self,
         cx: &Cx<'_>,
         outer: &Outer,
-        hoisted: &[Option<SVal>],
         start_v: Option<Value>,
         len: usize,
     ) {
@@ -116,7 +115,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             Some(s) => self.b.ins().iadd(s, off),
             None => off,
         };
-        self.staged_segment(cx, outer, hoisted, s, batch::SEGMENT);
+        self.staged_segment(cx, outer, s, batch::SEGMENT);
         self.loop_end(l);
         if rest > 0 {
             let done = (full * batch::SEGMENT) as i64;
@@ -124,34 +123,27 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 Some(s) => self.b.ins().iadd_imm_s(s, done),
                 None => self.b.ins().iconst(types::I64, done),
             };
-            self.staged_segment(cx, outer, hoisted, s, rest);
+            self.staged_segment(cx, outer, s, rest);
         }
     }
 
     /// All passes of one staged segment of `len <= CHUNK` elements from `start`: an argument
     /// pass and the helper calls per round of batched calls, then the last pass.
-    pub(super) fn staged_segment(
-        &mut self,
-        cx: &Cx<'_>,
-        outer: &Outer,
-        hoisted: &[Option<SVal>],
-        start: Value,
-        len: usize,
-    ) {
+    pub(super) fn staged_segment(&mut self, cx: &Cx<'_>, outer: &Outer, start: Value, len: usize) {
         // Whole vectors: the padding lanes of a partial last vector repeat lane 0, so they
         // hold valid arguments too.
-        let count = len.div_ceil(cx.w) * cx.w;
+        let count = len.div_ceil(cx.mode.lanes) * cx.mode.lanes;
         let mut batched = Vec::new();
         let mut pass = 0;
         loop {
-            self.stage = Stage::Args(StageState {
+            let mut stage = Stage::Args(StageState {
                 start: Some(start),
                 pass,
                 batched: std::mem::take(&mut batched),
                 ..StageState::default()
             });
-            self.vector_loops(cx, outer, hoisted, Some(start), len, staged_copies(cx.f));
-            let Stage::Args(st) = std::mem::replace(&mut self.stage, Stage::Off) else {
+            self.vector_loops(cx, &mut stage, outer, Some(start), len, staged_copies(cx.f));
+            let Stage::Args(st) = stage else {
                 unreachable!("an argument pass ends in its own stage")
             };
             batched = st.batched;
@@ -166,13 +158,12 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 break;
             }
         }
-        self.stage = Stage::Results(StageState {
+        let mut stage = Stage::Results(StageState {
             start: Some(start),
             batched,
             ..StageState::default()
         });
-        self.vector_loops(cx, outer, hoisted, Some(start), len, staged_copies(cx.f));
-        self.stage = Stage::Off;
+        self.vector_loops(cx, &mut stage, outer, Some(start), len, staged_copies(cx.f));
     }
 
     /// Scratch area `k`.
@@ -191,8 +182,14 @@ impl<'f, 'g> Lowerer<'f, 'g> {
 
     /// In a staged segment, call `f` (on vector `x` of `dt`) as the current pass does it:
     /// `None` if the call is computed in the loop.
-    pub(super) fn staged_call(&mut self, f: MathFn, dt: DType, args: &[Value]) -> Option<Value> {
-        let (last, st) = match &mut self.stage {
+    pub(super) fn staged_call(
+        &mut self,
+        stage: &mut Stage,
+        f: MathFn,
+        dt: DType,
+        args: &[Value],
+    ) -> Option<Value> {
+        let (last, st) = match stage {
             Stage::Off => return None,
             Stage::Args(st) => (false, st),
             Stage::Results(st) => (true, st),
@@ -231,9 +228,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let base = self.b.ins().stack_addr(self.ptr, slot, 0);
         let p = self.b.ins().iadd(base, off);
         if first {
-            if let Stage::Args(st) = &mut self.stage {
-                st.pending.push((area, p, args[0]));
-            }
+            st.pending.push((area, p, args[0]));
             Some(args[0])
         } else {
             let ty = self.b.func.dfg.value_type(args[0]);
@@ -242,8 +237,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// Emits an argument pass's pending stores, area by area (see `StageState::pending`).
-    pub(super) fn flush_arg_stores(&mut self) {
-        let Stage::Args(st) = &mut self.stage else {
+    pub(super) fn flush_arg_stores(&mut self, stage: &mut Stage) {
+        let Stage::Args(st) = stage else {
             return;
         };
         st.defer = false;
