@@ -330,10 +330,10 @@ fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + s.ln()
 }
 
-#[test]
-fn gmm_objective_and_gradient_against_scalar_loops() {
-    let (d, k, n) = (3, 2, 4);
-    let mut g = Lcg(3);
+/// A random gmm case: data `x` (`n×d`, in [-1, 1)), packed parameters `p` (alpha, mu, q, l)
+/// and the eval's input message for them.
+fn gmm_case(d: usize, k: usize, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>, Json) {
+    let mut g = Lcg(seed);
     let x: Vec<f64> = g.vec(n * d).iter().map(|v| 2.0 * v - 1.0).collect();
     let p: Vec<f64> = g.vec(k + 3 * k * d).iter().map(|v| v - 0.5).collect();
     let (alpha, rest) = p.split_at(k);
@@ -342,6 +342,13 @@ fn gmm_objective_and_gradient_against_scalar_loops() {
     let input = json!({"d": d, "k": k, "n": n, "x": rows(&x, d), "m": 0, "gamma": 1.0,
         "alpha": alpha, "mu": rows(mu, d), "q": rows(q, d), "l": rows(l, 3),
         "min_runs": 1, "min_seconds": 0});
+    (x, p, input)
+}
+
+#[test]
+fn gmm_objective_and_gradient_against_scalar_loops() {
+    let (d, k, n) = (3, 2, 4);
+    let (x, p, input) = gmm_case(d, k, n, 3);
     close(
         &[num(&output("gmm", "objective", input.clone()))],
         &[gmm_ref(d, k, &x, &p)],
@@ -536,15 +543,7 @@ fn det_primal_and_gradient_against_cofactor_expansion() {
 #[test]
 fn multithreaded_outputs_equal_single_threaded_ones() {
     let (d, k, n) = (3, 4, 20_000);
-    let mut g = Lcg(17);
-    let x: Vec<f64> = g.vec(n * d).iter().map(|v| 2.0 * v - 1.0).collect();
-    let p: Vec<f64> = g.vec(k + 3 * k * d).iter().map(|v| v - 0.5).collect();
-    let (alpha, rest) = p.split_at(k);
-    let (mu, rest) = rest.split_at(k * d);
-    let (q, l) = rest.split_at(k * d);
-    let input = json!({"d": d, "k": k, "n": n, "x": rows(&x, d), "m": 0, "gamma": 1.0,
-        "alpha": alpha, "mu": rows(mu, d), "q": rows(q, d), "l": rows(l, 3),
-        "min_runs": 1, "min_seconds": 0});
+    let (x, p, input) = gmm_case(d, k, n, 17);
     let msgs: Vec<String> = ["objective", "jacobian"]
         .iter()
         .enumerate()
