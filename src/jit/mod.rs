@@ -349,6 +349,10 @@ pub enum JitError {
         /// What is wrong.
         reason: String,
     },
+    /// The graph uses something this JIT cannot compile yet (a limit; run it with the
+    /// interpreter).
+    #[error("the JIT cannot compile this graph: {0}")]
+    Unsupported(String),
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
     TooLarge {
@@ -510,6 +514,12 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
+    if let Some(n) = g.nodes().iter().find(|n| n.op == crate::ir::Op::Scan) {
+        return Err(JitError::Unsupported(format!(
+            "`scan` (at {}) is not lowered yet",
+            n.origin
+        )));
+    }
     let (plan, donated) = plan_graph(g, cfg)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));

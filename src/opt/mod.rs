@@ -149,6 +149,7 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
     if cfg.verify {
         check(g, "input");
     }
+    optimize_bodies(g, cfg);
     type Pass = fn(&mut Graph, &OptConfig) -> (bool, String);
     let pipeline: [(&'static str, bool, Pass); 4] = [
         ("const_fold", cfg.const_fold, |g, c| {
@@ -205,6 +206,40 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
     }
     report.nodes_after = g.len();
     report
+}
+
+/// Optimizes each loop body once (bodies keep their inputs and outputs, so the loops stay
+/// valid). Recurses only as deep as loops nest.
+fn optimize_bodies(g: &mut Graph, cfg: &OptConfig) {
+    use crate::ir::{Attrs, loops::Loop};
+    use std::sync::Arc;
+    if !g
+        .nodes()
+        .iter()
+        .any(|n| matches!(n.attrs, Attrs::Scan { .. }))
+    {
+        return;
+    }
+    let mut done: std::collections::HashMap<*const Loop, Arc<Loop>> = Default::default();
+    let regions = g.take_custom_regions(); // ids do not change: put back below
+    let body_cfg = OptConfig {
+        dump_after: Vec::new(),
+        ..cfg.clone()
+    };
+    for n in g.nodes_mut() {
+        let Attrs::Scan { body, .. } = &mut n.attrs else {
+            continue;
+        };
+        let new = done.entry(Arc::as_ptr(body)).or_insert_with(|| {
+            let mut lp = (**body).clone();
+            optimize(&mut lp.body, &body_cfg);
+            Arc::new(lp)
+        });
+        *body = new.clone();
+    }
+    for r in regions {
+        g.add_custom_region(r);
+    }
 }
 
 fn check(g: &Graph, after: &str) {

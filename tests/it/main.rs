@@ -12,6 +12,7 @@ mod gradbench;
 mod hostile;
 mod indexing;
 mod jit;
+mod loops;
 mod mlp;
 mod props;
 mod random;
