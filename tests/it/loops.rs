@@ -419,3 +419,37 @@ fn second_derivatives_through_a_checkpointed_scan_equal_unrolled() {
         }
     }
 }
+
+#[test]
+fn custom_rules_inside_a_body_are_used_by_both_modes() {
+    use gradlift::ops::custom::CustomOp;
+    // Identity forward; the VJP clips the cotangent to [-1, 1], the JVP doubles the tangent:
+    // rules no primal derivative would give, so using them is visible.
+    let clip = CustomOp::new("clip_grad", |_, x| x[0])
+        .with_vjp(|_, _, ct| vec![Some(ct.max(ct.scalar_like(-1.0)).min(ct.scalar_like(1.0)))])
+        .with_jvp(|_, _, t| t.get(0).map(|t| t * 2.0));
+    let build = |looped: bool| {
+        let b = GraphBuilder::new("c");
+        let x = b.input("x", DType::F64, &[]);
+        let y = if looped {
+            let clip = clip.clone();
+            b.scan(3, &[x], &[], &[], move |s, st| {
+                (vec![s.custom(&clip, &[st.carry[0]]) * 3.0], vec![])
+            })
+            .carry[0]
+        } else {
+            (0..3).fold(x, |c, _| b.custom(&clip, &[c]) * 3.0)
+        };
+        let g = b.grad(y, &[x]).unwrap();
+        let one = b.scalar(DType::F64, 1.0);
+        let t = b.jvp(&[y], &[x], &[one]).unwrap();
+        b.finish(&[("y", y), ("g", g[0]), ("t", t[0])]).unwrap()
+    };
+    let a = interp::run(&build(true), &[0.5.into()]).unwrap();
+    let b = interp::run(&build(false), &[0.5.into()]).unwrap();
+    assert_bits(&a, &b, "custom");
+    // By hand: ȳ = 1 → clip(3·1)=1 → clip(3)=1 → clip(3)=1; tangent 1 → 6 → 36 → 216.
+    assert_eq!(a[0].scalar_value(), Some(13.5));
+    assert_eq!(a[1].scalar_value(), Some(1.0));
+    assert_eq!(a[2].scalar_value(), Some(216.0));
+}
