@@ -453,3 +453,31 @@ fn custom_rules_inside_a_body_are_used_by_both_modes() {
     assert_eq!(a[1].scalar_value(), Some(1.0));
     assert_eq!(a[2].scalar_value(), Some(216.0));
 }
+
+#[test]
+fn a_full_snapshot_backward_loop_shares_the_forward_loops_tape_bit_for_bit() {
+    let t = 11;
+    let c = case(t, 91);
+    let mut g = grad_graph(t, true);
+    gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+    let before = run(&g, &c);
+    let stats = gradlift::opt::tapes::share_tapes(&mut g);
+    assert_eq!(
+        stats.tapes_shared, 1,
+        "the gradient's backward loop reads the forward tape"
+    );
+    gradlift::ir::verify(&g).unwrap();
+    let recomputing = (g.nodes().iter())
+        .filter_map(|n| gradlift::ir::loops::scan_attrs(&n.attrs))
+        .filter(|(lp, _)| lp.recompute.is_some())
+        .count();
+    assert_eq!(recomputing, 0, "no loop recomputes any more");
+    assert_bits(&run(&g, &c), &before, "shared tape");
+    assert_bits(&before, &run(&grad_graph(t, false), &c), "unrolled");
+    // A checkpointed loop (fewer snapshots than steps) keeps recomputing: nothing shared.
+    let b = GraphBuilder::new("g");
+    let (ins, _, loss) = model_with(&b, t, Some(Some(3)));
+    let d = b.grad(loss, &ins).unwrap();
+    let mut g = b.finish(&[("loss", loss), ("dw", d[2])]).unwrap();
+    assert_eq!(gradlift::opt::tapes::share_tapes(&mut g).tapes_shared, 0);
+}
