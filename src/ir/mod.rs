@@ -108,11 +108,15 @@ pub enum Op {
     Argmax,
     Argmin,
     RandomUniform,
+    AllReduceSum,
+    AllReduceMean,
+    Pvary,
+    NumRanks,
 }
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 57] = [
+    pub const ALL: [Op; 61] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -170,6 +174,10 @@ impl Op {
         Op::Argmax,
         Op::Argmin,
         Op::RandomUniform,
+        Op::AllReduceSum,
+        Op::AllReduceMean,
+        Op::Pvary,
+        Op::NumRanks,
     ];
 
     /// The `.gir` spelling.

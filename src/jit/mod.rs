@@ -162,6 +162,7 @@
 
 mod batch;
 mod buf;
+mod collective;
 mod donate;
 mod gemm;
 mod kernel;
@@ -483,6 +484,9 @@ pub enum CallError {
     /// node; the output buffers hold whatever was computed by then.
     #[error(transparent)]
     NonFinite(Box<crate::finite::NonFinite>),
+    /// A collective failed ([`Kernel::call_with_comm`]); the outputs are not meaningful.
+    #[error(transparent)]
+    Comm(#[from] crate::comm::CommError),
 }
 
 /// 64 bytes, 64-byte aligned: the unit of workspace and constant memory.
@@ -587,6 +591,8 @@ fn jit_builder(isa: &OwnedTargetIsa) -> JITBuilder {
     for (_, name, ptr) in gemm::symbols() {
         jb.symbol(name, ptr);
     }
+    let (name, ptr) = collective::symbol();
+    jb.symbol(name, ptr);
     jb
 }
 
@@ -603,10 +609,12 @@ fn declare_imports(
     let gemms = gemm::symbols()
         .into_iter()
         .map(|(d, name, _)| (d, name, lower::gemm_signature(ptr, cc)));
+    let all_reduce = std::iter::once(((), collective::SYMBOL, lower::collective_signature(ptr, cc)));
     Ok(lower::Imports {
         math: declare(module, math)?,
         batch: declare(module, batched)?,
         gemm: declare(module, gemms)?,
+        all_reduce: declare(module, all_reduce)?[&()],
     })
 }
 
@@ -723,6 +731,9 @@ fn parts(
         ws_bytes: plan.ws_bytes,
         threads: cfg.kernel_threads,
         gemm_threads: st.matmuls_gemm > 0 && has_threaded_matmul(g),
+        collectives: g.nodes().iter().any(|n| {
+            matches!(n.op, crate::ir::Op::AllReduceSum | crate::ir::Op::AllReduceMean)
+        }),
         stats: KernelStats {
             donated_in_place,
             donated_copied,

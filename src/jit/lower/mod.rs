@@ -45,6 +45,7 @@
 //! keeps register allocation linear in the function size (the compile-time trap in the
 //! Cranelift notes).
 
+mod collective;
 mod emit;
 mod fused;
 mod indexing;
@@ -153,6 +154,16 @@ pub(super) struct Imports {
     pub batch: MathIds,
     /// The GEMM wrappers.
     pub gemm: GemmIds,
+    /// The collectives' trampoline (`super::collective`).
+    pub all_reduce: u32,
+}
+
+/// The signature of the collectives' trampoline: pointer-sized integers only.
+pub(super) fn collective_signature(ptr: Type, call_conv: CallConv) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    sig.params
+        .extend(std::iter::repeat_n(AbiParam::new(ptr), super::collective::ARITY));
+    sig
 }
 
 /// Builds the body of `func` (whose signature matches `body`).
