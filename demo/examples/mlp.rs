@@ -248,7 +248,11 @@ fn train_rank(
     let (rank, size) = (comm.rank(), comm.size());
     let data_parallel = args.data_parallel || args.ranks.is_some();
     if !args.batch.is_multiple_of(size) {
-        return Err(format!("--batch {} is not a multiple of the {size} ranks", args.batch).into());
+        return Err(format!(
+            "--batch {} is not a multiple of the {size} ranks",
+            args.batch
+        )
+        .into());
     }
     let local = args.batch / size;
     let say = |s: String| {

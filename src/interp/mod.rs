@@ -9,9 +9,9 @@
 //!
 //! Not here: any optimization, or any code shared with the JIT's lowering.
 
+use crate::comm::{Communicator, SingleProcess};
 use crate::finite::{self, NonFinite};
 use crate::ir::{Graph, Op, TensorType};
-use crate::comm::{Communicator, SingleProcess};
 use crate::ops::{self, collective};
 use crate::tensor::Tensor;
 

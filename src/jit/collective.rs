@@ -15,8 +15,8 @@
 //! inside a rayon pool with fewer threads than ranks.
 #![allow(unsafe_code)]
 
-use super::{CallError, Kernel, Workspace};
 use super::buf::{Buf, BufMut};
+use super::{CallError, Kernel, Workspace};
 use crate::comm::{CommError, Communicator};
 use crate::ir::DType;
 use std::cell::RefCell;

@@ -609,7 +609,8 @@ fn declare_imports(
     let gemms = gemm::symbols()
         .into_iter()
         .map(|(d, name, _)| (d, name, lower::gemm_signature(ptr, cc)));
-    let all_reduce = std::iter::once(((), collective::SYMBOL, lower::collective_signature(ptr, cc)));
+    let all_reduce =
+        std::iter::once(((), collective::SYMBOL, lower::collective_signature(ptr, cc)));
     Ok(lower::Imports {
         math: declare(module, math)?,
         batch: declare(module, batched)?,
@@ -732,7 +733,10 @@ fn parts(
         threads: cfg.kernel_threads,
         gemm_threads: st.matmuls_gemm > 0 && has_threaded_matmul(g),
         collectives: g.nodes().iter().any(|n| {
-            matches!(n.op, crate::ir::Op::AllReduceSum | crate::ir::Op::AllReduceMean)
+            matches!(
+                n.op,
+                crate::ir::Op::AllReduceSum | crate::ir::Op::AllReduceMean
+            )
         }),
         stats: KernelStats {
             donated_in_place,

@@ -163,10 +163,9 @@ fn cases(op: Op) -> Vec<Case> {
             case(&[&[2, 1], &[2, 2], &[2, 1]], A::Axis { axis: 1 }, ANY),
         ],
         // One rank: each collective is the identity (ranks > 1: `comm_tests`).
-        Op::AllReduceSum | Op::AllReduceMean | Op::Pvary => vec![
-            case(&[&[]], A::None, ANY),
-            case(&[&[2, 3]], A::None, ANY),
-        ],
+        Op::AllReduceSum | Op::AllReduceMean | Op::Pvary => {
+            vec![case(&[&[]], A::None, ANY), case(&[&[2, 3]], A::None, ANY)]
+        }
         Op::Cumsum => vec![
             case(
                 &[&[5]],

@@ -56,7 +56,12 @@ pub fn bucket_all_reduces(g: &mut Graph) -> BucketStats {
     // (level, dtype) → members, in id order.
     let mut buckets: Vec<((u32, DType), Vec<NodeId>)> = Vec::new();
     for (i, node) in g.nodes().iter().enumerate() {
-        let l = node.inputs.iter().map(|x| level[x.index()]).max().unwrap_or(0);
+        let l = node
+            .inputs
+            .iter()
+            .map(|x| level[x.index()])
+            .max()
+            .unwrap_or(0);
         if is_all_reduce(node.op) {
             level[i] = l + 1;
             let key = (l + 1, node.ty.dtype);
@@ -136,9 +141,7 @@ fn emit_bucket(old: &Graph, new: &mut Graph, map: &mut [Option<NodeId>], members
             push(new, Op::Reshape, vec![x], Attrs::Shape { shape: vec![len] })
         });
     }
-    let any_mean = members
-        .iter()
-        .any(|&m| old.node(m).op == Op::AllReduceMean);
+    let any_mean = members.iter().any(|&m| old.node(m).op == Op::AllReduceMean);
     let flat = push(new, Op::Concat, flats, Attrs::Axis { axis: 0 });
     let sum = push(new, Op::AllReduceSum, vec![flat], Attrs::None);
     let ranks = any_mean.then(|| push(new, Op::NumRanks, vec![], Attrs::Cast { to: dtype }));

@@ -141,7 +141,9 @@ fn data_parallel_gradient_matches_central_differences_of_the_distributed_loss() 
         });
         out[0]
     };
-    let grads = on_ranks(p, |c| interp::run_with_comm(&g, &shard(&d, c.rank(), p), c).unwrap());
+    let grads = on_ranks(p, |c| {
+        interp::run_with_comm(&g, &shard(&d, c.rank(), p), c).unwrap()
+    });
     let g1 = grads[0][1].to_f64_vec();
     let h = 1e-6;
     for i in 0..DIM * HID {
@@ -151,7 +153,11 @@ fn data_parallel_gradient_matches_central_differences_of_the_distributed_loss() 
         w[i] -= 2.0 * h;
         let down = loss(&Tensor::from_f64(vec![DIM, HID], w));
         let fd = (up - down) / (2.0 * h);
-        assert!((fd - g1[i]).abs() < 1e-7, "w1[{i}]: fd {fd} vs grad {}", g1[i]);
+        assert!(
+            (fd - g1[i]).abs() < 1e-7,
+            "w1[{i}]: fd {fd} vs grad {}",
+            g1[i]
+        );
     }
 }
 
@@ -181,7 +187,8 @@ fn vjp_and_jvp_are_transposes_across_ranks() {
         .finish(&[("jv", jv), ("jtw", jt[0]), ("jtx", jt[1])])
         .unwrap();
     let mut r = Rng(3);
-    let mut v = |n: usize| Tensor::from_f64(vec![n], (0..n).map(|_| r.uniform(-1.0, 1.0)).collect());
+    let mut v =
+        |n: usize| Tensor::from_f64(vec![n], (0..n).map(|_| r.uniform(-1.0, 1.0)).collect());
     let (w0, vw0) = (v(4), v(4));
     let per_rank: Vec<[Tensor; 3]> = (0..p).map(|_| [v(4), v(4), v(4)]).collect();
     let outs = on_ranks(p, |c| {
@@ -189,13 +196,23 @@ fn vjp_and_jvp_are_transposes_across_ranks() {
         interp::run_with_comm(&g, &[w0.clone(), x0, vw0.clone(), vx0, u0], c).unwrap()
     });
     let dot = |a: &Tensor, b: &Tensor| -> f64 {
-        a.to_f64_vec().iter().zip(b.to_f64_vec()).map(|(x, y)| x * y).sum()
+        a.to_f64_vec()
+            .iter()
+            .zip(b.to_f64_vec())
+            .map(|(x, y)| x * y)
+            .sum()
     };
     let lhs: f64 = (0..p).map(|k| dot(&outs[k][0], &per_rank[k][2])).sum();
     // Jᵀu for the invariant w is the same on every rank (all-reduced by pvary's transpose).
     assert_eq!(outs[0][1].to_f64_vec(), outs[p - 1][1].to_f64_vec());
-    let rhs = dot(&vw0, &outs[0][1]) + (0..p).map(|k| dot(&per_rank[k][1], &outs[k][2])).sum::<f64>();
-    assert!((lhs - rhs).abs() < 1e-12 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+    let rhs = dot(&vw0, &outs[0][1])
+        + (0..p)
+            .map(|k| dot(&per_rank[k][1], &outs[k][2]))
+            .sum::<f64>();
+    assert!(
+        (lhs - rhs).abs() < 1e-12 * (1.0 + lhs.abs()),
+        "{lhs} vs {rhs}"
+    );
 }
 
 #[test]
@@ -224,11 +241,15 @@ fn jit_equals_the_interpreter_on_collectives_across_ranks() {
                 .collect();
             let want = interp::run_with_comm(&g, &inputs, c).unwrap();
             let got = {
-                let mut outs: Vec<Tensor> =
-                    g.outputs().iter().map(|&o| Tensor::splat(g.ty(o), 0.0)).collect();
+                let mut outs: Vec<Tensor> = g
+                    .outputs()
+                    .iter()
+                    .map(|&o| Tensor::splat(g.ty(o), 0.0))
+                    .collect();
                 let bufs: Vec<Buf> = inputs.iter().map(Buf::from).collect();
                 let mut ob: Vec<BufMut> = outs.iter_mut().map(BufMut::from).collect();
-                k.call_with_comm(&bufs, &mut ob, &mut k.workspace(), c).unwrap();
+                k.call_with_comm(&bufs, &mut ob, &mut k.workspace(), c)
+                    .unwrap();
                 outs
             };
             (want, got)
@@ -272,7 +293,13 @@ fn a_data_parallel_step_makes_one_all_reduce_call() {
     let params: usize = 6 * 8 + 8 + 8 * 3 + 3;
     for (bucket, calls) in [(true, 1), (false, 5)] {
         let mut g = mlp_step(4);
-        opt::optimize(&mut g, &OptConfig { bucket, ..OptConfig::default() });
+        opt::optimize(
+            &mut g,
+            &OptConfig {
+                bucket,
+                ..OptConfig::default()
+            },
+        );
         let k = jit::compile(&g).unwrap();
         let counts = on_ranks(2, |c| {
             let c = Counting::new(c);
@@ -282,11 +309,15 @@ fn a_data_parallel_step_makes_one_all_reduce_call() {
                 .iter()
                 .map(|&i| Tensor::from_fn(g.ty(i), |_| r.uniform(-1.0, 1.0)))
                 .collect();
-            let mut outs: Vec<Tensor> =
-                g.outputs().iter().map(|&o| Tensor::splat(g.ty(o), 0.0)).collect();
+            let mut outs: Vec<Tensor> = g
+                .outputs()
+                .iter()
+                .map(|&o| Tensor::splat(g.ty(o), 0.0))
+                .collect();
             let bufs: Vec<Buf> = inputs.iter().map(Buf::from).collect();
             let mut ob: Vec<BufMut> = outs.iter_mut().map(BufMut::from).collect();
-            k.call_with_comm(&bufs, &mut ob, &mut k.workspace(), &c).unwrap();
+            k.call_with_comm(&bufs, &mut ob, &mut k.workspace(), &c)
+                .unwrap();
             (c.calls(), c.bytes())
         });
         for (got, bytes) in counts {
@@ -311,7 +342,12 @@ fn ranks_running_different_graphs_get_an_error_not_a_hang() {
         let k = &kernels[c.rank()];
         let x = vec![1.0f32; 2 + c.rank()];
         let mut y = vec![0.0f32; 2 + c.rank()];
-        k.call_with_comm(&[(&x).into()], &mut [(&mut y).into()], &mut k.workspace(), c)
+        k.call_with_comm(
+            &[(&x).into()],
+            &mut [(&mut y).into()],
+            &mut k.workspace(),
+            c,
+        )
     });
     for e in errs {
         assert!(
@@ -320,4 +356,3 @@ fn ranks_running_different_graphs_get_an_error_not_a_hang() {
         );
     }
 }
-

@@ -161,8 +161,10 @@ pub(super) struct Imports {
 /// The signature of the collectives' trampoline: pointer-sized integers only.
 pub(super) fn collective_signature(ptr: Type, call_conv: CallConv) -> Signature {
     let mut sig = Signature::new(call_conv);
-    sig.params
-        .extend(std::iter::repeat_n(AbiParam::new(ptr), super::collective::ARITY));
+    sig.params.extend(std::iter::repeat_n(
+        AbiParam::new(ptr),
+        super::collective::ARITY,
+    ));
     sig
 }
 
