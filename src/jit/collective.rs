@@ -9,8 +9,9 @@
 //! count. `pvary` costs nothing: it is a view of its operand.
 //!
 //! Collective nodes are lowered in serial functions only, and a kernel with collectives runs
-//! its serial functions on the calling thread (it never hands the call to a pool thread), so
-//! the communicator is called on the caller's thread, in graph order. MPI needs this (its
+//! its serial functions on the calling thread (it never hands the call to a pool thread)
+//! unless the communicator has one rank, when reductions skip it altogether, so the
+//! communicator is called on the caller's thread, in graph order. MPI needs this (its
 //! default threading level), and it keeps ranks that are threads from waiting for each other
 //! inside a rayon pool with fewer threads than ranks.
 #![allow(unsafe_code)]
@@ -46,6 +47,8 @@ pub(super) fn code(dtype: DType, action: Action) -> i64 {
 /// What the trampoline reads for one kernel call.
 pub(super) struct CommCtx<'a> {
     comm: &'a dyn Communicator,
+    /// `comm.size()`, asked on the calling thread.
+    size: usize,
     error: RefCell<Option<CommError>>,
 }
 
@@ -53,8 +56,15 @@ impl<'a> CommCtx<'a> {
     pub(super) fn new(comm: &'a dyn Communicator) -> CommCtx<'a> {
         CommCtx {
             comm,
+            size: comm.size(),
             error: RefCell::new(None),
         }
+    }
+
+    /// One rank: the collectives never call the communicator (a sum over one rank is the
+    /// operand), so the call may run on any thread.
+    pub(super) fn single(&self) -> bool {
+        self.size == 1
     }
 
     /// The first error of the call, if any.
@@ -66,12 +76,13 @@ impl<'a> CommCtx<'a> {
     }
 
     fn reduce(&self, data: *mut u8, len: usize, code: usize) {
-        if self.error.borrow().is_some() {
-            return;
-        }
-        let p = self.comm.size();
         let size = code & Action::Size as usize != 0;
         let mean = code & Action::Mean as usize != 0;
+        let p = self.size;
+        if self.error.borrow().is_some() || (p == 1 && !size) {
+            // One rank: the sum, and the mean (divided by 1), are the operand.
+            return;
+        }
         let r = if code & 1 == 1 {
             // SAFETY: see `all_reduce`.
             let v = unsafe { std::slice::from_raw_parts_mut(data.cast::<f64>(), len) };

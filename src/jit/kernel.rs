@@ -838,7 +838,8 @@ impl Kernel {
         let slot = self.sig.len();
         ws.ptrs[slot] = std::ptr::from_ref(&ctx) as usize;
         let threads = self.call_threads();
-        if threads > 1 && rayon::current_thread_index().is_none() && !self.collectives {
+        let pool = !self.collectives || ctx.single();
+        if threads > 1 && rayon::current_thread_index().is_none() && pool {
             // A caller outside the pool hands the whole call to a pool thread once, instead of
             // once per GEMM call or parallel group (each hop parks the caller and wakes a
             // worker); inside, the GEMM's and the chunks' splits fork from that worker, which
