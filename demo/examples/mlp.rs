@@ -20,6 +20,12 @@
 //! model without its ReLU (`--linear`, a linear softmax classifier) reaches 61.9%. It prints a
 //! progress bar with the loss and throughput and the final accuracy, and writes the loss
 //! curve to `mlp_loss.svg`.
+//!
+//! Data-parallel: `--ranks N` trains on N threads of this process, `--data-parallel` on the
+//! processes of `mpirun -np N` (the demo built with `--features mpi`); each rank computes its
+//! share of every global batch of `--batch` examples with the data-parallel step graph (the
+//! gradients all-reduced inside the kernel), and rank 0 reports. Every mode ends with a
+//! `final loss: X` line (the last step's loss on its global batch) for scripts to compare.
 
 use clap::Parser;
 use gradlift::comm::{Communicator, SingleProcess, ThreadComm};

@@ -23,7 +23,10 @@
 //! and [`Kernel::call_named`] (by name, in any order; [`Kernel::input_index`] resolves a name
 //! once for the positional calls). Scalars go by value (`0.5f32.into()`) or by reference
 //! (`(&mut loss).into()` for a scalar output). Every call checks the count, dtype and length of
-//! every buffer before any code runs, and errors name the buffer.
+//! every buffer before any code runs, and errors name the buffer. A graph with collective ops
+//! (`all_reduce_sum`, ...) runs as one rank of a [`crate::comm::Communicator`] through
+//! [`Kernel::call_with_comm`] and [`Kernel::call_iter_with_comm`]; the other calls use one
+//! rank ([`crate::comm::SingleProcess`]).
 //!
 //! Donated buffers ([`JitConfig::donate`]) pair an input with an output of the same type that
 //! replaces it, as an optimizer step replaces its parameters: the caller passes one buffer,
@@ -75,7 +78,9 @@
 //! Each serial function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
 //! ws: *mut u8, consts: *const u8)`: a table of the input buffer addresses (input order), a
 //! table of the output buffer addresses (output order), the workspace base and the constant
-//! blob base. A chunk function takes two more arguments, `lo: i64, hi: i64`, and runs chunks
+//! blob base. The address table holds one more slot after the outputs: the call's
+//! communicator context, which collective nodes pass to their `extern "C"` trampoline
+//! (`collective`). A chunk function takes two more arguments, `lo: i64, hi: i64`, and runs chunks
 //! `lo..hi` of one parallel group. [`Kernel::call`] runs the functions in order after checking
 //! every buffer. Bool elements are bytes holding 0 or 1; the code never writes anything else
 //! into bool memory.

@@ -356,3 +356,47 @@ fn ranks_running_different_graphs_get_an_error_not_a_hang() {
         );
     }
 }
+
+#[test]
+fn collectives_in_gir_text_run_over_ranks_and_bad_ones_are_located_errors() {
+    let src = "graph @dp {
+  %w = input f32[2]
+  %x = input f32[2]
+  %p = pvary %w : f32[2]
+  %l = mul %p, %x : f32[2]
+  %s = all_reduce_sum %l : f32[2]
+  %m = all_reduce_mean %l : f32[2]
+  %n = num_ranks to=f32 : f32[]
+  output %s, %m, %n
+}
+";
+    let g = gradlift::ir::text::parse(src).unwrap();
+    assert_eq!(gradlift::ir::text::print(&g), src);
+    let outs = on_ranks(2, |c| {
+        let x = Tensor::from_f32(vec![2], vec![1.0 + c.rank() as f32, 10.0]);
+        let w = Tensor::from_f32(vec![2], vec![2.0, 0.5]);
+        interp::run_with_comm(&g, &[w, x], c).unwrap()
+    });
+    for o in &outs {
+        // Σ_r w·x_r: [2·1 + 2·2, 0.5·10 + 0.5·10]; the mean halves it; two ranks.
+        assert_eq!(o[0].to_f64_vec(), vec![6.0, 10.0]);
+        assert_eq!(o[1].to_f64_vec(), vec![3.0, 5.0]);
+        assert_eq!(o[2].to_f64_vec(), vec![2.0]);
+    }
+    for (bad, line, what) in [
+        (
+            "graph @g {\n  %i = input i32[2]\n  %s = all_reduce_sum %i : i32[2]\n  output %s\n}\n",
+            3,
+            "float",
+        ),
+        (
+            "graph @g {\n  %n = num_ranks to=i32 : i32[]\n  output %n\n}\n",
+            2,
+            "f32 or f64",
+        ),
+    ] {
+        let e = gradlift::ir::text::parse(bad).unwrap_err();
+        assert_eq!(e.line, line, "{e}");
+        assert!(e.message.contains(what), "{e}");
+    }
+}

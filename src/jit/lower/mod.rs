@@ -38,7 +38,8 @@
 //!
 //! Function ABI: `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8, ws: *mut u8,
 //! consts: *const u8)` (serial functions) plus `lo: i64, hi: i64` (chunk functions): arrays
-//! of the caller's buffer addresses in input/output order, the workspace base (64-byte
+//! of the caller's buffer addresses in input/output order (the slot after the outputs holds
+//! the call's communicator context, read by collective nodes), the workspace base (64-byte
 //! aligned) and the constant blob base (64-byte aligned).
 //!
 //! No SSA value lives longer than one group (buffer addresses are reloaded per group), which
