@@ -400,3 +400,65 @@ fn collectives_in_gir_text_run_over_ranks_and_bad_ones_are_located_errors() {
         assert!(e.message.contains(what), "{e}");
     }
 }
+
+#[test]
+fn random_graphs_with_collectives_agree_across_ranks_jit_interpreter_and_optimizer() {
+    use crate::random::{agree, random_graph, random_inputs};
+    let cfg = jit::JitConfig {
+        exact_math: true,
+        ..jit::JitConfig::default()
+    };
+    let mut checked = 0;
+    for seed in 0..200u64 {
+        let g = random_graph(seed, 20, seed % 2 == 0);
+        let reduces = |g: &Graph| {
+            g.nodes().iter().any(|n| {
+                matches!(
+                    n.op,
+                    gradlift::Op::AllReduceSum | gradlift::Op::AllReduceMean
+                )
+            })
+        };
+        if !reduces(&g) {
+            continue;
+        }
+        checked += 1;
+        let mut o = g.clone();
+        opt::optimize(&mut o, &OptConfig::default());
+        let k = jit::compile_with(&g, &cfg).unwrap();
+        let ko = jit::compile_with(&o, &cfg).unwrap();
+        let results = on_ranks(2, |c| {
+            let ins = random_inputs(&g, seed ^ (c.rank() as u64 + 1));
+            let want = interp::run_with_comm(&g, &ins, c).unwrap();
+            let run = |k: &jit::Kernel| {
+                let mut outs: Vec<Tensor> = k
+                    .output_types()
+                    .iter()
+                    .map(|t| Tensor::splat(t, 0.0))
+                    .collect();
+                let bufs: Vec<Buf> = ins.iter().map(Buf::from).collect();
+                let mut ob: Vec<BufMut> = outs.iter_mut().map(BufMut::from).collect();
+                k.call_with_comm(&bufs, &mut ob, &mut k.workspace(), c)
+                    .unwrap();
+                outs
+            };
+            (want, run(&k), run(&ko))
+        });
+        for (want, jit_out, opt_out) in &results {
+            for (i, w) in want.iter().enumerate() {
+                let text = gradlift::ir::text::print(&g);
+                assert!(
+                    agree(&jit_out[i], w, 0.0),
+                    "seed {seed} output {i}: jit\n{text}"
+                );
+                // Optimized and bucketed, still exact (folding, CSE and bucketing keep every
+                // operation; `x + 0 → x` may only flip a zero's sign, which `agree` ignores).
+                assert!(
+                    agree(&opt_out[i], w, 0.0),
+                    "seed {seed} output {i}: optimized\n{text}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} graphs had all-reduces");
+}
