@@ -19,8 +19,9 @@
 //!
 //! Determinism: [`ThreadComm`] sums in rank order (`((x₀ + x₁) + x₂) + …`) on every rank, so
 //! every rank gets the same bits, and the same bits on every run. MPI leaves the order to the
-//! library; OpenMPI's reductions for two ranks are bitwise the same on both (addition is
-//! commutative), and its algorithms are fixed for a given size and message length.
+//! library (the standard advises, without requiring, that every process get the same result);
+//! with two ranks any order gives both the same bits, as addition is commutative.
+//! (`tests/it/collectives.rs` checks every rank's bits with [`ThreadComm`].)
 //!
 //! Threading: a kernel or the interpreter calls its communicator only on the thread that
 //! called it, in graph order; every rank must run the same graph (the same collectives in the
