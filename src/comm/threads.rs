@@ -11,7 +11,9 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 /// bits), and waits again before any slot can be reused. Two barriers and one copy per call:
 /// meant for tests and small demos, not for speed.
 ///
-/// A rank that panics or stops calling leaves the others waiting at the barrier.
+/// A rank that panics or stops calling leaves the others waiting at the barrier. Run each rank
+/// on a thread of its own (`std::thread`), not as tasks of a pool with fewer threads than
+/// ranks, where a waiting rank can hold the thread another rank needs.
 #[derive(Debug)]
 pub struct ThreadComm {
     rank: usize,
