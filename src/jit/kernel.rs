@@ -28,7 +28,7 @@
 //! counts them.
 #![allow(unsafe_code)]
 
-use super::buf::{Buf, BufMut};
+use super::buf::{Buf, BufMut, Workspace};
 use super::collective::CommCtx;
 use super::donate::Donated;
 use super::plan::{Loc, PostCopy};
@@ -125,35 +125,6 @@ impl Drop for ModuleOwner {
         // no function of the module is running. Function pointers into it live only in the
         // `Kernel` that owns this value and are dropped with it, never called again.
         unsafe { ManuallyDrop::take(&mut self.0).free_memory() }
-    }
-}
-
-/// Caller-owned scratch memory for one [`Kernel`]: the values of the graph that are neither
-/// inputs nor outputs, plus the buffer-address tables. 64-byte aligned. Reuse it across calls
-/// (so [`Kernel::call`] allocates nothing itself; only the GEMM behind large matmuls
-/// allocates packing memory); use one per thread.
-pub struct Workspace {
-    kernel: u64,
-    mem: Vec<Line>,
-    /// Input addresses, then output addresses (written by each call).
-    ptrs: Vec<usize>,
-    /// The bytes of scalar inputs passed by value, one slot per input.
-    scalars: Vec<u64>,
-}
-
-impl fmt::Debug for Workspace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Workspace")
-            .field("kernel", &self.kernel)
-            .field("bytes", &(self.mem.len() * size_of::<Line>()))
-            .finish()
-    }
-}
-
-impl Workspace {
-    /// Size of the scratch memory in bytes.
-    pub fn bytes(&self) -> usize {
-        self.mem.len() * size_of::<Line>()
     }
 }
 

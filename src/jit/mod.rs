@@ -177,8 +177,8 @@ mod lower;
 mod plan;
 mod vmath;
 
-pub use buf::{Buf, BufMut};
-pub use kernel::{Kernel, KernelStats, Workspace};
+pub use buf::{Buf, BufMut, Workspace};
+pub use kernel::{Kernel, KernelStats};
 
 use crate::ir::{DType, Graph, TensorType, VerifyErrors};
 use cranelift_codegen::control::ControlPlane;
