@@ -56,7 +56,12 @@ impl Checker {
     }
 
     /// Looks for a culprit element in the node computed by function `f`.
-    pub(super) fn inspect(&self, f: usize, ptrs: &[usize], mem: (&[Line], &[Line])) -> Option<NonFinite> {
+    pub(super) fn inspect(
+        &self,
+        f: usize,
+        ptrs: &[usize],
+        mem: (&[Line], &[Line]),
+    ) -> Option<NonFinite> {
         let id = *self.steps.get(f)?;
         if !self.live[id.index()] {
             return None;

@@ -296,8 +296,18 @@ fn home(loc: Loc, off: usize) -> Addr {
     let base = match loc {
         Loc::Input(k) => Base::Input(k),
         Loc::Output(k) => Base::Output(k),
-        Loc::Ws(o) => return Addr { base: Base::Ws, off: o + off },
-        Loc::Const(o) => return Addr { base: Base::Const, off: o + off },
+        Loc::Ws(o) => {
+            return Addr {
+                base: Base::Ws,
+                off: o + off,
+            };
+        }
+        Loc::Const(o) => {
+            return Addr {
+                base: Base::Const,
+                off: o + off,
+            };
+        }
         Loc::Unused | Loc::Splat(_) => unreachable!("plan invariant: a loop's buffers have memory"),
     };
     Addr { base, off }
@@ -338,4 +348,3 @@ fn operand_addr(g: &Graph, plan: &Plan, x: NodeId, v: &View, owned: &mut Vec<Vec
         }
     }
 }
-

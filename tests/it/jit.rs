@@ -43,7 +43,7 @@ fn close(a: &Tensor, b: &Tensor) -> bool {
 }
 
 /// True if the default (non-exact) JIT may differ from the interpreter on `g`: it has a
-/// vectorized transcendental or a reduction (reassociated), or a matmul.
+/// vectorized transcendental or a reduction (reassociated), or a matmul, here or in a loop body.
 fn approximate(g: &Graph) -> bool {
     g.nodes().iter().any(|n| {
         matches!(
@@ -61,7 +61,7 @@ fn approximate(g: &Graph) -> bool {
                 | Op::ReduceMax
                 | Op::ReduceMin
                 | Op::Matmul
-        )
+        ) || gradlift::ir::loops::scan_attrs(&n.attrs).is_some_and(|(lp, _)| approximate(&lp.body))
     })
 }
 

@@ -31,7 +31,11 @@ pub(crate) fn case(t: usize, seed: u64) -> Case {
 
 /// The model's inputs (`c0`, `xs`, `w`) and its outputs: final carry and loss
 /// `sum(c_T) + sum(ys)`, built as a scan (`looped`) or unrolled.
-pub(crate) fn model<'b>(b: &'b GraphBuilder, t: usize, looped: bool) -> ([Var<'b>; 3], Var<'b>, Var<'b>) {
+pub(crate) fn model<'b>(
+    b: &'b GraphBuilder,
+    t: usize,
+    looped: bool,
+) -> ([Var<'b>; 3], Var<'b>, Var<'b>) {
     let c0 = b.input("c0", DType::F64, &[N]);
     let xs = b.input("xs", DType::F64, &[t, N]);
     let w = b.input("w", DType::F64, &[N, N]);

@@ -168,7 +168,11 @@ fn jit_f32_and_i32_carries_and_ys_with_stopped_gradients() {
     assert_eq!(r[1].to_f64_vec(), vec![seen(0, 0.0), seen(1, 7.0)]);
     let prod = |j: usize| f64::from(xv.iter().skip(j).step_by(2).product::<f32>());
     for (j, g) in r[5].to_f64_vec().into_iter().enumerate() {
-        assert!((g - prod(j)).abs() <= 1e-6 * prod(j).abs(), "{g} vs {}", prod(j));
+        assert!(
+            (g - prod(j)).abs() <= 1e-6 * prod(j).abs(),
+            "{g} vs {}",
+            prod(j)
+        );
     }
 }
 
@@ -190,16 +194,9 @@ fn jit_reverse_scan_matches_the_closed_form_and_its_gradient_the_interpreter() {
     });
     let d = b.grad((out.ys[0] * out.ys[0]).sum(), &[xs]).unwrap();
     let g = b
-        .finish(&[
-            ("total", out.carry[0]),
-            ("partial", out.ys[0]),
-            ("d", d[0]),
-        ])
+        .finish(&[("total", out.carry[0]), ("partial", out.ys[0]), ("d", d[0])])
         .unwrap();
-    let r = agree(
-        &g,
-        &[Tensor::from_f64(vec![4], vec![1.0, 2.0, 3.0, 4.0])],
-    );
+    let r = agree(&g, &[Tensor::from_f64(vec![4], vec![1.0, 2.0, 3.0, 4.0])]);
     assert_eq!(r[0].scalar_value(), Some(4321.0));
     assert_eq!(r[1].to_f64_vec(), vec![4321.0, 432.0, 43.0, 4.0]);
 }
@@ -269,7 +266,11 @@ fn jit_loop_bodies_run_threaded_chunks_with_the_same_bits_at_one_and_two_threads
         .finish(&[("c", out.carry[0]), ("ys", out.ys[0]), ("d", d[0])])
         .unwrap();
     let mut rng = gradlift::testutil::Rng(2);
-    let mut vals = || (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect::<Vec<f32>>();
+    let mut vals = || {
+        (0..n)
+            .map(|_| rng.uniform(-1.0, 1.0) as f32)
+            .collect::<Vec<f32>>()
+    };
     let args = [
         Tensor::from_f32(vec![n], vals()),
         Tensor::from_f32(vec![n], vals()),
@@ -306,7 +307,10 @@ fn jit_loops_with_donated_buffers_splat_constants_and_views_as_operands() {
         .unwrap();
     let mut rng = gradlift::testutil::Rng(8);
     let wv: Vec<f64> = (0..3).map(|_| rng.uniform(-1.0, 1.0)).collect();
-    let xv = Tensor::from_f64(vec![3, 6], (0..18).map(|_| rng.uniform(-1.0, 1.0)).collect());
+    let xv = Tensor::from_f64(
+        vec![3, 6],
+        (0..18).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+    );
     let want = interp::run(&g, &[Tensor::from_f64(vec![3], wv.clone()), xv.clone()]).unwrap();
     let cfg = exact().donating(&[("w", "w_next")]);
     let k = jit::compile_with(&g, &cfg).unwrap();
@@ -320,10 +324,18 @@ fn jit_loops_with_donated_buffers_splat_constants_and_views_as_operands() {
     .unwrap();
     assert_eq!(
         wbuf.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-        want[0].to_f64_vec().iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        want[0]
+            .to_f64_vec()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
     );
     assert_eq!(lossv.to_bits(), want[1].scalar_value().unwrap().to_bits());
-    assert_eq!(k.stats().donated_copied, 1, "the loop reads w while writing it");
+    assert_eq!(
+        k.stats().donated_copied,
+        1,
+        "the loop reads w while writing it"
+    );
 }
 
 #[test]

@@ -78,11 +78,15 @@ pub(super) fn step(
     let outs = body.outputs();
     let bytes_of = |id: NodeId| {
         let t = body.ty(id);
-        t.numel().checked_mul(t.dtype.size_bytes()).ok_or_else(too_large)
+        t.numel()
+            .checked_mul(t.dtype.size_bytes())
+            .ok_or_else(too_large)
     };
     let mut at = 0usize;
     let mut take = |bytes: usize| -> Result<usize, JitError> {
-        let off = at.checked_next_multiple_of(BIG_ALIGN).ok_or_else(too_large)?;
+        let off = at
+            .checked_next_multiple_of(BIG_ALIGN)
+            .ok_or_else(too_large)?;
         at = off.checked_add(bytes).ok_or_else(too_large)?;
         Ok(off)
     };
@@ -95,7 +99,11 @@ pub(super) fn step(
     let mut scratch = Vec::with_capacity(lp.n_ys());
     for (y, &o) in outs.iter().enumerate().skip(lp.n_carry) {
         let stored = members.iter().any(|&(_, r)| r == y);
-        scratch.push(if stored { None } else { Some(take(bytes_of(o)?)?) });
+        scratch.push(if stored {
+            None
+        } else {
+            Some(take(bytes_of(o)?)?)
+        });
     }
     let slots = body.inputs().len() + outs.len();
     let table = take(slots * size_of::<usize>())?;

@@ -85,9 +85,9 @@ mod tests;
 
 use super::JitError;
 pub(super) use super::layout::View;
-pub(super) use loops::{BodySizes, LoopLayout, LoopStep, body_key};
 use crate::ir::{DType, Graph, NodeId, Op};
 use crate::tensor::Tensor;
+pub(super) use loops::{BodySizes, LoopLayout, LoopStep, body_key};
 use std::sync::Arc;
 
 /// Alignment of large workspace and constant buffers (one cache line).

@@ -9,8 +9,8 @@ use super::{
     Access, BodySizes, CHUNK_ELEMS, Chunks, Fused, Group, Piece, PlanConfig, Reduction, Role, View,
     box_count, is_elementwise, is_reduction,
 };
-use crate::jit::JitError;
 use crate::ir::{Attrs, DType, Graph, NodeId, Op};
+use crate::jit::JitError;
 use crate::jit::layout::{broadcast, collapse, matrix_strides, row_major};
 
 /// The groups as loop nests, and what the later phases need of the fusion.
