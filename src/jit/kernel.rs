@@ -789,6 +789,20 @@ impl Kernel {
         }
     }
 
+    /// The one compiled function of a kernel that is nothing else (one serial step, no copies
+    /// after it): a loop calls it directly at each step, with [`Kernel::consts_ptr`].
+    pub(super) fn single_fn(&self) -> Option<KernelFn> {
+        match self.steps.as_slice() {
+            [Step::Serial(f)] if self.post.is_empty() => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The constant blob's base.
+    pub(super) fn consts_ptr(&self) -> *const u8 {
+        self.consts.as_ptr().cast::<u8>()
+    }
+
     /// Runs the code as a loop body (`jit::loops`): on the buffers whose addresses `ptrs` holds
     /// (inputs, then outputs) and workspace `mem`, on up to `threads` threads, without checks.
     ///

@@ -22,7 +22,7 @@
 //! [`LoopRun::step`] the same way.
 #![allow(unsafe_code)]
 
-use super::kernel::{Args, Kernel};
+use super::kernel::{Args, Kernel, KernelFn};
 use super::plan::{BodySizes, Loc, LoopLayout, LoopStep, Plan, View};
 use super::{JitConfig, JitError, Line};
 use crate::ir::loops::scan_attrs;
@@ -86,6 +86,8 @@ struct Addr {
 /// A loop as the kernel runs it.
 pub(super) struct LoopRun {
     body: Arc<Kernel>,
+    /// The body's only function, when that is all it is (called directly at each step).
+    single: Option<KernelFn>,
     length: usize,
     reverse: bool,
     n_carry: usize,
@@ -137,6 +139,7 @@ impl LoopRun {
             .map(|&x| bytes_of(bg, x))
             .collect();
         LoopRun {
+            single: body.single_fn(),
             body,
             length: l.lp.length,
             reverse: l.lp.reverse,
@@ -286,7 +289,16 @@ impl LoopRun {
                 *table.add(n_in + y) = row as usize;
             }
             let body_ws = args.ws.add(self.temps + self.layout.body_ws);
-            self.body.exec_body(table, body_ws, threads);
+            match self.single {
+                // `exec_body` minus its dispatch: the body kernel's contract is `exec_body`'s.
+                Some(f) => f(
+                    table.cast::<*const u8>(),
+                    table.add(n_in).cast::<*mut u8>(),
+                    body_ws,
+                    self.body.consts_ptr(),
+                ),
+                None => self.body.exec_body(table, body_ws, threads),
+            }
         }
     }
 }
