@@ -24,6 +24,7 @@
 
 use super::kernel::{Args, Kernel, KernelFn};
 use super::plan::{BodySizes, Loc, LoopLayout, LoopStep, Plan, View};
+use super::recompute::RecomputeRun;
 use super::{JitConfig, JitError, Line};
 use crate::ir::loops::scan_attrs;
 use crate::ir::{DType, Graph, NodeId};
@@ -51,13 +52,17 @@ pub(super) fn compile_bodies(g: &Graph, cfg: &JitConfig) -> Result<(Bodies, Body
         let Some((lp, _)) = scan_attrs(&node.attrs) else {
             continue;
         };
-        let key = super::plan::body_key(lp);
-        if bodies.contains_key(&key) {
-            continue;
+        // A recomputing loop also runs its forward loop's body.
+        let forward = lp.recompute.as_ref().map(|rc| &rc.forward);
+        for l in std::iter::once(lp).chain(forward) {
+            let key = super::plan::body_key(l);
+            if bodies.contains_key(&key) {
+                continue;
+            }
+            let k = super::compile_with(&l.body, &body_cfg)?;
+            sizes.insert(key, k.workspace_bytes());
+            bodies.insert(key, Arc::new(k));
         }
-        let k = super::compile_with(&lp.body, &body_cfg)?;
-        sizes.insert(key, k.workspace_bytes());
-        bodies.insert(key, Arc::new(k));
     }
     Ok((bodies, sizes))
 }
@@ -103,6 +108,8 @@ pub(super) struct LoopRun {
     layout: LoopLayout,
     /// Buffers of splat-constant operands.
     owned: Vec<Vec<Line>>,
+    /// A recomputing loop's forward loop (`jit::recompute`).
+    recompute: Option<RecomputeRun>,
 }
 
 /// The bytes of a value of `g`.
@@ -151,7 +158,38 @@ impl LoopRun {
             temps: l.temps,
             layout: l.layout.clone(),
             owned,
+            recompute: recompute_run(l, bodies),
         }
+    }
+
+    /// Operand `k`'s address in the call `args`.
+    ///
+    /// # Safety
+    /// As [`LoopRun::addr`].
+    pub(super) unsafe fn operand(&self, args: &Args, k: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { self.addr(self.operands[k], args) }
+    }
+
+    pub(super) fn n_carry(&self) -> usize {
+        self.n_carry
+    }
+
+    pub(super) fn n_xs(&self) -> usize {
+        self.n_xs
+    }
+
+    pub(super) fn n_operands(&self) -> usize {
+        self.operands.len()
+    }
+
+    pub(super) fn length(&self) -> usize {
+        self.length
+    }
+
+    /// Workspace offset of the loop's scratch block.
+    pub(super) fn temps(&self) -> usize {
+        self.temps
     }
 
     /// The compiled body.
@@ -194,7 +232,12 @@ impl LoopRun {
             unsafe { *table.add(k) = self.addr(self.operands[k], &args) as usize };
         }
         // SAFETY: forwarded.
-        unsafe { self.steps(&args, table, threads) };
+        unsafe {
+            match &self.recompute {
+                Some(rc) => self.replay(rc, &args, table, threads),
+                None => self.steps(&args, table, threads),
+            }
+        };
         for c in 0..self.n_carry {
             // SAFETY: the final carries are the initial ones (no step) or in the buffer the
             // last step wrote; the members' homes are distinct from both (the plan gave them
@@ -260,9 +303,23 @@ impl LoopRun {
     /// (its carries are read).
     #[inline]
     unsafe fn step(&self, args: &Args, table: *mut usize, s: usize, t: usize, threads: usize) {
+        // SAFETY: forwarded.
+        unsafe {
+            self.fill(args, table, s, t);
+            self.exec(args, table, threads);
+        }
+    }
+
+    /// Fills the body's table for step `s` at index `t` (see [`LoopRun::step`]); the consts'
+    /// slots are already set.
+    ///
+    /// # Safety
+    /// As [`LoopRun::step`].
+    #[inline]
+    pub(super) unsafe fn fill(&self, args: &Args, table: *mut usize, s: usize, t: usize) {
         let (nc, nx) = (self.n_carry, self.n_xs);
         let n_in = self.operands.len();
-        // SAFETY (whole block): `table` has a slot per body input and output; rows `t` of the
+        // SAFETY: (whole block) `table` has a slot per body input and output; rows `t` of the
         // xs operands and of the ys homes lie in their buffers (`t < length`, their leading
         // axis); the carry buffers and scratch rows lie in the scratch block; the body's
         // outputs are distinct from each other and from its inputs (two carry buffers, and
@@ -288,9 +345,21 @@ impl LoopRun {
                 };
                 *table.add(n_in + y) = row as usize;
             }
+        }
+    }
+
+    /// Runs the body on a filled table.
+    ///
+    /// # Safety
+    /// As [`LoopRun::step`], with `table` filled.
+    #[inline]
+    pub(super) unsafe fn exec(&self, args: &Args, table: *mut usize, threads: usize) {
+        let n_in = self.operands.len();
+        // SAFETY: the body kernel's contract is `exec_body`'s, which the filled table meets.
+        unsafe {
             let body_ws = args.ws.add(self.temps + self.layout.body_ws);
             match self.single {
-                // `exec_body` minus its dispatch: the body kernel's contract is `exec_body`'s.
+                // `exec_body` minus its dispatch.
                 Some(f) => f(
                     table.cast::<*const u8>(),
                     table.add(n_in).cast::<*mut u8>(),
@@ -301,6 +370,30 @@ impl LoopRun {
             }
         }
     }
+}
+
+/// The forward loop of a recomputing loop group, if it is one.
+fn recompute_run(l: &LoopStep, bodies: &Bodies) -> Option<RecomputeRun> {
+    let rc = l.lp.recompute.as_ref()?;
+    let fwd = Arc::clone(&bodies[&super::plan::body_key(&rc.forward)]);
+    let fb = &rc.forward.body;
+    let fwd_bytes = (fb.inputs().iter().chain(fb.outputs()))
+        .map(|&x| bytes_of(fb, x))
+        .collect();
+    Some(RecomputeRun {
+        fwd_single: fwd.single_fn(),
+        fwd,
+        snapshots: rc.snapshots,
+        fwd_reverse: rc.forward.reverse,
+        n_fc: rc.forward.n_carry,
+        n_fx: rc.forward.n_xs,
+        fwd_bytes,
+        layout: l
+            .layout
+            .recompute
+            .clone()
+            .expect("a recomputing loop's layout"),
+    })
 }
 
 /// The address of home `loc` plus `off` bytes.

@@ -171,6 +171,7 @@ mod libm;
 mod loops;
 mod lower;
 mod plan;
+mod recompute;
 mod vmath;
 
 pub use buf::{Buf, BufMut};
@@ -501,6 +502,21 @@ pub fn compile(g: &Graph) -> Result<Kernel, JitError> {
     compile_with(g, &JitConfig::default())
 }
 
+/// `g` with its full-snapshot backward loops reading their forward loops' tapes
+/// ([`crate::opt::tapes`]: one forward sweep instead of two, bitwise the same), if it has any.
+fn with_shared_tapes(g: &Graph) -> Option<Graph> {
+    let full = g.nodes().iter().any(|n| {
+        crate::ir::loops::scan_attrs(&n.attrs)
+            .and_then(|(lp, _)| Some(lp.recompute.as_ref()?.snapshots >= lp.length))
+            .unwrap_or(false)
+    });
+    if !full {
+        return None;
+    }
+    let mut s = g.clone();
+    (crate::opt::tapes::share_tapes(&mut s).tapes_shared > 0).then_some(s)
+}
+
 /// Compiles `g` with `cfg`.
 ///
 /// # Errors
@@ -512,6 +528,14 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
+    let shared;
+    let g = match with_shared_tapes(g) {
+        Some(s) => {
+            shared = s;
+            &shared
+        }
+        None => g,
+    };
     // Loop bodies first: a loop's scratch memory in the plan holds its body's workspace.
     let (bodies, body_ws) = loops::compile_bodies(g, cfg)?;
     let (plan, donated) = plan_graph(g, cfg, &body_ws)?;

@@ -3,7 +3,7 @@
 //! nested loops, threads, donated buffers), and closed forms where there is one.
 
 use crate::fuzz_check::same_bits;
-use crate::loops::{Case, N, case, grad_graph, jvp_graph, model};
+use crate::loops::{Case, N, case, grad_graph, jvp_graph, model, model_with};
 use gradlift::autodiff::Mode;
 use gradlift::jit::{self, BufMut, JitConfig};
 use gradlift::{DType, Graph, GraphBuilder, ScanArgs, Tensor, Var, interp};
@@ -187,6 +187,7 @@ fn jit_reverse_scan_matches_the_closed_form_and_its_gradient_the_interpreter() {
         init: &[zero],
         xs: &[xs],
         consts: &[],
+        checkpoint: None,
     };
     let out = b.scan_with(args, |_, s| {
         let acc = s.carry[0] * 10.0 + s.x[0];
@@ -363,4 +364,56 @@ fn jit_loops_whose_results_are_partly_unused_and_checked_mode() {
         ..exact()
     };
     agree_with(&grad_graph(4, true), &case_args(&case(4, 2)), &cfg);
+}
+
+/// The gradient graph of the loss with a scan keeping `snaps` snapshots.
+fn checkpointed_grad_graph(t: usize, snaps: usize) -> Graph {
+    let b = GraphBuilder::new("ckpt");
+    let (ins, cf, loss) = model_with(&b, t, Some(Some(snaps)));
+    let g = b.grad(loss, &ins).unwrap();
+    let outs = [
+        ("c", cf),
+        ("loss", loss),
+        ("dc0", g[0]),
+        ("dxs", g[1]),
+        ("dw", g[2]),
+    ];
+    b.finish(&outs).unwrap()
+}
+
+#[test]
+fn jit_checkpointed_gradients_equal_the_full_tape_bitwise_for_every_snapshot_count() {
+    for t in [1, 7, 50] {
+        let c = case(t, 60 + t as u64);
+        let full = agree(&grad_graph(t, true), &case_args(&c));
+        for snaps in [1, 2, 3, 5, t, t + 2] {
+            let g = checkpointed_grad_graph(t, snaps);
+            let got = agree(&g, &case_args(&c));
+            for (k, (a, b)) in got.iter().zip(&full).enumerate() {
+                assert!(same_bits(a, b), "t={t} snapshots={snaps}: output {k}");
+            }
+            // Threads and the default (fast-math) mode run the same schedule.
+            let cfg = JitConfig {
+                kernel_threads: NonZeroUsize::new(2),
+                ..exact()
+            };
+            agree_with(&g, &case_args(&c), &cfg);
+        }
+    }
+}
+
+#[test]
+fn a_checkpointed_loop_keeps_only_its_snapshots_in_the_workspace() {
+    let t = 400;
+    let ws = |snaps: usize| {
+        let mut g = checkpointed_grad_graph(t, snaps);
+        gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+        jit::compile_with(&g, &exact()).unwrap().workspace_bytes()
+    };
+    let (full, few) = (ws(t), ws(4));
+    // A carry is 3 f64 = 24 bytes (64 with alignment): the full tape's 400 of them are gone.
+    assert!(
+        full >= few + 300 * 24,
+        "full tape {full} B vs 4 snapshots {few} B"
+    );
 }

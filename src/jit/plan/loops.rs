@@ -51,8 +51,29 @@ pub(in crate::jit) struct LoopLayout {
     pub table: usize,
     /// The body's workspace.
     pub body_ws: usize,
+    /// A recomputing loop's memory for its forward loop (see [`RecomputeLayout`]).
+    pub recompute: Option<RecomputeLayout>,
     /// Size of the block (at least 64 bytes, so the arena aligns it to 64 bytes).
     pub bytes: usize,
+}
+
+/// The part of a recomputing loop's scratch block (see [`crate::ir::loops::Recompute`]) that
+/// runs its forward loop: snapshot slots, the forward carries' two buffers, rows for the
+/// forward ys (never kept), the forward body's table and workspace. Offsets as in
+/// [`LoopLayout`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(in crate::jit) struct RecomputeLayout {
+    /// Per snapshot slot (index 0 unused: slot 0 is the initial carries, read where they
+    /// are; the last is the schedule's work slot), per forward carry: its offset.
+    pub slots: Vec<Vec<usize>>,
+    /// The forward carries' two buffers (for advances of several steps).
+    pub carries: [Vec<usize>; 2],
+    /// Per forward y: a one-row buffer.
+    pub ys: Vec<usize>,
+    /// The forward body's buffer-address table.
+    pub table: usize,
+    /// The forward body's workspace.
+    pub body_ws: usize,
 }
 
 fn too_large() -> JitError {
@@ -111,11 +132,16 @@ pub(super) fn step(
         .get(&body_key(&lp))
         .expect("compile_with compiled every loop body first");
     let body_ws = take(ws)?;
+    let recompute = match &lp.recompute {
+        Some(rc) => Some(recompute_layout(rc, lp.length, bodies, &mut take)?),
+        None => None,
+    };
     let layout = LoopLayout {
         carries,
         scratch,
         table,
         body_ws,
+        recompute,
         bytes: at.max(BIG_ALIGN),
     };
     Ok(LoopStep {
@@ -124,5 +150,54 @@ pub(super) fn step(
         members,
         temps: 0,
         layout,
+    })
+}
+
+/// The forward half of a recomputing loop's block, allocated with `take`.
+fn recompute_layout(
+    rc: &crate::ir::loops::Recompute,
+    length: usize,
+    bodies: &BodySizes,
+    take: &mut impl FnMut(usize) -> Result<usize, JitError>,
+) -> Result<RecomputeLayout, JitError> {
+    let fwd = &rc.forward;
+    let body = &fwd.body;
+    let bytes_of = |id: NodeId| {
+        let t = body.ty(id);
+        t.numel()
+            .checked_mul(t.dtype.size_bytes())
+            .ok_or_else(too_large)
+    };
+    let outs = body.outputs();
+    let n_slots = crate::ops::loops::revolve::work_slot(length, rc.snapshots) + 1;
+    let mut slots = vec![Vec::new()];
+    for _ in 1..n_slots {
+        let mut slot = Vec::with_capacity(fwd.n_carry);
+        for &o in &outs[..fwd.n_carry] {
+            slot.push(take(bytes_of(o)?)?);
+        }
+        slots.push(slot);
+    }
+    let mut carries = [Vec::new(), Vec::new()];
+    for buf in &mut carries {
+        for &o in &outs[..fwd.n_carry] {
+            buf.push(take(bytes_of(o)?)?);
+        }
+    }
+    let mut ys = Vec::new();
+    for &o in &outs[fwd.n_carry..] {
+        ys.push(take(bytes_of(o)?)?);
+    }
+    let table = take((body.inputs().len() + outs.len()) * size_of::<usize>())?;
+    let ws = *bodies
+        .get(&body_key(fwd))
+        .expect("compile_with compiled every forward body first");
+    let body_ws = take(ws)?;
+    Ok(RecomputeLayout {
+        slots,
+        carries,
+        ys,
+        table,
+        body_ws,
     })
 }
