@@ -167,14 +167,17 @@
 
 mod batch;
 mod buf;
+mod check;
 mod collective;
 mod donate;
 mod gemm;
 mod kernel;
 mod layout;
 mod libm;
+mod loops;
 mod lower;
 mod plan;
+mod recompute;
 mod vmath;
 
 pub use buf::{Buf, BufMut, Workspace};
@@ -355,10 +358,6 @@ pub enum JitError {
         /// What is wrong.
         reason: String,
     },
-    /// The graph uses something this JIT cannot compile yet (a limit; run it with the
-    /// interpreter).
-    #[error("the JIT cannot compile this graph: {0}")]
-    Unsupported(String),
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
     TooLarge {
@@ -512,6 +511,21 @@ pub fn compile(g: &Graph) -> Result<Kernel, JitError> {
     compile_with(g, &JitConfig::default())
 }
 
+/// `g` with its full-snapshot backward loops reading their forward loops' tapes
+/// ([`crate::opt::tapes`]: one forward sweep instead of two, bitwise the same), if it has any.
+fn with_shared_tapes(g: &Graph) -> Option<Graph> {
+    let full = g.nodes().iter().any(|n| {
+        crate::ir::loops::scan_attrs(&n.attrs)
+            .and_then(|(lp, _)| Some(lp.recompute.as_ref()?.snapshots >= lp.length))
+            .unwrap_or(false)
+    });
+    if !full {
+        return None;
+    }
+    let mut s = g.clone();
+    (crate::opt::tapes::share_tapes(&mut s).tapes_shared > 0).then_some(s)
+}
+
 /// Compiles `g` with `cfg`.
 ///
 /// # Errors
@@ -523,13 +537,17 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    if let Some(n) = g.nodes().iter().find(|n| n.op == crate::ir::Op::Scan) {
-        return Err(JitError::Unsupported(format!(
-            "`scan` (at {}) is not lowered yet",
-            n.origin
-        )));
-    }
-    let (plan, donated) = plan_graph(g, cfg)?;
+    let shared;
+    let g = match with_shared_tapes(g) {
+        Some(s) => {
+            shared = s;
+            &shared
+        }
+        None => g,
+    };
+    // Loop bodies first: a loop's scratch memory in the plan holds its body's workspace.
+    let (bodies, body_ws) = loops::compile_bodies(g, cfg)?;
+    let (plan, donated) = plan_graph(g, cfg, &body_ws)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -564,16 +582,20 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     };
     job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
     module.finalize_definitions().map_err(JitError::module)?;
-    let steps = steps(module, &ids, &plan);
+    let (steps, loops) = steps(g, module, &ids, &plan, &bodies);
     Ok(Kernel::new(
-        parts(g, cfg, plan, donated, steps, started),
+        parts(g, cfg, plan, donated, (steps, loops), started),
         owner,
     ))
 }
 
 /// The plan of verified graph `g` and how it runs its donated pairs, within the workspace
 /// limit of `cfg`.
-fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
+fn plan_graph(
+    g: &Graph,
+    cfg: &JitConfig,
+    body_ws: &plan::BodySizes,
+) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
     let mut plan = plan::plan(
         g,
@@ -583,6 +605,7 @@ fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<(plan::Plan, Vec<donate::Don
             exact: cfg.exact_math,
             checked: cfg.check_finite,
         },
+        body_ws,
     )?;
     let donated = donate::decide(g, &mut plan, &donated, cfg.exact_math, cfg.check_finite)?;
     if plan.ws_bytes > cfg.max_workspace_bytes {
@@ -649,43 +672,64 @@ fn declare<K: Eq + std::hash::Hash>(
     Ok(ids)
 }
 
-/// Declares the plan's functions (serial: `sigs[0]`, chunk functions: `sigs[1]`).
+/// Declares the plan's functions (serial: `sigs[0]`, chunk functions: `sigs[1]`; a loop has
+/// none).
 fn declare_functions(
     module: &mut JITModule,
     plan: &plan::Plan,
     sigs: &[Signature; 2],
-) -> Result<Vec<FuncId>, JitError> {
+) -> Result<Vec<Option<FuncId>>, JitError> {
     let mut ids = Vec::with_capacity(plan.funcs.len());
     for (i, f) in plan.funcs.iter().enumerate() {
+        if matches!(f, plan::Func::Loop(_)) {
+            ids.push(None);
+            continue;
+        }
         let sig = &sigs[usize::from(matches!(f, plan::Func::Chunks(_)))];
         let id = module
             .declare_function(&format!("f{i}"), Linkage::Local, sig)
             .map_err(JitError::module)?;
-        ids.push(id);
+        ids.push(Some(id));
     }
     Ok(ids)
 }
 
-/// The kernel's steps: the finalized functions of the plan, in order.
-fn steps(module: &JITModule, ids: &[FuncId], plan: &plan::Plan) -> Vec<kernel::Step> {
-    ids.iter()
+/// The kernel's steps: the finalized functions of the plan and its loops, in order.
+fn steps(
+    g: &Graph,
+    module: &JITModule,
+    ids: &[Option<FuncId>],
+    plan: &plan::Plan,
+    bodies: &loops::Bodies,
+) -> (Vec<kernel::Step>, Vec<loops::LoopRun>) {
+    let mut runs = Vec::new();
+    let steps = ids
+        .iter()
         .zip(&plan.funcs)
         .map(|(&id, f)| {
-            let p = module.get_finalized_function(id);
+            let p = || module.get_finalized_function(id.expect("functions have ids"));
             match f {
-                plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p)),
+                plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p())),
                 plan::Func::Chunks(gi) => {
                     let plan::Group::Fused(fused) = &plan.groups[*gi as usize] else {
                         unreachable!("chunk functions run fused groups")
                     };
                     kernel::Step::Chunks {
-                        f: chunk_fn(p),
+                        f: chunk_fn(p()),
                         count: fused.chunks.count,
                     }
                 }
+                plan::Func::Loop(gi) => {
+                    let plan::Group::Loop(l) = &plan.groups[*gi as usize] else {
+                        unreachable!("loop steps run loop groups")
+                    };
+                    runs.push(loops::LoopRun::new(g, plan, l, bodies));
+                    kernel::Step::Loop(runs.len() as u32 - 1)
+                }
             }
         })
-        .collect()
+        .collect();
+    (steps, runs)
 }
 
 /// True if `g` has a matmul large enough for the GEMM to use threads (if it calls the GEMM).
@@ -705,7 +749,7 @@ fn parts(
     cfg: &JitConfig,
     plan: plan::Plan,
     donated: Vec<donate::Donated>,
-    steps: Vec<kernel::Step>,
+    (steps, loops): (Vec<kernel::Step>, Vec<loops::LoopRun>),
     started: std::time::Instant,
 ) -> kernel::Parts {
     let mut consts = vec![Line([0; 64]); plan.consts.len().div_ceil(64)];
@@ -726,6 +770,7 @@ fn parts(
                         [plan::Item::Run(gi)] => plan.groups[*gi as usize].first_node(),
                         _ => unreachable!("checked plans run one group per function"),
                     },
+                    plan::Func::Loop(gi) => plan.groups[*gi as usize].first_node(),
                     plan::Func::Chunks(_) => unreachable!("checked plans are serial"),
                 })
                 .collect(),
@@ -739,6 +784,7 @@ fn parts(
         check,
         donated,
         steps,
+        loops,
         consts,
         inputs: inputs.iter().map(|&i| g.ty(i).clone()).collect(),
         outputs: g.outputs().iter().map(|&o| g.ty(o).clone()).collect(),
@@ -795,7 +841,8 @@ struct Job<'a> {
     env: lower::Env<'a>,
     isa: &'a OwnedTargetIsa,
     sigs: &'a [Signature; 2],
-    ids: &'a [FuncId],
+    /// Per plan function: its id (`None` for a loop, which has no code).
+    ids: &'a [Option<FuncId>],
 }
 
 /// Machine code of one function, ready for `define_function_bytes`.
@@ -811,10 +858,16 @@ impl Job<'_> {
         let (sig, body) = match &self.env.plan.funcs[i] {
             plan::Func::Serial(items) => (&self.sigs[0], lower::Body::Serial(items)),
             plan::Func::Chunks(g) => (&self.sigs[1], lower::Body::Chunks(*g)),
+            plan::Func::Loop(_) => unreachable!("loops have no code"),
         };
         ctx.func.signature = sig.clone();
-        ctx.func.name = UserFuncName::user(0, self.ids[i].as_u32());
+        ctx.func.name = UserFuncName::user(0, self.id(i).as_u32());
         lower::build_function(&mut ctx.func, fctx, &self.env, body);
+    }
+
+    /// The id of function `i`, which has code.
+    fn id(&self, i: usize) -> FuncId {
+        self.ids[i].expect("plan invariant: only loops have no code")
     }
 
     /// Builds, compiles and defines every function in `module`, on `threads` threads.
@@ -823,6 +876,7 @@ impl Job<'_> {
             let mut fctx = FunctionBuilderContext::new();
             let mut ctx = module.make_context();
             for (i, &id) in self.ids.iter().enumerate() {
+                let Some(id) = id else { continue };
                 module.clear_context(&mut ctx);
                 self.build(i, &mut ctx, &mut fctx);
                 module
@@ -844,6 +898,9 @@ impl Job<'_> {
                     let mut fctx = FunctionBuilderContext::new();
                     let mut ctx = Context::new();
                     for i in (w..self.ids.len()).step_by(threads) {
+                        if self.ids[i].is_none() {
+                            continue;
+                        }
                         ctx.clear();
                         self.build(i, &mut ctx, &mut fctx);
                         let r = self.compile(i, &mut ctx);
@@ -861,7 +918,7 @@ impl Job<'_> {
                     source,
                 })?;
                 module
-                    .define_function_bytes(self.ids[i], c.align, &c.code, &c.relocs)
+                    .define_function_bytes(self.id(i), c.align, &c.code, &c.relocs)
                     .map_err(JitError::module)?;
             }
             Ok(())
@@ -880,7 +937,7 @@ impl Job<'_> {
             .buffer
             .relocs()
             .iter()
-            .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, self.ids[i]))
+            .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, self.id(i)))
             .collect();
         Ok(Compiled {
             code: bytes,

@@ -14,6 +14,7 @@ mod hostile;
 mod indexing;
 mod jit;
 mod loops;
+mod loops_jit;
 mod mlp;
 mod props;
 mod random;

@@ -21,6 +21,7 @@ fn lowered_with(g: &Graph, batch: bool) -> (usize, String) {
             exact: false,
             checked: false,
         },
+        &Default::default(),
     )
     .unwrap();
     let math: MathIds = crate::ops::MathFn::ALL
