@@ -22,6 +22,7 @@ pub use types::{
 };
 pub use verify::{VerifyError, VerifyErrors, verify};
 
+use crate::autodiff::checkpoint::Checkpoints;
 use crate::ops::custom::CustomRegion;
 use crate::ops::{self, ShapeError};
 use crate::tensor::Tensor;
@@ -102,6 +103,7 @@ pub enum Op {
     Cumsum,
     Matmul,
     StopGradient,
+    Barrier,
     Iota,
     Gather,
     ScatterAdd,
@@ -112,7 +114,7 @@ pub enum Op {
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 57] = [
+    pub const ALL: [Op; 58] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -164,6 +166,7 @@ impl Op {
         Op::Cumsum,
         Op::Matmul,
         Op::StopGradient,
+        Op::Barrier,
         Op::Iota,
         Op::Gather,
         Op::ScatterAdd,
@@ -396,6 +399,8 @@ pub struct Graph {
     /// Side table of custom-derivative regions (see [`crate::ops::custom`]); not part of the
     /// `.gir` text and ignored by [`Graph::same`].
     custom: Vec<CustomRegion>,
+    /// Side table of checkpoint regions (see [`crate::autodiff::checkpoint`]); like `custom`.
+    checkpoints: Checkpoints,
     /// Which node holds each name, so name checks cost O(1) instead of a scan of the graph.
     /// Kept by `append` and `set_name`; after [`Graph::nodes_mut`] it is stale and rebuilt by
     /// the next `&mut` name lookup (`&self` lookups scan meanwhile).
@@ -416,6 +421,7 @@ impl Graph {
             nodes: Vec::new(),
             outputs: Vec::new(),
             custom: Vec::new(),
+            checkpoints: Checkpoints::default(),
             names: NameIndex::default(),
         }
     }
@@ -737,6 +743,7 @@ impl Graph {
     /// would not survive a rewrite.
     pub fn nodes_mut(&mut self) -> &mut Vec<Node> {
         self.custom.clear();
+        self.checkpoints = Checkpoints::default();
         self.names.stale = true;
         &mut self.nodes
     }
@@ -745,6 +752,17 @@ impl Graph {
     /// first and put the renumbered regions back with [`Graph::add_custom_region`]).
     pub fn take_custom_regions(&mut self) -> Vec<CustomRegion> {
         std::mem::take(&mut self.custom)
+    }
+
+    /// The checkpoint regions and names recorded by [`GraphBuilder::checkpoint`] and
+    /// [`Var::checkpoint_name`] (dropped, like the custom regions, by passes that renumber).
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+
+    /// Mutable access to the checkpoint side table (the builder records regions here).
+    pub fn checkpoints_mut(&mut self) -> &mut Checkpoints {
+        &mut self.checkpoints
     }
 
     /// For each node, whether it lies inside a custom region (`first..=output`).

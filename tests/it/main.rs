@@ -2,6 +2,7 @@
 
 mod call;
 mod check_finite;
+mod checkpoint;
 mod cli;
 mod concat;
 mod differential;

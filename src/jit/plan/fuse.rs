@@ -42,8 +42,13 @@ pub(super) struct Fusion {
     pub last_use: Vec<i64>,
 }
 
+/// Ops that are views of their operand (an `optimization_barrier` is the identity view: it
+/// only matters to the optimizer, and a copy would cost the memory recomputation saves).
 fn is_view_op(op: Op) -> bool {
-    matches!(op, Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice)
+    matches!(
+        op,
+        Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice | Op::Barrier
+    )
 }
 
 /// Adds to `cuts` (per axis of an iteration space of `shape`) the boundaries between the
@@ -440,6 +445,7 @@ impl Builder<'_> {
                     ..v
                 }
             }
+            (Op::Barrier, _) => v,
             (Op::Broadcast, _) => View {
                 strides: broadcast(xs, &v.strides, &node.ty.shape),
                 ..v
