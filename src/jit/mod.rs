@@ -161,6 +161,7 @@
 //! use wider ones).
 
 mod batch;
+mod budget;
 mod buf;
 mod donate;
 mod gemm;
@@ -251,6 +252,15 @@ pub struct JitConfig {
     /// ([`KernelStats::donated_copied`]). Either way the results equal an undonated call's.
     /// Default none; set with [`JitConfig::donating`].
     pub donate: Vec<(String, String)>,
+    /// The most workspace the kernel may use: the compiler recomputes forward values in the
+    /// backward part instead of storing them (checkpoint segments, [`crate::opt::remat`]) until
+    /// the memory plan's peak fits, with the least recomputed work it finds, and fails with
+    /// [`JitError::OverBudget`] naming the smallest feasible budget if nothing fits.
+    /// Recomputation is exact: the results are bitwise those without a budget;
+    /// [`KernelStats::nodes_recomputed`] says what it cost. Only graphs differentiated in
+    /// this process have a backward part to trade (see [`crate::opt::remat`]). Default none;
+    /// set with [`JitConfig::with_memory_budget`].
+    pub memory_budget_bytes: Option<u64>,
 }
 
 impl JitConfig {
@@ -276,6 +286,14 @@ impl JitConfig {
     pub fn donating(mut self, pairs: &[(&str, &str)]) -> JitConfig {
         self.donate
             .extend(pairs.iter().map(|&(i, o)| (i.to_string(), o.to_string())));
+        self
+    }
+
+    /// This configuration with a workspace budget of `bytes` (see
+    /// [`JitConfig::memory_budget_bytes`]).
+    #[must_use]
+    pub fn with_memory_budget(mut self, bytes: u64) -> JitConfig {
+        self.memory_budget_bytes = Some(bytes);
         self
     }
 }
@@ -304,6 +322,7 @@ impl Default for JitConfig {
             check_finite: false,
             batch_math: !DEPENDENCY_UNOPTIMIZED,
             donate: Vec::new(),
+            memory_budget_bytes: None,
         }
     }
 }
@@ -348,6 +367,18 @@ pub enum JitError {
         output: String,
         /// What is wrong.
         reason: String,
+    },
+    /// No choice of recomputation fits [`JitConfig::memory_budget_bytes`] (user error: raise
+    /// the budget to at least `minimum`).
+    #[error(
+        "no plan fits the memory budget of {budget} bytes: the smallest feasible budget is \
+         {minimum} bytes of workspace"
+    )]
+    OverBudget {
+        /// The budget asked for.
+        budget: u64,
+        /// The smallest workspace of any plan the compiler found.
+        minimum: u64,
     },
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
@@ -510,7 +541,15 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    let (plan, donated) = plan_graph(g, cfg)?;
+    let fitted = match cfg.memory_budget_bytes {
+        Some(budget) => budget::fit(g, cfg, budget)?,
+        None => None,
+    };
+    let (g, recomputed, apart) = match &fitted {
+        Some(f) => (&f.graph, f.stats, f.keep_backward_apart),
+        None => (g, crate::opt::remat::RematStats::default(), false),
+    };
+    let (plan, donated) = plan_graph(g, cfg, apart)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -546,15 +585,19 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
     module.finalize_definitions().map_err(JitError::module)?;
     let steps = steps(module, &ids, &plan);
-    Ok(Kernel::new(
-        parts(g, cfg, plan, donated, steps, started),
-        owner,
-    ))
+    let mut parts = parts(g, cfg, plan, donated, steps, started);
+    parts.stats.nodes_recomputed = recomputed.nodes_recomputed;
+    parts.stats.flops_recomputed = recomputed.flops_recomputed;
+    Ok(Kernel::new(parts, owner))
 }
 
 /// The plan of verified graph `g` and how it runs its donated pairs, within the workspace
 /// limit of `cfg`.
-fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
+fn plan_graph(
+    g: &Graph,
+    cfg: &JitConfig,
+    keep_backward_apart: bool,
+) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
     let mut plan = plan::plan(
         g,
@@ -563,6 +606,7 @@ fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<(plan::Plan, Vec<donate::Don
             parallel_min_elements: cfg.parallel_min_elements,
             exact: cfg.exact_math,
             checked: cfg.check_finite,
+            keep_backward_apart,
         },
     )?;
     let donated = donate::decide(g, &mut plan, &donated, cfg.exact_math, cfg.check_finite)?;
@@ -736,6 +780,8 @@ fn parts(
             buffers_in_place: st.buffers_in_place,
             functions: plan.funcs.len() as u64,
             matmuls_gemm: st.matmuls_gemm,
+            nodes_recomputed: 0,
+            flops_recomputed: 0,
             compile_time: started.elapsed(),
         },
         post: plan.post,

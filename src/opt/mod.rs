@@ -6,6 +6,9 @@
 //! - [`cse`]: hash-consing of identical nodes, commutative operands normalized.
 //! - [`dce`]: removes nodes no output depends on, compacting and renumbering.
 //!
+//! Not in the pipeline: [`remat`], recomputation in checkpoint segments, which the JIT runs
+//! for a memory budget after the pipeline (CSE would undo it).
+//!
 //! Every rewrite is exact in IEEE arithmetic, with one documented exception: `x + 0.0 → x`
 //! changes `-0.0 + 0.0 = +0.0` into `-0.0` (equal as numbers). No pass reassociates.
 //!
@@ -19,6 +22,7 @@
 pub mod const_fold;
 pub mod cse;
 pub mod dce;
+pub mod remat;
 pub mod simplify;
 
 use crate::ir::{Graph, Node, NodeId};

@@ -1,5 +1,6 @@
 //! The one integration-test binary: each module covers one area.
 
+mod budget;
 mod call;
 mod check_finite;
 mod checkpoint;

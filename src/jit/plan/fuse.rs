@@ -83,6 +83,11 @@ pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig
         members: Vec::new(),
         latest: HashMap::new(),
         checked: cfg.checked,
+        backward: if cfg.keep_backward_apart {
+            crate::opt::remat::backward_part(g)
+        } else {
+            Vec::new()
+        },
     };
     // Values some live consumer reads contiguously (`reshape`, which is only a view of a
     // contiguous operand; `matmul` takes any strides).
@@ -215,9 +220,20 @@ struct Builder<'g> {
     members: Vec<Vec<NodeId>>,
     latest: HashMap<Vec<usize>, u32>,
     checked: bool,
+    /// With [`PlanConfig::keep_backward_apart`]: the backward part (else empty).
+    backward: Vec<bool>,
 }
 
 impl Builder<'_> {
+    /// True if joining group `g` would move backward node `n` into a forward loop (only with
+    /// [`PlanConfig::keep_backward_apart`]).
+    fn hoists(&self, n: NodeId, g: u32) -> bool {
+        self.backward.get(n.index()).copied().unwrap_or(false)
+            && !self.members[g as usize]
+                .iter()
+                .any(|m| self.backward[m.index()])
+    }
+
     /// The base view of a stored node or leaf.
     fn base(&self, id: NodeId) -> View {
         View::whole(id, &self.g.ty(id).shape)
@@ -353,7 +369,7 @@ impl Builder<'_> {
         let nr = self.node_reduced(n);
         let mut best: Option<(usize, u32)> = None;
         let mut consider = |b: &Self, g: u32| {
-            if b.shapes[g as usize].as_ref() != Some(&shape) {
+            if b.shapes[g as usize].as_ref() != Some(&shape) || b.hoists(n, g) {
                 return;
             }
             if let Some(regs) = b.fit(n, g)
