@@ -135,6 +135,9 @@ fn ensure_copy(
         let inputs = (src.inputs.iter())
             .map(|&x| copy[x.index()].unwrap_or(map[x.index()]))
             .collect();
+        // A copy keeps the forward class (no adjoint origin): with
+        // `keep_backward_apart` the JIT then keeps the backward work that reads it (`1 - h²`)
+        // out of its loop, which would store a second value per recomputed layer.
         let c = new.append(Node {
             inputs,
             name: None,
