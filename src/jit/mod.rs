@@ -534,8 +534,9 @@ pub fn compile(g: &Graph) -> Result<Kernel, JitError> {
 ///
 /// # Errors
 /// [`JitError::InvalidGraph`] if the graph fails verification, [`JitError::TooLarge`] if its
-/// memory cannot be addressed, and the Cranelift variants if code generation fails (bugs or an
-/// unsupported host).
+/// memory cannot be addressed, [`JitError::OverBudget`] if no plan fits
+/// [`JitConfig::memory_budget_bytes`], and the Cranelift variants if code generation fails
+/// (bugs or an unsupported host).
 pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     let started = std::time::Instant::now();
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
