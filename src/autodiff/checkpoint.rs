@@ -87,8 +87,8 @@ pub struct Checkpoints {
 /// What the reverse driver knows about the checkpoint regions of one graph, and the copies it
 /// has emitted so far.
 pub(super) struct Remat {
-    /// For each node: the (outermost) region it belongs to, and whether it is saved.
-    member: Vec<Option<(usize, bool)>>,
+    /// For each node in a region: whether it is saved (by the outermost region).
+    member: Vec<Option<bool>>,
     /// The recomputed copy of each node, once emitted.
     copy: HashMap<NodeId, NodeId>,
     /// The barrier through which copies read each outside or saved value.
@@ -99,24 +99,34 @@ impl Remat {
     pub(super) fn new(g: &Graph) -> Remat {
         let t = g.checkpoints();
         let mut member = vec![None; if t.regions.is_empty() { 0 } else { g.len() }];
-        for (k, r) in t.regions.iter().enumerate() {
+        let mut tags: HashMap<NodeId, Vec<&str>> = HashMap::new();
+        for (v, name) in &t.names {
+            tags.entry(*v).or_default().push(name);
+        }
+        for r in &t.regions {
             let end = r.end.index().min(member.len());
-            for i in r.first.index()..end {
+            let outputs: std::collections::HashSet<NodeId> = r.outputs.iter().copied().collect();
+            for (i, slot) in member
+                .iter_mut()
+                .enumerate()
+                .take(end)
+                .skip(r.first.index())
+            {
                 let id = NodeId(i as u32);
                 let node = g.node(id);
                 let saved = node.inputs.is_empty()
-                    || r.outputs.contains(&id)
+                    || outputs.contains(&id)
                     || match &r.policy {
                         CheckpointPolicy::SaveNothing => false,
                         CheckpointPolicy::SaveDots => node.op == Op::Matmul,
                         CheckpointPolicy::SaveNames(names) => {
                             let named = |s: &str| names.iter().any(|n| n == s);
                             node.name.as_deref().is_some_and(named)
-                                || t.names.iter().any(|(v, s)| *v == id && named(s))
+                                || tags.get(&id).is_some_and(|ts| ts.iter().any(|s| named(s)))
                         }
                     };
                 // Later regions enclose earlier ones: the outermost wins.
-                member[i] = Some((k, saved));
+                *slot = Some(saved);
             }
         }
         Remat {
@@ -132,7 +142,7 @@ impl Remat {
     }
 
     fn recomputed(&self, id: NodeId) -> bool {
-        matches!(self.member.get(id.index()), Some(Some((_, false))))
+        matches!(self.member.get(id.index()), Some(Some(false)))
     }
 
     /// The value the backward pass reads for `id`: its recomputed copy (emitted now, with the

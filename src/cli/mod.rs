@@ -539,7 +539,7 @@ mod tests {
 
     fn values_on(p: &Prepared, x: &[f64], backend: Backend) -> Vec<f64> {
         let inputs: Vec<Tensor> = x.iter().map(|&v| Tensor::scalar_f64(v)).collect();
-        evaluate(&p.graph, &inputs, backend, None)
+        evaluate(&p.graph, &inputs, backend, backend::JitOpts::default())
             .unwrap()
             .iter()
             .map(|t| t.scalar_value().unwrap())
@@ -643,7 +643,7 @@ mod tests {
         assert_eq!(g.value_name(outs[2]), "y_again");
         let x = [Tensor::scalar_f64(3.0), Tensor::scalar_f64(4.0)];
         for backend in [Backend::Interp, Backend::Jit] {
-            let r = evaluate(&g, &x, backend, None).unwrap();
+            let r = evaluate(&g, &x, backend, backend::JitOpts::default()).unwrap();
             let r: Vec<f64> = r.iter().map(|t| t.scalar_value().unwrap()).collect();
             assert_eq!(r, [13.0, 3.0, 13.0], "{backend:?}");
         }

@@ -135,7 +135,7 @@ fn budget_without_a_backward_part_names_the_workspace() {
     let g = b.finish(&[("y", y)]).unwrap();
     let full = jit::compile_with(&g, &exact()).unwrap().workspace_bytes() as u64;
     assert!(full > 0);
-    let e = budgeted(&g, full - 1).err().expect("nothing to recompute");
+    let e = budgeted(&g, full - 1).expect_err("nothing to recompute");
     assert!(matches!(e, JitError::OverBudget { minimum, .. } if minimum == full));
     assert!(
         e.to_string()
