@@ -886,5 +886,7 @@ pub(super) const BARRIER: OpRules = OpRules {
         f64: |x| x,
         f32: |x| x,
     }),
-    lower: Some(|_, _, a| a[0]),
+    // The JIT reads a barrier as a view of its operand (`jit::plan::fuse`), never as a
+    // loop of its own, so it has no scalar lowering.
+    lower: None,
 };
