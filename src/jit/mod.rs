@@ -291,6 +291,26 @@ impl JitConfig {
 
     /// This configuration with a workspace budget of `bytes` (see
     /// [`JitConfig::memory_budget_bytes`]).
+    ///
+    /// ```
+    /// use gradlift::{DType, GraphBuilder, jit::{self, JitConfig, JitError}};
+    /// let b = GraphBuilder::new("deep");
+    /// let x = b.input("x", DType::F32, &[8, 16]);
+    /// let w = b.input("w", DType::F32, &[16, 16]);
+    /// let h = (0..8).fold(x, |h, _| h.matmul(w).tanh());
+    /// let loss = (h * h).sum();
+    /// let g = b.grad(loss, &[w]).unwrap();
+    /// let graph = b.finish(&[("loss", loss), ("dw", g[0])]).unwrap();
+    /// let full = jit::compile(&graph).unwrap().workspace_bytes() as u64;
+    /// let k = jit::compile_with(&graph, &JitConfig::default().with_memory_budget(full / 2));
+    /// assert!(k.unwrap().workspace_bytes() as u64 <= full / 2);
+    /// let Err(JitError::OverBudget { minimum, .. }) =
+    ///     jit::compile_with(&graph, &JitConfig::default().with_memory_budget(0))
+    /// else {
+    ///     panic!("a workspace of 0 bytes cannot hold 8 layers")
+    /// };
+    /// assert!(minimum <= full / 2);
+    /// ```
     #[must_use]
     pub fn with_memory_budget(mut self, bytes: u64) -> JitConfig {
         self.memory_budget_bytes = Some(bytes);

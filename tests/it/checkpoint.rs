@@ -1,8 +1,10 @@
 //! Checkpoint regions (`GraphBuilder::checkpoint`): each policy recomputes exactly the values
 //! it should (counted in the optimized graph, against hand counts), the gradients equal the
 //! uncheckpointed ones bitwise (interpreter, and JIT in exact mode) and central differences,
-//! the copies survive the optimizer and cut the JIT's workspace, and nested derivatives (grad
-//! of grad, Hessian-vector products) through a checkpoint are right.
+//! the copies survive the optimizer and cut the JIT's workspace, nested derivatives (grad of
+//! grad, Hessian-vector products) through a checkpoint are right (analytic), custom rules and
+//! `stop_gradient` inside a region still apply, and random graphs of every op through a region
+//! give the stored derivatives.
 
 use gradlift::autodiff::checkpoint::CheckpointPolicy;
 use gradlift::jit::{self, JitConfig};
@@ -313,4 +315,41 @@ fn random_graphs_through_a_checkpoint_equal_the_stored_derivatives() {
     assert!(reverse_reverse > 10);
     // Recomputation happened (copies read their outside values through barriers).
     assert!(barriers > 100, "{barriers}");
+}
+
+#[test]
+fn custom_rules_and_stop_gradient_inside_a_checkpoint() {
+    use gradlift::ops::custom::CustomOp;
+    // A gradient clip on an intermediate: identity forward, cotangent clipped to [-1, 1].
+    let clip = CustomOp::new("clip_grad", |_, x| x[0])
+        .with_vjp(|_, _, ct| vec![Some(ct.max(ct.scalar_like(-1.0)).min(ct.scalar_like(1.0)))]);
+    let build = |checkpointed: bool| {
+        let b = GraphBuilder::new("g");
+        let x = b.input("x", DType::F64, &[3]);
+        let body = |_: &GraphBuilder| {
+            let a = x.sin() * 4.0;
+            let c = b.custom(&clip, &[a]);
+            (c * c.exp() + a.stop_gradient() * x).sum()
+        };
+        let y = if checkpointed {
+            b.checkpoint(body)
+        } else {
+            body(&b)
+        };
+        let g = b.grad(y, &[x]).unwrap()[0];
+        b.finish(&[("y", y), ("g", g)]).unwrap()
+    };
+    let xs = [0.3, -1.2, 2.0];
+    let inputs = [Tensor::from_f64(vec![3], xs.to_vec())];
+    let want = interp::run(&build(false), &inputs).unwrap();
+    let got = interp::run(&build(true), &inputs).unwrap();
+    assert_bits_eq(&got, &want, "custom rule inside a checkpoint");
+    // By hand: a = 4 sin x, c = a, ∂/∂c (c·eᶜ) = (1 + c)eᶜ clipped to [-1, 1], times
+    // ∂a/∂x = 4 cos x; plus the stopped a as the coefficient of x.
+    for (i, &x) in xs.iter().enumerate() {
+        let a = 4.0 * x.sin();
+        let want = ((1.0 + a) * a.exp()).clamp(-1.0, 1.0) * 4.0 * x.cos() + a;
+        let got = got[1].to_f64_vec()[i];
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
 }
