@@ -77,7 +77,10 @@ mod tensor;
 pub mod testutil;
 
 pub use error::Error;
-pub use ir::{Attrs, DType, Graph, GraphBuilder, Node, NodeId, Op, Origin, TensorType, Var};
+pub use ir::{
+    Attrs, DType, Graph, GraphBuilder, Node, NodeId, Op, Origin, ScanArgs, ScanOut, ScanStep,
+    TensorType, Var,
+};
 pub use tensor::{Data, Tensor};
 
 /// The README's code blocks, compiled and run as doctests so the README cannot go stale.

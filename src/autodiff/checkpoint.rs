@@ -12,8 +12,9 @@
 //! backward use, and a region is recomputed at most once per differentiation.
 //!
 //! Always saved, whatever the policy: the region's outputs (the closure's returned values,
-//! needed after the region anyway, usually the next region's input) and leaves (constants,
-//! `iota`s: nothing to recompute). Values from outside the region are never copied.
+//! needed after the region anyway, usually the next region's input), leaves (constants,
+//! `iota`s: nothing to recompute) and loops (`scan`, which checkpoints by its own snapshot
+//! count). Values from outside the region are never copied.
 //!
 //! **The copies are never merged with their originals.** A copy reads every value that is not
 //! itself a copy (an outside value, a saved value) through an `optimization_barrier` node, an
@@ -114,7 +115,10 @@ impl Remat {
             {
                 let id = NodeId(i as u32);
                 let node = g.node(id);
+                // A loop inside a region is saved: it trades memory for time by its own
+                // snapshot count, and its VJP reads its operands as they are.
                 let saved = node.inputs.is_empty()
+                    || node.op == Op::Scan
                     || outputs.contains(&id)
                     || match &r.policy {
                         CheckpointPolicy::SaveNothing => false,

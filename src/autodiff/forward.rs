@@ -23,7 +23,7 @@
 //!
 //! Not done here: simplification of the appended nodes (the optimizer does that).
 
-use super::regions::{Regions, active_nodes, broadcast_up};
+use super::regions::{LoopIndex, Regions, active_nodes, broadcast_up};
 use super::{GradError, check_float_outputs, check_ids, check_seeds, check_wrt, on_graph};
 use crate::ir::{Graph, GraphBuilder, NodeId, Origin, Var};
 use crate::ops::{self, Tangents, add_opt, custom::CustomCall};
@@ -115,8 +115,27 @@ fn push_tangents(
     }
     let lo = wrt.iter().map(|w| w.index()).min().unwrap_or(n);
     let hi = outputs.iter().map(|o| o.index() + 1).max().unwrap_or(0);
+    let loops = LoopIndex::new(&b.graph());
     for i in lo..hi {
         let id = NodeId(i as u32);
+        if loops.is_later_member(i) {
+            continue; // a loop's group is handled at its first node
+        }
+        if let Some(members) = loops.group_at(i) {
+            if members.iter().any(|&(m, _)| active[m.index()]) {
+                b.set_origin(Origin::Tangent(id));
+                let inputs = b.graph().node(id).inputs.clone();
+                let ts: Vec<Option<Var<'_>>> = inputs
+                    .iter()
+                    .map(|x| tangent[x.index()].map(|t| b.var(t)))
+                    .collect();
+                let out = ops::loops::jvp::scan_jvp(b, id, &ts, batch)?;
+                for &(m, r) in members {
+                    tangent[m.index()] = out[r].map(|v| v.id());
+                }
+            }
+            continue;
+        }
         if !active[i] || regions.is_interior(id) || !b.ty(id).dtype.is_float() {
             continue;
         }

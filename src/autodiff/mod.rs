@@ -112,6 +112,10 @@ pub enum GradError {
         /// What was wrong.
         message: String,
     },
+    /// The derivative of a loop body could not be built (the message says why, e.g. a custom
+    /// op without a rule inside the body).
+    #[error("in the derivative of a loop body: {0}")]
+    Body(String),
 }
 
 /// Runs a builder-level driver on a graph, putting the graph back afterwards.

@@ -3,6 +3,7 @@
 //!
 //! Everything is a loop over ids (no recursion), so million-node graphs are fine.
 
+use crate::ir::loops::loop_groups;
 use crate::ir::{Graph, NodeId, Var, broadcast_shapes};
 use crate::ops::custom::CustomRegion;
 
@@ -144,4 +145,37 @@ pub(super) fn broadcast_up<'b>(t: Var<'b>, to: &[usize]) -> Option<Var<'b>> {
         return Some(t);
     }
     (broadcast_shapes(&from, to).as_deref() == Some(to)).then(|| t.broadcast_to(to))
+}
+
+/// The graph's loop groups ([`crate::ir::loops::loop_groups`]), indexed by node: the AD
+/// drivers differentiate a whole group at its first node.
+pub(super) struct LoopIndex {
+    /// For each node: the members of the group it starts, if it starts one.
+    at: Vec<Option<Vec<(NodeId, usize)>>>,
+    /// For each node: a member of a group other than its first.
+    later: Vec<bool>,
+}
+
+impl LoopIndex {
+    pub(super) fn new(g: &Graph) -> LoopIndex {
+        let mut at = vec![None; g.len()];
+        let mut later = vec![false; g.len()];
+        for group in loop_groups(g) {
+            for &(m, _) in &group.members[1..] {
+                later[m.index()] = true;
+            }
+            at[group.first.index()] = Some(group.members);
+        }
+        LoopIndex { at, later }
+    }
+
+    /// The members of the group starting at node `i`, if one does.
+    pub(super) fn group_at(&self, i: usize) -> Option<&[(NodeId, usize)]> {
+        self.at.get(i)?.as_deref()
+    }
+
+    /// True if node `i` is a member of a loop group but not its first.
+    pub(super) fn is_later_member(&self, i: usize) -> bool {
+        self.later.get(i).copied().unwrap_or(false)
+    }
 }

@@ -21,9 +21,9 @@
 //! Not done here: simplification of the appended nodes (the optimizer does that).
 
 use super::checkpoint::{Remat, vjp_reads};
-use super::regions::{Regions, active_nodes, unbroadcast};
+use super::regions::{LoopIndex, Regions, active_nodes, unbroadcast};
 use super::{GradError, check_float_outputs, check_ids, check_seeds, check_wrt, on_graph};
-use crate::ir::{Graph, GraphBuilder, NodeId, Origin};
+use crate::ir::{Graph, GraphBuilder, NodeId, Origin, Var};
 use crate::ops::{self, custom::CustomCall};
 
 /// Appends the adjoint of `y` to `g` and returns `∂y/∂w` for each `w` in `wrt`.
@@ -145,12 +145,32 @@ fn adjoints(
         });
     }
     let top = outputs.iter().map(|o| o.index()).max().unwrap_or(0);
+    let loops = LoopIndex::new(&b.graph());
+    let fit = Fit {
+        active: &active,
+        lead,
+        full: &full,
+    };
     for i in (0..=top.min(n.saturating_sub(1))).rev() {
+        let id = NodeId(i as u32);
+        if loops.is_later_member(i) {
+            continue; // a loop's group is handled at its first node
+        }
+        if let Some(members) = loops.group_at(i) {
+            let res_cts = loop_cotangents(b, &adjoint, &active, members);
+            if res_cts.iter().all(Option::is_none) {
+                continue;
+            }
+            b.set_origin(Origin::Adjoint(id));
+            let cs = ops::loops::vjp::scan_vjp(b, id, &res_cts, batch)?;
+            let operands = b.graph().node(id).inputs.clone();
+            accumulate(b, &mut adjoint, &fit, id, &operands, cs, None)?;
+            continue;
+        }
         let Some(ct) = adjoint[i] else { continue };
         if !active[i] {
             continue;
         }
-        let id = NodeId(i as u32);
         b.set_origin(Origin::Adjoint(id));
         let (operands, contribs, custom) = if let Some(r) = regions.at(id) {
             let Some(rule) = r.op.vjp() else {
@@ -191,39 +211,7 @@ fn adjoints(
             };
             (node.inputs, cs, None)
         };
-        for (&x, c) in operands.iter().zip(contribs) {
-            let Some(c) = c else { continue };
-            // No cotangent flows to a bool value (a custom rule may still return one).
-            if !active[x.index()] || !b.ty(x).dtype.is_float() || b.error().is_some() {
-                continue;
-            }
-            let want = full(x);
-            let fitted = unbroadcast(c, &want, lead).filter(|c| c.dtype() == b.ty(x).dtype);
-            let c = match (fitted, &custom) {
-                (Some(c), _) => c,
-                (None, Some(name)) => {
-                    return Err(GradError::CustomRule {
-                        name: name.clone(),
-                        message: format!(
-                            "the vjp rule returned a {} cotangent for {}, which needs {}",
-                            c.ty(),
-                            b.graph().value_name(x),
-                            crate::ir::TensorType::new(b.ty(x).dtype, want)
-                        ),
-                    });
-                }
-                (None, None) => panic!(
-                    "invariant vjp_shape: the {} rule's cotangent {} does not fit {:?}",
-                    b.graph().node(id).op,
-                    c.ty(),
-                    want
-                ),
-            };
-            adjoint[x.index()] = Some(match adjoint[x.index()] {
-                Some(prev) => (b.var(prev) + c).id(),
-                None => c.id(),
-            });
-        }
+        accumulate(b, &mut adjoint, &fit, id, &operands, contribs, custom)?;
     }
     let grads = wrt
         .iter()
@@ -236,4 +224,82 @@ fn adjoints(
         })
         .collect();
     Ok(grads)
+}
+
+/// What fitting a contribution to its operand needs.
+struct Fit<'a> {
+    active: &'a [bool],
+    lead: usize,
+    full: &'a dyn Fn(NodeId) -> Vec<usize>,
+}
+
+/// Un-broadcasts each contribution of node `id`'s rule to its operand's shape and adds it to
+/// the operand's adjoint.
+fn accumulate<'b>(
+    b: &'b GraphBuilder,
+    adjoint: &mut [Option<NodeId>],
+    fit: &Fit<'_>,
+    id: NodeId,
+    operands: &[NodeId],
+    contribs: Vec<Option<Var<'b>>>,
+    custom: Option<String>,
+) -> Result<(), GradError> {
+    for (&x, c) in operands.iter().zip(contribs) {
+        let Some(c) = c else { continue };
+        // No cotangent flows to a bool value (a custom rule may still return one).
+        if !fit.active[x.index()] || !b.ty(x).dtype.is_float() || b.error().is_some() {
+            continue;
+        }
+        let want = (fit.full)(x);
+        let fitted = unbroadcast(c, &want, fit.lead).filter(|c| c.dtype() == b.ty(x).dtype);
+        let c = match (fitted, &custom) {
+            (Some(c), _) => c,
+            (None, Some(name)) => {
+                return Err(GradError::CustomRule {
+                    name: name.clone(),
+                    message: format!(
+                        "the vjp rule returned a {} cotangent for {}, which needs {}",
+                        c.ty(),
+                        b.graph().value_name(x),
+                        crate::ir::TensorType::new(b.ty(x).dtype, want)
+                    ),
+                });
+            }
+            (None, None) => panic!(
+                "invariant vjp_shape: the {} rule's cotangent {} does not fit {:?}",
+                b.graph().node(id).op,
+                c.ty(),
+                want
+            ),
+        };
+        adjoint[x.index()] = Some(match adjoint[x.index()] {
+            Some(prev) => (b.var(prev) + c).id(),
+            None => c.id(),
+        });
+    }
+    Ok(())
+}
+
+/// The cotangent of each result of a loop group: the sum of its members' adjoints.
+fn loop_cotangents<'b>(
+    b: &'b GraphBuilder,
+    adjoint: &[Option<NodeId>],
+    active: &[bool],
+    members: &[(NodeId, usize)],
+) -> Vec<Option<Var<'b>>> {
+    let (first, _) = members[0];
+    let lp = crate::ir::loops::scan_attrs(&b.graph().node(first).attrs)
+        .expect("a scan node")
+        .0
+        .clone();
+    let mut cts: Vec<Option<Var<'b>>> = vec![None; lp.body.outputs().len()];
+    for &(m, r) in members {
+        if let (Some(a), true) = (adjoint[m.index()], active[m.index()]) {
+            cts[r] = Some(match cts[r] {
+                Some(prev) => prev + b.var(a),
+                None => b.var(a),
+            });
+        }
+    }
+    cts
 }

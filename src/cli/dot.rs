@@ -81,6 +81,11 @@ fn op_text(op: &Op, attrs: &Attrs) -> String {
         Attrs::Scatter { axis, size } => format!("{name} axis={axis} size={size}"),
         Attrs::Random { ty } => format!("{name} type={ty}"),
         Attrs::Cumsum { axis, reverse } => format!("{name} axis={axis} reverse={reverse}"),
+        Attrs::Scan { body, result } => format!(
+            "{name} length={} result={result} ({} body nodes)",
+            body.length,
+            body.body.len()
+        ),
         Attrs::Const(t) if t.numel() <= 4 => {
             let mut v = String::new();
             super::json_out::tensor(&mut v, t);

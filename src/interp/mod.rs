@@ -10,7 +10,7 @@
 //! Not here: any optimization, or any code shared with the JIT's lowering.
 
 use crate::finite::{self, NonFinite};
-use crate::ir::{Graph, Op, TensorType};
+use crate::ir::{Graph, Op, TensorType, loops};
 use crate::ops;
 use crate::tensor::Tensor;
 
@@ -112,6 +112,7 @@ fn run_impl(g: &Graph, inputs: &[Tensor], check: bool) -> Result<Vec<Tensor>, Ev
     let mut uses = g.use_counts();
     let mut values: Vec<Option<Tensor>> = vec![None; g.len()];
     let mut next_input = inputs.iter();
+    let mut group: Option<(usize, Vec<Tensor>)> = None;
     for (i, node) in g.nodes().iter().enumerate() {
         let v = if node.op == Op::Input {
             next_input.next().expect("input count checked").clone()
@@ -125,7 +126,11 @@ fn run_impl(g: &Graph, inputs: &[Tensor], check: bool) -> Result<Vec<Tensor>, Ev
                         .expect("operand evaluated and still live")
                 })
                 .collect();
-            let v = ops::eval(node, &args);
+            let v = if node.op == Op::Scan {
+                loop_result(g, i, &args, &mut group)
+            } else {
+                ops::eval(node, &args)
+            };
             if check && live[i] {
                 let id = crate::ir::NodeId(i as u32);
                 let found = finite::find_culprit(g, id, &|e| v.data().get_f64(e), &|k, e| {
@@ -152,6 +157,28 @@ fn run_impl(g: &Graph, inputs: &[Tensor], check: bool) -> Result<Vec<Tensor>, Ev
         .iter()
         .map(|o| values[o.index()].clone().expect("outputs stay live"))
         .collect())
+}
+
+/// The result node `i` holds of its loop: a group's consecutive nodes share one run of the loop
+/// (kept in `group` with the id of the last node that read it).
+fn loop_result(
+    g: &Graph,
+    i: usize,
+    args: &[&Tensor],
+    group: &mut Option<(usize, Vec<Tensor>)>,
+) -> Tensor {
+    let id = crate::ir::NodeId(i as u32);
+    let (lp, result) = loops::scan_attrs(&g.node(id).attrs).expect("a scan node");
+    let fresh = match group.as_ref() {
+        Some((last, _)) => !loops::same_loop(g, crate::ir::NodeId(*last as u32), id),
+        None => true,
+    };
+    if fresh {
+        *group = Some((i, ops::loops::run_loop(lp, args)));
+    }
+    let (last, results) = group.as_mut().expect("set above");
+    *last = i;
+    results[result].clone()
 }
 
 impl From<f64> for Tensor {

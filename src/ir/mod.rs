@@ -11,11 +11,12 @@
 mod builder;
 mod composite;
 mod indexing;
+pub mod loops;
 pub mod text;
 mod types;
 mod verify;
 
-pub use builder::{BuildError, BuildErrorKind, GraphBuilder, Var};
+pub use builder::{BuildError, BuildErrorKind, GraphBuilder, ScanArgs, ScanOut, ScanStep, Var};
 pub use types::{
     DType, EMPTY_TENSOR_REASON, MAX_ELEMENTS, TensorType, broadcast_shapes, broadcast_strides,
     checked_numel, shape_problem, strides,
@@ -110,11 +111,12 @@ pub enum Op {
     Argmax,
     Argmin,
     RandomUniform,
+    Scan,
 }
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 58] = [
+    pub const ALL: [Op; 59] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -173,6 +175,7 @@ impl Op {
         Op::Argmax,
         Op::Argmin,
         Op::RandomUniform,
+        Op::Scan,
     ];
 
     /// The `.gir` spelling.
@@ -268,6 +271,14 @@ pub enum Attrs {
         /// Result type (a float dtype).
         ty: TensorType,
     },
+    /// `scan`: the loop (shared by the nodes of one group) and which of its results this node
+    /// holds (see [`loops`]).
+    Scan {
+        /// The loop.
+        body: Arc<loops::Loop>,
+        /// Index into the body's outputs.
+        result: usize,
+    },
 }
 
 impl Attrs {
@@ -288,6 +299,10 @@ impl Attrs {
             Attrs::Scatter { axis, size } => (axis, size).hash(h),
             Attrs::Random { ty } => ty.hash(h),
             Attrs::Cumsum { axis, reverse } => (axis, reverse).hash(h),
+            Attrs::Scan { body, result } => {
+                (body.length, body.reverse, body.n_carry, body.n_xs, result).hash(h);
+                body.body.len().hash(h);
+            }
             Attrs::Const(t) => {
                 t.shape().hash(h);
                 t.to_bytes().hash(h);

@@ -3,7 +3,8 @@
 //! Checks: every type is valid (positive dimensions, at most 2^31 − 1 elements), operands
 //! precede their users (topological order), each node's stored type equals the type its op's
 //! shape rule infers, leaves have no operands, outputs exist and are distinct,
-//! names are unique. It does not check numerical properties.
+//! names are unique, and loop bodies verify (nesting depth is the loops' own, not the graph's).
+//! It does not check numerical properties.
 
 use super::{Graph, NodeId, Op};
 use crate::ops;
@@ -80,6 +81,11 @@ pub fn verify(g: &Graph) -> Result<(), VerifyErrors> {
                 }
             }
             op => {
+                if let Some((lp, _)) = super::loops::scan_attrs(&n.attrs)
+                    && let Err(e) = verify(&lp.body)
+                {
+                    err(format!("its loop body: {e}"));
+                }
                 let tys: Vec<_> = n.inputs.iter().map(|&x| g.ty(x)).collect();
                 match ops::infer(op, &tys, &n.attrs) {
                     Ok(t) if t == n.ty => {}

@@ -400,6 +400,10 @@ pub enum JitError {
         /// The smallest workspace of any plan the compiler found.
         minimum: u64,
     },
+    /// The graph uses something this JIT cannot compile yet (a limit; run it with the
+    /// interpreter).
+    #[error("the JIT cannot compile this graph: {0}")]
+    Unsupported(String),
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
     TooLarge {
@@ -562,6 +566,12 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
+    if let Some(n) = g.nodes().iter().find(|n| n.op == crate::ir::Op::Scan) {
+        return Err(JitError::Unsupported(format!(
+            "`scan` (at {}) is not lowered yet",
+            n.origin
+        )));
+    }
     let fitted = match cfg.memory_budget_bytes {
         Some(budget) => budget::fit(g, cfg, budget)?,
         None => None,

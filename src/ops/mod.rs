@@ -1,7 +1,7 @@
 //! The per-op rule table: everything about one primitive in one place.
 //!
 //! [`rules`] is the single exhaustive `match` on [`Op`]. Each op is one [`OpRules`] constant in
-//! its family file (`elementwise`, `reduce`, `scan`, `shape`, `linalg`, `index` for `iota`,
+//! its family file (`elementwise`, `reduce`, `cumsum`, `loops`, `shape`, `linalg`, `index` for `iota`,
 //! `gather`, `scatter_add`, `argmax`, `argmin`, and [`random`]) holding its `.gir` name, arity,
 //! attribute kind, properties, shape rule, interpreter kernel, JVP and VJP rules (side by side)
 //! and (for elementwise ops) its scalar lowering. [`custom`] holds user-defined composite ops with
@@ -13,13 +13,14 @@
 //! `jit` implements), and any sharing between `eval` and `lower` (the interpreter stays an
 //! independent oracle).
 
+mod cumsum;
 pub mod custom;
 mod elementwise;
 pub mod index;
 mod linalg;
+pub mod loops;
 pub mod random;
 mod reduce;
-mod scan;
 mod shape;
 
 use crate::ir::{Attrs, DType, GraphBuilder, Node, NodeId, Op, TensorType, Var};
@@ -116,6 +117,8 @@ pub enum AttrKind {
     Scatter,
     /// `type=TYPE` (required).
     Random,
+    /// A loop body region and `length=INT` (required), `carry=INT`, `xs=INT`, `reverse=BOOL`.
+    Scan,
 }
 
 /// Named op properties that passes query.
@@ -496,7 +499,8 @@ pub fn rules(op: Op) -> &'static OpRules {
         Op::Broadcast => &shape::BROADCAST,
         Op::Slice => &shape::SLICE,
         Op::Concat => &shape::CONCAT,
-        Op::Cumsum => &scan::CUMSUM,
+        Op::Cumsum => &cumsum::CUMSUM,
+        Op::Scan => &loops::SCAN,
         Op::Matmul => &linalg::MATMUL,
         Op::StopGradient => &e::STOP_GRADIENT,
         Op::Barrier => &e::BARRIER,
@@ -571,6 +575,7 @@ pub fn attr_kind(attrs: &Attrs) -> AttrKind {
         Attrs::Slice { .. } => AttrKind::Slice,
         Attrs::Axis { .. } => AttrKind::Axis,
         Attrs::Cumsum { .. } => AttrKind::Cumsum,
+        Attrs::Scan { .. } => AttrKind::Scan,
         Attrs::Const(_) => AttrKind::Const,
         Attrs::Iota { .. } => AttrKind::Iota,
         Attrs::Scatter { .. } => AttrKind::Scatter,

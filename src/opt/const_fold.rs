@@ -1,8 +1,9 @@
 //! Constant folding: a node whose operands are all constants becomes a constant.
 //!
 //! Uses the interpreter kernels ([`crate::ops::eval`]), so folding is exact by construction.
-//! Does not fold `broadcast` (a broadcast constant costs no memory, folding it would),
-//! `optimization_barrier` (see [`crate::opt::cse`]), results
+//! Does not fold `broadcast` (a broadcast constant costs no memory, folding it would), `scan`
+//! (running a loop at compile time could cost any amount of time), `optimization_barrier`
+//! (see [`crate::opt::cse`]), results
 //! larger than the configured element limit, or leaves. Does not remove the now-unused operand
 //! constants (DCE does).
 
@@ -29,8 +30,10 @@ impl fmt::Display for FoldStats {
 /// `max_elements` elements.
 pub fn fold_constants(g: &mut Graph, max_elements: usize) -> FoldStats {
     let folded = rebuild(g, |new, n| {
-        let foldable = !matches!(n.op, Op::Input | Op::Const | Op::Broadcast | Op::Barrier)
-            && n.ty.numel() <= max_elements
+        let foldable = !matches!(
+            n.op,
+            Op::Input | Op::Const | Op::Broadcast | Op::Barrier | Op::Scan
+        ) && n.ty.numel() <= max_elements
             && n.inputs.iter().all(|&x| new.node(x).op == Op::Const);
         if !foldable {
             return Rewrite::Keep;

@@ -24,6 +24,7 @@ pub mod cse;
 pub mod dce;
 pub mod remat;
 pub mod simplify;
+pub mod tapes;
 
 use crate::ir::{Graph, Node, NodeId};
 use std::fmt;
@@ -153,6 +154,7 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
     if cfg.verify {
         check(g, "input");
     }
+    optimize_bodies(g, cfg);
     type Pass = fn(&mut Graph, &OptConfig) -> (bool, String);
     let pipeline: [(&'static str, bool, Pass); 4] = [
         ("const_fold", cfg.const_fold, |g, c| {
@@ -209,6 +211,56 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
     }
     report.nodes_after = g.len();
     report
+}
+
+/// Optimizes each loop body once (bodies keep their inputs and outputs, so the loops stay
+/// valid), and the forward loop a recomputing loop refers to with it, so a forward loop and its
+/// backward loop's copy stay one `Arc`. Recurses only as deep as loops nest.
+fn optimize_bodies(g: &mut Graph, cfg: &OptConfig) {
+    use crate::ir::{Attrs, loops::Loop};
+    use std::sync::Arc;
+    if !g
+        .nodes()
+        .iter()
+        .any(|n| matches!(n.attrs, Attrs::Scan { .. }))
+    {
+        return;
+    }
+    let mut done: std::collections::HashMap<*const Loop, Arc<Loop>> = Default::default();
+    let regions = g.take_custom_regions(); // ids do not change: put back below
+    let body_cfg = OptConfig {
+        dump_after: Vec::new(),
+        ..cfg.clone()
+    };
+    for n in g.nodes_mut() {
+        if let Attrs::Scan { body, .. } = &mut n.attrs {
+            *body = optimized_loop(body, &body_cfg, &mut done);
+        }
+    }
+    for r in regions {
+        g.add_custom_region(r);
+    }
+}
+
+fn optimized_loop(
+    lp: &std::sync::Arc<crate::ir::loops::Loop>,
+    cfg: &OptConfig,
+    done: &mut std::collections::HashMap<
+        *const crate::ir::loops::Loop,
+        std::sync::Arc<crate::ir::loops::Loop>,
+    >,
+) -> std::sync::Arc<crate::ir::loops::Loop> {
+    if let Some(new) = done.get(&std::sync::Arc::as_ptr(lp)) {
+        return new.clone();
+    }
+    let mut new = (**lp).clone();
+    optimize(&mut new.body, cfg);
+    if let Some(rc) = &mut new.recompute {
+        rc.forward = optimized_loop(&rc.forward, cfg, done);
+    }
+    let new = std::sync::Arc::new(new);
+    done.insert(std::sync::Arc::as_ptr(lp), new.clone());
+    new
 }
 
 fn check(g: &Graph, after: &str) {

@@ -199,6 +199,9 @@ fn t(dtype: DType, shape: &[usize]) -> TensorType {
 
 /// Representative operand types and attributes for `op` in dtype `d`.
 fn cases(op: Op, d: DType) -> Vec<(Vec<TensorType>, Attrs)> {
+    if op == Op::Scan {
+        return Vec::new(); // a loop needs a body: `tests/it/loops.rs`
+    }
     let none = Attrs::None;
     let red = |axes: &[usize], keepdims| Attrs::Reduce {
         axes: axes.to_vec(),
@@ -432,7 +435,7 @@ fn every_op_matches_the_interpreter_bitwise_in_f32_and_f64() {
                 checked += 1;
             }
         }
-        if !matches!(op, Op::Input | Op::Const) {
+        if !matches!(op, Op::Input | Op::Const | Op::Scan) {
             assert!(checked > 0, "{op} has no test case");
         }
     }

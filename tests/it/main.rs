@@ -14,6 +14,7 @@ mod gradbench;
 mod hostile;
 mod indexing;
 mod jit;
+mod loops;
 mod mlp;
 mod props;
 mod random;

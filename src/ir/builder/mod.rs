@@ -716,5 +716,7 @@ impl<'b> std::ops::Neg for Var<'b> {
 }
 
 mod derive;
+mod loops;
+pub use loops::{ScanArgs, ScanOut, ScanStep};
 #[cfg(test)]
 mod tests;

@@ -507,6 +507,7 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
         AttrKind::Scatter => &[AXIS, SIZE],
         AttrKind::Random => &[TYPE],
         AttrKind::Cumsum => &[AXIS, REVERSE],
+        AttrKind::Scan => &[],
     }
 }
 
@@ -667,6 +668,9 @@ fn build_attrs(
             };
             let keepdims = matches!(b, Some((AttrVal::Bool(true), _)));
             Attrs::Reduce { axes, keepdims }
+        }
+        AttrKind::Scan => {
+            return Err(cur.err(1, "`scan` takes a body region".into()));
         }
         AttrKind::Shape => Attrs::Shape { shape: list(a).0 },
         AttrKind::Perm => Attrs::Perm { perm: list(a).0 },

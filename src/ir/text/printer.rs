@@ -231,6 +231,9 @@ impl<'g> Printer<'g> {
             Attrs::Random { ty } => {
                 let _ = write!(out, " type={ty}");
             }
+            Attrs::Scan { body, result } => {
+                let _ = write!(out, " length={} result={result}", body.length);
+            }
             Attrs::Cumsum { axis, reverse } => {
                 out.push_str(" axis=");
                 push_uint(out, *axis as u64);

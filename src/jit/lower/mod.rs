@@ -45,13 +45,13 @@
 //! keeps register allocation linear in the function size (the compile-time trap in the
 //! Cranelift notes).
 
+mod cumsum;
 mod emit;
 mod fused;
 mod indexing;
 mod loops;
 mod matmul;
 mod reduce;
-mod scan;
 mod staged;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! Scans along one axis: `cumsum` (`lax.cumsum`).
+//! `cumsum` along one axis (`lax.cumsum`).
 //!
 //! `y[.., i, ..] = x[.., 0, ..] + ... + x[.., i, ..]` (or, with `reverse`, the sum from `i` to
 //! the end), accumulated in the operand's dtype in scan order: the first element is copied (so
