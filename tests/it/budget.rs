@@ -1,7 +1,8 @@
 //! The memory budget (`JitConfig::memory_budget_bytes`): for budgets from generous down to the
 //! smallest feasible one the kernel's workspace fits and its outputs are bitwise those of the
 //! kernel without a budget (exact mode, oracle: that kernel, itself checked against the
-//! interpreter, equal up to NaN payloads); below the minimum the error names it, and the minimum it names does compile.
+//! interpreter, equal up to NaN payloads); below the minimum the error names it, and the
+//! minimum it names does compile.
 
 use crate::random::{input_values, random_graph};
 use gradlift::jit::{self, JitConfig, JitError, Kernel};
