@@ -112,11 +112,15 @@ pub enum Op {
     Argmin,
     RandomUniform,
     Scan,
+    AllReduceSum,
+    AllReduceMean,
+    Pvary,
+    NumRanks,
 }
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 59] = [
+    pub const ALL: [Op; 63] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -176,6 +180,10 @@ impl Op {
         Op::Argmin,
         Op::RandomUniform,
         Op::Scan,
+        Op::AllReduceSum,
+        Op::AllReduceMean,
+        Op::Pvary,
+        Op::NumRanks,
     ];
 
     /// The `.gir` spelling.

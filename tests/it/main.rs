@@ -5,6 +5,7 @@ mod call;
 mod check_finite;
 mod checkpoint;
 mod cli;
+mod collectives;
 mod concat;
 mod differential;
 mod float_ops;

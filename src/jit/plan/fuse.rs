@@ -45,9 +45,10 @@ pub(super) struct Fusion {
 /// Ops that are views of their operand (an `optimization_barrier` is the identity view: it
 /// only matters to the optimizer, and a copy would cost the memory recomputation saves).
 fn is_view_op(op: Op) -> bool {
+    // `pvary` is the identity on each rank (its meaning is in its derivative).
     matches!(
         op,
-        Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice | Op::Barrier
+        Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice | Op::Barrier | Op::Pvary
     )
 }
 
@@ -462,6 +463,7 @@ impl Builder<'_> {
                 }
             }
             (Op::Barrier, _) => v,
+            (Op::Pvary, _) => v,
             (Op::Broadcast, _) => View {
                 strides: broadcast(xs, &v.strides, &node.ty.shape),
                 ..v
