@@ -8,7 +8,7 @@
 //! time step. Each wave scores its own time step (stacking all steps first would make one
 //! `concat` of `c` pieces, which cuts every loop reading it into `c` pieces in the JIT).
 
-use super::{GbError, Task, Value, scalar, unknown_function};
+use super::{GbError, Task, Value, infallible, scalar, unknown_function};
 use crate::{DType, GraphBuilder, Var};
 
 /// The most forward waves (`c + l`) unrolled into one graph: about 33 nodes each, so 20 000
@@ -52,7 +52,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
         key: format!("lstm/{function}/l={l},b={b},c={c}"),
         inputs: vec![main, extra, state, seq],
         build: Box::new(move || build(l, b, c, grad)),
-        decode: Box::new(move |outs| {
+        decode: infallible(move |outs| {
             if grad {
                 Value::list(outs.concat())
             } else {

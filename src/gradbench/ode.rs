@@ -6,7 +6,7 @@
 //! map (see `solve`), computed once from `x`; the time loop is unrolled into the graph, about
 //! 14 nodes per step before differentiation.
 
-use super::{GbError, Task, Value, list, unknown_function};
+use super::{GbError, Task, Value, infallible, list, unknown_function};
 use crate::{DType, GraphBuilder, Var};
 
 /// The most steps unrolled into one graph: 10 000 steps are about 140 000 forward nodes,
@@ -52,7 +52,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
                 Ok(b.finish(&[("y", y)]).map_err(crate::Error::from)?)
             }
         }),
-        decode: Box::new(list),
+        decode: infallible(list),
     })
 }
 

@@ -2,6 +2,8 @@
 //! outputs checked against an oracle written here (closed forms, direct scalar loops, central
 //! finite differences of those loops), never against the tool's own output.
 
+mod nested;
+
 use serde_json::{Value as Json, json};
 use std::io::Write;
 use std::process::{Command, Stdio};
