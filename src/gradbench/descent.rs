@@ -130,10 +130,16 @@ fn iterate<'s, O: Objective>(
     ])
 }
 
-/// `∇f(x)` of a scalar `f` by forward mode: one `jvp` per unit direction of `x` (`[n]`).
+/// `∇f(x)` of a scalar `f` by forward mode: one `jvp` per unit direction of `x` (a scalar or
+/// a vector).
 pub(super) fn grad_forward<'s>(f: Var<'s>, x: Var<'s>) -> Result<Var<'s>, crate::Error> {
     let b = f.builder();
-    let n = x.shape()[0];
+    let shape = x.shape();
+    if shape.is_empty() {
+        let one = b.scalar(DType::F64, 1.0);
+        return Ok(b.jvp(&[f], &[x], &[one])?[0]);
+    }
+    let n = shape[0];
     let parts = (0..n)
         .map(|k| {
             let mut unit = vec![0.0; n];

@@ -172,32 +172,29 @@ fn saddle_oracle(start: [f64; 2]) -> (Vec<f64>, usize) {
 }
 
 #[test]
-fn saddle_variants_match_the_reference_algorithm_and_the_closed_form() {
-    for start in [[1.0, 1.0], [-0.5, 2.0]] {
-        let (want, most) = saddle_oracle(start);
-        // The saddle point of ‖p₁‖² − ‖p₂‖² is the origin; the descent stops within 1e-4.
-        assert!(want.iter().all(|a| a.abs() < 1e-4), "{want:?}");
-        if start == [1.0, 1.0] {
-            assert!((want[0] - 8.246324826140356e-06).abs() < 1e-15, "{want:?}");
-        }
-        for v in VARIANTS {
-            let g = saddle::graph(Variant::parse(v).unwrap(), most + 2).unwrap();
-            let r = interp::run(&g, &[Tensor::from_f64(vec![2], start.to_vec())]).unwrap();
-            assert_eq!(r[1].scalar_value(), Some(1.0), "{v}");
-            let got = r[0].to_f64_vec();
-            for (a, b) in got.iter().zip(&want) {
-                assert!(
-                    (a - b).abs() < 1e-12,
-                    "{v} from {start:?}: {got:?} vs {want:?}"
-                );
-            }
-        }
-        let g = saddle::graph(Variant::parse("rr").unwrap(), most - 1).unwrap();
-        let r = interp::run(&g, &[Tensor::from_f64(vec![2], start.to_vec())]).unwrap();
-        assert_eq!(
-            r[1].scalar_value(),
-            Some(0.0),
-            "a too-small limit is flagged"
-        );
+fn saddle_matches_the_reference_algorithm_and_the_closed_form() {
+    let start = [1.0, 1.0];
+    let (want, most) = saddle_oracle(start);
+    // The oracle reproduces GradBench's expected output; the saddle point of ‖p₁‖² − ‖p₂‖²
+    // is the origin, which the descent reaches within 1e-4.
+    assert!((want[0] - 8.246324826140356e-06).abs() < 1e-15, "{want:?}");
+    assert!(want.iter().all(|a| a.abs() < 1e-4), "{want:?}");
+    let run = |v: &str, limit: usize| {
+        let g = saddle::graph(Variant::parse(v).unwrap(), limit).unwrap();
+        interp::run(&g, &[Tensor::from_f64(vec![2], start.to_vec())]).unwrap()
+    };
+    // One variant here (both modes, nested): the interpreter takes most of a minute on the
+    // ~170 × 170 nested iterations; the tool tests run all four compiled.
+    let r = run("rf", most + 2);
+    assert_eq!(r[1].scalar_value(), Some(1.0));
+    let got = r[0].to_f64_vec();
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-12, "{got:?} vs {want:?}");
     }
+    let r = run("rr", 20);
+    assert_eq!(
+        r[1].scalar_value(),
+        Some(0.0),
+        "a too-small limit is flagged"
+    );
 }
