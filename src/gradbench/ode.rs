@@ -93,10 +93,13 @@ fn solve<'g>(x: Var<'g>, s: usize) -> Var<'g> {
     } else {
         b.concat(&parts, 0)
     };
-    let y0 = b.zeros(DType::F64, &[n]);
+    // The first step from y = 0 is `c`; the others are the loop (none when s = 1).
+    if s == 1 {
+        return c;
+    }
     let mut consts = vec![c];
     consts.extend(&coef);
-    let out = b.scan(s, &[y0], &[], &consts, |sb, st| {
+    let out = b.scan(s - 1, &[c], &[], &consts, |sb, st| {
         let y = st.carry[0];
         let zeros4 = sb.zeros(DType::F64, &[4]);
         let yp = sb.concat(&[zeros4, y], 0); // y behind four zeros
