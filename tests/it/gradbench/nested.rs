@@ -11,9 +11,12 @@ use serde_json::json;
 
 const VARIANTS: [&str; 4] = ["ff", "fr", "rf", "rr"];
 
+/// An objective's value and gradient at a point.
+type ValueGrad<'a> = &'a mut dyn FnMut(&[f64]) -> (f64, Vec<f64>);
+
 /// GradBench's `multivariate_argmin` (`cpp/gradbench/gd.hpp`) on `fg` (value and gradient),
 /// returning the minimizer and the number of loop iterations.
-fn argmin(fg: &mut dyn FnMut(&[f64]) -> (f64, Vec<f64>), x0: &[f64]) -> (Vec<f64>, usize) {
+fn argmin(fg: ValueGrad<'_>, x0: &[f64]) -> (Vec<f64>, usize) {
     let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
     let mut x = x0.to_vec();
     let (mut fx, mut gx) = fg(&x);
