@@ -130,8 +130,8 @@ fn iterate<'s, O: Objective>(
     ])
 }
 
-/// `∇f(x)` of a scalar `f` by forward mode: one `jvp` per unit direction of `x` (a scalar or
-/// a vector).
+/// `∇f(x)` of a scalar `f` by forward mode: the `jvp`s along the unit directions of `x` (a
+/// scalar or a vector).
 pub(super) fn grad_forward<'s>(f: Var<'s>, x: Var<'s>) -> Result<Var<'s>, crate::Error> {
     let b = f.builder();
     let shape = x.shape();
@@ -139,20 +139,14 @@ pub(super) fn grad_forward<'s>(f: Var<'s>, x: Var<'s>) -> Result<Var<'s>, crate:
         let one = b.scalar(DType::F64, 1.0);
         return Ok(b.jvp(&[f], &[x], &[one])?[0]);
     }
+    // All unit directions at once: one tangent pass (through a loop: one loop) carrying `n`
+    // tangents, rather than `n` passes.
     let n = shape[0];
-    let parts = (0..n)
-        .map(|k| {
-            let mut unit = vec![0.0; n];
-            unit[k] = 1.0;
-            let e = b.constant(crate::Tensor::from_f64(vec![n], unit));
-            Ok(b.jvp(&[f], &[x], &[e])?[0].reshape(&[1]))
-        })
-        .collect::<Result<Vec<_>, crate::Error>>()?;
-    Ok(if n == 1 {
-        parts[0]
-    } else {
-        b.concat(&parts, 0)
-    })
+    let eye: Vec<f64> = (0..n * n)
+        .map(|e| if e / n == e % n { 1.0 } else { 0.0 })
+        .collect();
+    let eye = b.constant(crate::Tensor::from_f64(vec![n, n], eye));
+    Ok(b.jvp_batched(&[f], &[x], &[eye], n)?[0])
 }
 
 /// `∇f(x)` by forward or reverse mode.
