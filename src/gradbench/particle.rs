@@ -1,6 +1,6 @@
 //! `particle`: the control `w` that makes a charged particle, pushed by two fixed charges at
-//! `(10, 10 − w)` and `(10, 0)`, hit the origin: gradient descent (GradBench's `multivariate_argmin`) on
-//! `w ↦ x₀(t_f)²`, where the trajectory comes from naive Euler steps (`Δt = 0.1`, from
+//! `(10, 10 − w)` and `(10, 0)`, hit the origin: gradient descent (GradBench's
+//! `multivariate_argmin`) on `w ↦ x₀(t_f)²`, where the trajectory comes from naive Euler steps (`Δt = 0.1`, from
 //! `x = (0, 8)`, `ẋ = (0.75, 0)`, acceleration `−∇ₓp(x; w)` with the potential
 //! `p = Σ 1/‖x − cᵢ‖`) until the next step would cross the x axis, and `t_f` is where the
 //! last velocity line meets the axis.

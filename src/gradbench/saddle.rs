@@ -1,6 +1,6 @@
 //! `saddle`: the saddle point of `f(p₁, p₂) = ‖p₁‖² − ‖p₂‖²` (`p₁, p₂ ∈ ℝ²`) by nested
-//! gradient descent (GradBench's `multivariate_argmin`) from the input `start`: `r₁ = argmin_{p₁} max_{p₂}
-//! f(p₁, p₂)`, the inner maximum itself a descent on `−f` from `start`, then `r₂ = argmax_{p₂}
+//! gradient descent (GradBench's `multivariate_argmin`) from the input `start`:
+//! `r₁ = argmin_{p₁} max_{p₂} f(p₁, p₂)`, the inner maximum itself a descent on `−f` from `start`, then `r₂ = argmax_{p₂}
 //! f(r₁, p₂)`; the output is `[r₁, r₂]`.
 //!
 //! Nested AD in four variants, `ff`, `fr`, `rf`, `rr`: the first letter is the mode of the
