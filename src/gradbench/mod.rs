@@ -4,7 +4,8 @@
 //! [`Task`]: the input buffers in graph-input order, a key naming the graph's shape (so a
 //! caller can cache one compiled kernel per module, function and input shape), a closure that
 //! builds the graph (derivatives included) and a closure that turns the kernel's outputs back
-//! into the eval's output [`Value`]. Nothing here does IO or knows about JSON or timing: the
+//! into the eval's output [`Value`] (or a [`GbError`] when they are no answer: a bounded loop
+//! reached its limit). Nothing here does IO or knows about JSON or timing: the
 //! protocol loop is the `gradlift gradbench` subcommand's.
 //!
 //! All evals compute in `f64`, as GradBench's reference tool does.

@@ -3,8 +3,8 @@
 //! with respect to `x` (`gradient`).
 //!
 //! The right-hand side is linear in `y`, so each Runge-Kutta step is one fixed banded linear
-//! map (see `solve`), computed once from `x`; the time loop is unrolled into the graph, about
-//! 14 nodes per step before differentiation.
+//! map (see `solve`), computed once from `x`; the first step from `y = 0` is a constant and the
+//! other `s − 1` are a `scan` whose body (about 14 nodes) is built once, whatever `s` is.
 
 use super::{GbError, Task, Value, infallible, list, unknown_function};
 use crate::{DType, GraphBuilder, Var};

@@ -1,16 +1,18 @@
 //! `particle`: the control `w` that makes a charged particle, pushed by two fixed charges at
 //! `(10, 10 − w)` and `(10, 0)`, hit the origin: gradient descent (GradBench's
-//! `multivariate_argmin`) on `w ↦ x₀(t_f)²`, where the trajectory comes from naive Euler steps (`Δt = 0.1`, from
-//! `x = (0, 8)`, `ẋ = (0.75, 0)`, acceleration `−∇ₓp(x; w)` with the potential
-//! `p = Σ 1/‖x − cᵢ‖`) until the next step would cross the x axis, and `t_f` is where the
-//! last velocity line meets the axis.
+//! `multivariate_argmin`) on `w ↦ x₀(t_f)²`, where the trajectory comes from naive Euler
+//! steps (`Δt = 0.1`, from `x = (0, 8)`, `ẋ = (0.75, 0)`, acceleration `−∇ₓp(x; w)` with the
+//! potential `p = Σ 1/‖x − cᵢ‖`) until the next step would cross the x axis, and `t_f` is
+//! where the last velocity line meets the axis.
 //!
 //! Nested AD in four variants, `ff`, `fr`, `rf`, `rr`: the first letter is the mode of the
 //! descent's derivative `d x₀(t_f)² / dw` (through the whole Euler loop: `jvp` or `grad`), the
-//! second the mode of `∇ₓp` inside every Euler step (two `jvp`s or one `grad`). Both loops are
-//! bounded `while`s: the Euler loop runs at most [`MAX_EULER_STEPS`] steps, the descent at
-//! most [`MAX_DESCENT_STEPS`]; if either limit is reached the evaluation fails with
-//! [`GbError::NotConverged`] (the reference tools would loop on).
+//! second the mode of `∇ₓp` inside every Euler step (one `jvp` batched over the two unit
+//! directions, or one `grad`). Both loops are bounded `while`s: the Euler loop runs at most
+//! [`MAX_EULER_STEPS`] steps, the descent at most [`MAX_DESCENT_STEPS`]; if either limit is
+//! reached the evaluation fails with [`GbError::NotConverged`] (the reference tools would
+//! loop on). A bounded `while` runs all its steps (those after the exit keep the state), so
+//! every evaluation costs the limits in full.
 
 use super::descent::{self, Eval, Objective};
 use super::{GbError, Task, Value, unknown_function};

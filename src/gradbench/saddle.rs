@@ -1,12 +1,12 @@
 //! `saddle`: the saddle point of `f(p₁, p₂) = ‖p₁‖² − ‖p₂‖²` (`p₁, p₂ ∈ ℝ²`) by nested
 //! gradient descent (GradBench's `multivariate_argmin`) from the input `start`:
-//! `r₁ = argmin_{p₁} max_{p₂} f(p₁, p₂)`, the inner maximum itself a descent on `−f` from `start`, then `r₂ = argmax_{p₂}
-//! f(r₁, p₂)`; the output is `[r₁, r₂]`.
+//! `r₁ = argmin_{p₁} max_{p₂} f(p₁, p₂)`, the inner maximum itself a descent on `−f` from
+//! `start`, then `r₂ = argmax_{p₂} f(r₁, p₂)`; the output is `[r₁, r₂]`.
 //!
 //! Nested AD in four variants, `ff`, `fr`, `rf`, `rr`: the first letter is the mode of the
 //! outer descent's gradient `∇_{p₁} max_{p₂} f` (differentiating through the whole inner
-//! descent loop: two `jvp`s or one `grad`) and of the final argmax's gradient, the second the
-//! mode of the inner descent's gradient `∇_{p₂} f`. Every descent runs at most
+//! descent loop: one `jvp` batched over the two unit directions, or one `grad`) and of the
+//! final argmax's gradient, the second the mode of the inner descent's gradient `∇_{p₂} f`. Every descent runs at most
 //! [`MAX_DESCENT_STEPS`] iterations; if one reaches it the evaluation fails with
 //! [`GbError::NotConverged`] (the reference tools would loop on).
 
