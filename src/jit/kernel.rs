@@ -28,12 +28,15 @@
 //! counts them.
 #![allow(unsafe_code)]
 
-use super::buf::{Buf, BufMut};
+use super::buf::{Buf, BufMut, Workspace};
+pub(super) use super::check::Checker;
+use super::collective::CommCtx;
 use super::donate::Donated;
-use super::plan::{Loc, PostCopy};
+use super::loops::LoopRun;
+use super::plan::PostCopy;
 use super::{CallError, Line};
-use crate::finite::{self, NonFinite};
-use crate::ir::{DType, Graph, NodeId, TensorType};
+use crate::comm::{Communicator, SingleProcess};
+use crate::ir::{DType, TensorType};
 use crate::tensor::{Data, Tensor};
 use cranelift_jit::JITModule;
 use std::collections::HashMap;
@@ -63,15 +66,21 @@ pub(super) enum Step {
         /// Number of chunks.
         count: usize,
     },
+    /// Run loop `l` of the kernel (see `jit::loops`).
+    Loop(u32),
 }
 
 /// The raw arguments of one kernel call, shared by the threads running its chunks.
 #[derive(Clone, Copy)]
-struct Args {
-    ins: *const *const u8,
-    outs: *const *mut u8,
-    ws: *mut u8,
-    consts: *const u8,
+pub(super) struct Args {
+    /// Input buffer addresses, in input order.
+    pub ins: *const *const u8,
+    /// Output buffer addresses, in output order.
+    pub outs: *const *mut u8,
+    /// The workspace base.
+    pub ws: *mut u8,
+    /// The constant blob's base.
+    pub consts: *const u8,
 }
 
 // SAFETY: `Args` is only shared while `Kernel::call` waits for every thread using it (inside a
@@ -123,35 +132,6 @@ impl Drop for ModuleOwner {
         // no function of the module is running. Function pointers into it live only in the
         // `Kernel` that owns this value and are dropped with it, never called again.
         unsafe { ManuallyDrop::take(&mut self.0).free_memory() }
-    }
-}
-
-/// Caller-owned scratch memory for one [`Kernel`]: the values of the graph that are neither
-/// inputs nor outputs, plus the buffer-address tables. 64-byte aligned. Reuse it across calls
-/// (so [`Kernel::call`] allocates nothing itself; only the GEMM behind large matmuls
-/// allocates packing memory); use one per thread.
-pub struct Workspace {
-    kernel: u64,
-    mem: Vec<Line>,
-    /// Input addresses, then output addresses (written by each call).
-    ptrs: Vec<usize>,
-    /// The bytes of scalar inputs passed by value, one slot per input.
-    scalars: Vec<u64>,
-}
-
-impl fmt::Debug for Workspace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Workspace")
-            .field("kernel", &self.kernel)
-            .field("bytes", &(self.mem.len() * size_of::<Line>()))
-            .finish()
-    }
-}
-
-impl Workspace {
-    /// Size of the scratch memory in bytes.
-    pub fn bytes(&self) -> usize {
-        self.mem.len() * size_of::<Line>()
     }
 }
 
@@ -221,6 +201,8 @@ static NEXT_KERNEL_ID: AtomicU64 = AtomicU64::new(1);
 /// Dropping the kernel frees its code.
 pub struct Kernel {
     steps: Vec<Step>,
+    /// The loops that [`Step::Loop`] steps run.
+    loops: Vec<LoopRun>,
     consts: Vec<Line>,
     inputs: Vec<TensorType>,
     outputs: Vec<TensorType>,
@@ -243,9 +225,11 @@ pub struct Kernel {
     /// `JitConfig::kernel_threads` (`None`: every thread of the current pool).
     threads: Option<NonZeroUsize>,
     /// Whether any step can use more than one thread (chunks, or GEMM calls above the crate's
-    /// threading threshold): calls of other kernels never touch the pool, which would cost a
-    /// hop to a pool thread and back for nothing.
+    /// threading threshold, here or in a loop's body): calls of other kernels never touch the
+    /// pool, which would cost a hop to a pool thread and back for nothing.
     parallel: bool,
+    /// The code calls the communicator: the call stays on the caller's thread.
+    collectives: bool,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -270,91 +254,12 @@ impl fmt::Debug for Kernel {
     }
 }
 
-/// Checked mode (`JitConfig::check_finite`): what the kernel needs to inspect each node after
-/// its function ran. The plan gave every value its own memory and every node its own function.
-pub(super) struct Checker {
-    /// The compiled graph.
-    pub graph: Graph,
-    /// The home of every value.
-    pub locs: Vec<Loc>,
-    /// The node computed by each function, in call order.
-    pub steps: Vec<NodeId>,
-    /// The nodes some output depends on.
-    pub live: Vec<bool>,
-}
-
-impl Checker {
-    /// Element `i` of the value of `id`, read from its home: a buffer whose address is in
-    /// `ptrs` (inputs, then outputs), the workspace or the constant blob.
-    fn value(&self, id: NodeId, i: usize, ptrs: &[usize], mem: (&[Line], &[Line])) -> f64 {
-        let dtype = self.graph.ty(id).dtype;
-        let read = |lines: &[Line], off: usize| -> f64 {
-            let size = dtype.size_bytes();
-            let at = off + i * size;
-            // Elements are naturally aligned and lines are 64 bytes, so no element straddles two.
-            let line = &lines[at / 64].0;
-            let b = &line[at % 64..at % 64 + size];
-            match dtype {
-                DType::F32 => f64::from(f32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
-                DType::F64 => f64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-                DType::Bool => f64::from(b[0]),
-                DType::I32 => f64::from(i32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
-            }
-        };
-        let n_in = self.graph.inputs().len();
-        match self.locs[id.index()] {
-            Loc::Input(k) => read_buffer(ptrs[k], dtype, i),
-            Loc::Output(k) => read_buffer(ptrs[n_in + k], dtype, i),
-            Loc::Ws(off) => read(mem.0, off),
-            Loc::Const(off) => read(mem.1, off),
-            Loc::Splat(bits) => match dtype {
-                DType::F32 => f64::from(f32::from_bits(bits as u32)),
-                DType::F64 => f64::from_bits(bits),
-                DType::Bool => bits as f64,
-                DType::I32 => f64::from(bits as u32 as i32),
-            },
-            Loc::Unused => unreachable!("plan invariant: operands of a step have a home"),
-        }
-    }
-
-    /// Looks for a culprit element in the node computed by function `f`.
-    fn inspect(&self, f: usize, ptrs: &[usize], mem: (&[Line], &[Line])) -> Option<NonFinite> {
-        let id = *self.steps.get(f)?;
-        if !self.live[id.index()] {
-            return None;
-        }
-        let inputs = &self.graph.node(id).inputs;
-        finite::find_culprit(
-            &self.graph,
-            id,
-            &|e| self.value(id, e, ptrs, mem),
-            &|k, e| self.value(inputs[k], e, ptrs, mem),
-        )
-    }
-}
-
-/// Element `i` of the caller buffer (or workspace copy) at `addr` holding `dtype` elements, as
-/// f64 (bool as 0/1).
-fn read_buffer(addr: usize, dtype: DType, i: usize) -> f64 {
-    // SAFETY: `Kernel::call` filled the address table with buffers it checked to hold the
-    // value's dtype and element count (or workspace ranges of that size), naturally aligned,
-    // and borrowed for the whole call; `i` is an element of the value (`find_culprit` only
-    // asks for those), and nothing writes the buffer while the checker reads it.
-    unsafe {
-        match dtype {
-            DType::F32 => f64::from((addr as *const f32).add(i).read()),
-            DType::F64 => (addr as *const f64).add(i).read(),
-            DType::Bool => f64::from((addr as *const u8).add(i).read()),
-            DType::I32 => f64::from((addr as *const i32).add(i).read()),
-        }
-    }
-}
-
 /// What the compiler hands to [`Kernel::new`].
 pub(super) struct Parts {
     pub check: Option<Box<Checker>>,
     pub donated: Vec<Donated>,
     pub steps: Vec<Step>,
+    pub loops: Vec<LoopRun>,
     pub consts: Vec<Line>,
     pub inputs: Vec<TensorType>,
     pub outputs: Vec<TensorType>,
@@ -366,6 +271,8 @@ pub(super) struct Parts {
     pub threads: Option<NonZeroUsize>,
     /// Whether a GEMM call may be large enough to use threads.
     pub gemm_threads: bool,
+    /// Whether the code calls the communicator (see `collective`).
+    pub collectives: bool,
 }
 
 impl Kernel {
@@ -387,16 +294,20 @@ impl Kernel {
             }
             m
         };
-        let parallel = p.gemm_threads || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }));
+        let parallel = p.gemm_threads
+            || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }))
+            || p.loops.iter().any(|l| l.body().parallel);
         Kernel {
             threads: p.threads,
             parallel,
+            collectives: p.collectives,
             in_index: index(&p.input_names),
             out_index: index(&p.output_names),
             donated: p.donated,
             donor,
             sig,
             steps: p.steps,
+            loops: p.loops,
             consts: p.consts,
             inputs: p.inputs,
             outputs: p.outputs,
@@ -457,7 +368,8 @@ impl Kernel {
         Workspace {
             kernel: self.id,
             mem: vec![Line([0; 64]); self.ws_bytes.div_ceil(size_of::<Line>()).max(1)],
-            ptrs: vec![0; self.inputs.len() + self.outputs.len()],
+            // Inputs, outputs, then the call's communicator context (`collective`).
+            ptrs: vec![0; self.inputs.len() + self.outputs.len() + 1],
             scalars: vec![0; self.inputs.len()],
         }
     }
@@ -537,6 +449,17 @@ impl Kernel {
         outputs: &mut [BufMut<'_>],
         ws: &mut Workspace,
     ) -> Result<(), CallError> {
+        self.call_comm(inputs, outputs, ws, &SingleProcess)
+    }
+
+    /// [`Kernel::call`] over `comm`.
+    pub(super) fn call_comm(
+        &self,
+        inputs: &[Buf<'_>],
+        outputs: &mut [BufMut<'_>],
+        ws: &mut Workspace,
+        comm: &dyn Communicator,
+    ) -> Result<(), CallError> {
         let expected = self.inputs.len() - self.donated.len();
         if inputs.len() != expected {
             return Err(CallError::InputCount {
@@ -564,7 +487,7 @@ impl Kernel {
         for (k, b) in outputs.iter_mut().enumerate() {
             self.bind_output(ws, k, b)?;
         }
-        self.exec(ws)
+        self.exec(ws, comm)
     }
 
     /// [`Kernel::call`] taking any iterators of buffers, so a training loop can pass
@@ -577,6 +500,17 @@ impl Kernel {
         inputs: impl IntoIterator<Item = Buf<'a>>,
         outputs: impl IntoIterator<Item = BufMut<'a>>,
         ws: &mut Workspace,
+    ) -> Result<(), CallError> {
+        self.call_iter_comm(inputs, outputs, ws, &SingleProcess)
+    }
+
+    /// [`Kernel::call_iter`] over `comm`.
+    pub(super) fn call_iter_comm<'a>(
+        &self,
+        inputs: impl IntoIterator<Item = Buf<'a>>,
+        outputs: impl IntoIterator<Item = BufMut<'a>>,
+        ws: &mut Workspace,
+        comm: &dyn Communicator,
     ) -> Result<(), CallError> {
         self.check_workspace(ws)?;
         let n_in = self.inputs.len();
@@ -608,7 +542,7 @@ impl Kernel {
                 got,
             });
         }
-        self.exec(ws)
+        self.exec(ws, comm)
     }
 
     /// [`Kernel::call`] with buffers by name, in any order: every input (but donated ones)
@@ -692,7 +626,7 @@ impl Kernel {
                 name: self.output_names[o].clone(),
             });
         }
-        self.exec(ws)
+        self.exec(ws, &SingleProcess)
     }
 
     /// Checks input buffer `b` against input `k` and records its address (a scalar by value
@@ -772,7 +706,7 @@ impl Kernel {
     fn check_workspace(&self, ws: &Workspace) -> Result<(), CallError> {
         if ws.kernel != self.id
             || ws.bytes() < self.ws_bytes
-            || ws.ptrs.len() != self.sig.len()
+            || ws.ptrs.len() != self.sig.len() + 1
             || ws.scalars.len() != self.inputs.len()
         {
             return Err(CallError::ForeignWorkspace);
@@ -783,7 +717,7 @@ impl Kernel {
     /// Runs the code on the buffers bound in `ws.ptrs`: every input but the donated ones and
     /// every output, each checked (`bind_input`, `bind_output`) for the current call, whose
     /// caller holds their borrows until this returns.
-    fn exec(&self, ws: &mut Workspace) -> Result<(), CallError> {
+    fn exec(&self, ws: &mut Workspace, comm: &dyn Communicator) -> Result<(), CallError> {
         let n_in = self.inputs.len();
         let base = ws.mem.as_mut_ptr().cast::<u8>();
         for d in &self.donated {
@@ -804,8 +738,12 @@ impl Kernel {
                 }
             };
         }
+        let ctx = CommCtx::new(comm);
+        let slot = self.sig.len();
+        ws.ptrs[slot] = std::ptr::from_ref(&ctx) as usize;
         let threads = self.call_threads();
-        if threads > 1 && rayon::current_thread_index().is_none() {
+        let pool = !self.collectives || ctx.single();
+        if threads > 1 && rayon::current_thread_index().is_none() && pool {
             // A caller outside the pool hands the whole call to a pool thread once, instead of
             // once per GEMM call or parallel group (each hop parks the caller and wakes a
             // worker); inside, the GEMM's and the chunks' splits fork from that worker, which
@@ -814,9 +752,25 @@ impl Kernel {
         } else {
             self.run_steps(ws, threads)?;
         }
+        ws.ptrs[slot] = 0;
+        ctx.finish()?;
+        // SAFETY: the callers checked every buffer in `ws.ptrs` (a donated input's slot holds
+        // its output's buffer or its workspace copy, set above).
+        unsafe { self.post_copies(ws.ptrs.as_ptr()) };
+        Ok(())
+    }
+
+    /// The copies after the code ran: outputs that are inputs or constants.
+    ///
+    /// # Safety
+    /// `ptrs` holds the address of one buffer per input, then per output, each valid for the
+    /// input's or output's type, the output buffers writable and not in use elsewhere.
+    unsafe fn post_copies(&self, ptrs: *const usize) {
+        let n_in = self.inputs.len();
         for p in &self.post {
             let (out, src) = match p {
-                PostCopy::Input { out, input } => (*out, ws.ptrs[*input] as *const u8),
+                // SAFETY: `ptrs` has a slot per input (caller's contract).
+                PostCopy::Input { out, input } => (*out, unsafe { *ptrs.add(*input) } as *const u8),
                 PostCopy::Const { out, value } => (
                     *out,
                     match value.data() {
@@ -828,27 +782,89 @@ impl Kernel {
                 ),
             };
             let (dtype, numel) = self.sig[n_in + out];
-            // SAFETY: the source is a checked input buffer (or a donated input's workspace
-            // copy) or a constant of the output's type, the destination the checked output
-            // buffer; `copy` allows the one overlap possible, an output donated from the very
-            // input it returns (the same buffer).
+            // SAFETY: the source is an input buffer (or a donated input's workspace copy) or a
+            // constant of the output's type, the destination the output buffer (caller's
+            // contract); `copy` allows the one overlap possible, an output donated from the
+            // very input it returns (the same buffer).
             unsafe {
                 std::ptr::copy(
                     src,
-                    ws.ptrs[n_in + out] as *mut u8,
+                    *ptrs.add(n_in + out) as *mut u8,
                     numel * dtype.size_bytes(),
                 );
             }
         }
-        Ok(())
     }
 
-    /// Runs the compiled functions in order on up to `threads` threads (the GEMM calls on
-    /// this thread take the count from here), checking each node in checked mode.
+    /// The one compiled function of a kernel that is nothing else (one serial step, no copies
+    /// after it): a loop calls it directly at each step, with [`Kernel::consts_ptr`].
+    pub(super) fn single_fn(&self) -> Option<KernelFn> {
+        match self.steps.as_slice() {
+            [Step::Serial(f)] if self.post.is_empty() => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The constant blob's base.
+    pub(super) fn consts_ptr(&self) -> *const u8 {
+        self.consts.as_ptr().cast::<u8>()
+    }
+
+    /// Runs the code as a loop body (`jit::loops`): on the buffers whose addresses `ptrs` holds
+    /// (inputs, then outputs) and workspace `mem`, on up to `threads` threads, without checks.
+    ///
+    /// # Safety
+    /// `ptrs` holds one address per input, then per output, each of a buffer of that input's or
+    /// output's type (aligned for its dtype), the outputs writable, distinct from each other
+    /// and from the inputs, and used by nothing else during the call; `mem` points to
+    /// [`Kernel::workspace_bytes`] bytes, 64-byte aligned, used by nothing else. The kernel
+    /// was compiled without donated buffers and without checked mode.
+    pub(super) unsafe fn exec_body(&self, ptrs: *const usize, mem: *mut u8, threads: usize) {
+        let args = Args {
+            ins: ptrs.cast::<*const u8>(),
+            // SAFETY: the table holds the inputs' addresses, then the outputs'.
+            outs: unsafe { ptrs.add(self.inputs.len()) }.cast::<*mut u8>(),
+            ws: mem,
+            consts: self.consts.as_ptr().cast::<u8>(),
+        };
+        for &step in &self.steps {
+            // SAFETY: the caller's contract is `run_step`'s (what `Kernel::call` checks).
+            unsafe { self.run_step(step, args, threads) };
+        }
+        // SAFETY: as above.
+        unsafe { self.post_copies(ptrs) };
+    }
+
+    /// Runs one step of the kernel.
+    ///
+    /// # Safety
+    /// `args` holds one buffer per input and output, each of the planned dtype and element
+    /// count (a donated input is its output's buffer or its workspace copy), the outputs
+    /// exclusively this call's, and a workspace of at least `ws_bytes` bytes, 64-byte
+    /// aligned, exclusively this call's.
+    unsafe fn run_step(&self, step: Step, args: Args, threads: usize) {
+        // Every arm: the compiled code reads and writes only within these buffers, the
+        // workspace and the constant blob (offsets planned from the same types), writes only
+        // 0/1 into bool memory, writes a donated output over its input only after (or at the
+        // element of) every read of it (`donate`), and `self` keeps the code mapped for the
+        // duration of the call. Chunk ranges are non-empty and within `count`.
+        match step {
+            // SAFETY: as above.
+            Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
+            // SAFETY: as above.
+            Step::Chunks { f, count } => unsafe { run_chunks(args, f, count, threads) },
+            // SAFETY: as above; a loop reads and writes the homes its plan gave it and its
+            // scratch block of the workspace.
+            Step::Loop(l) => unsafe { self.loops[l as usize].run(args, threads) },
+        }
+    }
+
+    /// Runs the steps in order on up to `threads` threads (the GEMM calls on this thread
+    /// take the count from here), checking each node in checked mode.
     fn run_steps(&self, ws: &mut Workspace, threads: usize) -> Result<(), CallError> {
         let n_in = self.inputs.len();
         super::gemm::set_threads(threads);
-        for (i, step) in self.steps.iter().enumerate() {
+        for (i, &step) in self.steps.iter().enumerate() {
             // Derived for each step: checked mode reads the workspace in between.
             let args = Args {
                 ins: ws.ptrs.as_ptr().cast::<*const u8>(),
@@ -856,22 +872,12 @@ impl Kernel {
                 ws: ws.mem.as_mut_ptr().cast::<u8>(),
                 consts: self.consts.as_ptr().cast::<u8>(),
             };
-            // Both arms: the callers checked that the address table holds one buffer per
-            // input and output, each of the planned dtype and element count (a donated input
-            // is its output's buffer or its workspace copy), and that `ws` was made by this
-            // kernel (so it has `ws_bytes` of 64-byte aligned memory and one address slot
-            // per buffer). The output buffers are exclusively borrowed for this call; the
-            // compiled code reads and writes only within these buffers, the workspace and the
-            // constant blob (offsets planned from the same types), writes only 0/1 into bool
-            // memory, writes a donated output over its input only after (or at the element
-            // of) every read of it (`donate`), and `self` keeps the code mapped for the
-            // duration of the call. Chunk ranges are non-empty and within `count`.
-            match *step {
-                // SAFETY: as above.
-                Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
-                // SAFETY: as above.
-                Step::Chunks { f, count } => unsafe { run_chunks(args, f, count, threads) },
-            }
+            // SAFETY: the callers checked that the address table holds one buffer per input
+            // and output, each of the planned dtype and element count (a donated input is its
+            // output's buffer or its workspace copy), and that `ws` was made by this kernel
+            // (so it has `ws_bytes` of 64-byte aligned memory and one address slot per
+            // buffer). The output buffers are exclusively borrowed for this call.
+            unsafe { self.run_step(step, args, threads) };
             if let Some(c) = &self.check
                 && let Some(r) = c.inspect(i, &ws.ptrs, (&ws.mem, &self.consts))
             {

@@ -23,7 +23,10 @@
 //! and [`Kernel::call_named`] (by name, in any order; [`Kernel::input_index`] resolves a name
 //! once for the positional calls). Scalars go by value (`0.5f32.into()`) or by reference
 //! (`(&mut loss).into()` for a scalar output). Every call checks the count, dtype and length of
-//! every buffer before any code runs, and errors name the buffer.
+//! every buffer before any code runs, and errors name the buffer. A graph with collective ops
+//! (`all_reduce_sum`, ...) runs as one rank of a [`crate::comm::Communicator`] through
+//! [`Kernel::call_with_comm`] and [`Kernel::call_iter_with_comm`]; the other calls use one
+//! rank ([`crate::comm::SingleProcess`]).
 //!
 //! Donated buffers ([`JitConfig::donate`]) pair an input with an output of the same type that
 //! replaces it, as an optimizer step replaces its parameters: the caller passes one buffer,
@@ -75,7 +78,9 @@
 //! Each serial function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
 //! ws: *mut u8, consts: *const u8)`: a table of the input buffer addresses (input order), a
 //! table of the output buffer addresses (output order), the workspace base and the constant
-//! blob base. A chunk function takes two more arguments, `lo: i64, hi: i64`, and runs chunks
+//! blob base. The address table holds one more slot after the outputs: the call's
+//! communicator context, which collective nodes pass to their `extern "C"` trampoline
+//! (`collective`). A chunk function takes two more arguments, `lo: i64, hi: i64`, and runs chunks
 //! `lo..hi` of one parallel group. [`Kernel::call`] runs the functions in order after checking
 //! every buffer. Bool elements are bytes holding 0 or 1; the code never writes anything else
 //! into bool memory.
@@ -162,17 +167,21 @@
 
 mod batch;
 mod buf;
+mod check;
+mod collective;
 mod donate;
 mod gemm;
 mod kernel;
 mod layout;
 mod libm;
+mod loops;
 mod lower;
 mod plan;
+mod recompute;
 mod vmath;
 
-pub use buf::{Buf, BufMut};
-pub use kernel::{Kernel, KernelStats, Workspace};
+pub use buf::{Buf, BufMut, Workspace};
+pub use kernel::{Kernel, KernelStats};
 
 use crate::ir::{DType, Graph, TensorType, VerifyErrors};
 use cranelift_codegen::control::ControlPlane;
@@ -349,10 +358,6 @@ pub enum JitError {
         /// What is wrong.
         reason: String,
     },
-    /// The graph uses something this JIT cannot compile yet (a limit; run it with the
-    /// interpreter).
-    #[error("the JIT cannot compile this graph: {0}")]
-    Unsupported(String),
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
     TooLarge {
@@ -487,6 +492,9 @@ pub enum CallError {
     /// node; the output buffers hold whatever was computed by then.
     #[error(transparent)]
     NonFinite(Box<crate::finite::NonFinite>),
+    /// A collective failed ([`Kernel::call_with_comm`]); the outputs are not meaningful.
+    #[error(transparent)]
+    Comm(#[from] crate::comm::CommError),
 }
 
 /// 64 bytes, 64-byte aligned: the unit of workspace and constant memory.
@@ -503,6 +511,21 @@ pub fn compile(g: &Graph) -> Result<Kernel, JitError> {
     compile_with(g, &JitConfig::default())
 }
 
+/// `g` with its full-snapshot backward loops reading their forward loops' tapes
+/// ([`crate::opt::tapes`]: one forward sweep instead of two, bitwise the same), if it has any.
+fn with_shared_tapes(g: &Graph) -> Option<Graph> {
+    let full = g.nodes().iter().any(|n| {
+        crate::ir::loops::scan_attrs(&n.attrs)
+            .and_then(|(lp, _)| Some(lp.recompute.as_ref()?.snapshots >= lp.length))
+            .unwrap_or(false)
+    });
+    if !full {
+        return None;
+    }
+    let mut s = g.clone();
+    (crate::opt::tapes::share_tapes(&mut s).tapes_shared > 0).then_some(s)
+}
+
 /// Compiles `g` with `cfg`.
 ///
 /// # Errors
@@ -514,13 +537,17 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    if let Some(n) = g.nodes().iter().find(|n| n.op == crate::ir::Op::Scan) {
-        return Err(JitError::Unsupported(format!(
-            "`scan` (at {}) is not lowered yet",
-            n.origin
-        )));
-    }
-    let (plan, donated) = plan_graph(g, cfg)?;
+    let shared;
+    let g = match with_shared_tapes(g) {
+        Some(s) => {
+            shared = s;
+            &shared
+        }
+        None => g,
+    };
+    // Loop bodies first: a loop's scratch memory in the plan holds its body's workspace.
+    let (bodies, body_ws) = loops::compile_bodies(g, cfg)?;
+    let (plan, donated) = plan_graph(g, cfg, &body_ws)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -555,16 +582,20 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     };
     job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
     module.finalize_definitions().map_err(JitError::module)?;
-    let steps = steps(module, &ids, &plan);
+    let (steps, loops) = steps(g, module, &ids, &plan, &bodies);
     Ok(Kernel::new(
-        parts(g, cfg, plan, donated, steps, started),
+        parts(g, cfg, plan, donated, (steps, loops), started),
         owner,
     ))
 }
 
 /// The plan of verified graph `g` and how it runs its donated pairs, within the workspace
 /// limit of `cfg`.
-fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
+fn plan_graph(
+    g: &Graph,
+    cfg: &JitConfig,
+    body_ws: &plan::BodySizes,
+) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
     let mut plan = plan::plan(
         g,
@@ -574,6 +605,7 @@ fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<(plan::Plan, Vec<donate::Don
             exact: cfg.exact_math,
             checked: cfg.check_finite,
         },
+        body_ws,
     )?;
     let donated = donate::decide(g, &mut plan, &donated, cfg.exact_math, cfg.check_finite)?;
     if plan.ws_bytes > cfg.max_workspace_bytes {
@@ -597,6 +629,8 @@ fn jit_builder(isa: &OwnedTargetIsa) -> JITBuilder {
     for (_, name, ptr) in gemm::symbols() {
         jb.symbol(name, ptr);
     }
+    let (name, ptr) = collective::symbol();
+    jb.symbol(name, ptr);
     jb
 }
 
@@ -613,10 +647,13 @@ fn declare_imports(
     let gemms = gemm::symbols()
         .into_iter()
         .map(|(d, name, _)| (d, name, lower::gemm_signature(ptr, cc)));
+    let all_reduce =
+        std::iter::once(((), collective::SYMBOL, lower::collective_signature(ptr, cc)));
     Ok(lower::Imports {
         math: declare(module, math)?,
         batch: declare(module, batched)?,
         gemm: declare(module, gemms)?,
+        all_reduce: declare(module, all_reduce)?[&()],
     })
 }
 
@@ -635,43 +672,64 @@ fn declare<K: Eq + std::hash::Hash>(
     Ok(ids)
 }
 
-/// Declares the plan's functions (serial: `sigs[0]`, chunk functions: `sigs[1]`).
+/// Declares the plan's functions (serial: `sigs[0]`, chunk functions: `sigs[1]`; a loop has
+/// none).
 fn declare_functions(
     module: &mut JITModule,
     plan: &plan::Plan,
     sigs: &[Signature; 2],
-) -> Result<Vec<FuncId>, JitError> {
+) -> Result<Vec<Option<FuncId>>, JitError> {
     let mut ids = Vec::with_capacity(plan.funcs.len());
     for (i, f) in plan.funcs.iter().enumerate() {
+        if matches!(f, plan::Func::Loop(_)) {
+            ids.push(None);
+            continue;
+        }
         let sig = &sigs[usize::from(matches!(f, plan::Func::Chunks(_)))];
         let id = module
             .declare_function(&format!("f{i}"), Linkage::Local, sig)
             .map_err(JitError::module)?;
-        ids.push(id);
+        ids.push(Some(id));
     }
     Ok(ids)
 }
 
-/// The kernel's steps: the finalized functions of the plan, in order.
-fn steps(module: &JITModule, ids: &[FuncId], plan: &plan::Plan) -> Vec<kernel::Step> {
-    ids.iter()
+/// The kernel's steps: the finalized functions of the plan and its loops, in order.
+fn steps(
+    g: &Graph,
+    module: &JITModule,
+    ids: &[Option<FuncId>],
+    plan: &plan::Plan,
+    bodies: &loops::Bodies,
+) -> (Vec<kernel::Step>, Vec<loops::LoopRun>) {
+    let mut runs = Vec::new();
+    let steps = ids
+        .iter()
         .zip(&plan.funcs)
         .map(|(&id, f)| {
-            let p = module.get_finalized_function(id);
+            let p = || module.get_finalized_function(id.expect("functions have ids"));
             match f {
-                plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p)),
+                plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p())),
                 plan::Func::Chunks(gi) => {
                     let plan::Group::Fused(fused) = &plan.groups[*gi as usize] else {
                         unreachable!("chunk functions run fused groups")
                     };
                     kernel::Step::Chunks {
-                        f: chunk_fn(p),
+                        f: chunk_fn(p()),
                         count: fused.chunks.count,
                     }
                 }
+                plan::Func::Loop(gi) => {
+                    let plan::Group::Loop(l) = &plan.groups[*gi as usize] else {
+                        unreachable!("loop steps run loop groups")
+                    };
+                    runs.push(loops::LoopRun::new(g, plan, l, bodies));
+                    kernel::Step::Loop(runs.len() as u32 - 1)
+                }
             }
         })
-        .collect()
+        .collect();
+    (steps, runs)
 }
 
 /// True if `g` has a matmul large enough for the GEMM to use threads (if it calls the GEMM).
@@ -691,7 +749,7 @@ fn parts(
     cfg: &JitConfig,
     plan: plan::Plan,
     donated: Vec<donate::Donated>,
-    steps: Vec<kernel::Step>,
+    (steps, loops): (Vec<kernel::Step>, Vec<loops::LoopRun>),
     started: std::time::Instant,
 ) -> kernel::Parts {
     let mut consts = vec![Line([0; 64]); plan.consts.len().div_ceil(64)];
@@ -712,6 +770,7 @@ fn parts(
                         [plan::Item::Run(gi)] => plan.groups[*gi as usize].first_node(),
                         _ => unreachable!("checked plans run one group per function"),
                     },
+                    plan::Func::Loop(gi) => plan.groups[*gi as usize].first_node(),
                     plan::Func::Chunks(_) => unreachable!("checked plans are serial"),
                 })
                 .collect(),
@@ -725,6 +784,7 @@ fn parts(
         check,
         donated,
         steps,
+        loops,
         consts,
         inputs: inputs.iter().map(|&i| g.ty(i).clone()).collect(),
         outputs: g.outputs().iter().map(|&o| g.ty(o).clone()).collect(),
@@ -733,6 +793,12 @@ fn parts(
         ws_bytes: plan.ws_bytes,
         threads: cfg.kernel_threads,
         gemm_threads: st.matmuls_gemm > 0 && has_threaded_matmul(g),
+        collectives: g.nodes().iter().any(|n| {
+            matches!(
+                n.op,
+                crate::ir::Op::AllReduceSum | crate::ir::Op::AllReduceMean
+            )
+        }),
         stats: KernelStats {
             donated_in_place,
             donated_copied,
@@ -775,7 +841,8 @@ struct Job<'a> {
     env: lower::Env<'a>,
     isa: &'a OwnedTargetIsa,
     sigs: &'a [Signature; 2],
-    ids: &'a [FuncId],
+    /// Per plan function: its id (`None` for a loop, which has no code).
+    ids: &'a [Option<FuncId>],
 }
 
 /// Machine code of one function, ready for `define_function_bytes`.
@@ -791,10 +858,16 @@ impl Job<'_> {
         let (sig, body) = match &self.env.plan.funcs[i] {
             plan::Func::Serial(items) => (&self.sigs[0], lower::Body::Serial(items)),
             plan::Func::Chunks(g) => (&self.sigs[1], lower::Body::Chunks(*g)),
+            plan::Func::Loop(_) => unreachable!("loops have no code"),
         };
         ctx.func.signature = sig.clone();
-        ctx.func.name = UserFuncName::user(0, self.ids[i].as_u32());
+        ctx.func.name = UserFuncName::user(0, self.id(i).as_u32());
         lower::build_function(&mut ctx.func, fctx, &self.env, body);
+    }
+
+    /// The id of function `i`, which has code.
+    fn id(&self, i: usize) -> FuncId {
+        self.ids[i].expect("plan invariant: only loops have no code")
     }
 
     /// Builds, compiles and defines every function in `module`, on `threads` threads.
@@ -803,6 +876,7 @@ impl Job<'_> {
             let mut fctx = FunctionBuilderContext::new();
             let mut ctx = module.make_context();
             for (i, &id) in self.ids.iter().enumerate() {
+                let Some(id) = id else { continue };
                 module.clear_context(&mut ctx);
                 self.build(i, &mut ctx, &mut fctx);
                 module
@@ -824,6 +898,9 @@ impl Job<'_> {
                     let mut fctx = FunctionBuilderContext::new();
                     let mut ctx = Context::new();
                     for i in (w..self.ids.len()).step_by(threads) {
+                        if self.ids[i].is_none() {
+                            continue;
+                        }
                         ctx.clear();
                         self.build(i, &mut ctx, &mut fctx);
                         let r = self.compile(i, &mut ctx);
@@ -841,7 +918,7 @@ impl Job<'_> {
                     source,
                 })?;
                 module
-                    .define_function_bytes(self.ids[i], c.align, &c.code, &c.relocs)
+                    .define_function_bytes(self.id(i), c.align, &c.code, &c.relocs)
                     .map_err(JitError::module)?;
             }
             Ok(())
@@ -860,7 +937,7 @@ impl Job<'_> {
             .buffer
             .relocs()
             .iter()
-            .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, self.ids[i]))
+            .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, self.id(i)))
             .collect();
         Ok(Compiled {
             code: bytes,

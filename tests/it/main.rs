@@ -3,6 +3,7 @@
 mod call;
 mod check_finite;
 mod cli;
+mod collectives;
 mod concat;
 mod differential;
 mod float_ops;
@@ -13,6 +14,7 @@ mod hostile;
 mod indexing;
 mod jit;
 mod loops;
+mod loops_jit;
 mod mlp;
 mod props;
 mod random;

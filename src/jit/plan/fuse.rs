@@ -43,7 +43,11 @@ pub(super) struct Fusion {
 }
 
 fn is_view_op(op: Op) -> bool {
-    matches!(op, Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice)
+    // `pvary` is the identity on each rank (its meaning is in its derivative).
+    matches!(
+        op,
+        Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice | Op::Pvary
+    )
 }
 
 /// Adds to `cuts` (per axis of an iteration space of `shape`) the boundaries between the
@@ -80,10 +84,11 @@ pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig
         checked: cfg.checked,
     };
     // Values some live consumer reads contiguously (`reshape`, which is only a view of a
-    // contiguous operand; `matmul` takes any strides).
+    // contiguous operand, and `scan`, whose steps take rows and whole values by address;
+    // `matmul` takes any strides).
     let mut wants_contiguous = vec![false; n];
     for (node, &live) in nodes.iter().zip(&live.live) {
-        if live && node.op == Op::Reshape {
+        if live && matches!(node.op, Op::Reshape | Op::Scan) {
             for x in &node.inputs {
                 wants_contiguous[x.index()] = true;
             }
@@ -110,6 +115,17 @@ pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig
                 }
             }
             Op::Concat if piecewise[i] => b.pieces_of(id),
+            Op::Scan => {
+                // The live nodes of one loop's result group are one group: one run of the loop.
+                let grp = match b.members.last() {
+                    Some(m) if crate::ir::loops::same_loop(g, m[0], id) => {
+                        b.members.len() as u32 - 1
+                    }
+                    _ => b.new_group(None),
+                };
+                b.members[grp as usize].push(id);
+                b.roles[i] = Role::Single(grp);
+            }
             op if is_elementwise(op) => b.place(id, node.ty.shape.clone()),
             op if is_reduction(op) => b.place(id, g.ty(node.inputs[0]).shape.clone()),
             _ => {
@@ -440,6 +456,7 @@ impl Builder<'_> {
                     ..v
                 }
             }
+            (Op::Pvary, _) => v,
             (Op::Broadcast, _) => View {
                 strides: broadcast(xs, &v.strides, &node.ty.shape),
                 ..v
