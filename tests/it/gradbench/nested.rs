@@ -205,7 +205,6 @@ fn saddle_matches_the_reference_algorithm_and_the_closed_form() {
 }
 
 #[test]
-#[ignore = "until the JIT lowers scan"]
 fn particle_through_the_tool_all_variants() {
     let (want, _, _) = particle_oracle(0.0);
     let input = json!({"w": 0.0, "min_runs": 1, "min_seconds": 0});
@@ -216,7 +215,6 @@ fn particle_through_the_tool_all_variants() {
 }
 
 #[test]
-#[ignore = "until the JIT lowers scan"]
 fn particle_that_never_lands_is_an_error_not_an_answer() {
     // With w = 2 the first charge sits on the particle's path and flings it away: the
     // reference tools would loop forever.
@@ -231,7 +229,6 @@ fn particle_that_never_lands_is_an_error_not_an_answer() {
 }
 
 #[test]
-#[ignore = "until the JIT lowers scan"]
 fn saddle_through_the_tool_all_variants() {
     let (want, _) = saddle_oracle([1.0, 1.0]);
     let input = json!({"start": [1.0, 1.0], "min_runs": 1, "min_seconds": 0});
