@@ -164,6 +164,11 @@ pub struct KernelStats {
     /// Donated inputs the kernel copies into its workspace first, because some reader of the
     /// input runs after the output's first write.
     pub donated_copied: u64,
+    /// Copies of forward nodes the memory budget recomputes in the backward part
+    /// (`JitConfig::memory_budget_bytes`; 0 without a budget).
+    pub nodes_recomputed: u64,
+    /// Their floating-point work (see [`crate::opt::remat::RematStats`]).
+    pub flops_recomputed: u64,
     /// Wall-clock compile time.
     pub compile_time: std::time::Duration,
 }
@@ -174,7 +179,8 @@ impl fmt::Display for KernelStats {
             f,
             "nodes_compiled={} nodes_dead={} nodes_fused={} views={} groups={} \
              groups_parallel={} buffers_reused={} buffers_in_place={} functions={} \
-             matmuls_gemm={} donated_in_place={} donated_copied={} compile_time={:?}",
+             matmuls_gemm={} donated_in_place={} donated_copied={} nodes_recomputed={} \
+             flops_recomputed={} compile_time={:?}",
             self.nodes_compiled,
             self.nodes_dead,
             self.nodes_fused,
@@ -187,6 +193,8 @@ impl fmt::Display for KernelStats {
             self.matmuls_gemm,
             self.donated_in_place,
             self.donated_copied,
+            self.nodes_recomputed,
+            self.flops_recomputed,
             self.compile_time
         )
     }

@@ -46,6 +46,8 @@ pub(super) fn compile_bodies(g: &Graph, cfg: &JitConfig) -> Result<(Bodies, Body
     let body_cfg = JitConfig {
         donate: Vec::new(),
         check_finite: false,
+        // The outer kernel's budget counts a body's workspace inside its loop's scratch.
+        memory_budget_bytes: None,
         ..cfg.clone()
     };
     for node in g.nodes() {

@@ -166,6 +166,7 @@
 //! use wider ones).
 
 mod batch;
+mod budget;
 mod buf;
 mod check;
 mod collective;
@@ -260,6 +261,15 @@ pub struct JitConfig {
     /// ([`KernelStats::donated_copied`]). Either way the results equal an undonated call's.
     /// Default none; set with [`JitConfig::donating`].
     pub donate: Vec<(String, String)>,
+    /// The most workspace the kernel may use: the compiler recomputes forward values in the
+    /// backward part instead of storing them (checkpoint segments, [`crate::opt::remat`]) until
+    /// the memory plan's peak fits, with the least recomputed work it finds, and fails with
+    /// [`JitError::OverBudget`] naming the smallest feasible budget if nothing fits.
+    /// Recomputation is exact: the results are bitwise those without a budget;
+    /// [`KernelStats::nodes_recomputed`] says what it cost. Only graphs differentiated in
+    /// this process have a backward part to trade (see [`crate::opt::remat`]). Default none;
+    /// set with [`JitConfig::with_memory_budget`].
+    pub memory_budget_bytes: Option<u64>,
 }
 
 impl JitConfig {
@@ -285,6 +295,34 @@ impl JitConfig {
     pub fn donating(mut self, pairs: &[(&str, &str)]) -> JitConfig {
         self.donate
             .extend(pairs.iter().map(|&(i, o)| (i.to_string(), o.to_string())));
+        self
+    }
+
+    /// This configuration with a workspace budget of `bytes` (see
+    /// [`JitConfig::memory_budget_bytes`]).
+    ///
+    /// ```
+    /// use gradlift::{DType, GraphBuilder, jit::{self, JitConfig, JitError}};
+    /// let b = GraphBuilder::new("deep");
+    /// let x = b.input("x", DType::F32, &[8, 16]);
+    /// let w = b.input("w", DType::F32, &[16, 16]);
+    /// let h = (0..8).fold(x, |h, _| h.matmul(w).tanh());
+    /// let loss = (h * h).sum();
+    /// let g = b.grad(loss, &[w]).unwrap();
+    /// let graph = b.finish(&[("loss", loss), ("dw", g[0])]).unwrap();
+    /// let full = jit::compile(&graph).unwrap().workspace_bytes() as u64;
+    /// let k = jit::compile_with(&graph, &JitConfig::default().with_memory_budget(full / 2));
+    /// assert!(k.unwrap().workspace_bytes() as u64 <= full / 2);
+    /// let Err(JitError::OverBudget { minimum, .. }) =
+    ///     jit::compile_with(&graph, &JitConfig::default().with_memory_budget(0))
+    /// else {
+    ///     panic!("a workspace of 0 bytes cannot hold 8 layers")
+    /// };
+    /// assert!(minimum <= full / 2);
+    /// ```
+    #[must_use]
+    pub fn with_memory_budget(mut self, bytes: u64) -> JitConfig {
+        self.memory_budget_bytes = Some(bytes);
         self
     }
 }
@@ -313,6 +351,7 @@ impl Default for JitConfig {
             check_finite: false,
             batch_math: !DEPENDENCY_UNOPTIMIZED,
             donate: Vec::new(),
+            memory_budget_bytes: None,
         }
     }
 }
@@ -357,6 +396,18 @@ pub enum JitError {
         output: String,
         /// What is wrong.
         reason: String,
+    },
+    /// No choice of recomputation fits [`JitConfig::memory_budget_bytes`] (user error: raise
+    /// the budget to at least `minimum`).
+    #[error(
+        "no plan fits the memory budget of {budget} bytes: the smallest feasible budget is \
+         {minimum} bytes of workspace"
+    )]
+    OverBudget {
+        /// The budget asked for.
+        budget: u64,
+        /// The smallest workspace of any plan the compiler found.
+        minimum: u64,
     },
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
@@ -530,24 +581,35 @@ fn with_shared_tapes(g: &Graph) -> Option<Graph> {
 ///
 /// # Errors
 /// [`JitError::InvalidGraph`] if the graph fails verification, [`JitError::TooLarge`] if its
-/// memory cannot be addressed, and the Cranelift variants if code generation fails (bugs or an
-/// unsupported host).
+/// memory cannot be addressed, [`JitError::OverBudget`] if no plan fits
+/// [`JitConfig::memory_budget_bytes`], and the Cranelift variants if code generation fails
+/// (bugs or an unsupported host).
 pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     let started = std::time::Instant::now();
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
+    // Without a budget, a full-snapshot backward loop reads its forward loop's tape; with one,
+    // the budget's plan is kept exactly as the planner measured it.
     let shared;
-    let g = match with_shared_tapes(g) {
-        Some(s) => {
+    let g = match (cfg.memory_budget_bytes, with_shared_tapes(g)) {
+        (None, Some(s)) => {
             shared = s;
             &shared
         }
-        None => g,
+        _ => g,
     };
     // Loop bodies first: a loop's scratch memory in the plan holds its body's workspace.
     let (bodies, body_ws) = loops::compile_bodies(g, cfg)?;
-    let (plan, donated) = plan_graph(g, cfg, &body_ws)?;
+    let fitted = match cfg.memory_budget_bytes {
+        Some(budget) => budget::fit(g, cfg, budget, &body_ws)?,
+        None => None,
+    };
+    let (g, recomputed, apart) = match &fitted {
+        Some(f) => (&f.graph, f.stats, f.keep_backward_apart),
+        None => (g, crate::opt::remat::RematStats::default(), false),
+    };
+    let (plan, donated) = plan_graph(g, cfg, &body_ws, apart)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -583,10 +645,10 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
     module.finalize_definitions().map_err(JitError::module)?;
     let (steps, loops) = steps(g, module, &ids, &plan, &bodies);
-    Ok(Kernel::new(
-        parts(g, cfg, plan, donated, (steps, loops), started),
-        owner,
-    ))
+    let mut parts = parts(g, cfg, plan, donated, (steps, loops), started);
+    parts.stats.nodes_recomputed = recomputed.nodes_recomputed;
+    parts.stats.flops_recomputed = recomputed.flops_recomputed;
+    Ok(Kernel::new(parts, owner))
 }
 
 /// The plan of verified graph `g` and how it runs its donated pairs, within the workspace
@@ -595,6 +657,7 @@ fn plan_graph(
     g: &Graph,
     cfg: &JitConfig,
     body_ws: &plan::BodySizes,
+    keep_backward_apart: bool,
 ) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
     let mut plan = plan::plan(
@@ -604,6 +667,7 @@ fn plan_graph(
             parallel_min_elements: cfg.parallel_min_elements,
             exact: cfg.exact_math,
             checked: cfg.check_finite,
+            keep_backward_apart,
         },
         body_ws,
     )?;
@@ -812,6 +876,8 @@ fn parts(
             buffers_in_place: st.buffers_in_place,
             functions: plan.funcs.len() as u64,
             matmuls_gemm: st.matmuls_gemm,
+            nodes_recomputed: 0,
+            flops_recomputed: 0,
             compile_time: started.elapsed(),
         },
         post: plan.post,

@@ -42,11 +42,13 @@ pub(super) struct Fusion {
     pub last_use: Vec<i64>,
 }
 
+/// Ops that are views of their operand (an `optimization_barrier` is the identity view: it
+/// only matters to the optimizer, and a copy would cost the memory recomputation saves).
 fn is_view_op(op: Op) -> bool {
     // `pvary` is the identity on each rank (its meaning is in its derivative).
     matches!(
         op,
-        Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice | Op::Pvary
+        Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice | Op::Barrier | Op::Pvary
     )
 }
 
@@ -82,6 +84,11 @@ pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig
         members: Vec::new(),
         latest: HashMap::new(),
         checked: cfg.checked,
+        backward: if cfg.keep_backward_apart {
+            crate::opt::remat::backward_part(g)
+        } else {
+            Vec::new()
+        },
     };
     // Values some live consumer reads contiguously (`reshape`, which is only a view of a
     // contiguous operand, and `scan`, whose steps take rows and whole values by address;
@@ -226,9 +233,20 @@ struct Builder<'g> {
     members: Vec<Vec<NodeId>>,
     latest: HashMap<Vec<usize>, u32>,
     checked: bool,
+    /// With [`PlanConfig::keep_backward_apart`]: the backward part (else empty).
+    backward: Vec<bool>,
 }
 
 impl Builder<'_> {
+    /// True if joining group `g` would move backward node `n` into a forward loop (only with
+    /// [`PlanConfig::keep_backward_apart`]).
+    fn hoists(&self, n: NodeId, g: u32) -> bool {
+        self.backward.get(n.index()).copied().unwrap_or(false)
+            && !self.members[g as usize]
+                .iter()
+                .any(|m| self.backward[m.index()])
+    }
+
     /// The base view of a stored node or leaf.
     fn base(&self, id: NodeId) -> View {
         View::whole(id, &self.g.ty(id).shape)
@@ -364,7 +382,7 @@ impl Builder<'_> {
         let nr = self.node_reduced(n);
         let mut best: Option<(usize, u32)> = None;
         let mut consider = |b: &Self, g: u32| {
-            if b.shapes[g as usize].as_ref() != Some(&shape) {
+            if b.shapes[g as usize].as_ref() != Some(&shape) || b.hoists(n, g) {
                 return;
             }
             if let Some(regs) = b.fit(n, g)
@@ -456,6 +474,7 @@ impl Builder<'_> {
                     ..v
                 }
             }
+            (Op::Barrier, _) => v,
             (Op::Pvary, _) => v,
             (Op::Broadcast, _) => View {
                 strides: broadcast(xs, &v.strides, &node.ty.shape),

@@ -338,6 +338,10 @@ pub(super) struct PlanConfig {
     /// Checked mode: every node its own group and function, every view realized, every value
     /// stored in its own memory (never reused), no threads.
     pub checked: bool,
+    /// Keep the backward part's elementwise work out of the forward part's fused groups
+    /// (see [`crate::opt::remat::backward_part`]): computing `1 - h²` in `h`'s forward loop
+    /// stores a second value per layer until the backward pass. A memory-budget choice.
+    pub keep_backward_apart: bool,
 }
 
 /// True for ops computed per element by an `ops` lowering rule.

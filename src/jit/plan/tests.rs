@@ -10,6 +10,7 @@ fn cfg() -> PlanConfig {
         parallel_min_elements: 1 << 16,
         exact: false,
         checked: false,
+        keep_backward_apart: false,
     }
 }
 
