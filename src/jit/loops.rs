@@ -262,7 +262,7 @@ impl LoopRun {
     unsafe fn step(&self, args: &Args, table: *mut usize, s: usize, t: usize, threads: usize) {
         let (nc, nx) = (self.n_carry, self.n_xs);
         let n_in = self.operands.len();
-        // SAFETY (whole block): `table` has a slot per body input and output; rows `t` of the
+        // SAFETY: `table` has a slot per body input and output; rows `t` of the
         // xs operands and of the ys homes lie in their buffers (`t < length`, their leading
         // axis); the carry buffers and scratch rows lie in the scratch block; the body's
         // outputs are distinct from each other and from its inputs (two carry buffers, and
