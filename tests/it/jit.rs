@@ -419,6 +419,8 @@ fn scan_cases(d: DType) -> Vec<(Vec<TensorType>, Attrs)> {
             n_carry: 1,
             n_xs: 1,
             body: body.clone(),
+            checkpoint: None,
+            recompute: None,
         });
         for result in 0..2 {
             let attrs = Attrs::Scan {

@@ -3,7 +3,7 @@
 //! nested loops, threads, donated buffers), and closed forms where there is one.
 
 use crate::fuzz_check::same_bits;
-use crate::loops::{Case, N, case, grad_graph, jvp_graph, model};
+use crate::loops::{Case, N, case, grad_graph, jvp_graph, model, model_with};
 use gradlift::autodiff::Mode;
 use gradlift::jit::{self, BufMut, JitConfig};
 use gradlift::{DType, Graph, GraphBuilder, ScanArgs, Tensor, Var, interp};
@@ -178,27 +178,31 @@ fn jit_f32_and_i32_carries_and_ys_with_stopped_gradients() {
 
 #[test]
 fn jit_reverse_scan_matches_the_closed_form_and_its_gradient_the_interpreter() {
-    let b = GraphBuilder::new("suffix");
-    let xs = b.input("xs", DType::F64, &[4]);
-    let zero = b.scalar(DType::F64, 0.0);
-    let args = ScanArgs {
-        length: 4,
-        reverse: true,
-        init: &[zero],
-        xs: &[xs],
-        consts: &[],
-    };
-    let out = b.scan_with(args, |_, s| {
-        let acc = s.carry[0] * 10.0 + s.x[0];
-        (vec![acc], vec![acc])
-    });
-    let d = b.grad((out.ys[0] * out.ys[0]).sum(), &[xs]).unwrap();
-    let g = b
-        .finish(&[("total", out.carry[0]), ("partial", out.ys[0]), ("d", d[0])])
-        .unwrap();
-    let r = agree(&g, &[Tensor::from_f64(vec![4], vec![1.0, 2.0, 3.0, 4.0])]);
-    assert_eq!(r[0].scalar_value(), Some(4321.0));
-    assert_eq!(r[1].to_f64_vec(), vec![4321.0, 432.0, 43.0, 4.0]);
+    // Also with a checkpointed VJP: the backward loop recomputes a reverse loop's carries.
+    for checkpoint in [None, Some(2)] {
+        let b = GraphBuilder::new("suffix");
+        let xs = b.input("xs", DType::F64, &[4]);
+        let zero = b.scalar(DType::F64, 0.0);
+        let args = ScanArgs {
+            length: 4,
+            reverse: true,
+            init: &[zero],
+            xs: &[xs],
+            consts: &[],
+            checkpoint,
+        };
+        let out = b.scan_with(args, |_, s| {
+            let acc = s.carry[0] * 10.0 + s.x[0];
+            (vec![acc], vec![acc])
+        });
+        let d = b.grad((out.ys[0] * out.ys[0]).sum(), &[xs]).unwrap();
+        let g = b
+            .finish(&[("total", out.carry[0]), ("partial", out.ys[0]), ("d", d[0])])
+            .unwrap();
+        let r = agree(&g, &[Tensor::from_f64(vec![4], vec![1.0, 2.0, 3.0, 4.0])]);
+        assert_eq!(r[0].scalar_value(), Some(4321.0));
+        assert_eq!(r[1].to_f64_vec(), vec![4321.0, 432.0, 43.0, 4.0]);
+    }
 }
 
 /// A scan whose body runs a scan: `c' = c + sum_j tanh(c·k_j)` over rows `k_j` of each x.
@@ -408,4 +412,58 @@ fn jit_loop_bodies_that_pass_values_through_or_return_constants() {
     );
     assert_eq!(r[2].to_f64_vec(), [7.0, -7.0].repeat(3));
     assert!(same_bits(&r[4], &r[1]));
+}
+
+/// The gradient of [`model_with`] keeping `k` carries.
+fn grad_only(t: usize, k: Option<usize>) -> Graph {
+    let b = GraphBuilder::new("grad");
+    let (ins, _, loss) = model_with(&b, t, Some(k));
+    let g = b.grad(loss, &ins).unwrap();
+    b.finish(&[("dw", g[2])]).unwrap()
+}
+
+#[test]
+fn jit_checkpointed_scans_replay_the_schedule_bitwise_for_every_snapshot_count() {
+    // The gradient (and an HVP) of a 9-step scan whose VJP keeps 1, 2, 3 or all carries: the
+    // backward loop recomputes the rest with the forward body. Every count gives the
+    // interpreter's bits (which replays the same schedule), so all counts agree.
+    let t = 9;
+    let c = case(t, 40);
+    let v = case(t, 41);
+    let mut args = case_args(&c);
+    args.extend(case_args(&v));
+    let mut first: Option<Vec<Tensor>> = None;
+    for k in [Some(1), Some(2), Some(3), None] {
+        let b = GraphBuilder::new("ckpt");
+        let (ins, carry, loss) = model_with(&b, t, Some(k));
+        let dirs: Vec<Var<'_>> = (ins.iter().enumerate())
+            .map(|(i, x)| b.input(&format!("v{i}"), DType::F64, &x.shape()))
+            .collect();
+        let g = b.grad(loss, &ins).unwrap();
+        let hv = b.hvp(loss, &ins, &dirs).unwrap();
+        let graph = b
+            .finish(&[
+                ("c", carry),
+                ("dc0", g[0]),
+                ("dxs", g[1]),
+                ("dw", g[2]),
+                ("hw", hv[2]),
+            ])
+            .unwrap();
+        let r = agree(&graph, &args);
+        if k == Some(1) {
+            // One slot instead of a full tape of 9 carries: the workspace shrinks.
+            let full = jit::compile_with(&grad_only(t, None), &exact()).unwrap();
+            let one = jit::compile_with(&grad_only(t, k), &exact()).unwrap();
+            assert!(one.workspace_bytes() < full.workspace_bytes());
+        }
+        match &first {
+            None => first = Some(r),
+            Some(f) => {
+                for (a, b) in f.iter().zip(&r) {
+                    assert!(same_bits(a, b), "snapshots {k:?}");
+                }
+            }
+        }
+    }
 }

@@ -4,8 +4,10 @@
 //! compiled once into a kernel of its own (see `jit::loops`). Like any group it reads its
 //! operands from memory (each one contiguous: `fuse` realizes other views) and writes its live
 //! members' homes. Its scratch memory (the carries' two buffers, rows for the ys no member
-//! stores, the body's buffer table and the body's workspace) is one block of the workspace,
-//! taken for the duration of the group, so [`Plan::ws_bytes`](super::Plan::ws_bytes) counts it.
+//! stores, the body's buffer table and the body's workspace; for a loop that recomputes its
+//! forward loop's carries, also the snapshot slots and the forward body's buffers) is one block
+//! of the workspace, taken for the duration of the group, so
+//! [`Plan::ws_bytes`](super::Plan::ws_bytes) counts it.
 
 use super::BIG_ALIGN;
 use crate::ir::loops::{Loop, scan_attrs};
@@ -49,10 +51,28 @@ pub(in crate::jit) struct LoopLayout {
     pub scratch: Vec<Option<usize>>,
     /// The body's buffer-address table: one `usize` per body input, then per body output.
     pub table: usize,
-    /// The body's workspace.
+    /// The body's workspace (shared with the forward body of a recomputing loop: they never
+    /// run at once).
     pub body_ws: usize,
+    /// A loop that recomputes its forward loop's carries: the forward side's memory.
+    pub recompute: Option<RecomputeLayout>,
     /// Size of the block (at least 64 bytes, so the arena aligns it to 64 bytes).
     pub bytes: usize,
+}
+
+/// The memory of a loop that recomputes its forward loop's carries
+/// ([`crate::ir::loops::Recompute`]), replaying the schedule of [`crate::ops::loops::revolve`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(in crate::jit) struct RecomputeLayout {
+    /// Snapshot slots `1..=work` (slot 0, the initial carries, is the operands): per slot, per
+    /// forward carry, its offset.
+    pub slots: Vec<Vec<usize>>,
+    /// A second buffer of forward carries: a forward step never writes the carries it reads.
+    pub tmp: Vec<usize>,
+    /// Per forward y: a row every forward step writes (the backward loop needs no forward y).
+    pub scratch: Vec<usize>,
+    /// The forward body's buffer-address table.
+    pub table: usize,
 }
 
 fn too_large() -> JitError {
@@ -107,15 +127,55 @@ pub(super) fn step(
     }
     let slots = body.inputs().len() + outs.len();
     let table = take(slots * size_of::<usize>())?;
-    let ws = *bodies
-        .get(&body_key(&lp))
-        .expect("compile_with compiled every loop body first");
+    let ws_of = |lp: &Arc<Loop>| {
+        *bodies
+            .get(&body_key(lp))
+            .expect("compile_with compiled every loop body first")
+    };
+    let mut ws = ws_of(&lp);
+    let recompute = match &lp.recompute {
+        Some(rc) => {
+            let fwd = &rc.forward;
+            ws = ws.max(ws_of(fwd));
+            let fb = &fwd.body;
+            let fouts = fb.outputs();
+            let fbytes = |id: NodeId| {
+                let t = fb.ty(id);
+                t.numel()
+                    .checked_mul(t.dtype.size_bytes())
+                    .ok_or_else(too_large)
+            };
+            let carries = |take: &mut dyn FnMut(usize) -> Result<usize, JitError>| {
+                (fouts[..fwd.n_carry].iter())
+                    .map(|&o| take(fbytes(o)?))
+                    .collect::<Result<Vec<usize>, JitError>>()
+            };
+            let n_slots = crate::ops::loops::revolve::work_slot(lp.length, rc.snapshots);
+            let slots = (0..n_slots)
+                .map(|_| carries(&mut take))
+                .collect::<Result<Vec<_>, _>>()?;
+            let tmp = carries(&mut take)?;
+            let scratch = (fouts[fwd.n_carry..].iter())
+                .map(|&o| take(fbytes(o)?))
+                .collect::<Result<Vec<usize>, JitError>>()?;
+            let n = fb.inputs().len() + fouts.len();
+            let table = take(n * size_of::<usize>())?;
+            Some(RecomputeLayout {
+                slots,
+                tmp,
+                scratch,
+                table,
+            })
+        }
+        None => None,
+    };
     let body_ws = take(ws)?;
     let layout = LoopLayout {
         carries,
         scratch,
         table,
         body_ws,
+        recompute,
         bytes: at.max(BIG_ALIGN),
     };
     Ok(LoopStep {

@@ -93,7 +93,7 @@ use super::JitError;
 pub(super) use super::layout::View;
 use crate::ir::{DType, Graph, NodeId, Op};
 use crate::tensor::Tensor;
-pub(super) use loops::{BodySizes, LoopLayout, LoopStep, body_key};
+pub(super) use loops::{BodySizes, LoopLayout, LoopStep, RecomputeLayout, body_key};
 use std::sync::Arc;
 
 /// Alignment of large workspace and constant buffers (one cache line).

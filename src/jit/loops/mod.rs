@@ -17,10 +17,14 @@
 //! member holds is written to a scratch row. After the last step the final carries are copied
 //! into the live members' homes (with no step, the initial carries are).
 //!
-//! The step driver ([`LoopRun::steps`]) only decides which step runs when; a driver following
-//! another schedule (recomputing carries from snapshots) can sit beside it and call
-//! [`LoopRun::step`] the same way.
+//! The step driver ([`LoopRun::steps`]) only decides which step runs when. A backward loop
+//! that recomputes its forward loop's carries from snapshots ([`crate::ir::loops::Recompute`])
+//! has its own driver (`recompute`), which replays [`crate::ops::loops::revolve`]'s schedule
+//! and calls [`LoopRun::step`] the same way for each backward step, and the forward body
+//! (compiled once too) for the recomputations.
 #![allow(unsafe_code)]
+
+mod recompute;
 
 use super::kernel::{Args, Kernel, KernelFn};
 use super::plan::{BodySizes, Loc, LoopLayout, LoopStep, Plan, View};
@@ -51,13 +55,15 @@ pub(super) fn compile_bodies(g: &Graph, cfg: &JitConfig) -> Result<(Bodies, Body
         let Some((lp, _)) = scan_attrs(&node.attrs) else {
             continue;
         };
-        let key = super::plan::body_key(lp);
-        if bodies.contains_key(&key) {
-            continue;
+        let forward = lp.recompute.as_ref().map(|rc| &rc.forward);
+        for lp in std::iter::once(lp).chain(forward) {
+            let key = super::plan::body_key(lp);
+            if let std::collections::hash_map::Entry::Vacant(e) = bodies.entry(key) {
+                let k = super::compile_with(&lp.body, &body_cfg)?;
+                sizes.insert(key, k.workspace_bytes());
+                e.insert(Arc::new(k));
+            }
         }
-        let k = super::compile_with(&lp.body, &body_cfg)?;
-        sizes.insert(key, k.workspace_bytes());
-        bodies.insert(key, Arc::new(k));
     }
     Ok((bodies, sizes))
 }
@@ -103,6 +109,8 @@ pub(super) struct LoopRun {
     layout: LoopLayout,
     /// Buffers of splat-constant operands.
     owned: Vec<Vec<Line>>,
+    /// A loop that recomputes its forward loop's carries: the forward loop.
+    fwd: Option<recompute::Forward>,
 }
 
 /// The bytes of a value of `g`.
@@ -151,6 +159,7 @@ impl LoopRun {
             temps: l.temps,
             layout: l.layout.clone(),
             owned,
+            fwd: recompute::Forward::new(&l.lp, bodies),
         }
     }
 
@@ -194,7 +203,12 @@ impl LoopRun {
             unsafe { *table.add(k) = self.addr(self.operands[k], &args) as usize };
         }
         // SAFETY: forwarded.
-        unsafe { self.steps(&args, table, threads) };
+        unsafe {
+            match &self.fwd {
+                None => self.steps(&args, table, threads),
+                Some(f) => self.recompute_steps(f, &args, table, threads),
+            }
+        }
         for c in 0..self.n_carry {
             // SAFETY: the final carries are the initial ones (no step) or in the buffer the
             // last step wrote; the members' homes are distinct from both (the plan gave them
@@ -231,7 +245,7 @@ impl LoopRun {
         for s in 0..self.length {
             let t = if self.reverse { self.length - 1 - s } else { s };
             // SAFETY: forwarded; steps run in order, so step `s - 1` wrote the carries.
-            unsafe { self.step(args, table, s, t, threads) };
+            unsafe { self.step(args, table, (s, t, None), threads) };
         }
     }
 
@@ -253,14 +267,26 @@ impl LoopRun {
     }
 
     /// Runs step `s` (the carries enter from step `s - 1`'s buffer) at index `t` (`xs[t]`
-    /// read, `ys[t]` written).
+    /// read, `ys[t]` written). In a recomputing loop, the recomputed xs are the carries in
+    /// snapshot slot `slot` (whole values, not rows).
     ///
     /// # Safety
-    /// As [`LoopRun::run`], with `s < length`, `t < length`, and step `s - 1` run just before
-    /// (its carries are read).
+    /// As [`LoopRun::run`], with `s < length`, `t < length`, step `s - 1` run just before
+    /// (its carries are read), and `slot` a slot holding carries (recomputing loops only).
     #[inline]
-    unsafe fn step(&self, args: &Args, table: *mut usize, s: usize, t: usize, threads: usize) {
+    unsafe fn step(
+        &self,
+        args: &Args,
+        table: *mut usize,
+        (s, t, slot): (usize, usize, Option<usize>),
+        threads: usize,
+    ) {
         let (nc, nx) = (self.n_carry, self.n_xs);
+        let nr = if slot.is_some() {
+            self.fwd.as_ref().map_or(0, |f| f.n_carry)
+        } else {
+            0
+        };
         let n_in = self.operands.len();
         // SAFETY: `table` has a slot per body input and output; rows `t` of the
         // xs operands and of the ys homes lie in their buffers (`t < length`, their leading
@@ -273,7 +299,11 @@ impl LoopRun {
                 let out = self.layout.carries[s % 2][c];
                 *table.add(n_in + c) = args.ws.add(self.temps + out) as usize;
             }
-            for x in nc..nc + nx {
+            for i in 0..nr {
+                let slot = slot.expect("nr > 0 only with a slot");
+                *table.add(nc + i) = self.slot_addr(args, slot, i) as usize;
+            }
+            for x in nc + nr..nc + nx {
                 let row = self.addr(self.operands[x], args).add(t * self.bytes[x]);
                 *table.add(x) = row as usize;
             }
@@ -289,16 +319,34 @@ impl LoopRun {
                 *table.add(n_in + y) = row as usize;
             }
             let body_ws = args.ws.add(self.temps + self.layout.body_ws);
-            match self.single {
-                // `exec_body` minus its dispatch: the body kernel's contract is `exec_body`'s.
-                Some(f) => f(
-                    table.cast::<*const u8>(),
-                    table.add(n_in).cast::<*mut u8>(),
-                    body_ws,
-                    self.body.consts_ptr(),
-                ),
-                None => self.body.exec_body(table, body_ws, threads),
-            }
+            call_body(&self.body, self.single, table, body_ws, threads);
+        }
+    }
+}
+
+/// Runs `body` (whose only function is `single`, if it is nothing else) on the buffers in
+/// `table` with workspace `ws`.
+///
+/// # Safety
+/// As [`Kernel::exec_body`].
+#[inline(always)]
+unsafe fn call_body(
+    body: &Kernel,
+    single: Option<KernelFn>,
+    table: *mut usize,
+    ws: *mut u8,
+    threads: usize,
+) {
+    // SAFETY: forwarded; calling the only function directly is `exec_body` minus its dispatch.
+    unsafe {
+        match single {
+            Some(f) => f(
+                table.cast::<*const u8>(),
+                table.add(body.input_types().len()).cast::<*mut u8>(),
+                ws,
+                body.consts_ptr(),
+            ),
+            None => body.exec_body(table, ws, threads),
         }
     }
 }
