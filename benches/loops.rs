@@ -6,13 +6,15 @@
 //!   in s). Goal (issue 11): the scan's compile time within 1.5× from 10 to 10⁵ steps.
 //! - `call`: one call at s = 10³, scan vs unrolled, forward and gradient; the scan also at 10⁵.
 //! - `call_tiny`: 10⁵ steps of a scalar body `y ← 0.999·y + 10⁻³`: the cost of a step itself.
+//! - `checkpoint_gradient`: the gradient at s = 10⁵ with the VJP keeping all carries, 316 (√s)
+//!   or 17 (binomial checkpointing: the backward loop recomputes the rest); workspace printed.
 //!
 //! Graphs are built and optimized outside the timing; one compile thread, no parallel chunks.
 //! Run with `cargo bench --bench loops -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gradlift::jit::{self, JitConfig};
-use gradlift::{DType, Graph, GraphBuilder, Tensor, Var, opt};
+use gradlift::{DType, Graph, GraphBuilder, ScanArgs, Tensor, Var, opt};
 use std::hint::black_box;
 
 const N: usize = 8;
@@ -36,12 +38,25 @@ fn rk4<'b>(y: Var<'b>, x: Var<'b>, h: f64) -> Var<'b> {
 
 /// The solver over `s` steps (`looped`: a scan), its final `y` or the gradient of `y₇`.
 fn graph(s: usize, looped: bool, grad: bool) -> Graph {
+    graph_with(s, looped, grad, None)
+}
+
+/// [`graph`] whose scan's VJP keeps `checkpoint` carries (`None`: all).
+fn graph_with(s: usize, looped: bool, grad: bool, checkpoint: Option<usize>) -> Graph {
     let b = GraphBuilder::new("ode");
     let x = b.input("x", DType::F64, &[N]);
     let h = 2.0 / s as f64;
     let y0 = b.zeros(DType::F64, &[N]);
     let y = if looped {
-        b.scan(s, &[y0], &[], &[x], |_, st| {
+        let args = ScanArgs {
+            length: s,
+            reverse: false,
+            init: &[y0],
+            xs: &[],
+            consts: &[x],
+            checkpoint,
+        };
+        b.scan_with(args, |_, st| {
             (vec![rk4(st.carry[0], st.consts[0], h)], vec![])
         })
         .carry[0]
@@ -137,5 +152,34 @@ fn tiny(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, compile, call, tiny);
+/// The gradient at 10⁵ steps keeping all carries, √s of them and a logarithmic count: call time
+/// and workspace (printed; the carries are 64 bytes each).
+fn checkpoint(c: &mut Criterion) {
+    let cfg = cfg();
+    let x = Tensor::from_f64(vec![N], (0..N).map(|i| 0.5 + 0.1 * i as f64).collect());
+    let mut group = c.benchmark_group("checkpoint_gradient");
+    group.sample_size(10);
+    for k in [None, Some(316), Some(17)] {
+        let g = graph_with(100_000, true, true, k);
+        let kernel = jit::compile_with(&g, &cfg).expect("compiles");
+        let name = k.map_or("full".to_string(), |k| format!("snapshots={k}"));
+        eprintln!(
+            "checkpoint_gradient/{name}: workspace {} bytes",
+            kernel.workspace_bytes()
+        );
+        let mut ws = kernel.workspace();
+        let mut out = vec![0.0f64; N];
+        group.bench_function(BenchmarkId::new("s=100000", name), |bench| {
+            bench.iter(|| {
+                kernel
+                    .call(&[(&x).into()], &mut [(&mut out[..]).into()], &mut ws)
+                    .expect("runs");
+                black_box(&out);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, compile, call, tiny, checkpoint);
 criterion_main!(benches);

@@ -321,7 +321,7 @@ impl Kernel {
         };
         let parallel = p.gemm_threads
             || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }))
-            || p.loops.iter().any(|l| l.body().parallel);
+            || p.loops.iter().flat_map(LoopRun::bodies).any(|b| b.parallel);
         Kernel {
             threads: p.threads,
             parallel,

@@ -163,9 +163,9 @@ impl LoopRun {
         }
     }
 
-    /// The compiled body.
-    pub(super) fn body(&self) -> &Kernel {
-        &self.body
+    /// The compiled bodies this loop runs (its own, and its forward loop's).
+    pub(super) fn bodies(&self) -> impl Iterator<Item = &Kernel> {
+        std::iter::once(&*self.body).chain(self.fwd.as_ref().map(|f| f.body()))
     }
 
     /// The address of `a` in the call `args`.

@@ -1,5 +1,5 @@
 //! The driver of a backward loop that recomputes its forward loop's carries from snapshots
-//! ([`crate::ir::loops::Recompute`]): it replays [`revolve::drive`]'s schedule, the same one the
+//! ([`crate::ir::loops::Recompute`]): it replays [`revolve::drive_on`]'s schedule, the same one the
 //! interpreter replays (`ops::loops::recomputed`), so the results are the interpreter's bit for
 //! bit. A forward recomputation runs the forward loop's body (compiled once, like every body)
 //! from one snapshot slot into another, alternating with a second carry buffer so that the last
@@ -50,6 +50,13 @@ impl Forward {
     }
 }
 
+impl Forward {
+    /// The forward loop's compiled body.
+    pub(super) fn body(&self) -> &Kernel {
+        &self.body
+    }
+}
+
 impl LoopRun {
     fn recompute_layout(&self) -> &RecomputeLayout {
         (self.layout.recompute.as_ref()).expect("plan invariant: recomputing loops have slots")
@@ -95,6 +102,15 @@ impl LoopRun {
             }
             ftable
         };
+        let frames = revolve::slots(self.length, f.snapshots);
+        // SAFETY: the stack's range of the scratch block holds `frames` frames, 8-byte aligned
+        // (the block's ranges are 64-byte aligned), of initialized memory (every workspace is
+        // zeroed when made, and frames are plain integers), and nothing else uses it while the
+        // schedule runs.
+        let stack = unsafe {
+            let at = args.ws.add(self.temps + self.recompute_layout().stack);
+            std::slice::from_raw_parts_mut(at.cast::<revolve::Frame>(), frames)
+        };
         let mut d = Driver {
             run: self,
             f,
@@ -105,7 +121,7 @@ impl LoopRun {
             threads,
             done: 0,
         };
-        revolve::drive(self.length, f.snapshots, &mut d);
+        revolve::drive_on(self.length, f.snapshots, &mut d, stack);
     }
 }
 

@@ -73,6 +73,8 @@ pub(in crate::jit) struct RecomputeLayout {
     pub scratch: Vec<usize>,
     /// The forward body's buffer-address table.
     pub table: usize,
+    /// The schedule's pending parts ([`crate::ops::loops::revolve::drive_on`]'s stack).
+    pub stack: usize,
 }
 
 fn too_large() -> JitError {
@@ -160,11 +162,14 @@ pub(super) fn step(
                 .collect::<Result<Vec<usize>, JitError>>()?;
             let n = fb.inputs().len() + fouts.len();
             let table = take(n * size_of::<usize>())?;
+            let frames = crate::ops::loops::revolve::slots(lp.length, rc.snapshots);
+            let stack = take(frames * size_of::<crate::ops::loops::revolve::Frame>())?;
             Some(RecomputeLayout {
                 slots,
                 tmp,
                 scratch,
                 table,
+                stack,
             })
         }
         None => None,
