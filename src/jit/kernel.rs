@@ -30,12 +30,14 @@
 //! counts them.
 #![allow(unsafe_code)]
 
-use super::buf::{Buf, BufMut};
+use super::buf::{Buf, BufMut, Workspace};
 pub(super) use super::check::Checker;
+use super::collective::CommCtx;
 use super::donate::Donated;
 use super::loops::LoopRun;
 use super::plan::PostCopy;
 use super::{CallError, Line};
+use crate::comm::{Communicator, SingleProcess};
 use crate::ir::{DType, TensorType};
 use crate::tensor::{Data, Tensor};
 use cranelift_jit::JITModule;
@@ -135,35 +137,6 @@ impl Drop for ModuleOwner {
     }
 }
 
-/// Caller-owned scratch memory for one [`Kernel`]: the values of the graph that are neither
-/// inputs nor outputs, plus the buffer-address tables. 64-byte aligned. Reuse it across calls
-/// (so [`Kernel::call`] allocates nothing itself; only the GEMM behind large matmuls
-/// allocates packing memory); use one per thread.
-pub struct Workspace {
-    kernel: u64,
-    mem: Vec<Line>,
-    /// Input addresses, then output addresses (written by each call).
-    ptrs: Vec<usize>,
-    /// The bytes of scalar inputs passed by value, one slot per input.
-    scalars: Vec<u64>,
-}
-
-impl fmt::Debug for Workspace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Workspace")
-            .field("kernel", &self.kernel)
-            .field("bytes", &(self.mem.len() * size_of::<Line>()))
-            .finish()
-    }
-}
-
-impl Workspace {
-    /// Size of the scratch memory in bytes.
-    pub fn bytes(&self) -> usize {
-        self.mem.len() * size_of::<Line>()
-    }
-}
-
 /// Counters from compiling one kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -257,6 +230,8 @@ pub struct Kernel {
     /// threading threshold, here or in a loop's body): calls of other kernels never touch the
     /// pool, which would cost a hop to a pool thread and back for nothing.
     parallel: bool,
+    /// The code calls the communicator: the call stays on the caller's thread.
+    collectives: bool,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -298,6 +273,8 @@ pub(super) struct Parts {
     pub threads: Option<NonZeroUsize>,
     /// Whether a GEMM call may be large enough to use threads.
     pub gemm_threads: bool,
+    /// Whether the code calls the communicator (see `collective`).
+    pub collectives: bool,
 }
 
 impl Kernel {
@@ -325,6 +302,7 @@ impl Kernel {
         Kernel {
             threads: p.threads,
             parallel,
+            collectives: p.collectives,
             in_index: index(&p.input_names),
             out_index: index(&p.output_names),
             donated: p.donated,
@@ -396,7 +374,8 @@ impl Kernel {
         Workspace {
             kernel: self.id,
             mem: vec![Line([0; 64]); self.ws_bytes.div_ceil(size_of::<Line>()).max(1)],
-            ptrs: vec![0; self.inputs.len() + self.outputs.len()],
+            // Inputs, outputs, then the call's communicator context (`collective`).
+            ptrs: vec![0; self.inputs.len() + self.outputs.len() + 1],
             scalars: vec![0; self.inputs.len()],
         }
     }
@@ -476,6 +455,17 @@ impl Kernel {
         outputs: &mut [BufMut<'_>],
         ws: &mut Workspace,
     ) -> Result<(), CallError> {
+        self.call_comm(inputs, outputs, ws, &SingleProcess)
+    }
+
+    /// [`Kernel::call`] over `comm`.
+    pub(super) fn call_comm(
+        &self,
+        inputs: &[Buf<'_>],
+        outputs: &mut [BufMut<'_>],
+        ws: &mut Workspace,
+        comm: &dyn Communicator,
+    ) -> Result<(), CallError> {
         let expected = self.inputs.len() - self.donated.len();
         if inputs.len() != expected {
             return Err(CallError::InputCount {
@@ -503,7 +493,7 @@ impl Kernel {
         for (k, b) in outputs.iter_mut().enumerate() {
             self.bind_output(ws, k, b)?;
         }
-        self.exec(ws)
+        self.exec(ws, comm)
     }
 
     /// [`Kernel::call`] taking any iterators of buffers, so a training loop can pass
@@ -516,6 +506,17 @@ impl Kernel {
         inputs: impl IntoIterator<Item = Buf<'a>>,
         outputs: impl IntoIterator<Item = BufMut<'a>>,
         ws: &mut Workspace,
+    ) -> Result<(), CallError> {
+        self.call_iter_comm(inputs, outputs, ws, &SingleProcess)
+    }
+
+    /// [`Kernel::call_iter`] over `comm`.
+    pub(super) fn call_iter_comm<'a>(
+        &self,
+        inputs: impl IntoIterator<Item = Buf<'a>>,
+        outputs: impl IntoIterator<Item = BufMut<'a>>,
+        ws: &mut Workspace,
+        comm: &dyn Communicator,
     ) -> Result<(), CallError> {
         self.check_workspace(ws)?;
         let n_in = self.inputs.len();
@@ -547,7 +548,7 @@ impl Kernel {
                 got,
             });
         }
-        self.exec(ws)
+        self.exec(ws, comm)
     }
 
     /// [`Kernel::call`] with buffers by name, in any order: every input (but donated ones)
@@ -631,7 +632,7 @@ impl Kernel {
                 name: self.output_names[o].clone(),
             });
         }
-        self.exec(ws)
+        self.exec(ws, &SingleProcess)
     }
 
     /// Checks input buffer `b` against input `k` and records its address (a scalar by value
@@ -711,7 +712,7 @@ impl Kernel {
     fn check_workspace(&self, ws: &Workspace) -> Result<(), CallError> {
         if ws.kernel != self.id
             || ws.bytes() < self.ws_bytes
-            || ws.ptrs.len() != self.sig.len()
+            || ws.ptrs.len() != self.sig.len() + 1
             || ws.scalars.len() != self.inputs.len()
         {
             return Err(CallError::ForeignWorkspace);
@@ -722,7 +723,7 @@ impl Kernel {
     /// Runs the code on the buffers bound in `ws.ptrs`: every input but the donated ones and
     /// every output, each checked (`bind_input`, `bind_output`) for the current call, whose
     /// caller holds their borrows until this returns.
-    fn exec(&self, ws: &mut Workspace) -> Result<(), CallError> {
+    fn exec(&self, ws: &mut Workspace, comm: &dyn Communicator) -> Result<(), CallError> {
         let n_in = self.inputs.len();
         let base = ws.mem.as_mut_ptr().cast::<u8>();
         for d in &self.donated {
@@ -743,8 +744,12 @@ impl Kernel {
                 }
             };
         }
+        let ctx = CommCtx::new(comm);
+        let slot = self.sig.len();
+        ws.ptrs[slot] = std::ptr::from_ref(&ctx) as usize;
         let threads = self.call_threads();
-        if threads > 1 && rayon::current_thread_index().is_none() {
+        let pool = !self.collectives || ctx.single();
+        if threads > 1 && rayon::current_thread_index().is_none() && pool {
             // A caller outside the pool hands the whole call to a pool thread once, instead of
             // once per GEMM call or parallel group (each hop parks the caller and wakes a
             // worker); inside, the GEMM's and the chunks' splits fork from that worker, which
@@ -753,6 +758,8 @@ impl Kernel {
         } else {
             self.run_steps(ws, threads)?;
         }
+        ws.ptrs[slot] = 0;
+        ctx.finish()?;
         // SAFETY: the callers checked every buffer in `ws.ptrs` (a donated input's slot holds
         // its output's buffer or its workspace copy, set above).
         unsafe { self.post_copies(ws.ptrs.as_ptr()) };

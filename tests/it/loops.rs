@@ -485,3 +485,19 @@ fn a_full_snapshot_backward_loop_shares_the_forward_loops_tape_bit_for_bit() {
     let mut g = b.finish(&[("loss", loss), ("dw", d[2])]).unwrap();
     assert_eq!(gradlift::opt::tapes::share_tapes(&mut g).tapes_shared, 0);
 }
+
+#[test]
+fn a_collective_inside_a_loop_body_is_a_clear_error() {
+    let b = GraphBuilder::new("dp");
+    let x = b.input("x", DType::F64, &[2]);
+    let out = b.scan(3, &[x], &[], &[], |s, st| {
+        let summed = s.push(
+            gradlift::Op::AllReduceSum,
+            &[st.carry[0]],
+            gradlift::Attrs::None,
+        );
+        (vec![summed], vec![])
+    });
+    let e = b.finish(&[("y", out.carry[0])]).unwrap_err().to_string();
+    assert!(e.contains("cannot hold `all_reduce_sum`"), "{e}");
+}

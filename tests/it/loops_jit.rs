@@ -369,6 +369,58 @@ fn jit_loops_whose_results_are_partly_unused_and_checked_mode() {
     agree_with(&grad_graph(4, true), &case_args(&case(4, 2)), &cfg);
 }
 
+/// The gradient graph of the loss with a scan keeping `snaps` snapshots.
+fn checkpointed_grad_graph(t: usize, snaps: usize) -> Graph {
+    let b = GraphBuilder::new("ckpt");
+    let (ins, cf, loss) = model_with(&b, t, Some(Some(snaps)));
+    let g = b.grad(loss, &ins).unwrap();
+    let outs = [
+        ("c", cf),
+        ("loss", loss),
+        ("dc0", g[0]),
+        ("dxs", g[1]),
+        ("dw", g[2]),
+    ];
+    b.finish(&outs).unwrap()
+}
+
+#[test]
+fn jit_checkpointed_gradients_equal_the_full_tape_bitwise_for_every_snapshot_count() {
+    for t in [1, 7, 50] {
+        let c = case(t, 60 + t as u64);
+        let full = agree(&grad_graph(t, true), &case_args(&c));
+        for snaps in [1, 2, 3, 5, t, t + 2] {
+            let g = checkpointed_grad_graph(t, snaps);
+            let got = agree(&g, &case_args(&c));
+            for (k, (a, b)) in got.iter().zip(&full).enumerate() {
+                assert!(same_bits(a, b), "t={t} snapshots={snaps}: output {k}");
+            }
+            // Threads and the default (fast-math) mode run the same schedule.
+            let cfg = JitConfig {
+                kernel_threads: NonZeroUsize::new(2),
+                ..exact()
+            };
+            agree_with(&g, &case_args(&c), &cfg);
+        }
+    }
+}
+
+#[test]
+fn a_checkpointed_loop_keeps_only_its_snapshots_in_the_workspace() {
+    let t = 400;
+    let ws = |snaps: usize| {
+        let mut g = checkpointed_grad_graph(t, snaps);
+        gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+        jit::compile_with(&g, &exact()).unwrap().workspace_bytes()
+    };
+    let (full, few) = (ws(t), ws(4));
+    // A carry is 3 f64 = 24 bytes (64 with alignment): the full tape's 400 of them are gone.
+    assert!(
+        full >= few + 300 * 24,
+        "full tape {full} B vs 4 snapshots {few} B"
+    );
+}
+
 #[test]
 fn jit_loop_bodies_that_pass_values_through_or_return_constants() {
     // Carry 0 passes through unchanged (a body output that is a body input), y 0 is a
@@ -412,58 +464,4 @@ fn jit_loop_bodies_that_pass_values_through_or_return_constants() {
     );
     assert_eq!(r[2].to_f64_vec(), [7.0, -7.0].repeat(3));
     assert!(same_bits(&r[4], &r[1]));
-}
-
-/// The gradient of [`model_with`] keeping `k` carries.
-fn grad_only(t: usize, k: Option<usize>) -> Graph {
-    let b = GraphBuilder::new("grad");
-    let (ins, _, loss) = model_with(&b, t, Some(k));
-    let g = b.grad(loss, &ins).unwrap();
-    b.finish(&[("dw", g[2])]).unwrap()
-}
-
-#[test]
-fn jit_checkpointed_scans_replay_the_schedule_bitwise_for_every_snapshot_count() {
-    // The gradient (and an HVP) of a 9-step scan whose VJP keeps 1, 2, 3 or all carries: the
-    // backward loop recomputes the rest with the forward body. Every count gives the
-    // interpreter's bits (which replays the same schedule), so all counts agree.
-    let t = 9;
-    let c = case(t, 40);
-    let v = case(t, 41);
-    let mut args = case_args(&c);
-    args.extend(case_args(&v));
-    let mut first: Option<Vec<Tensor>> = None;
-    for k in [Some(1), Some(2), Some(3), None] {
-        let b = GraphBuilder::new("ckpt");
-        let (ins, carry, loss) = model_with(&b, t, Some(k));
-        let dirs: Vec<Var<'_>> = (ins.iter().enumerate())
-            .map(|(i, x)| b.input(&format!("v{i}"), DType::F64, &x.shape()))
-            .collect();
-        let g = b.grad(loss, &ins).unwrap();
-        let hv = b.hvp(loss, &ins, &dirs).unwrap();
-        let graph = b
-            .finish(&[
-                ("c", carry),
-                ("dc0", g[0]),
-                ("dxs", g[1]),
-                ("dw", g[2]),
-                ("hw", hv[2]),
-            ])
-            .unwrap();
-        let r = agree(&graph, &args);
-        if k == Some(1) {
-            // One slot instead of a full tape of 9 carries: the workspace shrinks.
-            let full = jit::compile_with(&grad_only(t, None), &exact()).unwrap();
-            let one = jit::compile_with(&grad_only(t, k), &exact()).unwrap();
-            assert!(one.workspace_bytes() < full.workspace_bytes());
-        }
-        match &first {
-            None => first = Some(r),
-            Some(f) => {
-                for (a, b) in f.iter().zip(&r) {
-                    assert!(same_bits(a, b), "snapshots {k:?}");
-                }
-            }
-        }
-    }
 }

@@ -666,6 +666,7 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
                 Some(x) => x,
                 None => continue,
             },
+            Op::NumRanks => (vec![], Attrs::Cast { to: dtype }),
             Op::Cast if !smooth && r.one_in(6) => (vec![a], Attrs::Cast { to: DType::I32 }),
             Op::Cast => {
                 let to = if ta.dtype == DType::Bool || r.one_in(3) {

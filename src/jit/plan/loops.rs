@@ -4,10 +4,8 @@
 //! compiled once into a kernel of its own (see `jit::loops`). Like any group it reads its
 //! operands from memory (each one contiguous: `fuse` realizes other views) and writes its live
 //! members' homes. Its scratch memory (the carries' two buffers, rows for the ys no member
-//! stores, the body's buffer table and the body's workspace; for a loop that recomputes its
-//! forward loop's carries, also the snapshot slots and the forward body's buffers) is one block
-//! of the workspace, taken for the duration of the group, so
-//! [`Plan::ws_bytes`](super::Plan::ws_bytes) counts it.
+//! stores, the body's buffer table and the body's workspace) is one block of the workspace,
+//! taken for the duration of the group, so [`Plan::ws_bytes`](super::Plan::ws_bytes) counts it.
 
 use super::BIG_ALIGN;
 use crate::ir::loops::{Loop, scan_attrs};
@@ -51,28 +49,31 @@ pub(in crate::jit) struct LoopLayout {
     pub scratch: Vec<Option<usize>>,
     /// The body's buffer-address table: one `usize` per body input, then per body output.
     pub table: usize,
-    /// The body's workspace (shared with the forward body of a recomputing loop: they never
-    /// run at once).
+    /// The body's workspace.
     pub body_ws: usize,
-    /// A loop that recomputes its forward loop's carries: the forward side's memory.
+    /// A recomputing loop's memory for its forward loop (see [`RecomputeLayout`]).
     pub recompute: Option<RecomputeLayout>,
     /// Size of the block (at least 64 bytes, so the arena aligns it to 64 bytes).
     pub bytes: usize,
 }
 
-/// The memory of a loop that recomputes its forward loop's carries
-/// ([`crate::ir::loops::Recompute`]), replaying the schedule of [`crate::ops::loops::revolve`].
+/// The part of a recomputing loop's scratch block (see [`crate::ir::loops::Recompute`]) that
+/// runs its forward loop: snapshot slots, the forward carries' two buffers, rows for the
+/// forward ys (never kept), the forward body's table and workspace. Offsets as in
+/// [`LoopLayout`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(in crate::jit) struct RecomputeLayout {
-    /// Snapshot slots `1..=work` (slot 0, the initial carries, is the operands): per slot, per
-    /// forward carry, its offset.
+    /// Per snapshot slot (index 0 unused: slot 0 is the initial carries, read where they
+    /// are; the last is the schedule's work slot), per forward carry: its offset.
     pub slots: Vec<Vec<usize>>,
-    /// A second buffer of forward carries: a forward step never writes the carries it reads.
-    pub tmp: Vec<usize>,
-    /// Per forward y: a row every forward step writes (the backward loop needs no forward y).
-    pub scratch: Vec<usize>,
+    /// The forward carries' two buffers (for advances of several steps).
+    pub carries: [Vec<usize>; 2],
+    /// Per forward y: a one-row buffer.
+    pub ys: Vec<usize>,
     /// The forward body's buffer-address table.
     pub table: usize,
+    /// The forward body's workspace.
+    pub body_ws: usize,
     /// The schedule's pending parts ([`crate::ops::loops::revolve::drive_on`]'s stack).
     pub stack: usize,
 }
@@ -129,52 +130,14 @@ pub(super) fn step(
     }
     let slots = body.inputs().len() + outs.len();
     let table = take(slots * size_of::<usize>())?;
-    let ws_of = |lp: &Arc<Loop>| {
-        *bodies
-            .get(&body_key(lp))
-            .expect("compile_with compiled every loop body first")
-    };
-    let mut ws = ws_of(&lp);
+    let ws = *bodies
+        .get(&body_key(&lp))
+        .expect("compile_with compiled every loop body first");
+    let body_ws = take(ws)?;
     let recompute = match &lp.recompute {
-        Some(rc) => {
-            let fwd = &rc.forward;
-            ws = ws.max(ws_of(fwd));
-            let fb = &fwd.body;
-            let fouts = fb.outputs();
-            let fbytes = |id: NodeId| {
-                let t = fb.ty(id);
-                t.numel()
-                    .checked_mul(t.dtype.size_bytes())
-                    .ok_or_else(too_large)
-            };
-            let carries = |take: &mut dyn FnMut(usize) -> Result<usize, JitError>| {
-                (fouts[..fwd.n_carry].iter())
-                    .map(|&o| take(fbytes(o)?))
-                    .collect::<Result<Vec<usize>, JitError>>()
-            };
-            let n_slots = crate::ops::loops::revolve::work_slot(lp.length, rc.snapshots);
-            let slots = (0..n_slots)
-                .map(|_| carries(&mut take))
-                .collect::<Result<Vec<_>, _>>()?;
-            let tmp = carries(&mut take)?;
-            let scratch = (fouts[fwd.n_carry..].iter())
-                .map(|&o| take(fbytes(o)?))
-                .collect::<Result<Vec<usize>, JitError>>()?;
-            let n = fb.inputs().len() + fouts.len();
-            let table = take(n * size_of::<usize>())?;
-            let frames = crate::ops::loops::revolve::slots(lp.length, rc.snapshots);
-            let stack = take(frames * size_of::<crate::ops::loops::revolve::Frame>())?;
-            Some(RecomputeLayout {
-                slots,
-                tmp,
-                scratch,
-                table,
-                stack,
-            })
-        }
+        Some(rc) => Some(recompute_layout(rc, lp.length, bodies, &mut take)?),
         None => None,
     };
-    let body_ws = take(ws)?;
     let layout = LoopLayout {
         carries,
         scratch,
@@ -189,5 +152,57 @@ pub(super) fn step(
         members,
         temps: 0,
         layout,
+    })
+}
+
+/// The forward half of a recomputing loop's block, allocated with `take`.
+fn recompute_layout(
+    rc: &crate::ir::loops::Recompute,
+    length: usize,
+    bodies: &BodySizes,
+    take: &mut impl FnMut(usize) -> Result<usize, JitError>,
+) -> Result<RecomputeLayout, JitError> {
+    let fwd = &rc.forward;
+    let body = &fwd.body;
+    let bytes_of = |id: NodeId| {
+        let t = body.ty(id);
+        t.numel()
+            .checked_mul(t.dtype.size_bytes())
+            .ok_or_else(too_large)
+    };
+    let outs = body.outputs();
+    let n_slots = crate::ops::loops::revolve::work_slot(length, rc.snapshots) + 1;
+    let mut slots = vec![Vec::new()];
+    for _ in 1..n_slots {
+        let mut slot = Vec::with_capacity(fwd.n_carry);
+        for &o in &outs[..fwd.n_carry] {
+            slot.push(take(bytes_of(o)?)?);
+        }
+        slots.push(slot);
+    }
+    let mut carries = [Vec::new(), Vec::new()];
+    for buf in &mut carries {
+        for &o in &outs[..fwd.n_carry] {
+            buf.push(take(bytes_of(o)?)?);
+        }
+    }
+    let mut ys = Vec::new();
+    for &o in &outs[fwd.n_carry..] {
+        ys.push(take(bytes_of(o)?)?);
+    }
+    let table = take((body.inputs().len() + outs.len()) * size_of::<usize>())?;
+    let ws = *bodies
+        .get(&body_key(fwd))
+        .expect("compile_with compiled every forward body first");
+    let body_ws = take(ws)?;
+    let frames = crate::ops::loops::revolve::slots(length, rc.snapshots);
+    let stack = take(frames * size_of::<crate::ops::loops::revolve::Frame>())?;
+    Ok(RecomputeLayout {
+        slots,
+        carries,
+        ys,
+        table,
+        body_ws,
+        stack,
     })
 }

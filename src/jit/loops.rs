@@ -17,17 +17,14 @@
 //! member holds is written to a scratch row. After the last step the final carries are copied
 //! into the live members' homes (with no step, the initial carries are).
 //!
-//! The step driver ([`LoopRun::steps`]) only decides which step runs when. A backward loop
-//! that recomputes its forward loop's carries from snapshots ([`crate::ir::loops::Recompute`])
-//! has its own driver (`recompute`), which replays [`crate::ops::loops::revolve`]'s schedule
-//! and calls [`LoopRun::step`] the same way for each backward step, and the forward body
-//! (compiled once too) for the recomputations.
+//! The step driver ([`LoopRun::steps`]) only decides which step runs when; a driver following
+//! another schedule (recomputing carries from snapshots) can sit beside it and call
+//! [`LoopRun::step`] the same way.
 #![allow(unsafe_code)]
-
-mod recompute;
 
 use super::kernel::{Args, Kernel, KernelFn};
 use super::plan::{BodySizes, Loc, LoopLayout, LoopStep, Plan, View};
+use super::recompute::RecomputeRun;
 use super::{JitConfig, JitError, Line};
 use crate::ir::loops::scan_attrs;
 use crate::ir::{DType, Graph, NodeId};
@@ -55,14 +52,16 @@ pub(super) fn compile_bodies(g: &Graph, cfg: &JitConfig) -> Result<(Bodies, Body
         let Some((lp, _)) = scan_attrs(&node.attrs) else {
             continue;
         };
+        // A recomputing loop also runs its forward loop's body.
         let forward = lp.recompute.as_ref().map(|rc| &rc.forward);
-        for lp in std::iter::once(lp).chain(forward) {
-            let key = super::plan::body_key(lp);
-            if let std::collections::hash_map::Entry::Vacant(e) = bodies.entry(key) {
-                let k = super::compile_with(&lp.body, &body_cfg)?;
-                sizes.insert(key, k.workspace_bytes());
-                e.insert(Arc::new(k));
+        for l in std::iter::once(lp).chain(forward) {
+            let key = super::plan::body_key(l);
+            if bodies.contains_key(&key) {
+                continue;
             }
+            let k = super::compile_with(&l.body, &body_cfg)?;
+            sizes.insert(key, k.workspace_bytes());
+            bodies.insert(key, Arc::new(k));
         }
     }
     Ok((bodies, sizes))
@@ -109,8 +108,8 @@ pub(super) struct LoopRun {
     layout: LoopLayout,
     /// Buffers of splat-constant operands.
     owned: Vec<Vec<Line>>,
-    /// A loop that recomputes its forward loop's carries: the forward loop.
-    fwd: Option<recompute::Forward>,
+    /// A recomputing loop's forward loop (`jit::recompute`).
+    recompute: Option<RecomputeRun>,
 }
 
 /// The bytes of a value of `g`.
@@ -159,13 +158,43 @@ impl LoopRun {
             temps: l.temps,
             layout: l.layout.clone(),
             owned,
-            fwd: recompute::Forward::new(&l.lp, bodies),
+            recompute: recompute_run(l, bodies),
         }
     }
 
-    /// The compiled bodies this loop runs (its own, and its forward loop's).
+    /// Operand `k`'s address in the call `args`.
+    ///
+    /// # Safety
+    /// As [`LoopRun::addr`].
+    pub(super) unsafe fn operand(&self, args: &Args, k: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { self.addr(self.operands[k], args) }
+    }
+
+    pub(super) fn n_carry(&self) -> usize {
+        self.n_carry
+    }
+
+    pub(super) fn n_xs(&self) -> usize {
+        self.n_xs
+    }
+
+    pub(super) fn n_operands(&self) -> usize {
+        self.operands.len()
+    }
+
+    pub(super) fn length(&self) -> usize {
+        self.length
+    }
+
+    /// Workspace offset of the loop's scratch block.
+    pub(super) fn temps(&self) -> usize {
+        self.temps
+    }
+
+    /// The compiled bodies this loop runs (its own, and a recomputing loop's forward body).
     pub(super) fn bodies(&self) -> impl Iterator<Item = &Kernel> {
-        std::iter::once(&*self.body).chain(self.fwd.as_ref().map(|f| f.body()))
+        std::iter::once(&*self.body).chain(self.recompute.as_ref().map(|r| &*r.fwd))
     }
 
     /// The address of `a` in the call `args`.
@@ -204,11 +233,11 @@ impl LoopRun {
         }
         // SAFETY: forwarded.
         unsafe {
-            match &self.fwd {
+            match &self.recompute {
+                Some(rc) => self.replay(rc, &args, table, threads),
                 None => self.steps(&args, table, threads),
-                Some(f) => self.recompute_steps(f, &args, table, threads),
             }
-        }
+        };
         for c in 0..self.n_carry {
             // SAFETY: the final carries are the initial ones (no step) or in the buffer the
             // last step wrote; the members' homes are distinct from both (the plan gave them
@@ -245,7 +274,7 @@ impl LoopRun {
         for s in 0..self.length {
             let t = if self.reverse { self.length - 1 - s } else { s };
             // SAFETY: forwarded; steps run in order, so step `s - 1` wrote the carries.
-            unsafe { self.step(args, table, (s, t, None), threads) };
+            unsafe { self.step(args, table, s, t, threads) };
         }
     }
 
@@ -267,28 +296,30 @@ impl LoopRun {
     }
 
     /// Runs step `s` (the carries enter from step `s - 1`'s buffer) at index `t` (`xs[t]`
-    /// read, `ys[t]` written). In a recomputing loop, the recomputed xs are the carries in
-    /// snapshot slot `slot` (whole values, not rows).
+    /// read, `ys[t]` written).
     ///
     /// # Safety
-    /// As [`LoopRun::run`], with `s < length`, `t < length`, step `s - 1` run just before
-    /// (its carries are read), and `slot` a slot holding carries (recomputing loops only).
+    /// As [`LoopRun::run`], with `s < length`, `t < length`, and step `s - 1` run just before
+    /// (its carries are read).
     #[inline]
-    unsafe fn step(
-        &self,
-        args: &Args,
-        table: *mut usize,
-        (s, t, slot): (usize, usize, Option<usize>),
-        threads: usize,
-    ) {
+    unsafe fn step(&self, args: &Args, table: *mut usize, s: usize, t: usize, threads: usize) {
+        // SAFETY: forwarded.
+        unsafe {
+            self.fill(args, table, s, t);
+            self.exec(args, table, threads);
+        }
+    }
+
+    /// Fills the body's table for step `s` at index `t` (see [`LoopRun::step`]); the consts'
+    /// slots are already set.
+    ///
+    /// # Safety
+    /// As [`LoopRun::step`].
+    #[inline]
+    pub(super) unsafe fn fill(&self, args: &Args, table: *mut usize, s: usize, t: usize) {
         let (nc, nx) = (self.n_carry, self.n_xs);
-        let nr = if slot.is_some() {
-            self.fwd.as_ref().map_or(0, |f| f.n_carry)
-        } else {
-            0
-        };
         let n_in = self.operands.len();
-        // SAFETY: `table` has a slot per body input and output; rows `t` of the
+        // SAFETY: (whole block) `table` has a slot per body input and output; rows `t` of the
         // xs operands and of the ys homes lie in their buffers (`t < length`, their leading
         // axis); the carry buffers and scratch rows lie in the scratch block; the body's
         // outputs are distinct from each other and from its inputs (two carry buffers, and
@@ -299,11 +330,7 @@ impl LoopRun {
                 let out = self.layout.carries[s % 2][c];
                 *table.add(n_in + c) = args.ws.add(self.temps + out) as usize;
             }
-            for i in 0..nr {
-                let slot = slot.expect("nr > 0 only with a slot");
-                *table.add(nc + i) = self.slot_addr(args, slot, i) as usize;
-            }
-            for x in nc + nr..nc + nx {
+            for x in nc..nc + nx {
                 let row = self.addr(self.operands[x], args).add(t * self.bytes[x]);
                 *table.add(x) = row as usize;
             }
@@ -318,37 +345,55 @@ impl LoopRun {
                 };
                 *table.add(n_in + y) = row as usize;
             }
+        }
+    }
+
+    /// Runs the body on a filled table.
+    ///
+    /// # Safety
+    /// As [`LoopRun::step`], with `table` filled.
+    #[inline]
+    pub(super) unsafe fn exec(&self, args: &Args, table: *mut usize, threads: usize) {
+        let n_in = self.operands.len();
+        // SAFETY: the body kernel's contract is `exec_body`'s, which the filled table meets.
+        unsafe {
             let body_ws = args.ws.add(self.temps + self.layout.body_ws);
-            call_body(&self.body, self.single, table, body_ws, threads);
+            match self.single {
+                // `exec_body` minus its dispatch.
+                Some(f) => f(
+                    table.cast::<*const u8>(),
+                    table.add(n_in).cast::<*mut u8>(),
+                    body_ws,
+                    self.body.consts_ptr(),
+                ),
+                None => self.body.exec_body(table, body_ws, threads),
+            }
         }
     }
 }
 
-/// Runs `body` (whose only function is `single`, if it is nothing else) on the buffers in
-/// `table` with workspace `ws`.
-///
-/// # Safety
-/// As [`Kernel::exec_body`].
-#[inline(always)]
-unsafe fn call_body(
-    body: &Kernel,
-    single: Option<KernelFn>,
-    table: *mut usize,
-    ws: *mut u8,
-    threads: usize,
-) {
-    // SAFETY: forwarded; calling the only function directly is `exec_body` minus its dispatch.
-    unsafe {
-        match single {
-            Some(f) => f(
-                table.cast::<*const u8>(),
-                table.add(body.input_types().len()).cast::<*mut u8>(),
-                ws,
-                body.consts_ptr(),
-            ),
-            None => body.exec_body(table, ws, threads),
-        }
-    }
+/// The forward loop of a recomputing loop group, if it is one.
+fn recompute_run(l: &LoopStep, bodies: &Bodies) -> Option<RecomputeRun> {
+    let rc = l.lp.recompute.as_ref()?;
+    let fwd = Arc::clone(&bodies[&super::plan::body_key(&rc.forward)]);
+    let fb = &rc.forward.body;
+    let fwd_bytes = (fb.inputs().iter().chain(fb.outputs()))
+        .map(|&x| bytes_of(fb, x))
+        .collect();
+    Some(RecomputeRun {
+        fwd_single: fwd.single_fn(),
+        fwd,
+        snapshots: rc.snapshots,
+        fwd_reverse: rc.forward.reverse,
+        n_fc: rc.forward.n_carry,
+        n_fx: rc.forward.n_xs,
+        fwd_bytes,
+        layout: l
+            .layout
+            .recompute
+            .clone()
+            .expect("a recomputing loop's layout"),
+    })
 }
 
 /// The address of home `loc` plus `off` bytes.
