@@ -53,7 +53,8 @@ impl Replay<'_> {
             if slot == 0 {
                 self.lp.operand(self.args, self.lp.n_carry() + c)
             } else {
-                let off = self.rc.layout.slots[slot][c];
+                let l = &self.rc.layout;
+                let off = l.slot1[c] + (slot - 1) * l.slot_bytes;
                 self.args.ws.add(self.lp.temps() + off)
             }
         }
