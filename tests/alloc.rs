@@ -3,7 +3,8 @@
 //! calls of a kernel whose large loops are cut into chunks for threads. With threads, the one
 //! allocation left is amortized inside rayon: a call from outside the pool enters it through
 //! a queue that allocates a block every 63 entries. (Kernels with GEMM calls allocate inside
-//! the `gemm` crate: its packing memory; see `jit::gemm`.)
+//! the `gemm` crate: its packing memory; see `jit::gemm`.) Loops too: their scratch memory is
+//! in the workspace.
 
 use gradlift::jit::{self, Buf, BufMut, JitConfig};
 use gradlift::{DType, GraphBuilder};
@@ -83,4 +84,39 @@ fn calls_allocate_nothing_on_one_thread_or_several() {
             "{threads} threads: {count} allocations in {calls} calls"
         );
     }
+    loop_calls_allocate_nothing();
+}
+
+/// A loop (a scan of 1000 steps whose body holds a nested scan, and its gradient): the carry
+/// buffers and the bodies' workspaces are in the caller's workspace.
+fn loop_calls_allocate_nothing() {
+    let b = GraphBuilder::new("loop");
+    let x = b.input("x", DType::F64, &[4]);
+    let out = b.scan(1000, &[x], &[], &[x], |sb, s| {
+        let inner = sb.scan(3, &[s.carry[0]], &[], &[s.consts[0]], |_, t| {
+            (vec![(t.carry[0] * t.consts[0]).sin() * 0.5], vec![])
+        });
+        (vec![inner.carry[0]], vec![inner.carry[0].sum()])
+    });
+    let d = b.grad(out.ys[0].sum(), &[x]).unwrap()[0];
+    let g = b.finish(&[("y", out.carry[0]), ("d", d)]).unwrap();
+    let cfg = JitConfig {
+        kernel_threads: NonZeroUsize::new(1),
+        ..JitConfig::default()
+    };
+    let k = jit::compile_with(&g, &cfg).unwrap();
+    let mut ws = k.workspace();
+    let xs = [0.1, 0.2, 0.3, 0.4];
+    let (mut y, mut dx) = ([0f64; 4], [0f64; 4]);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..20 {
+        k.call(
+            &[Buf::F64(&xs)],
+            &mut [BufMut::F64(&mut y), BufMut::F64(&mut dx)],
+            &mut ws,
+        )
+        .unwrap();
+    }
+    let count = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(count, 0, "{count} allocations in 20 calls of a loop kernel");
 }

@@ -1,10 +1,12 @@
 //! The compiled kernel: owns the JIT code, checks every buffer, and calls the code.
 //!
-//! This is the one file with `unsafe` code: calling the compiled functions and freeing their
-//! memory. The safety argument is local: [`Kernel::call`] checks the count, dtype and length of
-//! every buffer and the workspace before the first call into compiled code, the compiled code
-//! only touches the memory the plan gave it (the caller's buffers, the workspace and the
-//! constant blob, all of the checked sizes), and the JIT memory is freed only in `Drop`.
+//! Its `unsafe` code calls the compiled functions and frees their memory. The safety argument
+//! is local: [`Kernel::call`] checks the count, dtype and length of every buffer and the
+//! workspace before the first call into compiled code, the compiled code only touches the
+//! memory the plan gave it (the caller's buffers, the workspace and the constant blob, all of
+//! the checked sizes), and the JIT memory is freed only in `Drop`. A loop step (`jit::loops`)
+//! runs its body kernel on the same memory, through [`Kernel::exec_body`], whose caller
+//! vouches for the buffers instead of checking them.
 //!
 //! Parallel groups: a chunk function runs a range of chunks; [`Kernel::call`] runs the chunks
 //! on rayon tasks that each claim the next chunk from a shared counter, and waits
@@ -304,7 +306,7 @@ impl Kernel {
         };
         let parallel = p.gemm_threads
             || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }))
-            || p.loops.iter().any(|l| l.body().parallel);
+            || p.loops.iter().flat_map(LoopRun::bodies).any(|b| b.parallel);
         Kernel {
             threads: p.threads,
             parallel,
@@ -355,9 +357,13 @@ impl Kernel {
         self.ws_bytes
     }
 
-    /// Number of compiled functions the graph was split into.
+    /// Number of compiled functions the graph was split into (not counting its loops'
+    /// bodies, which are kernels of their own).
     pub fn function_count(&self) -> usize {
-        self.steps.len()
+        self.steps
+            .iter()
+            .filter(|s| !matches!(s, Step::Loop(_)))
+            .count()
     }
 
     /// The number of threads a call may use (`JitConfig::kernel_threads`; `None`: every

@@ -194,9 +194,9 @@ impl LoopRun {
         self.temps
     }
 
-    /// The compiled body.
-    pub(super) fn body(&self) -> &Kernel {
-        &self.body
+    /// The compiled bodies this loop runs (its own, and a recomputing loop's forward body).
+    pub(super) fn bodies(&self) -> impl Iterator<Item = &Kernel> {
+        std::iter::once(&*self.body).chain(self.recompute.as_ref().map(|r| &*r.fwd))
     }
 
     /// The address of `a` in the call `args`.

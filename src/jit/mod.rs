@@ -61,6 +61,18 @@
 //!    chunks of parallel groups on rayon's pool. Functions never call each other, so there
 //!    are no cross-function relocations.
 //!
+//! Loops (`scan`): before step 2, the body of each distinct loop is compiled once, by this
+//! same pipeline, into a kernel of its own (nested loops recursively: the recursion is as deep
+//! as the nesting, and compile time does not depend on trip counts). In the outer plan the
+//! nodes of one loop's result group are one step with no code: the kernel runs the body
+//! kernel once per step, in Rust, between its compiled functions, with the carries in two
+//! alternating buffers and the xs and ys read and written as rows at the step's offset (see
+//! the `loops` module). The loop's scratch memory (the carry buffers, the body's workspace)
+//! is a block of the outer workspace, so [`Kernel::workspace_bytes`] counts it and a call
+//! allocates nothing. The loop itself is sequential; its body's parallel loops and GEMM calls
+//! use the kernel's threads as everywhere else, and bitwise agreement with the interpreter
+//! holds for loops as for any other op (the body is compiled with the same options).
+//!
 //! # Memory layout
 //! Inputs are read from the caller's buffers and computed outputs are written straight into
 //! the caller's output buffers. Values that stay in registers (fused) have no memory. Every
@@ -875,7 +887,9 @@ fn parts(
             groups_parallel: st.groups_parallel,
             buffers_reused: st.buffers_reused,
             buffers_in_place: st.buffers_in_place,
-            functions: plan.funcs.len() as u64,
+            functions: (plan.funcs.iter())
+                .filter(|f| !matches!(f, plan::Func::Loop(_)))
+                .count() as u64,
             matmuls_gemm: st.matmuls_gemm,
             nodes_recomputed: 0,
             flops_recomputed: 0,

@@ -53,7 +53,8 @@ impl Replay<'_> {
             if slot == 0 {
                 self.lp.operand(self.args, self.lp.n_carry() + c)
             } else {
-                let off = self.rc.layout.slots[slot][c];
+                let l = &self.rc.layout;
+                let off = l.slot1[c] + (slot - 1) * l.slot_bytes;
                 self.args.ws.add(self.lp.temps() + off)
             }
         }
@@ -168,6 +169,14 @@ impl LoopRun {
                 *fwd_table.add(n_in + rc.n_fc + y) = args.ws.add(self.temps() + off) as usize;
             }
         }
+        let frames = revolve::slots(self.length(), rc.snapshots);
+        // SAFETY: the stack's range of the scratch block holds `frames` frames, 8-byte aligned
+        // (the block's ranges are 64-byte aligned), of initialized memory (a workspace is
+        // zeroed when made, and frames are plain integers), used by nothing else meanwhile.
+        let stack = unsafe {
+            let at = args.ws.add(self.temps() + rc.layout.stack);
+            std::slice::from_raw_parts_mut(at.cast::<revolve::Frame>(), frames)
+        };
         let mut replay = Replay {
             lp: self,
             rc,
@@ -177,6 +186,6 @@ impl LoopRun {
             threads,
             done: 0,
         };
-        revolve::drive(self.length(), rc.snapshots, &mut replay);
+        revolve::drive_on(self.length(), rc.snapshots, &mut replay, stack);
     }
 }

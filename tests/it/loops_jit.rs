@@ -178,28 +178,31 @@ fn jit_f32_and_i32_carries_and_ys_with_stopped_gradients() {
 
 #[test]
 fn jit_reverse_scan_matches_the_closed_form_and_its_gradient_the_interpreter() {
-    let b = GraphBuilder::new("suffix");
-    let xs = b.input("xs", DType::F64, &[4]);
-    let zero = b.scalar(DType::F64, 0.0);
-    let args = ScanArgs {
-        length: 4,
-        reverse: true,
-        init: &[zero],
-        xs: &[xs],
-        consts: &[],
-        checkpoint: None,
-    };
-    let out = b.scan_with(args, |_, s| {
-        let acc = s.carry[0] * 10.0 + s.x[0];
-        (vec![acc], vec![acc])
-    });
-    let d = b.grad((out.ys[0] * out.ys[0]).sum(), &[xs]).unwrap();
-    let g = b
-        .finish(&[("total", out.carry[0]), ("partial", out.ys[0]), ("d", d[0])])
-        .unwrap();
-    let r = agree(&g, &[Tensor::from_f64(vec![4], vec![1.0, 2.0, 3.0, 4.0])]);
-    assert_eq!(r[0].scalar_value(), Some(4321.0));
-    assert_eq!(r[1].to_f64_vec(), vec![4321.0, 432.0, 43.0, 4.0]);
+    // Also with a checkpointed VJP: the backward loop recomputes a reverse loop's carries.
+    for checkpoint in [None, Some(2)] {
+        let b = GraphBuilder::new("suffix");
+        let xs = b.input("xs", DType::F64, &[4]);
+        let zero = b.scalar(DType::F64, 0.0);
+        let args = ScanArgs {
+            length: 4,
+            reverse: true,
+            init: &[zero],
+            xs: &[xs],
+            consts: &[],
+            checkpoint,
+        };
+        let out = b.scan_with(args, |_, s| {
+            let acc = s.carry[0] * 10.0 + s.x[0];
+            (vec![acc], vec![acc])
+        });
+        let d = b.grad((out.ys[0] * out.ys[0]).sum(), &[xs]).unwrap();
+        let g = b
+            .finish(&[("total", out.carry[0]), ("partial", out.ys[0]), ("d", d[0])])
+            .unwrap();
+        let r = agree(&g, &[Tensor::from_f64(vec![4], vec![1.0, 2.0, 3.0, 4.0])]);
+        assert_eq!(r[0].scalar_value(), Some(4321.0));
+        assert_eq!(r[1].to_f64_vec(), vec![4321.0, 432.0, 43.0, 4.0]);
+    }
 }
 
 /// A scan whose body runs a scan: `c' = c + sum_j tanh(c·k_j)` over rows `k_j` of each x.
@@ -454,4 +457,49 @@ fn a_memory_budget_lowers_a_loops_snapshot_count_to_fit_with_the_same_bits() {
         "{last} vs {}",
         full.workspace_bytes()
     );
+}
+
+#[test]
+fn jit_loop_bodies_that_pass_values_through_or_return_constants() {
+    // Carry 0 passes through unchanged (a body output that is a body input), y 0 is a
+    // constant, y 1 a const operand, and the xs are a constant of the outer graph; a second
+    // node holds the same loop result (one group, two homes).
+    let b = GraphBuilder::new("through");
+    let a = b.input("a", DType::F64, &[2]);
+    let k = b.input("k", DType::F64, &[2]);
+    let xs = b.constant(Tensor::from_f64(
+        vec![3, 2],
+        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    ));
+    let out = b.scan(3, &[a, k], &[xs], &[k], |s, st| {
+        let c1 = st.carry[1] * st.x[0] + st.consts[0];
+        let seven = s.constant(Tensor::from_f64(vec![2], vec![7.0, -7.0]));
+        (vec![st.carry[0], c1], vec![seven, st.consts[0]])
+    });
+    let mut g = b
+        .finish(&[
+            ("a_out", out.carry[0]),
+            ("c1", out.carry[1]),
+            ("sevens", out.ys[0]),
+            ("ks", out.ys[1]),
+        ])
+        .unwrap();
+    let first = g.outputs()[1];
+    let node = g.node(first).clone();
+    let again = g.push(node.op, node.inputs, node.attrs).unwrap();
+    let mut outs = g.outputs().to_vec();
+    outs.push(again);
+    g.set_outputs(outs);
+    let av = Tensor::from_f64(vec![2], vec![0.25, -0.5]);
+    let kv = Tensor::from_f64(vec![2], vec![2.0, 3.0]);
+    let r = agree(&g, &[av.clone(), kv]);
+    assert!(same_bits(&r[0], &av));
+    // c1 = ((k·1 + k)·3 + k)·5 + k, per lane with x = (1, 3, 5) and (2, 4, 6).
+    let lane = |k: f64, x: [f64; 3]| ((k * x[0] + k) * x[1] + k) * x[2] + k;
+    assert_eq!(
+        r[1].to_f64_vec(),
+        vec![lane(2.0, [1.0, 3.0, 5.0]), lane(3.0, [2.0, 4.0, 6.0])]
+    );
+    assert_eq!(r[2].to_f64_vec(), [7.0, -7.0].repeat(3));
+    assert!(same_bits(&r[4], &r[1]));
 }

@@ -66,9 +66,13 @@ pub(in crate::jit) struct RecomputeLayout {
     /// The snapshots the schedule keeps: the loop's own count, or fewer if a memory budget
     /// chose so.
     pub snapshots: usize,
-    /// Per snapshot slot (index 0 unused: slot 0 is the initial carries, read where they
-    /// are; the last is the schedule's work slot), per forward carry: its offset.
-    pub slots: Vec<Vec<usize>>,
+    /// Slots `1..=work` (slot 0 is the initial carries, read where they are; the last is the
+    /// schedule's work slot) are consecutive, `slot_bytes` apart: per forward carry, its offset
+    /// in slot 1. Two numbers whatever the slot count, so a full tape of 10⁵ carries costs no
+    /// compile time.
+    pub slot1: Vec<usize>,
+    /// Bytes from one slot to the next (a multiple of 64).
+    pub slot_bytes: usize,
     /// The forward carries' two buffers (for advances of several steps).
     pub carries: [Vec<usize>; 2],
     /// Per forward y: a one-row buffer.
@@ -77,6 +81,8 @@ pub(in crate::jit) struct RecomputeLayout {
     pub table: usize,
     /// The forward body's workspace.
     pub body_ws: usize,
+    /// The schedule's pending parts ([`crate::ops::loops::revolve::drive_on`]'s stack).
+    pub stack: usize,
 }
 
 fn too_large() -> JitError {
@@ -179,14 +185,19 @@ fn recompute_layout(
             .ok_or_else(too_large)
     };
     let outs = body.outputs();
-    let n_slots = crate::ops::loops::revolve::work_slot(length, snapshots) + 1;
-    let mut slots = vec![Vec::new()];
-    for _ in 1..n_slots {
-        let mut slot = Vec::with_capacity(fwd.n_carry);
-        for &o in &outs[..fwd.n_carry] {
-            slot.push(take(bytes_of(o)?)?);
-        }
-        slots.push(slot);
+    let n_slots = crate::ops::loops::revolve::work_slot(length, snapshots);
+    let mut slot1 = Vec::with_capacity(fwd.n_carry);
+    let mut slot_bytes = 0usize;
+    for &o in &outs[..fwd.n_carry] {
+        slot1.push(slot_bytes);
+        let end = slot_bytes.checked_add(bytes_of(o)?).ok_or_else(too_large)?;
+        slot_bytes = end
+            .checked_next_multiple_of(BIG_ALIGN)
+            .ok_or_else(too_large)?;
+    }
+    let base = take(slot_bytes.checked_mul(n_slots).ok_or_else(too_large)?)?;
+    for off in &mut slot1 {
+        *off += base;
     }
     let mut carries = [Vec::new(), Vec::new()];
     for buf in &mut carries {
@@ -203,12 +214,16 @@ fn recompute_layout(
         .get(&body_key(fwd))
         .expect("compile_with compiled every forward body first");
     let body_ws = take(ws)?;
+    let frames = crate::ops::loops::revolve::slots(length, snapshots);
+    let stack = take(frames * size_of::<crate::ops::loops::revolve::Frame>())?;
     Ok(RecomputeLayout {
         snapshots,
-        slots,
+        slot1,
+        slot_bytes,
         carries,
         ys,
         table,
         body_ws,
+        stack,
     })
 }

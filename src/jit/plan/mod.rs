@@ -67,6 +67,12 @@
 //! 6. [`funcs`]: serial groups are packed into functions of at most `max_ops_per_function`
 //!    nodes; a parallel group gets a function of its own taking a chunk range.
 //!
+//! A loop (the live `scan` nodes of one result group) is one group, [`Group::Loop`], planned by
+//! [`loops`]: it reads its operands from memory, each contiguous (other views of them are
+//! realized), writes its members' homes, takes a scratch block of the workspace for its
+//! duration (carry buffers, the body's workspace), and is a step with no function
+//! ([`Func::Loop`]) that the kernel runs around the body's own compiled kernel.
+//!
 //! Outputs that are inputs or constants are copied into their output buffers by the kernel
 //! (in Rust) after the compiled functions ran ([`PostCopy`]).
 //!

@@ -48,17 +48,33 @@ pub fn work_slot(n: usize, snapshots: usize) -> usize {
     slots(n, snapshots)
 }
 
+/// A pending part of a schedule: (first step, end, slot holding the carry entering the first
+/// step, free slots after it).
+pub type Frame = (usize, usize, usize, usize);
+
 /// Reverses `n` forward steps with `snapshots` slots (slot 0 holds the initial carry) plus the
 /// work slot [`work_slot`], calling `st` in schedule order. Iterative: no recursion.
 pub fn drive(n: usize, snapshots: usize, st: &mut impl Stepper) {
+    let mut stack = vec![(0, 0, 0, 0); slots(n, snapshots)];
+    drive_on(n, snapshots, st, &mut stack);
+}
+
+/// [`drive`] keeping its pending parts in `stack`, which holds at least
+/// [`slots`]`(n, snapshots)` frames, so a runtime can keep it with its other scratch memory
+/// and allocate nothing. That many suffice: the free-slot counts of the pending parts strictly
+/// decrease from the bottom of the stack to its top (a part with `f` free slots is replaced by
+/// its two halves, with `f` and `f - 1`), and lie in `0..slots`.
+pub fn drive_on(n: usize, snapshots: usize, st: &mut impl Stepper, stack: &mut [Frame]) {
     if n == 0 {
         return;
     }
     let k = slots(n, snapshots);
     let work = work_slot(n, snapshots);
-    // (first step, end, slot holding the carry entering `first`, free slots after it)
-    let mut stack = vec![(0usize, n, 0usize, k - 1)];
-    while let Some((a, b, slot, free)) = stack.pop() {
+    stack[0] = (0, n, 0, k - 1);
+    let mut top = 1;
+    while top > 0 {
+        top -= 1;
+        let (a, b, slot, free) = stack[top];
         let len = b - a;
         if len == 1 {
             st.backward(slot, a);
@@ -74,8 +90,9 @@ pub fn drive(n: usize, snapshots: usize, st: &mut impl Stepper) {
         }
         let m = a + split(len, free);
         st.advance(slot, slot + 1, a, m);
-        stack.push((a, m, slot, free));
-        stack.push((m, b, slot + 1, free - 1));
+        stack[top] = (a, m, slot, free);
+        stack[top + 1] = (m, b, slot + 1, free - 1);
+        top += 2;
     }
 }
 
