@@ -50,7 +50,7 @@ mod lexer;
 mod parser;
 mod printer;
 
-pub use parser::MAX_CONST_ELEMENTS;
+pub use parser::{MAX_CONST_ELEMENTS, MAX_LOOP_NESTING};
 
 use crate::ir::Graph;
 
