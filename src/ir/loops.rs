@@ -32,6 +32,31 @@ pub struct Loop {
     pub n_xs: usize,
     /// The body: inputs `carries, x slices, consts`; outputs `new carries, ys`.
     pub body: Graph,
+    /// How many carries the backward loop of this loop's VJP may keep at once (binomial
+    /// checkpointing, see [`Recompute`]); `None`: all of them (a full tape), unless a memory
+    /// budget lowers it.
+    pub checkpoint: Option<usize>,
+    /// Set on a backward loop that recomputes the carries of the forward loop it reverses
+    /// instead of reading them from a tape.
+    pub recompute: Option<Recompute>,
+}
+
+/// A backward loop's recomputation of its forward loop's carries.
+///
+/// The loop's first `forward.n_carry` xs are the forward loop's carries entering each step.
+/// They are not stored: their operands are the forward loop's *initial* carries (no leading
+/// axis), and the runtime recomputes each step's carries with the forward body, keeping at most
+/// `snapshots` of them at once (the schedule of [`crate::ops::loops::revolve`]). The next
+/// `forward.n_xs` xs are the forward loop's xs and the consts end with the forward loop's
+/// consts, so the forward body finds its inputs there. The loop runs in the direction opposite
+/// to the forward loop. Results are bitwise the same for every `snapshots`: only the order of
+/// work changes.
+#[derive(Clone, Debug)]
+pub struct Recompute {
+    /// The forward loop.
+    pub forward: std::sync::Arc<Loop>,
+    /// Carries kept at once (at least 1; `length` or more keeps all: the full tape).
+    pub snapshots: usize,
 }
 
 impl Loop {
@@ -65,9 +90,20 @@ impl Loop {
             && self.reverse == other.reverse
             && self.n_carry == other.n_carry
             && self.n_xs == other.n_xs
+            && self.checkpoint == other.checkpoint
+            && match (&self.recompute, &other.recompute) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.snapshots == b.snapshots && a.forward.same(&b.forward),
+                _ => false,
+            }
             && self.body.outputs == other.body.outputs
             && self.body.nodes.len() == other.body.nodes.len()
             && (self.body.nodes.iter().zip(&other.body.nodes)).all(|(a, b)| a.same(b))
+    }
+
+    /// Number of xs whose operands are recomputed carries (0 unless [`Loop::recompute`]).
+    pub fn n_recomputed(&self) -> usize {
+        self.recompute.as_ref().map_or(0, |r| r.forward.n_carry)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod const_fold;
 pub mod cse;
 pub mod dce;
 pub mod simplify;
+pub mod tapes;
 
 use crate::ir::{Graph, Node, NodeId};
 use std::fmt;
@@ -209,7 +210,8 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
 }
 
 /// Optimizes each loop body once (bodies keep their inputs and outputs, so the loops stay
-/// valid). Recurses only as deep as loops nest.
+/// valid), and the forward loop a recomputing loop refers to with it, so a forward loop and its
+/// backward loop's copy stay one `Arc`. Recurses only as deep as loops nest.
 fn optimize_bodies(g: &mut Graph, cfg: &OptConfig) {
     use crate::ir::{Attrs, loops::Loop};
     use std::sync::Arc;
@@ -227,19 +229,34 @@ fn optimize_bodies(g: &mut Graph, cfg: &OptConfig) {
         ..cfg.clone()
     };
     for n in g.nodes_mut() {
-        let Attrs::Scan { body, .. } = &mut n.attrs else {
-            continue;
-        };
-        let new = done.entry(Arc::as_ptr(body)).or_insert_with(|| {
-            let mut lp = (**body).clone();
-            optimize(&mut lp.body, &body_cfg);
-            Arc::new(lp)
-        });
-        *body = new.clone();
+        if let Attrs::Scan { body, .. } = &mut n.attrs {
+            *body = optimized_loop(body, &body_cfg, &mut done);
+        }
     }
     for r in regions {
         g.add_custom_region(r);
     }
+}
+
+fn optimized_loop(
+    lp: &std::sync::Arc<crate::ir::loops::Loop>,
+    cfg: &OptConfig,
+    done: &mut std::collections::HashMap<
+        *const crate::ir::loops::Loop,
+        std::sync::Arc<crate::ir::loops::Loop>,
+    >,
+) -> std::sync::Arc<crate::ir::loops::Loop> {
+    if let Some(new) = done.get(&std::sync::Arc::as_ptr(lp)) {
+        return new.clone();
+    }
+    let mut new = (**lp).clone();
+    optimize(&mut new.body, cfg);
+    if let Some(rc) = &mut new.recompute {
+        rc.forward = optimized_loop(&rc.forward, cfg, done);
+    }
+    let new = std::sync::Arc::new(new);
+    done.insert(std::sync::Arc::as_ptr(lp), new.clone());
+    new
 }
 
 fn check(g: &Graph, after: &str) {

@@ -297,7 +297,7 @@ def main():
        "`true` or `false` for `reverse`")
     at("scan-length-huge", scan("%y = scan %x length=3000000000 carry=1 {", one), 3, 23,
        "too large")
-    at("scan-split-too-big", scan("%y = scan %x length=1 carry=1 xs=1 {", one), 3, 31,
+    at("scan-split-too-big", scan("%y = scan %x length=1 carry=1 xs=1 {", one), 3, 8,
        "need 2 operands, found 1")
     at("scan-no-operands", scan("%y = scan length=1 {", one), 3, 8, "one or more operands")
     at("scan-no-brace", scan("%y = scan %x length=1 carry=1 xs=0", one), 3, 37,
@@ -325,6 +325,18 @@ def main():
     at("scan-unclosed-no-output", "graph @g {\n  %x = input f64[]\n"
        "  %y = scan %x length=1 carry=1 xs=0 {\n    %c = input f64[]\n", 5, 1,
        "an `output` statement and `}` closing the body")
+    at("scan-recompute-no-forward", scan("%y = scan %x length=1 carry=1 xs=0 recompute=1 {", one),
+       4, 3, "`forward ... {`")
+    at("scan-forward-misplaced", scan("%y = scan %x length=1 carry=1 xs=0 {",
+                                      "forward length=1 carry=1 {\n%c = input f64[]\noutput %c\n}"
+                                      "\n" + one), 4, 3, "`forward` only opens the forward loop")
+    fwd = "forward length=LEN carry=1 xs=0 {\n%f = input f64[]\noutput %f\n}\n"
+    bwd = "%cb = input f64[]\n%c = input f64[]\noutput %cb"
+    at("scan-forward-length", scan("%y = scan %x, %x length=2 carry=1 xs=1 recompute=1 {",
+                                   fwd.replace("LEN", "3") + bwd), 3, 8, "the forward loop runs 3 steps")
+    at("scan-forward-types", scan("%y = scan %x, %x length=2 carry=1 xs=1 recompute=1 {",
+                                  fwd.replace("%f = input f64[]", "%f = input f32[]").replace("LEN", "2") + bwd),
+       3, 8, "invalid forward loop")
     deep = 65
     at("scan-nesting-too-deep",
        body("%x = input f64[]\n"

@@ -32,11 +32,28 @@ fn case(t: usize, seed: u64) -> Case {
 /// The model's inputs (`c0`, `xs`, `w`) and its outputs: final carry and loss
 /// `sum(c_T) + sum(ys)`, built as a scan (`looped`) or unrolled.
 fn model<'b>(b: &'b GraphBuilder, t: usize, looped: bool) -> ([Var<'b>; 3], Var<'b>, Var<'b>) {
+    model_with(b, t, looped.then_some(None))
+}
+
+/// [`model`]; `looped`: `None` unrolled, `Some(checkpoint)` a scan with that many snapshots.
+fn model_with<'b>(
+    b: &'b GraphBuilder,
+    t: usize,
+    looped: Option<Option<usize>>,
+) -> ([Var<'b>; 3], Var<'b>, Var<'b>) {
     let c0 = b.input("c0", DType::F64, &[N]);
     let xs = b.input("xs", DType::F64, &[t, N]);
     let w = b.input("w", DType::F64, &[N, N]);
-    let (c, ys) = if looped {
-        let out = b.scan(t, &[c0], &[xs], &[w], |_, s| {
+    let (c, ys) = if let Some(checkpoint) = looped {
+        let args = ScanArgs {
+            length: t,
+            reverse: false,
+            init: &[c0],
+            xs: &[xs],
+            consts: &[w],
+            checkpoint,
+        };
+        let out = b.scan_with(args, |_, s| {
             let (c, y) = step(s.carry[0], s.x[0], s.consts[0]);
             (vec![c], vec![y])
         });
@@ -237,6 +254,7 @@ fn a_reverse_scan_reads_and_writes_step_t_in_reverse_order() {
         init: &[zero],
         xs: &[xs],
         consts: &[],
+        checkpoint: None,
     };
     let out = b.scan_with(args, |_, s| {
         let acc = s.carry[0] * 10.0 + s.x[0];
@@ -334,4 +352,132 @@ fn stop_gradient_and_integer_carries_inside_a_body() {
     assert_eq!(r[0].scalar_value(), Some(48.0));
     assert_eq!(r[1].scalar_value(), Some(24.0));
     assert_eq!(r[2].to_f64_vec(), vec![0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn checkpointed_scans_give_the_same_bits_for_every_snapshot_count() {
+    for t in [7, 20] {
+        let c = case(t, 40 + t as u64);
+        let reference = run(&grad_graph(t, false), &c);
+        for snaps in [1, 2, 3, 5, t, t + 4] {
+            let b = GraphBuilder::new("g");
+            let (ins, cf, loss) = model_with(&b, t, Some(Some(snaps)));
+            let g = b.grad(loss, &ins).unwrap();
+            let outs = [
+                ("c", cf),
+                ("loss", loss),
+                ("dc0", g[0]),
+                ("dxs", g[1]),
+                ("dw", g[2]),
+            ];
+            let graph = b.finish(&outs).unwrap();
+            assert_bits(
+                &run(&graph, &c),
+                &reference,
+                &format!("t={t} snapshots={snaps}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn second_derivatives_through_a_checkpointed_scan_equal_unrolled() {
+    let t = 9;
+    let c = case(t, 77);
+    let v = case(t, 78);
+    let build = |looped: Option<Option<usize>>| {
+        let b = GraphBuilder::new("h");
+        let (ins, _, loss) = model_with(&b, t, looped);
+        let dirs: Vec<Var<'_>> = (ins.iter().enumerate())
+            .map(|(k, x)| b.input(&format!("v{k}"), DType::F64, &x.shape()))
+            .collect();
+        // Reverse over reverse (grad of ⟨grad, v⟩) and forward over reverse (jvp of grad).
+        let g = b.grad(loss, &ins).unwrap();
+        let gv = (0..3)
+            .map(|k| (g[k] * dirs[k]).sum())
+            .reduce(|a, b| a + b)
+            .unwrap();
+        let rr = b.grad(gv, &ins).unwrap();
+        let fr = b.jvp(&g, &ins, &dirs).unwrap();
+        let outs = [
+            ("rr0", rr[0]),
+            ("rr2", rr[2]),
+            ("fr0", fr[0]),
+            ("fr2", fr[2]),
+        ];
+        b.finish(&outs).unwrap()
+    };
+    let args = [c.c0, c.xs, c.w, v.c0, v.xs, v.w];
+    let a = interp::run(&build(Some(Some(2))), &args).unwrap();
+    let b = interp::run(&build(None), &args).unwrap();
+    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+        for (p, q) in x.to_f64_vec().iter().zip(y.to_f64_vec()) {
+            assert!(
+                (p - q).abs() <= 1e-12 * (1.0 + q.abs()),
+                "output {k}: {p} vs {q}"
+            );
+        }
+    }
+}
+
+#[test]
+fn custom_rules_inside_a_body_are_used_by_both_modes() {
+    use gradlift::ops::custom::CustomOp;
+    // Identity forward; the VJP clips the cotangent to [-1, 1], the JVP doubles the tangent:
+    // rules no primal derivative would give, so using them is visible.
+    let clip = CustomOp::new("clip_grad", |_, x| x[0])
+        .with_vjp(|_, _, ct| vec![Some(ct.max(ct.scalar_like(-1.0)).min(ct.scalar_like(1.0)))])
+        .with_jvp(|_, _, t| t.get(0).map(|t| t * 2.0));
+    let build = |looped: bool| {
+        let b = GraphBuilder::new("c");
+        let x = b.input("x", DType::F64, &[]);
+        let y = if looped {
+            let clip = clip.clone();
+            b.scan(3, &[x], &[], &[], move |s, st| {
+                (vec![s.custom(&clip, &[st.carry[0]]) * 3.0], vec![])
+            })
+            .carry[0]
+        } else {
+            (0..3).fold(x, |c, _| b.custom(&clip, &[c]) * 3.0)
+        };
+        let g = b.grad(y, &[x]).unwrap();
+        let one = b.scalar(DType::F64, 1.0);
+        let t = b.jvp(&[y], &[x], &[one]).unwrap();
+        b.finish(&[("y", y), ("g", g[0]), ("t", t[0])]).unwrap()
+    };
+    let a = interp::run(&build(true), &[0.5.into()]).unwrap();
+    let b = interp::run(&build(false), &[0.5.into()]).unwrap();
+    assert_bits(&a, &b, "custom");
+    // By hand: ȳ = 1 → clip(3·1)=1 → clip(3)=1 → clip(3)=1; tangent 1 → 6 → 36 → 216.
+    assert_eq!(a[0].scalar_value(), Some(13.5));
+    assert_eq!(a[1].scalar_value(), Some(1.0));
+    assert_eq!(a[2].scalar_value(), Some(216.0));
+}
+
+#[test]
+fn a_full_snapshot_backward_loop_shares_the_forward_loops_tape_bit_for_bit() {
+    let t = 11;
+    let c = case(t, 91);
+    let mut g = grad_graph(t, true);
+    gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+    let before = run(&g, &c);
+    let stats = gradlift::opt::tapes::share_tapes(&mut g);
+    assert_eq!(
+        stats.tapes_shared, 1,
+        "the gradient's backward loop reads the forward tape"
+    );
+    gradlift::ir::verify(&g).unwrap();
+    let recomputing = (g.nodes().iter())
+        .filter_map(|n| gradlift::ir::loops::scan_attrs(&n.attrs))
+        .filter(|(lp, _)| lp.recompute.is_some())
+        .count();
+    assert_eq!(recomputing, 0, "no loop recomputes any more");
+    assert_bits(&run(&g, &c), &before, "shared tape");
+    assert_bits(&before, &run(&grad_graph(t, false), &c), "unrolled");
+    // A checkpointed loop (fewer snapshots than steps) keeps recomputing: nothing shared.
+    let b = GraphBuilder::new("g");
+    let (ins, _, loss) = model_with(&b, t, Some(Some(3)));
+    let d = b.grad(loss, &ins).unwrap();
+    let mut g = b.finish(&[("loss", loss), ("dw", d[2])]).unwrap();
+    assert_eq!(gradlift::opt::tapes::share_tapes(&mut g).tapes_shared, 0);
 }

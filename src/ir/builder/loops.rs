@@ -41,6 +41,9 @@ pub struct ScanArgs<'a, 'b> {
     pub xs: &'a [Var<'b>],
     /// Values every step reads (a body cannot use the outer builder's values directly).
     pub consts: &'a [Var<'b>],
+    /// Carries the loop's VJP may keep at once (binomial checkpointing: memory for this many
+    /// carries instead of `length`, at the cost of recomputing steps); `None`: keep all.
+    pub checkpoint: Option<usize>,
 }
 
 impl GraphBuilder {
@@ -81,6 +84,7 @@ impl GraphBuilder {
             init,
             xs,
             consts,
+            checkpoint: None,
         };
         self.scan_with(args, body)
     }
@@ -135,6 +139,8 @@ impl GraphBuilder {
             n_carry,
             n_xs,
             body: graph,
+            checkpoint: a.checkpoint,
+            recompute: None,
         };
         let operands: Vec<Var<'b>> = a.init.iter().chain(a.xs).chain(a.consts).copied().collect();
         let results = self.push_loop(lp, &operands);

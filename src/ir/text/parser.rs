@@ -193,6 +193,13 @@ impl<'a> Parser<'a> {
             )),
             State::Inside { output_seen } => {
                 let first = cur.peek();
+                if first.tok != Tok::Word("forward") && self.wants_forward() {
+                    return Err(cur.expected(
+                        first,
+                        "`forward ... {` (a `scan` with `recompute=` begins its body with the \
+                         forward loop whose carries it recomputes)",
+                    ));
+                }
                 match (first.tok, output_seen) {
                     (Tok::Punct('}'), Some(_)) => {
                         cur.next();
@@ -227,6 +234,7 @@ impl<'a> Parser<'a> {
                         Ok(())
                     }
                     (Tok::Value(_) | Tok::Word("_"), None) => self.statement(cur),
+                    (Tok::Word("forward"), None) => self.forward_statement(cur),
                     _ => Err(cur.expected(
                         first,
                         "a statement (`%name = ...` or `output %a, ...`) or `}`",

@@ -22,7 +22,7 @@
 
 use super::hasher::NameSet;
 use super::lexer::is_identifier;
-use crate::ir::loops::{same_loop, scan_attrs};
+use crate::ir::loops::{Loop, same_loop, scan_attrs};
 use crate::ir::{Attrs, Graph, Node, NodeId, Op, TensorType};
 use crate::tensor::{Data, Tensor};
 use std::fmt::Write;
@@ -72,11 +72,20 @@ pub(super) fn print(g: &'_ Graph) -> String {
             let members = statement_members(f.g, f.next);
             p.scan_header(f.g, &members, &f.labels);
             f.next += members.len();
-            stack.push(Frame {
-                g: &lp.body,
-                labels: Labels::new(&lp.body, false),
-                next: 0,
-            });
+            // The body, then (printed first, on top) the forward loops it recomputes.
+            let mut lp: &Loop = lp;
+            loop {
+                stack.push(Frame {
+                    g: &lp.body,
+                    labels: Labels::new(&lp.body, false),
+                    next: 0,
+                });
+                let Some(rc) = &lp.recompute else { break };
+                lp = &rc.forward;
+                push_indent(&mut p.out, stack.len());
+                p.out.push_str("forward");
+                push_loop_attrs(&mut p.out, lp);
+            }
             continue;
         }
         f.labels.0[f.next].push_to(&mut p.out);
@@ -86,6 +95,26 @@ pub(super) fn print(g: &'_ Graph) -> String {
         f.next += 1;
     }
     p.out
+}
+
+/// ` length=.. carry=.. xs=.. [reverse=true] [checkpoint=..] [recompute=..] {` and the end of
+/// the line.
+fn push_loop_attrs(out: &mut String, lp: &Loop) {
+    let _ = write!(
+        out,
+        " length={} carry={} xs={}",
+        lp.length, lp.n_carry, lp.n_xs
+    );
+    if lp.reverse {
+        out.push_str(" reverse=true");
+    }
+    if let Some(k) = lp.checkpoint {
+        let _ = write!(out, " checkpoint={k}");
+    }
+    if let Some(rc) = &lp.recompute {
+        let _ = write!(out, " recompute={}", rc.snapshots);
+    }
+    out.push_str(" {\n");
 }
 
 fn push_indent(out: &mut String, depth: usize) {
@@ -263,15 +292,7 @@ impl<'g> Printer<'g> {
             out.push_str(if k == 0 { " " } else { ", " });
             labels.get(x).push_to(out);
         }
-        let _ = write!(
-            out,
-            " length={} carry={} xs={}",
-            lp.length, lp.n_carry, lp.n_xs
-        );
-        if lp.reverse {
-            out.push_str(" reverse=true");
-        }
-        out.push_str(" {\n");
+        push_loop_attrs(out, lp);
     }
 
     fn statement(&mut self, node: &'g Node, labels: &Labels<'_>) {

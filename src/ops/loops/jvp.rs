@@ -23,6 +23,21 @@ pub(crate) fn scan_jvp<'b>(
     if tangents.iter().all(Option::is_none) {
         return Ok(vec![None; n_res]);
     }
+    if let Some(rc) = &lp.recompute {
+        // Through the desugared form: the tape loop's JVP gives the tape's tangents.
+        let (taped, plain) = super::vjp::desugar(b, first);
+        let (nc, nfc) = (lp.n_carry, rc.forward.n_carry);
+        let x = nc + nfc..nc + nfc + rc.forward.n_xs;
+        let fwd_t: Vec<Option<Var<'b>>> = (tangents[nc..nc + nfc].iter())
+            .chain(&tangents[x])
+            .chain(&tangents[nc + lp.n_xs..])
+            .copied()
+            .collect();
+        let tape_t = scan_jvp(b, taped[0].id(), &fwd_t, batch)?;
+        let mut plain_t = tangents.to_vec();
+        plain_t.splice(nc..nc + nfc, tape_t[taped.len() - nfc..].iter().copied());
+        return scan_jvp(b, plain[0].id(), &plain_t, batch);
+    }
     let operands: Vec<Var<'b>> = node.inputs.iter().map(|&x| b.var(x)).collect();
     let roles = Roles::of(&lp);
     let (nc, nx) = (lp.n_carry, lp.n_xs);
@@ -60,6 +75,8 @@ pub(crate) fn scan_jvp<'b>(
         n_carry,
         n_xs: nx + xt.len(),
         body,
+        checkpoint: lp.checkpoint,
+        recompute: None,
     };
     let res = b.push_loop(fwd, &ops);
     let mut out = vec![None; n_res];

@@ -17,6 +17,8 @@
 //! differentiated again (grad of grad and HVPs through loops).
 
 pub mod jvp;
+mod recomputed;
+pub mod revolve;
 pub mod vjp;
 
 use super::{Arity, AttrKind, OpProps, OpRules};
@@ -51,6 +53,8 @@ fn infer_scan(tys: &[&TensorType], attrs: &Attrs) -> Result<TensorType, String> 
         } else {
             "const"
         };
+        let recomputed = role == "xs" && k - lp.n_carry < lp.n_recomputed();
+        let role = if recomputed { "recomputed carry" } else { role };
         let ok = if role == "xs" {
             t.dtype == want.dtype
                 && t.shape.first() == Some(&lp.length)
@@ -114,7 +118,7 @@ pub(crate) fn row(x: &Tensor, t: usize) -> Tensor {
 }
 
 /// Stacks equally typed rows along a new leading axis.
-fn stack(rows: &[Tensor]) -> Tensor {
+pub(crate) fn stack(rows: &[Tensor]) -> Tensor {
     let mut shape = vec![rows.len()];
     shape.extend(rows[0].shape());
     macro_rules! cat {
@@ -142,6 +146,9 @@ fn stack(rows: &[Tensor]) -> Tensor {
 /// carries, then stacked ys). The reference semantics: the body is evaluated by the
 /// interpreter, step by step.
 pub fn run_loop(lp: &Loop, args: &[&Tensor]) -> Vec<Tensor> {
+    if lp.recompute.is_some() {
+        return recomputed::run(lp, args);
+    }
     let (nc, nx) = (lp.n_carry, lp.n_xs);
     let mut carry: Vec<Tensor> = args[..nc].iter().map(|t| (*t).clone()).collect();
     let mut ys: Vec<Vec<Tensor>> = vec![Vec::with_capacity(lp.length); lp.n_ys()];

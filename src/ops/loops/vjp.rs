@@ -1,9 +1,8 @@
 //! The VJP of a loop's result group: a tape loop, then the body's VJP run backward.
 
 use crate::autodiff::GradError;
-use crate::ir::loops::{Loop, scan_attrs};
+use crate::ir::loops::{Loop, Recompute, scan_attrs};
 use crate::ir::{GraphBuilder, NodeId, Op, TensorType, Var};
-use std::sync::Arc;
 
 /// Which body inputs and outputs take part in a derivative, by index.
 pub(super) struct Roles {
@@ -59,6 +58,9 @@ pub(crate) fn scan_vjp<'b>(
     let node = b.graph().node(first).clone();
     let (lp, _) = scan_attrs(&node.attrs).expect("a scan node");
     let lp = lp.clone();
+    if lp.recompute.is_some() {
+        return vjp_recomputed(b, first, result_cts, batch);
+    }
     let operands: Vec<Var<'b>> = node.inputs.iter().map(|&x| b.var(x)).collect();
     let roles = Roles::of(&lp);
     let (nc, nx) = (lp.n_carry, lp.n_xs);
@@ -72,7 +74,6 @@ pub(crate) fn scan_vjp<'b>(
     let yf: Vec<usize> = (0..lp.n_ys())
         .filter(|&j| result_cts[nc + j].is_some())
         .collect();
-    let tape = tape(b, &lp, &operands);
     let body = backward_body(b, &lp, &roles, &yf, batch)?;
     let zeros = |v: Var<'b>| {
         let t = batched(&v.ty(), batch);
@@ -86,7 +87,7 @@ pub(crate) fn scan_vjp<'b>(
             .map(|&k| result_cts[k].unwrap_or_else(|| zeros(operands[k]))),
     );
     ops.extend(roles.kf.iter().map(|&k| zeros(operands[nc + nx + k])));
-    ops.extend(&tape);
+    ops.extend(&operands[..nc]); // the initial carries: the backward loop recomputes the rest
     ops.extend(&operands[nc..nc + nx]);
     for &j in &yf {
         let ct = result_cts[nc + j].expect("listed in yf");
@@ -100,6 +101,11 @@ pub(crate) fn scan_vjp<'b>(
         n_carry,
         n_xs: nc + nx + yf.len(),
         body,
+        checkpoint: None,
+        recompute: Some(Recompute {
+            snapshots: lp.checkpoint.unwrap_or(lp.length),
+            forward: lp.clone(),
+        }),
     };
     let res = b.push_loop(bwd, &ops);
     for (i, &k) in roles.cf.iter().enumerate() {
@@ -115,9 +121,9 @@ pub(crate) fn scan_vjp<'b>(
     Ok(contribs)
 }
 
-/// The loop again, with the carries entering each step stacked as extra ys: the tape the
-/// backward loop reads. Returns one stacked value per carry.
-fn tape<'b>(b: &'b GraphBuilder, lp: &Arc<Loop>, operands: &[Var<'b>]) -> Vec<Var<'b>> {
+/// The loop again, with the carries entering each step stacked as extra ys (a tape). Returns
+/// all its results; the last `n_carry` are the stacked carries.
+pub(super) fn tape<'b>(b: &'b GraphBuilder, lp: &Loop, operands: &[Var<'b>]) -> Vec<Var<'b>> {
     let mut body = lp.body.clone();
     let mut outs = body.outputs().to_vec();
     for &c in &body.inputs()[..lp.n_carry] {
@@ -128,13 +134,74 @@ fn tape<'b>(b: &'b GraphBuilder, lp: &Arc<Loop>, operands: &[Var<'b>]) -> Vec<Va
         outs.push(copy);
     }
     body.set_outputs(outs);
-    let n_out = body.outputs().len();
-    let taped = Loop {
-        body,
-        ..(**lp).clone()
+    let taped = Loop { body, ..lp.clone() };
+    b.push_loop(taped, operands)
+}
+
+/// A recomputing backward loop written out as what it means: a tape loop of its forward loop
+/// and the same backward loop reading that tape. Returns both loops' results (tape first),
+/// so the derivative rules can differentiate the two plain loops.
+pub(super) fn desugar<'b>(b: &'b GraphBuilder, first: NodeId) -> (Vec<Var<'b>>, Vec<Var<'b>>) {
+    let node = b.graph().node(first).clone();
+    let lp = scan_attrs(&node.attrs).expect("a scan node").0.clone();
+    let rc = lp.recompute.clone().expect("a recomputing loop");
+    let fwd = &rc.forward;
+    let ops: Vec<Var<'b>> = node.inputs.iter().map(|&x| b.var(x)).collect();
+    let nc = lp.n_carry;
+    let (c0, x) = (
+        nc..nc + fwd.n_carry,
+        nc + fwd.n_carry..nc + fwd.n_carry + fwd.n_xs,
+    );
+    let consts = nc + lp.n_xs..ops.len();
+    let fwd_ops: Vec<Var<'b>> = (ops[c0.clone()].iter().chain(&ops[x]).chain(&ops[consts]))
+        .copied()
+        .collect();
+    let taped = tape(b, fwd, &fwd_ops);
+    let stacked = &taped[taped.len() - fwd.n_carry..];
+    let mut plain_ops = ops.clone();
+    plain_ops.splice(c0, stacked.iter().copied());
+    let plain = Loop {
+        recompute: None,
+        ..(*lp).clone()
     };
-    let res = b.push_loop(taped, operands);
-    res[n_out - lp.n_carry..].to_vec()
+    let plain_res = b.push_loop(plain, &plain_ops);
+    (taped, plain_res)
+}
+
+/// [`scan_vjp`] of a recomputing loop: through its desugared form.
+fn vjp_recomputed<'b>(
+    b: &'b GraphBuilder,
+    first: NodeId,
+    result_cts: &[Option<Var<'b>>],
+    batch: Option<usize>,
+) -> Result<Vec<Option<Var<'b>>>, GradError> {
+    let lp = scan_attrs(&b.graph().node(first).attrs)
+        .expect("a scan node")
+        .0
+        .clone();
+    let fwd = lp.recompute.as_ref().expect("recomputing").forward.clone();
+    let (taped, plain) = desugar(b, first);
+    let (nc, nfc) = (lp.n_carry, fwd.n_carry);
+    let mut cts = scan_vjp(b, plain[0].id(), result_cts, batch)?;
+    let mut tape_cts = vec![None; taped.len()];
+    tape_cts[taped.len() - nfc..].clone_from_slice(&cts[nc..nc + nfc]);
+    let fwd_cts = scan_vjp(b, taped[0].id(), &tape_cts, batch)?;
+    // The recomputing loop's operands: the tape slots become the initial carries.
+    for (k, c) in fwd_cts[..nfc].iter().enumerate() {
+        cts[nc + k] = *c;
+    }
+    let add = |a: Option<Var<'b>>, c: Option<Var<'b>>| match (a, c) {
+        (Some(a), Some(c)) => Some(a + c),
+        (a, c) => a.or(c),
+    };
+    for k in 0..fwd.n_xs {
+        cts[nc + nfc + k] = add(cts[nc + nfc + k], fwd_cts[nfc + k]);
+    }
+    let kc = nc + lp.n_xs;
+    for (k, c) in fwd_cts[nfc + fwd.n_xs..].iter().enumerate() {
+        cts[kc + k] = add(cts[kc + k], *c);
+    }
+    Ok(cts)
 }
 
 /// The backward body: inputs `carry cotangents (float carries), const cotangent sums (float

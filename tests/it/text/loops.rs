@@ -54,7 +54,12 @@ fn a_hand_written_scan_file_computes_hand_computed_values() {
 }
 
 /// A model with a loop-carried state, per-step inputs and a const (as in `tests/it/loops.rs`).
-fn model<'b>(b: &'b GraphBuilder, t: usize, reverse: bool) -> ([Var<'b>; 3], Var<'b>, Var<'b>) {
+fn model<'b>(
+    b: &'b GraphBuilder,
+    t: usize,
+    reverse: bool,
+    checkpoint: Option<usize>,
+) -> ([Var<'b>; 3], Var<'b>, Var<'b>) {
     let c0 = b.input("c0", DType::F64, &[3]);
     let xs = b.input("xs", DType::F64, &[t, 3]);
     let w = b.input("w", DType::F64, &[3, 3]);
@@ -64,6 +69,7 @@ fn model<'b>(b: &'b GraphBuilder, t: usize, reverse: bool) -> ([Var<'b>; 3], Var
         init: &[c0],
         xs: &[xs],
         consts: &[w],
+        checkpoint,
     };
     let out = b.scan_with(args, |_, s| {
         let h = (s.consts[0]
@@ -136,9 +142,9 @@ fn check(g: &Graph) -> String {
 
 #[test]
 fn builder_loops_and_their_derivatives_round_trip() {
-    for (t, reverse) in [(1, false), (5, true)] {
+    for (t, reverse, checkpoint) in [(1, false, None), (5, true, Some(2))] {
         let b = GraphBuilder::new("m");
-        let (ins, c, loss) = model(&b, t, reverse);
+        let (ins, c, loss) = model(&b, t, reverse, checkpoint);
         let g1 = b.grad(loss, &ins).unwrap();
         let dirs: Vec<Var<'_>> = (ins.iter().enumerate())
             .map(|(k, v)| b.input(&format!("v{k}"), DType::F64, &v.shape()))
@@ -156,7 +162,13 @@ fn builder_loops_and_their_derivatives_round_trip() {
             ("gg1", gg[1]),
         ];
         let g = b.finish(&outs).unwrap();
-        check(&g);
+        let printed = check(&g);
+        // A loop's VJP recomputes the forward carries: its body holds the forward loop.
+        assert!(printed.contains(" recompute="), "{printed}");
+        assert!(printed.contains("\n    forward length="), "{printed}");
+        if checkpoint.is_some() {
+            assert!(printed.contains(" checkpoint=2 {"), "{printed}");
+        }
         // The optimizer drops unused results of a group: those print as `_`.
         let mut o = g.clone();
         gradlift::opt::optimize(&mut o, &gradlift::opt::OptConfig::default());

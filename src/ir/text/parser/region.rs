@@ -7,6 +7,19 @@
 //! }
 //! ```
 //!
+//! A backward loop that recomputes the carries of a forward loop (`recompute=SNAPSHOTS`, see
+//! [`crate::ir::loops::Recompute`]) holds that forward loop as the first statement of its
+//! body, a region without operands or results:
+//!
+//! ```text
+//! %cb, %xb = scan %ct, %c0, %xs, %ysb length=5 carry=1 xs=3 recompute=2 {
+//!   forward length=5 carry=1 xs=1 {
+//!     ...the forward loop's body
+//!   }
+//!   ...the backward body
+//! }
+//! ```
+//!
 //! Nesting without recursion: opening a body suspends the enclosing graph (its nodes, names
 //! and the header being parsed) on [`Parser::outer`] and starts an empty graph; the body's
 //! closing `}` pops it back and appends the header's result nodes to it. Everything that reads
@@ -14,8 +27,8 @@
 //! they nest, so the reader caps the nesting at [`MAX_LOOP_NESTING`].
 
 use super::{Cursor, NameMap, ParseError, Parser, State, Tok, Token, is_numeric, parse_index};
-use crate::ir::loops::Loop;
-use crate::ir::{Attrs, Graph, NodeId, Op, Origin};
+use crate::ir::loops::{Loop, Recompute};
+use crate::ir::{Attrs, Graph, NodeId, Op, Origin, TensorType};
 use std::sync::Arc;
 
 /// How deeply loop bodies may nest in a `.gir` file (a body inside a body inside ... ).
@@ -24,16 +37,40 @@ pub const MAX_LOOP_NESTING: usize = 64;
 /// The longest loop the reader accepts (the element limit of a type, 2^31 − 1).
 const MAX_LENGTH: usize = i32::MAX as usize;
 
-/// A parsed `scan` header whose body is open.
-pub(super) struct Header<'a> {
-    /// One entry per body output: the result's name and column, or `None` for `_`.
-    results: Vec<Option<(&'a str, u32)>>,
-    operands: Vec<NodeId>,
+/// The attributes of a loop header.
+#[derive(Clone, Copy)]
+struct LoopAttrs {
     length: usize,
     reverse: bool,
     n_carry: usize,
     n_xs: usize,
-    /// The header's line and the column of the `scan` keyword.
+    checkpoint: Option<usize>,
+    /// `recompute=SNAPSHOTS`: the body starts with a `forward` region.
+    recompute: Option<usize>,
+}
+
+/// The attribute keys of a loop header, in canonical order.
+const KEYS: [&str; 6] = [
+    "length",
+    "carry",
+    "xs",
+    "reverse",
+    "checkpoint",
+    "recompute",
+];
+
+/// A parsed loop header whose body is open: a `scan` statement, or (no results, no operands)
+/// the `forward` region of a recomputing loop.
+pub(super) struct Header<'a> {
+    /// One entry per body output: the result's name and column, or `None` for `_`.
+    results: Vec<Option<(&'a str, u32)>>,
+    operands: Vec<NodeId>,
+    attrs: LoopAttrs,
+    /// A `forward` region rather than a `scan` statement.
+    is_forward: bool,
+    /// The forward loop, once its region closed (`recompute` only).
+    forward: Option<Arc<Loop>>,
+    /// The header's line and the column of its keyword.
     pub(super) line: u32,
     col: u32,
 }
@@ -110,83 +147,70 @@ impl<'a> Parser<'a> {
     ) -> Result<(), ParseError> {
         self.check_result_names(cur, &results)?;
         let operands = self.operands(cur)?;
-        // Attributes: `length` (required), `carry`, `xs`, `reverse`, in any order.
-        let mut slots: [Option<(usize, u32)>; 4] = [None; 4];
-        const KEYS: [&str; 4] = ["length", "carry", "xs", "reverse"];
-        while let Tok::Word(key) = cur.peek().tok {
-            let kt = cur.next();
-            let Some(k) = KEYS.iter().position(|&s| s == key) else {
-                return Err(cur.err(
-                    kt.col,
-                    format!(
-                        "unknown attribute `{key}`: `scan` takes `length`, `carry`, `xs` and \
-                         `reverse`"
-                    ),
-                ));
-            };
-            if slots[k].is_some() {
-                return Err(cur.err(kt.col, format!("attribute `{key}` is given twice")));
-            }
-            cur.punct('=', &format!("`=` after the attribute name `{key}`"))?;
-            let vt = cur.next();
-            let v = if key == "reverse" {
-                match vt.tok {
-                    Tok::Word("true") => 1,
-                    Tok::Word("false") => 0,
-                    _ => return Err(cur.expected(vt, "`true` or `false` for `reverse`")),
-                }
-            } else {
-                parse_index(cur, vt, &format!("a count for `{key}`"))?
-            };
-            slots[k] = Some((v, vt.col));
-        }
-        let t = cur.next();
-        if t.tok != Tok::Punct('{') {
-            let what = if matches!(t.tok, Tok::Value(_)) && !operands.is_empty() {
-                "`,` between operands, an attribute or `{` opening the loop body"
-            } else {
-                "an attribute `key=value` or `{` opening the loop body"
-            };
-            return Err(cur.expected(t, what));
-        }
-        cur.eol("end of line after `{` (each statement of the body goes on its own line)")?;
+        let attrs = loop_attrs(cur, kw, !operands.is_empty())?;
         if operands.is_empty() {
             return Err(cur.err(kw.col, "`scan` takes one or more operands, found 0".into()));
         }
-        let Some((length, length_col)) = slots[0] else {
-            return Err(cur.err(kw.col, "`scan` requires the attribute `length`".into()));
-        };
-        if length > MAX_LENGTH {
+        let need = attrs.n_carry.saturating_add(attrs.n_xs);
+        if need > operands.len() {
             return Err(cur.err(
-                length_col,
-                format!("`length={length}` is too large (at most 2^31 - 1 = {MAX_LENGTH} steps)"),
-            ));
-        }
-        let (n_carry, n_xs) = (slots[1].map_or(0, |s| s.0), slots[2].map_or(0, |s| s.0));
-        if n_carry.saturating_add(n_xs) > operands.len() {
-            let col = slots[1].or(slots[2]).map_or(kw.col, |s| s.1);
-            return Err(cur.err(
-                col,
+                kw.col,
                 format!(
-                    "`carry={n_carry}` and `xs={n_xs}` need {} operands, found {}",
-                    n_carry.saturating_add(n_xs),
+                    "`carry={}` and `xs={}` need {need} operands, found {}",
+                    attrs.n_carry,
+                    attrs.n_xs,
                     operands.len()
                 ),
             ));
         }
-        if self.outer.len() >= MAX_LOOP_NESTING {
+        self.open_region(cur, results, operands, attrs, kw)
+    }
+
+    /// `forward ATTRS {`: the forward loop of a recomputing loop, first in its body.
+    pub(super) fn forward_statement(&mut self, cur: &mut Cursor<'_, 'a>) -> Result<(), ParseError> {
+        let kw = cur.next();
+        let wanted = self.wants_forward();
+        if !wanted {
             return Err(cur.err(
-                t.col,
+                kw.col,
+                "`forward` only opens the forward loop of a `scan` with `recompute=`, as the \
+                 first statement of its body"
+                    .into(),
+            ));
+        }
+        let attrs = loop_attrs(cur, kw, false)?;
+        self.open_region(cur, Vec::new(), Vec::new(), attrs, kw)
+    }
+
+    /// True when the innermost open body belongs to a `recompute=` loop and has no statement
+    /// yet: its first statement must be `forward`.
+    pub(super) fn wants_forward(&self) -> bool {
+        self.outer.last().is_some_and(|s| {
+            s.header.attrs.recompute.is_some() && s.header.forward.is_none() && self.g.len() == 0
+        })
+    }
+
+    fn open_region(
+        &mut self,
+        cur: &Cursor<'_, 'a>,
+        results: Vec<Option<(&'a str, u32)>>,
+        operands: Vec<NodeId>,
+        attrs: LoopAttrs,
+        kw: Token<'a>,
+    ) -> Result<(), ParseError> {
+        if self.outer.len() >= MAX_LOOP_NESTING {
+            let brace = cur.toks[cur.toks.len() - 2];
+            return Err(cur.err(
+                brace.col,
                 format!("loop bodies nest more than {MAX_LOOP_NESTING} deep (the reader's limit)"),
             ));
         }
         let header = Header {
+            is_forward: results.is_empty(),
             results,
             operands,
-            length,
-            reverse: slots[3].is_some_and(|s| s.0 == 1),
-            n_carry,
-            n_xs,
+            attrs,
+            forward: None,
             line: cur.line,
             col: kw.col,
         };
@@ -234,15 +258,34 @@ impl<'a> Parser<'a> {
     }
 
     /// Closes the innermost loop body (its `output` was seen): restores the enclosing graph
-    /// and appends the header's result nodes (one group) to it.
+    /// and appends the header's result nodes (one group) to it, or, for a `forward` region,
+    /// hands the loop to the enclosing header.
     pub(super) fn close_region(&mut self) -> Result<(), ParseError> {
         let s = self.outer.pop().expect("a loop body is open");
         let body = std::mem::replace(&mut self.g, s.g);
         self.names = s.names;
         self.state = State::Inside { output_seen: None };
         let h = s.header;
+        let a = h.attrs;
+        let lp = Loop {
+            length: a.length,
+            reverse: a.reverse,
+            n_carry: a.n_carry,
+            n_xs: a.n_xs,
+            body,
+            checkpoint: a.checkpoint,
+            recompute: match (a.recompute, h.forward.clone()) {
+                (Some(snapshots), Some(forward)) => Some(Recompute { forward, snapshots }),
+                _ => None,
+            },
+        };
+        if h.is_forward {
+            let parent = &mut self.outer.last_mut().expect("inside a body").header;
+            parent.forward = Some(Arc::new(lp));
+            return Ok(());
+        }
         let first_col = h.results.iter().flatten().next().map_or(h.col, |r| r.1);
-        let n_out = body.outputs().len();
+        let n_out = lp.body.outputs().len();
         if h.results.len() != n_out {
             return Err(h.err(
                 first_col,
@@ -253,13 +296,11 @@ impl<'a> Parser<'a> {
                 ),
             ));
         }
-        let lp = Arc::new(Loop {
-            length: h.length,
-            reverse: h.reverse,
-            n_carry: h.n_carry,
-            n_xs: h.n_xs,
-            body,
-        });
+        if let Some(rc) = &lp.recompute {
+            let tys: Vec<&TensorType> = h.operands.iter().map(|&x| self.g.ty(x)).collect();
+            check_forward(&lp, rc, &tys).map_err(|m| h.err(h.col, m))?;
+        }
+        let lp = Arc::new(lp);
         for (result, named) in h.results.iter().enumerate() {
             let Some((name, col)) = *named else { continue };
             let attrs = Attrs::Scan {
@@ -278,4 +319,101 @@ impl<'a> Parser<'a> {
         }
         Ok(())
     }
+}
+
+/// Parses a loop header's attributes and its `{` to the end of the line. `has_operands` only
+/// chooses the wording of an error.
+fn loop_attrs(
+    cur: &mut Cursor<'_, '_>,
+    kw: Token<'_>,
+    has_operands: bool,
+) -> Result<LoopAttrs, ParseError> {
+    let what = match kw.tok {
+        Tok::Word(w) => w,
+        _ => "scan",
+    };
+    let mut slots: [Option<(usize, u32)>; 6] = [None; 6];
+    while let Tok::Word(key) = cur.peek().tok {
+        let kt = cur.next();
+        let Some(k) = KEYS.iter().position(|&s| s == key) else {
+            return Err(cur.err(
+                kt.col,
+                format!(
+                    "unknown attribute `{key}`: `{what}` takes `length`, `carry`, `xs`, \
+                     `reverse`, `checkpoint` and `recompute`"
+                ),
+            ));
+        };
+        if slots[k].is_some() {
+            return Err(cur.err(kt.col, format!("attribute `{key}` is given twice")));
+        }
+        cur.punct('=', &format!("`=` after the attribute name `{key}`"))?;
+        let vt = cur.next();
+        let v = if key == "reverse" {
+            match vt.tok {
+                Tok::Word("true") => 1,
+                Tok::Word("false") => 0,
+                _ => return Err(cur.expected(vt, "`true` or `false` for `reverse`")),
+            }
+        } else {
+            parse_index(cur, vt, &format!("a count for `{key}`"))?
+        };
+        slots[k] = Some((v, vt.col));
+    }
+    let t = cur.next();
+    if t.tok != Tok::Punct('{') {
+        let what = if matches!(t.tok, Tok::Value(_)) && has_operands {
+            "`,` between operands, an attribute or `{` opening the loop body"
+        } else {
+            "an attribute `key=value` or `{` opening the loop body"
+        };
+        return Err(cur.expected(t, what));
+    }
+    cur.eol("end of line after `{` (each statement of the body goes on its own line)")?;
+    let Some((length, length_col)) = slots[0] else {
+        return Err(cur.err(kw.col, format!("`{what}` requires the attribute `length`")));
+    };
+    if length > MAX_LENGTH {
+        return Err(cur.err(
+            length_col,
+            format!("`length={length}` is too large (at most 2^31 - 1 = {MAX_LENGTH} steps)"),
+        ));
+    }
+    Ok(LoopAttrs {
+        length,
+        reverse: slots[3].is_some_and(|s| s.0 == 1),
+        n_carry: slots[1].map_or(0, |s| s.0),
+        n_xs: slots[2].map_or(0, |s| s.0),
+        checkpoint: slots[4].map(|s| s.0),
+        recompute: slots[5].map(|s| s.0),
+    })
+}
+
+/// Checks the forward loop of a recomputing loop `lp` against `lp`'s operand types `tys`: it
+/// runs as many steps, and its operands are `lp`'s first xs (its initial carries, unstacked,
+/// then its xs) and `lp`'s consts, with the types its body needs.
+fn check_forward(lp: &Loop, rc: &Recompute, tys: &[&TensorType]) -> Result<(), String> {
+    let f = &rc.forward;
+    if f.length != lp.length {
+        return Err(format!(
+            "the forward loop runs {} steps, the recomputing loop {}",
+            f.length, lp.length
+        ));
+    }
+    let (nc, nx) = (lp.n_carry, lp.n_xs);
+    if f.n_carry + f.n_xs > nx || nc + nx > tys.len() {
+        return Err(format!(
+            "the forward loop's {} carries and {} xs do not fit in the loop's {nx} xs",
+            f.n_carry, f.n_xs
+        ));
+    }
+    let mut ops: Vec<&TensorType> = tys[nc..nc + f.n_carry + f.n_xs].to_vec();
+    ops.extend(&tys[nc + nx..]);
+    let attrs = Attrs::Scan {
+        body: rc.forward.clone(),
+        result: 0,
+    };
+    crate::ops::infer(Op::Scan, &ops, &attrs)
+        .map(|_| ())
+        .map_err(|e| format!("invalid forward loop: {}", e.message))
 }
