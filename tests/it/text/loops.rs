@@ -229,3 +229,30 @@ fn loop_nesting_is_capped_with_a_clear_error() {
     // Far deeper files fail the same way, without recursion.
     assert!(text::parse(&nested(100_000)).is_err());
 }
+
+#[test]
+fn the_documented_loop_example_computes_what_a_rust_loop_computes() {
+    let doc = std::fs::read_to_string(root().join("docs/gir.md")).unwrap();
+    let start = doc.find("# c_{t+1}").expect("the loop example in docs/gir.md");
+    let src = &doc[start..start + doc[start..].find("```").unwrap()];
+    let (g, _) = round_trip(src);
+    let ins = inputs(&g);
+    let r = interp::run(&g, &ins).unwrap();
+    let (c0, xs, w) = (ins[0].to_f64_vec(), ins[1].to_f64_vec(), ins[2].to_f64_vec());
+    let mut c = c0;
+    let mut loss = 0.0;
+    for t in 0..100 {
+        let mut next = [0.0; 3];
+        for i in 0..3 {
+            let v: f64 = (0..3).map(|j| w[3 * i + j] * c[j]).sum::<f64>() + xs[3 * t + i];
+            next[i] = c[i] + v.tanh() * 0.7;
+        }
+        c = next.to_vec();
+        loss += c.iter().map(|x| x * x).sum::<f64>();
+    }
+    for (a, b) in r[0].to_f64_vec().iter().zip(&c) {
+        assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    let got = r[1].scalar_value().unwrap();
+    assert!((got - loss).abs() <= 1e-10 * loss.abs(), "{got} vs {loss}");
+}
