@@ -16,6 +16,7 @@ mod loops;
 mod mlp;
 mod props;
 mod random;
+mod random_loops;
 mod scale;
 mod simd;
 mod text;
