@@ -822,7 +822,10 @@ fn generator_covers_ops_dtypes_ranks_and_derivatives() {
         if case.smooth && !scan_bodies.is_empty() {
             smooth_loops += 1;
         }
-        if scan_bodies.iter().any(|b| b.nodes().iter().any(|n| n.op == Op::Scan)) {
+        if scan_bodies
+            .iter()
+            .any(|b| b.nodes().iter().any(|n| n.op == Op::Scan))
+        {
             nested += 1;
         }
         let (g, claims) = case.build().unwrap();

@@ -315,7 +315,11 @@ fn finish(
 }
 
 /// Picks a node satisfying `pred`, preferring recent ones and sometimes reaching far back.
-pub(crate) fn pick_where(r: &mut Rng, g: &Graph, pred: impl Fn(&TensorType) -> bool) -> Option<NodeId> {
+pub(crate) fn pick_where(
+    r: &mut Rng,
+    g: &Graph,
+    pred: impl Fn(&TensorType) -> bool,
+) -> Option<NodeId> {
     let cands: Vec<usize> = (0..g.len()).filter(|&i| pred(&g.nodes()[i].ty)).collect();
     if cands.is_empty() {
         return None;
@@ -779,15 +783,12 @@ pub(crate) fn random_step(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
             }
             (vec![a], Attrs::Powi { n })
         }
-        Op::Gather
-        | Op::ScatterAdd
-        | Op::Argmax
-        | Op::Argmin
-        | Op::Iota
-        | Op::RandomUniform => match indexing(r, g, op, a, dtype, shapes) {
-            Some(x) => x,
-            None => return,
-        },
+        Op::Gather | Op::ScatterAdd | Op::Argmax | Op::Argmin | Op::Iota | Op::RandomUniform => {
+            match indexing(r, g, op, a, dtype, shapes) {
+                Some(x) => x,
+                None => return,
+            }
+        }
         Op::Cast if !smooth && r.one_in(6) => (vec![a], Attrs::Cast { to: DType::I32 }),
         Op::Cast => {
             let to = if ta.dtype == DType::Bool || r.one_in(3) {
@@ -960,7 +961,6 @@ pub(crate) fn random_step(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
     {
         maybe_name(r, g, used, id);
     }
-
 }
 
 /// A random graph with `steps` attempted ops (the property tests' entry point): the forward

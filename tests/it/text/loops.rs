@@ -233,12 +233,18 @@ fn loop_nesting_is_capped_with_a_clear_error() {
 #[test]
 fn the_documented_loop_example_computes_what_a_rust_loop_computes() {
     let doc = std::fs::read_to_string(root().join("docs/gir.md")).unwrap();
-    let start = doc.find("# c_{t+1}").expect("the loop example in docs/gir.md");
+    let start = doc
+        .find("# c_{t+1}")
+        .expect("the loop example in docs/gir.md");
     let src = &doc[start..start + doc[start..].find("```").unwrap()];
     let (g, _) = round_trip(src);
     let ins = inputs(&g);
     let r = interp::run(&g, &ins).unwrap();
-    let (c0, xs, w) = (ins[0].to_f64_vec(), ins[1].to_f64_vec(), ins[2].to_f64_vec());
+    let (c0, xs, w) = (
+        ins[0].to_f64_vec(),
+        ins[1].to_f64_vec(),
+        ins[2].to_f64_vec(),
+    );
     let mut c = c0;
     let mut loss = 0.0;
     for t in 0..100 {
@@ -255,4 +261,19 @@ fn the_documented_loop_example_computes_what_a_rust_loop_computes() {
     }
     let got = r[1].scalar_value().unwrap();
     assert!((got - loss).abs() <= 1e-10 * loss.abs(), "{got} vs {loss}");
+}
+
+/// The fuzz targets' seeds with loops satisfy both targets' properties (parse: round trip;
+/// pipeline: grad, JVP, optimizer and backends agree).
+#[test]
+fn loop_fuzz_seeds_pass_both_fuzz_properties() {
+    for name in ["loops", "loops_nested"] {
+        let src = std::fs::read(root().join(format!("fuzz/seeds/parse/{name}.gir"))).unwrap();
+        crate::fuzz_check::parse_roundtrip(&src);
+        round_trip(std::str::from_utf8(&src).unwrap());
+        for suffix in ["", "-nograd"] {
+            let p = root().join(format!("fuzz/seeds/pipeline/{name}{suffix}.bin"));
+            crate::fuzz_check::pipeline(&std::fs::read(p).unwrap());
+        }
+    }
 }
