@@ -186,7 +186,7 @@ impl<'a> Parser<'a> {
     /// yet: its first statement must be `forward`.
     pub(super) fn wants_forward(&self) -> bool {
         self.outer.last().is_some_and(|s| {
-            s.header.attrs.recompute.is_some() && s.header.forward.is_none() && self.g.len() == 0
+            s.header.attrs.recompute.is_some() && s.header.forward.is_none() && self.g.is_empty()
         })
     }
 
