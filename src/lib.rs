@@ -16,6 +16,8 @@
 //! - [`interp`]: the reference interpreter ([`interp::run`]; [`interp::run_checked`] reports
 //!   where a NaN or infinity first appeared, see [`finite`]).
 //! - [`jit`]: the Cranelift backend ([`jit::compile`], [`jit::Kernel`]).
+//! - [`comm`]: communicators for the collective ops (one process, threads as ranks, MPI
+//!   behind the `mpi` feature).
 //! - [`gradbench`]: the GradBench evals as graphs (used by `gradlift gradbench`).
 //!
 //! # Closures over `Var`s
@@ -64,6 +66,7 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod autodiff;
+pub mod comm;
 mod error;
 pub mod finite;
 pub mod gradbench;

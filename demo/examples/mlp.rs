@@ -20,8 +20,15 @@
 //! model without its ReLU (`--linear`, a linear softmax classifier) reaches 61.9%. It prints a
 //! progress bar with the loss and throughput and the final accuracy, and writes the loss
 //! curve to `mlp_loss.svg`.
+//!
+//! Data-parallel: `--ranks N` trains on N threads of this process, `--data-parallel` on the
+//! processes of `mpirun -np N` (the demo built with `--features mpi`); each rank computes its
+//! share of every global batch of `--batch` examples with the data-parallel step graph (the
+//! gradients all-reduced inside the kernel), and rank 0 reports. Every mode ends with a
+//! `final loss: X` line (the last step's loss on its global batch) for scripts to compare.
 
 use clap::Parser;
+use gradlift::comm::{Communicator, SingleProcess, ThreadComm};
 use gradlift::{DType, jit, opt};
 use gradlift_demo::mlp as common;
 use gradlift_demo::mlp::{Arch, CLASSES, DIM, Dataset, Optim, Rng, Trainer};
@@ -69,9 +76,16 @@ struct Args {
     /// Write the loss curve (SVG) here.
     #[arg(long, default_value = "mlp_loss.svg")]
     plot: PathBuf,
-    /// No progress bar; print only the final summary line.
+    /// No progress bar; print only the final summary and `final loss:` lines.
     #[arg(long)]
     quiet: bool,
+    /// Data-parallel over MPI: run under `mpirun -np P`; each rank computes 1/P of every
+    /// global batch of `--batch` examples (needs the demo built with `--features mpi`).
+    #[arg(long)]
+    data_parallel: bool,
+    /// Data-parallel over N threads of this process (no MPI needed; the same code path).
+    #[arg(long)]
+    ranks: Option<usize>,
 }
 
 fn main() {
@@ -124,36 +138,172 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         t0.elapsed()
     ));
 
-    // One training-step graph, optimized and compiled once.
-    let t0 = Instant::now();
     let arch = Arch {
         dim: DIM,
         hidden: args.hidden,
         classes: CLASSES,
         relu: !args.linear,
     };
-    let mut g = common::train_step_graph(DType::F32, args.batch, arch, optim)?;
+    let run = if args.data_parallel {
+        mpi_ranks(args, arch, optim, &train)?
+    } else if let Some(n) = args.ranks {
+        thread_ranks(args, arch, optim, &train, n)?
+    } else {
+        Some(train_rank(args, arch, optim, &train, &SingleProcess).map_err(|e| e.to_string())?)
+    };
+    // Ranks other than 0 are done.
+    let Some(Run {
+        losses,
+        params,
+        time: train_time,
+        ema,
+    }) = run
+    else {
+        return Ok(());
+    };
+    let samples = losses.len() * args.batch;
+
+    // Evaluation and plot.
+    let predict = jit::compile(&common::predict_graph(DType::F32, 1000, arch)?)?;
+    let test_acc = common::accuracy(&predict, &params, &test);
+    let train_acc = common::accuracy(&predict, &params, &subset(&train, test.len()));
+    plot_losses(&args.plot, &losses, test_acc)?;
+    say(format!("loss curve written to {}", args.plot.display()));
+    println!(
+        "{} steps ({} samples) in {:.2?}: {:.0} samples/s, final loss (EMA) {:.4}, \
+         train accuracy {:.2}%, test accuracy {:.2}%",
+        losses.len(),
+        samples,
+        train_time,
+        samples as f64 / train_time.as_secs_f64(),
+        ema,
+        100.0 * train_acc,
+        100.0 * test_acc
+    );
+    // The loss of the last step (the global batch's in data-parallel runs), for scripts that
+    // compare runs.
+    println!("final loss: {}", losses.last().copied().unwrap_or(f32::NAN));
+    Ok(())
+}
+
+/// What one rank's training produced.
+struct Run {
+    losses: Vec<f32>,
+    params: Vec<Vec<f32>>,
+    time: std::time::Duration,
+    ema: f32,
+}
+
+/// `--data-parallel`: this process is one MPI rank; rank 0 gets the run, the others `None`.
+#[cfg(feature = "mpi")]
+fn mpi_ranks(
+    args: &Args,
+    arch: Arch,
+    optim: Optim,
+    train: &Dataset,
+) -> Result<Option<Run>, Box<dyn std::error::Error>> {
+    let comm = gradlift::comm::MpiComm::init()?;
+    let run = train_rank(args, arch, optim, train, &comm).map_err(|e| e.to_string())?;
+    Ok((comm.rank() == 0).then_some(run))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi_ranks(
+    _: &Args,
+    _: Arch,
+    _: Optim,
+    _: &Dataset,
+) -> Result<Option<Run>, Box<dyn std::error::Error>> {
+    Err("--data-parallel needs MPI: build the demo with `--features mpi` (or use --ranks N for threads)".into())
+}
+
+/// `--ranks N`: N threads of this process are the ranks; rank 0's run.
+fn thread_ranks(
+    args: &Args,
+    arch: Arch,
+    optim: Optim,
+    train: &Dataset,
+    n: usize,
+) -> Result<Option<Run>, Box<dyn std::error::Error>> {
+    if n == 0 {
+        return Err("--ranks must be positive".into());
+    }
+    let comms = ThreadComm::group(n);
+    let mut runs = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .iter()
+            .map(|c| s.spawn(|| train_rank(args, arch, optim, train, c).map_err(|e| e.to_string())))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().map_err(|_| "a rank panicked".to_string())?)
+            .collect::<Result<Vec<Run>, String>>()
+    })?;
+    Ok(Some(runs.swap_remove(0)))
+}
+
+/// Trains as rank `comm.rank()` of `comm.size()`: builds, optimizes and compiles the step
+/// (data-parallel when there is more than one rank or `--data-parallel`/`--ranks` asked for
+/// it) and runs it on this rank's share of each global batch. Only rank 0 reports progress.
+fn train_rank(
+    args: &Args,
+    arch: Arch,
+    optim: Optim,
+    train: &Dataset,
+    comm: &dyn Communicator,
+) -> Result<Run, Box<dyn std::error::Error + Send + Sync>> {
+    let (rank, size) = (comm.rank(), comm.size());
+    let data_parallel = args.data_parallel || args.ranks.is_some();
+    if !args.batch.is_multiple_of(size) {
+        return Err(format!(
+            "--batch {} is not a multiple of the {size} ranks",
+            args.batch
+        )
+        .into());
+    }
+    let local = args.batch / size;
+    let say = |s: String| {
+        if !args.quiet && rank == 0 {
+            println!("{s}");
+        }
+    };
+
+    // One training-step graph, optimized and compiled once.
+    let t0 = Instant::now();
+    let mut g = if data_parallel {
+        common::data_parallel_step_graph(DType::F32, local, arch, optim)?
+    } else {
+        common::train_step_graph(DType::F32, args.batch, arch, optim)?
+    };
     let graph_nodes = (g.len(), {
         opt::optimize(&mut g, &opt::OptConfig::default());
         g.len()
     });
-    let kernel = common::compile_step(&g, optim)?;
-    let predict = jit::compile(&common::predict_graph(DType::F32, 1000, arch)?)?;
+    // Ranks sharing this machine's cores: one kernel thread each.
+    let cfg = jit::JitConfig {
+        kernel_threads: (size > 1).then_some(std::num::NonZeroUsize::MIN),
+        ..jit::JitConfig::default()
+    };
+    let kernel = common::compile_step_with(&g, optim, cfg)?;
     say(format!(
-        "step kernel: {} → {} nodes after optimization, compiled in {:.2?} ({})",
+        "step kernel: {} → {} nodes after optimization, compiled in {:.2?} ({}){}",
         graph_nodes.0,
         graph_nodes.1,
         t0.elapsed(),
-        kernel.stats()
+        kernel.stats(),
+        if data_parallel {
+            format!(", {size} rank(s) of {local} examples each")
+        } else {
+            String::new()
+        }
     ));
 
-    // Training.
+    // Training: every rank shuffles alike and takes its share of each global batch.
     let mut rng = Rng(args.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
     let params = common::init_params(arch, &mut rng);
-    let mut trainer = Trainer::new(&kernel, params, optim);
+    let mut trainer = Trainer::new(&kernel, params, optim).with_comm(comm);
     let per_epoch = train.len() / args.batch;
     let total = (per_epoch * args.epochs).min(args.steps.unwrap_or(usize::MAX));
-    let bar = if args.quiet {
+    let bar = if args.quiet || rank != 0 {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(total as u64)
@@ -172,7 +322,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             if losses.len() == total {
                 break 'epochs;
             }
-            let loss = trainer.step(&train, idx, args.lr);
+            let loss = trainer.step(train, &idx[rank * local..(rank + 1) * local], args.lr);
             losses.push(loss);
             ema = if ema.is_nan() {
                 loss
@@ -187,26 +337,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     bar.finish();
-    let train_time = t0.elapsed();
-    let samples = losses.len() * args.batch;
-
-    // Evaluation and plot.
-    let test_acc = common::accuracy(&predict, trainer.params(), &test);
-    let train_acc = common::accuracy(&predict, trainer.params(), &subset(&train, test.len()));
-    plot_losses(&args.plot, &losses, test_acc)?;
-    say(format!("loss curve written to {}", args.plot.display()));
-    println!(
-        "{} steps ({} samples) in {:.2?}: {:.0} samples/s, final loss (EMA) {:.4}, \
-         train accuracy {:.2}%, test accuracy {:.2}%",
-        losses.len(),
-        samples,
-        train_time,
-        samples as f64 / train_time.as_secs_f64(),
+    Ok(Run {
+        time: t0.elapsed(),
+        params: trainer.params().to_vec(),
+        losses,
         ema,
-        100.0 * train_acc,
-        100.0 * test_acc
-    );
-    Ok(())
+    })
 }
 
 /// The first `n` examples (to report a training accuracy on a test-sized sample).

@@ -8,7 +8,8 @@
 //!   cross-entropy;
 //! - the training-step graph: forward, backward (`GraphBuilder::grad`) and the optimizer
 //!   update (Adam or SGD with momentum) written as graph ops, so one compiled kernel does a
-//!   whole step;
+//!   whole step; its data-parallel form ([`data_parallel_step_graph`]), one kernel per rank
+//!   with the gradient all-reduce inside;
 //! - [`Trainer`], which calls that kernel with reused buffers (swapping the parameter and
 //!   optimizer-state buffers between steps), and [`accuracy`].
 //!
@@ -16,6 +17,7 @@
 //! that).
 #![allow(dead_code)] // each includer uses a different part
 
+use gradlift::comm::{Communicator, SingleProcess};
 use gradlift::jit::{Buf, BufMut, JitConfig, Kernel, Workspace};
 use gradlift::{DType, Graph, GraphBuilder, Var};
 use std::path::Path;
@@ -422,6 +424,34 @@ pub fn train_step_graph(
     arch: Arch,
     optim: Optim,
 ) -> Result<Graph, gradlift::Error> {
+    step_graph(dtype, batch, arch, optim, false)
+}
+
+/// [`train_step_graph`] for one rank of a data-parallel run, whose share of each global batch
+/// is `local_batch` examples: the parameters enter the forward pass through `pvary` and the
+/// loss is `all_reduce_mean`ed over the ranks, so its gradient is the mean over ranks of the
+/// local gradients (one all-reduce in the backward pass, after `opt::optimize` buckets the
+/// four parameters' into one) and every rank applies the same update. With equal shares the
+/// loss is the global batch's. Call the kernel through [`Trainer::with_comm`].
+///
+/// # Errors
+/// As [`train_step_graph`].
+pub fn data_parallel_step_graph(
+    dtype: DType,
+    local_batch: usize,
+    arch: Arch,
+    optim: Optim,
+) -> Result<Graph, gradlift::Error> {
+    step_graph(dtype, local_batch, arch, optim, true)
+}
+
+fn step_graph(
+    dtype: DType,
+    batch: usize,
+    arch: Arch,
+    optim: Optim,
+    data_parallel: bool,
+) -> Result<Graph, gradlift::Error> {
     let b = GraphBuilder::new("mlp_step");
     let params = param_inputs(&b, dtype, arch);
     let prefixes: &[&str] = match optim {
@@ -442,7 +472,12 @@ pub fn train_step_graph(
     let lr = b.input("lr", dtype, &[]);
     let x = b.input("x", dtype, &[batch, arch.dim]);
     let y = b.input("y", dtype, &[batch, arch.classes]);
-    let loss = forward(arch, &params, x).cross_entropy(y);
+    let loss = if data_parallel {
+        let local: Vec<Var<'_>> = params.iter().map(|p| p.pvary()).collect();
+        forward(arch, &local, x).cross_entropy(y).all_reduce_mean()
+    } else {
+        forward(arch, &params, x).cross_entropy(y)
+    };
     let grads = b.grad(loss, &params)?;
 
     let mut new_params = Vec::new();
@@ -513,9 +548,22 @@ pub fn step_donations(optim: Optim) -> Vec<(String, String)> {
 /// # Errors
 /// Compile errors (bugs in this file or the library).
 pub fn compile_step(g: &Graph, optim: Optim) -> Result<Kernel, gradlift::jit::JitError> {
+    compile_step_with(g, optim, JitConfig::default())
+}
+
+/// [`compile_step`] with other options (e.g. one kernel thread per rank of a data-parallel
+/// run); the donations are added.
+///
+/// # Errors
+/// As [`compile_step`].
+pub fn compile_step_with(
+    g: &Graph,
+    optim: Optim,
+    cfg: JitConfig,
+) -> Result<Kernel, gradlift::jit::JitError> {
     let cfg = JitConfig {
         donate: step_donations(optim),
-        ..JitConfig::default()
+        ..cfg
     };
     gradlift::jit::compile_with(g, &cfg)
 }
@@ -533,6 +581,7 @@ pub struct Trainer<'k> {
     loss: f32,
     step: u64,
     batch: usize,
+    comm: &'k dyn Communicator,
 }
 
 impl<'k> Trainer<'k> {
@@ -566,7 +615,14 @@ impl<'k> Trainer<'k> {
             state,
             loss: 0.0,
             step: 0,
+            comm: &SingleProcess,
         }
+    }
+
+    /// This trainer as one rank of `comm` (for a kernel of [`data_parallel_step_graph`]):
+    /// each step all-reduces the gradients and the loss over its ranks.
+    pub fn with_comm(self, comm: &'k dyn Communicator) -> Trainer<'k> {
+        Trainer { comm, ..self }
     }
 
     /// Examples per step.
@@ -596,7 +652,7 @@ impl<'k> Trainer<'k> {
         // Inputs `t, lr, x, y` (the donated parameters and state are left out); outputs the
         // loss, then each parameter and state buffer, updated in place.
         self.kernel
-            .call_iter(
+            .call_iter_with_comm(
                 [
                     Buf::from(self.step as f32),
                     Buf::from(lr),
@@ -606,6 +662,7 @@ impl<'k> Trainer<'k> {
                 std::iter::once(BufMut::from(&mut self.loss))
                     .chain(self.state.iter_mut().map(BufMut::from)),
                 &mut self.ws,
+                self.comm,
             )
             .expect("buffers match the kernel");
         self.loss

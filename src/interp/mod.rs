@@ -9,9 +9,10 @@
 //!
 //! Not here: any optimization, or any code shared with the JIT's lowering.
 
+use crate::comm::{Communicator, SingleProcess};
 use crate::finite::{self, NonFinite};
 use crate::ir::{Graph, Op, TensorType, loops};
-use crate::ops;
+use crate::ops::{self, collective};
 use crate::tensor::Tensor;
 
 /// A bad call to the interpreter (user error: wrong input count or types), or, in checked mode,
@@ -41,6 +42,9 @@ pub enum EvalError {
     /// (not a usage error: the report says where the NaN or infinity came from).
     #[error(transparent)]
     NonFinite(Box<NonFinite>),
+    /// A collective failed ([`run_with_comm`]).
+    #[error(transparent)]
+    Comm(#[from] crate::comm::CommError),
 }
 
 /// Evaluates `g` on `inputs` (in [`Graph::inputs`] order) and returns its outputs.
@@ -62,7 +66,21 @@ pub enum EvalError {
 /// the optimizer never do; run [`crate::ir::verify`] on graphs assembled by hand through
 /// [`Graph::nodes_mut`] or [`Graph::append`]).
 pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
-    run_impl(g, inputs, false)
+    run_impl(g, inputs, false, &SingleProcess)
+}
+
+/// [`run`] as one rank of `comm`: the collective ops (`all_reduce_sum`, `all_reduce_mean`,
+/// see [`crate::ops::collective`]) reduce over its ranks. Every rank must run the same graph.
+/// [`run`] is this with [`SingleProcess`].
+///
+/// # Errors
+/// As [`run`], and [`EvalError::Comm`] if a collective fails.
+pub fn run_with_comm(
+    g: &Graph,
+    inputs: &[Tensor],
+    comm: &dyn Communicator,
+) -> Result<Vec<Tensor>, EvalError> {
+    run_impl(g, inputs, false, comm)
 }
 
 /// [`run`] in checked mode: after each node that some output depends on, looks for an element
@@ -84,10 +102,15 @@ pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
 /// # Errors
 /// As [`run`], and [`EvalError::NonFinite`] with the report.
 pub fn run_checked(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
-    run_impl(g, inputs, true)
+    run_impl(g, inputs, true, &SingleProcess)
 }
 
-fn run_impl(g: &Graph, inputs: &[Tensor], check: bool) -> Result<Vec<Tensor>, EvalError> {
+fn run_impl(
+    g: &Graph,
+    inputs: &[Tensor],
+    check: bool,
+    comm: &dyn Communicator,
+) -> Result<Vec<Tensor>, EvalError> {
     let input_ids = g.inputs();
     if input_ids.len() != inputs.len() {
         return Err(EvalError::InputCount {
@@ -128,6 +151,8 @@ fn run_impl(g: &Graph, inputs: &[Tensor], check: bool) -> Result<Vec<Tensor>, Ev
                 .collect();
             let v = if node.op == Op::Scan {
                 loop_result(g, i, &args, &mut group)
+            } else if collective::is_collective(node.op) {
+                collective::eval_with(node, &args, comm)?
             } else {
                 ops::eval(node, &args)
             };

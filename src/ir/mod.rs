@@ -110,11 +110,15 @@ pub enum Op {
     Argmin,
     RandomUniform,
     Scan,
+    AllReduceSum,
+    AllReduceMean,
+    Pvary,
+    NumRanks,
 }
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 58] = [
+    pub const ALL: [Op; 62] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -173,6 +177,10 @@ impl Op {
         Op::Argmin,
         Op::RandomUniform,
         Op::Scan,
+        Op::AllReduceSum,
+        Op::AllReduceMean,
+        Op::Pvary,
+        Op::NumRanks,
     ];
 
     /// The `.gir` spelling.

@@ -1,8 +1,42 @@
 //! The buffers a kernel call reads and writes: typed slices (and scalars by value) with the
-//! conversions that make passing them a `.into()`.
+//! conversions that make passing them a `.into()`, and the caller-owned [`Workspace`].
 
+use super::Line;
 use crate::ir::DType;
 use crate::tensor::{Data, Tensor};
+use std::fmt;
+
+/// Caller-owned scratch memory for one [`Kernel`](super::Kernel) (from
+/// [`Kernel::workspace`](super::Kernel::workspace)): the values of the graph that are neither
+/// inputs nor outputs, plus the buffer-address tables. 64-byte aligned. Reuse it across calls
+/// (so [`Kernel::call`](super::Kernel::call) allocates nothing itself; only the GEMM behind large matmuls
+/// allocates packing memory); use one per thread.
+pub struct Workspace {
+    /// The kernel that made it.
+    pub(super) kernel: u64,
+    pub(super) mem: Vec<Line>,
+    /// Input addresses, then output addresses, then the communicator context (written by each
+    /// call).
+    pub(super) ptrs: Vec<usize>,
+    /// The bytes of scalar inputs passed by value, one slot per input.
+    pub(super) scalars: Vec<u64>,
+}
+
+impl fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workspace")
+            .field("kernel", &self.kernel)
+            .field("bytes", &(self.mem.len() * size_of::<Line>()))
+            .finish()
+    }
+}
+
+impl Workspace {
+    /// Size of the scratch memory in bytes.
+    pub fn bytes(&self) -> usize {
+        self.mem.len() * size_of::<Line>()
+    }
+}
 
 /// A read-only element buffer passed to [`Kernel::call`](super::Kernel::call): a slice, or a
 /// scalar by value.

@@ -28,10 +28,12 @@
 //! counts them.
 #![allow(unsafe_code)]
 
-use super::buf::{Buf, BufMut};
+use super::buf::{Buf, BufMut, Workspace};
+use super::collective::CommCtx;
 use super::donate::Donated;
 use super::plan::{Loc, PostCopy};
 use super::{CallError, Line};
+use crate::comm::{Communicator, SingleProcess};
 use crate::finite::{self, NonFinite};
 use crate::ir::{DType, Graph, NodeId, TensorType};
 use crate::tensor::{Data, Tensor};
@@ -126,35 +128,6 @@ impl Drop for ModuleOwner {
     }
 }
 
-/// Caller-owned scratch memory for one [`Kernel`]: the values of the graph that are neither
-/// inputs nor outputs, plus the buffer-address tables. 64-byte aligned. Reuse it across calls
-/// (so [`Kernel::call`] allocates nothing itself; only the GEMM behind large matmuls
-/// allocates packing memory); use one per thread.
-pub struct Workspace {
-    kernel: u64,
-    mem: Vec<Line>,
-    /// Input addresses, then output addresses (written by each call).
-    ptrs: Vec<usize>,
-    /// The bytes of scalar inputs passed by value, one slot per input.
-    scalars: Vec<u64>,
-}
-
-impl fmt::Debug for Workspace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Workspace")
-            .field("kernel", &self.kernel)
-            .field("bytes", &(self.mem.len() * size_of::<Line>()))
-            .finish()
-    }
-}
-
-impl Workspace {
-    /// Size of the scratch memory in bytes.
-    pub fn bytes(&self) -> usize {
-        self.mem.len() * size_of::<Line>()
-    }
-}
-
 /// Counters from compiling one kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -246,6 +219,8 @@ pub struct Kernel {
     /// threading threshold): calls of other kernels never touch the pool, which would cost a
     /// hop to a pool thread and back for nothing.
     parallel: bool,
+    /// The code calls the communicator: the call stays on the caller's thread.
+    collectives: bool,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -366,6 +341,8 @@ pub(super) struct Parts {
     pub threads: Option<NonZeroUsize>,
     /// Whether a GEMM call may be large enough to use threads.
     pub gemm_threads: bool,
+    /// Whether the code calls the communicator (see `collective`).
+    pub collectives: bool,
 }
 
 impl Kernel {
@@ -391,6 +368,7 @@ impl Kernel {
         Kernel {
             threads: p.threads,
             parallel,
+            collectives: p.collectives,
             in_index: index(&p.input_names),
             out_index: index(&p.output_names),
             donated: p.donated,
@@ -457,7 +435,8 @@ impl Kernel {
         Workspace {
             kernel: self.id,
             mem: vec![Line([0; 64]); self.ws_bytes.div_ceil(size_of::<Line>()).max(1)],
-            ptrs: vec![0; self.inputs.len() + self.outputs.len()],
+            // Inputs, outputs, then the call's communicator context (`collective`).
+            ptrs: vec![0; self.inputs.len() + self.outputs.len() + 1],
             scalars: vec![0; self.inputs.len()],
         }
     }
@@ -537,6 +516,17 @@ impl Kernel {
         outputs: &mut [BufMut<'_>],
         ws: &mut Workspace,
     ) -> Result<(), CallError> {
+        self.call_comm(inputs, outputs, ws, &SingleProcess)
+    }
+
+    /// [`Kernel::call`] over `comm`.
+    pub(super) fn call_comm(
+        &self,
+        inputs: &[Buf<'_>],
+        outputs: &mut [BufMut<'_>],
+        ws: &mut Workspace,
+        comm: &dyn Communicator,
+    ) -> Result<(), CallError> {
         let expected = self.inputs.len() - self.donated.len();
         if inputs.len() != expected {
             return Err(CallError::InputCount {
@@ -564,7 +554,7 @@ impl Kernel {
         for (k, b) in outputs.iter_mut().enumerate() {
             self.bind_output(ws, k, b)?;
         }
-        self.exec(ws)
+        self.exec(ws, comm)
     }
 
     /// [`Kernel::call`] taking any iterators of buffers, so a training loop can pass
@@ -577,6 +567,17 @@ impl Kernel {
         inputs: impl IntoIterator<Item = Buf<'a>>,
         outputs: impl IntoIterator<Item = BufMut<'a>>,
         ws: &mut Workspace,
+    ) -> Result<(), CallError> {
+        self.call_iter_comm(inputs, outputs, ws, &SingleProcess)
+    }
+
+    /// [`Kernel::call_iter`] over `comm`.
+    pub(super) fn call_iter_comm<'a>(
+        &self,
+        inputs: impl IntoIterator<Item = Buf<'a>>,
+        outputs: impl IntoIterator<Item = BufMut<'a>>,
+        ws: &mut Workspace,
+        comm: &dyn Communicator,
     ) -> Result<(), CallError> {
         self.check_workspace(ws)?;
         let n_in = self.inputs.len();
@@ -608,7 +609,7 @@ impl Kernel {
                 got,
             });
         }
-        self.exec(ws)
+        self.exec(ws, comm)
     }
 
     /// [`Kernel::call`] with buffers by name, in any order: every input (but donated ones)
@@ -692,7 +693,7 @@ impl Kernel {
                 name: self.output_names[o].clone(),
             });
         }
-        self.exec(ws)
+        self.exec(ws, &SingleProcess)
     }
 
     /// Checks input buffer `b` against input `k` and records its address (a scalar by value
@@ -772,7 +773,7 @@ impl Kernel {
     fn check_workspace(&self, ws: &Workspace) -> Result<(), CallError> {
         if ws.kernel != self.id
             || ws.bytes() < self.ws_bytes
-            || ws.ptrs.len() != self.sig.len()
+            || ws.ptrs.len() != self.sig.len() + 1
             || ws.scalars.len() != self.inputs.len()
         {
             return Err(CallError::ForeignWorkspace);
@@ -783,7 +784,7 @@ impl Kernel {
     /// Runs the code on the buffers bound in `ws.ptrs`: every input but the donated ones and
     /// every output, each checked (`bind_input`, `bind_output`) for the current call, whose
     /// caller holds their borrows until this returns.
-    fn exec(&self, ws: &mut Workspace) -> Result<(), CallError> {
+    fn exec(&self, ws: &mut Workspace, comm: &dyn Communicator) -> Result<(), CallError> {
         let n_in = self.inputs.len();
         let base = ws.mem.as_mut_ptr().cast::<u8>();
         for d in &self.donated {
@@ -804,8 +805,12 @@ impl Kernel {
                 }
             };
         }
+        let ctx = CommCtx::new(comm);
+        let slot = self.sig.len();
+        ws.ptrs[slot] = std::ptr::from_ref(&ctx) as usize;
         let threads = self.call_threads();
-        if threads > 1 && rayon::current_thread_index().is_none() {
+        let pool = !self.collectives || ctx.single();
+        if threads > 1 && rayon::current_thread_index().is_none() && pool {
             // A caller outside the pool hands the whole call to a pool thread once, instead of
             // once per GEMM call or parallel group (each hop parks the caller and wakes a
             // worker); inside, the GEMM's and the chunks' splits fork from that worker, which
@@ -814,6 +819,8 @@ impl Kernel {
         } else {
             self.run_steps(ws, threads)?;
         }
+        ws.ptrs[slot] = 0;
+        ctx.finish()?;
         for p in &self.post {
             let (out, src) = match p {
                 PostCopy::Input { out, input } => (*out, ws.ptrs[*input] as *const u8),

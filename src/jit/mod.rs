@@ -23,7 +23,10 @@
 //! and [`Kernel::call_named`] (by name, in any order; [`Kernel::input_index`] resolves a name
 //! once for the positional calls). Scalars go by value (`0.5f32.into()`) or by reference
 //! (`(&mut loss).into()` for a scalar output). Every call checks the count, dtype and length of
-//! every buffer before any code runs, and errors name the buffer.
+//! every buffer before any code runs, and errors name the buffer. A graph with collective ops
+//! (`all_reduce_sum`, ...) runs as one rank of a [`crate::comm::Communicator`] through
+//! [`Kernel::call_with_comm`] and [`Kernel::call_iter_with_comm`]; the other calls use one
+//! rank ([`crate::comm::SingleProcess`]).
 //!
 //! Donated buffers ([`JitConfig::donate`]) pair an input with an output of the same type that
 //! replaces it, as an optimizer step replaces its parameters: the caller passes one buffer,
@@ -75,7 +78,9 @@
 //! Each serial function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
 //! ws: *mut u8, consts: *const u8)`: a table of the input buffer addresses (input order), a
 //! table of the output buffer addresses (output order), the workspace base and the constant
-//! blob base. A chunk function takes two more arguments, `lo: i64, hi: i64`, and runs chunks
+//! blob base. The address table holds one more slot after the outputs: the call's
+//! communicator context, which collective nodes pass to their `extern "C"` trampoline
+//! (`collective`). A chunk function takes two more arguments, `lo: i64, hi: i64`, and runs chunks
 //! `lo..hi` of one parallel group. [`Kernel::call`] runs the functions in order after checking
 //! every buffer. Bool elements are bytes holding 0 or 1; the code never writes anything else
 //! into bool memory.
@@ -162,6 +167,7 @@
 
 mod batch;
 mod buf;
+mod collective;
 mod donate;
 mod gemm;
 mod kernel;
@@ -171,8 +177,8 @@ mod lower;
 mod plan;
 mod vmath;
 
-pub use buf::{Buf, BufMut};
-pub use kernel::{Kernel, KernelStats, Workspace};
+pub use buf::{Buf, BufMut, Workspace};
+pub use kernel::{Kernel, KernelStats};
 
 use crate::ir::{DType, Graph, TensorType, VerifyErrors};
 use cranelift_codegen::control::ControlPlane;
@@ -487,6 +493,9 @@ pub enum CallError {
     /// node; the output buffers hold whatever was computed by then.
     #[error(transparent)]
     NonFinite(Box<crate::finite::NonFinite>),
+    /// A collective failed ([`Kernel::call_with_comm`]); the outputs are not meaningful.
+    #[error(transparent)]
+    Comm(#[from] crate::comm::CommError),
 }
 
 /// 64 bytes, 64-byte aligned: the unit of workspace and constant memory.
@@ -597,6 +606,8 @@ fn jit_builder(isa: &OwnedTargetIsa) -> JITBuilder {
     for (_, name, ptr) in gemm::symbols() {
         jb.symbol(name, ptr);
     }
+    let (name, ptr) = collective::symbol();
+    jb.symbol(name, ptr);
     jb
 }
 
@@ -613,10 +624,13 @@ fn declare_imports(
     let gemms = gemm::symbols()
         .into_iter()
         .map(|(d, name, _)| (d, name, lower::gemm_signature(ptr, cc)));
+    let all_reduce =
+        std::iter::once(((), collective::SYMBOL, lower::collective_signature(ptr, cc)));
     Ok(lower::Imports {
         math: declare(module, math)?,
         batch: declare(module, batched)?,
         gemm: declare(module, gemms)?,
+        all_reduce: declare(module, all_reduce)?[&()],
     })
 }
 
@@ -733,6 +747,12 @@ fn parts(
         ws_bytes: plan.ws_bytes,
         threads: cfg.kernel_threads,
         gemm_threads: st.matmuls_gemm > 0 && has_threaded_matmul(g),
+        collectives: g.nodes().iter().any(|n| {
+            matches!(
+                n.op,
+                crate::ir::Op::AllReduceSum | crate::ir::Op::AllReduceMean
+            )
+        }),
         stats: KernelStats {
             donated_in_place,
             donated_copied,

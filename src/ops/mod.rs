@@ -13,6 +13,7 @@
 //! `jit` implements), and any sharing between `eval` and `lower` (the interpreter stays an
 //! independent oracle).
 
+pub mod collective;
 mod cumsum;
 pub mod custom;
 mod elementwise;
@@ -509,6 +510,10 @@ pub fn rules(op: Op) -> &'static OpRules {
         Op::Argmax => &index::ARGMAX,
         Op::Argmin => &index::ARGMIN,
         Op::RandomUniform => &random::RANDOM_UNIFORM,
+        Op::AllReduceSum => &collective::ALL_REDUCE_SUM,
+        Op::AllReduceMean => &collective::ALL_REDUCE_MEAN,
+        Op::Pvary => &collective::PVARY,
+        Op::NumRanks => &collective::NUM_RANKS,
     }
 }
 

@@ -74,7 +74,7 @@ fn cases(op: Op) -> Vec<Case> {
         // No derivative by definition; `stop_gradient_blocks_both_modes` checks it.
         Op::StopGradient => vec![],
         // Integer-valued or random results: no derivative (`index_ops_have_no_gradient`).
-        Op::Iota | Op::Argmax | Op::Argmin | Op::RandomUniform => vec![],
+        Op::Iota | Op::Argmax | Op::Argmin | Op::RandomUniform | Op::NumRanks => vec![],
         // Derivatives are rules of a result group, not of one node (`ops::loops`); checked
         // against unrolled graphs and finite differences in `tests/it/loops.rs`.
         Op::Scan => vec![],
@@ -165,6 +165,10 @@ fn cases(op: Op) -> Vec<Case> {
             case(&[&[2, 3], &[1, 3]], A::Axis { axis: 0 }, ANY),
             case(&[&[2, 1], &[2, 2], &[2, 1]], A::Axis { axis: 1 }, ANY),
         ],
+        // One rank: each collective is the identity (ranks > 1: `comm_tests`).
+        Op::AllReduceSum | Op::AllReduceMean | Op::Pvary => {
+            vec![case(&[&[]], A::None, ANY), case(&[&[2, 3]], A::None, ANY)]
+        }
         Op::Cumsum => vec![
             case(
                 &[&[5]],

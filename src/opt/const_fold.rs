@@ -2,7 +2,8 @@
 //!
 //! Uses the interpreter kernels ([`crate::ops::eval`]), so folding is exact by construction.
 //! Does not fold `broadcast` (a broadcast constant costs no memory, folding it would), `scan`
-//! (running a loop at compile time could cost any amount of time), results
+//! (running a loop at compile time could cost any amount of time), collectives (their value
+//! depends on the other ranks), results
 //! larger than the configured element limit, or leaves. Does not remove the now-unused operand
 //! constants (DCE does).
 
@@ -30,6 +31,7 @@ impl fmt::Display for FoldStats {
 pub fn fold_constants(g: &mut Graph, max_elements: usize) -> FoldStats {
     let folded = rebuild(g, |new, n| {
         let foldable = !matches!(n.op, Op::Input | Op::Const | Op::Broadcast | Op::Scan)
+            && !ops::collective::is_collective(n.op)
             && n.ty.numel() <= max_elements
             && n.inputs.iter().all(|&x| new.node(x).op == Op::Const);
         if !foldable {

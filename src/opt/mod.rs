@@ -6,6 +6,10 @@
 //! - [`cse`]: hash-consing of identical nodes, commutative operands normalized.
 //! - [`dce`]: removes nodes no output depends on, compacting and renumbering.
 //!
+//! After the fixed point, once: [`bucket`] merges independent all-reduces into one call on a
+//! flat buffer (data-parallel gradients), reordering nodes so the merged call comes after all
+//! of its operands.
+//!
 //! Every rewrite is exact in IEEE arithmetic, with one documented exception: `x + 0.0 → x`
 //! changes `-0.0 + 0.0 = +0.0` into `-0.0` (equal as numbers). No pass reassociates.
 //!
@@ -16,6 +20,7 @@
 //! Not done here: fusion and memory planning (the JIT's concern), anything that needs input
 //! values.
 
+pub mod bucket;
 pub mod const_fold;
 pub mod cse;
 pub mod dce;
@@ -37,6 +42,8 @@ pub struct OptConfig {
     pub cse: bool,
     /// Run dead-code elimination.
     pub dce: bool,
+    /// Merge independent all-reduces into one ([`bucket`]), after the fixed point.
+    pub bucket: bool,
     /// Stop after this many rounds even if the graph still changes.
     pub max_rounds: u32,
     /// Largest constant (in elements) that folding may create.
@@ -55,6 +62,7 @@ impl Default for OptConfig {
             simplify: true,
             cse: true,
             dce: true,
+            bucket: true,
             max_rounds: 8,
             max_folded_elements: 1 << 16,
             dump_after: Vec::new(),
@@ -76,7 +84,7 @@ pub enum StopReason {
 /// One pass run: its name, node counts, counters and time.
 #[derive(Clone, Debug)]
 pub struct PassRun {
-    /// Pass name (`const_fold`, `simplify`, `cse`, `dce`).
+    /// Pass name (`const_fold`, `simplify`, `cse`, `dce`, `bucket`).
     pub pass: &'static str,
     /// The round it ran in (1-based).
     pub round: u32,
@@ -204,6 +212,27 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
             report.stop = StopReason::FixedPoint;
             break;
         }
+    }
+    if cfg.bucket {
+        let before = g.len();
+        let t = Instant::now();
+        let s = bucket::bucket_all_reduces(g);
+        if cfg.verify {
+            check(g, "bucket");
+        }
+        if cfg.dump_after.iter().any(|d| d == "bucket" || d == "all") {
+            report
+                .dumps
+                .push(("bucket".into(), report.rounds, crate::ir::text::print(g)));
+        }
+        report.passes.push(PassRun {
+            pass: "bucket",
+            round: report.rounds,
+            nodes_before: before,
+            nodes_after: g.len(),
+            counters: s.to_string(),
+            time: t.elapsed(),
+        });
     }
     report.nodes_after = g.len();
     report

@@ -256,6 +256,7 @@ fn cases(op: Op, d: DType) -> Vec<(Vec<TensorType>, Attrs)> {
                 ]
             })
             .collect(),
+        Op::NumRanks => vec![(vec![], Attrs::Cast { to: d })],
         Op::Iota => vec![
             (
                 vec![],

@@ -3,6 +3,7 @@
 mod call;
 mod check_finite;
 mod cli;
+mod collectives;
 mod concat;
 mod differential;
 mod float_ops;

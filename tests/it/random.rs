@@ -789,6 +789,7 @@ pub(crate) fn random_step(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
                 None => return,
             }
         }
+        Op::NumRanks => (vec![], Attrs::Cast { to: dtype }),
         Op::Cast if !smooth && r.one_in(6) => (vec![a], Attrs::Cast { to: DType::I32 }),
         Op::Cast => {
             let to = if ta.dtype == DType::Bool || r.one_in(3) {

@@ -263,6 +263,13 @@ impl GraphBuilder {
         self.constant(Tensor::splat(&TensorType::scalar(dtype), x))
     }
 
+    /// The number of ranks of the communicator the graph runs with, as a scalar of float
+    /// `dtype` (1 on one process; see [`crate::ops::collective`]).
+    #[track_caller]
+    pub fn num_ranks(&self, dtype: DType) -> Var<'_> {
+        self.push(Op::NumRanks, &[], Attrs::Cast { to: dtype })
+    }
+
     /// A zero tensor of the given type (a scalar constant broadcast, so it costs no memory).
     #[track_caller]
     pub fn zeros(&self, dtype: DType, shape: &[usize]) -> Var<'_> {
@@ -628,6 +635,28 @@ impl<'b> Var<'b> {
     pub fn cumsum(self, axis: usize, reverse: bool) -> Var<'b> {
         self.b
             .push(Op::Cumsum, &[self], Attrs::Cumsum { axis, reverse })
+    }
+
+    /// The elementwise sum of this value over every rank of the communicator the graph runs
+    /// with (see [`crate::ops::collective`]); the identity on one process.
+    #[track_caller]
+    pub fn all_reduce_sum(self) -> Var<'b> {
+        self.b.push(Op::AllReduceSum, &[self], Attrs::None)
+    }
+
+    /// The elementwise mean of this value over every rank (the sum divided by the number of
+    /// ranks).
+    #[track_caller]
+    pub fn all_reduce_mean(self) -> Var<'b> {
+        self.b.push(Op::AllReduceMean, &[self], Attrs::None)
+    }
+
+    /// Marks a value that is the same on every rank (a replicated parameter) as used per rank:
+    /// the identity, whose transpose sums the per-rank cotangents over the ranks (JAX's
+    /// `pvary`/`pbroadcast`). Apply it where replicated parameters enter rank-local work.
+    #[track_caller]
+    pub fn pvary(self) -> Var<'b> {
+        self.b.push(Op::Pvary, &[self], Attrs::None)
     }
 
     // ---- composites (built from primitives; no rules of their own; more in `composite.rs`)

@@ -791,7 +791,7 @@ mod tests {
             // The spec's table, by hand.
             let want: &[&str] = match op {
                 Op::Powi => &["n"],
-                Op::Cast => &["to"],
+                Op::Cast | Op::NumRanks => &["to"],
                 Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
                     &["axes", "keepdims"]
                 }

@@ -109,6 +109,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         })
     }
 
+    pub(super) fn all_reduce_ref(&mut self) -> FuncRef {
+        self.import(
+            self.imports.all_reduce,
+            super::collective_signature(self.ptr, self.call_conv),
+        )
+    }
+
     pub(super) fn gemm_ref(&mut self, dt: DType) -> FuncRef {
         if let Some(&r) = self.gemm_refs.get(&dt) {
             return r;

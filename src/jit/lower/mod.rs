@@ -38,13 +38,15 @@
 //!
 //! Function ABI: `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8, ws: *mut u8,
 //! consts: *const u8)` (serial functions) plus `lo: i64, hi: i64` (chunk functions): arrays
-//! of the caller's buffer addresses in input/output order, the workspace base (64-byte
+//! of the caller's buffer addresses in input/output order (the slot after the outputs holds
+//! the call's communicator context, read by collective nodes), the workspace base (64-byte
 //! aligned) and the constant blob base (64-byte aligned).
 //!
 //! No SSA value lives longer than one group (buffer addresses are reloaded per group), which
 //! keeps register allocation linear in the function size (the compile-time trap in the
 //! Cranelift notes).
 
+mod collective;
 mod cumsum;
 mod emit;
 mod fused;
@@ -153,6 +155,18 @@ pub(super) struct Imports {
     pub batch: MathIds,
     /// The GEMM wrappers.
     pub gemm: GemmIds,
+    /// The collectives' trampoline (`super::collective`).
+    pub all_reduce: u32,
+}
+
+/// The signature of the collectives' trampoline: pointer-sized integers only.
+pub(super) fn collective_signature(ptr: Type, call_conv: CallConv) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    sig.params.extend(std::iter::repeat_n(
+        AbiParam::new(ptr),
+        super::collective::ARITY,
+    ));
+    sig
 }
 
 /// Builds the body of `func` (whose signature matches `body`).

@@ -62,6 +62,7 @@ fn lowered_with(g: &Graph, batch: bool) -> (usize, String) {
         gemm: [(DType::F32, 1000), (DType::F64, 1001)]
             .into_iter()
             .collect(),
+        all_reduce: 2000,
     };
     let env = Env {
         g,

@@ -43,7 +43,11 @@ pub(super) struct Fusion {
 }
 
 fn is_view_op(op: Op) -> bool {
-    matches!(op, Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice)
+    // `pvary` is the identity on each rank (its meaning is in its derivative).
+    matches!(
+        op,
+        Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice | Op::Pvary
+    )
 }
 
 /// Adds to `cuts` (per axis of an iteration space of `shape`) the boundaries between the
@@ -440,6 +444,7 @@ impl Builder<'_> {
                     ..v
                 }
             }
+            (Op::Pvary, _) => v,
             (Op::Broadcast, _) => View {
                 strides: broadcast(xs, &v.strides, &node.ty.shape),
                 ..v
