@@ -277,3 +277,18 @@ fn loop_fuzz_seeds_pass_both_fuzz_properties() {
         }
     }
 }
+
+#[test]
+fn a_scan_with_too_many_results_times_operands_is_refused_before_allocating() {
+    // 5000 named results and 5000 operands: 25 million operand references.
+    let n = 5000;
+    let mut src = String::from("graph @wide {\n  %x = input f64[]\n  ");
+    let names: Vec<String> = (0..n).map(|k| format!("%r{k}")).collect();
+    src.push_str(&names.join(", "));
+    src.push_str(" = scan ");
+    src.push_str(&vec!["%x"; n].join(", "));
+    src.push_str(&format!(" length=1 carry={n} {{\n"));
+    let e = text::parse(&src).unwrap_err();
+    assert_eq!(e.line, 3, "{e}");
+    assert!(e.message.contains("over the reader's limit"), "{e}");
+}

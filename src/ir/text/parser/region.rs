@@ -37,6 +37,11 @@ pub const MAX_LOOP_NESTING: usize = 64;
 /// The longest loop the reader accepts (the element limit of a type, 2^31 − 1).
 const MAX_LENGTH: usize = i32::MAX as usize;
 
+/// The most operand references one `scan` statement may make, named results times operands
+/// (each result node holds the operand list): a resource limit, so that one long line cannot
+/// make the reader allocate in proportion to its length squared.
+pub(super) const MAX_SCAN_REFS: usize = 1 << 24;
+
 /// The attributes of a loop header.
 #[derive(Clone, Copy)]
 struct LoopAttrs {
@@ -151,6 +156,19 @@ impl<'a> Parser<'a> {
         if operands.is_empty() {
             return Err(cur.err(kw.col, "`scan` takes one or more operands, found 0".into()));
         }
+        let named = results.iter().flatten().count();
+        if named.saturating_mul(operands.len()) > MAX_SCAN_REFS {
+            return Err(cur.err(
+                kw.col,
+                format!(
+                    "this `scan` has {named} named results and {} operands: each result holds \
+                     every operand, {} references in all, over the reader's limit of \
+                     {MAX_SCAN_REFS} (name fewer results: `_` skips one)",
+                    operands.len(),
+                    named.saturating_mul(operands.len())
+                ),
+            ));
+        }
         let need = attrs.n_carry.saturating_add(attrs.n_xs);
         if need > operands.len() {
             return Err(cur.err(
@@ -237,7 +255,8 @@ impl<'a> Parser<'a> {
                 "a `scan` statement names at least one result (`_` skips one, not all)".into(),
             ));
         }
-        for (k, &(name, col)) in named.iter().enumerate() {
+        let mut seen: NameMap<&str, ()> = NameMap::default();
+        for &(name, col) in &named {
             if let Some(&(_, line)) = self.names.get(name) {
                 return Err(cur.err(
                     col,
@@ -247,7 +266,7 @@ impl<'a> Parser<'a> {
                     ),
                 ));
             }
-            if named[..k].iter().any(|&(n, _)| n == name) {
+            if seen.insert(name, ()).is_some() {
                 return Err(cur.err(
                     col,
                     format!("value `%{name}` is named twice in this statement"),
