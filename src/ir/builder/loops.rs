@@ -52,7 +52,7 @@ impl GraphBuilder {
     /// the initial carries' types. The body is built once, whatever `length` is.
     ///
     /// ```
-    /// use gradlift::{DType, GraphBuilder, interp, tensor::Tensor};
+    /// use gradlift::{DType, GraphBuilder, Tensor, interp};
     /// let b = GraphBuilder::new("cumprod");
     /// let xs = b.input("xs", DType::F64, &[4]);
     /// let one = b.scalar(DType::F64, 1.0);
