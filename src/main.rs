@@ -93,6 +93,8 @@ struct RunArgs {
     check_finite: bool,
     #[command(flatten)]
     threads: ThreadsArg,
+    #[command(flatten)]
+    budget: BudgetArg,
 }
 
 /// `--threads` for the commands that call JIT kernels.
@@ -103,6 +105,17 @@ struct ThreadsArg {
     /// cores. The interpreter is single-threaded.
     #[arg(long = "threads", value_name = "N", value_parser = parse_threads)]
     n: Option<NonZeroUsize>,
+}
+
+/// `--memory-budget` for the commands that compile JIT kernels.
+#[derive(Debug, Args)]
+struct BudgetArg {
+    /// The most workspace (scratch memory) the JIT kernel may use, in bytes: the compiler
+    /// recomputes forward values in the backward pass instead of storing them until it fits
+    /// (results are bitwise the same), or fails naming the smallest budget that fits. Only
+    /// gradients appended by --grad have a backward pass to trade. JIT backend only.
+    #[arg(long = "memory-budget", value_name = "BYTES")]
+    bytes: Option<u64>,
 }
 
 /// Parses a `--threads` count: a whole number, at least 1.
@@ -171,6 +184,8 @@ struct BenchArgs {
     json: bool,
     #[command(flatten)]
     threads: ThreadsArg,
+    #[command(flatten)]
+    budget: BudgetArg,
 }
 
 #[derive(Debug, Args)]

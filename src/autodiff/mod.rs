@@ -15,6 +15,7 @@
 //!
 //! Not done here: simplification of the appended nodes (the optimizer does that).
 
+pub mod checkpoint;
 pub mod forward;
 pub mod jacobian;
 mod regions;

@@ -10,6 +10,8 @@
 //!    into the region — which appends nodes computing the cotangent of each operand; the driver
 //!    un-broadcasts each contribution to its operand's shape (keeping the batch axis) and
 //!    accumulates it into the operand's adjoint with `add`.
+//!    In a checkpoint region ([`super::checkpoint`]) the rule reads recomputed copies of the
+//!    region's non-saved values, emitted just before the rule's nodes.
 //! 3. Return the adjoint of each `wrt` node (zeros if the outputs do not depend on it).
 //!
 //! The result is an ordinary graph: it can be printed, optimized, compiled, and differentiated
@@ -18,6 +20,7 @@
 //!
 //! Not done here: simplification of the appended nodes (the optimizer does that).
 
+use super::checkpoint::{Remat, vjp_reads};
 use super::regions::{LoopIndex, Regions, active_nodes, unbroadcast};
 use super::{GradError, check_float_outputs, check_ids, check_seeds, check_wrt, on_graph};
 use crate::ir::{Graph, GraphBuilder, NodeId, Origin, Var};
@@ -127,6 +130,7 @@ fn adjoints(
     let n = b.graph().len();
     let regions = Regions::new(&b.graph());
     let active = active_nodes(&b.graph(), &regions, wrt, outputs);
+    let mut remat = Remat::new(&b.graph());
     let lead = usize::from(batch.is_some());
     let full = |id: NodeId| -> Vec<usize> { batch.iter().copied().chain(b.ty(id).shape).collect() };
 
@@ -177,8 +181,8 @@ fn adjoints(
                 });
             };
             let call = CustomCall {
-                inputs: r.inputs.iter().map(|&x| b.var(x)).collect(),
-                output: b.var(id),
+                inputs: r.inputs.iter().map(|&x| b.var(remat.value(b, x))).collect(),
+                output: b.var(remat.value(b, id)),
             };
             let cs = rule(b, &call, b.var(ct));
             if cs.len() != r.inputs.len() {
@@ -197,7 +201,14 @@ fn adjoints(
             let Some(vjp) = ops::rules(node.op).vjp else {
                 continue;
             };
-            let cs = vjp(b, id, &node, b.var(ct));
+            // In a checkpoint region the rule reads recomputed copies (see `checkpoint`).
+            let cs = if remat.covers(id) {
+                let uses = vjp_reads(&b.graph(), id, &b.ty(ct));
+                let (copy, remapped) = remat.remap(b, id, &uses);
+                vjp(b, copy, &remapped, b.var(ct))
+            } else {
+                vjp(b, id, &node, b.var(ct))
+            };
             (node.inputs, cs, None)
         };
         accumulate(b, &mut adjoint, &fit, id, &operands, contribs, custom)?;

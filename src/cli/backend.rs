@@ -30,11 +30,20 @@ fn chain(e: &dyn Error) -> String {
     s.replace('\n', " ")
 }
 
-/// The configuration of the CLI's kernels: the default one with at most `threads` threads per
-/// call (`None`: all cores).
-fn config(threads: Option<NonZeroUsize>) -> JitConfig {
+/// The command-line options of the CLI's kernels.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JitOpts {
+    /// At most this many threads per call (`None`: all cores).
+    pub threads: Option<NonZeroUsize>,
+    /// `JitConfig::memory_budget_bytes`.
+    pub memory_budget: Option<u64>,
+}
+
+/// The configuration of the CLI's kernels: the default one with `opts`.
+fn config(opts: JitOpts) -> JitConfig {
     JitConfig {
-        kernel_threads: threads,
+        kernel_threads: opts.threads,
+        memory_budget_bytes: opts.memory_budget,
         ..JitConfig::default()
     }
 }
@@ -44,13 +53,9 @@ fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, CliError> {
         .map_err(|e| CliError::new(format!("JIT compilation failed: {}", chain(&e))))
 }
 
-/// Compiles `g` and evaluates it once on `inputs`, on up to `threads` threads.
-pub fn run_jit(
-    g: &Graph,
-    inputs: &[Tensor],
-    threads: Option<NonZeroUsize>,
-) -> Result<Vec<Tensor>, CliError> {
-    let k = compile_with(g, &config(threads))?;
+/// Compiles `g` with `opts` and evaluates it once on `inputs`.
+pub fn run_jit(g: &Graph, inputs: &[Tensor], opts: JitOpts) -> Result<Vec<Tensor>, CliError> {
+    let k = compile_with(g, &config(opts))?;
     k.run(inputs).map_err(|e| CliError::bug(chain(&e)))
 }
 
@@ -59,11 +64,11 @@ pub fn run_jit(
 pub fn run_jit_checked(
     g: &Graph,
     inputs: &[Tensor],
-    threads: Option<NonZeroUsize>,
+    opts: JitOpts,
 ) -> Result<Vec<Tensor>, Result<Box<NonFinite>, CliError>> {
     let cfg = JitConfig {
         check_finite: true,
-        ..config(threads)
+        ..config(opts)
     };
     let k = compile_with(g, &cfg).map_err(Err)?;
     k.run(inputs).map_err(|e| match e {
@@ -80,6 +85,10 @@ pub struct JitTiming {
     pub ns_per_call: f64,
     /// Bytes of the kernel's reusable workspace.
     pub workspace_bytes: usize,
+    /// Nodes and floating-point work recomputed to meet the memory budget.
+    pub nodes_recomputed: u64,
+    /// See `nodes_recomputed`.
+    pub flops_recomputed: u64,
 }
 
 /// Compilations timed for the compile-time figure (fewer when one is slow).
@@ -87,15 +96,11 @@ const COMPILES: usize = 5;
 /// Stop repeating compilations after this much total compile time.
 const COMPILE_BUDGET: Duration = Duration::from_millis(500);
 
-/// Compiles `g` (timed, median of up to [`COMPILES`] compilations) and times calls of the kernel
-/// on `inputs` through [`Kernel::call`] with preallocated outputs and a reused workspace, on
-/// up to `threads` threads per call.
-pub fn bench_jit(
-    g: &Graph,
-    inputs: &[Tensor],
-    threads: Option<NonZeroUsize>,
-) -> Result<JitTiming, CliError> {
-    let cfg = config(threads);
+/// Compiles `g` with `opts` (timed, median of up to [`COMPILES`] compilations) and times calls
+/// of the kernel on `inputs` through [`Kernel::call`] with preallocated outputs and a reused
+/// workspace.
+pub fn bench_jit(g: &Graph, inputs: &[Tensor], opts: JitOpts) -> Result<JitTiming, CliError> {
+    let cfg = config(opts);
     let mut times = Vec::new();
     let mut total = Duration::ZERO;
     let mut kernel = None;
@@ -126,5 +131,7 @@ pub fn bench_jit(
         compile_ms: median(&mut times),
         ns_per_call,
         workspace_bytes: k.workspace_bytes(),
+        nodes_recomputed: k.stats().nodes_recomputed,
+        flops_recomputed: k.stats().flops_recomputed,
     })
 }

@@ -1,5 +1,7 @@
 //! `gradlift bench`: graph size before and after optimization, JIT compile time, and time per
-//! call of the compiled kernel and of the interpreter on the same graph and inputs.
+//! call of the compiled kernel and of the interpreter on the same graph and inputs; with
+//! `--memory-budget`, what the budget's recomputation costs (nodes, flops, and time against
+//! the same kernel without a budget).
 //!
 //! Timing policy ([`time_per_call`]): one warm-up call, then a batch size calibrated so a batch
 //! takes at least 10 ms, then the median over 11 batches of the time per call. Not here: any
@@ -86,33 +88,59 @@ pub fn bench(a: &BenchArgs) -> Result<(), CliError> {
     check_memory(&p.graph)?;
     let inputs = read_inputs(a.inputs.as_deref(), &p.inputs)?;
     let (g, _) = dedup_outputs(&p.graph);
-    let jit = backend::bench_jit(&g, &inputs, a.threads.n)?;
+    let opts = backend::JitOpts {
+        threads: a.threads.n,
+        memory_budget: a.budget.bytes,
+    };
+    let jit = backend::bench_jit(&g, &inputs, opts)?;
+    // With a budget, the same kernel without one: what the recomputation costs in time.
+    let unbudgeted = match a.budget.bytes {
+        Some(_) => Some(backend::bench_jit(
+            &g,
+            &inputs,
+            backend::JitOpts {
+                memory_budget: None,
+                ..opts
+            },
+        )?),
+        None => None,
+    };
     let interp_ns = time_per_call(|| {
         let out =
             gradlift::interp::run(black_box(&g), black_box(&inputs)).map_err(CliError::bug)?;
         black_box(out);
         Ok(())
     })?;
-    let speedup = if jit.ns_per_call > 0.0 {
-        interp_ns / jit.ns_per_call
-    } else {
-        0.0
-    };
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let speedup = ratio(interp_ns, jit.ns_per_call);
     let nodes_opt = g.len();
     let mut s = String::new();
     if a.json {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{{\"nodes\": {}, \"nodes_opt\": {nodes_opt}, \"compile_ms\": {}, \
              \"jit_ns_per_call\": {}, \"interp_ns_per_call\": {}, \"speedup\": {}, \
-             \"workspace_bytes\": {}}}",
+             \"workspace_bytes\": {}, \"nodes_recomputed\": {}, \"flops_recomputed\": {}",
             p.nodes_before,
             num(jit.compile_ms),
             num(jit.ns_per_call),
             num(interp_ns),
             num(speedup),
-            jit.workspace_bytes
+            jit.workspace_bytes,
+            jit.nodes_recomputed,
+            jit.flops_recomputed
         );
+        if let (Some(budget), Some(u)) = (a.budget.bytes, &unbudgeted) {
+            let _ = write!(
+                s,
+                ", \"memory_budget\": {budget}, \"unbudgeted_workspace_bytes\": {}, \
+                 \"unbudgeted_jit_ns_per_call\": {}, \"recompute_time_ratio\": {}",
+                u.workspace_bytes,
+                num(u.ns_per_call),
+                num(ratio(jit.ns_per_call, u.ns_per_call))
+            );
+        }
+        s.push_str("}\n");
     } else {
         let _ = writeln!(s, "graph        @{} ({})", g.name, a.file.display());
         let _ = writeln!(
@@ -132,6 +160,18 @@ pub fn bench(a: &BenchArgs) -> Result<(), CliError> {
         let _ = writeln!(s, "compile      {} ms", round4(jit.compile_ms));
         let _ = writeln!(s, "workspace    {} bytes", jit.workspace_bytes);
         let _ = writeln!(s, "jit          {} ns/call", round4(jit.ns_per_call));
+        if let Some(u) = &unbudgeted {
+            let _ = writeln!(
+                s,
+                "recomputed   {} nodes, {} flops: {}x the time of {} ns/call with {} bytes \
+                 unbudgeted",
+                jit.nodes_recomputed,
+                jit.flops_recomputed,
+                round4(ratio(jit.ns_per_call, u.ns_per_call)),
+                round4(u.ns_per_call),
+                u.workspace_bytes
+            );
+        }
         let _ = writeln!(s, "interpreter  {} ns/call", round4(interp_ns));
         let _ = writeln!(s, "speedup      {}x", round4(speedup));
     }

@@ -20,7 +20,6 @@ use gradlift::{Attrs, Graph, NodeId, Op, Origin, Tensor, TensorType};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::num::NonZeroUsize;
 use std::path::Path;
 
 /// A user-facing error: one line, without the `error: ` prefix (which `main` adds).
@@ -377,18 +376,17 @@ pub fn read_inputs(arg: Option<&Path>, sigs: &[InputSig]) -> Result<Vec<Tensor>,
     inputs::parse_inputs(&src, &what, sigs)
 }
 
-/// Evaluates `g`'s outputs on `inputs` with the chosen backend.
-/// (`threads`: the JIT's thread count per call; `None` for all cores).
+/// Evaluates `g`'s outputs on `inputs` with the chosen backend (`jit`: the JIT's options).
 pub fn evaluate(
     g: &Graph,
     inputs: &[Tensor],
     backend: Backend,
-    threads: Option<NonZeroUsize>,
+    jit: backend::JitOpts,
 ) -> Result<Vec<Tensor>, CliError> {
     let (d, map) = dedup_outputs(g);
     let outs = match backend {
         Backend::Interp => gradlift::interp::run(&d, inputs).map_err(CliError::bug)?,
-        Backend::Jit => backend::run_jit(&d, inputs, threads)?,
+        Backend::Jit => backend::run_jit(&d, inputs, jit)?,
     };
     if outs.len() != d.outputs().len() {
         return Err(CliError::bug(
@@ -412,7 +410,7 @@ pub fn evaluate_checked(
     g: &Graph,
     inputs: &[Tensor],
     backend: Backend,
-    threads: Option<NonZeroUsize>,
+    jit: backend::JitOpts,
     path: &Path,
 ) -> Result<Vec<Tensor>, CliError> {
     let (d, map) = dedup_outputs(g);
@@ -422,7 +420,7 @@ pub fn evaluate_checked(
             Err(gradlift::interp::EvalError::NonFinite(r)) => Err(Ok(r)),
             Err(e) => Err(Err(CliError::bug(e))),
         },
-        Backend::Jit => backend::run_jit_checked(&d, inputs, threads),
+        Backend::Jit => backend::run_jit_checked(&d, inputs, jit),
     };
     let outs = match outs {
         Ok(o) => o,
@@ -465,10 +463,19 @@ fn run(a: &RunArgs) -> Result<(), CliError> {
     }
     check_memory(&p.graph)?;
     let inputs = read_inputs(a.inputs.as_deref(), &p.inputs)?;
+    if a.budget.bytes.is_some() && a.backend != Backend::Jit {
+        return Err(CliError(
+            "--memory-budget bounds a JIT kernel's workspace: use it with --backend jit".into(),
+        ));
+    }
+    let jit = backend::JitOpts {
+        threads: a.threads.n,
+        memory_budget: a.budget.bytes,
+    };
     let values = if a.check_finite {
-        evaluate_checked(&p.graph, &inputs, a.backend, a.threads.n, &a.file)?
+        evaluate_checked(&p.graph, &inputs, a.backend, jit, &a.file)?
     } else {
-        evaluate(&p.graph, &inputs, a.backend, a.threads.n)?
+        evaluate(&p.graph, &inputs, a.backend, jit)?
     };
     let (outs, rest) = values.split_at(p.outputs.len().min(values.len()));
     let (grads, rest) = rest.split_at(p.grads.len().min(rest.len()));
@@ -532,7 +539,7 @@ mod tests {
 
     fn values_on(p: &Prepared, x: &[f64], backend: Backend) -> Vec<f64> {
         let inputs: Vec<Tensor> = x.iter().map(|&v| Tensor::scalar_f64(v)).collect();
-        evaluate(&p.graph, &inputs, backend, None)
+        evaluate(&p.graph, &inputs, backend, backend::JitOpts::default())
             .unwrap()
             .iter()
             .map(|t| t.scalar_value().unwrap())
@@ -636,7 +643,7 @@ mod tests {
         assert_eq!(g.value_name(outs[2]), "y_again");
         let x = [Tensor::scalar_f64(3.0), Tensor::scalar_f64(4.0)];
         for backend in [Backend::Interp, Backend::Jit] {
-            let r = evaluate(&g, &x, backend, None).unwrap();
+            let r = evaluate(&g, &x, backend, backend::JitOpts::default()).unwrap();
             let r: Vec<f64> = r.iter().map(|t| t.scalar_value().unwrap()).collect();
             assert_eq!(r, [13.0, 3.0, 13.0], "{backend:?}");
         }

@@ -23,6 +23,7 @@ pub use types::{
 };
 pub use verify::{VerifyError, VerifyErrors, verify};
 
+use crate::autodiff::checkpoint::Checkpoints;
 use crate::ops::custom::CustomRegion;
 use crate::ops::{self, ShapeError};
 use crate::tensor::Tensor;
@@ -103,6 +104,7 @@ pub enum Op {
     Cumsum,
     Matmul,
     StopGradient,
+    Barrier,
     Iota,
     Gather,
     ScatterAdd,
@@ -118,7 +120,7 @@ pub enum Op {
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 62] = [
+    pub const ALL: [Op; 63] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -170,6 +172,7 @@ impl Op {
         Op::Cumsum,
         Op::Matmul,
         Op::StopGradient,
+        Op::Barrier,
         Op::Iota,
         Op::Gather,
         Op::ScatterAdd,
@@ -419,6 +422,8 @@ pub struct Graph {
     /// Side table of custom-derivative regions (see [`crate::ops::custom`]); not part of the
     /// `.gir` text and ignored by [`Graph::same`].
     custom: Vec<CustomRegion>,
+    /// Side table of checkpoint regions (see [`crate::autodiff::checkpoint`]); like `custom`.
+    checkpoints: Checkpoints,
     /// Which node holds each name, so name checks cost O(1) instead of a scan of the graph.
     /// Kept by `append` and `set_name`; after [`Graph::nodes_mut`] it is stale and rebuilt by
     /// the next `&mut` name lookup (`&self` lookups scan meanwhile).
@@ -439,6 +444,7 @@ impl Graph {
             nodes: Vec::new(),
             outputs: Vec::new(),
             custom: Vec::new(),
+            checkpoints: Checkpoints::default(),
             names: NameIndex::default(),
         }
     }
@@ -760,6 +766,7 @@ impl Graph {
     /// would not survive a rewrite.
     pub fn nodes_mut(&mut self) -> &mut Vec<Node> {
         self.custom.clear();
+        self.checkpoints = Checkpoints::default();
         self.names.stale = true;
         &mut self.nodes
     }
@@ -768,6 +775,17 @@ impl Graph {
     /// first and put the renumbered regions back with [`Graph::add_custom_region`]).
     pub fn take_custom_regions(&mut self) -> Vec<CustomRegion> {
         std::mem::take(&mut self.custom)
+    }
+
+    /// The checkpoint regions and names recorded by [`GraphBuilder::checkpoint`] and
+    /// [`Var::checkpoint_name`] (dropped, like the custom regions, by passes that renumber).
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+
+    /// Mutable access to the checkpoint side table (the builder records regions here).
+    pub fn checkpoints_mut(&mut self) -> &mut Checkpoints {
+        &mut self.checkpoints
     }
 
     /// For each node, whether it lies inside a custom region (`first..=output`).

@@ -140,6 +140,11 @@ fn readers(g: &Graph, plan: &Plan, root: NodeId) -> Vec<usize> {
                 .inputs
                 .iter()
                 .any(|&x| view_root(x) == Some(root)),
+            Group::Loop(l) => g
+                .node(l.node)
+                .inputs
+                .iter()
+                .any(|&x| view_root(x) == Some(root)),
         })
         .map(|(gi, _)| gi)
         .collect()
@@ -177,6 +182,7 @@ fn in_place_safe(
                 f.stores.iter().any(|(m, _)| *m == o) || f.reductions.iter().any(|r| r.node == o)
             }
             Group::Matmul { node, .. } | Group::Node(node) | Group::Copy { node, .. } => *node == o,
+            Group::Loop(l) => l.members.iter().any(|&(m, _)| m == o),
         })
         .map(|(gi, _)| gi)
         .collect();

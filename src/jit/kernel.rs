@@ -29,13 +29,14 @@
 #![allow(unsafe_code)]
 
 use super::buf::{Buf, BufMut, Workspace};
+pub(super) use super::check::Checker;
 use super::collective::CommCtx;
 use super::donate::Donated;
-use super::plan::{Loc, PostCopy};
+use super::loops::LoopRun;
+use super::plan::PostCopy;
 use super::{CallError, Line};
 use crate::comm::{Communicator, SingleProcess};
-use crate::finite::{self, NonFinite};
-use crate::ir::{DType, Graph, NodeId, TensorType};
+use crate::ir::{DType, TensorType};
 use crate::tensor::{Data, Tensor};
 use cranelift_jit::JITModule;
 use std::collections::HashMap;
@@ -65,15 +66,21 @@ pub(super) enum Step {
         /// Number of chunks.
         count: usize,
     },
+    /// Run loop `l` of the kernel (see `jit::loops`).
+    Loop(u32),
 }
 
 /// The raw arguments of one kernel call, shared by the threads running its chunks.
 #[derive(Clone, Copy)]
-struct Args {
-    ins: *const *const u8,
-    outs: *const *mut u8,
-    ws: *mut u8,
-    consts: *const u8,
+pub(super) struct Args {
+    /// Input buffer addresses, in input order.
+    pub ins: *const *const u8,
+    /// Output buffer addresses, in output order.
+    pub outs: *const *mut u8,
+    /// The workspace base.
+    pub ws: *mut u8,
+    /// The constant blob's base.
+    pub consts: *const u8,
 }
 
 // SAFETY: `Args` is only shared while `Kernel::call` waits for every thread using it (inside a
@@ -157,6 +164,11 @@ pub struct KernelStats {
     /// Donated inputs the kernel copies into its workspace first, because some reader of the
     /// input runs after the output's first write.
     pub donated_copied: u64,
+    /// Copies of forward nodes the memory budget recomputes in the backward part
+    /// (`JitConfig::memory_budget_bytes`; 0 without a budget).
+    pub nodes_recomputed: u64,
+    /// Their floating-point work (see [`crate::opt::remat::RematStats`]).
+    pub flops_recomputed: u64,
     /// Wall-clock compile time.
     pub compile_time: std::time::Duration,
 }
@@ -167,7 +179,8 @@ impl fmt::Display for KernelStats {
             f,
             "nodes_compiled={} nodes_dead={} nodes_fused={} views={} groups={} \
              groups_parallel={} buffers_reused={} buffers_in_place={} functions={} \
-             matmuls_gemm={} donated_in_place={} donated_copied={} compile_time={:?}",
+             matmuls_gemm={} donated_in_place={} donated_copied={} nodes_recomputed={} \
+             flops_recomputed={} compile_time={:?}",
             self.nodes_compiled,
             self.nodes_dead,
             self.nodes_fused,
@@ -180,6 +193,8 @@ impl fmt::Display for KernelStats {
             self.matmuls_gemm,
             self.donated_in_place,
             self.donated_copied,
+            self.nodes_recomputed,
+            self.flops_recomputed,
             self.compile_time
         )
     }
@@ -194,6 +209,8 @@ static NEXT_KERNEL_ID: AtomicU64 = AtomicU64::new(1);
 /// Dropping the kernel frees its code.
 pub struct Kernel {
     steps: Vec<Step>,
+    /// The loops that [`Step::Loop`] steps run.
+    loops: Vec<LoopRun>,
     consts: Vec<Line>,
     inputs: Vec<TensorType>,
     outputs: Vec<TensorType>,
@@ -216,8 +233,8 @@ pub struct Kernel {
     /// `JitConfig::kernel_threads` (`None`: every thread of the current pool).
     threads: Option<NonZeroUsize>,
     /// Whether any step can use more than one thread (chunks, or GEMM calls above the crate's
-    /// threading threshold): calls of other kernels never touch the pool, which would cost a
-    /// hop to a pool thread and back for nothing.
+    /// threading threshold, here or in a loop's body): calls of other kernels never touch the
+    /// pool, which would cost a hop to a pool thread and back for nothing.
     parallel: bool,
     /// The code calls the communicator: the call stays on the caller's thread.
     collectives: bool,
@@ -245,91 +262,12 @@ impl fmt::Debug for Kernel {
     }
 }
 
-/// Checked mode (`JitConfig::check_finite`): what the kernel needs to inspect each node after
-/// its function ran. The plan gave every value its own memory and every node its own function.
-pub(super) struct Checker {
-    /// The compiled graph.
-    pub graph: Graph,
-    /// The home of every value.
-    pub locs: Vec<Loc>,
-    /// The node computed by each function, in call order.
-    pub steps: Vec<NodeId>,
-    /// The nodes some output depends on.
-    pub live: Vec<bool>,
-}
-
-impl Checker {
-    /// Element `i` of the value of `id`, read from its home: a buffer whose address is in
-    /// `ptrs` (inputs, then outputs), the workspace or the constant blob.
-    fn value(&self, id: NodeId, i: usize, ptrs: &[usize], mem: (&[Line], &[Line])) -> f64 {
-        let dtype = self.graph.ty(id).dtype;
-        let read = |lines: &[Line], off: usize| -> f64 {
-            let size = dtype.size_bytes();
-            let at = off + i * size;
-            // Elements are naturally aligned and lines are 64 bytes, so no element straddles two.
-            let line = &lines[at / 64].0;
-            let b = &line[at % 64..at % 64 + size];
-            match dtype {
-                DType::F32 => f64::from(f32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
-                DType::F64 => f64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-                DType::Bool => f64::from(b[0]),
-                DType::I32 => f64::from(i32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
-            }
-        };
-        let n_in = self.graph.inputs().len();
-        match self.locs[id.index()] {
-            Loc::Input(k) => read_buffer(ptrs[k], dtype, i),
-            Loc::Output(k) => read_buffer(ptrs[n_in + k], dtype, i),
-            Loc::Ws(off) => read(mem.0, off),
-            Loc::Const(off) => read(mem.1, off),
-            Loc::Splat(bits) => match dtype {
-                DType::F32 => f64::from(f32::from_bits(bits as u32)),
-                DType::F64 => f64::from_bits(bits),
-                DType::Bool => bits as f64,
-                DType::I32 => f64::from(bits as u32 as i32),
-            },
-            Loc::Unused => unreachable!("plan invariant: operands of a step have a home"),
-        }
-    }
-
-    /// Looks for a culprit element in the node computed by function `f`.
-    fn inspect(&self, f: usize, ptrs: &[usize], mem: (&[Line], &[Line])) -> Option<NonFinite> {
-        let id = *self.steps.get(f)?;
-        if !self.live[id.index()] {
-            return None;
-        }
-        let inputs = &self.graph.node(id).inputs;
-        finite::find_culprit(
-            &self.graph,
-            id,
-            &|e| self.value(id, e, ptrs, mem),
-            &|k, e| self.value(inputs[k], e, ptrs, mem),
-        )
-    }
-}
-
-/// Element `i` of the caller buffer (or workspace copy) at `addr` holding `dtype` elements, as
-/// f64 (bool as 0/1).
-fn read_buffer(addr: usize, dtype: DType, i: usize) -> f64 {
-    // SAFETY: `Kernel::call` filled the address table with buffers it checked to hold the
-    // value's dtype and element count (or workspace ranges of that size), naturally aligned,
-    // and borrowed for the whole call; `i` is an element of the value (`find_culprit` only
-    // asks for those), and nothing writes the buffer while the checker reads it.
-    unsafe {
-        match dtype {
-            DType::F32 => f64::from((addr as *const f32).add(i).read()),
-            DType::F64 => (addr as *const f64).add(i).read(),
-            DType::Bool => f64::from((addr as *const u8).add(i).read()),
-            DType::I32 => f64::from((addr as *const i32).add(i).read()),
-        }
-    }
-}
-
 /// What the compiler hands to [`Kernel::new`].
 pub(super) struct Parts {
     pub check: Option<Box<Checker>>,
     pub donated: Vec<Donated>,
     pub steps: Vec<Step>,
+    pub loops: Vec<LoopRun>,
     pub consts: Vec<Line>,
     pub inputs: Vec<TensorType>,
     pub outputs: Vec<TensorType>,
@@ -364,7 +302,9 @@ impl Kernel {
             }
             m
         };
-        let parallel = p.gemm_threads || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }));
+        let parallel = p.gemm_threads
+            || p.steps.iter().any(|s| matches!(s, Step::Chunks { .. }))
+            || p.loops.iter().any(|l| l.body().parallel);
         Kernel {
             threads: p.threads,
             parallel,
@@ -375,6 +315,7 @@ impl Kernel {
             donor,
             sig,
             steps: p.steps,
+            loops: p.loops,
             consts: p.consts,
             inputs: p.inputs,
             outputs: p.outputs,
@@ -821,9 +762,23 @@ impl Kernel {
         }
         ws.ptrs[slot] = 0;
         ctx.finish()?;
+        // SAFETY: the callers checked every buffer in `ws.ptrs` (a donated input's slot holds
+        // its output's buffer or its workspace copy, set above).
+        unsafe { self.post_copies(ws.ptrs.as_ptr()) };
+        Ok(())
+    }
+
+    /// The copies after the code ran: outputs that are inputs or constants.
+    ///
+    /// # Safety
+    /// `ptrs` holds the address of one buffer per input, then per output, each valid for the
+    /// input's or output's type, the output buffers writable and not in use elsewhere.
+    unsafe fn post_copies(&self, ptrs: *const usize) {
+        let n_in = self.inputs.len();
         for p in &self.post {
             let (out, src) = match p {
-                PostCopy::Input { out, input } => (*out, ws.ptrs[*input] as *const u8),
+                // SAFETY: `ptrs` has a slot per input (caller's contract).
+                PostCopy::Input { out, input } => (*out, unsafe { *ptrs.add(*input) } as *const u8),
                 PostCopy::Const { out, value } => (
                     *out,
                     match value.data() {
@@ -835,27 +790,89 @@ impl Kernel {
                 ),
             };
             let (dtype, numel) = self.sig[n_in + out];
-            // SAFETY: the source is a checked input buffer (or a donated input's workspace
-            // copy) or a constant of the output's type, the destination the checked output
-            // buffer; `copy` allows the one overlap possible, an output donated from the very
-            // input it returns (the same buffer).
+            // SAFETY: the source is an input buffer (or a donated input's workspace copy) or a
+            // constant of the output's type, the destination the output buffer (caller's
+            // contract); `copy` allows the one overlap possible, an output donated from the
+            // very input it returns (the same buffer).
             unsafe {
                 std::ptr::copy(
                     src,
-                    ws.ptrs[n_in + out] as *mut u8,
+                    *ptrs.add(n_in + out) as *mut u8,
                     numel * dtype.size_bytes(),
                 );
             }
         }
-        Ok(())
     }
 
-    /// Runs the compiled functions in order on up to `threads` threads (the GEMM calls on
-    /// this thread take the count from here), checking each node in checked mode.
+    /// The one compiled function of a kernel that is nothing else (one serial step, no copies
+    /// after it): a loop calls it directly at each step, with [`Kernel::consts_ptr`].
+    pub(super) fn single_fn(&self) -> Option<KernelFn> {
+        match self.steps.as_slice() {
+            [Step::Serial(f)] if self.post.is_empty() => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The constant blob's base.
+    pub(super) fn consts_ptr(&self) -> *const u8 {
+        self.consts.as_ptr().cast::<u8>()
+    }
+
+    /// Runs the code as a loop body (`jit::loops`): on the buffers whose addresses `ptrs` holds
+    /// (inputs, then outputs) and workspace `mem`, on up to `threads` threads, without checks.
+    ///
+    /// # Safety
+    /// `ptrs` holds one address per input, then per output, each of a buffer of that input's or
+    /// output's type (aligned for its dtype), the outputs writable, distinct from each other
+    /// and from the inputs, and used by nothing else during the call; `mem` points to
+    /// [`Kernel::workspace_bytes`] bytes, 64-byte aligned, used by nothing else. The kernel
+    /// was compiled without donated buffers and without checked mode.
+    pub(super) unsafe fn exec_body(&self, ptrs: *const usize, mem: *mut u8, threads: usize) {
+        let args = Args {
+            ins: ptrs.cast::<*const u8>(),
+            // SAFETY: the table holds the inputs' addresses, then the outputs'.
+            outs: unsafe { ptrs.add(self.inputs.len()) }.cast::<*mut u8>(),
+            ws: mem,
+            consts: self.consts.as_ptr().cast::<u8>(),
+        };
+        for &step in &self.steps {
+            // SAFETY: the caller's contract is `run_step`'s (what `Kernel::call` checks).
+            unsafe { self.run_step(step, args, threads) };
+        }
+        // SAFETY: as above.
+        unsafe { self.post_copies(ptrs) };
+    }
+
+    /// Runs one step of the kernel.
+    ///
+    /// # Safety
+    /// `args` holds one buffer per input and output, each of the planned dtype and element
+    /// count (a donated input is its output's buffer or its workspace copy), the outputs
+    /// exclusively this call's, and a workspace of at least `ws_bytes` bytes, 64-byte
+    /// aligned, exclusively this call's.
+    unsafe fn run_step(&self, step: Step, args: Args, threads: usize) {
+        // Every arm: the compiled code reads and writes only within these buffers, the
+        // workspace and the constant blob (offsets planned from the same types), writes only
+        // 0/1 into bool memory, writes a donated output over its input only after (or at the
+        // element of) every read of it (`donate`), and `self` keeps the code mapped for the
+        // duration of the call. Chunk ranges are non-empty and within `count`.
+        match step {
+            // SAFETY: as above.
+            Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
+            // SAFETY: as above.
+            Step::Chunks { f, count } => unsafe { run_chunks(args, f, count, threads) },
+            // SAFETY: as above; a loop reads and writes the homes its plan gave it and its
+            // scratch block of the workspace.
+            Step::Loop(l) => unsafe { self.loops[l as usize].run(args, threads) },
+        }
+    }
+
+    /// Runs the steps in order on up to `threads` threads (the GEMM calls on this thread
+    /// take the count from here), checking each node in checked mode.
     fn run_steps(&self, ws: &mut Workspace, threads: usize) -> Result<(), CallError> {
         let n_in = self.inputs.len();
         super::gemm::set_threads(threads);
-        for (i, step) in self.steps.iter().enumerate() {
+        for (i, &step) in self.steps.iter().enumerate() {
             // Derived for each step: checked mode reads the workspace in between.
             let args = Args {
                 ins: ws.ptrs.as_ptr().cast::<*const u8>(),
@@ -863,22 +880,12 @@ impl Kernel {
                 ws: ws.mem.as_mut_ptr().cast::<u8>(),
                 consts: self.consts.as_ptr().cast::<u8>(),
             };
-            // Both arms: the callers checked that the address table holds one buffer per
-            // input and output, each of the planned dtype and element count (a donated input
-            // is its output's buffer or its workspace copy), and that `ws` was made by this
-            // kernel (so it has `ws_bytes` of 64-byte aligned memory and one address slot
-            // per buffer). The output buffers are exclusively borrowed for this call; the
-            // compiled code reads and writes only within these buffers, the workspace and the
-            // constant blob (offsets planned from the same types), writes only 0/1 into bool
-            // memory, writes a donated output over its input only after (or at the element
-            // of) every read of it (`donate`), and `self` keeps the code mapped for the
-            // duration of the call. Chunk ranges are non-empty and within `count`.
-            match *step {
-                // SAFETY: as above.
-                Step::Serial(f) => unsafe { f(args.ins, args.outs, args.ws, args.consts) },
-                // SAFETY: as above.
-                Step::Chunks { f, count } => unsafe { run_chunks(args, f, count, threads) },
-            }
+            // SAFETY: the callers checked that the address table holds one buffer per input
+            // and output, each of the planned dtype and element count (a donated input is its
+            // output's buffer or its workspace copy), and that `ws` was made by this kernel
+            // (so it has `ws_bytes` of 64-byte aligned memory and one address slot per
+            // buffer). The output buffers are exclusively borrowed for this call.
+            unsafe { self.run_step(step, args, threads) };
             if let Some(c) = &self.check
                 && let Some(r) = c.inspect(i, &ws.ptrs, (&ws.mem, &self.consts))
             {

@@ -166,15 +166,19 @@
 //! use wider ones).
 
 mod batch;
+mod budget;
 mod buf;
+mod check;
 mod collective;
 mod donate;
 mod gemm;
 mod kernel;
 mod layout;
 mod libm;
+mod loops;
 mod lower;
 mod plan;
+mod recompute;
 mod vmath;
 
 pub use buf::{Buf, BufMut, Workspace};
@@ -257,6 +261,15 @@ pub struct JitConfig {
     /// ([`KernelStats::donated_copied`]). Either way the results equal an undonated call's.
     /// Default none; set with [`JitConfig::donating`].
     pub donate: Vec<(String, String)>,
+    /// The most workspace the kernel may use: the compiler recomputes forward values in the
+    /// backward part instead of storing them (checkpoint segments, [`crate::opt::remat`]) until
+    /// the memory plan's peak fits, with the least recomputed work it finds, and fails with
+    /// [`JitError::OverBudget`] naming the smallest feasible budget if nothing fits.
+    /// Recomputation is exact: the results are bitwise those without a budget;
+    /// [`KernelStats::nodes_recomputed`] says what it cost. Only graphs differentiated in
+    /// this process have a backward part to trade (see [`crate::opt::remat`]). Default none;
+    /// set with [`JitConfig::with_memory_budget`].
+    pub memory_budget_bytes: Option<u64>,
 }
 
 impl JitConfig {
@@ -282,6 +295,34 @@ impl JitConfig {
     pub fn donating(mut self, pairs: &[(&str, &str)]) -> JitConfig {
         self.donate
             .extend(pairs.iter().map(|&(i, o)| (i.to_string(), o.to_string())));
+        self
+    }
+
+    /// This configuration with a workspace budget of `bytes` (see
+    /// [`JitConfig::memory_budget_bytes`]).
+    ///
+    /// ```
+    /// use gradlift::{DType, GraphBuilder, jit::{self, JitConfig, JitError}};
+    /// let b = GraphBuilder::new("deep");
+    /// let x = b.input("x", DType::F32, &[8, 16]);
+    /// let w = b.input("w", DType::F32, &[16, 16]);
+    /// let h = (0..8).fold(x, |h, _| h.matmul(w).tanh());
+    /// let loss = (h * h).sum();
+    /// let g = b.grad(loss, &[w]).unwrap();
+    /// let graph = b.finish(&[("loss", loss), ("dw", g[0])]).unwrap();
+    /// let full = jit::compile(&graph).unwrap().workspace_bytes() as u64;
+    /// let k = jit::compile_with(&graph, &JitConfig::default().with_memory_budget(full / 2));
+    /// assert!(k.unwrap().workspace_bytes() as u64 <= full / 2);
+    /// let Err(JitError::OverBudget { minimum, .. }) =
+    ///     jit::compile_with(&graph, &JitConfig::default().with_memory_budget(0))
+    /// else {
+    ///     panic!("a workspace of 0 bytes cannot hold 8 layers")
+    /// };
+    /// assert!(minimum <= full / 2);
+    /// ```
+    #[must_use]
+    pub fn with_memory_budget(mut self, bytes: u64) -> JitConfig {
+        self.memory_budget_bytes = Some(bytes);
         self
     }
 }
@@ -310,6 +351,7 @@ impl Default for JitConfig {
             check_finite: false,
             batch_math: !DEPENDENCY_UNOPTIMIZED,
             donate: Vec::new(),
+            memory_budget_bytes: None,
         }
     }
 }
@@ -355,10 +397,18 @@ pub enum JitError {
         /// What is wrong.
         reason: String,
     },
-    /// The graph uses something this JIT cannot compile yet (a limit; run it with the
-    /// interpreter).
-    #[error("the JIT cannot compile this graph: {0}")]
-    Unsupported(String),
+    /// No choice of recomputation fits [`JitConfig::memory_budget_bytes`] (user error: raise
+    /// the budget to at least `minimum`).
+    #[error(
+        "no plan fits the memory budget of {budget} bytes: the smallest feasible budget is \
+         {minimum} bytes of workspace"
+    )]
+    OverBudget {
+        /// The budget asked for.
+        budget: u64,
+        /// The smallest workspace of any plan the compiler found.
+        minimum: u64,
+    },
     /// The graph needs more memory than can be addressed (a limit; split the graph).
     #[error("graph too large: {what}")]
     TooLarge {
@@ -512,24 +562,54 @@ pub fn compile(g: &Graph) -> Result<Kernel, JitError> {
     compile_with(g, &JitConfig::default())
 }
 
+/// `g` with its full-snapshot backward loops reading their forward loops' tapes
+/// ([`crate::opt::tapes`]: one forward sweep instead of two, bitwise the same), if it has any.
+fn with_shared_tapes(g: &Graph) -> Option<Graph> {
+    let full = g.nodes().iter().any(|n| {
+        crate::ir::loops::scan_attrs(&n.attrs)
+            .and_then(|(lp, _)| Some(lp.recompute.as_ref()?.snapshots >= lp.length))
+            .unwrap_or(false)
+    });
+    if !full {
+        return None;
+    }
+    let mut s = g.clone();
+    (crate::opt::tapes::share_tapes(&mut s).tapes_shared > 0).then_some(s)
+}
+
 /// Compiles `g` with `cfg`.
 ///
 /// # Errors
 /// [`JitError::InvalidGraph`] if the graph fails verification, [`JitError::TooLarge`] if its
-/// memory cannot be addressed, and the Cranelift variants if code generation fails (bugs or an
-/// unsupported host).
+/// memory cannot be addressed, [`JitError::OverBudget`] if no plan fits
+/// [`JitConfig::memory_budget_bytes`], and the Cranelift variants if code generation fails
+/// (bugs or an unsupported host).
 pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     let started = std::time::Instant::now();
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    if let Some(n) = g.nodes().iter().find(|n| n.op == crate::ir::Op::Scan) {
-        return Err(JitError::Unsupported(format!(
-            "`scan` (at {}) is not lowered yet",
-            n.origin
-        )));
-    }
-    let (plan, donated) = plan_graph(g, cfg)?;
+    // Without a budget, a full-snapshot backward loop reads its forward loop's tape; with one,
+    // the budget's plan is kept exactly as the planner measured it.
+    let shared;
+    let g = match (cfg.memory_budget_bytes, with_shared_tapes(g)) {
+        (None, Some(s)) => {
+            shared = s;
+            &shared
+        }
+        _ => g,
+    };
+    // Loop bodies first: a loop's scratch memory in the plan holds its body's workspace.
+    let (bodies, body_ws) = loops::compile_bodies(g, cfg)?;
+    let fitted = match cfg.memory_budget_bytes {
+        Some(budget) => budget::fit(g, cfg, budget, &body_ws)?,
+        None => None,
+    };
+    let (g, recomputed, apart) = match &fitted {
+        Some(f) => (&f.graph, f.stats, f.keep_backward_apart),
+        None => (g, crate::opt::remat::RematStats::default(), false),
+    };
+    let (plan, donated) = plan_graph(g, cfg, &body_ws, apart)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -564,16 +644,21 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     };
     job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
     module.finalize_definitions().map_err(JitError::module)?;
-    let steps = steps(module, &ids, &plan);
-    Ok(Kernel::new(
-        parts(g, cfg, plan, donated, steps, started),
-        owner,
-    ))
+    let (steps, loops) = steps(g, module, &ids, &plan, &bodies);
+    let mut parts = parts(g, cfg, plan, donated, (steps, loops), started);
+    parts.stats.nodes_recomputed = recomputed.nodes_recomputed;
+    parts.stats.flops_recomputed = recomputed.flops_recomputed;
+    Ok(Kernel::new(parts, owner))
 }
 
 /// The plan of verified graph `g` and how it runs its donated pairs, within the workspace
 /// limit of `cfg`.
-fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
+fn plan_graph(
+    g: &Graph,
+    cfg: &JitConfig,
+    body_ws: &plan::BodySizes,
+    keep_backward_apart: bool,
+) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
     let mut plan = plan::plan(
         g,
@@ -582,7 +667,9 @@ fn plan_graph(g: &Graph, cfg: &JitConfig) -> Result<(plan::Plan, Vec<donate::Don
             parallel_min_elements: cfg.parallel_min_elements,
             exact: cfg.exact_math,
             checked: cfg.check_finite,
+            keep_backward_apart,
         },
+        body_ws,
     )?;
     let donated = donate::decide(g, &mut plan, &donated, cfg.exact_math, cfg.check_finite)?;
     if plan.ws_bytes > cfg.max_workspace_bytes {
@@ -649,43 +736,64 @@ fn declare<K: Eq + std::hash::Hash>(
     Ok(ids)
 }
 
-/// Declares the plan's functions (serial: `sigs[0]`, chunk functions: `sigs[1]`).
+/// Declares the plan's functions (serial: `sigs[0]`, chunk functions: `sigs[1]`; a loop has
+/// none).
 fn declare_functions(
     module: &mut JITModule,
     plan: &plan::Plan,
     sigs: &[Signature; 2],
-) -> Result<Vec<FuncId>, JitError> {
+) -> Result<Vec<Option<FuncId>>, JitError> {
     let mut ids = Vec::with_capacity(plan.funcs.len());
     for (i, f) in plan.funcs.iter().enumerate() {
+        if matches!(f, plan::Func::Loop(_)) {
+            ids.push(None);
+            continue;
+        }
         let sig = &sigs[usize::from(matches!(f, plan::Func::Chunks(_)))];
         let id = module
             .declare_function(&format!("f{i}"), Linkage::Local, sig)
             .map_err(JitError::module)?;
-        ids.push(id);
+        ids.push(Some(id));
     }
     Ok(ids)
 }
 
-/// The kernel's steps: the finalized functions of the plan, in order.
-fn steps(module: &JITModule, ids: &[FuncId], plan: &plan::Plan) -> Vec<kernel::Step> {
-    ids.iter()
+/// The kernel's steps: the finalized functions of the plan and its loops, in order.
+fn steps(
+    g: &Graph,
+    module: &JITModule,
+    ids: &[Option<FuncId>],
+    plan: &plan::Plan,
+    bodies: &loops::Bodies,
+) -> (Vec<kernel::Step>, Vec<loops::LoopRun>) {
+    let mut runs = Vec::new();
+    let steps = ids
+        .iter()
         .zip(&plan.funcs)
         .map(|(&id, f)| {
-            let p = module.get_finalized_function(id);
+            let p = || module.get_finalized_function(id.expect("functions have ids"));
             match f {
-                plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p)),
+                plan::Func::Serial(_) => kernel::Step::Serial(serial_fn(p())),
                 plan::Func::Chunks(gi) => {
                     let plan::Group::Fused(fused) = &plan.groups[*gi as usize] else {
                         unreachable!("chunk functions run fused groups")
                     };
                     kernel::Step::Chunks {
-                        f: chunk_fn(p),
+                        f: chunk_fn(p()),
                         count: fused.chunks.count,
                     }
                 }
+                plan::Func::Loop(gi) => {
+                    let plan::Group::Loop(l) = &plan.groups[*gi as usize] else {
+                        unreachable!("loop steps run loop groups")
+                    };
+                    runs.push(loops::LoopRun::new(g, plan, l, bodies));
+                    kernel::Step::Loop(runs.len() as u32 - 1)
+                }
             }
         })
-        .collect()
+        .collect();
+    (steps, runs)
 }
 
 /// True if `g` has a matmul large enough for the GEMM to use threads (if it calls the GEMM).
@@ -705,7 +813,7 @@ fn parts(
     cfg: &JitConfig,
     plan: plan::Plan,
     donated: Vec<donate::Donated>,
-    steps: Vec<kernel::Step>,
+    (steps, loops): (Vec<kernel::Step>, Vec<loops::LoopRun>),
     started: std::time::Instant,
 ) -> kernel::Parts {
     let mut consts = vec![Line([0; 64]); plan.consts.len().div_ceil(64)];
@@ -726,6 +834,7 @@ fn parts(
                         [plan::Item::Run(gi)] => plan.groups[*gi as usize].first_node(),
                         _ => unreachable!("checked plans run one group per function"),
                     },
+                    plan::Func::Loop(gi) => plan.groups[*gi as usize].first_node(),
                     plan::Func::Chunks(_) => unreachable!("checked plans are serial"),
                 })
                 .collect(),
@@ -739,6 +848,7 @@ fn parts(
         check,
         donated,
         steps,
+        loops,
         consts,
         inputs: inputs.iter().map(|&i| g.ty(i).clone()).collect(),
         outputs: g.outputs().iter().map(|&o| g.ty(o).clone()).collect(),
@@ -766,6 +876,8 @@ fn parts(
             buffers_in_place: st.buffers_in_place,
             functions: plan.funcs.len() as u64,
             matmuls_gemm: st.matmuls_gemm,
+            nodes_recomputed: 0,
+            flops_recomputed: 0,
             compile_time: started.elapsed(),
         },
         post: plan.post,
@@ -795,7 +907,8 @@ struct Job<'a> {
     env: lower::Env<'a>,
     isa: &'a OwnedTargetIsa,
     sigs: &'a [Signature; 2],
-    ids: &'a [FuncId],
+    /// Per plan function: its id (`None` for a loop, which has no code).
+    ids: &'a [Option<FuncId>],
 }
 
 /// Machine code of one function, ready for `define_function_bytes`.
@@ -811,10 +924,16 @@ impl Job<'_> {
         let (sig, body) = match &self.env.plan.funcs[i] {
             plan::Func::Serial(items) => (&self.sigs[0], lower::Body::Serial(items)),
             plan::Func::Chunks(g) => (&self.sigs[1], lower::Body::Chunks(*g)),
+            plan::Func::Loop(_) => unreachable!("loops have no code"),
         };
         ctx.func.signature = sig.clone();
-        ctx.func.name = UserFuncName::user(0, self.ids[i].as_u32());
+        ctx.func.name = UserFuncName::user(0, self.id(i).as_u32());
         lower::build_function(&mut ctx.func, fctx, &self.env, body);
+    }
+
+    /// The id of function `i`, which has code.
+    fn id(&self, i: usize) -> FuncId {
+        self.ids[i].expect("plan invariant: only loops have no code")
     }
 
     /// Builds, compiles and defines every function in `module`, on `threads` threads.
@@ -823,6 +942,7 @@ impl Job<'_> {
             let mut fctx = FunctionBuilderContext::new();
             let mut ctx = module.make_context();
             for (i, &id) in self.ids.iter().enumerate() {
+                let Some(id) = id else { continue };
                 module.clear_context(&mut ctx);
                 self.build(i, &mut ctx, &mut fctx);
                 module
@@ -844,6 +964,9 @@ impl Job<'_> {
                     let mut fctx = FunctionBuilderContext::new();
                     let mut ctx = Context::new();
                     for i in (w..self.ids.len()).step_by(threads) {
+                        if self.ids[i].is_none() {
+                            continue;
+                        }
                         ctx.clear();
                         self.build(i, &mut ctx, &mut fctx);
                         let r = self.compile(i, &mut ctx);
@@ -861,7 +984,7 @@ impl Job<'_> {
                     source,
                 })?;
                 module
-                    .define_function_bytes(self.ids[i], c.align, &c.code, &c.relocs)
+                    .define_function_bytes(self.id(i), c.align, &c.code, &c.relocs)
                     .map_err(JitError::module)?;
             }
             Ok(())
@@ -880,7 +1003,7 @@ impl Job<'_> {
             .buffer
             .relocs()
             .iter()
-            .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, self.ids[i]))
+            .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, self.id(i)))
             .collect();
         Ok(Compiled {
             code: bytes,

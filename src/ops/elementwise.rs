@@ -866,3 +866,27 @@ pub(super) const STOP_GRADIENT: OpRules = OpRules {
     }),
     lower: Some(|_, _, a| a[0]),
 };
+
+/// `y = x`, which the optimizer never merges, folds or removes while it is used (JAX's
+/// `optimization_barrier`). The reverse driver reads a checkpoint region's outside values
+/// through barriers when it recomputes the region (see [`crate::autodiff::checkpoint`]), so
+/// the recomputed copies differ from the originals and CSE cannot merge them back; that merge
+/// would keep the originals alive until the backward pass and undo the memory saving.
+/// Derivatives pass straight through.
+pub(super) const BARRIER: OpRules = OpRules {
+    name: "optimization_barrier",
+    arity: Arity::Exact(1),
+    attrs: AttrKind::None,
+    props: UNARY,
+    infer: infer_unary,
+    eval: eval_elementwise,
+    jvp: Some(|_, _, _, tg| tg.get(0)),
+    vjp: Some(|_, _, _, ct| vec![Some(ct)]),
+    math: Some(Elementwise::Unary {
+        f64: |x| x,
+        f32: |x| x,
+    }),
+    // The JIT reads a barrier as a view of its operand (`jit::plan::fuse`), never as a
+    // loop of its own, so it has no scalar lowering.
+    lower: None,
+};

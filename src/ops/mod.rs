@@ -504,6 +504,7 @@ pub fn rules(op: Op) -> &'static OpRules {
         Op::Scan => &loops::SCAN,
         Op::Matmul => &linalg::MATMUL,
         Op::StopGradient => &e::STOP_GRADIENT,
+        Op::Barrier => &e::BARRIER,
         Op::Iota => &index::IOTA,
         Op::Gather => &index::GATHER,
         Op::ScatterAdd => &index::SCATTER_ADD,

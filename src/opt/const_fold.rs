@@ -3,7 +3,7 @@
 //! Uses the interpreter kernels ([`crate::ops::eval`]), so folding is exact by construction.
 //! Does not fold `broadcast` (a broadcast constant costs no memory, folding it would), `scan`
 //! (running a loop at compile time could cost any amount of time), collectives (their value
-//! depends on the other ranks), results
+//! depends on the other ranks), `optimization_barrier` (see [`crate::opt::cse`]), results
 //! larger than the configured element limit, or leaves. Does not remove the now-unused operand
 //! constants (DCE does).
 
@@ -30,8 +30,10 @@ impl fmt::Display for FoldStats {
 /// `max_elements` elements.
 pub fn fold_constants(g: &mut Graph, max_elements: usize) -> FoldStats {
     let folded = rebuild(g, |new, n| {
-        let foldable = !matches!(n.op, Op::Input | Op::Const | Op::Broadcast | Op::Scan)
-            && !ops::collective::is_collective(n.op)
+        let foldable = !matches!(
+            n.op,
+            Op::Input | Op::Const | Op::Broadcast | Op::Barrier | Op::Scan
+        ) && !ops::collective::is_collective(n.op)
             && n.ty.numel() <= max_elements
             && n.inputs.iter().all(|&x| new.node(x).op == Op::Const);
         if !foldable {

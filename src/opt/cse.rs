@@ -2,7 +2,8 @@
 //!
 //! A node equal to an earlier one (same op, operands, attributes — constants compared bitwise —
 //! and type) is replaced by the earlier one. Operands of commutative ops are put in id order
-//! first, so `a*b` and `b*a` merge. Inputs never merge (they are distinct values by definition).
+//! first, so `a*b` and `b*a` merge. Inputs never merge (they are distinct values by definition), nor do
+//! `optimization_barrier`s (their purpose is to keep recomputed copies apart from the originals).
 //! Does not remove the merged nodes' now-unused operands (DCE does).
 
 use super::{Rewrite, rebuild};
@@ -50,7 +51,8 @@ pub fn eliminate_common_subexpressions(g: &mut Graph) -> CseStats {
     let mut table: HashMap<u64, Vec<NodeId>> = HashMap::new();
     let mut normalized = 0u64;
     let merged = rebuild(g, |new, n| {
-        if n.op == Op::Input {
+        // Barriers exist to keep recomputed copies apart from their originals.
+        if matches!(n.op, Op::Input | Op::Barrier) {
             return Rewrite::Keep;
         }
         let mut n = n.clone();

@@ -10,6 +10,9 @@
 //! flat buffer (data-parallel gradients), reordering nodes so the merged call comes after all
 //! of its operands.
 //!
+//! Not in the pipeline: [`remat`], recomputation in checkpoint segments, which the JIT runs
+//! for a memory budget after the pipeline (CSE would undo it).
+//!
 //! Every rewrite is exact in IEEE arithmetic, with one documented exception: `x + 0.0 → x`
 //! changes `-0.0 + 0.0 = +0.0` into `-0.0` (equal as numbers). No pass reassociates.
 //!
@@ -24,6 +27,7 @@ pub mod bucket;
 pub mod const_fold;
 pub mod cse;
 pub mod dce;
+pub mod remat;
 pub mod simplify;
 pub mod tapes;
 

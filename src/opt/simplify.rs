@@ -7,7 +7,7 @@
 //! | `x * -1 → -x`, `--x → x` | exact |
 //! | `powi(x, 1) → x` | exact |
 //! | `select(c, x, x) → x`, `select(all-true, a, b) → a` (and all-false) | exact |
-//! | `cast` to the same dtype, `reshape`/`broadcast` to the same shape, identity `transpose`, reduce over no axes | exact (no-ops) |
+//! | `cast` to the same dtype, `reshape`/`broadcast` to the same shape, identity `transpose`, `reduce_max`/`reduce_min` over no axes | exact (no-ops) |
 //! | `reshape(reshape(x)) → reshape(x)`, `transpose(transpose(x)) → transpose(x)` (perms composed), `broadcast(broadcast(x)) → broadcast(x)` | exact (data movement) |
 //!
 //! A rewrite only applies when the result has exactly the node's type (`x + 0` with a broadcast
@@ -135,7 +135,9 @@ fn rewrite(g: &mut Graph, n: &Node) -> Rewrite {
                 return replace(n, Op::Transpose, vec![src], Attrs::Perm { perm: composed });
             }
         }
-        Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
+        // A sum over no axes is `0.0 + x`, which turns `-0.0` into `+0.0` (and `atan2` turns
+        // that sign into π), so only max and min are no-ops there.
+        Op::ReduceMax | Op::ReduceMin => {
             if let Attrs::Reduce { axes, .. } = &n.attrs
                 && axes.is_empty()
             {

@@ -134,3 +134,22 @@ fn custom_derivative_regions_survive_optimization() {
     assert_eq!(out[0].scalar_value(), Some(4.0));
     assert_eq!(out[1].scalar_value(), Some(6.0)); // the user's (deliberately wrong) rule
 }
+
+#[test]
+fn a_sum_over_no_axes_keeps_its_sign_of_zero() {
+    // The interpreter sums from +0.0, so reduce_sum(-0.0) over no axes is +0.0; atan2 turns
+    // that sign into 0 vs -π. The optimizer must not drop the sum.
+    let b = GraphBuilder::new("g");
+    let x = b.input("x", DType::F64, &[2]);
+    let s = x.reduce(Op::ReduceSum, Some(&[]), false);
+    let m = x.reduce(Op::ReduceMax, Some(&[]), false);
+    let y = b.push(Op::Atan2, &[s, s], crate::ir::Attrs::None).sum();
+    let z = b.push(Op::Atan2, &[m, m], crate::ir::Attrs::None).sum();
+    let mut g = b.finish(&[("y", y), ("z", z)]).unwrap();
+    let x0 = [Tensor::from_f64(vec![2], vec![-0.0, 1.0])];
+    let before = interp::run(&g, &x0).unwrap();
+    opt(&mut g);
+    let after = interp::run(&g, &x0).unwrap();
+    assert!(before[0].bits_eq(&after[0]) && before[1].bits_eq(&after[1]));
+    assert_eq!(before[0].scalar_value(), Some(std::f64::consts::FRAC_PI_4));
+}

@@ -1415,3 +1415,62 @@ fn zero_size_shapes_are_refused_with_the_reason() {
     );
     assert!(e.contains("at least one element"), "{e}");
 }
+
+/// An MLP of `layers` tanh layers (width 16, batch 8) and a sum-of-squares loss, as `.gir`.
+fn deep_mlp(layers: usize) -> String {
+    let mut s = String::from("graph @deep {\n  %x = input f32[8,16]\n");
+    let mut h = "x".to_string();
+    for i in 0..layers {
+        s += &format!(
+            "  %w{i} = input f32[16,16]\n  %a{i} = matmul %{h}, %w{i} : f32[8,16]\n  \
+             %h{i} = tanh %a{i} : f32[8,16]\n"
+        );
+        h = format!("h{i}");
+    }
+    s += &format!("  %sq = mul %{h}, %{h} : f32[8,16]\n  %loss = reduce_sum %sq : f32[]\n");
+    s + "  output %loss\n}\n"
+}
+
+#[test]
+fn memory_budget_recomputes_to_the_same_bits_and_names_the_minimum() {
+    let d = tmpdir();
+    let g = write(&d, "deep.gir", deep_mlp(12));
+    let want = ok(&["run", p(&g), "--grad"]);
+    let err = fails(&["run", p(&g), "--grad", "--memory-budget", "0"]);
+    let minimum: u64 = err
+        .split("smallest feasible budget is ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no minimum in: {err}"));
+    let budget = minimum.to_string();
+    // Exact recomputation: the printed shortest round trips, so the bits, are the same.
+    assert_eq!(
+        ok(&["run", p(&g), "--grad", "--memory-budget", &budget]),
+        want
+    );
+    let b = json(&ok(&[
+        "bench",
+        p(&g),
+        "--grad",
+        "--json",
+        "--memory-budget",
+        &budget,
+    ]));
+    let ws = num(&b["workspace_bytes"]);
+    assert!(
+        ws <= minimum as f64 && num(&b["memory_budget"]) == minimum as f64,
+        "{b}"
+    );
+    assert!(num(&b["unbudgeted_workspace_bytes"]) > ws, "{b}");
+    assert!(
+        num(&b["nodes_recomputed"]) > 0.0 && num(&b["flops_recomputed"]) > 0.0,
+        "{b}"
+    );
+    assert!(num(&b["recompute_time_ratio"]) > 0.0, "{b}");
+    let plain = json(&ok(&["bench", p(&g), "--grad", "--json"]));
+    assert_eq!(num(&plain["nodes_recomputed"]), 0.0, "{plain}");
+    let err = fails(&["run", p(&g), "--backend", "interp", "--memory-budget", "9"]);
+    assert!(err.contains("--backend jit"), "{err}");
+    usage(&["run", p(&g), "--memory-budget", "-1"]);
+}

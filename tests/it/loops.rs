@@ -4,7 +4,7 @@
 use gradlift::autodiff::Mode;
 use gradlift::{DType, Graph, GraphBuilder, ScanArgs, Tensor, Var, interp};
 
-const N: usize = 3;
+pub(crate) const N: usize = 3;
 
 /// One step of a small nonlinear recurrence: `c' = c + a·tanh(W c + x)`, `y = sum(c'²)`.
 fn step<'s>(c: Var<'s>, x: Var<'s>, w: Var<'s>) -> (Var<'s>, Var<'s>) {
@@ -13,13 +13,13 @@ fn step<'s>(c: Var<'s>, x: Var<'s>, w: Var<'s>) -> (Var<'s>, Var<'s>) {
     (c2, (c2 * c2).sum())
 }
 
-struct Case {
-    c0: Tensor,
-    xs: Tensor,
-    w: Tensor,
+pub(crate) struct Case {
+    pub(crate) c0: Tensor,
+    pub(crate) xs: Tensor,
+    pub(crate) w: Tensor,
 }
 
-fn case(t: usize, seed: u64) -> Case {
+pub(crate) fn case(t: usize, seed: u64) -> Case {
     let mut r = gradlift::testutil::Rng(seed);
     let mut v = |n: usize| (0..n).map(|_| r.uniform(-1.0, 1.0)).collect::<Vec<f64>>();
     Case {
@@ -31,12 +31,16 @@ fn case(t: usize, seed: u64) -> Case {
 
 /// The model's inputs (`c0`, `xs`, `w`) and its outputs: final carry and loss
 /// `sum(c_T) + sum(ys)`, built as a scan (`looped`) or unrolled.
-fn model<'b>(b: &'b GraphBuilder, t: usize, looped: bool) -> ([Var<'b>; 3], Var<'b>, Var<'b>) {
+pub(crate) fn model<'b>(
+    b: &'b GraphBuilder,
+    t: usize,
+    looped: bool,
+) -> ([Var<'b>; 3], Var<'b>, Var<'b>) {
     model_with(b, t, looped.then_some(None))
 }
 
 /// [`model`]; `looped`: `None` unrolled, `Some(checkpoint)` a scan with that many snapshots.
-fn model_with<'b>(
+pub(crate) fn model_with<'b>(
     b: &'b GraphBuilder,
     t: usize,
     looped: Option<Option<usize>>,
@@ -91,7 +95,7 @@ fn assert_bits(a: &[Tensor], b: &[Tensor], what: &str) {
 }
 
 /// Value and gradient of the loss, looped or unrolled.
-fn grad_graph(t: usize, looped: bool) -> Graph {
+pub(crate) fn grad_graph(t: usize, looped: bool) -> Graph {
     let b = GraphBuilder::new("g");
     let (ins, c, loss) = model(&b, t, looped);
     let g = b.grad(loss, &ins).unwrap();
@@ -150,7 +154,7 @@ fn scan_gradient_matches_finite_differences() {
 }
 
 /// `jvp` along all three inputs, looped or unrolled.
-fn jvp_graph(t: usize, looped: bool) -> Graph {
+pub(crate) fn jvp_graph(t: usize, looped: bool) -> Graph {
     let b = GraphBuilder::new("j");
     let (ins, c, loss) = model(&b, t, looped);
     let dirs: Vec<Var<'_>> = ins
@@ -480,4 +484,20 @@ fn a_full_snapshot_backward_loop_shares_the_forward_loops_tape_bit_for_bit() {
     let d = b.grad(loss, &ins).unwrap();
     let mut g = b.finish(&[("loss", loss), ("dw", d[2])]).unwrap();
     assert_eq!(gradlift::opt::tapes::share_tapes(&mut g).tapes_shared, 0);
+}
+
+#[test]
+fn a_collective_inside_a_loop_body_is_a_clear_error() {
+    let b = GraphBuilder::new("dp");
+    let x = b.input("x", DType::F64, &[2]);
+    let out = b.scan(3, &[x], &[], &[], |s, st| {
+        let summed = s.push(
+            gradlift::Op::AllReduceSum,
+            &[st.carry[0]],
+            gradlift::Attrs::None,
+        );
+        (vec![summed], vec![])
+    });
+    let e = b.finish(&[("y", out.carry[0])]).unwrap_err().to_string();
+    assert!(e.contains("cannot hold `all_reduce_sum`"), "{e}");
 }

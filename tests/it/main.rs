@@ -1,7 +1,9 @@
 //! The one integration-test binary: each module covers one area.
 
+mod budget;
 mod call;
 mod check_finite;
+mod checkpoint;
 mod cli;
 mod collectives;
 mod concat;
@@ -14,6 +16,7 @@ mod hostile;
 mod indexing;
 mod jit;
 mod loops;
+mod loops_jit;
 mod mlp;
 mod props;
 mod random;

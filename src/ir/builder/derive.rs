@@ -1,10 +1,11 @@
 //! The derivative methods of [`GraphBuilder`]: the `Var`-level front of [`crate::autodiff`]
-//! (reverse and forward mode, seeds, Jacobians, Hessians, custom rules). Each calls a
+//! (reverse and forward mode, seeds, Jacobians, Hessians, custom rules, checkpoints). Each calls a
 //! crate-internal builder-level driver of `autodiff` on node ids, reports builder errors and the
 //! driver's error at the caller's location, and maps the results back to `Var`s. This file is
 //! the only place in `ir` that calls `autodiff`.
 
 use super::{BuildError, GraphBuilder, POISON, Var};
+use crate::autodiff::checkpoint::{CheckpointPolicy, CheckpointRegion, CheckpointResult};
 use crate::ir::{Attrs, NodeId, Op};
 use std::panic::Location;
 
@@ -211,6 +212,66 @@ impl GraphBuilder {
             });
         out
     }
+
+    /// Builds `f`'s nodes as a checkpoint region: reverse mode recomputes its intermediate
+    /// values just before the backward pass needs them instead of keeping them from the
+    /// forward pass (memory for time; `jax.checkpoint`). The values `f` returns are saved; see
+    /// [`crate::autodiff::checkpoint`]. Same as [`GraphBuilder::checkpoint_with`] and
+    /// [`CheckpointPolicy::SaveNothing`].
+    ///
+    /// ```
+    /// use gradlift::{DType, GraphBuilder, interp};
+    /// let b = GraphBuilder::new("g");
+    /// let x = b.input("x", DType::F64, &[]);
+    /// let y = b.checkpoint(|_| x.sin().exp());
+    /// let g = b.grad(y, &[x]).unwrap();
+    /// let graph = b.finish(&[("y", y), ("dy", g[0])]).unwrap();
+    /// let out = interp::run(&graph, &[0.5.into()]).unwrap();
+    /// let want = 0.5f64.cos() * 0.5f64.sin().exp();
+    /// assert_eq!(out[1].scalar_value(), Some(want)); // sin(x) was recomputed, exactly
+    /// ```
+    #[track_caller]
+    pub fn checkpoint<'b, R: CheckpointResult<'b>>(
+        &'b self,
+        f: impl FnOnce(&'b GraphBuilder) -> R,
+    ) -> R {
+        self.checkpoint_with(CheckpointPolicy::SaveNothing, f)
+    }
+
+    /// [`GraphBuilder::checkpoint`] with a policy saying which intermediates are saved.
+    ///
+    /// ```
+    /// use gradlift::{DType, GraphBuilder, autodiff::checkpoint::CheckpointPolicy};
+    /// let b = GraphBuilder::new("g");
+    /// let x = b.input("x", DType::F32, &[4, 4]);
+    /// let y = b.checkpoint_with(CheckpointPolicy::SaveDots, |_| x.matmul(x).tanh().matmul(x));
+    /// let _ = b.grad(y.sum(), &[x]).unwrap(); // matmuls saved, tanh recomputed
+    /// ```
+    #[track_caller]
+    pub fn checkpoint_with<'b, R: CheckpointResult<'b>>(
+        &'b self,
+        policy: CheckpointPolicy,
+        f: impl FnOnce(&'b GraphBuilder) -> R,
+    ) -> R {
+        let first = NodeId(self.graph.borrow().len() as u32);
+        let out = f(self);
+        let end = NodeId(self.graph.borrow().len() as u32);
+        let outputs = out.values();
+        if end > first && !outputs.contains(&POISON) {
+            let region = CheckpointRegion {
+                first,
+                end,
+                outputs,
+                policy,
+            };
+            self.graph
+                .borrow_mut()
+                .checkpoints_mut()
+                .regions
+                .push(region);
+        }
+        out
+    }
 }
 
 fn ids(vs: &[Var<'_>]) -> Vec<NodeId> {
@@ -227,5 +288,16 @@ impl<'b> Var<'b> {
     #[track_caller]
     pub fn stop_gradient(self) -> Var<'b> {
         self.b.push(Op::StopGradient, &[self], Attrs::None)
+    }
+
+    /// Tags this value with `name` for [`CheckpointPolicy::SaveNames`] (JAX's
+    /// `checkpoint_name`) and returns it. Unlike a value name ([`Var::named`]), one tag may
+    /// mark many values (one per layer).
+    pub fn checkpoint_name(self, name: &str) -> Var<'b> {
+        if self.id != POISON {
+            let mut g = self.b.graph.borrow_mut();
+            g.checkpoints_mut().names.push((self.id, name.to_string()));
+        }
+        self
     }
 }

@@ -443,6 +443,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             Group::Matmul { node, gemm } => self.matmul(*node, *gemm),
             Group::Node(id) => self.node(*id),
             Group::Copy { node, from } => self.realize(*node, from),
+            Group::Loop(_) => unreachable!("plan invariant: loops run in the kernel, not in code"),
         }
     }
 }

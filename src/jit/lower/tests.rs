@@ -20,7 +20,9 @@ fn lowered_with(g: &Graph, batch: bool) -> (usize, String) {
             parallel_min_elements: usize::MAX,
             exact: false,
             checked: false,
+            keep_backward_apart: false,
         },
+        &Default::default(),
     )
     .unwrap();
     let math: MathIds = crate::ops::MathFn::ALL

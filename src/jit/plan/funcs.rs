@@ -1,7 +1,7 @@
 //! Phase 6: packing groups into functions. Serial groups are packed into functions of at most
 //! `max_ops_per_function` nodes (one each in checked mode); a parallel group gets a function
 //! of its own taking a chunk range, and the fold of its partial results goes into the next
-//! serial function.
+//! serial function. A loop group is a step of its own with no function (the kernel runs it).
 
 use super::{Func, Group, Item, PlanConfig};
 
@@ -24,6 +24,10 @@ pub(super) fn pack(groups: &[Group], cfg: &PlanConfig) -> Vec<Func> {
     for (gi, grp) in groups.iter().enumerate() {
         let gi = gi as u32;
         match grp {
+            Group::Loop(_) => {
+                flush(&mut cur, &mut cur_ops, &mut funcs);
+                funcs.push(Func::Loop(gi));
+            }
             Group::Fused(f) if f.parallel => {
                 flush(&mut cur, &mut cur_ops, &mut funcs);
                 funcs.push(Func::Chunks(gi));

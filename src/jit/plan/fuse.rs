@@ -42,11 +42,13 @@ pub(super) struct Fusion {
     pub last_use: Vec<i64>,
 }
 
+/// Ops that are views of their operand (an `optimization_barrier` is the identity view: it
+/// only matters to the optimizer, and a copy would cost the memory recomputation saves).
 fn is_view_op(op: Op) -> bool {
     // `pvary` is the identity on each rank (its meaning is in its derivative).
     matches!(
         op,
-        Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice | Op::Pvary
+        Op::Reshape | Op::Broadcast | Op::Transpose | Op::Slice | Op::Barrier | Op::Pvary
     )
 }
 
@@ -82,12 +84,18 @@ pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig
         members: Vec::new(),
         latest: HashMap::new(),
         checked: cfg.checked,
+        backward: if cfg.keep_backward_apart {
+            crate::opt::remat::backward_part(g)
+        } else {
+            Vec::new()
+        },
     };
     // Values some live consumer reads contiguously (`reshape`, which is only a view of a
-    // contiguous operand; `matmul` takes any strides).
+    // contiguous operand, and `scan`, whose steps take rows and whole values by address;
+    // `matmul` takes any strides).
     let mut wants_contiguous = vec![false; n];
     for (node, &live) in nodes.iter().zip(&live.live) {
-        if live && node.op == Op::Reshape {
+        if live && matches!(node.op, Op::Reshape | Op::Scan) {
             for x in &node.inputs {
                 wants_contiguous[x.index()] = true;
             }
@@ -114,6 +122,17 @@ pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig
                 }
             }
             Op::Concat if piecewise[i] => b.pieces_of(id),
+            Op::Scan => {
+                // The live nodes of one loop's result group are one group: one run of the loop.
+                let grp = match b.members.last() {
+                    Some(m) if crate::ir::loops::same_loop(g, m[0], id) => {
+                        b.members.len() as u32 - 1
+                    }
+                    _ => b.new_group(None),
+                };
+                b.members[grp as usize].push(id);
+                b.roles[i] = Role::Single(grp);
+            }
             op if is_elementwise(op) => b.place(id, node.ty.shape.clone()),
             op if is_reduction(op) => b.place(id, g.ty(node.inputs[0]).shape.clone()),
             _ => {
@@ -214,9 +233,20 @@ struct Builder<'g> {
     members: Vec<Vec<NodeId>>,
     latest: HashMap<Vec<usize>, u32>,
     checked: bool,
+    /// With [`PlanConfig::keep_backward_apart`]: the backward part (else empty).
+    backward: Vec<bool>,
 }
 
 impl Builder<'_> {
+    /// True if joining group `g` would move backward node `n` into a forward loop (only with
+    /// [`PlanConfig::keep_backward_apart`]).
+    fn hoists(&self, n: NodeId, g: u32) -> bool {
+        self.backward.get(n.index()).copied().unwrap_or(false)
+            && !self.members[g as usize]
+                .iter()
+                .any(|m| self.backward[m.index()])
+    }
+
     /// The base view of a stored node or leaf.
     fn base(&self, id: NodeId) -> View {
         View::whole(id, &self.g.ty(id).shape)
@@ -352,7 +382,7 @@ impl Builder<'_> {
         let nr = self.node_reduced(n);
         let mut best: Option<(usize, u32)> = None;
         let mut consider = |b: &Self, g: u32| {
-            if b.shapes[g as usize].as_ref() != Some(&shape) {
+            if b.shapes[g as usize].as_ref() != Some(&shape) || b.hoists(n, g) {
                 return;
             }
             if let Some(regs) = b.fit(n, g)
@@ -444,6 +474,7 @@ impl Builder<'_> {
                     ..v
                 }
             }
+            (Op::Barrier, _) => v,
             (Op::Pvary, _) => v,
             (Op::Broadcast, _) => View {
                 strides: broadcast(xs, &v.strides, &node.ty.shape),

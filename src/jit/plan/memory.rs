@@ -59,6 +59,14 @@ pub(super) fn assign(
             Group::Matmul { node, .. } | Group::Node(node) | Group::Copy { node, .. } => {
                 ws.home(g, *node, &mut locs)?;
             }
+            Group::Loop(l) => {
+                for &(m, _) in &l.members {
+                    ws.home(g, m, &mut locs)?;
+                }
+                let (off, size) = ws.arena.alloc(l.layout.bytes)?;
+                l.temps = off;
+                temps.push((off, size));
+            }
             Group::Fused(f) => {
                 // A vector group with transcendentals may run twice (see `lower`), so it must
                 // not overwrite its operands.

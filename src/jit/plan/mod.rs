@@ -76,6 +76,7 @@
 mod funcs;
 mod fuse;
 mod live;
+mod loops;
 mod memory;
 mod nest;
 mod pieces;
@@ -86,6 +87,7 @@ use super::JitError;
 pub(super) use super::layout::View;
 use crate::ir::{DType, Graph, NodeId, Op};
 use crate::tensor::Tensor;
+pub(super) use loops::{BodySizes, LoopLayout, LoopStep, RecomputeLayout, body_key};
 use std::sync::Arc;
 
 /// Alignment of large workspace and constant buffers (one cache line).
@@ -165,7 +167,8 @@ pub(super) enum Role {
     Pieces,
     /// Computed in fused group `g`.
     Member(u32),
-    /// The only node of group `g` (matmul, concat, or a realized view).
+    /// The only node of group `g` (matmul, concat, or a realized view), or one of the live
+    /// nodes of a loop group.
     Single(u32),
 }
 
@@ -255,6 +258,8 @@ pub(super) enum Group {
         /// The view it copies from.
         from: View,
     },
+    /// A loop (a group of `scan` nodes), run by the kernel around its compiled body.
+    Loop(LoopStep),
 }
 
 impl Group {
@@ -263,6 +268,7 @@ impl Group {
         match self {
             Group::Fused(f) => f.members[0],
             Group::Matmul { node, .. } | Group::Node(node) | Group::Copy { node, .. } => *node,
+            Group::Loop(l) => l.node,
         }
     }
 }
@@ -283,6 +289,8 @@ pub(super) enum Func {
     Serial(Vec<Item>),
     /// `fn(inputs, outputs, ws, consts, lo, hi)` running chunks `lo..hi` of group `g`.
     Chunks(u32),
+    /// No compiled function: the kernel runs loop group `g` (a [`Group::Loop`]).
+    Loop(u32),
 }
 
 /// The layout of a compiled graph.
@@ -330,6 +338,10 @@ pub(super) struct PlanConfig {
     /// Checked mode: every node its own group and function, every view realized, every value
     /// stored in its own memory (never reused), no threads.
     pub checked: bool,
+    /// Keep the backward part's elementwise work out of the forward part's fused groups
+    /// (see [`crate::opt::remat::backward_part`]): computing `1 - h²` in `h`'s forward loop
+    /// stores a second value per layer until the backward pass. A memory-budget choice.
+    pub keep_backward_apart: bool,
 }
 
 /// True for ops computed per element by an `ops` lowering rule.
@@ -357,15 +369,16 @@ fn box_count(cuts: &[Vec<usize>]) -> usize {
         .fold(1usize, |p, c| p.saturating_mul(c.len() + 1))
 }
 
-/// Plans `g` (already verified).
+/// Plans `g` (already verified), whose loop bodies compiled to kernels needing `bodies`
+/// bytes of workspace.
 ///
 /// # Errors
 /// [`JitError::TooLarge`] if the workspace or the constant blob would exceed the address space.
-pub(super) fn plan(g: &Graph, cfg: &PlanConfig) -> Result<Plan, JitError> {
+pub(super) fn plan(g: &Graph, cfg: &PlanConfig, bodies: &BodySizes) -> Result<Plan, JitError> {
     let live = live::analyze(g);
     let piecewise = pieces::choose(g, &live, cfg.checked);
     let fusion = fuse::group(g, &live, &piecewise, cfg);
-    let nests = nest::shape(g, fusion, cfg);
+    let nests = nest::shape(g, fusion, cfg, bodies)?;
     let mut groups = nests.groups;
     let memory = memory::assign(g, &nests.roles, &mut groups, &nests.last_use, cfg)?;
     let funcs = funcs::pack(&groups, cfg);

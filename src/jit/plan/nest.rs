@@ -6,10 +6,11 @@
 use super::fuse::{Cuts, Fusion};
 use super::memory::is_splat;
 use super::{
-    Access, CHUNK_ELEMS, Chunks, Fused, Group, Piece, PlanConfig, Reduction, Role, View, box_count,
-    is_elementwise, is_reduction,
+    Access, BodySizes, CHUNK_ELEMS, Chunks, Fused, Group, Piece, PlanConfig, Reduction, Role, View,
+    box_count, is_elementwise, is_reduction,
 };
 use crate::ir::{Attrs, DType, Graph, NodeId, Op};
+use crate::jit::JitError;
 use crate::jit::layout::{broadcast, collapse, matrix_strides, row_major};
 
 /// The groups as loop nests, and what the later phases need of the fusion.
@@ -28,8 +29,17 @@ pub(super) struct Nests {
     pub nodes_fused: u64,
 }
 
-/// Turns the groups of `fusion` into nests.
-pub(super) fn shape(g: &Graph, mut fusion: Fusion, cfg: &PlanConfig) -> Nests {
+/// Turns the groups of `fusion` into nests (a loop's scratch block sized for its body's
+/// workspace, `bodies`).
+///
+/// # Errors
+/// [`JitError::TooLarge`] if a loop's scratch block overflows.
+pub(super) fn shape(
+    g: &Graph,
+    mut fusion: Fusion,
+    cfg: &PlanConfig,
+    bodies: &BodySizes,
+) -> Result<Nests, JitError> {
     let mut groups: Vec<Group> = Vec::with_capacity(fusion.shapes.len());
     let mut last_nest: Vec<u32> = Vec::with_capacity(fusion.shapes.len());
     let mut nodes_fused = 0u64;
@@ -42,6 +52,9 @@ pub(super) fn shape(g: &Graph, mut fusion: Fusion, cfg: &PlanConfig) -> Nests {
                     node,
                     gemm: gemm(g, &fusion.views, node, cfg.exact),
                 },
+                None if g.node(node).op == Op::Scan => {
+                    Group::Loop(super::loops::step(g, &fusion.members[gi], bodies)?)
+                }
                 None => Group::Node(node),
             });
             last_nest.push(groups.len() as u32 - 1);
@@ -80,14 +93,14 @@ pub(super) fn shape(g: &Graph, mut fusion: Fusion, cfg: &PlanConfig) -> Nests {
             *l = i64::from(last_nest[*l as usize]);
         }
     }
-    Nests {
+    Ok(Nests {
         groups,
         roles: fusion.roles,
         views: fusion.views,
         last_use,
         nodes_compiled: fusion.members.iter().map(|m| m.len() as u64).sum(),
         nodes_fused,
-    }
+    })
 }
 
 /// The boxes that cut positions `c` make of an iteration space of `shape`, as (first index,

@@ -10,6 +10,7 @@ fn cfg() -> PlanConfig {
         parallel_min_elements: 1 << 16,
         exact: false,
         checked: false,
+        keep_backward_apart: false,
     }
 }
 
@@ -32,7 +33,7 @@ fn a_chain_and_its_sum_are_one_group_with_nothing_stored() {
         )
         .unwrap();
     g.set_outputs(vec![s]);
-    let p = plan(&g, &cfg()).unwrap();
+    let p = plan(&g, &cfg(), &BodySizes::default()).unwrap();
     assert_eq!(p.groups.len(), 1);
     assert_eq!(p.ws_bytes, 0);
     assert_eq!(p.locs[a.index()], Loc::Unused);
@@ -76,7 +77,7 @@ fn views_compose_and_a_reduction_result_starts_a_new_group() {
         .unwrap();
     let y = g.push(Op::Sub, vec![t, m], Attrs::None).unwrap();
     g.set_outputs(vec![y]);
-    let p = plan(&g, &cfg()).unwrap();
+    let p = plan(&g, &cfg(), &BodySizes::default()).unwrap();
     let v = p.views[t.index()].as_ref().unwrap();
     assert_eq!((v.root, v.offset, v.strides.clone()), (x, 6, vec![1, 6]));
     assert_eq!(p.groups.len(), 2, "{:?}", p.groups);
@@ -111,7 +112,7 @@ fn the_rosenbrock_adjoint_reads_its_zero_pads_in_place() {
     let y = ((hi - lo * lo).powi(2) * 100.0 + (1.0 - lo).powi(2)).sum();
     let d = b.grad(y, &[x]).unwrap();
     let g = b.into_graph(&[y.id(), d[0].id()]).unwrap();
-    let p = plan(&g, &cfg()).unwrap();
+    let p = plan(&g, &cfg(), &BodySizes::default()).unwrap();
     assert_eq!(copied_concats(&g, &p), 0, "{:#?}", p.groups);
     // add(concat(0, a), concat(b, 0)) is one loop in three boxes: [0, 1), [1, 999),
     // [999, 1000), the middle one vectorized.
@@ -143,7 +144,7 @@ fn reductions_over_a_cut_axis_get_the_concat_in_memory() {
     };
     // Summing rows keeps the cut axis: each box sums whole rows, with the pieces in place.
     let g = build(&[0]);
-    let p = plan(&g, &cfg()).unwrap();
+    let p = plan(&g, &cfg(), &BodySizes::default()).unwrap();
     assert_eq!(copied_concats(&g, &p), 0);
     let boxes = parts(&p);
     assert_eq!(boxes.len(), 3);
@@ -151,7 +152,7 @@ fn reductions_over_a_cut_axis_get_the_concat_in_memory() {
     // Summing along the cut axis needs the concat in memory for the reduction that reads
     // it; the elementwise reader still reads pieces, and its square is summed later.
     let g = build(&[1]);
-    let p = plan(&g, &cfg()).unwrap();
+    let p = plan(&g, &cfg(), &BodySizes::default()).unwrap();
     assert_eq!(copied_concats(&g, &p), 1);
 }
 
@@ -165,7 +166,7 @@ fn outputs_and_concats_of_many_pieces_are_copied() {
     let few = b.concat(&[x, x], 0);
     let z = few * 3.0;
     let g = b.into_graph(&[y.id(), z.id(), few.id()]).unwrap();
-    let p = plan(&g, &cfg()).unwrap();
+    let p = plan(&g, &cfg(), &BodySizes::default()).unwrap();
     // `many` cuts its reader into 40 boxes (more than MAX_BOXES); `few` is an output.
     assert_eq!(copied_concats(&g, &p), 2);
     assert!(parts(&p).is_empty());

@@ -89,6 +89,13 @@ fn infer_scan(tys: &[&TensorType], attrs: &Attrs) -> Result<TensorType, String> 
             ));
         }
     }
+    if let Some(n) = (lp.body.nodes().iter()).find(|n| super::collective::is_collective(n.op)) {
+        // A loop runs its body without the call's communicator.
+        return Err(format!(
+            "a loop body cannot hold `{}`: collectives run outside loops",
+            n.op
+        ));
+    }
     if lp.length == 0 && (lp.n_xs > 0 || lp.n_ys() > 0) {
         return Err(format!(
             "a loop of length 0 can have no xs and no ys ({})",

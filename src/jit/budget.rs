@@ -1,0 +1,193 @@
+//! The memory budget ([`JitConfig::memory_budget_bytes`]): chooses what to store and what to
+//! recompute so that the kernel's workspace, as the memory plan computes it before any call,
+//! fits the budget.
+//!
+//! A graph offers *trade-offs*: each a knob with settings, from 0 (the graph unchanged) to ones
+//! that use less memory and more time ([`Tradeoff`]). Today there are two: keeping the
+//! backward part's elementwise work out of the forward part's fused loops (the JIT's fusion
+//! otherwise computes `1 - h²` next to `h` and stores both), and checkpoint segments of the
+//! straight-line backward pass ([`crate::opt::remat`]). A node kind that can trade too (a
+//! loop's snapshot count) adds one more [`Tradeoff`] in [`tradeoffs`]. The planner
+//! evaluates settings with the real memory plan ([`super::plan_graph`]): first all at 0 (no
+//! recomputation), then, knob by knob, every setting of one knob with the others fixed, keeping
+//! the fitting combination with the least recomputed work, until a round changes nothing. If
+//! nothing fits, [`JitError::OverBudget`] names the smallest workspace any evaluated
+//! combination needs: the smallest budget that succeeds.
+//!
+//! Not done here: anything that changes results. Every trade is exact recomputation, so a
+//! kernel gives bitwise the same results under any budget.
+
+use super::{JitConfig, JitError};
+use crate::ir::Graph;
+use crate::opt::remat::{self, RematStats};
+use std::collections::HashMap;
+
+/// What the planner varies: the graph (rewritten by recomputation) and how the JIT fuses it.
+pub(crate) struct Candidate {
+    /// The graph to compile.
+    pub graph: Graph,
+    /// Plan with [`super::plan::PlanConfig::keep_backward_apart`].
+    pub keep_backward_apart: bool,
+    /// The recomputation the rewrites cost.
+    pub stats: RematStats,
+}
+
+/// One way to trade memory for time in a graph.
+pub(crate) trait Tradeoff {
+    /// How many settings there are (at least 1; setting 0 leaves the candidate unchanged).
+    fn settings(&self) -> usize;
+    /// Applies `setting` to `c`, adding the recomputation it costs to `c.stats`. Trade-offs
+    /// are applied in [`tradeoffs`] order, each to the previous one's result; one that
+    /// renumbers nodes must come after those that find their nodes by id.
+    fn apply(&self, c: &mut Candidate, setting: usize);
+}
+
+/// Backward elementwise work in the forward part's loops (setting 0, the JIT's default) or
+/// kept in the backward part (setting 1): the first can store two values per layer until the
+/// backward pass (`h` and `1 - h²`), the second reads `h` again there.
+struct KeepApart;
+
+impl Tradeoff for KeepApart {
+    fn settings(&self) -> usize {
+        2
+    }
+
+    fn apply(&self, c: &mut Candidate, setting: usize) {
+        c.keep_backward_apart = setting == 1;
+    }
+}
+
+/// Checkpoint segments of the straight-line backward pass: setting `s > 0` cuts the forward
+/// part into `counts[s - 1]` segments.
+struct Segments {
+    counts: Vec<usize>,
+}
+
+impl Tradeoff for Segments {
+    fn settings(&self) -> usize {
+        self.counts.len() + 1
+    }
+
+    fn apply(&self, c: &mut Candidate, setting: usize) {
+        if setting > 0 {
+            let st = remat::rematerialize(&mut c.graph, self.counts[setting - 1]);
+            c.stats.nodes_recomputed += st.nodes_recomputed;
+            c.stats.flops_recomputed += st.flops_recomputed;
+        }
+    }
+}
+
+/// The trade-offs `g` offers, in the order they are applied.
+fn tradeoffs(g: &Graph) -> Vec<Box<dyn Tradeoff>> {
+    let back = remat::backward_part(g);
+    if !back.contains(&true) {
+        return Vec::new();
+    }
+    let forward = (g.nodes().iter().zip(&back))
+        .filter(|(n, b)| !**b && !n.inputs.is_empty())
+        .count();
+    let mut knobs: Vec<Box<dyn Tradeoff>> = vec![Box::new(KeepApart)];
+    if forward >= 2 {
+        // Segment counts from 2 to one per forward node, about 12% apart: fine enough near
+        // √n, where the memory curve is flat, and few enough to plan each.
+        let mut counts = Vec::new();
+        let mut k = 2usize;
+        while k < forward {
+            counts.push(k);
+            k = (k + 1).max(k + k / 8);
+        }
+        counts.push(forward);
+        knobs.push(Box::new(Segments { counts }));
+    }
+    knobs
+}
+
+/// One evaluated combination of settings.
+struct Trial {
+    candidate: Candidate,
+    ws_bytes: u64,
+}
+
+/// A candidate for `g` whose workspace fits `budget` with the least recomputation found;
+/// `None` if `g` itself fits.
+///
+/// # Errors
+/// [`JitError::OverBudget`] if no combination fits, or an error of planning itself.
+pub(super) fn fit(
+    g: &Graph,
+    cfg: &JitConfig,
+    budget: u64,
+    bodies: &super::plan::BodySizes,
+) -> Result<Option<Candidate>, JitError> {
+    let knobs = tradeoffs(g);
+    let unbudgeted = JitConfig {
+        memory_budget_bytes: None,
+        ..cfg.clone()
+    };
+    let mut tried: HashMap<Vec<usize>, Trial> = HashMap::new();
+    let mut evaluate = |settings: &[usize]| -> Result<(u64, u64), JitError> {
+        if let Some(t) = tried.get(settings) {
+            return Ok((t.ws_bytes, t.candidate.stats.flops_recomputed));
+        }
+        let mut c = Candidate {
+            graph: g.clone(),
+            keep_backward_apart: false,
+            stats: RematStats::default(),
+        };
+        for (knob, &s) in knobs.iter().zip(settings) {
+            knob.apply(&mut c, s);
+        }
+        debug_assert!(
+            crate::ir::verify(&c.graph).is_ok(),
+            "remat keeps graphs valid"
+        );
+        let plan = super::plan_graph(&c.graph, &unbudgeted, bodies, c.keep_backward_apart)?.0;
+        let t = Trial {
+            candidate: c,
+            ws_bytes: plan.ws_bytes as u64,
+        };
+        let r = (t.ws_bytes, t.candidate.stats.flops_recomputed);
+        tried.insert(settings.to_vec(), t);
+        Ok(r)
+    };
+    let mut current = vec![0; knobs.len()];
+    if evaluate(&current)?.0 <= budget {
+        return Ok(None);
+    }
+    let mut best: Option<(u64, Vec<usize>)> = None;
+    loop {
+        let before = current.clone();
+        for k in 0..knobs.len() {
+            // The fitting setting of knob k with the least work, else the smallest workspace.
+            let mut smallest = (u64::MAX, current[k]);
+            for s in 0..knobs[k].settings() {
+                let mut cand = current.clone();
+                cand[k] = s;
+                let (ws, work) = evaluate(&cand)?;
+                smallest = smallest.min((ws, s));
+                // Least work; on a tie, the smaller settings (the JIT's defaults first).
+                if ws <= budget && best.as_ref().is_none_or(|b| (work, &cand) < (b.0, &b.1)) {
+                    best = Some((work, cand));
+                }
+            }
+            current = match &best {
+                Some((_, b)) => b.clone(),
+                None => {
+                    let mut c = current.clone();
+                    c[k] = smallest.1;
+                    c
+                }
+            };
+        }
+        if current == before {
+            break;
+        }
+    }
+    match best {
+        Some((_, settings)) => Ok(Some(tried.remove(&settings).expect("evaluated").candidate)),
+        None => Err(JitError::OverBudget {
+            budget,
+            minimum: tried.values().map(|t| t.ws_bytes).min().unwrap_or(0),
+        }),
+    }
+}
