@@ -129,12 +129,8 @@ fn same_numbers(a: &Tensor, b: &Tensor) -> bool {
             .all(|(&x, y)| x == y || (x.is_nan() && y.is_nan()))
 }
 
-/// JIT outputs on `g` equal the interpreter's `want` (graphs with loops only once the JIT
-/// lowers them, [`crate::random::JIT_LOOPS`]; until then their other checks still run).
+/// JIT outputs on `g` equal the interpreter's `want`.
 fn check_jit(g: &Graph, inputs: &[Tensor], want: &[Tensor], what: &str) -> Result<(), Failure> {
-    if !crate::random::JIT_LOOPS && g.nodes().iter().any(|n| n.op == Op::Scan) {
-        return Ok(());
-    }
     let got = guarded("jit", || -> Result<Vec<Tensor>, String> {
         // `exact_math`: bitwise agreement (the default fast math is checked node by node in
         // `simd.rs`: a few ULP can be amplified without bound by ill-conditioned graphs).

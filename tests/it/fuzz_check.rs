@@ -10,8 +10,7 @@
 //!   a verified graph always compiles (resource limits aside), the JIT, the interpreter and
 //!   the unoptimized graph agree on inputs derived from the bytes, and in checked mode (NaN
 //!   provenance) both backends stop at the same node and element. Graphs with loops are
-//!   skipped when their loops would run more than [`MAX_PIPELINE_LOOP_WORK`] body nodes; until
-//!   the JIT lowers `scan`, their JIT comparisons are skipped (the rest is checked).
+//!   skipped when their loops would run more than [`MAX_PIPELINE_LOOP_WORK`] body nodes.
 //!
 //! Both functions panic (with the offending `.gir` text) when a property fails: that is how
 //! libFuzzer and the test harness notice. They depend on nothing but `gradlift` and `std`.
@@ -322,9 +321,6 @@ pub fn pipeline(data: &[u8]) {
     let kernel = match jit::compile_with(&g, &cfg) {
         Ok(k) => k,
         Err(JitError::TooLarge { .. }) => return,
-        // Until the JIT lowers loops: the rest of this function compares it with the
-        // interpreter, so a graph with a loop has nothing more to check.
-        Err(JitError::Unsupported(m)) if m.contains("`scan`") => return,
         Err(e) => panic!(
             "a verified graph failed to compile: {e:?}\n{}",
             text::print(&g)

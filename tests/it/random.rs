@@ -61,10 +61,6 @@ pub const SHAPES: [&[usize]; 13] = [
     &[2, 2, 1, 3],
 ];
 
-/// Whether the generator's graphs for tests that compare the JIT with the interpreter hold
-/// loops (the JIT's lowering of `scan` is not merged yet).
-pub const JIT_LOOPS: bool = false;
-
 /// The highest rank the generator creates.
 pub const MAX_RANK: usize = 4;
 
@@ -973,7 +969,7 @@ pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
         smooth: false,
         order: u8::from(with_grad),
         syntax: false,
-        loops: JIT_LOOPS,
+        loops: true,
     };
     generate(seed, &cfg)
         .build()
@@ -996,7 +992,7 @@ pub fn random_graph_shaped(
         smooth: false,
         order: u8::from(with_grad),
         syntax: false,
-        loops: JIT_LOOPS,
+        loops: true,
     };
     let max = 4 * shapes
         .iter()

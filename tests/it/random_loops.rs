@@ -126,7 +126,10 @@ fn random_body(
         dtype: ctx.dtype,
         other: ctx.other,
         shapes: ctx.shapes,
-        ops: ctx.ops.clone(),
+        // Collectives run outside loops (scan's shape rule refuses them in a body).
+        ops: (ctx.ops.iter().copied())
+            .filter(|&op| !gradlift::ops::collective::is_collective(op))
+            .collect(),
         used,
         depth: ctx.depth + 1,
     };
