@@ -963,13 +963,18 @@ pub(crate) fn random_step(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
 /// A random graph with `steps` attempted ops (the property tests' entry point): the forward
 /// outputs, and with `with_grad` the reverse-mode gradient of the loss as well.
 pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
+    random_graph_loops(seed, steps, with_grad, true)
+}
+
+/// [`random_graph`], with or without loops.
+pub fn random_graph_loops(seed: u64, steps: usize, with_grad: bool, loops: bool) -> Graph {
     let cfg = GenConfig {
         steps,
         safe: !seed.is_multiple_of(4),
         smooth: false,
         order: u8::from(with_grad),
         syntax: false,
-        loops: true,
+        loops,
     };
     generate(seed, &cfg)
         .build()
