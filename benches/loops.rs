@@ -6,6 +6,10 @@
 //!   in s). Goal (issue 11): the scan's compile time within 1.5× from 10 to 10⁵ steps.
 //! - `call`: one call at s = 10³, scan vs unrolled, forward and gradient; the scan also at 10⁵.
 //! - `call_tiny`: 10⁵ steps of a scalar body `y ← 0.999·y + 10⁻³`: the cost of a step itself.
+//! - `checkpoint`: the gradient at s = 10⁵ with the backward loop keeping every carry (the full
+//!   tape), 1% of them (1000 snapshots), √s (316) and log₂ s (17): binomial checkpointing. Each
+//!   case prints its `workspace_bytes` and the schedule's forward steps. Goal (issue 11): memory
+//!   ≤ 1% of the full tape at ≤ 4× the full tape's time.
 //!
 //! Graphs are built and optimized outside the timing; one compile thread, no parallel chunks.
 //! Run with `cargo bench --bench loops -- --warm-up-time 1 --measurement-time 3`.
@@ -36,12 +40,25 @@ fn rk4<'b>(y: Var<'b>, x: Var<'b>, h: f64) -> Var<'b> {
 
 /// The solver over `s` steps (`looped`: a scan), its final `y` or the gradient of `y₇`.
 fn graph(s: usize, looped: bool, grad: bool) -> Graph {
+    graph_with(s, looped, grad, None)
+}
+
+/// [`graph`], the scan's backward loop keeping at most `snapshots` carries.
+fn graph_with(s: usize, looped: bool, grad: bool, snapshots: Option<usize>) -> Graph {
     let b = GraphBuilder::new("ode");
     let x = b.input("x", DType::F64, &[N]);
     let h = 2.0 / s as f64;
     let y0 = b.zeros(DType::F64, &[N]);
     let y = if looped {
-        b.scan(s, &[y0], &[], &[x], |_, st| {
+        let args = gradlift::ScanArgs {
+            length: s,
+            reverse: false,
+            init: &[y0],
+            xs: &[],
+            consts: &[x],
+            checkpoint: snapshots,
+        };
+        b.scan_with(args, |_, st| {
             (vec![rk4(st.carry[0], st.consts[0], h)], vec![])
         })
         .carry[0]
@@ -137,5 +154,56 @@ fn tiny(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, compile, call, tiny);
+/// The gradient at 10⁵ steps under snapshot counts from the full tape down to log₂ s.
+fn checkpoint(c: &mut Criterion) {
+    let s = 100_000;
+    let x = Tensor::from_f64(vec![N], (0..N).map(|i| 0.5 + 0.1 * i as f64).collect());
+    let mut group = c.benchmark_group("checkpoint");
+    group.sample_size(10);
+    let mut reference: Option<Vec<f64>> = None;
+    for snaps in [None, Some(1000), Some(316), Some(17)] {
+        let g = graph_with(s, true, true, snaps);
+        let k = jit::compile_with(&g, &cfg()).expect("compiles");
+        let mut ws = k.workspace();
+        let mut out = vec![0.0f64; N];
+        k.call(&[(&x).into()], &mut [(&mut out[..]).into()], &mut ws)
+            .expect("runs");
+        // Recomputation is exact: every snapshot count gives the full tape's bits.
+        let bits: Vec<f64> = out.clone();
+        match &reference {
+            None => reference = Some(bits),
+            Some(r) => assert!(r.iter().zip(&bits).all(|(a, b)| a.to_bits() == b.to_bits())),
+        }
+        let name = snaps.map_or("full".to_string(), |n| n.to_string());
+        let steps = snaps.map_or(s as u64 - 1, |n| forward_steps(s, n));
+        eprintln!(
+            "checkpoint snapshots={name}: workspace_bytes={} forward_steps={steps}",
+            k.workspace_bytes()
+        );
+        group.bench_function(BenchmarkId::new("snapshots", name), |bench| {
+            bench.iter(|| {
+                k.call(&[(&x).into()], &mut [(&mut out[..]).into()], &mut ws)
+                    .expect("runs");
+                black_box(&out);
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Forward steps the schedule runs for `n` steps with `snapshots` (the full tape runs n − 1).
+fn forward_steps(n: usize, snapshots: usize) -> u64 {
+    struct Count(u64);
+    impl gradlift::ops::loops::revolve::Stepper for Count {
+        fn advance(&mut self, _: usize, _: usize, s0: usize, s1: usize) {
+            self.0 += (s1 - s0) as u64;
+        }
+        fn backward(&mut self, _: usize, _: usize) {}
+    }
+    let mut c = Count(0);
+    gradlift::ops::loops::revolve::drive(n, snapshots, &mut c);
+    c.0
+}
+
+criterion_group!(benches, compile, call, tiny, checkpoint);
 criterion_main!(benches);

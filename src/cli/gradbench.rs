@@ -162,7 +162,8 @@ impl Tool {
             n += 1;
             timings.push(timing("evaluate", dt));
         }
-        Ok((to_json(decode(c.outs.clone())), timings))
+        let output = decode(c.outs.clone()).map_err(|e| e.to_string())?;
+        Ok((to_json(output), timings))
     }
 
     /// Builds, optimizes and compiles the graph of `key`, pushing one timing per phase.

@@ -25,7 +25,7 @@
 //! repeat count; the Jacobian's `rows`, `cols` and `vals` lists cut to their first 30 entries
 //! and their last one.
 
-use super::{GbError, Task, Value, unknown_function};
+use super::{GbError, Task, Value, infallible, unknown_function};
 use crate::{DType, GraphBuilder, Tensor, Var};
 
 /// Camera parameters: rotation (3), center (3), focal length, principal point (2), radial
@@ -76,7 +76,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
         key: format!("ba/{function}/n={n},m={m},p={p}"),
         inputs,
         build: Box::new(move || build(n, m, p, jac)),
-        decode: Box::new(move |outs| {
+        decode: infallible(move |outs| {
             if jac {
                 decode_jacobian(&outs, p)
             } else {

@@ -6,7 +6,7 @@
 //! tensor, `Q_k xᵢ` for all points and components is one batched matmul (`[k, d, d]·Xᵀ`),
 //! `Q_k μ_k` another, and the per-point mixture is a `logsumexp` over the component axis.
 
-use super::{GbError, Task, Value, scalar, unknown_function};
+use super::{GbError, Task, Value, infallible, scalar, unknown_function};
 use crate::{DType, GraphBuilder, Var};
 
 /// The sizes and prior parameters that fix the graph.
@@ -60,7 +60,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
         key: format!("gmm/{function}/d={d},k={k},n={n},m={m},gamma={gamma:e}"),
         inputs,
         build: Box::new(move || build(dims, grad)),
-        decode: Box::new(move |outs| {
+        decode: infallible(move |outs| {
             if !grad {
                 return scalar(&outs);
             }

@@ -1,6 +1,6 @@
 //! `hello`: `square(x) = x²` and `double(x) = d(x²)/dx`, on a bare number (no runs fields).
 
-use super::{GbError, Task, Value, scalar, unknown_function};
+use super::{GbError, Task, Value, infallible, scalar, unknown_function};
 use crate::{DType, GraphBuilder};
 
 /// Prepares `square` or `double` on the number `input`.
@@ -26,6 +26,6 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
             let out = if grad { b.grad(y, &[x])?[0] } else { y };
             Ok(b.finish(&[("out", out)]).map_err(crate::Error::from)?)
         }),
-        decode: Box::new(|outs| scalar(&outs)),
+        decode: infallible(|outs| scalar(&outs)),
     })
 }

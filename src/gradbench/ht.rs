@@ -20,7 +20,7 @@
 //! with the barycentric weights; its two `us` columns (each error depends only on its own
 //! point's `u`, as the reference tool reports them) are differences of triangle corners.
 
-use super::{GbError, Task, Value, list, unknown_function};
+use super::{GbError, Task, Value, infallible, list, unknown_function};
 use crate::{DType, GraphBuilder, Tensor, Var};
 
 /// Pose parameters.
@@ -131,7 +131,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
         key,
         inputs,
         build: Box::new(move || build(&dims, jac)),
-        decode: Box::new(move |outs| {
+        decode: infallible(move |outs| {
             if jac {
                 Value::rows(outs.first().map_or(&[][..], Vec::as_slice), ncols)
             } else {

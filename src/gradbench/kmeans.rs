@@ -6,7 +6,7 @@
 //! by reverse mode, then `H·1` as a forward-mode tangent of that gradient graph. No Hessian
 //! is formed.
 
-use super::{GbError, Task, Value, scalar, unknown_function};
+use super::{GbError, Task, Value, infallible, scalar, unknown_function};
 use crate::{DType, GraphBuilder};
 
 /// Prepares `cost` or `dir` on `{points: number[][], centroids: number[][]}`.
@@ -47,7 +47,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
             let h = b.jvp(&[j], &[c], &[ones])?[0];
             Ok(b.finish(&[("dir", j / h)]).map_err(crate::Error::from)?)
         }),
-        decode: Box::new(move |outs| {
+        decode: infallible(move |outs| {
             if dir {
                 Value::rows(outs.first().map_or(&[][..], |o| &o[..]), d)
             } else {

@@ -5,7 +5,7 @@
 //! the graph itself builds from `t` by doubling (columns `0..2k` are columns `0..k` and those
 //! times `tᵏ`), so no `n × m` constant is stored and no `pow` is called.
 
-use super::{GbError, Task, Value, list, scalar, unknown_function};
+use super::{GbError, Task, Value, infallible, list, scalar, unknown_function};
 use crate::{DType, GraphBuilder, Tensor, Var};
 
 /// Prepares `primal` or `gradient` on `{x: number[], n: int}`.
@@ -40,7 +40,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
             let out = if grad { b.grad(y, &[x])?[0] } else { y };
             Ok(b.finish(&[("out", out)]).map_err(crate::Error::from)?)
         }),
-        decode: Box::new(move |outs| if grad { list(outs) } else { scalar(&outs) }),
+        decode: infallible(move |outs| if grad { list(outs) } else { scalar(&outs) }),
     })
 }
 

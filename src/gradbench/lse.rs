@@ -1,6 +1,6 @@
 //! `lse`: `primal(x) = log Σ exp(xᵢ)` (shifted by the maximum) and its gradient.
 
-use super::{GbError, Task, Value, list, scalar, unknown_function};
+use super::{GbError, Task, Value, infallible, list, scalar, unknown_function};
 use crate::{DType, GraphBuilder};
 
 /// Prepares `primal` or `gradient` on `{x: number[]}`.
@@ -31,6 +31,6 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
             let out = if grad { b.grad(y, &[x])?[0] } else { y };
             Ok(b.finish(&[("out", out)]).map_err(crate::Error::from)?)
         }),
-        decode: Box::new(move |outs| if grad { list(outs) } else { scalar(&outs) }),
+        decode: infallible(move |outs| if grad { list(outs) } else { scalar(&outs) }),
     })
 }

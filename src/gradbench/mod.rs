@@ -4,12 +4,14 @@
 //! [`Task`]: the input buffers in graph-input order, a key naming the graph's shape (so a
 //! caller can cache one compiled kernel per module, function and input shape), a closure that
 //! builds the graph (derivatives included) and a closure that turns the kernel's outputs back
-//! into the eval's output [`Value`]. Nothing here does IO or knows about JSON or timing: the
+//! into the eval's output [`Value`] (or a [`GbError`] when they are no answer: a bounded loop
+//! reached its limit). Nothing here does IO or knows about JSON or timing: the
 //! protocol loop is the `gradlift gradbench` subcommand's.
 //!
 //! All evals compute in `f64`, as GradBench's reference tool does.
 
 pub mod ba;
+mod descent;
 pub mod det;
 pub mod gmm;
 pub mod hello;
@@ -19,6 +21,8 @@ pub mod llsq;
 pub mod lse;
 pub mod lstm;
 pub mod ode;
+pub mod particle;
+pub mod saddle;
 mod value;
 
 pub use value::Value;
@@ -47,20 +51,24 @@ pub enum GbError {
     /// The graph for this input would be too large to build and compile in reasonable time.
     #[error("input too large: {0}")]
     TooLarge(String),
+    /// A bounded loop of the eval reached its step limit before its own stopping rule.
+    #[error("no convergence: {0}")]
+    NotConverged(String),
     /// Building or differentiating the graph failed.
     #[error("building the graph failed: {0}")]
     Build(#[from] crate::Error),
 }
 
 /// The modules implemented here, in GradBench's names.
-pub const MODULES: [&str; 10] = [
-    "hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "ba", "ht",
+pub const MODULES: [&str; 12] = [
+    "hello", "lse", "llsq", "gmm", "kmeans", "ode", "lstm", "det", "ba", "ht", "particle", "saddle",
 ];
 
 /// Builds an eval's graph on demand.
 pub type BuildFn = Box<dyn FnOnce() -> Result<Graph, GbError>>;
-/// Turns a kernel's outputs (flat, in graph-output order) into the eval's output.
-pub type DecodeFn = Box<dyn Fn(Vec<Vec<f64>>) -> Value>;
+/// Turns a kernel's outputs (flat, in graph-output order) into the eval's output, or says why
+/// they are not an answer.
+pub type DecodeFn = Box<dyn Fn(Vec<Vec<f64>>) -> Result<Value, GbError>>;
 
 /// One `evaluate` request, ready to compile (or fetch from a cache) and run.
 pub struct Task {
@@ -96,6 +104,8 @@ pub fn prepare(module: &str, function: &str, input: &Value) -> Result<Task, GbEr
         "det" => det::prepare(function, input),
         "ba" => ba::prepare(function, input),
         "ht" => ht::prepare(function, input),
+        "particle" => particle::prepare(function, input),
+        "saddle" => saddle::prepare(function, input),
         _ => Err(GbError::UnknownModule(module.to_string())),
     }
 }
@@ -107,6 +117,11 @@ fn unknown_function(module: &str, function: &str, expected: &[&str]) -> GbError 
         function: function.to_string(),
         expected: expected.join(", "),
     }
+}
+
+/// A decoder that always has an answer.
+fn infallible(f: impl Fn(Vec<Vec<f64>>) -> Value + 'static) -> DecodeFn {
+    Box::new(move |outs| Ok(f(outs)))
 }
 
 /// The first output of a kernel as a number (every eval's scalar output is rank 0).

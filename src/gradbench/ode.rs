@@ -3,20 +3,20 @@
 //! with respect to `x` (`gradient`).
 //!
 //! The right-hand side is linear in `y`, so each Runge-Kutta step is one fixed banded linear
-//! map (see `solve`), computed once from `x`; the time loop is unrolled into the graph, about
-//! 14 nodes per step before differentiation.
+//! map (see `solve`), computed once from `x`; the first step from `y = 0` is a constant and the
+//! other `s − 1` are a `scan` whose body (about 14 nodes) is built once, whatever `s` is.
 
-use super::{GbError, Task, Value, list, unknown_function};
+use super::{GbError, Task, Value, infallible, list, unknown_function};
 use crate::{DType, GraphBuilder, Var};
 
-/// The most steps unrolled into one graph: 10 000 steps are about 140 000 forward nodes,
-/// beyond which building and compiling the unrolled graph takes longer than is reasonable.
-pub const MAX_STEPS: usize = 10_000;
+/// The most values on the gradient's tape (`y` of every step, `n·s` of them, 8 bytes each):
+/// 1 GiB.
+pub const MAX_TAPE: usize = 1 << 27;
 
 /// Prepares `primal` or `gradient` on `{x: number[], s: int}`.
 ///
 /// # Errors
-/// An unknown function, an empty `x`, `s = 0`, or `s >` [`MAX_STEPS`].
+/// An unknown function, an empty `x`, `s = 0`, or for `gradient` `n·s >` [`MAX_TAPE`].
 pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
     let grad = match function {
         "primal" => false,
@@ -31,10 +31,10 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
             "ode: need a non-empty `x` and s >= 1, got {n} values and s = {s}"
         )));
     }
-    if s > MAX_STEPS {
+    if grad && n.saturating_mul(s) > MAX_TAPE {
         return Err(GbError::TooLarge(format!(
-            "ode: s = {s} steps would be unrolled into one graph; at most {MAX_STEPS} are \
-             supported until graphs have loops"
+            "ode: the gradient's tape would hold n·s = {n}·{s} values; at most {MAX_TAPE} are \
+             supported"
         )));
     }
     Ok(Task {
@@ -52,7 +52,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
                 Ok(b.finish(&[("y", y)]).map_err(crate::Error::from)?)
             }
         }),
-        decode: Box::new(list),
+        decode: infallible(list),
     })
 }
 
@@ -93,17 +93,21 @@ fn solve<'g>(x: Var<'g>, s: usize) -> Var<'g> {
     } else {
         b.concat(&parts, 0)
     };
-    let mut yp = b.zeros(DType::F64, &[n + 4]); // y behind four zeros
-    let mut y = shifted(yp, 0);
-    for step in 0..s {
-        let mut next = y + c;
-        for (k, a) in coef.iter().enumerate() {
-            next = next + *a * shifted(yp, k + 1);
-        }
-        y = next;
-        if step + 1 < s {
-            yp = b.concat(&[zeros4, y], 0);
-        }
+    // The first step from y = 0 is `c`; the others are the loop (none when s = 1).
+    if s == 1 {
+        return c;
     }
-    y
+    let mut consts = vec![c];
+    consts.extend(&coef);
+    let out = b.scan(s - 1, &[c], &[], &consts, |sb, st| {
+        let y = st.carry[0];
+        let zeros4 = sb.zeros(DType::F64, &[4]);
+        let yp = sb.concat(&[zeros4, y], 0); // y behind four zeros
+        let mut next = y + st.consts[0];
+        for (k, a) in st.consts[1..].iter().enumerate() {
+            next = next + *a * yp.slice(&[3 - k], &[3 - k + n]);
+        }
+        (vec![next], Vec::new())
+    });
+    out.carry[0]
 }

@@ -3,11 +3,11 @@
 //! fits the budget.
 //!
 //! A graph offers *trade-offs*: each a knob with settings, from 0 (the graph unchanged) to ones
-//! that use less memory and more time ([`Tradeoff`]). Today there are two: keeping the
-//! backward part's elementwise work out of the forward part's fused loops (the JIT's fusion
-//! otherwise computes `1 - h²` next to `h` and stores both), and checkpoint segments of the
-//! straight-line backward pass ([`crate::opt::remat`]). A node kind that can trade too (a
-//! loop's snapshot count) adds one more [`Tradeoff`] in [`tradeoffs`]. The planner
+//! that use less memory and more time ([`Tradeoff`]). There are three: the snapshot count of
+//! loops that recompute their forward carries (binomial checkpointing, a cap on every such
+//! loop), keeping the backward part's elementwise work out of the forward part's fused loops
+//! (the JIT's fusion otherwise computes `1 - h²` next to `h` and stores both), and checkpoint
+//! segments of the straight-line backward pass ([`crate::opt::remat`]). The planner
 //! evaluates settings with the real memory plan ([`super::plan_graph`]): first all at 0 (no
 //! recomputation), then, knob by knob, every setting of one knob with the others fixed, keeping
 //! the fitting combination with the least recomputed work, until a round changes nothing. If
@@ -28,6 +28,8 @@ pub(crate) struct Candidate {
     pub graph: Graph,
     /// Plan with [`super::plan::PlanConfig::keep_backward_apart`].
     pub keep_backward_apart: bool,
+    /// Plan with [`super::plan::PlanConfig::max_snapshots`].
+    pub max_snapshots: Option<usize>,
     /// The recomputation the rewrites cost.
     pub stats: RematStats,
 }
@@ -77,16 +79,81 @@ impl Tradeoff for Segments {
     }
 }
 
+/// Snapshot counts of the loops that recompute their forward loop's carries (binomial
+/// checkpointing, [`crate::ops::loops::revolve`]): setting `s > 0` lets each keep at most
+/// `caps[s - 1]` carries.
+struct Snapshots {
+    caps: Vec<usize>,
+}
+
+impl Tradeoff for Snapshots {
+    fn settings(&self) -> usize {
+        self.caps.len() + 1
+    }
+
+    fn apply(&self, c: &mut Candidate, setting: usize) {
+        if setting == 0 {
+            return;
+        }
+        let cap = self.caps[setting - 1];
+        c.max_snapshots = Some(cap);
+        for n in c.graph.nodes() {
+            let Some((lp, 0)) = crate::ir::loops::scan_attrs(&n.attrs) else {
+                continue;
+            };
+            let Some(rc) = &lp.recompute else { continue };
+            let extra = extra_steps(lp.length, rc.snapshots.min(cap).max(1));
+            let body = &rc.forward.body;
+            let per_step: u64 = (0..body.len() as u32)
+                .map(|i| remat::flops(body, crate::ir::NodeId(i)))
+                .sum();
+            c.stats.nodes_recomputed += extra * body.len() as u64;
+            c.stats.flops_recomputed += extra * per_step;
+        }
+    }
+}
+
+/// Forward steps a schedule with `snapshots` runs beyond the full tape's `n - 1`.
+fn extra_steps(n: usize, snapshots: usize) -> u64 {
+    struct Count(u64);
+    impl crate::ops::loops::revolve::Stepper for Count {
+        fn advance(&mut self, _: usize, _: usize, s0: usize, s1: usize) {
+            self.0 += (s1 - s0) as u64;
+        }
+        fn backward(&mut self, _: usize, _: usize) {}
+    }
+    let mut c = Count(0);
+    crate::ops::loops::revolve::drive(n, snapshots, &mut c);
+    c.0.saturating_sub(n.saturating_sub(1) as u64)
+}
+
 /// The trade-offs `g` offers, in the order they are applied.
 fn tradeoffs(g: &Graph) -> Vec<Box<dyn Tradeoff>> {
+    let mut knobs: Vec<Box<dyn Tradeoff>> = Vec::new();
+    let longest = (g.nodes().iter())
+        .filter_map(|n| crate::ir::loops::scan_attrs(&n.attrs))
+        .filter(|(lp, _)| lp.recompute.is_some())
+        .map(|(lp, _)| lp.length)
+        .max();
+    if let Some(n) = longest.filter(|&n| n > 1) {
+        // Halving caps from n/2 down to 1 snapshot: the schedule's memory falls with the cap,
+        // its recomputation grows by about one sweep per halving.
+        let mut caps = Vec::new();
+        let mut k = n / 2;
+        while k >= 1 {
+            caps.push(k);
+            k /= 2;
+        }
+        knobs.push(Box::new(Snapshots { caps }));
+    }
     let back = remat::backward_part(g);
     if !back.contains(&true) {
-        return Vec::new();
+        return knobs;
     }
     let forward = (g.nodes().iter().zip(&back))
         .filter(|(n, b)| !**b && !n.inputs.is_empty())
         .count();
-    let mut knobs: Vec<Box<dyn Tradeoff>> = vec![Box::new(KeepApart)];
+    knobs.push(Box::new(KeepApart));
     if forward >= 2 {
         // Segment counts from 2 to one per forward node, about 12% apart: fine enough near
         // √n, where the memory curve is flat, and few enough to plan each.
@@ -132,6 +199,7 @@ pub(super) fn fit(
         let mut c = Candidate {
             graph: g.clone(),
             keep_backward_apart: false,
+            max_snapshots: None,
             stats: RematStats::default(),
         };
         for (knob, &s) in knobs.iter().zip(settings) {
@@ -141,7 +209,13 @@ pub(super) fn fit(
             crate::ir::verify(&c.graph).is_ok(),
             "remat keeps graphs valid"
         );
-        let plan = super::plan_graph(&c.graph, &unbudgeted, bodies, c.keep_backward_apart)?.0;
+        let plan = super::plan_graph(
+            &c.graph,
+            &unbudgeted,
+            bodies,
+            (c.keep_backward_apart, c.max_snapshots),
+        )?
+        .0;
         let t = Trial {
             candidate: c,
             ws_bytes: plan.ws_bytes as u64,

@@ -385,7 +385,11 @@ fn recompute_run(l: &LoopStep, bodies: &Bodies) -> Option<RecomputeRun> {
     Some(RecomputeRun {
         fwd_single: fwd.single_fn(),
         fwd,
-        snapshots: rc.snapshots,
+        snapshots: l
+            .layout
+            .recompute
+            .as_ref()
+            .map_or(rc.snapshots, |r| r.snapshots),
         fwd_reverse: rc.forward.reverse,
         n_fc: rc.forward.n_carry,
         n_fx: rc.forward.n_xs,

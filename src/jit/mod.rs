@@ -605,11 +605,11 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         Some(budget) => budget::fit(g, cfg, budget, &body_ws)?,
         None => None,
     };
-    let (g, recomputed, apart) = match &fitted {
-        Some(f) => (&f.graph, f.stats, f.keep_backward_apart),
-        None => (g, crate::opt::remat::RematStats::default(), false),
+    let (g, recomputed, choice) = match &fitted {
+        Some(f) => (&f.graph, f.stats, (f.keep_backward_apart, f.max_snapshots)),
+        None => (g, crate::opt::remat::RematStats::default(), (false, None)),
     };
-    let (plan, donated) = plan_graph(g, cfg, &body_ws, apart)?;
+    let (plan, donated) = plan_graph(g, cfg, &body_ws, choice)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -657,7 +657,7 @@ fn plan_graph(
     g: &Graph,
     cfg: &JitConfig,
     body_ws: &plan::BodySizes,
-    keep_backward_apart: bool,
+    (keep_backward_apart, max_snapshots): (bool, Option<usize>),
 ) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
     let mut plan = plan::plan(
@@ -668,6 +668,7 @@ fn plan_graph(
             exact: cfg.exact_math,
             checked: cfg.check_finite,
             keep_backward_apart,
+            max_snapshots,
         },
         body_ws,
     )?;

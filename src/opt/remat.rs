@@ -151,7 +151,7 @@ fn ensure_copy(
     copy[v.index()].expect("just copied")
 }
 
-/// Which values are stored: leaves, outputs, the backward part, and forward values read by a
+/// Which values are stored: leaves, loop results, outputs, the backward part, and forward values read by a
 /// forward node of another segment.
 fn stored_values(g: &Graph, back: &[bool], segments: usize) -> Vec<bool> {
     let nodes = g.nodes();
@@ -169,8 +169,10 @@ fn stored_values(g: &Graph, back: &[bool], segments: usize) -> Vec<bool> {
         seg[i] = (before * segments as u128 / total.max(1)) as usize;
         before += n.ty.numel() as u128 * n.ty.dtype.size_bytes() as u128;
     }
+    // A loop's results are stored: recomputing one reruns the whole loop (a loop trades memory
+    // for time through its own snapshot count instead).
     let mut stored: Vec<bool> = (nodes.iter().zip(back))
-        .map(|(n, &b)| b || leaf(n))
+        .map(|(n, &b)| b || leaf(n) || n.op == crate::ir::Op::Scan)
         .collect();
     for o in g.outputs() {
         stored[o.index()] = true;

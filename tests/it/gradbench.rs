@@ -2,6 +2,9 @@
 //! outputs checked against an oracle written here (closed forms, direct scalar loops, central
 //! finite differences of those loops), never against the tool's own output.
 
+mod nested;
+mod scans;
+
 use serde_json::{Value as Json, json};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -115,7 +118,7 @@ fn protocol_start_define_analysis_and_errors() {
     let msgs = [
         json!({"id": 0, "kind": "start", "eval": "x"}).to_string(),
         json!({"id": 1, "kind": "define", "module": "hello"}).to_string(),
-        json!({"id": 2, "kind": "define", "module": "saddle"}).to_string(),
+        json!({"id": 2, "kind": "define", "module": "nonesuch"}).to_string(),
         json!({"id": 3, "kind": "evaluate", "module": "hello", "function": "cube", "input": 1.0})
             .to_string(),
         json!({"id": 4, "kind": "evaluate", "module": "lse", "function": "primal", "input": {"y": [1.0]}})
@@ -125,8 +128,8 @@ fn protocol_start_define_analysis_and_errors() {
         json!({"id": 6, "kind": "evaluate", "module": "det", "function": "primal",
                "input": {"A": [1.0, 2.0, 3.0], "ell": 2}})
         .to_string(),
-        json!({"id": 7, "kind": "evaluate", "module": "ode", "function": "primal",
-               "input": {"x": [1.0], "s": 10_001}})
+        json!({"id": 7, "kind": "evaluate", "module": "ode", "function": "gradient",
+               "input": {"x": [1.0], "s": 200_000_000}})
         .to_string(),
     ];
     let r = session(&msgs, &[]);
@@ -135,7 +138,11 @@ fn protocol_start_define_analysis_and_errors() {
     assert_eq!(r[0]["tool"], json!("gradlift"));
     assert_eq!(r[1], json!({"id": 1, "success": true}));
     assert_eq!(r[2]["success"], json!(false));
-    assert!(r[2]["error"].as_str().is_some_and(|e| e.contains("saddle")));
+    assert!(
+        r[2]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nonesuch"))
+    );
     assert!(
         r[3]["error"]
             .as_str()

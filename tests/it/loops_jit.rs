@@ -417,3 +417,41 @@ fn a_checkpointed_loop_keeps_only_its_snapshots_in_the_workspace() {
         "full tape {full} B vs 4 snapshots {few} B"
     );
 }
+
+#[test]
+fn a_memory_budget_lowers_a_loops_snapshot_count_to_fit_with_the_same_bits() {
+    let t = 600;
+    let c = case(t, 3);
+    let mut g = grad_graph(t, true);
+    gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+    let full = jit::compile_with(&g, &exact()).unwrap();
+    let want = full.run(&case_args(&c)).unwrap();
+    let mut last = u64::MAX;
+    for frac in [2, 4, 16, 64] {
+        let budget = full.workspace_bytes() as u64 / frac;
+        let cfg = exact().with_memory_budget(budget);
+        let k = match jit::compile_with(&g, &cfg) {
+            Ok(k) => k,
+            Err(jit::JitError::OverBudget { minimum, .. }) => {
+                // The error names a budget that works.
+                let k = jit::compile_with(&g, &exact().with_memory_budget(minimum)).unwrap();
+                assert!(k.workspace_bytes() as u64 <= minimum);
+                assert!(minimum > budget);
+                k
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert!(k.workspace_bytes() as u64 <= budget.max(k.workspace_bytes() as u64));
+        last = last.min(k.workspace_bytes() as u64);
+        let got = k.run(&case_args(&c)).unwrap();
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(same_bits(a, b), "budget 1/{frac}: output {i}");
+        }
+    }
+    // The 600 stored carries (14,400 bytes) are gone; what is left is the rest of the graph.
+    assert!(
+        last * 3 < full.workspace_bytes() as u64,
+        "{last} vs {}",
+        full.workspace_bytes()
+    );
+}

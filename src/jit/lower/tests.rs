@@ -21,6 +21,7 @@ fn lowered_with(g: &Graph, batch: bool) -> (usize, String) {
             exact: false,
             checked: false,
             keep_backward_apart: false,
+            max_snapshots: None,
         },
         &Default::default(),
     )

@@ -63,6 +63,9 @@ pub(in crate::jit) struct LoopLayout {
 /// [`LoopLayout`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(in crate::jit) struct RecomputeLayout {
+    /// The snapshots the schedule keeps: the loop's own count, or fewer if a memory budget
+    /// chose so.
+    pub snapshots: usize,
     /// Per snapshot slot (index 0 unused: slot 0 is the initial carries, read where they
     /// are; the last is the schedule's work slot), per forward carry: its offset.
     pub slots: Vec<Vec<usize>>,
@@ -91,6 +94,7 @@ pub(super) fn step(
     g: &Graph,
     members: &[NodeId],
     bodies: &BodySizes,
+    max_snapshots: Option<usize>,
 ) -> Result<LoopStep, JitError> {
     let attrs = |m: NodeId| scan_attrs(&g.node(m).attrs).expect("loop groups hold scan nodes");
     let lp = Arc::clone(attrs(members[0]).0);
@@ -133,7 +137,12 @@ pub(super) fn step(
         .expect("compile_with compiled every loop body first");
     let body_ws = take(ws)?;
     let recompute = match &lp.recompute {
-        Some(rc) => Some(recompute_layout(rc, lp.length, bodies, &mut take)?),
+        Some(rc) => {
+            let snapshots = max_snapshots.map_or(rc.snapshots, |m| rc.snapshots.min(m).max(1));
+            Some(recompute_layout(
+                rc, snapshots, lp.length, bodies, &mut take,
+            )?)
+        }
         None => None,
     };
     let layout = LoopLayout {
@@ -156,6 +165,7 @@ pub(super) fn step(
 /// The forward half of a recomputing loop's block, allocated with `take`.
 fn recompute_layout(
     rc: &crate::ir::loops::Recompute,
+    snapshots: usize,
     length: usize,
     bodies: &BodySizes,
     take: &mut impl FnMut(usize) -> Result<usize, JitError>,
@@ -169,7 +179,7 @@ fn recompute_layout(
             .ok_or_else(too_large)
     };
     let outs = body.outputs();
-    let n_slots = crate::ops::loops::revolve::work_slot(length, rc.snapshots) + 1;
+    let n_slots = crate::ops::loops::revolve::work_slot(length, snapshots) + 1;
     let mut slots = vec![Vec::new()];
     for _ in 1..n_slots {
         let mut slot = Vec::with_capacity(fwd.n_carry);
@@ -194,6 +204,7 @@ fn recompute_layout(
         .expect("compile_with compiled every forward body first");
     let body_ws = take(ws)?;
     Ok(RecomputeLayout {
+        snapshots,
         slots,
         carries,
         ys,

@@ -342,6 +342,9 @@ pub(super) struct PlanConfig {
     /// (see [`crate::opt::remat::backward_part`]): computing `1 - h²` in `h`'s forward loop
     /// stores a second value per layer until the backward pass. A memory-budget choice.
     pub keep_backward_apart: bool,
+    /// The most snapshots a recomputing loop may keep (its own count if smaller; `None`: its
+    /// own). A memory-budget choice.
+    pub max_snapshots: Option<usize>,
 }
 
 /// True for ops computed per element by an `ops` lowering rule.

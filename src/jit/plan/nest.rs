@@ -52,9 +52,12 @@ pub(super) fn shape(
                     node,
                     gemm: gemm(g, &fusion.views, node, cfg.exact),
                 },
-                None if g.node(node).op == Op::Scan => {
-                    Group::Loop(super::loops::step(g, &fusion.members[gi], bodies)?)
-                }
+                None if g.node(node).op == Op::Scan => Group::Loop(super::loops::step(
+                    g,
+                    &fusion.members[gi],
+                    bodies,
+                    cfg.max_snapshots,
+                )?),
                 None => Group::Node(node),
             });
             last_nest.push(groups.len() as u32 - 1);

@@ -11,6 +11,7 @@ fn cfg() -> PlanConfig {
         exact: false,
         checked: false,
         keep_backward_apart: false,
+        max_snapshots: None,
     }
 }
 

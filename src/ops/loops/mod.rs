@@ -6,7 +6,7 @@
 //!
 //! A loop's derivatives are loops. They are rules of a whole result group, not of one node
 //! (one backward loop serves every result's cotangent), so `OpRules::vjp`/`jvp` are `None` and
-//! the AD drivers call [`vjp::scan_vjp`] and [`jvp::scan_jvp`] at a group instead:
+//! the AD drivers call `vjp::scan_vjp` and `jvp::scan_jvp` at a group instead:
 //! - **JVP**: one loop carrying `(carry, tangent of carry)` whose body is the body's JVP.
 //! - **VJP**: a *tape* loop (the body with the carries entering each step as extra ys: by
 //!   default every step's carries are stored), then a loop in the opposite direction whose
