@@ -3,7 +3,8 @@
 //! Checks: every type is valid (positive dimensions, at most 2^31 − 1 elements), operands
 //! precede their users (topological order), each node's stored type equals the type its op's
 //! shape rule infers, leaves have no operands, outputs exist and are distinct,
-//! names are unique, and loop bodies verify (nesting depth is the loops' own, not the graph's).
+//! names are unique, and loop bodies verify, each loop once (and the forward loop a backward
+//! loop recomputes); nesting depth is the loops' own, not the graph's.
 //! It does not check numerical properties.
 
 use super::{Graph, NodeId, Op};
@@ -42,6 +43,9 @@ impl fmt::Display for VerifyErrors {
 pub fn verify(g: &Graph) -> Result<(), VerifyErrors> {
     let mut errs = Vec::new();
     let mut names = HashSet::new();
+    // Each loop once, however many result nodes share it (a group of n results would
+    // otherwise verify its body n times).
+    let mut loops: HashSet<*const super::loops::Loop> = HashSet::new();
     for (i, n) in g.nodes().iter().enumerate() {
         let id = NodeId(i as u32);
         let mut err = |m: String| {
@@ -82,9 +86,16 @@ pub fn verify(g: &Graph) -> Result<(), VerifyErrors> {
             }
             op => {
                 if let Some((lp, _)) = super::loops::scan_attrs(&n.attrs)
-                    && let Err(e) = verify(&lp.body)
+                    && loops.insert(std::sync::Arc::as_ptr(lp))
                 {
-                    err(format!("its loop body: {e}"));
+                    if let Err(e) = verify(&lp.body) {
+                        err(format!("its loop body: {e}"));
+                    }
+                    if let Some(rc) = &lp.recompute
+                        && let Err(e) = verify(&rc.forward.body)
+                    {
+                        err(format!("the body of the forward loop it recomputes: {e}"));
+                    }
                 }
                 let tys: Vec<_> = n.inputs.iter().map(|&x| g.ty(x)).collect();
                 match ops::infer(op, &tys, &n.attrs) {

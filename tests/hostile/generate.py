@@ -267,6 +267,82 @@ def main():
        "end of file after the graph's closing `}`")
     at("junk-after-brace", body("%x = input f64[]\noutput %x").replace("}\n", "} x\n"), 4, 3,
        "end of line after `}`")
+    # -- loops: `scan` statements and their bodies
+    def scan(header, inner, after="output %y", pre="%x = input f64[]"):
+        return body("%s\n%s\n%s\n}\n%s" % (pre, header, inner, after))
+    one = "%c = input f64[]\noutput %c"
+    at("scan-operand-count", scan("%y = scan %x, %x length=2 carry=1 xs=0 {", one), 3, 8,
+       "found 2 operands")
+    at("scan-operand-type", scan("%y = scan %x length=2 carry=1 xs=0 {",
+                                 "%c = input f64[3]\noutput %c"), 3, 8,
+       "carry operand 0 is f64[], the body needs f64[3]")
+    at("scan-carry-type", scan("%y = scan %x length=2 carry=1 xs=0 {",
+                               "%c = input f64[]\n%b = broadcast %c shape=[2]\noutput %b"), 3, 8,
+       "carry 0 enters the body as f64[] but leaves it as f64[2]")
+    at("scan-result-count", scan("%a, %b = scan %x length=1 carry=1 xs=0 {", one), 3, 3,
+       "names 2 results but its body has 1 outputs")
+    at("scan-all-underscore", scan("_ = scan %x length=1 carry=1 xs=0 {", one), 3, 3,
+       "names at least one result")
+    at("scan-underscore-not-scan", body("%x = input f64[]\n_, %b = add %x, %x\noutput %b"), 3, 11,
+       "expected `scan`")
+    at("scan-dup-result", scan("%y, %y = scan %x length=1 carry=1 xs=0 {", one), 3, 7,
+       "named twice")
+    at("scan-result-redefined", scan("%x, %y = scan %x length=1 carry=1 xs=0 {", one), 3, 3,
+       "is already defined on line")
+    at("scan-missing-length", scan("%y = scan %x carry=1 xs=0 {", one), 3, 8,
+       "requires the attribute `length`")
+    at("scan-unknown-attr", scan("%y = scan %x length=1 steps=2 {", one), 3, 25,
+       "unknown attribute `steps`")
+    at("scan-reverse-not-bool", scan("%y = scan %x length=1 carry=1 reverse=1 {", one), 3, 41,
+       "`true` or `false` for `reverse`")
+    at("scan-length-huge", scan("%y = scan %x length=3000000000 carry=1 {", one), 3, 23,
+       "too large")
+    at("scan-split-too-big", scan("%y = scan %x length=1 carry=1 xs=1 {", one), 3, 8,
+       "need 2 operands, found 1")
+    at("scan-no-operands", scan("%y = scan length=1 {", one), 3, 8, "one or more operands")
+    at("scan-no-brace", scan("%y = scan %x length=1 carry=1 xs=0", one), 3, 37,
+       "`{` opening the loop body")
+    at("scan-annotation", scan("%y = scan %x length=1 carry=1 xs=0 : f64[] {", one), 3, 38,
+       "`{` opening the loop body")
+    at("scan-brace-then-junk", scan("%y = scan %x length=1 carry=1 xs=0 { %c", one), 3, 40,
+       "each statement of the body goes on its own line")
+    at("scan-body-no-output", scan("%y = scan %x length=1 carry=1 xs=0 {", "%c = input f64[]"),
+       5, 3, "every loop body ends with `output")
+    at("scan-extra-brace", scan("%y = scan %x length=1 carry=1 xs=0 {", one + "\n}"), 7, 3,
+       "every graph ends with `output")
+    at("scan-outer-value", scan("%y = scan %x length=1 carry=1 xs=0 {",
+                                "%c = input f64[]\n%d = mul %c, %w\noutput %d",
+                                pre="%x = input f64[]\n%w = input f64[]"), 6, 16,
+       "`%w` is not defined in this region")
+    at("scan-result-in-body", scan("%y = scan %x length=1 carry=1 xs=0 {",
+                                   "%c = input f64[]\n%d = mul %c, %y\noutput %d"), 5, 16,
+       "undefined value `%y`")
+    at("scan-body-value-outside", scan("%y = scan %x length=1 carry=1 xs=0 {", one,
+                                       after="output %c"), 7, 10, "undefined value `%c`")
+    at("scan-unclosed", "graph @g {\n  %x = input f64[]\n  %y = scan %x length=1 carry=1 xs=0 {"
+       "\n    %c = input f64[]\n    output %c\n", 6, 1,
+       "expected `}` closing the body of the `scan` on line")
+    at("scan-unclosed-no-output", "graph @g {\n  %x = input f64[]\n"
+       "  %y = scan %x length=1 carry=1 xs=0 {\n    %c = input f64[]\n", 5, 1,
+       "an `output` statement and `}` closing the body")
+    at("scan-recompute-no-forward", scan("%y = scan %x length=1 carry=1 xs=0 recompute=1 {", one),
+       4, 3, "`forward ... {`")
+    at("scan-forward-misplaced", scan("%y = scan %x length=1 carry=1 xs=0 {",
+                                      "forward length=1 carry=1 {\n%c = input f64[]\noutput %c\n}"
+                                      "\n" + one), 4, 3, "`forward` only opens the forward loop")
+    fwd = "forward length=LEN carry=1 xs=0 {\n%f = input f64[]\noutput %f\n}\n"
+    bwd = "%cb = input f64[]\n%c = input f64[]\noutput %cb"
+    at("scan-forward-length", scan("%y = scan %x, %x length=2 carry=1 xs=1 recompute=1 {",
+                                   fwd.replace("LEN", "3") + bwd), 3, 8, "the forward loop runs 3 steps")
+    at("scan-forward-types", scan("%y = scan %x, %x length=2 carry=1 xs=1 recompute=1 {",
+                                  fwd.replace("%f = input f64[]", "%f = input f32[]").replace("LEN", "2") + bwd),
+       3, 8, "invalid forward loop")
+    deep = 65
+    at("scan-nesting-too-deep",
+       body("%x = input f64[]\n"
+            + "%y = scan %x length=1 carry=1 xs=0 {\n%x = input f64[]\n" * deep
+            + "output %x\n}\n" + "output %y\n}\n" * (deep - 1) + "output %y"),
+       2 + 2 * deep - 1, 38, "nest more than 64 deep")
 
     # ---- resource limits -------------------------------------------------------------------
     put("gir/err-huge-2d.gir", graph(["%x = input f32[1000000000,1000000000]", "output %x"]))

@@ -134,6 +134,7 @@ fn checked_backends_agree_on_random_graphs() {
             smooth: false,
             order: (seed % 3) as u8,
             syntax: false,
+            loops: true,
         };
         let (g, _) = generate(seed, &cfg).build().unwrap();
         let mut inputs = input_values(&g, seed);

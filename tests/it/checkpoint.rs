@@ -271,6 +271,7 @@ fn random_graphs_through_a_checkpoint_equal_the_stored_derivatives() {
             smooth: false,
             order: (seed % 5) as u8,
             syntax: false,
+            loops: true,
         };
         let case = generate(seed, &cfg);
         let Ok((plain, _)) = case.build() else {

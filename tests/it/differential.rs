@@ -577,6 +577,7 @@ fn config_for(i: u64) -> GenConfig {
             smooth: true,
             order: smooth_order,
             syntax: false,
+            loops: true,
         },
         2 => GenConfig {
             steps,
@@ -584,6 +585,7 @@ fn config_for(i: u64) -> GenConfig {
             smooth: false,
             order: any_order,
             syntax: false,
+            loops: true,
         },
         _ => GenConfig {
             steps,
@@ -591,6 +593,7 @@ fn config_for(i: u64) -> GenConfig {
             smooth: false,
             order: any_order,
             syntax: false,
+            loops: true,
         },
     }
 }
@@ -797,7 +800,8 @@ fn json_values_nest_by_shape() {
 
 /// The generator reaches what the differential test claims to cover: every op, every dtype,
 /// ranks 0 to 4, broadcasting between differently shaped operands, values with several users,
-/// first- and second-order gradient claims, and forward-mode (JVP) claims.
+/// first- and second-order gradient claims, forward-mode (JVP) claims, and loops in smooth
+/// cases (whose derivatives are checked against finite differences), nested ones too.
 #[test]
 fn generator_covers_ops_dtypes_ranks_and_derivatives() {
     use gradlift::DType;
@@ -805,8 +809,21 @@ fn generator_covers_ops_dtypes_ranks_and_derivatives() {
     let mut dtypes = std::collections::HashSet::new();
     let mut ranks = std::collections::HashSet::new();
     let (mut broadcasts, mut reused, mut second_order, mut forward) = (0, 0, 0, 0);
+    let (mut smooth_loops, mut nested) = (0, 0);
     for i in 0..400u64 {
         let case = generate(i * 7919, &config_for(i));
+        let scan_bodies: Vec<&Graph> = (case.forward.nodes().iter())
+            .filter_map(|n| gradlift::ir::loops::scan_attrs(&n.attrs).map(|(lp, _)| &lp.body))
+            .collect();
+        if case.smooth && !scan_bodies.is_empty() {
+            smooth_loops += 1;
+        }
+        if scan_bodies
+            .iter()
+            .any(|b| b.nodes().iter().any(|n| n.op == Op::Scan))
+        {
+            nested += 1;
+        }
         let (g, claims) = case.build().unwrap();
         let uses = g.use_counts();
         for (k, n) in g.nodes().iter().enumerate() {
@@ -836,7 +853,7 @@ fn generator_covers_ops_dtypes_ranks_and_derivatives() {
     let missing: Vec<Op> = Op::ALL
         .iter()
         .copied()
-        .filter(|o| !ops.contains(o) && *o != Op::Scan) // loops: not generated yet
+        .filter(|o| !ops.contains(o))
         .collect();
     assert!(missing.is_empty(), "ops never generated: {missing:?}");
     for d in [DType::F32, DType::F64, DType::Bool] {
@@ -849,4 +866,5 @@ fn generator_covers_ops_dtypes_ranks_and_derivatives() {
         broadcasts > 100 && reused > 400 && second_order > 50 && forward > 30,
         "{broadcasts} {reused} {second_order} {forward}"
     );
+    assert!(smooth_loops > 20 && nested > 3, "{smooth_loops} {nested}");
 }

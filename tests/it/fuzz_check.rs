@@ -9,7 +9,8 @@
 //! - [`pipeline`]: "parse → grad/jvp → optimize → compile → call" on arbitrary bytes: nothing panics,
 //!   a verified graph always compiles (resource limits aside), the JIT, the interpreter and
 //!   the unoptimized graph agree on inputs derived from the bytes, and in checked mode (NaN
-//!   provenance) both backends stop at the same node and element.
+//!   provenance) both backends stop at the same node and element. Graphs with loops are
+//!   skipped when their loops would run more than [`MAX_PIPELINE_LOOP_WORK`] body nodes.
 //!
 //! Both functions panic (with the offending `.gir` text) when a property fails: that is how
 //! libFuzzer and the test harness notice. They depend on nothing but `gradlift` and `std`.
@@ -31,6 +32,31 @@ pub const MAX_PIPELINE_BYTES: usize = 8 << 20;
 
 /// The most nodes a graph may have for the pipeline to compile it (keeps one execution fast).
 pub const MAX_PIPELINE_NODES: usize = 4000;
+
+/// The most body nodes all loops of a graph may run, steps times body size summed over every
+/// loop and nesting level (a one-line `length=2000000000` would keep one execution busy for
+/// minutes).
+pub const MAX_PIPELINE_LOOP_WORK: usize = 200_000;
+
+/// Steps times body nodes of every loop of `g`, nested loops multiplied out, saturating
+/// (bodies are walked from an explicit stack).
+fn loop_work(g: &Graph) -> usize {
+    let mut total = 0usize;
+    let mut stack: Vec<(&Graph, usize)> = vec![(g, 1)];
+    while let Some((h, times)) = stack.pop() {
+        for n in h.nodes() {
+            if let gradlift::Attrs::Scan { body, .. } = &n.attrs {
+                let runs = times.saturating_mul(body.length.max(1));
+                total = total.saturating_add(runs.saturating_mul(body.body.len()));
+                stack.push((&body.body, runs));
+                if let Some(rc) = &body.recompute {
+                    stack.push((&rc.forward.body, runs.saturating_mul(2)));
+                }
+            }
+        }
+    }
+    total
+}
 
 /// Parses arbitrary bytes (as UTF-8, lossily) and checks the round trip.
 ///
@@ -167,7 +193,7 @@ pub fn pipeline(data: &[u8]) {
         return;
     };
     let Ok(mut g) = text::parse(src) else { return };
-    if g.len() > MAX_PIPELINE_NODES {
+    if g.len() > MAX_PIPELINE_NODES || loop_work(&g) > MAX_PIPELINE_LOOP_WORK {
         return;
     }
     let forward_outputs = g.outputs().len();
@@ -240,7 +266,10 @@ pub fn pipeline(data: &[u8]) {
             text::print(&g)
         );
     }
-    if g.len() > MAX_PIPELINE_NODES || value_bytes(&g) > MAX_PIPELINE_BYTES {
+    if g.len() > MAX_PIPELINE_NODES
+        || value_bytes(&g) > MAX_PIPELINE_BYTES
+        || loop_work(&g) > MAX_PIPELINE_LOOP_WORK
+    {
         return;
     }
     let unopt = g.clone();
@@ -267,6 +296,19 @@ pub fn pipeline(data: &[u8]) {
         Ok(w) => w,
         Err(e) => panic!("interpreter rejected well-typed inputs: {e}"),
     };
+    if flags & 2 == 2 {
+        let base = interp::run(&unopt, &inputs).expect("same inputs");
+        for (k, (a, b)) in want.iter().zip(&base).enumerate() {
+            assert!(
+                same_numbers(a, b),
+                "output {k} (of {forward_outputs} forward outputs): optimized {a:?} != \
+                 unoptimized {b:?}\ninputs: {inputs:?}\n--- unoptimized ---\n{}--- optimized \
+                 ---\n{}",
+                text::print(&unopt),
+                text::print(&g)
+            );
+        }
+    }
     // `exact_math`: bitwise agreement (the default fast math is checked node by node in
     // `simd.rs`). One compile thread: scoped worker threads can still be tearing down their
     // thread-locals when an iteration ends, which LeakSanitizer reports as a (false) leak.
@@ -295,19 +337,6 @@ pub fn pipeline(data: &[u8]) {
             "output {k}: jit {a:?} != interp {b:?}\ninputs: {inputs:?}\n{}",
             text::print(&g)
         );
-    }
-    if flags & 2 == 2 {
-        let base = interp::run(&unopt, &inputs).expect("same inputs");
-        for (k, (a, b)) in want.iter().zip(&base).enumerate() {
-            assert!(
-                same_numbers(a, b),
-                "output {k} (of {forward_outputs} forward outputs): optimized {a:?} != \
-                 unoptimized {b:?}\ninputs: {inputs:?}\n--- unoptimized ---\n{}--- optimized \
-                 ---\n{}",
-                text::print(&unopt),
-                text::print(&g)
-            );
-        }
     }
     // Checked mode: both backends stop at the same node and element, or neither stops (and
     // then the checked kernel computed the same values).

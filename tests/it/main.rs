@@ -20,6 +20,7 @@ mod loops_jit;
 mod mlp;
 mod props;
 mod random;
+mod random_loops;
 mod scale;
 mod simd;
 mod text;

@@ -113,6 +113,8 @@ pub struct GenConfig {
     pub order: u8,
     /// Cover the text format instead of keeping values finite (see the module docs).
     pub syntax: bool,
+    /// Generate loops (`scan`, see [`crate::random_loops`]).
+    pub loops: bool,
 }
 
 /// No derivatives.
@@ -309,7 +311,11 @@ fn finish(
 }
 
 /// Picks a node satisfying `pred`, preferring recent ones and sometimes reaching far back.
-fn pick_where(r: &mut Rng, g: &Graph, pred: impl Fn(&TensorType) -> bool) -> Option<NodeId> {
+pub(crate) fn pick_where(
+    r: &mut Rng,
+    g: &Graph,
+    pred: impl Fn(&TensorType) -> bool,
+) -> Option<NodeId> {
     let cands: Vec<usize> = (0..g.len()).filter(|&i| pred(&g.nodes()[i].ty)).collect();
     if cands.is_empty() {
         return None;
@@ -327,7 +333,7 @@ thread_local! {
     static MAX_NUMEL: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
 
-fn push(g: &mut Graph, op: Op, inputs: Vec<NodeId>, attrs: Attrs) -> Option<NodeId> {
+pub(crate) fn push(g: &mut Graph, op: Op, inputs: Vec<NodeId>, attrs: Attrs) -> Option<NodeId> {
     let tys: Vec<&TensorType> = inputs.iter().map(|&i| g.ty(i)).collect();
     if gradlift::ops::infer(op, &tys, &attrs).is_ok_and(|t| t.numel() > MAX_NUMEL.get()) {
         return None;
@@ -335,7 +341,7 @@ fn push(g: &mut Graph, op: Op, inputs: Vec<NodeId>, attrs: Attrs) -> Option<Node
     g.push(op, inputs, attrs).ok()
 }
 
-fn tanh(g: &mut Graph, x: NodeId) -> NodeId {
+pub(crate) fn tanh(g: &mut Graph, x: NodeId) -> NodeId {
     push(g, Op::Tanh, vec![x], Attrs::None).expect("tanh of a float")
 }
 
@@ -524,7 +530,7 @@ fn input_name(r: &mut Rng, used: &mut HashSet<String>, syntax: bool, plain: Stri
 }
 
 /// Names a third of the nodes (syntax mode).
-fn maybe_name(r: &mut Rng, g: &mut Graph, used: &mut HashSet<String>, id: NodeId) {
+pub(crate) fn maybe_name(r: &mut Rng, g: &mut Graph, used: &mut HashSet<String>, id: NodeId) {
     if r.one_in(3)
         && let Some(name) = random_name(r, used, false)
     {
@@ -590,256 +596,29 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
         };
         g.add_const(t);
     }
-    let ops: Vec<Op> = if smooth {
+    let mut ops: Vec<Op> = if smooth {
         SMOOTH_OPS.to_vec()
     } else {
         Op::ALL[2..].to_vec()
     };
-    let is_float = |t: &TensorType| t.dtype.is_float();
-    for _ in 0..cfg.steps {
-        if syntax && r.one_in(6) {
-            // A constant of any dtype, sometimes of an existing node's type.
-            let ty = if r.one_in(2) {
-                g.ty(NodeId(r.below(g.len()) as u32)).clone()
-            } else {
-                let dtypes = [DType::F32, DType::F64, DType::Bool, DType::I32];
-                TensorType::new(dtypes[r.below(4)], shapes[r.below(shapes.len())].clone())
-            };
-            let t = random_const(&mut r, &ty);
-            let id = g.add_const(t);
-            maybe_name(&mut r, &mut g, &mut used, id);
-            continue;
-        }
-        let op = ops[r.below(ops.len())];
-        // The first operand: a float node (any dtype for data movement and select branches, and
-        // in syntax mode, where ill-typed picks are skipped).
-        let Some(mut a) = pick_where(&mut r, &g, |t| match op {
-            Op::Reshape | Op::Transpose | Op::Broadcast | Op::Slice | Op::Concat => true,
-            Op::Cast => true,
-            Op::Iota | Op::RandomUniform => true,
-            Op::Gather | Op::Argmax | Op::Argmin => (syntax || t.dtype.is_float()) && t.rank() > 0,
-            _ => syntax || t.dtype.is_float(),
-        }) else {
-            continue;
-        };
-        let ta = g.ty(a).clone();
-        let rank = ta.rank();
-        // A partner of the same dtype whose shape broadcasts with `a`'s, or a fresh constant.
-        let partner = |r: &mut Rng, g: &mut Graph| -> NodeId {
-            let want = broadcast_partner(r, &ta.shape);
-            let found = pick_where(r, g, |t| {
-                t.dtype == ta.dtype && gradlift::ir::broadcast_shapes(&t.shape, &ta.shape).is_some()
-            });
-            match found {
-                Some(b) if !r.one_in(4) => b,
-                _ => {
-                    let ty = TensorType::new(ta.dtype, want);
-                    if syntax {
-                        return g.add_const(random_const(r, &ty));
-                    }
-                    let mut rr = Rng(r.next_u64());
-                    g.add_const(Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0)))
-                }
-            }
-        };
-        let (inputs, attrs) = match op {
-            Op::Powi => {
-                let n = r.below(7) as i32 - 3;
-                if safe {
-                    a = if n < 0 {
-                        let t = tanh(&mut g, a);
-                        pos(&mut g, t)
-                    } else if n > 1 {
-                        tanh(&mut g, a)
-                    } else {
-                        a
-                    };
-                }
-                (vec![a], Attrs::Powi { n })
-            }
-            Op::Gather
-            | Op::ScatterAdd
-            | Op::Argmax
-            | Op::Argmin
-            | Op::Iota
-            | Op::RandomUniform => match indexing(&mut r, &mut g, op, a, dtype, shapes) {
-                Some(x) => x,
-                None => continue,
-            },
-            Op::NumRanks => (vec![], Attrs::Cast { to: dtype }),
-            Op::Cast if !smooth && r.one_in(6) => (vec![a], Attrs::Cast { to: DType::I32 }),
-            Op::Cast => {
-                let to = if ta.dtype == DType::Bool || r.one_in(3) {
-                    if r.one_in(2) { dtype } else { other }
-                } else if ta.dtype == DType::F64 {
-                    DType::F32
-                } else {
-                    DType::F64
-                };
-                (vec![a], Attrs::Cast { to })
-            }
-            Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
-                let axes = if r.one_in(4) {
-                    (0..rank).collect()
-                } else {
-                    (0..rank).filter(|_| r.one_in(2)).collect()
-                };
-                (
-                    vec![a],
-                    Attrs::Reduce {
-                        axes,
-                        keepdims: r.one_in(2),
-                    },
-                )
-            }
-            Op::Reshape => {
-                let n = ta.numel();
-                let shape = match r.below(4) {
-                    0 => vec![n],
-                    1 => ta.shape.iter().rev().copied().collect(),
-                    2 if n.is_multiple_of(2) && n > 2 => vec![2, n / 2],
-                    2 => vec![1, n],
-                    _ => {
-                        let mut s = ta.shape.clone();
-                        if s.len() < MAX_RANK {
-                            s.insert(r.below(s.len() + 1), 1);
-                        }
-                        s
-                    }
-                };
-                (vec![a], Attrs::Shape { shape })
-            }
-            Op::Transpose => (
-                vec![a],
-                Attrs::Perm {
-                    perm: random_perm(&mut r, rank),
-                },
-            ),
-            Op::Broadcast => {
-                let mut shape: Vec<usize> = ta
-                    .shape
-                    .iter()
-                    .map(|&d| if d == 1 { 1 + r.below(3) } else { d })
-                    .collect();
-                if shape.len() < MAX_RANK && r.one_in(2) {
-                    shape.insert(0, 2);
-                }
-                (vec![a], Attrs::Shape { shape })
-            }
-            Op::Slice => {
-                let mut start = Vec::with_capacity(rank);
-                let mut stop = Vec::with_capacity(rank);
-                for &d in &ta.shape {
-                    let s = r.below(d);
-                    start.push(s);
-                    stop.push(s + 1 + r.below(d - s));
-                }
-                (vec![a], Attrs::Slice { start, stop })
-            }
-            Op::Concat => {
-                if rank == 0 {
-                    continue;
-                }
-                let axis = r.below(rank);
-                let b = pick_where(&mut r, &g, |t| {
-                    t.dtype == ta.dtype
-                        && t.rank() == rank
-                        && (0..rank).all(|i| i == axis || t.shape[i] == ta.shape[i])
-                })
-                .unwrap_or(a);
-                let mut ins = vec![a, b];
-                if r.one_in(3) {
-                    ins.push(a);
-                }
-                (ins, Attrs::Axis { axis })
-            }
-            Op::Cumsum => {
-                if rank == 0 {
-                    continue;
-                }
-                (
-                    vec![a],
-                    Attrs::Cumsum {
-                        axis: r.below(rank),
-                        reverse: r.one_in(2),
-                    },
-                )
-            }
-            Op::Select => {
-                let Some(c) = pick_where(&mut r, &g, |t| {
-                    t.dtype == DType::Bool
-                        && gradlift::ir::broadcast_shapes(&t.shape, &ta.shape).is_some()
-                }) else {
-                    continue;
-                };
-                let b = partner(&mut r, &mut g);
-                (vec![c, a, b], Attrs::None)
-            }
-            Op::Matmul => {
-                if rank < 2 {
-                    continue;
-                }
-                let k = ta.shape[rank - 1];
-                let found = pick_where(&mut r, &g, |t| {
-                    t.dtype == ta.dtype && t.rank() >= 2 && t.shape[t.rank() - 2] == k
-                });
-                let b = match found {
-                    Some(b) if !r.one_in(3) => b,
-                    _ => {
-                        let mut perm: Vec<usize> = (0..rank).collect();
-                        perm.swap(rank - 2, rank - 1);
-                        match push(&mut g, Op::Transpose, vec![a], Attrs::Perm { perm }) {
-                            Some(t) => t,
-                            None => continue,
-                        }
-                    }
-                };
-                if safe {
-                    let ta2 = tanh(&mut g, a);
-                    let tb = tanh(&mut g, b);
-                    (vec![ta2, tb], Attrs::None)
-                } else {
-                    (vec![a, b], Attrs::None)
-                }
-            }
-            Op::Exp | Op::Expm1 | Op::Tan if safe => (vec![tanh(&mut g, a)], Attrs::None),
-            Op::Atan2 if safe => {
-                let b = partner(&mut r, &mut g);
-                (vec![a, pos(&mut g, b)], Attrs::None)
-            }
-            Op::Log | Op::Sqrt | Op::Rsqrt | Op::Log1p | Op::Recip if safe => {
-                (vec![pos(&mut g, a)], Attrs::None)
-            }
-            Op::Div if safe => {
-                let b = partner(&mut r, &mut g);
-                (vec![a, pos(&mut g, b)], Attrs::None)
-            }
-            Op::Pow if safe => {
-                let b = partner(&mut r, &mut g);
-                let t = tanh(&mut g, a);
-                let base = pos(&mut g, t);
-                (vec![base, tanh(&mut g, b)], Attrs::None)
-            }
-            Op::Mul if safe && r.one_in(2) => {
-                let b = partner(&mut r, &mut g);
-                let t = tanh(&mut g, a);
-                (vec![t, tanh(&mut g, b)], Attrs::None)
-            }
-            _ => match gradlift::ops::rules(op).arity {
-                gradlift::ops::Arity::Exact(1) => (vec![a], Attrs::None),
-                _ => {
-                    let b = partner(&mut r, &mut g);
-                    (vec![a, b], Attrs::None)
-                }
-            },
-        };
-        // Invalid combinations are skipped.
-        if let Some(id) = push(&mut g, op, inputs, attrs)
-            && syntax
-        {
-            maybe_name(&mut r, &mut g, &mut used, id);
-        }
+    if smooth && cfg.loops {
+        ops.push(Op::Scan);
     }
+    let is_float = |t: &TensorType| t.dtype.is_float();
+    let mut ctx = Ctx {
+        cfg,
+        safe,
+        dtype,
+        other,
+        shapes,
+        ops,
+        used,
+        depth: 0,
+    };
+    for _ in 0..cfg.steps {
+        random_step(&mut r, &mut g, &mut ctx);
+    }
+    let mut used = ctx.used;
     // Outputs: the loss (a sum of reductions of up to three late float nodes, in `dtype`), then
     // up to three late nodes of any dtype.
     let n = g.len();
@@ -912,15 +691,290 @@ pub fn generate_with(seed: u64, cfg: &GenConfig, shapes: &[Vec<usize>]) -> Case 
     }
 }
 
+/// What every step of one graph shares.
+pub(crate) struct Ctx<'c> {
+    pub cfg: &'c GenConfig,
+    pub safe: bool,
+    /// The float dtype of the graph, and the other one.
+    pub dtype: DType,
+    pub other: DType,
+    pub shapes: &'c [Vec<usize>],
+    /// The ops drawn from.
+    pub ops: Vec<Op>,
+    /// Names taken (syntax mode).
+    pub used: HashSet<String>,
+    /// How deep in loop bodies this graph is (0: the generated graph).
+    pub depth: usize,
+}
+
+/// Appends one random op (or a constant, in syntax mode) to `g`, or nothing when the drawn
+/// combination does not apply.
+pub(crate) fn random_step(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
+    let (cfg, safe, dtype, other, shapes) = (ctx.cfg, ctx.safe, ctx.dtype, ctx.other, ctx.shapes);
+    let (smooth, syntax) = (cfg.smooth, cfg.syntax);
+    let used = &mut ctx.used;
+    if syntax && r.one_in(6) {
+        // A constant of any dtype, sometimes of an existing node's type.
+        let ty = if r.one_in(2) {
+            g.ty(NodeId(r.below(g.len()) as u32)).clone()
+        } else {
+            let dtypes = [DType::F32, DType::F64, DType::Bool, DType::I32];
+            TensorType::new(dtypes[r.below(4)], shapes[r.below(shapes.len())].clone())
+        };
+        let t = random_const(r, &ty);
+        let id = g.add_const(t);
+        maybe_name(r, g, used, id);
+        return;
+    }
+    let op = ctx.ops[r.below(ctx.ops.len())];
+    if op == Op::Scan {
+        if cfg.loops && ctx.depth < crate::random_loops::MAX_DEPTH {
+            crate::random_loops::push_scan(r, g, ctx);
+        }
+        return;
+    }
+    // The first operand: a float node (any dtype for data movement and select branches, and
+    // in syntax mode, where ill-typed picks are skipped).
+    let Some(mut a) = pick_where(r, g, |t| match op {
+        Op::Reshape | Op::Transpose | Op::Broadcast | Op::Slice | Op::Concat => true,
+        Op::Cast => true,
+        Op::Iota | Op::RandomUniform => true,
+        Op::Gather | Op::Argmax | Op::Argmin => (syntax || t.dtype.is_float()) && t.rank() > 0,
+        _ => syntax || t.dtype.is_float(),
+    }) else {
+        return;
+    };
+    let ta = g.ty(a).clone();
+    let rank = ta.rank();
+    // A partner of the same dtype whose shape broadcasts with `a`'s, or a fresh constant.
+    let partner = |r: &mut Rng, g: &mut Graph| -> NodeId {
+        let want = broadcast_partner(r, &ta.shape);
+        let found = pick_where(r, g, |t| {
+            t.dtype == ta.dtype && gradlift::ir::broadcast_shapes(&t.shape, &ta.shape).is_some()
+        });
+        match found {
+            Some(b) if !r.one_in(4) => b,
+            _ => {
+                let ty = TensorType::new(ta.dtype, want);
+                if syntax {
+                    return g.add_const(random_const(r, &ty));
+                }
+                let mut rr = Rng(r.next_u64());
+                g.add_const(Tensor::from_fn(&ty, |_| rr.uniform(-2.0, 2.0)))
+            }
+        }
+    };
+    let (inputs, attrs) = match op {
+        Op::Powi => {
+            let n = r.below(7) as i32 - 3;
+            if safe {
+                a = if n < 0 {
+                    let t = tanh(g, a);
+                    pos(g, t)
+                } else if n > 1 {
+                    tanh(g, a)
+                } else {
+                    a
+                };
+            }
+            (vec![a], Attrs::Powi { n })
+        }
+        Op::Gather | Op::ScatterAdd | Op::Argmax | Op::Argmin | Op::Iota | Op::RandomUniform => {
+            match indexing(r, g, op, a, dtype, shapes) {
+                Some(x) => x,
+                None => return,
+            }
+        }
+        Op::NumRanks => (vec![], Attrs::Cast { to: dtype }),
+        Op::Cast if !smooth && r.one_in(6) => (vec![a], Attrs::Cast { to: DType::I32 }),
+        Op::Cast => {
+            let to = if ta.dtype == DType::Bool || r.one_in(3) {
+                if r.one_in(2) { dtype } else { other }
+            } else if ta.dtype == DType::F64 {
+                DType::F32
+            } else {
+                DType::F64
+            };
+            (vec![a], Attrs::Cast { to })
+        }
+        Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
+            let axes = if r.one_in(4) {
+                (0..rank).collect()
+            } else {
+                (0..rank).filter(|_| r.one_in(2)).collect()
+            };
+            (
+                vec![a],
+                Attrs::Reduce {
+                    axes,
+                    keepdims: r.one_in(2),
+                },
+            )
+        }
+        Op::Reshape => {
+            let n = ta.numel();
+            let shape = match r.below(4) {
+                0 => vec![n],
+                1 => ta.shape.iter().rev().copied().collect(),
+                2 if n.is_multiple_of(2) && n > 2 => vec![2, n / 2],
+                2 => vec![1, n],
+                _ => {
+                    let mut s = ta.shape.clone();
+                    if s.len() < MAX_RANK {
+                        s.insert(r.below(s.len() + 1), 1);
+                    }
+                    s
+                }
+            };
+            (vec![a], Attrs::Shape { shape })
+        }
+        Op::Transpose => (
+            vec![a],
+            Attrs::Perm {
+                perm: random_perm(r, rank),
+            },
+        ),
+        Op::Broadcast => {
+            let mut shape: Vec<usize> = ta
+                .shape
+                .iter()
+                .map(|&d| if d == 1 { 1 + r.below(3) } else { d })
+                .collect();
+            if shape.len() < MAX_RANK && r.one_in(2) {
+                shape.insert(0, 2);
+            }
+            (vec![a], Attrs::Shape { shape })
+        }
+        Op::Slice => {
+            let mut start = Vec::with_capacity(rank);
+            let mut stop = Vec::with_capacity(rank);
+            for &d in &ta.shape {
+                let s = r.below(d);
+                start.push(s);
+                stop.push(s + 1 + r.below(d - s));
+            }
+            (vec![a], Attrs::Slice { start, stop })
+        }
+        Op::Concat => {
+            if rank == 0 {
+                return;
+            }
+            let axis = r.below(rank);
+            let b = pick_where(r, g, |t| {
+                t.dtype == ta.dtype
+                    && t.rank() == rank
+                    && (0..rank).all(|i| i == axis || t.shape[i] == ta.shape[i])
+            })
+            .unwrap_or(a);
+            let mut ins = vec![a, b];
+            if r.one_in(3) {
+                ins.push(a);
+            }
+            (ins, Attrs::Axis { axis })
+        }
+        Op::Cumsum => {
+            if rank == 0 {
+                return;
+            }
+            (
+                vec![a],
+                Attrs::Cumsum {
+                    axis: r.below(rank),
+                    reverse: r.one_in(2),
+                },
+            )
+        }
+        Op::Select => {
+            let Some(c) = pick_where(r, g, |t| {
+                t.dtype == DType::Bool
+                    && gradlift::ir::broadcast_shapes(&t.shape, &ta.shape).is_some()
+            }) else {
+                return;
+            };
+            let b = partner(r, g);
+            (vec![c, a, b], Attrs::None)
+        }
+        Op::Matmul => {
+            if rank < 2 {
+                return;
+            }
+            let k = ta.shape[rank - 1];
+            let found = pick_where(r, g, |t| {
+                t.dtype == ta.dtype && t.rank() >= 2 && t.shape[t.rank() - 2] == k
+            });
+            let b = match found {
+                Some(b) if !r.one_in(3) => b,
+                _ => {
+                    let mut perm: Vec<usize> = (0..rank).collect();
+                    perm.swap(rank - 2, rank - 1);
+                    match push(g, Op::Transpose, vec![a], Attrs::Perm { perm }) {
+                        Some(t) => t,
+                        None => return,
+                    }
+                }
+            };
+            if safe {
+                let ta2 = tanh(g, a);
+                let tb = tanh(g, b);
+                (vec![ta2, tb], Attrs::None)
+            } else {
+                (vec![a, b], Attrs::None)
+            }
+        }
+        Op::Exp | Op::Expm1 | Op::Tan if safe => (vec![tanh(g, a)], Attrs::None),
+        Op::Atan2 if safe => {
+            let b = partner(r, g);
+            (vec![a, pos(g, b)], Attrs::None)
+        }
+        Op::Log | Op::Sqrt | Op::Rsqrt | Op::Log1p | Op::Recip if safe => {
+            (vec![pos(g, a)], Attrs::None)
+        }
+        Op::Div if safe => {
+            let b = partner(r, g);
+            (vec![a, pos(g, b)], Attrs::None)
+        }
+        Op::Pow if safe => {
+            let b = partner(r, g);
+            let t = tanh(g, a);
+            let base = pos(g, t);
+            (vec![base, tanh(g, b)], Attrs::None)
+        }
+        Op::Mul if safe && r.one_in(2) => {
+            let b = partner(r, g);
+            let t = tanh(g, a);
+            (vec![t, tanh(g, b)], Attrs::None)
+        }
+        _ => match gradlift::ops::rules(op).arity {
+            gradlift::ops::Arity::Exact(1) => (vec![a], Attrs::None),
+            _ => {
+                let b = partner(r, g);
+                (vec![a, b], Attrs::None)
+            }
+        },
+    };
+    // Invalid combinations are skipped.
+    if let Some(id) = push(g, op, inputs, attrs)
+        && syntax
+    {
+        maybe_name(r, g, used, id);
+    }
+}
+
 /// A random graph with `steps` attempted ops (the property tests' entry point): the forward
 /// outputs, and with `with_grad` the reverse-mode gradient of the loss as well.
 pub fn random_graph(seed: u64, steps: usize, with_grad: bool) -> Graph {
+    random_graph_loops(seed, steps, with_grad, true)
+}
+
+/// [`random_graph`], with or without loops.
+pub fn random_graph_loops(seed: u64, steps: usize, with_grad: bool, loops: bool) -> Graph {
     let cfg = GenConfig {
         steps,
         safe: !seed.is_multiple_of(4),
         smooth: false,
         order: u8::from(with_grad),
         syntax: false,
+        loops,
     };
     generate(seed, &cfg)
         .build()
@@ -943,6 +997,7 @@ pub fn random_graph_shaped(
         smooth: false,
         order: u8::from(with_grad),
         syntax: false,
+        loops: true,
     };
     let max = 4 * shapes
         .iter()

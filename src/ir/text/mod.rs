@@ -32,11 +32,17 @@
 //! comes back named `26`); its other nodes have identifier names or none (digit-only names are
 //! dropped there, as the parser does); and its NaN constants are the canonical quiet NaN (the
 //! text has one `nan`, so NaN payloads and signs are not kept). Graph names that are not
-//! identifiers are printed sanitized (`my graph` → `@my_graph`).
+//! identifiers are printed sanitized (`my graph` → `@my_graph`). Loops (`scan`, a statement with
+//! a nested body) round-trip as well; inside a body the same rules hold, except that a body's
+//! outputs are not named by its `output` statement (a body's outputs are known by position),
+//! and the name of a body graph is not part of the text ([`crate::ir::loops::Loop::same`]
+//! ignores it).
 //!
 //! **Architecture Invariant.** The reader never panics and never recurses, whatever the input,
 //! and allocates in proportion to a declared shape only after checking it: types are limited to
-//! 2^31 − 1 elements and constants to [`MAX_CONST_ELEMENTS`].
+//! 2^31 − 1 elements and constants to [`MAX_CONST_ELEMENTS`]. Loop bodies nest at most
+//! [`MAX_LOOP_NESTING`] deep (what reads a graph later walks bodies as deep as they nest); the
+//! printer writes bodies from an explicit stack.
 //!
 //! Names: every parsed node gets [`Origin::Line`](crate::ir::Origin::Line) of its statement and
 //! keeps its identifier name; digit-only names (`%17`) are kept only on inputs and outputs (they
@@ -50,7 +56,7 @@ mod lexer;
 mod parser;
 mod printer;
 
-pub use parser::MAX_CONST_ELEMENTS;
+pub use parser::{MAX_CONST_ELEMENTS, MAX_LOOP_NESTING};
 
 use crate::ir::Graph;
 

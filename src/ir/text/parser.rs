@@ -1,10 +1,11 @@
 //! The `.gir` parser: lines of tokens to a [`Graph`].
 //!
 //! Phases, all in one forward pass over the lines (no recursion anywhere, so any file size or
-//! nesting depth is safe):
+//! nesting depth is safe; loop bodies are a stack of suspended graphs, see [`region`]):
 //! 1. Each line is tokenized by [`super::lexer`]; blank and comment-only lines are skipped.
 //! 2. Outside the graph only `graph @NAME {` (once) is accepted; inside, each line is one
-//!    statement (`input`, `const`, an op, `output`) or the closing `}`; after it, nothing.
+//!    statement (`input`, `const`, an op, a `scan` header opening a loop body, `output`) or a
+//!    closing `}` (of a loop body or of the graph); after the graph's, nothing.
 //! 3. Each statement is appended to the graph at once: operands are resolved by name (so use
 //!    before definition is an error and the graph stays topologically ordered), attributes are
 //!    checked against the op's attribute kind from [`crate::ops::rules`], and [`Graph::push`]
@@ -19,15 +20,18 @@
 //! construction), and any printing.
 
 mod literals;
+mod region;
 
 use super::ParseError;
 use super::hasher::{NameMap, NameSet};
 use super::lexer::{Tok, Token, lex_line};
 use crate::ir::{Attrs, DType, EMPTY_TENSOR_REASON, Graph, Node, NodeId, Op, Origin, TensorType};
 use crate::ops::{self, Arity, AttrKind};
-use crate::tensor::{Data, Tensor};
-use literals::{bool_literal, float_literal, int_literal};
+use literals::parse_const;
+use region::Suspended;
 use std::sync::Arc;
+
+pub use region::MAX_LOOP_NESTING;
 
 /// The most elements one `const` may hold (2^24): a resource limit of the reader, so a one-line
 /// file cannot make it allocate gigabytes.
@@ -39,6 +43,7 @@ pub(super) fn parse(src: &str) -> Result<Graph, ParseError> {
         g: Graph::default(),
         names: NameMap::default(),
         state: State::Before,
+        outer: Vec::new(),
     };
     let mut toks: Vec<Token<'_>> = Vec::new();
     let mut lineno: u32 = 0;
@@ -66,6 +71,16 @@ pub(super) fn parse(src: &str) -> Result<Graph, ParseError> {
         col: eof_col,
         message,
     };
+    if let Some(s) = p.outer.last() {
+        let what = match p.state {
+            State::Inside { output_seen: None } => "an `output` statement and `}`",
+            _ => "`}`",
+        };
+        return Err(at_eof(format!(
+            "expected {what} closing the body of the `scan` on line {}, found end of file",
+            s.header.line
+        )));
+    }
     match p.state {
         State::Before => Err(at_eof(
             "expected `graph @NAME {`, found end of file".to_string(),
@@ -94,12 +109,16 @@ enum State {
     After,
 }
 
+/// The parser; `g`, `names` and `state` belong to the innermost open graph (a loop body while
+/// one is open), the enclosing ones wait in `outer`.
 struct Parser<'a> {
     g: Graph,
     /// Every defined value name (including digit-only names that the graph does not keep):
     /// its node and the line that defined it.
     names: NameMap<&'a str, (NodeId, u32)>,
     state: State,
+    /// The enclosing graphs of the open loop bodies, innermost last.
+    outer: Vec<Suspended<'a>>,
 }
 
 /// A cursor over the tokens of one line (the last token is always [`Tok::Eol`]).
@@ -173,16 +192,31 @@ impl<'a> Parser<'a> {
             )),
             State::Inside { output_seen } => {
                 let first = cur.peek();
+                if first.tok != Tok::Word("forward") && self.wants_forward() {
+                    return Err(cur.expected(
+                        first,
+                        "`forward ... {` (a `scan` with `recompute=` begins its body with the \
+                         forward loop whose carries it recomputes)",
+                    ));
+                }
                 match (first.tok, output_seen) {
                     (Tok::Punct('}'), Some(_)) => {
                         cur.next();
                         cur.eol("end of line after `}`")?;
-                        self.state = State::After;
-                        Ok(())
+                        if self.outer.is_empty() {
+                            self.state = State::After;
+                            Ok(())
+                        } else {
+                            self.close_region()
+                        }
                     }
                     (Tok::Punct('}'), None) => Err(cur.expected(
                         first,
-                        "an `output` statement (every graph ends with `output %a, ...`)",
+                        if self.outer.is_empty() {
+                            "an `output` statement (every graph ends with `output %a, ...`)"
+                        } else {
+                            "an `output` statement (every loop body ends with `output %a, ...`)"
+                        },
                     )),
                     (_, Some(out_line)) => Err(cur.expected(
                         first,
@@ -198,7 +232,8 @@ impl<'a> Parser<'a> {
                         };
                         Ok(())
                     }
-                    (Tok::Value(_), None) => self.statement(cur),
+                    (Tok::Value(_) | Tok::Word("_"), None) => self.statement(cur),
+                    (Tok::Word("forward"), None) => self.forward_statement(cur),
                     _ => Err(cur.expected(
                         first,
                         "a statement (`%name = ...` or `output %a, ...`) or `}`",
@@ -232,12 +267,7 @@ impl<'a> Parser<'a> {
         };
         match self.names.get(name) {
             Some(&(id, _)) => Ok(id),
-            None => Err(cur.err(
-                t.col,
-                format!(
-                    "undefined value `%{name}` (every value must be defined before it is used)"
-                ),
-            )),
+            None => Err(self.undefined(cur, t.col, name)),
         }
     }
 
@@ -258,8 +288,9 @@ impl<'a> Parser<'a> {
                     format!("value `%{name}` is output twice (outputs must be distinct)"),
                 ));
             }
-            // Outputs are named by their value names, digit-only ones included.
-            if self.g.node(id).name.is_none() {
+            // Outputs are named by their value names, digit-only ones included (a loop body's
+            // outputs are known by position, so they keep the names their statements gave).
+            if self.outer.is_empty() && self.g.node(id).name.is_none() {
                 self.g.set_name(id, Some(name));
             }
             outs.push(id);
@@ -276,6 +307,9 @@ impl<'a> Parser<'a> {
 
     /// `%name = input TYPE`, `%name = const VALUE : TYPE` or `%name = OP ...`.
     fn statement(&mut self, cur: &mut Cursor<'_, 'a>) -> Result<(), ParseError> {
+        if cur.peek().tok == Tok::Word("_") || cur.toks[cur.pos + 1].tok == Tok::Punct(',') {
+            return self.scan_statement(cur);
+        }
         let first = cur.next();
         let Tok::Value(name) = first.tok else {
             unreachable!("statement() is called on a value token")
@@ -318,6 +352,10 @@ impl<'a> Parser<'a> {
                 })
             }
             Tok::Word(w) => match Op::from_name(w) {
+                Some(Op::Scan) => {
+                    let results = vec![Some((name, first.col))];
+                    return self.scan_header(cur, results, kw);
+                }
                 Some(op) => {
                     let id = self.op_statement(cur, op, kw)?;
                     if !is_numeric(name) {
@@ -339,15 +377,8 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// The rest of `%name = OP %a, %b [key=value ...] [: TYPE]` after the op name.
-    fn op_statement(
-        &mut self,
-        cur: &mut Cursor<'_, 'a>,
-        op: Op,
-        op_tok: Token<'a>,
-    ) -> Result<NodeId, ParseError> {
-        let rules = ops::rules(op);
-        // Operands.
+    /// The operand list `%a, %b, ...` (possibly empty) after an op name.
+    fn operands(&self, cur: &mut Cursor<'_, 'a>) -> Result<Vec<NodeId>, ParseError> {
         let mut inputs = Vec::new();
         if matches!(cur.peek().tok, Tok::Value(_)) {
             loop {
@@ -362,6 +393,18 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        Ok(inputs)
+    }
+
+    /// The rest of `%name = OP %a, %b [key=value ...] [: TYPE]` after the op name.
+    fn op_statement(
+        &mut self,
+        cur: &mut Cursor<'_, 'a>,
+        op: Op,
+        op_tok: Token<'a>,
+    ) -> Result<NodeId, ParseError> {
+        let rules = ops::rules(op);
+        let inputs = self.operands(cur)?;
         // Attributes.
         let table = attr_table(rules.attrs);
         let mut slots: [Option<(AttrVal, u32)>; 2] = [None, None];
@@ -669,9 +712,7 @@ fn build_attrs(
             let keepdims = matches!(b, Some((AttrVal::Bool(true), _)));
             Attrs::Reduce { axes, keepdims }
         }
-        AttrKind::Scan => {
-            return Err(cur.err(1, "`scan` takes a body region".into()));
-        }
+        AttrKind::Scan => unreachable!("`scan` statements are parsed by `region`"),
         AttrKind::Shape => Attrs::Shape { shape: list(a).0 },
         AttrKind::Perm => Attrs::Perm { perm: list(a).0 },
         AttrKind::Slice => Attrs::Slice {
@@ -729,170 +770,6 @@ fn parse_type(cur: &mut Cursor<'_, '_>) -> Result<(TensorType, u32), ParseError>
             "type has more than 2^31 - 1 elements (the largest tensor allowed)".to_string(),
         )),
     }
-}
-
-// ---- constants ---------------------------------------------------------------------------
-
-/// One token of a constant's value, after the syntax pass.
-#[derive(Clone, Copy)]
-enum VTok<'a> {
-    Open(u32),
-    Close(u32),
-    Lit(Token<'a>),
-}
-
-fn is_literal(t: Tok<'_>) -> bool {
-    matches!(
-        t,
-        Tok::Number(_) | Tok::NegInf | Tok::Word("inf" | "nan" | "true" | "false")
-    )
-}
-
-/// Parses `VALUE : TYPE` and the end of the line.
-///
-/// Two passes: the value's syntax first (balanced, non-empty lists of literals), then, once the
-/// type is known and within [`MAX_CONST_ELEMENTS`], its nesting against the shape while the
-/// literals are converted. Neither pass recurses.
-fn parse_const(cur: &mut Cursor<'_, '_>) -> Result<Tensor, ParseError> {
-    // Pass 1: syntax.
-    let mut vtoks: Vec<VTok<'_>> = Vec::new();
-    let t = cur.next();
-    if is_literal(t.tok) {
-        vtoks.push(VTok::Lit(t));
-    } else if t.tok == Tok::Punct('[') {
-        vtoks.push(VTok::Open(t.col));
-        let mut depth = 1usize;
-        let mut want_value = true;
-        while depth > 0 {
-            let t = cur.next();
-            if want_value {
-                match t.tok {
-                    Tok::Punct('[') => {
-                        vtoks.push(VTok::Open(t.col));
-                        depth += 1;
-                    }
-                    tok if is_literal(tok) => {
-                        vtoks.push(VTok::Lit(t));
-                        want_value = false;
-                    }
-                    _ => {
-                        return Err(cur.expected(t, "a literal or `[` (lists are never empty)"));
-                    }
-                }
-            } else {
-                match t.tok {
-                    Tok::Punct(',') => want_value = true,
-                    Tok::Punct(']') => {
-                        vtoks.push(VTok::Close(t.col));
-                        depth -= 1;
-                    }
-                    _ => return Err(cur.expected(t, "`,` or `]` in the constant")),
-                }
-            }
-        }
-    } else {
-        return Err(cur.expected(t, "a constant value (a literal or a nested list)"));
-    }
-    cur.punct(
-        ':',
-        "`:` and the constant's type (a const always states its type)",
-    )?;
-    let (ty, ty_col) = parse_type(cur)?;
-    cur.eol("end of line after the constant's type")?;
-    let numel = ty.numel();
-    if numel > MAX_CONST_ELEMENTS {
-        return Err(cur.err(
-            ty_col,
-            format!(
-                "constant too large: `{ty}` has {numel} elements, the limit for one constant is \
-                 2^24 = {MAX_CONST_ELEMENTS} (pass large tensors as inputs)"
-            ),
-        ));
-    }
-    // Pass 2: nesting and conversion.
-    let mut data = match ty.dtype {
-        DType::F32 => Data::F32(Vec::new()),
-        DType::F64 => Data::F64(Vec::new()),
-        DType::Bool => Data::Bool(Vec::new()),
-        DType::I32 => Data::I32(Vec::new()),
-    };
-    let rank = ty.rank();
-    if let [VTok::Lit(lit)] = vtoks[..] {
-        // One literal, splatted to the whole shape.
-        match &mut data {
-            Data::F32(v) => *v = vec![float_literal::<f32>(cur, lit)?; numel],
-            Data::F64(v) => *v = vec![float_literal::<f64>(cur, lit)?; numel],
-            Data::Bool(v) => *v = vec![bool_literal(cur, lit)?; numel],
-            Data::I32(v) => *v = vec![int_literal(cur, lit)?; numel],
-        }
-        return Ok(Tensor::new(ty.shape, data));
-    }
-    if rank == 0 {
-        let col = match vtoks[0] {
-            VTok::Open(c) | VTok::Close(c) => c,
-            VTok::Lit(t) => t.col,
-        };
-        return Err(cur.err(
-            col,
-            format!("expected a single literal for the scalar type `{ty}`, found `[`"),
-        ));
-    }
-    let mut counts = vec![0usize; rank];
-    let mut depth = 0usize;
-    let nesting = |ty: &TensorType| format!("the nesting of the list must match the type `{ty}`");
-    for vt in &vtoks {
-        match *vt {
-            VTok::Open(col) | VTok::Lit(Token { col, .. }) => {
-                if depth > 0 {
-                    let ax = depth - 1;
-                    counts[ax] += 1;
-                    if counts[ax] > ty.shape[ax] {
-                        return Err(cur.err(
-                            col,
-                            format!(
-                                "too many elements: axis {ax} of `{ty}` has {}, found more",
-                                ty.shape[ax]
-                            ),
-                        ));
-                    }
-                }
-                if let VTok::Lit(lit) = *vt {
-                    if depth < rank {
-                        return Err(cur.expected(lit, &format!("`[` ({})", nesting(&ty))));
-                    }
-                    match &mut data {
-                        Data::F32(v) => v.push(float_literal::<f32>(cur, lit)?),
-                        Data::F64(v) => v.push(float_literal::<f64>(cur, lit)?),
-                        Data::Bool(v) => v.push(bool_literal(cur, lit)?),
-                        Data::I32(v) => v.push(int_literal(cur, lit)?),
-                    }
-                } else {
-                    if depth == rank {
-                        return Err(cur.err(
-                            col,
-                            format!("expected a literal ({}), found `[`", nesting(&ty)),
-                        ));
-                    }
-                    depth += 1;
-                    counts[depth - 1] = 0;
-                }
-            }
-            VTok::Close(col) => {
-                let ax = depth - 1;
-                if counts[ax] != ty.shape[ax] {
-                    return Err(cur.err(
-                        col,
-                        format!(
-                            "too few elements: axis {ax} of `{ty}` has {}, found {}",
-                            ty.shape[ax], counts[ax]
-                        ),
-                    ));
-                }
-                depth -= 1;
-            }
-        }
-    }
-    Ok(Tensor::new(ty.shape, data))
 }
 
 #[cfg(test)]

@@ -11,18 +11,33 @@
 //! other node prints as `%ID`, its id; if a kept name already reads `ID`, it gets the first
 //! number `>= len` that no name uses. Graph names that are neither identifiers nor digits are sanitized.
 //!
+//! Loops: the nodes of one loop (consecutive `scan` nodes sharing the loop and its operands,
+//! results in increasing order) print as one statement, `%a, _, %b = scan ... {`, at the first
+//! of them, with `_` for the loop results no node holds, followed by the body indented two more
+//! spaces (labelled in its own scope: a body's outputs keep digit-only names only if they are
+//! inputs) and its `}`. Bodies are printed from an explicit stack, not by recursion.
+//!
 //! Not done here: verification. A graph that breaks its invariants (operands out of range,
 //! attributes of the wrong kind) prints without panicking but may not parse back.
 
 use super::hasher::NameSet;
 use super::lexer::is_identifier;
+use crate::ir::loops::{Loop, same_loop, scan_attrs};
 use crate::ir::{Attrs, Graph, Node, NodeId, Op, TensorType};
 use crate::tensor::{Data, Tensor};
 use std::fmt::Write;
 
-/// Prints `g` in canonical form.
-pub(super) fn print(g: &Graph) -> String {
-    let labels = Labels::new(g);
+/// A graph being printed: the top-level graph or an open loop body.
+struct Frame<'g> {
+    g: &'g Graph,
+    labels: Labels<'g>,
+    /// The next node to print.
+    next: usize,
+}
+
+/// Prints `g` in canonical form. Loop bodies are printed from an explicit stack of open
+/// graphs, so nesting depth costs no recursion.
+pub(super) fn print(g: &'_ Graph) -> String {
     let mut p = Printer {
         out: String::with_capacity(g.len().saturating_mul(32).saturating_add(64)),
         last_ty: None,
@@ -31,20 +46,105 @@ pub(super) fn print(g: &Graph) -> String {
     p.out.push_str("graph @");
     push_graph_name(&mut p.out, &g.name);
     p.out.push_str(" {\n");
-    for (i, node) in g.nodes().iter().enumerate() {
-        p.out.push_str("  ");
-        labels.0[i].push_to(&mut p.out);
+    let mut stack = vec![Frame {
+        g,
+        labels: Labels::new(g, true),
+        next: 0,
+    }];
+    loop {
+        let depth = stack.len();
+        let Some(f) = stack.last_mut() else { break };
+        let Some(node) = f.g.nodes().get(f.next) else {
+            let f = stack.pop().expect("a frame is open");
+            push_indent(&mut p.out, depth);
+            p.out.push_str("output");
+            for (k, &o) in f.g.outputs().iter().enumerate() {
+                p.out.push_str(if k == 0 { " " } else { ", " });
+                f.labels.get(o).push_to(&mut p.out);
+            }
+            p.out.push('\n');
+            push_indent(&mut p.out, depth - 1);
+            p.out.push_str("}\n");
+            continue;
+        };
+        push_indent(&mut p.out, depth);
+        if let Some((lp, _)) = scan_attrs(&node.attrs) {
+            let members = statement_members(f.g, f.next);
+            p.scan_header(f.g, &members, &f.labels);
+            f.next += members.len();
+            // The body, then (printed first, on top) the forward loops it recomputes.
+            let mut lp: &Loop = lp;
+            loop {
+                stack.push(Frame {
+                    g: &lp.body,
+                    labels: Labels::new(&lp.body, false),
+                    next: 0,
+                });
+                let Some(rc) = &lp.recompute else { break };
+                lp = &rc.forward;
+                push_indent(&mut p.out, stack.len());
+                p.out.push_str("forward");
+                push_loop_attrs(&mut p.out, lp);
+            }
+            continue;
+        }
+        f.labels.0[f.next].push_to(&mut p.out);
         p.out.push_str(" = ");
-        p.statement(node, &labels);
+        p.statement(node, &f.labels);
         p.out.push('\n');
+        f.next += 1;
     }
-    p.out.push_str("  output");
-    for (k, &o) in g.outputs().iter().enumerate() {
-        p.out.push_str(if k == 0 { " " } else { ", " });
-        labels.get(o).push_to(&mut p.out);
-    }
-    p.out.push_str("\n}\n");
     p.out
+}
+
+/// ` length=.. carry=.. xs=.. [reverse=true] [checkpoint=..] [recompute=..] {` and the end of
+/// the line.
+fn push_loop_attrs(out: &mut String, lp: &Loop) {
+    let _ = write!(
+        out,
+        " length={} carry={} xs={}",
+        lp.length, lp.n_carry, lp.n_xs
+    );
+    if lp.reverse {
+        out.push_str(" reverse=true");
+    }
+    if let Some(k) = lp.checkpoint {
+        let _ = write!(out, " checkpoint={k}");
+    }
+    if let Some(rc) = &lp.recompute {
+        let _ = write!(out, " recompute={}", rc.snapshots);
+    }
+    out.push_str(" {\n");
+}
+
+fn push_indent(out: &mut String, depth: usize) {
+    for _ in 0..depth {
+        out.push_str("  ");
+    }
+}
+
+/// The `scan` nodes printed by the statement at `first`: the run of nodes of the same loop
+/// (same `Arc`, same operands) with increasing result indices, so that parsing the statement
+/// gives back the same nodes in the same order.
+fn statement_members(g: &Graph, first: usize) -> Vec<(NodeId, usize)> {
+    let mut members = Vec::new();
+    let mut i = first;
+    while let Some(n) = g.nodes().get(i) {
+        let id = NodeId(i as u32);
+        let Some((_, result)) = scan_attrs(&n.attrs) else {
+            break;
+        };
+        let joins = match members.last() {
+            None => true,
+            Some(&(prev, r)) => same_loop(g, prev, id) && result > r,
+        };
+        if !joins {
+            break;
+        }
+        members.push((id, result));
+        i += 1;
+    }
+    members
 }
 
 /// Appends the decimal digits of `x` (without the formatting machinery, which is slow in
@@ -85,10 +185,12 @@ impl Label<'_> {
 struct Labels<'g>(Vec<Label<'g>>);
 
 impl<'g> Labels<'g> {
-    fn new(g: &'g Graph) -> Labels<'g> {
+    /// Labels of `g`'s nodes; `top` is false for a loop body, whose outputs the parser does not
+    /// name (so only its inputs keep digit-only names).
+    fn new(g: &'g Graph, top: bool) -> Labels<'g> {
         let n = g.len();
         let mut is_output = vec![false; n];
-        for o in g.outputs() {
+        for o in g.outputs().iter().filter(|_| top) {
             if let Some(slot) = is_output.get_mut(o.index()) {
                 *slot = true;
             }
@@ -166,6 +268,33 @@ impl<'g> Printer<'g> {
         self.out.push_str(&self.last_ty_text);
     }
 
+    /// `%a, _, %b = scan OPERANDS length=.. carry=.. xs=.. [reverse=true] {` for a group's
+    /// `members` (one name per body output, `_` where no member holds it).
+    fn scan_header(&mut self, g: &Graph, members: &[(NodeId, usize)], labels: &Labels<'_>) {
+        let out = &mut self.out;
+        let (first, _) = members[0];
+        let node = g.node(first);
+        let Some((lp, _)) = scan_attrs(&node.attrs) else {
+            unreachable!("members are scan nodes")
+        };
+        let mut held = members.iter().peekable();
+        for k in 0..lp.body.outputs().len() {
+            if k > 0 {
+                out.push_str(", ");
+            }
+            match held.next_if(|&&(_, r)| r == k) {
+                Some(&(id, _)) => labels.get(id).push_to(out),
+                None => out.push('_'),
+            }
+        }
+        out.push_str(" = scan");
+        for (k, &x) in node.inputs.iter().enumerate() {
+            out.push_str(if k == 0 { " " } else { ", " });
+            labels.get(x).push_to(out);
+        }
+        push_loop_attrs(out, lp);
+    }
+
     fn statement(&mut self, node: &'g Node, labels: &Labels<'_>) {
         match (node.op, &node.attrs) {
             (Op::Input, _) => {
@@ -231,9 +360,7 @@ impl<'g> Printer<'g> {
             Attrs::Random { ty } => {
                 let _ = write!(out, " type={ty}");
             }
-            Attrs::Scan { body, result } => {
-                let _ = write!(out, " length={} result={result}", body.length);
-            }
+            Attrs::Scan { .. } => unreachable!("scan nodes print as `scan` statements"),
             Attrs::Cumsum { axis, reverse } => {
                 out.push_str(" axis=");
                 push_uint(out, *axis as u64);

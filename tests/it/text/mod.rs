@@ -4,6 +4,7 @@
 
 mod examples;
 mod golden;
+mod loops;
 mod malformed;
 mod mutation;
 mod random_graphs;
