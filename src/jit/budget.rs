@@ -20,6 +20,7 @@
 use super::{JitConfig, JitError};
 use crate::ir::Graph;
 use crate::opt::remat::{self, RematStats};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// What the planner varies: the graph (rewritten by recomputation) and how the JIT fuses it.
@@ -264,4 +265,86 @@ pub(super) fn fit(
             minimum: tried.values().map(|t| t.ws_bytes).min().unwrap_or(0),
         }),
     }
+}
+
+/// The graph to compile and how: see [`choose`].
+pub(super) struct Chosen<'g> {
+    /// The graph (the caller's, or a rewrite of it).
+    pub graph: Cow<'g, Graph>,
+    /// Its loop bodies, compiled.
+    pub bodies: super::loops::Bodies,
+    /// Their workspace sizes.
+    pub body_ws: super::plan::BodySizes,
+    /// The recomputation the choice costs.
+    pub stats: RematStats,
+    /// `(keep_backward_apart, max_snapshots)` for the plan.
+    pub choice: (bool, Option<usize>),
+}
+
+/// Chooses what to compile for `g`: with its full-snapshot backward loops reading their forward
+/// loops' tapes (one forward sweep, [`crate::opt::tapes`]) when there is no budget or that fits
+/// it; otherwise the fitting candidate with the least recomputation ([`fit`]). The error of an
+/// impossible budget names the smallest workspace of either.
+///
+/// # Errors
+/// [`JitError::OverBudget`], or an error of compiling a body or planning.
+pub(super) fn choose<'g>(g: &'g Graph, cfg: &JitConfig) -> Result<Chosen<'g>, JitError> {
+    let plain = |graph: Cow<'g, Graph>, bodies, body_ws| Chosen {
+        graph,
+        bodies,
+        body_ws,
+        stats: RematStats::default(),
+        choice: (false, None),
+    };
+    let mut shared_ws = None;
+    if let Some(s) = with_shared_tapes(g) {
+        let (bodies, body_ws) = super::loops::compile_bodies(&s, cfg)?;
+        let fits = match cfg.memory_budget_bytes {
+            None => true,
+            Some(budget) => {
+                let ws = super::plan_graph(&s, cfg, &body_ws, (false, None))?
+                    .0
+                    .ws_bytes as u64;
+                shared_ws = Some(ws);
+                ws <= budget
+            }
+        };
+        if fits {
+            return Ok(plain(Cow::Owned(s), bodies, body_ws));
+        }
+    }
+    let (bodies, body_ws) = super::loops::compile_bodies(g, cfg)?;
+    let Some(budget) = cfg.memory_budget_bytes else {
+        return Ok(plain(Cow::Borrowed(g), bodies, body_ws));
+    };
+    match fit(g, cfg, budget, &body_ws) {
+        Ok(None) => Ok(plain(Cow::Borrowed(g), bodies, body_ws)),
+        Ok(Some(c)) => Ok(Chosen {
+            choice: (c.keep_backward_apart, c.max_snapshots),
+            stats: c.stats,
+            graph: Cow::Owned(c.graph),
+            bodies,
+            body_ws,
+        }),
+        Err(JitError::OverBudget { budget, minimum }) => Err(JitError::OverBudget {
+            budget,
+            minimum: shared_ws.map_or(minimum, |s| s.min(minimum)),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// `g` with its full-snapshot backward loops reading their forward loops' tapes
+/// ([`crate::opt::tapes`]: one forward sweep instead of two, bitwise the same), if it has any.
+pub(super) fn with_shared_tapes(g: &Graph) -> Option<Graph> {
+    let full = g.nodes().iter().any(|n| {
+        crate::ir::loops::scan_attrs(&n.attrs)
+            .and_then(|(lp, _)| Some(lp.recompute.as_ref()?.snapshots >= lp.length))
+            .unwrap_or(false)
+    });
+    if !full {
+        return None;
+    }
+    let mut s = g.clone();
+    (crate::opt::tapes::share_tapes(&mut s).tapes_shared > 0).then_some(s)
 }

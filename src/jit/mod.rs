@@ -182,7 +182,9 @@ mod budget;
 mod buf;
 mod check;
 mod collective;
+mod config;
 mod donate;
+mod error;
 mod gemm;
 mod kernel;
 mod layout;
@@ -194,9 +196,11 @@ mod recompute;
 mod vmath;
 
 pub use buf::{Buf, BufMut, Workspace};
+pub use config::{DEFAULT_MAX_WORKSPACE_BYTES, DEPENDENCY_UNOPTIMIZED, JitConfig};
+pub use error::{CallError, JitError};
 pub use kernel::{Kernel, KernelStats};
 
-use crate::ir::{DType, Graph, TensorType, VerifyErrors};
+use crate::ir::Graph;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{Signature, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -206,359 +210,7 @@ use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, ModuleError, ModuleReloc};
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
-
-/// Options for [`compile_with`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JitConfig {
-    /// Run Cranelift's IR verifier on every function (costs 25-50% of compile time). Default:
-    /// on in debug builds of gradlift's own workspace (its tests), off in crates that use it.
-    pub verifier: bool,
-    /// The most graph nodes one Cranelift function gets; larger graphs are split into several
-    /// functions, which bounds register-allocation time (superlinear in a function's size).
-    /// Default 500 (on graphs of small fused groups, 10-20% less compile time than 2000, and
-    /// a call per function costs nanoseconds). 0 is treated as 1.
-    pub max_ops_per_function: usize,
-    /// Worker threads for compiling functions; 0 means one per available core. Only graphs
-    /// split into several functions use more than one. (The threads a kernel *runs* on are
-    /// [`JitConfig::kernel_threads`].)
-    pub threads: usize,
-    /// The most threads one [`Kernel::call`] uses, for the chunks of large loops and inside
-    /// GEMM calls: `None` (the default) uses every thread of the rayon pool the call runs in
-    /// (rayon's global pool, one thread per core unless the application sizes it), `Some(1)`
-    /// keeps every call on the calling thread and never starts the pool, and a larger count
-    /// is capped at the pool's size. The results are bitwise the same for every count (see
-    /// the module docs, "Threads and determinism"). The count is fixed per kernel; compile
-    /// twice for two counts.
-    pub kernel_threads: Option<NonZeroUsize>,
-    /// Bitwise agreement with the interpreter: every transcendental calls the same scalar
-    /// libm function as the interpreter (lane by lane in vector loops), and reductions
-    /// accumulate in the interpreter's order (no reassociation; reductions across chunks are
-    /// then not split between threads). Default off: see the module docs for the tolerance.
-    pub exact_math: bool,
-    /// Loops over at least this many elements are cut into chunks that run on several
-    /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` cuts no
-    /// loop (GEMM calls still use [`JitConfig::kernel_threads`]; set that to 1 for a
-    /// single-threaded kernel). Results do not depend on the number of threads, but the
-    /// cut into chunks (decided by this setting) does fix the order of reassociated reductions.
-    /// Default 65536.
-    pub parallel_min_elements: usize,
-    /// The most workspace (scratch memory for intermediate values) a kernel may need; a graph
-    /// needing more fails with [`JitError::TooLarge`] naming both sizes. Default 4 GiB.
-    pub max_workspace_bytes: usize,
-    /// Checked mode (NaN provenance): the kernel stops after the first node that produces a
-    /// non-finite value from finite operands, and [`Kernel::call`] returns
-    /// [`CallError::NonFinite`] with the report (see [`crate::finite`]). Every node is its own
-    /// group and function (no fusion, every view copied), every value keeps its own memory,
-    /// and no loop is split between threads, so after each node the kernel (in Rust) can read
-    /// the node's output and operands; this costs speed and memory and is meant for debugging.
-    /// Default off.
-    pub check_finite: bool,
-    /// In vector loops of at least 1024 elements, compute the math functions (all but `pow`,
-    /// `tan`, `erf` and `atan2`) in chunks through batched helpers compiled for the host's
-    /// widest vectors (AVX-512 or AVX2), instead of Cranelift's 128-bit vectors: 2-3× faster
-    /// on a transcendental-heavy loop. The values are bitwise those of the in-loop polynomials,
-    /// except that an argument needing the libm fallback gets libm alone instead of sending
-    /// its whole chunk to libm (see the module docs). Used only on x86-64 hosts with AVX2
-    /// and FMA. Default on, except in a crate that uses gradlift without optimizing it
-    /// ([`DEPENDENCY_UNOPTIMIZED`]): unoptimized, the helpers are slower than the in-loop code.
-    pub batch_math: bool,
-    /// Donated buffers: `(input name, output name)` pairs, each an output of the same type
-    /// that replaces its input (parameters updated by an optimizer step). The caller passes
-    /// one buffer for both, holding the input when the call starts and the output when it
-    /// returns (see [`Kernel::call`]). The output is written straight over the input when
-    /// every read of the input comes first (or reads the element being written, just before
-    /// writing it); otherwise the kernel copies the input into its workspace first
-    /// ([`KernelStats::donated_copied`]). Either way the results equal an undonated call's.
-    /// Default none; set with [`JitConfig::donating`].
-    pub donate: Vec<(String, String)>,
-    /// The most workspace the kernel may use: the compiler recomputes forward values in the
-    /// backward part instead of storing them (checkpoint segments, [`crate::opt::remat`]) until
-    /// the memory plan's peak fits, with the least recomputed work it finds, and fails with
-    /// [`JitError::OverBudget`] naming the smallest feasible budget if nothing fits.
-    /// Recomputation is exact: the results are bitwise those without a budget;
-    /// [`KernelStats::nodes_recomputed`] says what it cost. Only graphs differentiated in
-    /// this process have a backward part to trade (see [`crate::opt::remat`]). Default none;
-    /// set with [`JitConfig::with_memory_budget`].
-    pub memory_budget_bytes: Option<u64>,
-}
-
-impl JitConfig {
-    /// This configuration with `pairs` (input name, output name) donated (see
-    /// [`JitConfig::donate`]).
-    ///
-    /// ```
-    /// use gradlift::{DType, GraphBuilder, jit};
-    /// let b = GraphBuilder::new("sgd");
-    /// let w = b.input("w", DType::F32, &[3]);
-    /// let g = b.input("g", DType::F32, &[3]);
-    /// let graph = b.finish(&[("w_next", w - 0.5 * g)]).unwrap();
-    /// let cfg = jit::JitConfig::default().donating(&[("w", "w_next")]);
-    /// let k = jit::compile_with(&graph, &cfg).unwrap();
-    /// let mut ws = k.workspace();
-    /// let mut w = [1.0f32, 2.0, 3.0];
-    /// // Donated inputs are left out of `inputs`; their buffer is passed as the output's.
-    /// k.call(&[(&[2.0f32, 2.0, 2.0][..]).into()], &mut [(&mut w[..]).into()], &mut ws)
-    ///     .unwrap();
-    /// assert_eq!(w, [0.0, 1.0, 2.0]);
-    /// ```
-    #[must_use]
-    pub fn donating(mut self, pairs: &[(&str, &str)]) -> JitConfig {
-        self.donate
-            .extend(pairs.iter().map(|&(i, o)| (i.to_string(), o.to_string())));
-        self
-    }
-
-    /// This configuration with a workspace budget of `bytes` (see
-    /// [`JitConfig::memory_budget_bytes`]).
-    ///
-    /// ```
-    /// use gradlift::{DType, GraphBuilder, jit::{self, JitConfig, JitError}};
-    /// let b = GraphBuilder::new("deep");
-    /// let x = b.input("x", DType::F32, &[8, 16]);
-    /// let w = b.input("w", DType::F32, &[16, 16]);
-    /// let h = (0..8).fold(x, |h, _| h.matmul(w).tanh());
-    /// let loss = (h * h).sum();
-    /// let g = b.grad(loss, &[w]).unwrap();
-    /// let graph = b.finish(&[("loss", loss), ("dw", g[0])]).unwrap();
-    /// let full = jit::compile(&graph).unwrap().workspace_bytes() as u64;
-    /// let k = jit::compile_with(&graph, &JitConfig::default().with_memory_budget(full / 2));
-    /// assert!(k.unwrap().workspace_bytes() as u64 <= full / 2);
-    /// let Err(JitError::OverBudget { minimum, .. }) =
-    ///     jit::compile_with(&graph, &JitConfig::default().with_memory_budget(0))
-    /// else {
-    ///     panic!("a workspace of 0 bytes cannot hold 8 layers")
-    /// };
-    /// assert!(minimum <= full / 2);
-    /// ```
-    #[must_use]
-    pub fn with_memory_budget(mut self, bytes: u64) -> JitConfig {
-        self.memory_budget_bytes = Some(bytes);
-        self
-    }
-}
-
-/// True when gradlift is compiled without optimizations (opt-level 0, a debug build's
-/// default) as a dependency of another crate, which is then likely unoptimized too, like the
-/// `gemm` crate. Compiled kernels run at the same speed however gradlift was built, but the
-/// Rust code they call (the batched math helpers, the GEMM) is 10-100× slower unoptimized, so
-/// the JIT's defaults keep that work in compiled code instead: [`JitConfig::batch_math`] off,
-/// and matrix products as the JIT's own loop nests. gradlift's own builds (its tests, debug or
-/// not) always take the same paths as a release build, so every path stays tested. The cure
-/// is the profile override the crate docs describe; this only softens the trap.
-pub const DEPENDENCY_UNOPTIMIZED: bool =
-    cfg!(gradlift_unoptimized) && option_env!("CARGO_PRIMARY_PACKAGE").is_none();
-
-impl Default for JitConfig {
-    fn default() -> JitConfig {
-        JitConfig {
-            verifier: cfg!(debug_assertions) && option_env!("CARGO_PRIMARY_PACKAGE").is_some(),
-            max_ops_per_function: 500,
-            threads: 0,
-            kernel_threads: None,
-            exact_math: false,
-            parallel_min_elements: 1 << 16,
-            max_workspace_bytes: DEFAULT_MAX_WORKSPACE_BYTES,
-            check_finite: false,
-            batch_math: !DEPENDENCY_UNOPTIMIZED,
-            donate: Vec::new(),
-            memory_budget_bytes: None,
-        }
-    }
-}
-
-/// The default of [`JitConfig::max_workspace_bytes`]: 4 GiB.
-pub const DEFAULT_MAX_WORKSPACE_BYTES: usize = 4 << 30;
-
-/// Compilation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum JitError {
-    /// The graph broke an invariant (a bug in whatever produced it: builder, parser or a pass).
-    #[error("cannot compile an invalid graph")]
-    InvalidGraph(#[source] VerifyErrors),
-    /// Cranelift cannot generate code for this machine (unsupported host).
-    #[error("unsupported host: {0}")]
-    UnsupportedHost(String),
-    /// Cranelift rejected a setting (a bug in gradlift).
-    #[error("invalid Cranelift setting")]
-    Settings(#[source] Box<settings::SetError>),
-    /// Cranelift rejected a generated function (a bug in the lowering; with
-    /// [`JitConfig::verifier`] on, the source lists the verifier's findings).
-    #[error("Cranelift failed to compile function {function}")]
-    Codegen {
-        /// Index of the function (chunk of nodes) in the kernel.
-        function: usize,
-        /// Cranelift's error.
-        #[source]
-        source: Box<ModuleError>,
-    },
-    /// Declaring, linking or mapping the code failed (a bug, or the OS refused executable
-    /// memory).
-    #[error("Cranelift failed to link the kernel")]
-    Module(#[source] Box<ModuleError>),
-    /// A donated pair of [`JitConfig::donate`] is impossible (user error: an unknown name, types
-    /// that differ, or a name in two pairs).
-    #[error("cannot donate input %{input} to output %{output}: {reason}")]
-    Donation {
-        /// The input's name as given.
-        input: String,
-        /// The output's name as given.
-        output: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// No choice of recomputation fits [`JitConfig::memory_budget_bytes`] (user error: raise
-    /// the budget to at least `minimum`).
-    #[error(
-        "no plan fits the memory budget of {budget} bytes: the smallest feasible budget is \
-         {minimum} bytes of workspace"
-    )]
-    OverBudget {
-        /// The budget asked for.
-        budget: u64,
-        /// The smallest workspace of any plan the compiler found.
-        minimum: u64,
-    },
-    /// The graph needs more memory than can be addressed (a limit; split the graph).
-    #[error("graph too large: {what}")]
-    TooLarge {
-        /// What overflowed.
-        what: String,
-    },
-}
-
-impl JitError {
-    fn module(e: ModuleError) -> JitError {
-        JitError::Module(Box::new(e))
-    }
-}
-
-/// A kernel was called with buffers that do not match its signature (nothing ran), or, in
-/// checked mode, stopped at a non-finite value.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallError {
-    /// Wrong number of inputs (user error: pass one per kernel input, in order, leaving out
-    /// donated inputs).
-    #[error("expected {expected} inputs, got {got}")]
-    InputCount {
-        /// Inputs the kernel has.
-        expected: usize,
-        /// Inputs given.
-        got: usize,
-    },
-    /// Wrong number of output buffers (user error: pass one per kernel output, in order).
-    #[error("expected {expected} output buffers, got {got}")]
-    OutputCount {
-        /// Outputs the kernel has.
-        expected: usize,
-        /// Buffers given.
-        got: usize,
-    },
-    /// An input tensor passed to [`Kernel::run`] has the wrong type (user error).
-    #[error("input {index} (%{name}): expected {expected}, got {got}")]
-    InputType {
-        /// Input position.
-        index: usize,
-        /// Input name.
-        name: String,
-        /// Its declared type.
-        expected: TensorType,
-        /// The type given.
-        got: TensorType,
-    },
-    /// An input buffer has the wrong dtype or length (user error).
-    #[error(
-        "input {index} (%{name}): expected {expected} ({} elements), got a {dtype} buffer of {len} elements",
-        expected.numel()
-    )]
-    InputBuffer {
-        /// Input position.
-        index: usize,
-        /// Input name.
-        name: String,
-        /// Its declared type.
-        expected: TensorType,
-        /// The buffer's dtype.
-        dtype: DType,
-        /// The buffer's length.
-        len: usize,
-    },
-    /// An output buffer has the wrong dtype or length (user error).
-    #[error(
-        "output {index} (%{name}): expected {expected} ({} elements), got a {dtype} buffer of {len} elements",
-        expected.numel()
-    )]
-    OutputBuffer {
-        /// Output position.
-        index: usize,
-        /// Output name.
-        name: String,
-        /// Its type.
-        expected: TensorType,
-        /// The buffer's dtype.
-        dtype: DType,
-        /// The buffer's length.
-        len: usize,
-    },
-    /// No input has this name (user error; [`Kernel::input_names`] lists them).
-    #[error("the kernel has no input named %{name}")]
-    UnknownInput {
-        /// The name given.
-        name: String,
-    },
-    /// No output (nor donated input) has this name (user error; [`Kernel::output_names`]
-    /// lists them).
-    #[error("the kernel has no output named %{name}")]
-    UnknownOutput {
-        /// The name given.
-        name: String,
-    },
-    /// A named call got two buffers for one input or output (user error).
-    #[error("%{name} got two buffers")]
-    DuplicateBuffer {
-        /// The input's or output's name.
-        name: String,
-    },
-    /// A named call got no buffer for an input (user error).
-    #[error("no buffer for input %{name}")]
-    MissingInput {
-        /// The input's name.
-        name: String,
-    },
-    /// A named call got no buffer for an output (user error).
-    #[error("no buffer for output %{name}")]
-    MissingOutput {
-        /// The output's name.
-        name: String,
-    },
-    /// A donated input was passed as a read-only input (user error: pass its buffer, holding
-    /// the input's value, as the output's, under either name).
-    #[error(
-        "input %{input} is donated to output %{output}: pass its buffer among the outputs, \
-         not the inputs"
-    )]
-    DonatedInput {
-        /// The input's name.
-        input: String,
-        /// The output it is donated to.
-        output: String,
-    },
-    /// The workspace was made by another kernel (user error: use [`Kernel::workspace`] of the
-    /// kernel being called).
-    #[error("the workspace belongs to another kernel")]
-    ForeignWorkspace,
-    /// Checked mode ([`JitConfig::check_finite`]) only: a node produced a non-finite value from
-    /// finite operands. Unlike the other variants, the kernel ran, up to and including that
-    /// node; the output buffers hold whatever was computed by then.
-    #[error(transparent)]
-    NonFinite(Box<crate::finite::NonFinite>),
-    /// A collective failed ([`Kernel::call_with_comm`]); the outputs are not meaningful.
-    #[error(transparent)]
-    Comm(#[from] crate::comm::CommError),
-}
 
 /// 64 bytes, 64-byte aligned: the unit of workspace and constant memory.
 #[derive(Clone, Copy)]
@@ -574,21 +226,6 @@ pub fn compile(g: &Graph) -> Result<Kernel, JitError> {
     compile_with(g, &JitConfig::default())
 }
 
-/// `g` with its full-snapshot backward loops reading their forward loops' tapes
-/// ([`crate::opt::tapes`]: one forward sweep instead of two, bitwise the same), if it has any.
-fn with_shared_tapes(g: &Graph) -> Option<Graph> {
-    let full = g.nodes().iter().any(|n| {
-        crate::ir::loops::scan_attrs(&n.attrs)
-            .and_then(|(lp, _)| Some(lp.recompute.as_ref()?.snapshots >= lp.length))
-            .unwrap_or(false)
-    });
-    if !full {
-        return None;
-    }
-    let mut s = g.clone();
-    (crate::opt::tapes::share_tapes(&mut s).tapes_shared > 0).then_some(s)
-}
-
 /// Compiles `g` with `cfg`.
 ///
 /// # Errors
@@ -601,27 +238,9 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     // Verification is a safety requirement, not a courtesy: the plan computes buffer sizes and
     // offsets from the stored node types, so they must be the types the shape rules infer.
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
-    // Without a budget, a full-snapshot backward loop reads its forward loop's tape; with one,
-    // the budget's plan is kept exactly as the planner measured it.
-    let shared;
-    let g = match (cfg.memory_budget_bytes, with_shared_tapes(g)) {
-        (None, Some(s)) => {
-            shared = s;
-            &shared
-        }
-        _ => g,
-    };
-    // Loop bodies first: a loop's scratch memory in the plan holds its body's workspace.
-    let (bodies, body_ws) = loops::compile_bodies(g, cfg)?;
-    let fitted = match cfg.memory_budget_bytes {
-        Some(budget) => budget::fit(g, cfg, budget, &body_ws)?,
-        None => None,
-    };
-    let (g, recomputed, choice) = match &fitted {
-        Some(f) => (&f.graph, f.stats, (f.keep_backward_apart, f.max_snapshots)),
-        None => (g, crate::opt::remat::RematStats::default(), (false, None)),
-    };
-    let (plan, donated) = plan_graph(g, cfg, &body_ws, choice)?;
+    let chosen = budget::choose(g, cfg)?;
+    let (g, bodies) = (&*chosen.graph, &chosen.bodies);
+    let (plan, donated) = plan_graph(g, cfg, &chosen.body_ws, chosen.choice)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -656,10 +275,10 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     };
     job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
     module.finalize_definitions().map_err(JitError::module)?;
-    let (steps, loops) = steps(g, module, &ids, &plan, &bodies);
+    let (steps, loops) = steps(g, module, &ids, &plan, bodies);
     let mut parts = parts(g, cfg, plan, donated, (steps, loops), started);
-    parts.stats.nodes_recomputed = recomputed.nodes_recomputed;
-    parts.stats.flops_recomputed = recomputed.flops_recomputed;
+    parts.stats.nodes_recomputed = chosen.stats.nodes_recomputed;
+    parts.stats.flops_recomputed = chosen.stats.flops_recomputed;
     Ok(Kernel::new(parts, owner))
 }
 
