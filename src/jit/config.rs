@@ -2,7 +2,7 @@
 
 use std::num::NonZeroUsize;
 
-/// Options for [`compile_with`].
+/// Options for [`compile_with`](super::compile_with).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JitConfig {
     /// Run Cranelift's IR verifier on every function (costs 25-50% of compile time). Default:
@@ -17,7 +17,7 @@ pub struct JitConfig {
     /// split into several functions use more than one. (The threads a kernel *runs* on are
     /// [`JitConfig::kernel_threads`].)
     pub threads: usize,
-    /// The most threads one [`Kernel::call`] uses, for the chunks of large loops and inside
+    /// The most threads one [`Kernel::call`](super::Kernel::call) uses, for the chunks of large loops and inside
     /// GEMM calls: `None` (the default) uses every thread of the rayon pool the call runs in
     /// (rayon's global pool, one thread per core unless the application sizes it), `Some(1)`
     /// keeps every call on the calling thread and never starts the pool, and a larger count
@@ -38,11 +38,11 @@ pub struct JitConfig {
     /// Default 65536.
     pub parallel_min_elements: usize,
     /// The most workspace (scratch memory for intermediate values) a kernel may need; a graph
-    /// needing more fails with [`JitError::TooLarge`] naming both sizes. Default 4 GiB.
+    /// needing more fails with [`JitError::TooLarge`](super::JitError::TooLarge) naming both sizes. Default 4 GiB.
     pub max_workspace_bytes: usize,
     /// Checked mode (NaN provenance): the kernel stops after the first node that produces a
-    /// non-finite value from finite operands, and [`Kernel::call`] returns
-    /// [`CallError::NonFinite`] with the report (see [`crate::finite`]). Every node is its own
+    /// non-finite value from finite operands, and [`Kernel::call`](super::Kernel::call) returns
+    /// [`CallError::NonFinite`](super::CallError::NonFinite) with the report (see [`crate::finite`]). Every node is its own
     /// group and function (no fusion, every view copied), every value keeps its own memory,
     /// and no loop is split between threads, so after each node the kernel (in Rust) can read
     /// the node's output and operands; this costs speed and memory and is meant for debugging.
@@ -60,18 +60,18 @@ pub struct JitConfig {
     /// Donated buffers: `(input name, output name)` pairs, each an output of the same type
     /// that replaces its input (parameters updated by an optimizer step). The caller passes
     /// one buffer for both, holding the input when the call starts and the output when it
-    /// returns (see [`Kernel::call`]). The output is written straight over the input when
+    /// returns (see [`Kernel::call`](super::Kernel::call)). The output is written straight over the input when
     /// every read of the input comes first (or reads the element being written, just before
     /// writing it); otherwise the kernel copies the input into its workspace first
-    /// ([`KernelStats::donated_copied`]). Either way the results equal an undonated call's.
+    /// ([`KernelStats::donated_copied`](super::KernelStats::donated_copied)). Either way the results equal an undonated call's.
     /// Default none; set with [`JitConfig::donating`].
     pub donate: Vec<(String, String)>,
     /// The most workspace the kernel may use: the compiler recomputes forward values in the
     /// backward part instead of storing them (checkpoint segments, [`crate::opt::remat`]) until
     /// the memory plan's peak fits, with the least recomputed work it finds, and fails with
-    /// [`JitError::OverBudget`] naming the smallest feasible budget if nothing fits.
+    /// [`JitError::OverBudget`](super::JitError::OverBudget) naming the smallest feasible budget if nothing fits.
     /// Recomputation is exact: the results are bitwise those without a budget;
-    /// [`KernelStats::nodes_recomputed`] says what it cost. Only graphs differentiated in
+    /// [`KernelStats::nodes_recomputed`](super::KernelStats::nodes_recomputed) says what it cost. Only graphs differentiated in
     /// this process have a backward part to trade (see [`crate::opt::remat`]). Default none;
     /// set with [`JitConfig::with_memory_budget`].
     pub memory_budget_bytes: Option<u64>,

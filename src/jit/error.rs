@@ -18,7 +18,7 @@ pub enum JitError {
     #[error("invalid Cranelift setting")]
     Settings(#[source] Box<settings::SetError>),
     /// Cranelift rejected a generated function (a bug in the lowering; with
-    /// [`JitConfig::verifier`] on, the source lists the verifier's findings).
+    /// [`JitConfig::verifier`](super::JitConfig::verifier) on, the source lists the verifier's findings).
     #[error("Cranelift failed to compile function {function}")]
     Codegen {
         /// Index of the function (chunk of nodes) in the kernel.
@@ -31,7 +31,7 @@ pub enum JitError {
     /// memory).
     #[error("Cranelift failed to link the kernel")]
     Module(#[source] Box<ModuleError>),
-    /// A donated pair of [`JitConfig::donate`] is impossible (user error: an unknown name, types
+    /// A donated pair of [`JitConfig::donate`](super::JitConfig::donate) is impossible (user error: an unknown name, types
     /// that differ, or a name in two pairs).
     #[error("cannot donate input %{input} to output %{output}: {reason}")]
     Donation {
@@ -42,7 +42,7 @@ pub enum JitError {
         /// What is wrong.
         reason: String,
     },
-    /// No choice of recomputation fits [`JitConfig::memory_budget_bytes`] (user error: raise
+    /// No choice of recomputation fits [`JitConfig::memory_budget_bytes`](super::JitConfig::memory_budget_bytes) (user error: raise
     /// the budget to at least `minimum`).
     #[error(
         "no plan fits the memory budget of {budget} bytes: the smallest feasible budget is \
@@ -90,7 +90,7 @@ pub enum CallError {
         /// Buffers given.
         got: usize,
     },
-    /// An input tensor passed to [`Kernel::run`] has the wrong type (user error).
+    /// An input tensor passed to [`Kernel::run`](super::Kernel::run) has the wrong type (user error).
     #[error("input {index} (%{name}): expected {expected}, got {got}")]
     InputType {
         /// Input position.
@@ -136,13 +136,13 @@ pub enum CallError {
         /// The buffer's length.
         len: usize,
     },
-    /// No input has this name (user error; [`Kernel::input_names`] lists them).
+    /// No input has this name (user error; [`Kernel::input_names`](super::Kernel::input_names) lists them).
     #[error("the kernel has no input named %{name}")]
     UnknownInput {
         /// The name given.
         name: String,
     },
-    /// No output (nor donated input) has this name (user error; [`Kernel::output_names`]
+    /// No output (nor donated input) has this name (user error; [`Kernel::output_names`](super::Kernel::output_names)
     /// lists them).
     #[error("the kernel has no output named %{name}")]
     UnknownOutput {
@@ -179,16 +179,16 @@ pub enum CallError {
         /// The output it is donated to.
         output: String,
     },
-    /// The workspace was made by another kernel (user error: use [`Kernel::workspace`] of the
+    /// The workspace was made by another kernel (user error: use [`Kernel::workspace`](super::Kernel::workspace) of the
     /// kernel being called).
     #[error("the workspace belongs to another kernel")]
     ForeignWorkspace,
-    /// Checked mode ([`JitConfig::check_finite`]) only: a node produced a non-finite value from
+    /// Checked mode ([`JitConfig::check_finite`](super::JitConfig::check_finite)) only: a node produced a non-finite value from
     /// finite operands. Unlike the other variants, the kernel ran, up to and including that
     /// node; the output buffers hold whatever was computed by then.
     #[error(transparent)]
     NonFinite(Box<crate::finite::NonFinite>),
-    /// A collective failed ([`Kernel::call_with_comm`]); the outputs are not meaningful.
+    /// A collective failed ([`Kernel::call_with_comm`](super::Kernel::call_with_comm)); the outputs are not meaningful.
     #[error(transparent)]
     Comm(#[from] crate::comm::CommError),
 }
