@@ -175,7 +175,9 @@ fn checkpoint(c: &mut Criterion) {
             Some(r) => assert!(r.iter().zip(&bits).all(|(a, b)| a.to_bits() == b.to_bits())),
         }
         let name = snaps.map_or("full".to_string(), |n| n.to_string());
-        let steps = snaps.map_or(s as u64 - 1, |n| forward_steps(s, n));
+        let steps = snaps.map_or(s as u64 - 1, |n| {
+            gradlift::ops::loops::revolve::forward_steps(s, n)
+        });
         eprintln!(
             "checkpoint snapshots={name}: workspace_bytes={} forward_steps={steps}",
             k.workspace_bytes()
@@ -189,20 +191,6 @@ fn checkpoint(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// Forward steps the schedule runs for `n` steps with `snapshots` (the full tape runs n − 1).
-fn forward_steps(n: usize, snapshots: usize) -> u64 {
-    struct Count(u64);
-    impl gradlift::ops::loops::revolve::Stepper for Count {
-        fn advance(&mut self, _: usize, _: usize, s0: usize, s1: usize) {
-            self.0 += (s1 - s0) as u64;
-        }
-        fn backward(&mut self, _: usize, _: usize) {}
-    }
-    let mut c = Count(0);
-    gradlift::ops::loops::revolve::drive(n, snapshots, &mut c);
-    c.0
 }
 
 criterion_group!(benches, compile, call, tiny, checkpoint);

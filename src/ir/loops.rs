@@ -101,6 +101,24 @@ impl Loop {
             && (self.body.nodes.iter().zip(&other.body.nodes)).all(|(a, b)| a.same(b))
     }
 
+    /// This loop with the carries entering each step added as ys (identity copies, so the
+    /// body's outputs stay distinct nodes): its results end with the stacked carries, a tape.
+    pub fn with_tape(&self) -> Loop {
+        let mut body = self.body.clone();
+        let mut outs = body.outputs().to_vec();
+        for &c in &body.inputs()[..self.n_carry] {
+            let shape = body.ty(c).shape.clone();
+            let copy = (body.push(Op::Reshape, vec![c], Attrs::Shape { shape }))
+                .expect("an identity reshape");
+            outs.push(copy);
+        }
+        body.set_outputs(outs);
+        Loop {
+            body,
+            ..self.clone()
+        }
+    }
+
     /// Number of xs whose operands are recomputed carries (0 unless [`Loop::recompute`]).
     pub fn n_recomputed(&self) -> usize {
         self.recompute.as_ref().map_or(0, |r| r.forward.n_carry)

@@ -116,16 +116,8 @@ impl Tradeoff for Snapshots {
 
 /// Forward steps a schedule with `snapshots` runs beyond the full tape's `n - 1`.
 fn extra_steps(n: usize, snapshots: usize) -> u64 {
-    struct Count(u64);
-    impl crate::ops::loops::revolve::Stepper for Count {
-        fn advance(&mut self, _: usize, _: usize, s0: usize, s1: usize) {
-            self.0 += (s1 - s0) as u64;
-        }
-        fn backward(&mut self, _: usize, _: usize) {}
-    }
-    let mut c = Count(0);
-    crate::ops::loops::revolve::drive(n, snapshots, &mut c);
-    c.0.saturating_sub(n.saturating_sub(1) as u64)
+    crate::ops::loops::revolve::forward_steps(n, snapshots)
+        .saturating_sub(n.saturating_sub(1) as u64)
 }
 
 /// The trade-offs `g` offers, in the order they are applied.

@@ -11,7 +11,7 @@
 //! Run it after a memory budget has chosen snapshot counts (a shared tape cannot shrink).
 
 use crate::ir::loops::{Loop, loop_groups, scan_attrs};
-use crate::ir::{Attrs, Graph, Node, NodeId, Op};
+use crate::ir::{Attrs, Graph, Node, NodeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -73,7 +73,7 @@ pub fn share_tapes(g: &mut Graph) -> TapeStats {
         let lp = scan_attrs(&g.node(fg.first).attrs).expect("scan").0;
         taped.entry(fg.first).or_insert_with(|| Taped {
             last: fg.members.last().expect("a group has members").0,
-            with_tape: Arc::new(with_tape(lp)),
+            with_tape: Arc::new(lp.with_tape()),
             tape: Vec::new(),
         });
         let bl = scan_attrs(&g.node(groups[k].first).attrs).expect("scan").0;
@@ -89,22 +89,6 @@ pub fn share_tapes(g: &mut Graph) -> TapeStats {
     TapeStats {
         tapes_shared: pairs.len() as u64,
     }
-}
-
-/// The loop with its carries entering each step added as ys (identity copies, so outputs stay
-/// distinct nodes).
-fn with_tape(lp: &Loop) -> Loop {
-    let mut body = lp.body.clone();
-    let mut outs = body.outputs().to_vec();
-    for &c in &body.inputs()[..lp.n_carry] {
-        let shape = body.ty(c).shape.clone();
-        outs.push(
-            body.push(Op::Reshape, vec![c], Attrs::Shape { shape })
-                .expect("identity"),
-        );
-    }
-    body.set_outputs(outs);
-    Loop { body, ..lp.clone() }
 }
 
 /// Rebuilds `g`: forward members take the taped loop (and its tape nodes follow the last

@@ -198,31 +198,33 @@ fn scan_jvp_equals_unrolled_and_is_the_transpose_of_the_vjp() {
     assert!((dot - jv).abs() < 1e-12 * (1.0 + jv.abs()), "{dot} vs {jv}");
 }
 
+/// Hessian-vector products of the loss along inputs `v0..v2`, and the Jacobian of the final
+/// carry with respect to `w` in both modes, looped or unrolled.
+pub(crate) fn hvp_graph(t: usize, looped: bool) -> Graph {
+    let b = GraphBuilder::new("h");
+    let (ins, c, loss) = model(&b, t, looped);
+    let dirs: Vec<Var<'_>> = (ins.iter().enumerate())
+        .map(|(k, x)| b.input(&format!("v{k}"), DType::F64, &x.shape()))
+        .collect();
+    let hv = b.hvp(loss, &ins, &dirs).unwrap();
+    let jr = b.jacobian(&[c], &[ins[2]], Mode::Reverse).unwrap();
+    let jf = b.jacobian(&[c], &[ins[2]], Mode::Forward).unwrap();
+    let outs = [
+        ("h0", hv[0]),
+        ("h1", hv[1]),
+        ("h2", hv[2]),
+        ("jr", jr[0][0]),
+        ("jf", jf[0][0]),
+    ];
+    b.finish(&outs).unwrap()
+}
+
 #[test]
 fn hessian_vector_products_and_jacobians_through_a_scan_equal_unrolled() {
     let t = 4;
     let c = case(t, 8);
     let v = case(t, 9);
-    let build = |looped: bool| {
-        let b = GraphBuilder::new("h");
-        let (ins, c, loss) = model(&b, t, looped);
-        let dirs: Vec<Var<'_>> = ins
-            .iter()
-            .enumerate()
-            .map(|(k, x)| b.input(&format!("v{k}"), DType::F64, &x.shape()))
-            .collect();
-        let hv = b.hvp(loss, &ins, &dirs).unwrap();
-        let jr = b.jacobian(&[c], &[ins[2]], Mode::Reverse).unwrap();
-        let jf = b.jacobian(&[c], &[ins[2]], Mode::Forward).unwrap();
-        let outs = [
-            ("h0", hv[0]),
-            ("h1", hv[1]),
-            ("h2", hv[2]),
-            ("jr", jr[0][0]),
-            ("jf", jf[0][0]),
-        ];
-        b.finish(&outs).unwrap()
-    };
+    let build = |looped: bool| hvp_graph(t, looped);
     let args = [
         c.c0.clone(),
         c.xs.clone(),

@@ -3,8 +3,7 @@
 //! nested loops, threads, donated buffers), and closed forms where there is one.
 
 use crate::fuzz_check::same_bits;
-use crate::loops::{Case, N, case, grad_graph, jvp_graph, model, model_with};
-use gradlift::autodiff::Mode;
+use crate::loops::{Case, N, case, grad_graph, hvp_graph, jvp_graph, model, model_with};
 use gradlift::jit::{self, BufMut, JitConfig};
 use gradlift::{DType, Graph, GraphBuilder, ScanArgs, Tensor, Var, interp};
 use std::num::NonZeroUsize;
@@ -66,22 +65,7 @@ fn jit_scan_jvps_hvps_and_jacobians_equal_the_interpreter_bitwise() {
     let mut args = case_args(&c);
     args.extend(case_args(&d));
     agree(&jvp_graph(t, true), &args);
-    let b = GraphBuilder::new("hvp");
-    let (ins, carry, loss) = model(&b, t, true);
-    let dirs: Vec<Var<'_>> = (ins.iter().enumerate())
-        .map(|(k, x)| b.input(&format!("v{k}"), DType::F64, &x.shape()))
-        .collect();
-    let hv = b.hvp(loss, &ins, &dirs).unwrap();
-    let jr = b.jacobian(&[carry], &[ins[2]], Mode::Reverse).unwrap();
-    let jf = b.jacobian(&[carry], &[ins[2]], Mode::Forward).unwrap();
-    let outs = [
-        ("h0", hv[0]),
-        ("h1", hv[1]),
-        ("h2", hv[2]),
-        ("jr", jr[0][0]),
-        ("jf", jf[0][0]),
-    ];
-    let g = b.finish(&outs).unwrap();
+    let g = hvp_graph(t, true);
     agree(&g, &args);
 }
 

@@ -52,6 +52,21 @@ pub fn work_slot(n: usize, snapshots: usize) -> usize {
 /// step, free slots after it).
 pub type Frame = (usize, usize, usize, usize);
 
+/// The forward steps a schedule runs to reverse `n` steps with `snapshots` (the full tape:
+/// `n - 1`, each carry computed once).
+pub fn forward_steps(n: usize, snapshots: usize) -> u64 {
+    struct Count(u64);
+    impl Stepper for Count {
+        fn advance(&mut self, _: usize, _: usize, s0: usize, s1: usize) {
+            self.0 += (s1 - s0) as u64;
+        }
+        fn backward(&mut self, _: usize, _: usize) {}
+    }
+    let mut c = Count(0);
+    drive(n, snapshots, &mut c);
+    c.0
+}
+
 /// Reverses `n` forward steps with `snapshots` slots (slot 0 holds the initial carry) plus the
 /// work slot [`work_slot`], calling `st` in schedule order. Iterative: no recursion.
 pub fn drive(n: usize, snapshots: usize, st: &mut impl Stepper) {

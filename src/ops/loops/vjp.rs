@@ -2,7 +2,7 @@
 
 use crate::autodiff::GradError;
 use crate::ir::loops::{Loop, Recompute, scan_attrs};
-use crate::ir::{GraphBuilder, NodeId, Op, TensorType, Var};
+use crate::ir::{GraphBuilder, NodeId, TensorType, Var};
 
 /// Which body inputs and outputs take part in a derivative, by index.
 pub(super) struct Roles {
@@ -124,18 +124,7 @@ pub(crate) fn scan_vjp<'b>(
 /// The loop again, with the carries entering each step stacked as extra ys (a tape). Returns
 /// all its results; the last `n_carry` are the stacked carries.
 pub(super) fn tape<'b>(b: &'b GraphBuilder, lp: &Loop, operands: &[Var<'b>]) -> Vec<Var<'b>> {
-    let mut body = lp.body.clone();
-    let mut outs = body.outputs().to_vec();
-    for &c in &body.inputs()[..lp.n_carry] {
-        let shape = body.ty(c).shape.clone();
-        let copy = body
-            .push(Op::Reshape, vec![c], crate::ir::Attrs::Shape { shape })
-            .expect("an identity reshape");
-        outs.push(copy);
-    }
-    body.set_outputs(outs);
-    let taped = Loop { body, ..lp.clone() };
-    b.push_loop(taped, operands)
+    b.push_loop(lp.with_tape(), operands)
 }
 
 /// A recomputing backward loop written out as what it means: a tape loop of its forward loop
