@@ -13,9 +13,13 @@ pub struct JitConfig {
     /// Default 500 (on graphs of small fused groups, 10-20% less compile time than 2000, and
     /// a call per function costs nanoseconds). 0 is treated as 1.
     pub max_ops_per_function: usize,
-    /// Worker threads for compiling functions; 0 means one per available core. Only graphs
-    /// split into several functions use more than one. (The threads a kernel *runs* on are
-    /// [`JitConfig::kernel_threads`].)
+    /// The most threads that compile a kernel's functions (building and compiling its
+    /// Cranelift IR), on the rayon pool the compile runs in (rayon's global pool unless the
+    /// application sets one up): 0 (the default) means every thread of the pool, a larger
+    /// count is capped at the pool's size, and 1 compiles on the calling thread without
+    /// touching the pool. Only graphs split into several functions
+    /// ([`JitConfig::max_ops_per_function`]) use more than one. The compiled code is the same
+    /// for every count. (The threads a kernel *runs* on are [`JitConfig::kernel_threads`].)
     pub threads: usize,
     /// The most threads one [`Kernel::call`](super::Kernel::call) uses, for the chunks of large loops and inside
     /// GEMM calls: `None` (the default) uses every thread of the rayon pool the call runs in

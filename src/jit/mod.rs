@@ -211,6 +211,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, ModuleError, ModuleReloc};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// 64 bytes, 64-byte aligned: the unit of workspace and constant memory.
 #[derive(Clone, Copy)]
@@ -269,17 +270,51 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
         sigs: &sigs,
         ids: &ids,
     };
-    let threads = match cfg.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        t => t,
-    };
-    job.define_all(module, threads.min(plan.funcs.len()).max(1))?;
+    job.define_all(module, compile_threads(cfg, &ids))?;
     module.finalize_definitions().map_err(JitError::module)?;
     let (steps, loops) = steps(g, module, &ids, &plan, bodies);
     let mut parts = parts(g, cfg, plan, donated, (steps, loops), started);
     parts.stats.nodes_recomputed = chosen.stats.nodes_recomputed;
     parts.stats.flops_recomputed = chosen.stats.flops_recomputed;
     Ok(Kernel::new(parts, owner))
+}
+
+/// Does the JIT's once-per-process set-up now, so that no later [`compile_with`] pays for
+/// it: builds the host ISA (CPU feature detection and Cranelift's flags, cached for the
+/// process), starts rayon's pool if `cfg` compiles on more than one thread
+/// ([`JitConfig::threads`]), and compiles and runs a small kernel (an `[8, 8]` matmul, `tanh`
+/// and a sum, in `f64`), which pages in the compiler's code and initializes the GEMM's
+/// CPU and cache detection. Returns the time it took. Calling it is optional: without it, the
+/// first compile (and the first GEMM call) does the same work.
+///
+/// ```
+/// use gradlift::jit::{self, JitConfig};
+/// let took = jit::warm_up(&JitConfig::default()).unwrap();
+/// assert!(took.as_secs() < 60);
+/// ```
+///
+/// # Errors
+/// As [`compile_with`] and [`Kernel::call`] (a bug or an unsupported host).
+pub fn warm_up(cfg: &JitConfig) -> Result<std::time::Duration, crate::Error> {
+    let started = std::time::Instant::now();
+    host_isa(cfg.verifier)?;
+    if cfg.threads != 1 {
+        rayon::current_num_threads();
+    }
+    let b = crate::GraphBuilder::new("warm_up");
+    let x = b.input("x", crate::DType::F64, &[8, 8]);
+    let y = x.matmul(x).tanh().sum();
+    let g = b.finish(&[("y", y)])?;
+    let cfg = JitConfig {
+        donate: Vec::new(),
+        memory_budget_bytes: None,
+        ..cfg.clone()
+    };
+    let k = compile_with(&g, &cfg)?;
+    let xs: Vec<f64> = (0..64).map(|i| f64::from(i) / 64.0).collect();
+    let mut y = 0.0f64;
+    k.call(&[Buf::F64(&xs)], &mut [BufMut::from(&mut y)], &mut k.workspace())?;
+    Ok(started.elapsed())
 }
 
 /// The plan of verified graph `g` and how it runs its donated pairs, within the workspace
@@ -570,7 +605,14 @@ impl Job<'_> {
         self.ids[i].expect("plan invariant: only loops have no code")
     }
 
-    /// Builds, compiles and defines every function in `module`, on `threads` threads.
+    /// Builds, compiles and defines every function in `module`, on up to `threads` threads.
+    ///
+    /// With more than one thread, the functions are built and compiled on rayon tasks that
+    /// each claim the next function from a shared counter (the calling task too), and defined
+    /// in `module` in plan order once all are compiled. Each function's machine code depends
+    /// only on its own IR, never on the thread that compiled it or on the order, and the
+    /// module lays the functions out in the same order either way, so the kernel is the
+    /// same for every thread count.
     fn define_all(&self, module: &mut JITModule, threads: usize) -> Result<(), JitError> {
         if threads == 1 {
             let mut fctx = FunctionBuilderContext::new();
@@ -588,41 +630,52 @@ impl Job<'_> {
             }
             return Ok(());
         }
-        // Workers build and compile functions i ≡ w (mod threads); this thread links them in
-        // order as they arrive.
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compiled, Box<ModuleError>>)>();
-        std::thread::scope(|s| -> Result<(), JitError> {
-            for w in 0..threads {
-                let tx = tx.clone();
-                s.spawn(move || {
-                    let mut fctx = FunctionBuilderContext::new();
-                    let mut ctx = Context::new();
-                    for i in (w..self.ids.len()).step_by(threads) {
-                        if self.ids[i].is_none() {
-                            continue;
-                        }
-                        ctx.clear();
-                        self.build(i, &mut ctx, &mut fctx);
-                        let r = self.compile(i, &mut ctx);
-                        let failed = r.is_err();
-                        if tx.send((i, r)).is_err() || failed {
-                            return;
-                        }
-                    }
-                });
+        let slots: Vec<Mutex<Option<Result<Compiled, Box<ModuleError>>>>> =
+            self.ids.iter().map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let work = || {
+            let mut fctx = FunctionBuilderContext::new();
+            let mut ctx = Context::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= self.ids.len() || failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                if self.ids[i].is_none() {
+                    continue;
+                }
+                ctx.clear();
+                self.build(i, &mut ctx, &mut fctx);
+                let r = self.compile(i, &mut ctx);
+                failed.fetch_or(r.is_err(), Ordering::Relaxed);
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
             }
-            drop(tx);
-            for (i, r) in rx {
-                let c = r.map_err(|source| JitError::Codegen {
-                    function: i,
-                    source,
-                })?;
-                module
-                    .define_function_bytes(self.id(i), c.align, &c.code, &c.relocs)
-                    .map_err(JitError::module)?;
+        };
+        rayon::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(|_| work());
             }
-            Ok(())
-        })
+            work();
+        });
+        for (i, slot) in slots.into_iter().enumerate() {
+            let Some(id) = self.ids[i] else { continue };
+            // After a failure the tasks stop claiming functions, so some slots stay empty; the
+            // failure's own slot holds its error, which this loop reaches and returns.
+            match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(Ok(c)) => module
+                    .define_function_bytes(id, c.align, &c.code, &c.relocs)
+                    .map_err(JitError::module)?,
+                Some(Err(source)) => {
+                    return Err(JitError::Codegen {
+                        function: i,
+                        source,
+                    });
+                }
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     /// Compiles the function in `ctx` to machine code (what `JITModule::define_function` does,
@@ -645,6 +698,19 @@ impl Job<'_> {
             relocs,
         })
     }
+}
+
+/// How many threads compile the functions: [`JitConfig::threads`] capped at the rayon pool's
+/// size and at the number of functions with code. A single function, or a count of 1, never
+/// touches the pool (asking rayon its size starts its global pool).
+fn compile_threads(cfg: &JitConfig, ids: &[Option<FuncId>]) -> usize {
+    let functions = ids.iter().flatten().count();
+    if cfg.threads == 1 || functions <= 1 {
+        return 1;
+    }
+    let pool = rayon::current_num_threads();
+    let wanted = if cfg.threads == 0 { pool } else { cfg.threads.min(pool) };
+    wanted.min(functions).max(1)
 }
 
 /// The host ISA with our flags, built once per verifier setting (CPU detection is not free).
