@@ -29,14 +29,27 @@ impl fmt::Display for FoldStats {
 /// Folds every node whose operands are all constants and whose result has at most
 /// `max_elements` elements.
 pub fn fold_constants(g: &mut Graph, max_elements: usize) -> FoldStats {
-    let folded = rebuild(g, |new, n| {
-        let foldable = !matches!(
+    let foldable = |g: &Graph, n: &Node| {
+        !matches!(
             n.op,
             Op::Input | Op::Const | Op::Broadcast | Op::Barrier | Op::Scan
         ) && !ops::collective::is_collective(n.op)
             && n.ty.numel() <= max_elements
-            && n.inputs.iter().all(|&x| new.node(x).op == Op::Const);
-        if !foldable {
+            && n.inputs.iter().all(|&x| g.node(x).op == Op::Const)
+    };
+    // Most rounds fold nothing: finding that out needs no rebuilt graph. (Folding only turns
+    // nodes into constants, so a graph with no foldable node keeps none after a rebuild.)
+    let opaque = g.custom_interior();
+    if !g
+        .nodes()
+        .iter()
+        .enumerate()
+        .any(|(i, n)| !opaque[i] && foldable(g, n))
+    {
+        return FoldStats::default();
+    }
+    let folded = rebuild(g, |new, n| {
+        if !foldable(new, n) {
             return Rewrite::Keep;
         }
         let args: Vec<&crate::Tensor> = n

@@ -113,7 +113,9 @@ pub struct OptReport {
     pub rounds: u32,
     /// Why it stopped.
     pub stop: StopReason,
-    /// Every pass run, in order.
+    /// Every pass run, in order. A pass that ran without changing the graph is not run again
+    /// until another pass changes it (it would change nothing), so the last round may list
+    /// fewer passes.
     pub passes: Vec<PassRun>,
     /// `(pass name, round, .gir text)` after each pass listed in [`OptConfig::dump_after`].
     pub dumps: Vec<(String, u32, String)>,
@@ -183,11 +185,16 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
         }),
     ];
     report.stop = StopReason::RoundLimit;
+    // `clean[p]`: pass `p` last ran without changing the graph, and no pass has changed it
+    // since. Every pass is deterministic, so running it again would change nothing: it is
+    // skipped (the round that would run it is then a no-op for it, and the fixed point is
+    // reached as before, with the same graph).
+    let mut clean = [false; 4];
     for round in 1..=cfg.max_rounds {
         report.rounds = round;
         let mut changed = false;
-        for (name, enabled, pass) in pipeline {
-            if !enabled {
+        for (p, (name, enabled, pass)) in pipeline.into_iter().enumerate() {
+            if !enabled || clean[p] {
                 continue;
             }
             let before = g.len();
@@ -195,6 +202,10 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
             let (c, counters) = pass(g, cfg);
             let time = t.elapsed();
             changed |= c;
+            if c {
+                clean = [false; 4];
+            }
+            clean[p] = !c;
             if cfg.verify {
                 check(g, name);
             }
