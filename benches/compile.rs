@@ -8,9 +8,14 @@
 //!   grew with the trip count.
 //!
 //! Each graph is built, differentiated and optimized once, outside the timing; the timed part
-//! is `jit::compile_with` with one compile thread and no parallel chunks, as `gradlift
-//! gradbench` compiles. Goal (issue 10): ≤ 50 ms per input shape below 100k nodes. Run with
-//! `cargo bench --bench compile -- --warm-up-time 1 --measurement-time 5`.
+//! is `jit::compile_with` with no parallel chunks, on one compile thread (`threads=1`) and on
+//! every core of rayon's pool (`threads=all`, as `gradlift gradbench` compiles). Goal
+//! (issue 10): ≤ 50 ms per input shape below 100k nodes.
+//!
+//! `optimize` times `opt::optimize` on the unoptimized `det` gradients (ℓ = 3 and 10: 306 and
+//! 3,729 nodes, 12× apart), so a superlinear pass shows as a ratio well above ~12.
+//!
+//! Run with `cargo bench --bench compile -- --warm-up-time 1 --measurement-time 5`.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gradlift::gradbench::{self, Value};
@@ -27,20 +32,28 @@ fn object(fields: Vec<(&str, Value)>) -> Value {
     )
 }
 
+/// The graph of `module.function` on `input`, as built (derivatives included).
+fn built(module: &str, function: &str, input: &Value) -> Graph {
+    let task = gradbench::prepare(module, function, input).expect("a valid eval input");
+    (task.build)().expect("the eval's graph builds")
+}
+
 /// The optimized graph of `module.function` on `input`.
 fn graph(module: &str, function: &str, input: &Value) -> Graph {
-    let task = gradbench::prepare(module, function, input).expect("a valid eval input");
-    let mut g = (task.build)().expect("the eval's graph builds");
+    let mut g = built(module, function, input);
     opt::optimize(&mut g, &opt::OptConfig::default());
     g
 }
 
-fn det(ell: usize) -> Graph {
+fn det_input(ell: usize) -> Value {
     let a = (0..ell * ell)
         .map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0)
         .collect();
-    let input = object(vec![("A", Value::list(a)), ("ell", Value::Num(ell as f64))]);
-    graph("det", "gradient", &input)
+    object(vec![("A", Value::list(a)), ("ell", Value::Num(ell as f64))])
+}
+
+fn det(ell: usize) -> Graph {
+    graph("det", "gradient", &det_input(ell))
 }
 
 fn lstm(c: usize) -> Graph {
@@ -59,11 +72,12 @@ fn lstm(c: usize) -> Graph {
 }
 
 fn bench(c: &mut Criterion) {
-    let cfg = JitConfig {
-        threads: 1,
+    jit::warm_up(&JitConfig::default()).expect("the JIT works on this host");
+    let cfgs = [1, 0].map(|threads| JitConfig {
+        threads,
         parallel_min_elements: usize::MAX,
         ..JitConfig::default()
-    };
+    });
     let cases: [(&str, Vec<(String, Graph)>); 2] = [
         (
             "det_gradient",
@@ -78,13 +92,33 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(*name);
         group.sample_size(10);
         for (size, g) in graphs {
-            let id = BenchmarkId::new("compile", format!("{size},nodes={}", g.len()));
-            group.bench_function(id, |bench| {
-                bench.iter(|| jit::compile_with(black_box(g), &cfg).expect("compiles"));
-            });
+            for cfg in &cfgs {
+                let threads = if cfg.threads == 1 { "1" } else { "all" };
+                let id = BenchmarkId::new(
+                    "compile",
+                    format!("{size},nodes={},threads={threads}", g.len()),
+                );
+                group.bench_function(id, |bench| {
+                    bench.iter(|| jit::compile_with(black_box(g), cfg).expect("compiles"));
+                });
+            }
         }
         group.finish();
     }
+    let mut group = c.benchmark_group("optimize");
+    group.sample_size(10);
+    for ell in [3, 10] {
+        let g = built("det", "gradient", &det_input(ell));
+        let id = BenchmarkId::new("det_gradient", format!("ell={ell},nodes={}", g.len()));
+        group.bench_function(id, |bench| {
+            bench.iter_batched(
+                || g.clone(),
+                |mut g| opt::optimize(&mut g, &opt::OptConfig::default()),
+                criterion::BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, bench);
