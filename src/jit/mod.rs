@@ -56,8 +56,9 @@
 //!    operands through their views' strides, so a transposed operand (the adjoint's `Aᵀ·Ḡ`,
 //!    `Ḡ·Bᵀ`) is never copied. A `cumsum` is a serial loop along its axis per row, in the
 //!    interpreter's order.
-//! 4. The functions are compiled (on worker threads when there are several), linked into one
-//!    `JITModule`, and wrapped in a [`Kernel`] that calls them in sequence, running the
+//! 4. The functions are compiled (side by side on rayon's pool when there are several, up to
+//!    [`JitConfig::threads`]; the code is the same for every count), linked into one
+//!    `JITModule` in plan order, and wrapped in a [`Kernel`] that calls them in sequence, running the
 //!    chunks of parallel groups on rayon's pool. Functions never call each other, so there
 //!    are no cross-function relocations.
 //!
@@ -600,6 +601,26 @@ impl Job<'_> {
         lower::build_function(&mut ctx.func, fctx, &self.env, body);
     }
 
+    /// The number of nodes function `i` computes: a proxy for its compile time.
+    fn size(&self, i: usize) -> usize {
+        let plan = self.env.plan;
+        let group = |gi: u32| match &plan.groups[gi as usize] {
+            plan::Group::Fused(f) => f.members.len(),
+            _ => 1,
+        };
+        match &plan.funcs[i] {
+            plan::Func::Serial(items) => items
+                .iter()
+                .map(|it| match *it {
+                    plan::Item::Run(gi) => group(gi),
+                    plan::Item::Combine(_) => 1,
+                })
+                .sum(),
+            plan::Func::Chunks(gi) => group(*gi),
+            plan::Func::Loop(_) => 0,
+        }
+    }
+
     /// The id of function `i`, which has code.
     fn id(&self, i: usize) -> FuncId {
         self.ids[i].expect("plan invariant: only loops have no code")
@@ -607,9 +628,12 @@ impl Job<'_> {
 
     /// Builds, compiles and defines every function in `module`, on up to `threads` threads.
     ///
-    /// With more than one thread, the functions are built and compiled on rayon tasks that
-    /// each claim the next function from a shared counter (the calling task too), and defined
-    /// in `module` in plan order once all are compiled. Each function's machine code depends
+    /// With more than one thread, the functions are built and compiled by the calling thread
+    /// and `threads - 1` rayon tasks, each claiming the next function from a shared counter,
+    /// largest first (so that no thread is left with a large one at the end), and defined in
+    /// `module` in plan order once all are compiled. The calling thread works rather than
+    /// waits: on a loaded machine the pool's threads may start late, and then it compiles
+    /// more of the functions itself. Each function's machine code depends
     /// only on its own IR, never on the thread that compiled it or on the order, and the
     /// module lays the functions out in the same order either way, so the kernel is the
     /// same for every thread count.
@@ -632,18 +656,21 @@ impl Job<'_> {
         }
         let slots: Vec<Mutex<Option<Result<Compiled, Box<ModuleError>>>>> =
             self.ids.iter().map(|_| Mutex::new(None)).collect();
+        let mut order: Vec<usize> = (0..self.ids.len())
+            .filter(|&i| self.ids[i].is_some())
+            .collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.size(i)));
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let work = || {
             let mut fctx = FunctionBuilderContext::new();
             let mut ctx = Context::new();
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= self.ids.len() || failed.load(Ordering::Relaxed) {
+                let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     return;
-                }
-                if self.ids[i].is_none() {
-                    continue;
+                };
+                if failed.load(Ordering::Relaxed) {
+                    return;
                 }
                 ctx.clear();
                 self.build(i, &mut ctx, &mut fctx);
@@ -652,7 +679,7 @@ impl Job<'_> {
                 *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
             }
         };
-        rayon::scope(|s| {
+        rayon::in_place_scope(|s| {
             for _ in 1..threads {
                 s.spawn(|_| work());
             }
