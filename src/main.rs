@@ -201,8 +201,9 @@ struct DotArgs {
 
 #[derive(Debug, Args)]
 struct GradbenchArgs {
-    /// Let kernels run large loops and matrix products on all cores (GradBench's convention);
-    /// default: one thread. The outputs are bitwise the same either way.
+    /// Let kernels run large loops and matrix products, and the JIT compile, on all cores
+    /// (GradBench's convention); default: one thread. The outputs are bitwise the same either
+    /// way.
     #[arg(long)]
     multithreaded: bool,
     /// Report each compiled graph (node counts, build/optimize/compile times) on stderr.

@@ -7,8 +7,8 @@
 //!
 //! Graph building (with differentiation), optimization and compilation are timed separately
 //! (`build`, `optimize`, `compile`) and happen once per module, function and input shape (the
-//! JIT's once-per-process set-up is done at `start`, see [`jit::warm_up`], and functions
-//! compile on every core even without `--multithreaded`, which only governs the kernels): the
+//! JIT's once-per-process set-up is done at `start`, see [`jit::warm_up`]; with
+//! `--multithreaded`, kernels run and functions compile on every core, otherwise on one): the
 //! compiled kernel is cached under the eval's shape key, and its first call, which touches its
 //! fresh workspace and output buffers, is timed as `warmup`. `evaluate` times only the kernel
 //! call.
@@ -48,10 +48,13 @@ pub fn run(args: &GradbenchArgs) -> Result<(), CliError> {
         JitConfig::default()
     } else {
         // One thread: kernel calls stay on the calling thread (the loops are still cut into
-        // the same chunks, so the outputs equal `--multithreaded`'s bit for bit). Functions
-        // still compile on every core (`threads` is 0), which changes no output bit.
+        // the same chunks, so the outputs equal `--multithreaded`'s bit for bit), and
+        // functions compile serially. (Compiling on every core, as `--multithreaded` does,
+        // halves a large graph's compile time on an idle machine but lost on a loaded one,
+        // where the compile waits for a worker thread to be scheduled: benches/README.md.)
         JitConfig {
             kernel_threads: NonZeroUsize::new(1),
+            threads: 1,
             ..JitConfig::default()
         }
     };
