@@ -121,7 +121,10 @@ impl Tool {
     fn warm_up(&self) {
         match jit::warm_up(&self.cfg) {
             Ok(d) if self.verbose => {
-                eprintln!("gradlift gradbench: JIT set-up (once per process) {:.1} ms", ms(d));
+                eprintln!(
+                    "gradlift gradbench: JIT set-up (once per process) {:.1} ms",
+                    ms(d)
+                );
             }
             Ok(_) => {}
             Err(e) => eprintln!("gradlift gradbench: JIT set-up failed: {e}"),

@@ -314,7 +314,11 @@ pub fn warm_up(cfg: &JitConfig) -> Result<std::time::Duration, crate::Error> {
     let k = compile_with(&g, &cfg)?;
     let xs: Vec<f64> = (0..64).map(|i| f64::from(i) / 64.0).collect();
     let mut y = 0.0f64;
-    k.call(&[Buf::F64(&xs)], &mut [BufMut::from(&mut y)], &mut k.workspace())?;
+    k.call(
+        &[Buf::F64(&xs)],
+        &mut [BufMut::from(&mut y)],
+        &mut k.workspace(),
+    )?;
     Ok(started.elapsed())
 }
 
@@ -736,7 +740,11 @@ fn compile_threads(cfg: &JitConfig, ids: &[Option<FuncId>]) -> usize {
         return 1;
     }
     let pool = rayon::current_num_threads();
-    let wanted = if cfg.threads == 0 { pool } else { cfg.threads.min(pool) };
+    let wanted = if cfg.threads == 0 {
+        pool
+    } else {
+        cfg.threads.min(pool)
+    };
     wanted.min(functions).max(1)
 }
 

@@ -190,16 +190,20 @@ fn the_cached_isa_serves_every_configuration_in_one_process() {
     let configs: Vec<JitConfig> = [false, true]
         .into_iter()
         .flat_map(|verifier| {
-            [(false, false, 1), (true, true, 2), (false, true, 0), (true, false, 3)].map(
-                |(exact_math, batch_math, threads)| JitConfig {
-                    verifier,
-                    exact_math,
-                    batch_math,
-                    threads,
-                    max_ops_per_function: 4,
-                    ..JitConfig::default()
-                },
-            )
+            [
+                (false, false, 1),
+                (true, true, 2),
+                (false, true, 0),
+                (true, false, 3),
+            ]
+            .map(|(exact_math, batch_math, threads)| JitConfig {
+                verifier,
+                exact_math,
+                batch_math,
+                threads,
+                max_ops_per_function: 4,
+                ..JitConfig::default()
+            })
         })
         .collect();
     jit::warm_up(&configs[0]).unwrap();
