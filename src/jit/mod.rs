@@ -585,6 +585,9 @@ struct Job<'a> {
     ids: &'a [Option<FuncId>],
 }
 
+/// One function's machine code, or why Cranelift could not compile it.
+type CompileResult = Result<Compiled, Box<ModuleError>>;
+
 /// Machine code of one function, ready for `define_function_bytes`.
 struct Compiled {
     code: Vec<u8>,
@@ -658,7 +661,7 @@ impl Job<'_> {
             }
             return Ok(());
         }
-        let slots: Vec<Mutex<Option<Result<Compiled, Box<ModuleError>>>>> =
+        let slots: Vec<Mutex<Option<CompileResult>>> =
             self.ids.iter().map(|_| Mutex::new(None)).collect();
         let mut order: Vec<usize> = (0..self.ids.len())
             .filter(|&i| self.ids[i].is_some())
