@@ -165,27 +165,30 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
         check(g, "input");
     }
     optimize_bodies(g, cfg);
-    type Pass = fn(&mut Graph, &OptConfig) -> (bool, String);
+    // A pass returns whether it made progress (another round is needed), whether it altered
+    // the graph at all (CSE's operand normalization alone is not progress), and its counters.
+    type Pass = fn(&mut Graph, &OptConfig) -> (bool, bool, String);
     let pipeline: [(&'static str, bool, Pass); 4] = [
         ("const_fold", cfg.const_fold, |g, c| {
             let s = const_fold::fold_constants(g, c.max_folded_elements);
-            (s.consts_folded > 0, s.to_string())
+            (s.consts_folded > 0, s.consts_folded > 0, s.to_string())
         }),
         ("simplify", cfg.simplify, |g, _| {
             let s = simplify::simplify(g);
-            (s.nodes_rewritten > 0, s.to_string())
+            (s.nodes_rewritten > 0, s.nodes_rewritten > 0, s.to_string())
         }),
         ("cse", cfg.cse, |g, _| {
             let s = cse::eliminate_common_subexpressions(g);
-            (s.nodes_merged > 0, s.to_string())
+            let altered = s.nodes_merged > 0 || s.operands_normalized > 0;
+            (s.nodes_merged > 0, altered, s.to_string())
         }),
         ("dce", cfg.dce, |g, _| {
             let s = dce::eliminate_dead_nodes(g);
-            (s.nodes_removed > 0, s.to_string())
+            (s.nodes_removed > 0, s.nodes_removed > 0, s.to_string())
         }),
     ];
     report.stop = StopReason::RoundLimit;
-    // `clean[p]`: pass `p` last ran without changing the graph, and no pass has changed it
+    // `clean[p]`: pass `p` last ran without altering the graph, and no pass has altered it
     // since. Every pass is deterministic, so running it again would change nothing: it is
     // skipped (the round that would run it is then a no-op for it, and the fixed point is
     // reached as before, with the same graph).
@@ -199,13 +202,13 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
             }
             let before = g.len();
             let t = Instant::now();
-            let (c, counters) = pass(g, cfg);
+            let (c, altered, counters) = pass(g, cfg);
             let time = t.elapsed();
             changed |= c;
-            if c {
+            if altered {
                 clean = [false; 4];
             }
-            clean[p] = !c;
+            clean[p] = !altered;
             if cfg.verify {
                 check(g, name);
             }
