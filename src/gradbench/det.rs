@@ -3,18 +3,18 @@
 //!
 //! Expansion by minors recomputes each minor many times (`O(ℓ!)` work). Here every minor is
 //! computed once, bottom-up over column subsets: `V_r[S]`, the determinant of rows `r..ℓ` and
-//! the columns in `S`, is `Σ_{c∈S} (−1)^{#(S below c)} A[r, c] V_{r+1}[S∖c]`, the same
-//! division-free polynomial as the expansion (so exact in the same sense, with no pivoting and
-//! no trouble with singular matrices), in `O(ℓ² 2^ℓ)` operations. `V_r` is one vector over
-//! all `2^ℓ` subsets (bit `c` of the index is column `c`); viewed as `[2^(ℓ−1−c), 2, 2^c]`,
-//! the subsets containing `c` and the same subsets without `c` are the two halves of the middle
-//! axis, so `S ↦ S∖c` is a reshape and a slice, and the sign `(−1)^{popcount(low bits)}` is a
-//! constant over the last axis. Entries for subsets of the wrong size stay exactly zero.
+//! the columns in `S` (`|S| = ℓ − r`), is `Σ_j (−1)^j A[r, c_j] V_{r+1}[S∖c_j]` over the
+//! columns `c_0 < c_1 < …` of `S`: the same division-free polynomial as the expansion (so
+//! exact in the same sense, with no pivoting and no trouble with singular matrices), in
+//! `ℓ·2^(ℓ−1)` products. `V_r` is one vector over the `C(ℓ, ℓ−r)` subsets of its size, so a
+//! row is five nodes: two gathers by constant index tables (the entries of `A`'s row and of
+//! `V_{r+1}` each term needs), a product with the signs, and a sum over the terms. The graph
+//! has `O(ℓ)` nodes, so it compiles in a few milliseconds at every supported size.
 
 use super::{GbError, Task, Value, infallible, list, scalar, unknown_function};
 use crate::{DType, GraphBuilder, Tensor, Var};
 
-/// The largest edge: the vectors have `2^ℓ` entries and the graph about `8ℓ²` nodes.
+/// The largest edge: the recurrence's index tables hold `ℓ·2^(ℓ−1)` entries each.
 pub const MAX_ELL: usize = 20;
 
 /// Prepares `primal` or `gradient` on `{A: number[], ell: int}`.
@@ -38,7 +38,7 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
     }
     if ell > MAX_ELL {
         return Err(GbError::TooLarge(format!(
-            "det: ell = {ell} needs vectors of 2^{ell} minors; at most ell = {MAX_ELL} is supported"
+            "det: ell = {ell} needs tables of ell·2^(ell−1) minors; at most ell = {MAX_ELL} is supported"
         )));
     }
     Ok(Task {
@@ -55,39 +55,53 @@ pub fn prepare(function: &str, input: &Value) -> Result<Task, GbError> {
     })
 }
 
-/// `(−1)^{popcount(i)}` for `i < 2^c`, shaped `[1, 1, 2^c]`.
-fn signs(c: usize) -> Tensor {
-    let v = (0..1usize << c)
-        .map(|i| if i.count_ones() % 2 == 0 { 1.0 } else { -1.0 })
-        .collect();
-    Tensor::from_f64(vec![1, 1, 1 << c], v)
+/// The subsets of `0..ℓ` with `k` elements as bit masks, in increasing order.
+fn subsets(ell: usize, k: usize) -> Vec<usize> {
+    (0..1usize << ell)
+        .filter(|s| s.count_ones() as usize == k)
+        .collect()
+}
+
+/// The index tables of one row `r` of the recurrence, over the subsets `sets` of size `k`:
+/// for subset `i` and its `j`-th column `c_j`, the flat index `r·ℓ + c_j` of `A[r, c_j]` and
+/// the position of `S∖c_j` in `smaller` (the subsets of size `k − 1`).
+fn tables(ell: usize, r: usize, sets: &[usize], smaller: &[usize]) -> (Vec<i32>, Vec<i32>) {
+    let mut pos = vec![0i32; 1 << ell];
+    for (p, &s) in smaller.iter().enumerate() {
+        pos[s] = i32::try_from(p).expect("at most C(20, 10) subsets");
+    }
+    let (mut entry, mut minor) = (Vec::new(), Vec::new());
+    for &s in sets {
+        for c in (0..ell).filter(|c| s >> c & 1 == 1) {
+            entry.push(i32::try_from(r * ell + c).expect("ℓ ≤ 20"));
+            minor.push(pos[s & !(1 << c)]);
+        }
+    }
+    (entry, minor)
 }
 
 /// The determinant of the `[ℓ, ℓ]` matrix `a` (see the module docs).
 fn minors(a: Var<'_>) -> Var<'_> {
     let b = a.builder();
     let ell = a.shape()[0];
-    let full = 1usize << ell;
+    let flat = a.reshape(&[ell * ell]);
     // V_ℓ: the empty minor is 1.
-    let mut e = vec![0.0; full];
-    e[0] = 1.0;
-    let mut v = b.constant(Tensor::from_f64(vec![full], e));
-    let sgn: Vec<Var<'_>> = (0..ell).map(|c| b.constant(signs(c))).collect();
+    let mut v = b.constant(Tensor::from_f64(vec![1], vec![1.0]));
+    let mut smaller = subsets(ell, 0);
     for r in (0..ell).rev() {
-        let mut acc: Option<Var<'_>> = None;
-        for (c, &sg) in sgn.iter().enumerate() {
-            let (hi, lo) = (full >> (c + 1), 1usize << c);
-            let without = v.reshape(&[hi, 2, lo]).slice(&[0, 0, 0], &[hi, 1, lo]);
-            let arc = a.slice(&[r, c], &[r + 1, c + 1]).reshape(&[1, 1, 1]);
-            let term = without * (sg * arc);
-            let zeros = b.zeros(DType::F64, &[hi, 1, lo]);
-            let placed = b.concat(&[zeros, term], 1).reshape(&[full]);
-            acc = Some(match acc {
-                None => placed,
-                Some(s) => s + placed,
-            });
-        }
-        v = acc.unwrap_or(v);
+        let k = ell - r;
+        let sets = subsets(ell, k);
+        let (entry, minor) = tables(ell, r, &sets, &smaller);
+        let shape = vec![sets.len(), k];
+        let entry = b.constant(Tensor::from_i32(shape.clone(), entry));
+        let minor = b.constant(Tensor::from_i32(shape, minor));
+        let sign = (0..k)
+            .map(|j| if j % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let sign = b.constant(Tensor::from_f64(vec![1, k], sign));
+        let terms = (sign * flat.gather(entry, 0)) * v.gather(minor, 0);
+        v = terms.sum_axes(&[1]);
+        smaller = sets;
     }
-    v.slice(&[full - 1], &[full]).sum()
+    v.sum()
 }

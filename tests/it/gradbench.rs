@@ -522,7 +522,7 @@ fn det_ref(a: &[f64], n: usize) -> f64 {
 
 #[test]
 fn det_primal_and_gradient_against_cofactor_expansion() {
-    for ell in [1, 2, 4, 5] {
+    for ell in [1, 2, 4, 5, 7] {
         let a = Lcg(7 + ell as u64).vec(ell * ell);
         let input = json!({"A": a, "ell": ell, "min_runs": 1, "min_seconds": 0});
         close(
