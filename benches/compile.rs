@@ -1,7 +1,9 @@
 //! JIT compile time on GradBench graphs at two sizes each:
-//! - `det_gradient`: the `det` eval's gradient (many small fused groups: minors over column
-//!   subsets) at ℓ = 3 and ℓ = 10 (171 and 2,173 optimized nodes), about 10× apart in nodes, so
-//!   that a regression or a superlinear phase shows as a ratio above ~10.
+//! - `det_gradient`: the gradient of a determinant by minors over column subsets in the
+//!   formulation GradBench's `det` used until it switched to gathers (every row and column one
+//!   step over all `2^ℓ` subsets: `O(ℓ²)` nodes and many small fused groups) at ℓ = 3 and
+//!   ℓ = 10 (171 and 2,173 optimized nodes), about 10× apart in nodes, so that a regression or
+//!   a superlinear phase shows as a ratio above ~10.
 //! - `lstm_jacobian`: the `lstm` eval's gradient (l = 2 layers, b = 14) over c = 32 and
 //!   c = 320 characters. Its time loop is a `scan`, so both graphs have the same nodes (about
 //!   280 optimized) and should compile in the same time: a ratio above ~1 means something
@@ -12,7 +14,7 @@
 //! every core of rayon's pool (`threads=all`, as `gradlift gradbench` compiles). Goal
 //! (issue 10): ≤ 50 ms per input shape below 100k nodes.
 //!
-//! `optimize` times `opt::optimize` on the unoptimized `det` gradients (ℓ = 3 and 10: 306 and
+//! `optimize` times `opt::optimize` on the same unoptimized determinant gradients (ℓ = 3 and 10: 306 and
 //! 3,729 nodes, 12× apart), so a superlinear pass shows as a ratio well above ~12.
 //!
 //! Run with `cargo bench --bench compile -- --warm-up-time 1 --measurement-time 5`.
@@ -20,7 +22,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gradlift::gradbench::{self, Value};
 use gradlift::jit::{self, JitConfig};
-use gradlift::{Graph, opt};
+use gradlift::{DType, Graph, GraphBuilder, Tensor, Var, opt};
 use std::hint::black_box;
 
 fn object(fields: Vec<(&str, Value)>) -> Value {
@@ -45,15 +47,48 @@ fn graph(module: &str, function: &str, input: &Value) -> Graph {
     g
 }
 
-fn det_input(ell: usize) -> Value {
-    let a = (0..ell * ell)
-        .map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0)
-        .collect();
-    object(vec![("A", Value::list(a)), ("ell", Value::Num(ell as f64))])
+/// The determinant of `a` by minors over all `2^ℓ` column subsets, one step per row and
+/// column: `V_r[S] = Σ_{c∈S} (−1)^{#(S below c)} A[r, c] V_{r+1}[S∖c]`, with `S ↦ S∖c` a
+/// reshape to `[2^(ℓ−1−c), 2, 2^c]` and a slice.
+fn minors_by_halves(a: Var<'_>) -> Var<'_> {
+    let b = a.builder();
+    let ell = a.shape()[0];
+    let full = 1usize << ell;
+    let mut e = vec![0.0; full];
+    e[0] = 1.0;
+    let mut v = b.constant(Tensor::from_f64(vec![full], e));
+    for r in (0..ell).rev() {
+        let mut acc: Option<Var<'_>> = None;
+        for c in 0..ell {
+            let (hi, lo) = (full >> (c + 1), 1usize << c);
+            let signs = (0..lo)
+                .map(|i: usize| if i.count_ones() % 2 == 0 { 1.0 } else { -1.0 })
+                .collect();
+            let sg = b.constant(Tensor::from_f64(vec![1, 1, lo], signs));
+            let without = v.reshape(&[hi, 2, lo]).slice(&[0, 0, 0], &[hi, 1, lo]);
+            let arc = a.slice(&[r, c], &[r + 1, c + 1]).reshape(&[1, 1, 1]);
+            let term = without * (sg * arc);
+            let zeros = b.zeros(DType::F64, &[hi, 1, lo]);
+            let placed = b.concat(&[zeros, term], 1).reshape(&[full]);
+            acc = Some(acc.map_or(placed, |s| s + placed));
+        }
+        v = acc.unwrap_or(v);
+    }
+    v.slice(&[full - 1], &[full]).sum()
+}
+
+/// The gradient graph of [`minors_by_halves`] at edge `ell`, as built.
+fn det_built(ell: usize) -> Graph {
+    let b = GraphBuilder::new("det");
+    let a = b.input("A", DType::F64, &[ell, ell]);
+    let grad = b.grad(minors_by_halves(a), &[a]).expect("differentiable")[0];
+    b.finish(&[("out", grad)]).expect("a valid graph")
 }
 
 fn det(ell: usize) -> Graph {
-    graph("det", "gradient", &det_input(ell))
+    let mut g = det_built(ell);
+    opt::optimize(&mut g, &opt::OptConfig::default());
+    g
 }
 
 fn lstm(c: usize) -> Graph {
@@ -108,7 +143,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("optimize");
     group.sample_size(10);
     for ell in [3, 10] {
-        let g = built("det", "gradient", &det_input(ell));
+        let g = det_built(ell);
         let id = BenchmarkId::new("det_gradient", format!("ell={ell},nodes={}", g.len()));
         group.bench_function(id, |bench| {
             bench.iter_batched(
