@@ -233,13 +233,33 @@ impl GraphBuilder {
         C: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> Var<'s>,
         F: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> Vec<Var<'s>>,
     {
+        self.while_loop_with(max_steps, None, init, consts, cond, body)
+    }
+
+    /// [`GraphBuilder::while_loop`] whose reverse-mode derivative keeps at most `checkpoint`
+    /// carries at once (binomial checkpointing over the steps that ran, as
+    /// [`ScanArgs::checkpoint`]).
+    #[track_caller]
+    pub fn while_loop_with<'b, C, F>(
+        &'b self,
+        max_steps: usize,
+        checkpoint: Option<usize>,
+        init: &[Var<'b>],
+        consts: &[Var<'b>],
+        cond: C,
+        body: F,
+    ) -> Vec<Var<'b>>
+    where
+        C: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> Var<'s>,
+        F: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> Vec<Var<'s>>,
+    {
         let args = ScanArgs {
             length: max_steps,
             reverse: false,
             init,
             xs: &[],
             consts,
-            checkpoint: None,
+            checkpoint,
         };
         // The condition is the first y: output `n_carry`.
         let exit = (max_steps > 0).then_some(Exit::While(init.len()));
