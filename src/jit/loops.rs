@@ -288,9 +288,13 @@ impl LoopRun {
         // others.
         unsafe {
             if let Some(Exit::While(_)) = self.exit {
+                // Doubling: rows `n..n + k` are copies of row `n`; copy them after themselves.
                 let src = at.add(n * row);
-                for t in n + 1..self.length {
-                    std::ptr::copy_nonoverlapping(src, at.add(t * row), row);
+                let mut k = 1;
+                while n + k < self.length {
+                    let m = k.min(self.length - n - k);
+                    std::ptr::copy_nonoverlapping(src, src.add(k * row), m * row);
+                    k += m;
                 }
             } else {
                 std::ptr::write_bytes(at.add(n * row), 0, (self.length - n) * row);
