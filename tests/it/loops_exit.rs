@@ -400,3 +400,27 @@ fn rows_after_the_exit_repeat_the_exit_row_or_are_zero() {
     assert_eq!(r[3].scalar_value(), Some(6.0));
     assert_eq!(r[4].to_f64_vec(), vec![5.0, 4.0, 3.0, 0.0, 0.0]);
 }
+
+#[test]
+fn an_optimized_while_loop_without_its_condition_result_still_differentiates() {
+    // After DCE no node holds the loop's stacked conditions; reverse mode then runs the loop
+    // once more to read them, with the same gradient.
+    let b = GraphBuilder::new("opt");
+    let ins = inputs(&b);
+    let x = looped(&b, ins, true, None);
+    let loss = (x * x).sum();
+    let mut g = b.finish(&[("loss", loss)]).unwrap();
+    gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+    let y = g.outputs()[0];
+    let (x0, w) = (g.input_named("x0").unwrap(), g.input_named("w").unwrap());
+    let d = gradlift::autodiff::grad(&mut g, y, &[x0, w]).unwrap();
+    g.set_named_outputs(&[("loss", y), ("gx0", d[0]), ("gw", d[1])])
+        .unwrap();
+    let want = derivatives(true, None);
+    for k in KS {
+        let a = args(X0, W, k);
+        let r = run_both(&g, &a[..3]);
+        let full = interp::run(&want, &a).unwrap();
+        assert_bits(&r, &full[1..4], &format!("k = {k}"));
+    }
+}
