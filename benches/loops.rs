@@ -216,10 +216,19 @@ fn heron(exit: bool, grad: bool) -> Graph {
     let b = GraphBuilder::new("heron");
     let a = b.input("a", DType::F64, &[N]);
     let x = if exit {
-        b.while_loop(1000, &[a], &[a], |_, st| heron_cond(st), |_, st| vec![heron_step(st)])[0]
+        b.while_loop(
+            1000,
+            &[a],
+            &[a],
+            |_, st| heron_cond(st),
+            |_, st| vec![heron_step(st)],
+        )[0]
     } else {
         b.scan(1000, &[a], &[], &[a], |sb, st| {
-            (vec![sb.select(heron_cond(st), heron_step(st), st.carry[0])], vec![])
+            (
+                vec![sb.select(heron_cond(st), heron_step(st), st.carry[0])],
+                vec![],
+            )
         })
         .carry[0]
     };

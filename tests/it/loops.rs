@@ -509,7 +509,9 @@ fn body_outputs(g: &Graph) -> Vec<usize> {
     gradlift::ir::loops::loop_groups(g)
         .iter()
         .map(|gr| {
-            let lp = gradlift::ir::loops::scan_attrs(&g.node(gr.first).attrs).unwrap().0;
+            let lp = gradlift::ir::loops::scan_attrs(&g.node(gr.first).attrs)
+                .unwrap()
+                .0;
             lp.body.outputs().len()
         })
         .collect()
@@ -526,7 +528,10 @@ fn pruning_graph(grad: bool) -> Graph {
         let a2 = (a * s.consts[0] + bb).tanh();
         let b2 = bb * 0.9 + 0.1;
         let c2 = (c * c).sin();
-        (vec![a2, b2, c2], vec![c2.sum(), (a * c).sum(), a2.sum() * 2.0])
+        (
+            vec![a2, b2, c2],
+            vec![c2.sum(), (a * c).sum(), a2.sum() * 2.0],
+        )
     });
     let mut outs = vec![("a", out.carry[0]), ("r", out.ys[2])];
     if grad {
@@ -555,7 +560,11 @@ fn unread_loop_outputs_are_pruned_from_the_body_without_changing_the_rest() {
         let report = gradlift::opt::optimize(&mut o, &gradlift::opt::OptConfig::default());
         assert_eq!(body_outputs(&o), kept, "{report}");
         let want = interp::run(&g, &args).unwrap();
-        assert_bits(&interp::run(&o, &args).unwrap(), &want, "pruned, interpreted");
+        assert_bits(
+            &interp::run(&o, &args).unwrap(),
+            &want,
+            "pruned, interpreted",
+        );
         let k = gradlift::jit::compile_with(&o, &cfg).unwrap();
         assert_bits(&k.run(&args).unwrap(), &want, "pruned, compiled");
     }
@@ -572,7 +581,15 @@ fn unread_loop_outputs_are_pruned_from_the_body_without_changing_the_rest() {
     let g = b.finish(&[("y", r[0])]).unwrap();
     let mut o = g.clone();
     gradlift::opt::optimize(&mut o, &gradlift::opt::OptConfig::default());
-    assert_eq!(body_outputs(&o), vec![2], "the condition and the read carry");
+    assert_eq!(
+        body_outputs(&o),
+        vec![2],
+        "the condition and the read carry"
+    );
     let args = [Tensor::scalar_f64(37.0)];
-    assert_bits(&interp::run(&o, &args).unwrap(), &interp::run(&g, &args).unwrap(), "while");
+    assert_bits(
+        &interp::run(&o, &args).unwrap(),
+        &interp::run(&g, &args).unwrap(),
+        "while",
+    );
 }

@@ -105,7 +105,7 @@ fn args(x0: [f64; 3], w: [f64; 3], k: f64) -> Vec<Tensor> {
 fn rust_loop(mut x: [f64; 3], w: [f64; 3], k: f64) -> [f64; 3] {
     let mut i = 0.0;
     for _ in 0..M {
-        if !(i < k) {
+        if i >= k {
             break;
         }
         for j in 0..3 {
@@ -155,7 +155,11 @@ fn a_while_loop_exits_at_step_k_like_a_rust_loop() {
         assert_eq!(r[0].to_f64_vec(), want.to_vec(), "k = {k}");
         // The select form: every value and derivative bitwise (no skipped step adds a signed
         // zero or a NaN here: see `a_skipped_step_adds_nothing_to_a_cotangent`).
-        assert_bits(&r, &run_both(&select, &a), &format!("k = {k}: exit vs select"));
+        assert_bits(
+            &r,
+            &run_both(&select, &a),
+            &format!("k = {k}: exit vs select"),
+        );
     }
 }
 
@@ -182,7 +186,10 @@ fn while_gradients_jvps_and_hvps_match_finite_differences() {
         let ad: Vec<f64> = [r[2].to_f64_vec(), r[3].to_f64_vec()].concat();
         let fd = fd_grad(k);
         for (a, f) in ad.iter().zip(&fd) {
-            assert!((a - f).abs() <= 1e-7 * (1.0 + f.abs()), "k = {k}: {ad:?} vs {fd:?}");
+            assert!(
+                (a - f).abs() <= 1e-7 * (1.0 + f.abs()),
+                "k = {k}: {ad:?} vs {fd:?}"
+            );
         }
         // JVP = ⟨∇loss, d⟩.
         let d: Vec<f64> = [DX0, DW].concat();
@@ -202,7 +209,10 @@ fn while_gradients_jvps_and_hvps_match_finite_differences() {
         let hv: Vec<f64> = [r[5].to_f64_vec(), r[6].to_f64_vec()].concat();
         for j in 0..6 {
             let f = (p[j] - m[j]) / (2.0 * h);
-            assert!((hv[j] - f).abs() <= 1e-6 * (1.0 + f.abs()), "k = {k}: {hv:?}");
+            assert!(
+                (hv[j] - f).abs() <= 1e-6 * (1.0 + f.abs()),
+                "k = {k}: {hv:?}"
+            );
         }
     }
 }
@@ -215,7 +225,11 @@ fn checkpointed_while_loops_give_the_same_bits_for_every_snapshot_count() {
         for k in KS {
             let a = args(X0, W, k);
             let want = interp::run(&full, &a).unwrap();
-            assert_bits(&run_both(&g, &a), &want, &format!("{snaps} snapshots, k = {k}"));
+            assert_bits(
+                &run_both(&g, &a),
+                &want,
+                &format!("{snaps} snapshots, k = {k}"),
+            );
         }
     }
 }
@@ -240,10 +254,19 @@ fn a_skipped_step_adds_nothing_to_a_cotangent() {
         let s = b.input("s", DType::F64, &[]);
         let zero = b.scalar(DType::F64, 0.0);
         let x = if exit {
-            b.while_loop(6, &[x0], &[zero], |_, st| skip_cond(st), |_, st| skip_body(st))[0]
+            b.while_loop(
+                6,
+                &[x0],
+                &[zero],
+                |_, st| skip_cond(st),
+                |_, st| skip_body(st),
+            )[0]
         } else {
             let out = b.scan(6, &[x0], &[], &[zero], |sb, st| {
-                (vec![sb.select(skip_cond(st), skip_body(st)[0], st.carry[0])], vec![])
+                (
+                    vec![sb.select(skip_cond(st), skip_body(st)[0], st.carry[0])],
+                    vec![],
+                )
             });
             out.carry[0]
         };
@@ -257,11 +280,17 @@ fn a_skipped_step_adds_nothing_to_a_cotangent() {
     assert_eq!(r[0].scalar_value(), Some(0.0));
     assert_eq!(r[1].scalar_value(), Some(1.0));
     let r = run_both(&select, &a(1.0));
-    assert!(r[1].scalar_value().unwrap().is_nan(), "the select form: 0·∞");
+    assert!(
+        r[1].scalar_value().unwrap().is_nan(),
+        "the select form: 0·∞"
+    );
     // The other difference: a zero cotangent keeps its sign through the steps that ran
     // (d(x·s)/dx0 = s·1 = -0), where the select form adds a +0 from the skipped steps.
     let r = run_both(&exit, &a(-0.0));
-    assert_eq!(r[1].scalar_value().map(f64::to_bits), Some((-0.0f64).to_bits()));
+    assert_eq!(
+        r[1].scalar_value().map(f64::to_bits),
+        Some((-0.0f64).to_bits())
+    );
 }
 
 /// A while body holding a scan of two steps of the polynomial.
@@ -292,7 +321,7 @@ fn nested(exit: bool, checkpoint: Option<usize>) -> Graph {
                 &[x0, i0],
                 &[w, k],
                 |_, st| cond(st),
-                |s, st| two_steps(s, st),
+                two_steps,
             )[0]
         } else {
             sb.scan(M, &[x0, i0], &[], &[w, k], |s, st| {

@@ -13,6 +13,9 @@
 //!   body is the body's VJP: it carries the carries' cotangent and the consts' accumulated
 //!   cotangent, and stacks the xs' cotangents.
 //!
+//! - A loop that stops early ([`crate::ir::loops::Exit`]): its JVP loop stops at the same step
+//!   (it carries the condition along), its backward loop reverses only the steps that ran.
+//!
 //! Both are built with builder primitives on a fresh body builder, so they can be
 //! differentiated again (grad of grad and HVPs through loops).
 

@@ -25,11 +25,7 @@ impl Interp<'_> {
     /// The xs row that forward step `s` reads (and that the backward loop reads and writes
     /// when it reverses step `s`).
     fn row_of(&self, s: usize) -> usize {
-        if self.fwd.reverse {
-            self.n - 1 - s
-        } else {
-            s
-        }
+        if self.fwd.reverse { self.n - 1 - s } else { s }
     }
 
     fn consts(&self) -> impl Iterator<Item = Tensor> + '_ {

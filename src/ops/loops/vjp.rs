@@ -1,8 +1,18 @@
 //! The VJP of a loop's result group: a tape loop, then the body's VJP run backward.
+//!
+//! A loop that stops early ([`Exit`]) has a backward loop that reverses only the steps that
+//! ran: it counts the forward loop's stacked `while` conditions (`Exit::Flags`). A step that
+//! did not run contributes nothing, which is its exact derivative. Running the skipped steps
+//! with a `select` keeping the carries (what a bounded `while` was before) differs in two
+//! places only: each skipped step differentiates the body at the final carry with a zero
+//! cotangent and adds the result, a signed zero (so a `-0.0` cotangent becomes `+0.0`), or
+//! NaN where the body's derivative there is infinite (`0·∞`, e.g. `sqrt` at 0); and each
+//! step that ran adds the `select`'s `+0.0` for its unselected branch. Otherwise the
+//! gradients are bitwise equal (tested in `tests/it/loops_exit.rs`).
 
 use crate::autodiff::GradError;
-use crate::ir::loops::{Exit, Loop, Recompute, group_member, scan_attrs};
 use crate::ir::Attrs;
+use crate::ir::loops::{Exit, Loop, Recompute, group_member, scan_attrs};
 use crate::ir::{GraphBuilder, NodeId, TensorType, Var};
 
 /// Which body inputs and outputs take part in a derivative, by index.
