@@ -453,3 +453,34 @@ fn an_optimized_while_loop_without_its_condition_result_still_differentiates() {
         assert_bits(&r, &full[1..4], &format!("k = {k}"));
     }
 }
+
+#[test]
+fn a_memory_budget_lowers_a_while_loops_snapshots_with_the_same_bits() {
+    // A while loop bounded by 600 steps that runs 40: the budget sees the bound (a tape of 600
+    // carries), the schedule runs over the 40 steps that ran.
+    let b = GraphBuilder::new("budget");
+    let x0 = b.input("x0", DType::F64, &[3]);
+    let w = b.input("w", DType::F64, &[3]);
+    let k = b.input("k", DType::F64, &[]);
+    let i0 = b.scalar(DType::F64, 0.0);
+    let x = b.while_loop(600, &[x0, i0], &[w, k], |_, st| cond(st), |_, st| body(st))[0];
+    let d = b.grad((x * x).sum(), &[x0, w]).unwrap();
+    let mut g = b.finish(&[("gx0", d[0]), ("gw", d[1])]).unwrap();
+    gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+    let a = [v3(X0), v3([0.1, -0.2, 0.15]), Tensor::scalar_f64(40.0)];
+    let want = interp::run(&g, &a).unwrap();
+    let full = jit::compile_with(&g, &exact()).unwrap();
+    assert_bits(&full.run(&a).unwrap(), &want, "full tape");
+    for frac in [4, 16] {
+        let budget = full.workspace_bytes() as u64 / frac;
+        let k = match jit::compile_with(&g, &exact().with_memory_budget(budget)) {
+            Ok(k) => k,
+            Err(jit::JitError::OverBudget { minimum, .. }) => {
+                jit::compile_with(&g, &exact().with_memory_budget(minimum)).unwrap()
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert!(k.workspace_bytes() < full.workspace_bytes());
+        assert_bits(&k.run(&a).unwrap(), &want, &format!("budget 1/{frac}"));
+    }
+}

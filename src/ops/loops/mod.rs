@@ -204,7 +204,12 @@ pub fn run_loop(lp: &Loop, args: &[&Tensor]) -> Vec<Tensor> {
     for s in 0..n {
         let t = if lp.reverse { n - 1 - s } else { s };
         inputs.clear();
-        inputs.extend(carry.iter().cloned());
+        if matches!(lp.exit, Some(Exit::While(_))) {
+            // A step that stops the loop keeps the carries it entered with.
+            inputs.extend(carry.iter().cloned());
+        } else {
+            inputs.append(&mut carry);
+        }
         inputs.extend(args[nc..nc + nx].iter().map(|x| row(x, t)));
         inputs.extend(args[nc + nx..].iter().map(|k| (*k).clone()));
         let mut out = crate::interp::run(&lp.body, &inputs)
