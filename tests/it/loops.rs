@@ -557,7 +557,7 @@ fn unread_loop_outputs_are_pruned_from_the_body_without_changing_the_rest() {
     for (grad, kept) in [(false, vec![3]), (true, vec![4, 4])] {
         let g = pruning_graph(grad);
         let mut o = g.clone();
-        let report = gradlift::opt::optimize(&mut o, &gradlift::opt::OptConfig::default());
+        let report = gradlift::opt::optimize(&mut o, &verified());
         assert_eq!(body_outputs(&o), kept, "{report}");
         let want = interp::run(&g, &args).unwrap();
         assert_bits(
@@ -580,7 +580,7 @@ fn unread_loop_outputs_are_pruned_from_the_body_without_changing_the_rest() {
     );
     let g = b.finish(&[("y", r[0])]).unwrap();
     let mut o = g.clone();
-    gradlift::opt::optimize(&mut o, &gradlift::opt::OptConfig::default());
+    gradlift::opt::optimize(&mut o, &verified());
     assert_eq!(
         body_outputs(&o),
         vec![2],
@@ -592,4 +592,12 @@ fn unread_loop_outputs_are_pruned_from_the_body_without_changing_the_rest() {
         &interp::run(&g, &args).unwrap(),
         "while",
     );
+}
+
+/// The optimizer's default settings, verifying the graph after every pass.
+fn verified() -> gradlift::opt::OptConfig {
+    gradlift::opt::OptConfig {
+        verify: true,
+        ..Default::default()
+    }
 }

@@ -439,7 +439,7 @@ fn an_optimized_while_loop_without_its_condition_result_still_differentiates() {
     let x = looped(&b, ins, true, None);
     let loss = (x * x).sum();
     let mut g = b.finish(&[("loss", loss)]).unwrap();
-    gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+    gradlift::opt::optimize(&mut g, &verified());
     let y = g.outputs()[0];
     let (x0, w) = (g.input_named("x0").unwrap(), g.input_named("w").unwrap());
     let d = gradlift::autodiff::grad(&mut g, y, &[x0, w]).unwrap();
@@ -466,7 +466,7 @@ fn a_memory_budget_lowers_a_while_loops_snapshots_with_the_same_bits() {
     let x = b.while_loop(600, &[x0, i0], &[w, k], |_, st| cond(st), |_, st| body(st))[0];
     let d = b.grad((x * x).sum(), &[x0, w]).unwrap();
     let mut g = b.finish(&[("gx0", d[0]), ("gw", d[1])]).unwrap();
-    gradlift::opt::optimize(&mut g, &gradlift::opt::OptConfig::default());
+    gradlift::opt::optimize(&mut g, &verified());
     let a = [v3(X0), v3([0.1, -0.2, 0.15]), Tensor::scalar_f64(40.0)];
     let want = interp::run(&g, &a).unwrap();
     let full = jit::compile_with(&g, &exact()).unwrap();
@@ -482,5 +482,13 @@ fn a_memory_budget_lowers_a_while_loops_snapshots_with_the_same_bits() {
         };
         assert!(k.workspace_bytes() < full.workspace_bytes());
         assert_bits(&k.run(&a).unwrap(), &want, &format!("budget 1/{frac}"));
+    }
+}
+
+/// The optimizer's default settings, verifying the graph after every pass.
+fn verified() -> gradlift::opt::OptConfig {
+    gradlift::opt::OptConfig {
+        verify: true,
+        ..Default::default()
     }
 }
