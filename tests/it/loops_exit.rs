@@ -492,3 +492,36 @@ fn verified() -> gradlift::opt::OptConfig {
         ..Default::default()
     }
 }
+
+#[test]
+fn grad_of_grad_through_a_while_loop_equals_its_hvp() {
+    // Reverse over reverse: the backward loop (`while_xs`) is differentiated again, its own
+    // backward loop counting the same flags. ∇(∇loss · d) = H d.
+    let b = GraphBuilder::new("gg");
+    let ins = inputs(&b);
+    let x = looped(&b, ins, true, Some(2));
+    let loss = (x * x).sum();
+    let wrt = [ins[0], ins[1]];
+    let g = b.grad(loss, &wrt).unwrap();
+    let d = [
+        b.input("dx0", DType::F64, &[3]),
+        b.input("dw", DType::F64, &[3]),
+    ];
+    let gd = (g[0] * d[0]).sum() + (g[1] * d[1]).sum();
+    let gg = b.grad(gd, &wrt).unwrap();
+    let graph = b.finish(&[("ggx0", gg[0]), ("ggw", gg[1])]).unwrap();
+    let hvp = derivatives(true, None);
+    for k in KS {
+        let a = args(X0, W, k);
+        let r = run_both(&graph, &a);
+        let h = interp::run(&hvp, &a).unwrap();
+        for (p, q) in r.iter().zip(&h[5..7]) {
+            for (u, v) in p.to_f64_vec().iter().zip(q.to_f64_vec()) {
+                assert!(
+                    (u - v).abs() <= 1e-12 * (1.0 + v.abs()),
+                    "k = {k}: {u} vs {v}"
+                );
+            }
+        }
+    }
+}
