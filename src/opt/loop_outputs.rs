@@ -141,8 +141,8 @@ fn rewrite_members(g: &mut Graph, gr: &LoopGroup, p: &Pruned) {
     }
 }
 
-/// Which body outputs to keep: those `held`, the exit condition, and every carry a kept output
-/// reads (iterated to a fixed point).
+/// Which body outputs to keep: those `held`, the exit condition, every carry a kept output
+/// reads (iterated to a fixed point), and one carry if nothing else would be an operand.
 fn needed_outputs(lp: &Loop, mut needed: Vec<bool>) -> Vec<bool> {
     if let Some(Exit::While(k)) = lp.exit {
         needed[k] = true;
@@ -167,6 +167,12 @@ fn needed_outputs(lp: &Loop, mut needed: Vec<bool>) -> Vec<bool> {
                 needed[c] = true;
                 changed = true;
             }
+        }
+        // A loop has at least one operand: keep the first carry of a loop with nothing else.
+        let no_operand = lp.n_xs + lp.n_consts() == 0 && !needed[..lp.n_carry].contains(&true);
+        if no_operand && lp.n_carry > 0 {
+            needed[0] = true;
+            changed = true;
         }
         if !changed {
             return needed;

@@ -568,6 +568,20 @@ fn unread_loop_outputs_are_pruned_from_the_body_without_changing_the_rest() {
         let k = gradlift::jit::compile_with(&o, &cfg).unwrap();
         assert_bits(&k.run(&args).unwrap(), &want, "pruned, compiled");
     }
+    // A loop whose only read y reads no carry keeps one carry: a loop has an operand.
+    let b = GraphBuilder::new("one");
+    let x = b.input("x", DType::F64, &[]);
+    let out = b.scan(3, &[x, x], &[], &[], |sb, s| {
+        let one = sb.scalar(DType::F64, 1.0);
+        (vec![s.carry[0] * 2.0, s.carry[1].sin()], vec![one])
+    });
+    let g = b.finish(&[("y", out.ys[0])]).unwrap();
+    let mut o = g.clone();
+    gradlift::opt::optimize(&mut o, &verified());
+    assert_eq!(body_outputs(&o), vec![2], "one carry and the y");
+    let args = [Tensor::scalar_f64(0.5)];
+    let k = gradlift::jit::compile_with(&o, &cfg).unwrap();
+    assert_bits(&k.run(&args).unwrap(), &interp::run(&g, &args).unwrap(), "one carry");
     // A while loop keeps its condition even though no result holds it.
     let b = GraphBuilder::new("w");
     let x = b.input("x", DType::F64, &[]);
