@@ -581,7 +581,11 @@ fn unread_loop_outputs_are_pruned_from_the_body_without_changing_the_rest() {
     assert_eq!(body_outputs(&o), vec![2], "one carry and the y");
     let args = [Tensor::scalar_f64(0.5)];
     let k = gradlift::jit::compile_with(&o, &cfg).unwrap();
-    assert_bits(&k.run(&args).unwrap(), &interp::run(&g, &args).unwrap(), "one carry");
+    assert_bits(
+        &k.run(&args).unwrap(),
+        &interp::run(&g, &args).unwrap(),
+        "one carry",
+    );
     // A while loop keeps its condition even though no result holds it.
     let b = GraphBuilder::new("w");
     let x = b.input("x", DType::F64, &[]);
