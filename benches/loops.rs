@@ -10,6 +10,11 @@
 //!   tape), 1% of them (1000 snapshots), √s (316) and log₂ s (17): binomial checkpointing. Each
 //!   case prints its `workspace_bytes` and the schedule's forward steps. Goal (issue 11): memory
 //!   ≤ 1% of the full tape at ≤ 4× the full tape's time.
+//! - `while_exit`: Heron's square root of 8 values (`x ← (x + a/x)/2` from `x = a`, a in
+//!   `[1, 8]`, while `Σ(x² − a)² > 10⁻²⁴·Σa²`) with `max_steps = 1000`; it converges in 6
+//!   steps. The early-exiting `while_loop` against the same loop as a scan of 1000 steps whose
+//!   body keeps the carries once the condition is false (`select`, the form the exit
+//!   replaced): forward and gradient (of `Σx` with respect to `a`).
 //!
 //! Graphs are built and optimized outside the timing; one compile thread, no parallel chunks.
 //! Run with `cargo bench --bench loops -- --warm-up-time 1 --measurement-time 3`.
@@ -193,5 +198,79 @@ fn checkpoint(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compile, call, tiny, checkpoint);
+/// Heron's condition: the residual is not yet tiny.
+fn heron_cond<'s>(st: &gradlift::ScanStep<'s>) -> Var<'s> {
+    let (x, a) = (st.carry[0], st.consts[0]);
+    let r = x * x - a;
+    (r * r).sum().gt((a * a).sum() * 1e-24)
+}
+
+/// Heron's step.
+fn heron_step<'s>(st: &gradlift::ScanStep<'s>) -> Var<'s> {
+    (st.carry[0] + st.consts[0] / st.carry[0]) * 0.5
+}
+
+/// Heron's square roots of `a` (8 values) with at most 1000 steps: the early-exiting
+/// `while_loop` (`exit`) or the scan of 1000 steps with a `select`, its value or gradient.
+fn heron(exit: bool, grad: bool) -> Graph {
+    let b = GraphBuilder::new("heron");
+    let a = b.input("a", DType::F64, &[N]);
+    let x = if exit {
+        b.while_loop(
+            1000,
+            &[a],
+            &[a],
+            |_, st| heron_cond(st),
+            |_, st| vec![heron_step(st)],
+        )[0]
+    } else {
+        b.scan(1000, &[a], &[], &[a], |sb, st| {
+            (
+                vec![sb.select(heron_cond(st), heron_step(st), st.carry[0])],
+                vec![],
+            )
+        })
+        .carry[0]
+    };
+    let mut g = if grad {
+        let d = b.grad(x.sum(), &[a]).expect("differentiable")[0];
+        b.finish(&[("da", d)]).expect("builds")
+    } else {
+        b.finish(&[("x", x)]).expect("builds")
+    };
+    opt::optimize(&mut g, &opt::OptConfig::default());
+    g
+}
+
+fn while_exit(c: &mut Criterion) {
+    let a = Tensor::from_f64(vec![N], (1..=N).map(|i| i as f64).collect());
+    let mut group = c.benchmark_group("while_exit");
+    group.sample_size(20);
+    for grad in [false, true] {
+        let mut results = Vec::new();
+        for exit in [true, false] {
+            let g = heron(exit, grad);
+            let k = jit::compile_with(&g, &cfg()).expect("compiles");
+            let mut ws = k.workspace();
+            let mut out = vec![0.0f64; N];
+            k.call(&[(&a).into()], &mut [(&mut out[..]).into()], &mut ws)
+                .expect("runs");
+            results.push(out.clone());
+            let what = if grad { "gradient" } else { "forward" };
+            let kind = if exit { "exit" } else { "select" };
+            group.bench_function(BenchmarkId::new(what, kind), |bench| {
+                bench.iter(|| {
+                    k.call(&[(&a).into()], &mut [(&mut out[..]).into()], &mut ws)
+                        .expect("runs");
+                    black_box(&out);
+                });
+            });
+        }
+        // The same values: the skipped steps would not have changed the carries.
+        assert_eq!(results[0], results[1]);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, compile, call, tiny, checkpoint, while_exit);
 criterion_main!(benches);

@@ -87,8 +87,9 @@ fn calls_allocate_nothing_on_one_thread_or_several() {
     loop_calls_allocate_nothing();
 }
 
-/// A loop (a scan of 1000 steps whose body holds a nested scan, and its gradient): the carry
-/// buffers and the bodies' workspaces are in the caller's workspace.
+/// A loop (a scan of 1000 steps whose body holds a nested scan, then a while loop that exits
+/// early, and its checkpointed gradient): the carry buffers, snapshots and the bodies'
+/// workspaces are in the caller's workspace.
 fn loop_calls_allocate_nothing() {
     let b = GraphBuilder::new("loop");
     let x = b.input("x", DType::F64, &[4]);
@@ -98,7 +99,17 @@ fn loop_calls_allocate_nothing() {
         });
         (vec![inner.carry[0]], vec![inner.carry[0].sum()])
     });
-    let d = b.grad(out.ys[0].sum(), &[x]).unwrap()[0];
+    // A while loop that exits early, differentiated with checkpoints: its backward loop
+    // counts the forward's conditions and schedules that many steps in the same scratch.
+    let w = b.while_loop_with(
+        1000,
+        Some(3),
+        &[out.carry[0]],
+        &[],
+        |_, s| s.carry[0].sum().gt(s.carry[0].sum() * 0.0 + 0.01),
+        |_, s| vec![s.carry[0] * 0.5],
+    );
+    let d = b.grad(out.ys[0].sum() + w[0].sum(), &[x]).unwrap()[0];
     let g = b.finish(&[("y", out.carry[0]), ("d", d)]).unwrap();
     let cfg = JitConfig {
         kernel_threads: NonZeroUsize::new(1),

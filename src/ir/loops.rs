@@ -14,6 +14,21 @@
 //! consecutive; passes may drop unused ones. Each node alone has a full meaning (run the loop,
 //! take result `k`), so nothing is wrong when a group is split; consumers (the interpreter,
 //! the AD drivers, the JIT) run a group of consecutive siblings once, see [`loop_groups`].
+//!
+//! A loop may stop early ([`Exit`]): it then runs `n ≤ length` steps and the remaining steps
+//! are the identity on the carries. Two forms, one meaning "a dynamic trip count":
+//! - [`Exit::While`] (a bounded `while`): a body output is the loop's condition. At each step
+//!   the body runs; at the first step `t` whose condition is false the loop stops (`n = t`): the
+//!   carries stay those entering step `t`, and every y row from `t` to `length - 1` is row `t`
+//!   (what that step's body computed). Such a loop has no xs and runs forward, so every later
+//!   step would see the same inputs and compute the same outputs: the results are bitwise those
+//!   of running all `length` steps with a body that keeps the carries once the condition is
+//!   false (a `select`), and the stacked conditions read `n` trues, then falses.
+//! - [`Exit::Flags`] (the derivative loops of such a loop): an xs of `bool` flags, one per step,
+//!   gives `n` = the number of leading true flags (`length` if none is false). Steps `t < n` run
+//!   (in a reverse loop from `n - 1` down to `0`); y rows `t ≥ n` are zero. A backward loop
+//!   reads its forward loop's stacked conditions this way, so it reverses only the steps that
+//!   ran, and a skipped step contributes nothing to a cotangent (see [`crate::ops::loops::vjp`]).
 
 use super::{Attrs, Graph, NodeId, Op, TensorType};
 use std::sync::Arc;
@@ -39,6 +54,22 @@ pub struct Loop {
     /// Set on a backward loop that recomputes the carries of the forward loop it reverses
     /// instead of reading them from a tape.
     pub recompute: Option<Recompute>,
+    /// A dynamic trip count (see the module docs); `None`: all `length` steps run.
+    pub exit: Option<Exit>,
+}
+
+/// How a loop that may stop early finds its trip count (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Body output `k` (a `bool` scalar y) is the condition: the loop stops when it is false.
+    While(usize),
+    /// Xs `k` (`bool`, one flag per step): the steps before the first false flag run.
+    Flags(usize),
+}
+
+/// The trip count of an [`Exit::Flags`] loop: the number of leading true flags.
+pub fn flags_count(flags: impl IntoIterator<Item = bool>) -> usize {
+    flags.into_iter().take_while(|&f| f).count()
 }
 
 /// A backward loop's recomputation of its forward loop's carries.
@@ -91,6 +122,7 @@ impl Loop {
             && self.n_carry == other.n_carry
             && self.n_xs == other.n_xs
             && self.checkpoint == other.checkpoint
+            && self.exit == other.exit
             && match (&self.recompute, &other.recompute) {
                 (None, None) => true,
                 (Some(a), Some(b)) => a.snapshots == b.snapshots && a.forward.same(&b.forward),
@@ -180,4 +212,13 @@ pub fn same_loop(g: &Graph, a: NodeId, b: NodeId) -> bool {
         }
         _ => false,
     }
+}
+
+/// The node of `first`'s group (the consecutive run of its loop's nodes from `first`) that holds
+/// loop result `result`, if the group has one.
+pub fn group_member(g: &Graph, first: NodeId, result: usize) -> Option<NodeId> {
+    (first.index()..g.len())
+        .map(|i| NodeId(i as u32))
+        .take_while(|&id| same_loop(g, first, id))
+        .find(|&id| scan_attrs(&g.node(id).attrs).is_some_and(|(_, r)| r == result))
 }

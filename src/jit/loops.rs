@@ -17,6 +17,12 @@
 //! member holds is written to a scratch row. After the last step the final carries are copied
 //! into the live members' homes (with no step, the initial carries are).
 //!
+//! A loop with an [`Exit`] runs `n ≤ length` steps: an [`Exit::While`] loop reads its
+//! condition where the body wrote it after each step and stops at the first false one (the carries
+//! are those entering that step; its ys row is copied into the rows after it), an
+//! [`Exit::Flags`] loop counts its flags first (the rows of the steps that do not run are
+//! zeroed), as [`crate::ops::loops::run_loop`] defines.
+//!
 //! The step driver ([`LoopRun::steps`]) only decides which step runs when; a driver following
 //! another schedule (recomputing carries from snapshots) can sit beside it and call
 //! [`LoopRun::step`] the same way.
@@ -26,7 +32,7 @@ use super::kernel::{Args, Kernel, KernelFn};
 use super::plan::{BodySizes, Loc, LoopLayout, LoopStep, Plan, View};
 use super::recompute::RecomputeRun;
 use super::{JitConfig, JitError, Line};
-use crate::ir::loops::scan_attrs;
+use crate::ir::loops::{Exit, scan_attrs};
 use crate::ir::{DType, Graph, NodeId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,6 +118,7 @@ pub(super) struct LoopRun {
     owned: Vec<Vec<Line>>,
     /// A recomputing loop's forward loop (`jit::recompute`).
     recompute: Option<RecomputeRun>,
+    exit: Option<Exit>,
 }
 
 /// The bytes of a value of `g`.
@@ -161,6 +168,7 @@ impl LoopRun {
             layout: l.layout.clone(),
             owned,
             recompute: recompute_run(l, bodies),
+            exit: l.lp.exit,
         }
     }
 
@@ -183,10 +191,6 @@ impl LoopRun {
 
     pub(super) fn n_operands(&self) -> usize {
         self.operands.len()
-    }
-
-    pub(super) fn length(&self) -> usize {
-        self.length
     }
 
     /// Workspace offset of the loop's scratch block.
@@ -234,7 +238,7 @@ impl LoopRun {
             unsafe { *table.add(k) = self.addr(self.operands[k], &args) as usize };
         }
         // SAFETY: forwarded.
-        unsafe {
+        let n = unsafe {
             match &self.recompute {
                 Some(rc) => self.replay(rc, &args, table, threads),
                 None => self.steps(&args, table, threads),
@@ -242,10 +246,10 @@ impl LoopRun {
         };
         for c in 0..self.n_carry {
             // SAFETY: the final carries are the initial ones (no step) or in the buffer the
-            // last step wrote; the members' homes are distinct from both (the plan gave them
-            // their own memory, and `donate` copies a donated operand first).
+            // last step that ran wrote; the members' homes are distinct from both (the plan
+            // gave them their own memory, and `donate` copies a donated operand first).
             unsafe {
-                let from = self.carry_in(&args, c, self.length);
+                let from = self.carry_in(&args, c, n);
                 for &h in &self.results[c] {
                     std::ptr::copy_nonoverlapping(from, self.addr(h, &args), self.bytes[c]);
                 }
@@ -253,8 +257,15 @@ impl LoopRun {
         }
         for y in self.n_carry..self.results.len() {
             let homes = &self.results[y];
+            let row = self.bytes[n_in + y];
+            if n < self.length
+                && let Some(&h) = homes.first()
+            {
+                // SAFETY: rows `n..length` lie in the home (its leading axis is `length`).
+                unsafe { self.fill_rows(self.addr(h, &args), row, n) };
+            }
             for &h in homes.iter().skip(1) {
-                let bytes = self.bytes[n_in + y] * self.length;
+                let bytes = row * self.length;
                 // SAFETY: two members holding the same y have distinct homes of its type.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
@@ -267,17 +278,72 @@ impl LoopRun {
         }
     }
 
-    /// The step driver: step `s` of `0..length` runs at index `t = s`, or `length - 1 - s`
-    /// for a reverse loop.
+    /// The rows `n..length` of a y's home `at` (rows of `row` bytes) for a loop that ran `n <
+    /// length` steps: copies of row `n` (an [`Exit::While`] loop's last body run) or zeros.
+    ///
+    /// # Safety
+    /// `at` holds `length` rows.
+    unsafe fn fill_rows(&self, at: *mut u8, row: usize, n: usize) {
+        // SAFETY: rows `n..length` lie in the home (caller's contract), row `n` apart from the
+        // others.
+        unsafe {
+            if let Some(Exit::While(_)) = self.exit {
+                // Doubling: rows `n..n + k` are copies of row `n`; copy them after themselves.
+                let src = at.add(n * row);
+                let mut k = 1;
+                while n + k < self.length {
+                    let m = k.min(self.length - n - k);
+                    std::ptr::copy_nonoverlapping(src, src.add(k * row), m * row);
+                    k += m;
+                }
+            } else {
+                std::ptr::write_bytes(at.add(n * row), 0, (self.length - n) * row);
+            }
+        }
+    }
+
+    /// The steps an [`Exit::Flags`] loop runs: its leading true flags (`length` for another
+    /// loop).
+    ///
+    /// # Safety
+    /// As [`LoopRun::run`].
+    pub(super) unsafe fn count(&self, args: &Args) -> usize {
+        let Some(Exit::Flags(k)) = self.exit else {
+            return self.length;
+        };
+        // SAFETY: the flags operand holds `length` bools, one byte each.
+        let flags = unsafe {
+            let at = self.addr(self.operands[self.n_carry + k], args);
+            std::slice::from_raw_parts(at.cast_const(), self.length)
+        };
+        crate::ir::loops::flags_count(flags.iter().map(|&f| f != 0))
+    }
+
+    /// The step driver: step `s` of `0..n` runs at index `t = s`, or `n - 1 - s` for a reverse
+    /// loop, where `n` is `length` or what the loop's [`Exit`] says. Returns `n`.
     ///
     /// # Safety
     /// As [`LoopRun::run`], which set the consts' slots of `table`.
-    unsafe fn steps(&self, args: &Args, table: *mut usize, threads: usize) {
-        for s in 0..self.length {
-            let t = if self.reverse { self.length - 1 - s } else { s };
+    unsafe fn steps(&self, args: &Args, table: *mut usize, threads: usize) -> usize {
+        // SAFETY: forwarded.
+        let n = unsafe { self.count(args) };
+        let cond = match self.exit {
+            Some(Exit::While(k)) => Some(self.operands.len() + k),
+            _ => None,
+        };
+        for s in 0..n {
+            let t = if self.reverse { n - 1 - s } else { s };
             // SAFETY: forwarded; steps run in order, so step `s - 1` wrote the carries.
             unsafe { self.step(args, table, s, t, threads) };
+            if let Some(slot) = cond {
+                // SAFETY: the body just wrote its condition (a bool, one byte) where the
+                // table's slot points.
+                if unsafe { *(*table.add(slot) as *const u8) } == 0 {
+                    return s;
+                }
+            }
         }
+        n
     }
 
     /// The carries entering step `s` (after `s` steps): the initial carries for step 0, else

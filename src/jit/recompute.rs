@@ -39,6 +39,8 @@ struct Replay<'a> {
     fwd_table: *mut usize,
     threads: usize,
     done: usize,
+    /// The forward steps that ran (`length`, or fewer for a loop with an exit).
+    n: usize,
 }
 
 impl Replay<'_> {
@@ -63,7 +65,7 @@ impl Replay<'_> {
     /// The xs row forward step `s` reads.
     fn row_of(&self, s: usize) -> usize {
         if self.rc.fwd_reverse {
-            self.lp.length() - 1 - s
+            self.n - 1 - s
         } else {
             s
         }
@@ -140,7 +142,8 @@ impl Stepper for Replay<'_> {
 }
 
 impl LoopRun {
-    /// Runs a recomputing loop's steps by the schedule (in place of the plain step driver).
+    /// Runs a recomputing loop's steps by the schedule (in place of the plain step driver):
+    /// the schedule of the `n` steps the loop runs ([`LoopRun::count`]). Returns `n`.
     ///
     /// # Safety
     /// As [`LoopRun::run`], which set the consts' slots of `table`.
@@ -150,7 +153,9 @@ impl LoopRun {
         args: &Args,
         table: *mut usize,
         threads: usize,
-    ) {
+    ) -> usize {
+        // SAFETY: forwarded.
+        let n = unsafe { self.count(args) };
         // SAFETY: the forward table lies in the scratch block; the forward body's consts are
         // the loop's consts (the same at every step).
         let fwd_table = unsafe { args.ws.add(self.temps() + rc.layout.table) }.cast::<usize>();
@@ -169,7 +174,7 @@ impl LoopRun {
                 *fwd_table.add(n_in + rc.n_fc + y) = args.ws.add(self.temps() + off) as usize;
             }
         }
-        let frames = revolve::slots(self.length(), rc.snapshots);
+        let frames = revolve::slots(n, rc.snapshots);
         // SAFETY: the stack's range of the scratch block holds `frames` frames, 8-byte aligned
         // (the block's ranges are 64-byte aligned), of initialized memory (a workspace is
         // zeroed when made, and frames are plain integers), used by nothing else meanwhile.
@@ -185,7 +190,9 @@ impl LoopRun {
             fwd_table,
             threads,
             done: 0,
+            n,
         };
-        revolve::drive_on(self.length(), rc.snapshots, &mut replay, stack);
+        revolve::drive_on(n, rc.snapshots, &mut replay, stack);
+        n
     }
 }

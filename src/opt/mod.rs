@@ -5,6 +5,8 @@
 //! - [`simplify`]: algebraic identities (`x+0`, `x*1`, `--x`, reshape∘reshape, ...).
 //! - [`cse`]: hash-consing of identical nodes, commutative operands normalized.
 //! - [`dce`]: removes nodes no output depends on, compacting and renumbering.
+//! - [`loop_outputs`]: removes the loop body outputs nothing reads (after DCE dropped the
+//!   loop results nothing reads), so bodies stop computing them.
 //!
 //! After the fixed point, once: [`bucket`] merges independent all-reduces into one call on a
 //! flat buffer (data-parallel gradients), reordering nodes so the merged call comes after all
@@ -27,6 +29,7 @@ pub mod bucket;
 pub mod const_fold;
 pub mod cse;
 pub mod dce;
+pub mod loop_outputs;
 pub mod remat;
 pub mod simplify;
 pub mod tapes;
@@ -46,6 +49,8 @@ pub struct OptConfig {
     pub cse: bool,
     /// Run dead-code elimination.
     pub dce: bool,
+    /// Remove loop body outputs nothing reads ([`loop_outputs`]).
+    pub loop_outputs: bool,
     /// Merge independent all-reduces into one ([`bucket`]), after the fixed point.
     pub bucket: bool,
     /// Stop after this many rounds even if the graph still changes.
@@ -66,6 +71,7 @@ impl Default for OptConfig {
             simplify: true,
             cse: true,
             dce: true,
+            loop_outputs: true,
             bucket: true,
             max_rounds: 8,
             max_folded_elements: 1 << 16,
@@ -88,7 +94,7 @@ pub enum StopReason {
 /// One pass run: its name, node counts, counters and time.
 #[derive(Clone, Debug)]
 pub struct PassRun {
-    /// Pass name (`const_fold`, `simplify`, `cse`, `dce`, `bucket`).
+    /// Pass name (`const_fold`, `simplify`, `cse`, `dce`, `loop_outputs`, `bucket`).
     pub pass: &'static str,
     /// The round it ran in (1-based).
     pub round: u32,
@@ -168,7 +174,7 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
     // A pass returns whether it made progress (another round is needed), whether it altered
     // the graph at all (CSE's operand normalization alone is not progress), and its counters.
     type Pass = fn(&mut Graph, &OptConfig) -> (bool, bool, String);
-    let pipeline: [(&'static str, bool, Pass); 4] = [
+    let pipeline: [(&'static str, bool, Pass); 5] = [
         ("const_fold", cfg.const_fold, |g, c| {
             let s = const_fold::fold_constants(g, c.max_folded_elements);
             (s.consts_folded > 0, s.consts_folded > 0, s.to_string())
@@ -186,13 +192,17 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
             let s = dce::eliminate_dead_nodes(g);
             (s.nodes_removed > 0, s.nodes_removed > 0, s.to_string())
         }),
+        ("loop_outputs", cfg.loop_outputs, |g, _| {
+            let s = loop_outputs::prune_loop_outputs(g);
+            (s.outputs_removed > 0, s.outputs_removed > 0, s.to_string())
+        }),
     ];
     report.stop = StopReason::RoundLimit;
     // `clean[p]`: pass `p` last ran without altering the graph, and no pass has altered it
     // since. Every pass is deterministic, so running it again would change nothing: it is
     // skipped (the round that would run it is then a no-op for it, and the fixed point is
     // reached as before, with the same graph).
-    let mut clean = [false; 4];
+    let mut clean = [false; 5];
     for round in 1..=cfg.max_rounds {
         report.rounds = round;
         let mut changed = false;
@@ -206,7 +216,7 @@ pub fn optimize(g: &mut Graph, cfg: &OptConfig) -> OptReport {
             let time = t.elapsed();
             changed |= c;
             if altered {
-                clean = [false; 4];
+                clean = [false; 5];
             }
             clean[p] = !altered;
             if cfg.verify {

@@ -422,6 +422,7 @@ fn scan_cases(d: DType) -> Vec<(Vec<TensorType>, Attrs)> {
             body: body.clone(),
             checkpoint: None,
             recompute: None,
+            exit: None,
         });
         for result in 0..2 {
             let attrs = Attrs::Scan {

@@ -503,3 +503,119 @@ fn a_collective_inside_a_loop_body_is_a_clear_error() {
     let e = b.finish(&[("y", out.carry[0])]).unwrap_err().to_string();
     assert!(e.contains("cannot hold `all_reduce_sum`"), "{e}");
 }
+
+/// The body-output counts of the graph's loops, in node order, one per group.
+fn body_outputs(g: &Graph) -> Vec<usize> {
+    gradlift::ir::loops::loop_groups(g)
+        .iter()
+        .map(|gr| {
+            let lp = gradlift::ir::loops::scan_attrs(&g.node(gr.first).attrs)
+                .unwrap()
+                .0;
+            lp.body.outputs().len()
+        })
+        .collect()
+}
+
+/// Carries a, b, c and ys p, q, r; the final a, the stacked r and (`grad`) the gradient of
+/// `sum(a) + sum(r)` are read. a reads b, c is read only by p and q, r reads a.
+fn pruning_graph(grad: bool) -> Graph {
+    let b = GraphBuilder::new("prune");
+    let x = b.input("x", DType::F64, &[3]);
+    let w = b.input("w", DType::F64, &[3]);
+    let out = b.scan(5, &[x, x, x], &[], &[w], |_, s| {
+        let [a, bb, c] = [s.carry[0], s.carry[1], s.carry[2]];
+        let a2 = (a * s.consts[0] + bb).tanh();
+        let b2 = bb * 0.9 + 0.1;
+        let c2 = (c * c).sin();
+        (
+            vec![a2, b2, c2],
+            vec![c2.sum(), (a * c).sum(), a2.sum() * 2.0],
+        )
+    });
+    let mut outs = vec![("a", out.carry[0]), ("r", out.ys[2])];
+    if grad {
+        let loss = out.carry[0].sum() + out.ys[2].sum();
+        let d = b.grad(loss, &[x, w]).unwrap();
+        outs.extend([("dx", d[0]), ("dw", d[1])]);
+    }
+    b.finish(&outs).unwrap()
+}
+
+#[test]
+fn unread_loop_outputs_are_pruned_from_the_body_without_changing_the_rest() {
+    let args = [
+        Tensor::from_f64(vec![3], vec![0.3, -0.2, 0.5]),
+        Tensor::from_f64(vec![3], vec![0.7, 0.4, -0.9]),
+    ];
+    let cfg = gradlift::jit::JitConfig {
+        exact_math: true,
+        ..Default::default()
+    };
+    // Undifferentiated: c, p and q go (a, b, r stay); differentiated: the forward loop keeps
+    // its carries for the backward loop (a, b, c, r), the backward loop is left alone.
+    for (grad, kept) in [(false, vec![3]), (true, vec![4, 4])] {
+        let g = pruning_graph(grad);
+        let mut o = g.clone();
+        let report = gradlift::opt::optimize(&mut o, &verified());
+        assert_eq!(body_outputs(&o), kept, "{report}");
+        let want = interp::run(&g, &args).unwrap();
+        assert_bits(
+            &interp::run(&o, &args).unwrap(),
+            &want,
+            "pruned, interpreted",
+        );
+        let k = gradlift::jit::compile_with(&o, &cfg).unwrap();
+        assert_bits(&k.run(&args).unwrap(), &want, "pruned, compiled");
+    }
+    // A loop whose only read y reads no carry keeps one carry: a loop has an operand.
+    let b = GraphBuilder::new("one");
+    let x = b.input("x", DType::F64, &[]);
+    let out = b.scan(3, &[x, x], &[], &[], |sb, s| {
+        let one = sb.scalar(DType::F64, 1.0);
+        (vec![s.carry[0] * 2.0, s.carry[1].sin()], vec![one])
+    });
+    let g = b.finish(&[("y", out.ys[0])]).unwrap();
+    let mut o = g.clone();
+    gradlift::opt::optimize(&mut o, &verified());
+    assert_eq!(body_outputs(&o), vec![2], "one carry and the y");
+    let args = [Tensor::scalar_f64(0.5)];
+    let k = gradlift::jit::compile_with(&o, &cfg).unwrap();
+    assert_bits(
+        &k.run(&args).unwrap(),
+        &interp::run(&g, &args).unwrap(),
+        "one carry",
+    );
+    // A while loop keeps its condition even though no result holds it.
+    let b = GraphBuilder::new("w");
+    let x = b.input("x", DType::F64, &[]);
+    let r = b.while_loop(
+        50,
+        &[x, x],
+        &[],
+        |sb, s| s.carry[0].gt(sb.scalar(DType::F64, 1.0)),
+        |_, s| vec![s.carry[0] * 0.5, s.carry[1].sin()],
+    );
+    let g = b.finish(&[("y", r[0])]).unwrap();
+    let mut o = g.clone();
+    gradlift::opt::optimize(&mut o, &verified());
+    assert_eq!(
+        body_outputs(&o),
+        vec![2],
+        "the condition and the read carry"
+    );
+    let args = [Tensor::scalar_f64(37.0)];
+    assert_bits(
+        &interp::run(&o, &args).unwrap(),
+        &interp::run(&g, &args).unwrap(),
+        "while",
+    );
+}
+
+/// The optimizer's default settings, verifying the graph after every pass.
+fn verified() -> gradlift::opt::OptConfig {
+    gradlift::opt::OptConfig {
+        verify: true,
+        ..Default::default()
+    }
+}

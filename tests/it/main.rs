@@ -16,6 +16,7 @@ mod hostile;
 mod indexing;
 mod jit;
 mod loops;
+mod loops_exit;
 mod loops_jit;
 mod mlp;
 mod props;

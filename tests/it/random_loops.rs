@@ -74,6 +74,7 @@ pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
         body,
         checkpoint: r.one_in(4).then(|| 1 + r.below(3)),
         recompute: None,
+        exit: None,
     });
     let n_out = lp.body.outputs().len();
     let keep = r.below(n_out);

@@ -2,7 +2,7 @@
 //! body graph (what the loop derivative rules build their bodies with).
 
 use super::{BuildError, BuildErrorKind, GraphBuilder, POISON, Var};
-use crate::ir::loops::Loop;
+use crate::ir::loops::{Exit, Loop};
 use crate::ir::{Attrs, Graph, NodeId, Op, TensorType};
 use crate::ops::ShapeError;
 use crate::tensor::Tensor;
@@ -95,6 +95,15 @@ impl GraphBuilder {
     where
         F: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> (Vec<Var<'s>>, Vec<Var<'s>>),
     {
+        self.scan_exit(a, None, body)
+    }
+
+    /// [`GraphBuilder::scan_with`] with an [`Exit`] (checked by the shape rule).
+    #[track_caller]
+    fn scan_exit<'b, F>(&'b self, a: ScanArgs<'_, 'b>, exit: Option<Exit>, body: F) -> ScanOut<'b>
+    where
+        F: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> (Vec<Var<'s>>, Vec<Var<'s>>),
+    {
         let failed = |b: &'b GraphBuilder| ScanOut {
             carry: vec![b.var(POISON); a.init.len()],
             ys: Vec::new(),
@@ -141,6 +150,7 @@ impl GraphBuilder {
             body: graph,
             checkpoint: a.checkpoint,
             recompute: None,
+            exit,
         };
         let operands: Vec<Var<'b>> = a.init.iter().chain(a.xs).chain(a.consts).copied().collect();
         let results = self.push_loop(lp, &operands);
@@ -192,9 +202,24 @@ impl GraphBuilder {
     }
 
     /// A bounded `while`: `while cond(carry) { carry = body(carry) }`, at most `max_steps`
-    /// times. Built as a scan of `max_steps` steps in which a step whose condition is false
-    /// keeps the carries (`select`), so the exit is data-dependent yet the loop stays
-    /// reverse-differentiable. `cond` returns a `bool` scalar.
+    /// times. `cond` returns a `bool` scalar. The loop stops at the first step whose condition
+    /// is false ([`Exit::While`]: its body also outputs `cond` as a y), so it costs the steps
+    /// it runs, and its derivatives run as many steps: forward mode exits at the same step,
+    /// reverse mode reverses only the steps that ran. The results are bitwise those of running
+    /// all `max_steps` steps with a body that keeps the carries once the condition is false.
+    ///
+    /// ```
+    /// use gradlift::{DType, GraphBuilder, interp};
+    /// let b = GraphBuilder::new("halve");
+    /// let x = b.input("x", DType::F64, &[]);
+    /// let one = b.scalar(DType::F64, 1.0);
+    /// let out = b.while_loop(1000, &[x], &[one], |_, s| s.carry[0].gt(s.consts[0]), |s, st| {
+    ///     vec![st.carry[0] * s.scalar(DType::F64, 0.5)]
+    /// });
+    /// let g = b.finish(&[("y", out[0])]).unwrap();
+    /// let x = gradlift::Tensor::scalar_f64(40.0);
+    /// assert_eq!(interp::run(&g, &[x]).unwrap()[0].scalar_value(), Some(0.625));
+    /// ```
     #[track_caller]
     pub fn while_loop<'b, C, F>(
         &'b self,
@@ -208,13 +233,41 @@ impl GraphBuilder {
         C: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> Var<'s>,
         F: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> Vec<Var<'s>>,
     {
-        let out = self.scan(max_steps, init, &[], consts, |s, step| {
+        self.while_loop_with(max_steps, None, init, consts, cond, body)
+    }
+
+    /// [`GraphBuilder::while_loop`] whose reverse-mode derivative keeps at most `checkpoint`
+    /// carries at once (binomial checkpointing over the steps that ran, as
+    /// [`ScanArgs::checkpoint`]).
+    #[track_caller]
+    pub fn while_loop_with<'b, C, F>(
+        &'b self,
+        max_steps: usize,
+        checkpoint: Option<usize>,
+        init: &[Var<'b>],
+        consts: &[Var<'b>],
+        cond: C,
+        body: F,
+    ) -> Vec<Var<'b>>
+    where
+        C: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> Var<'s>,
+        F: for<'s> FnOnce(&'s GraphBuilder, &ScanStep<'s>) -> Vec<Var<'s>>,
+    {
+        let args = ScanArgs {
+            length: max_steps,
+            reverse: false,
+            init,
+            xs: &[],
+            consts,
+            checkpoint,
+        };
+        // The condition is the first y: output `n_carry`.
+        let exit = (max_steps > 0).then_some(Exit::While(init.len()));
+        let out = self.scan_exit(args, exit, |s, step| {
             let go = cond(s, step);
             let next = body(s, step);
-            let kept = (next.iter().zip(&step.carry))
-                .map(|(&n, &c)| s.select(go, n, c))
-                .collect();
-            (kept, Vec::new())
+            let ys = if max_steps > 0 { vec![go] } else { Vec::new() };
+            (next, ys)
         });
         out.carry
     }

@@ -97,8 +97,8 @@ pub(super) fn print(g: &'_ Graph) -> String {
     p.out
 }
 
-/// ` length=.. carry=.. xs=.. [reverse=true] [checkpoint=..] [recompute=..] {` and the end of
-/// the line.
+/// ` length=.. carry=.. xs=.. [reverse=true] [checkpoint=..] [recompute=..] [while=..|while_xs=..]
+/// {` and the end of the line.
 fn push_loop_attrs(out: &mut String, lp: &Loop) {
     let _ = write!(
         out,
@@ -113,6 +113,15 @@ fn push_loop_attrs(out: &mut String, lp: &Loop) {
     }
     if let Some(rc) = &lp.recompute {
         let _ = write!(out, " recompute={}", rc.snapshots);
+    }
+    match lp.exit {
+        Some(crate::ir::loops::Exit::While(k)) => {
+            let _ = write!(out, " while={k}");
+        }
+        Some(crate::ir::loops::Exit::Flags(k)) => {
+            let _ = write!(out, " while_xs={k}");
+        }
+        None => {}
     }
     out.push_str(" {\n");
 }

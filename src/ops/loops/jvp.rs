@@ -2,7 +2,7 @@
 
 use super::vjp::{Roles, batched, swap01};
 use crate::autodiff::GradError;
-use crate::ir::loops::{Loop, scan_attrs};
+use crate::ir::loops::{Exit, Loop, scan_attrs};
 use crate::ir::{GraphBuilder, NodeId, TensorType, Var};
 
 /// The tangent of each result of the loop whose group starts at `first` (indexed by result),
@@ -69,6 +69,11 @@ pub(crate) fn scan_jvp<'b>(
             .map(|&k| tangents[nc + nx + k].expect("listed in kt")),
     );
     let n_carry = nc + roles.cf.len();
+    // The tangent loop exits with the loop: its condition is its last output.
+    let exit = lp.exit.map(|e| match e {
+        Exit::While(_) => Exit::While(body.outputs().len() - 1),
+        Exit::Flags(k) => Exit::Flags(k),
+    });
     let fwd = Loop {
         length: lp.length,
         reverse: lp.reverse,
@@ -77,6 +82,7 @@ pub(crate) fn scan_jvp<'b>(
         body,
         checkpoint: lp.checkpoint,
         recompute: None,
+        exit,
     };
     let res = b.push_loop(fwd, &ops);
     let mut out = vec![None; n_res];
@@ -92,7 +98,7 @@ pub(crate) fn scan_jvp<'b>(
 
 /// The tangent body: inputs `carries, float carries' tangents | xs, tangents of xs (those
 /// given) | consts, tangents of consts (those given)`; outputs `new carries, their tangents |
-/// tangents of the float ys`.
+/// tangents of the float ys`, then the condition of a loop with [`Exit::While`].
 fn tangent_body(
     b: &GraphBuilder,
     lp: &Loop,
@@ -140,6 +146,9 @@ fn tangent_body(
     }
     for (i, &v) in t[roles.cf.len()..].iter().enumerate() {
         named.push((format!("dy{i}"), bb.var(v)));
+    }
+    if let Some(Exit::While(k)) = lp.exit {
+        named.push(("go".into(), res[k]));
     }
     let named: Vec<(&str, Var<'_>)> = named.iter().map(|(n, v)| (n.as_str(), *v)).collect();
     bb.finish(&named)

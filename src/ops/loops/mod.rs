@@ -13,6 +13,9 @@
 //!   body is the body's VJP: it carries the carries' cotangent and the consts' accumulated
 //!   cotangent, and stacks the xs' cotangents.
 //!
+//! - A loop that stops early ([`crate::ir::loops::Exit`]): its JVP loop stops at the same step
+//!   (it carries the condition along), its backward loop reverses only the steps that ran.
+//!
 //! Both are built with builder primitives on a fresh body builder, so they can be
 //! differentiated again (grad of grad and HVPs through loops).
 
@@ -22,8 +25,8 @@ pub mod revolve;
 pub mod vjp;
 
 use super::{Arity, AttrKind, OpProps, OpRules};
-use crate::ir::loops::{Loop, scan_attrs};
-use crate::ir::{Attrs, Node, TensorType};
+use crate::ir::loops::{Exit, Loop, flags_count, scan_attrs};
+use crate::ir::{Attrs, DType, Node, TensorType};
 use crate::tensor::{Data, Tensor};
 
 fn infer_scan(tys: &[&TensorType], attrs: &Attrs) -> Result<TensorType, String> {
@@ -102,12 +105,49 @@ fn infer_scan(tys: &[&TensorType], attrs: &Attrs) -> Result<TensorType, String> 
             crate::ir::EMPTY_TENSOR_REASON
         ));
     }
+    check_exit(lp)?;
     lp.result_type(result).ok_or_else(|| {
         format!(
             "result {result} is out of range: the body has {} outputs",
             lp.body.outputs().len()
         )
     })
+}
+
+/// An [`Exit`]'s conditions: the output or xs it names is a `bool` per step, and a `While` loop
+/// runs forward without xs (so the steps it skips would all compute what its last one did).
+fn check_exit(lp: &Loop) -> Result<(), String> {
+    let is_flag = |t: &TensorType| t.dtype == DType::Bool && t.rank() == 0;
+    match lp.exit {
+        None => Ok(()),
+        Some(Exit::While(k)) => {
+            let Some(&o) = lp.body.outputs().get(k).filter(|_| k >= lp.n_carry) else {
+                return Err(format!(
+                    "`while={k}` names no y: the body has {} carries and {} ys",
+                    lp.n_carry,
+                    lp.n_ys()
+                ));
+            };
+            if !is_flag(lp.body.ty(o)) {
+                return Err(format!(
+                    "the `while` output {k} (the loop's condition) must be bool[], found {}",
+                    lp.body.ty(o)
+                ));
+            }
+            if lp.reverse || lp.n_xs > 0 || lp.recompute.is_some() {
+                return Err("a loop with `while` runs forward and has no xs".into());
+            }
+            Ok(())
+        }
+        Some(Exit::Flags(k)) => {
+            let ok = k < lp.n_xs && is_flag(lp.body.ty(lp.body.inputs()[lp.n_carry + k]));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("`while_xs={k}` must name an xs of bool[] rows"))
+            }
+        }
+    }
 }
 
 /// Row `t` of `x` along its leading axis.
@@ -151,24 +191,39 @@ pub(crate) fn stack(rows: &[Tensor]) -> Tensor {
 
 /// Runs a loop on its operands (carries, xs, consts) and returns all its results (final
 /// carries, then stacked ys). The reference semantics: the body is evaluated by the
-/// interpreter, step by step.
+/// interpreter, step by step, for the steps the loop's [`Exit`] lets run.
 pub fn run_loop(lp: &Loop, args: &[&Tensor]) -> Vec<Tensor> {
     if lp.recompute.is_some() {
         return recomputed::run(lp, args);
     }
     let (nc, nx) = (lp.n_carry, lp.n_xs);
+    let n = steps_of(lp, args);
     let mut carry: Vec<Tensor> = args[..nc].iter().map(|t| (*t).clone()).collect();
     let mut ys: Vec<Vec<Tensor>> = vec![Vec::with_capacity(lp.length); lp.n_ys()];
     let mut inputs: Vec<Tensor> = Vec::with_capacity(args.len());
-    for s in 0..lp.length {
-        let t = if lp.reverse { lp.length - 1 - s } else { s };
+    for s in 0..n {
+        let t = if lp.reverse { n - 1 - s } else { s };
         inputs.clear();
-        inputs.append(&mut carry);
+        if matches!(lp.exit, Some(Exit::While(_))) {
+            // A step that stops the loop keeps the carries it entered with.
+            inputs.extend(carry.iter().cloned());
+        } else {
+            inputs.append(&mut carry);
+        }
         inputs.extend(args[nc..nc + nx].iter().map(|x| row(x, t)));
         inputs.extend(args[nc + nx..].iter().map(|k| (*k).clone()));
         let mut out = crate::interp::run(&lp.body, &inputs)
             .expect("invariant: scan operands match the body's inputs (checked by infer)");
         let rest = out.split_off(nc);
+        if let Some(Exit::While(k)) = lp.exit
+            && matches!(rest[k - nc].data(), Data::Bool(v) if !v[0])
+        {
+            // Stopped: this step and the rest keep the carries; their rows repeat this one's.
+            for (stacked, y) in ys.iter_mut().zip(rest) {
+                stacked.resize(lp.length, y);
+            }
+            break;
+        }
         carry = out;
         for (stacked, y) in ys.iter_mut().zip(rest) {
             stacked.push(y);
@@ -179,10 +234,27 @@ pub fn run_loop(lp: &Loop, args: &[&Tensor]) -> Vec<Tensor> {
             y.reverse();
         }
     }
-    carry
-        .into_iter()
-        .chain(ys.iter().map(|y| stack(y)))
-        .collect()
+    let zero_fill = |mut rows: Vec<Tensor>, k: usize| {
+        let ty = lp.body.ty(lp.body.outputs()[nc + k]);
+        rows.resize(lp.length, Tensor::splat(ty, 0.0));
+        rows
+    };
+    let ys: Vec<Tensor> = (ys.into_iter().enumerate())
+        .map(|(k, rows)| stack(&zero_fill(rows, k)))
+        .collect();
+    carry.into_iter().chain(ys).collect()
+}
+
+/// The number of steps a loop runs on `args`: `length`, or the trip count of an
+/// [`Exit::Flags`] loop (an [`Exit::While`] loop finds its own while it runs).
+pub(crate) fn steps_of(lp: &Loop, args: &[&Tensor]) -> usize {
+    match lp.exit {
+        Some(Exit::Flags(k)) => match args[lp.n_carry + k].data() {
+            Data::Bool(v) => flags_count(v.iter().copied()),
+            _ => unreachable!("infer checked the flags' dtype"),
+        },
+        _ => lp.length,
+    }
 }
 
 fn eval_scan(node: &Node, args: &[&Tensor]) -> Tensor {

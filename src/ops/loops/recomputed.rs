@@ -17,17 +17,15 @@ struct Interp<'a> {
     carry: Vec<Tensor>,
     /// The backward loop's ys, by row.
     ys: Vec<Vec<Option<Tensor>>>,
+    /// The steps that run (`length`, or fewer for a loop with an exit).
+    n: usize,
 }
 
 impl Interp<'_> {
     /// The xs row that forward step `s` reads (and that the backward loop reads and writes
     /// when it reverses step `s`).
     fn row_of(&self, s: usize) -> usize {
-        if self.fwd.reverse {
-            self.lp.length - 1 - s
-        } else {
-            s
-        }
+        if self.fwd.reverse { self.n - 1 - s } else { s }
     }
 
     fn consts(&self) -> impl Iterator<Item = Tensor> + '_ {
@@ -77,7 +75,7 @@ impl Stepper for Interp<'_> {
 /// Runs a recomputing backward loop on its operands; returns its results like `run_loop`.
 pub(super) fn run(lp: &Loop, args: &[&Tensor]) -> Vec<Tensor> {
     let rc = lp.recompute.as_ref().expect("a recomputing loop");
-    let (n, nc) = (lp.length, lp.n_carry);
+    let (n, nc) = (super::steps_of(lp, args), lp.n_carry);
     let nfc = rc.forward.n_carry;
     let mut slots = vec![Vec::new(); revolve::work_slot(n, rc.snapshots) + 1];
     slots[0] = args[nc..nc + nfc].iter().map(|t| (*t).clone()).collect();
@@ -87,14 +85,18 @@ pub(super) fn run(lp: &Loop, args: &[&Tensor]) -> Vec<Tensor> {
         args,
         slots,
         carry: args[..nc].iter().map(|t| (*t).clone()).collect(),
-        ys: vec![vec![None; n]; lp.n_ys()],
+        ys: vec![vec![None; lp.length]; lp.n_ys()],
+        n,
     };
     revolve::drive(n, rc.snapshots, &mut st);
-    let ys: Vec<Tensor> = (st.ys.iter())
-        .map(|rows| {
+    let outs = &lp.body.outputs()[nc..];
+    let ys: Vec<Tensor> = (st.ys.iter().zip(outs))
+        .map(|(rows, &o)| {
+            // Rows of steps that did not run are zero (see `Exit::Flags`).
+            let zero = Tensor::splat(lp.body.ty(o), 0.0);
             let rows: Vec<Tensor> = rows
                 .iter()
-                .map(|r| r.clone().expect("every row written"))
+                .map(|r| r.clone().unwrap_or_else(|| zero.clone()))
                 .collect();
             stack(&rows)
         })

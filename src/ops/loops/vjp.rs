@@ -1,7 +1,18 @@
 //! The VJP of a loop's result group: a tape loop, then the body's VJP run backward.
+//!
+//! A loop that stops early ([`Exit`]) has a backward loop that reverses only the steps that
+//! ran: it counts the forward loop's stacked `while` conditions (`Exit::Flags`). A step that
+//! did not run contributes nothing, which is its exact derivative. Running the skipped steps
+//! with a `select` keeping the carries (what a bounded `while` was before) differs in two
+//! places only: each skipped step differentiates the body at the final carry with a zero
+//! cotangent and adds the result, a signed zero (so a `-0.0` cotangent becomes `+0.0`), or
+//! NaN where the body's derivative there is infinite (`0·∞`, e.g. `sqrt` at 0); and each
+//! step that ran adds the `select`'s `+0.0` for its unselected branch. Otherwise the
+//! gradients are bitwise equal (tested in `tests/it/loops_exit.rs`).
 
 use crate::autodiff::GradError;
-use crate::ir::loops::{Loop, Recompute, scan_attrs};
+use crate::ir::Attrs;
+use crate::ir::loops::{Exit, Loop, Recompute, group_member, scan_attrs};
 use crate::ir::{GraphBuilder, NodeId, TensorType, Var};
 
 /// Which body inputs and outputs take part in a derivative, by index.
@@ -74,7 +85,27 @@ pub(crate) fn scan_vjp<'b>(
     let yf: Vec<usize> = (0..lp.n_ys())
         .filter(|&j| result_cts[nc + j].is_some())
         .collect();
-    let body = backward_body(b, &lp, &roles, &yf, batch)?;
+    // The backward loop reverses the steps that ran: its trip count comes from the forward
+    // loop's stacked conditions (the forward group's member holding them) or its own flags.
+    let (flags, exit) = match lp.exit {
+        None => (None, None),
+        Some(Exit::While(k)) => {
+            let found = group_member(&b.graph(), first, k);
+            let at = found.map_or_else(
+                || {
+                    let attrs = Attrs::Scan {
+                        body: scan_attrs(&node.attrs).expect("a scan node").0.clone(),
+                        result: k,
+                    };
+                    b.push(crate::ir::Op::Scan, &operands, attrs)
+                },
+                |id| b.var(id),
+            );
+            (Some(at), Some(Exit::Flags(nc + nx + yf.len())))
+        }
+        Some(Exit::Flags(k)) => (None, Some(Exit::Flags(nc + k))),
+    };
+    let body = backward_body(b, &lp, &roles, &yf, flags.is_some(), batch)?;
     let zeros = |v: Var<'b>| {
         let t = batched(&v.ty(), batch);
         b.zeros(t.dtype, &t.shape)
@@ -93,15 +124,17 @@ pub(crate) fn scan_vjp<'b>(
         let ct = result_cts[nc + j].expect("listed in yf");
         ops.push(if batch.is_some() { swap01(ct) } else { ct });
     }
+    ops.extend(flags);
     ops.extend(&operands[nc + nx..]);
     let n_carry = roles.cf.len() + roles.kf.len();
     let bwd = Loop {
         length: lp.length,
         reverse: !lp.reverse,
         n_carry,
-        n_xs: nc + nx + yf.len(),
+        n_xs: nc + nx + yf.len() + usize::from(flags.is_some()),
         body,
         checkpoint: None,
+        exit,
         recompute: Some(Recompute {
             snapshots: lp.checkpoint.unwrap_or(lp.length),
             forward: lp.clone(),
@@ -194,13 +227,15 @@ fn vjp_recomputed<'b>(
 }
 
 /// The backward body: inputs `carry cotangents (float carries), const cotangent sums (float
-/// consts) | taped carries, xs, ys' cotangents (those given) | consts`; outputs the new carry
-/// cotangents, the new sums, then the float xs' cotangents.
+/// consts) | taped carries, xs, ys' cotangents (those given), the forward's condition (with
+/// `flag`; unread: the runtime counts the flags) | consts`; outputs the new carry cotangents,
+/// the new sums, then the float xs' cotangents.
 fn backward_body(
     b: &GraphBuilder,
     lp: &Loop,
     roles: &Roles,
     yf: &[usize],
+    flag: bool,
     batch: Option<usize>,
 ) -> Result<crate::ir::Graph, GradError> {
     let bb = GraphBuilder::new(&format!("{}_vjp", b.graph().name));
@@ -221,6 +256,9 @@ fn backward_body(
     let ybar: Vec<Var<'_>> = (yf.iter())
         .map(|&j| input(format!("ybar{j}"), batched(&ty(outs[nc + j]), batch)))
         .collect();
+    if flag {
+        input("go".into(), TensorType::scalar(crate::ir::DType::Bool));
+    }
     let consts: Vec<Var<'_>> = (0..lp.n_consts())
         .map(|k| input(format!("k{k}"), ty(ins[nc + nx + k])))
         .collect();

@@ -27,7 +27,7 @@
 //! they nest, so the reader caps the nesting at [`MAX_LOOP_NESTING`].
 
 use super::{Cursor, NameMap, ParseError, Parser, State, Tok, Token, is_numeric, parse_index};
-use crate::ir::loops::{Loop, Recompute};
+use crate::ir::loops::{Exit, Loop, Recompute};
 use crate::ir::{Attrs, Graph, NodeId, Op, Origin, TensorType};
 use std::sync::Arc;
 
@@ -52,16 +52,20 @@ struct LoopAttrs {
     checkpoint: Option<usize>,
     /// `recompute=SNAPSHOTS`: the body starts with a `forward` region.
     recompute: Option<usize>,
+    /// `while=OUTPUT` or `while_xs=XS`.
+    exit: Option<Exit>,
 }
 
 /// The attribute keys of a loop header, in canonical order.
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 8] = [
     "length",
     "carry",
     "xs",
     "reverse",
     "checkpoint",
     "recompute",
+    "while",
+    "while_xs",
 ];
 
 /// A parsed loop header whose body is open: a `scan` statement, or (no results, no operands)
@@ -297,6 +301,7 @@ impl<'a> Parser<'a> {
                 (Some(snapshots), Some(forward)) => Some(Recompute { forward, snapshots }),
                 _ => None,
             },
+            exit: a.exit,
         };
         if h.is_forward {
             let parent = &mut self.outer.last_mut().expect("inside a body").header;
@@ -351,7 +356,7 @@ fn loop_attrs(
         Tok::Word(w) => w,
         _ => "scan",
     };
-    let mut slots: [Option<(usize, u32)>; 6] = [None; 6];
+    let mut slots: [Option<(usize, u32)>; 8] = [None; 8];
     while let Tok::Word(key) = cur.peek().tok {
         let kt = cur.next();
         let Some(k) = KEYS.iter().position(|&s| s == key) else {
@@ -359,7 +364,7 @@ fn loop_attrs(
                 kt.col,
                 format!(
                     "unknown attribute `{key}`: `{what}` takes `length`, `carry`, `xs`, \
-                     `reverse`, `checkpoint` and `recompute`"
+                     `reverse`, `checkpoint`, `recompute`, `while` and `while_xs`"
                 ),
             ));
         };
@@ -398,7 +403,19 @@ fn loop_attrs(
             format!("`length={length}` is too large (at most 2^31 - 1 = {MAX_LENGTH} steps)"),
         ));
     }
+    let exit = match (slots[6], slots[7]) {
+        (Some((_, col)), Some(_)) => {
+            return Err(cur.err(
+                col,
+                "a loop takes `while` (a condition output) or `while_xs` (flags), not both".into(),
+            ));
+        }
+        (Some((k, _)), None) => Some(Exit::While(k)),
+        (None, Some((k, _))) => Some(Exit::Flags(k)),
+        (None, None) => None,
+    };
     Ok(LoopAttrs {
+        exit,
         length,
         reverse: slots[3].is_some_and(|s| s.0 == 1),
         n_carry: slots[1].map_or(0, |s| s.0),
