@@ -70,7 +70,7 @@ fn without_cases(op: Op) -> bool {
         // No derivative by definition; `stop_gradient_blocks_both_modes` checks it.
         | Op::StopGradient
         // Integer-valued or random results: no derivative (`index_ops_have_no_gradient`).
-        | Op::Iota | Op::Argmax | Op::Argmin | Op::RandomUniform | Op::NumRanks
+        | Op::Iota | Op::Argmax | Op::Argmin | Op::RandomUniform | Op::NumRanks | Op::AxisIndex
         // Derivatives are rules of a result group, not of one node (`ops::loops`); checked
         // against unrolled graphs and finite differences in `tests/it/loops.rs`.
         | Op::Scan
@@ -173,10 +173,24 @@ fn cases(op: Op) -> Vec<Case> {
             case(&[&[2, 3], &[1, 3]], A::Axis { axis: 0 }, ANY),
             case(&[&[2, 1], &[2, 2], &[2, 1]], A::Axis { axis: 1 }, ANY),
         ],
-        // One rank: each collective is the identity (ranks > 1: `comm_tests`).
+        // One rank: each collective is the identity or a copy (ranks > 1: `tests/it/collectives.rs`).
         Op::AllReduceSum | Op::AllReduceMean | Op::Pvary => {
-            vec![case(&[&[]], A::None, ANY), case(&[&[2, 3]], A::None, ANY)]
+            let w = || A::world(crate::ir::GroupParam::None);
+            vec![case(&[&[]], w(), ANY), case(&[&[2, 3]], w(), ANY)]
         }
+        Op::CollectiveBroadcast => {
+            let w = A::world(crate::ir::GroupParam::Root(0));
+            vec![case(&[&[2, 3]], w, ANY)]
+        }
+        Op::AllGather | Op::ReduceScatter => (0..2)
+            .map(|axis| {
+                let a = A::Group {
+                    groups: crate::ir::Groups::new(vec![vec![0]]).unwrap(),
+                    param: crate::ir::GroupParam::Axis(axis),
+                };
+                case(&[&[2, 3]], a, ANY)
+            })
+            .collect(),
         Op::Cumsum => vec![
             case(
                 &[&[5]],
