@@ -17,7 +17,9 @@ const COLS: usize = 3;
 
 /// Rank `r`'s `[rows, COLS]` operand: small integers, distinct per rank and element.
 fn operand(r: usize, rows: usize) -> Vec<f64> {
-    (0..rows * COLS).map(|i| (10 * (r + 1) + i) as f64).collect()
+    (0..rows * COLS)
+        .map(|i| (10 * (r + 1) + i) as f64)
+        .collect()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,8 +34,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for lists in partitions {
         let groups = Groups::new(lists.clone())?;
-        let members = lists.iter().find(|l| l.contains(&rank)).expect("every rank");
-        let (k, pos) = (members.len(), members.iter().position(|&m| m == rank).unwrap());
+        let members = lists
+            .iter()
+            .find(|l| l.contains(&rank))
+            .expect("every rank");
+        let (k, pos) = (
+            members.len(),
+            members.iter().position(|&m| m == rank).unwrap(),
+        );
         let rows = 2 * k;
         let b = GraphBuilder::new("groups");
         let x = b.input("x", DType::F64, &[rows, COLS]);
@@ -52,7 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ])?;
         // By hand, from every rank's operand.
         let sum = members.iter().fold(vec![0.0; rows * COLS], |acc, &m| {
-            acc.iter().zip(operand(m, rows)).map(|(a, x)| a + x).collect()
+            acc.iter()
+                .zip(operand(m, rows))
+                .map(|(a, x)| a + x)
+                .collect()
         });
         let gather: Vec<f64> = (0..rows)
             .flat_map(|i| {

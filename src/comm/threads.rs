@@ -138,7 +138,11 @@ impl ThreadComm {
         vec: Pick<T>,
     ) -> Result<(), CommError> {
         let n = send.len();
-        assert_eq!(recv.len(), n * self.size(), "all_gather: recv is size × send");
+        assert_eq!(
+            recv.len(),
+            n * self.size(),
+            "all_gather: recv is size × send"
+        );
         self.exchange(send, wide, vec, |r, v| {
             recv[r * n..(r + 1) * n].copy_from_slice(v);
         })
@@ -289,5 +293,29 @@ mod tests {
             out.iter()
                 .all(|r| matches!(r, Err(CommError::DtypeMismatch { .. })))
         );
+    }
+
+    #[test]
+    fn a_split_is_made_once_and_its_groups_combine_apart() {
+        let groups = Groups::new(vec![vec![2, 0], vec![1, 3]]).unwrap();
+        let out = on_ranks(4, |c| {
+            let sub = c.split(&groups).unwrap();
+            let again = c.split(&groups).unwrap();
+            assert!(Arc::ptr_eq(&sub, &again), "the cached communicator");
+            let mut b = vec![c.rank() as f64 + 1.0];
+            sub.all_reduce_sum_f64(&mut b).unwrap();
+            let mut all = vec![0.0; 2];
+            sub.all_gather_f64(&[c.rank() as f64], &mut all).unwrap();
+            let mut root = vec![c.rank() as f64];
+            sub.broadcast_f64(&mut root, 1).unwrap();
+            (sub.rank(), sub.size(), b[0], all, root[0])
+        });
+        // Groups {2, 0} (positions: 2 → 0, 0 → 1) and {1, 3}.
+        assert_eq!(out[0], (1, 2, 4.0, vec![2.0, 0.0], 0.0));
+        assert_eq!(out[2], (0, 2, 4.0, vec![2.0, 0.0], 0.0));
+        assert_eq!(out[1], (0, 2, 6.0, vec![1.0, 3.0], 3.0));
+        assert_eq!(out[3], (1, 2, 6.0, vec![1.0, 3.0], 3.0));
+        let wrong = on_ranks(2, |c| c.split(&groups).map(|_| ()));
+        assert!(wrong.iter().all(|r| matches!(r, Err(CommError::Groups(_)))));
     }
 }

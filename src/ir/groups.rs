@@ -76,10 +76,7 @@ impl Groups {
     /// the graph does not know, and for groups of different sizes).
     pub fn uniform_size(&self) -> Option<usize> {
         let first = self.lists.first()?.len();
-        self.lists
-            .iter()
-            .all(|l| l.len() == first)
-            .then_some(first)
+        self.lists.iter().all(|l| l.len() == first).then_some(first)
     }
 
     /// The smallest group's size (`None` for the world).
@@ -179,9 +176,15 @@ mod tests {
     fn groups_are_validated_and_located() {
         let g = Groups::new(vec![vec![0], vec![3, 1, 2]]).unwrap();
         assert_eq!(g.to_string(), "[[0],[3,1,2]]");
-        assert_eq!((g.ranks(), g.uniform_size(), g.min_size()), (Some(4), None, Some(1)));
+        assert_eq!(
+            (g.ranks(), g.uniform_size(), g.min_size()),
+            (Some(4), None, Some(1))
+        );
         let p = g.locate(1, 4).unwrap();
-        assert_eq!((p.index, p.position, p.members, p.size), (1, 1, Some(&[3, 1, 2][..]), 3));
+        assert_eq!(
+            (p.index, p.position, p.members, p.size),
+            (1, 1, Some(&[3, 1, 2][..]), 3)
+        );
         assert!(g.locate(1, 5).unwrap_err().contains("list 4 ranks"));
         for (bad, what) in [
             (vec![], "none"),

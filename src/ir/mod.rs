@@ -17,8 +17,8 @@ pub mod text;
 mod types;
 mod verify;
 
-pub use groups::{GroupParam, Groups, Place};
 pub use builder::{BuildError, BuildErrorKind, GraphBuilder, ScanArgs, ScanOut, ScanStep, Var};
+pub use groups::{GroupParam, Groups, Place};
 pub use types::{
     DType, EMPTY_TENSOR_REASON, MAX_ELEMENTS, TensorType, broadcast_shapes, broadcast_strides,
     checked_numel, shape_problem, strides,

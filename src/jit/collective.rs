@@ -309,7 +309,12 @@ fn run_typed<T: Copy + Default>(
 /// to the node's result (its dtype, aligned, with its element count) that nothing else reads
 /// or writes during this call, after the operand was copied there (in-place ops) or into
 /// the staging buffer (`all_gather`, `reduce_scatter`).
-unsafe extern "C" fn collective(ctx: *const u8, node: usize, ptr: *mut u8, phase: usize) -> *mut u8 {
+unsafe extern "C" fn collective(
+    ctx: *const u8,
+    node: usize,
+    ptr: *mut u8,
+    phase: usize,
+) -> *mut u8 {
     // SAFETY: the caller's contract; the kernel stored this pointer for the call.
     let ctx = unsafe { &*ctx.cast::<CommCtx<'_>>() };
     let d = ctx.desc(node);

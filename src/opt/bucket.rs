@@ -21,7 +21,7 @@
 //! Inputs keep their order, outputs their names and values; the pass does nothing to a graph
 //! with custom-derivative regions (re-emitting would split them) or without a bucket of two.
 
-use crate::ir::{Attrs, DType, GroupParam, Graph, Groups, Node, NodeId, Op, Origin};
+use crate::ir::{Attrs, DType, Graph, GroupParam, Groups, Node, NodeId, Op, Origin};
 use crate::ops::collective::group_attrs;
 use std::fmt;
 

@@ -420,9 +420,9 @@ fn random_graphs_with_collectives_agree_across_ranks_jit_interpreter_and_optimiz
             })
         };
         // Explicit groups in random graphs list one rank (`[[0]]`).
-        let one_rank = g.nodes().iter().any(|n| {
-            matches!(&n.attrs, gradlift::Attrs::Group { groups, .. } if !groups.is_world())
-        });
+        let one_rank = g.nodes().iter().any(
+            |n| matches!(&n.attrs, gradlift::Attrs::Group { groups, .. } if !groups.is_world()),
+        );
         if !reduces(&g) || one_rank {
             continue;
         }
@@ -642,7 +642,8 @@ fn group_collectives_match_a_hand_computation_from_every_ranks_inputs() {
 fn through_collectives<'b>(x: gradlift::Var<'b>, gs: &Groups, uniform: bool) -> gradlift::Var<'b> {
     let b = x.builder();
     let p = b.num_ranks_in(DType::F64, gs);
-    let inv = (x * x).all_reduce_mean_in(gs).pvary_in(gs) + x.sin().all_reduce_sum_in(gs).pvary_in(gs) / p;
+    let inv = (x * x).all_reduce_mean_in(gs).pvary_in(gs)
+        + x.sin().all_reduce_sum_in(gs).pvary_in(gs) / p;
     let bc = x.tanh().collective_broadcast(0, gs);
     let mut y = inv * x + bc * bc * x.cos();
     if uniform {
@@ -735,7 +736,9 @@ fn groups_that_do_not_fit_the_communicator_are_a_typed_error_on_every_rank() {
     let b = GraphBuilder::new("root");
     let x = b.input("x", DType::F32, &[2]);
     // The world's size is known only at call time: root 2 of two ranks is not there.
-    let root = b.finish(&[("y", x.collective_broadcast(2, &Groups::world()))]).unwrap();
+    let root = b
+        .finish(&[("y", x.collective_broadcast(2, &Groups::world()))])
+        .unwrap();
     for g in [&g, &root] {
         let k = jit::compile(g).unwrap();
         let errs = on_ranks(2, |c| {
@@ -750,7 +753,10 @@ fn groups_that_do_not_fit_the_communicator_are_a_typed_error_on_every_rank() {
             (it.map(|_| ()), jt)
         });
         for (it, jt) in errs {
-            assert!(matches!(it, Err(EvalError::Comm(CommError::Groups(_)))), "{it:?}");
+            assert!(
+                matches!(it, Err(EvalError::Comm(CommError::Groups(_)))),
+                "{it:?}"
+            );
             let Err(CallError::Comm(CommError::Groups(m))) = jt else {
                 panic!("{jt:?}")
             };
@@ -779,22 +785,66 @@ fn group_collectives_in_gir_text_round_trip_and_bad_groups_are_located_errors() 
     let head = "graph @g {\n  %x = input f32[4,2]\n";
     // (statement, where the error points (the text there; "" for the end of the line), what)
     for (line, at, what) in [
-        ("all_reduce_sum %x groups=[[0,1],[1,2]]", "[[", "rank 1 is in more than one group"),
-        ("all_reduce_sum %x groups=[[0,5]]", "[[", "rank 5 is out of range"),
-        ("all_reduce_sum %x groups=[[0],[]]", "[[", "group 1 is empty"),
-        ("all_reduce_sum %x groups=[0,1]", "0,", "`[` opening a group"),
-        ("all_reduce_sum %x groups=[[0,1]", "", "`,` or `]` between groups"),
+        (
+            "all_reduce_sum %x groups=[[0,1],[1,2]]",
+            "[[",
+            "rank 1 is in more than one group",
+        ),
+        (
+            "all_reduce_sum %x groups=[[0,5]]",
+            "[[",
+            "rank 5 is out of range",
+        ),
+        (
+            "all_reduce_sum %x groups=[[0],[]]",
+            "[[",
+            "group 1 is empty",
+        ),
+        (
+            "all_reduce_sum %x groups=[0,1]",
+            "0,",
+            "`[` opening a group",
+        ),
+        (
+            "all_reduce_sum %x groups=[[0,1]",
+            "",
+            "`,` or `]` between groups",
+        ),
         ("all_gather %x axis=0", "all", "needs explicit `groups=`"),
-        ("all_gather %x axis=2 groups=[[0,1]]", "all", "axis 2 is out of range"),
-        ("all_gather %x axis=0 groups=[[0,1],[2]]", "all", "groups of one size"),
-        ("reduce_scatter %x axis=1 groups=[[0,1,2]]", "red", "not a multiple of the group size 3"),
-        ("collective_broadcast %x root=1 groups=[[0,1],[2]]", "col", "root 1 is not a position"),
-        ("collective_broadcast %x groups=[[0,1]]", "col", "requires the attribute `root`"),
+        (
+            "all_gather %x axis=2 groups=[[0,1]]",
+            "all",
+            "axis 2 is out of range",
+        ),
+        (
+            "all_gather %x axis=0 groups=[[0,1],[2]]",
+            "all",
+            "groups of one size",
+        ),
+        (
+            "reduce_scatter %x axis=1 groups=[[0,1,2]]",
+            "red",
+            "not a multiple of the group size 3",
+        ),
+        (
+            "collective_broadcast %x root=1 groups=[[0,1],[2]]",
+            "col",
+            "root 1 is not a position",
+        ),
+        (
+            "collective_broadcast %x groups=[[0,1]]",
+            "col",
+            "requires the attribute `root`",
+        ),
         ("num_ranks to=i32", "num", "f32 or f64"),
         ("axis_index to=bool", "bool", "`f32`, `f64` or `i32`"),
         ("pvary %x axis=0", "axis", "`pvary` takes `groups`"),
     ] {
-        let col = 8 + if at.is_empty() { line.len() } else { line.find(at).unwrap() } as u32;
+        let col = 8 + if at.is_empty() {
+            line.len()
+        } else {
+            line.find(at).unwrap()
+        } as u32;
         let text = format!("{head}  %y = {line}\n  output %y\n}}\n");
         let e = gradlift::ir::text::parse(&text).unwrap_err();
         assert_eq!((e.line, e.col), (3, col), "{line}: {e}");
@@ -862,7 +912,12 @@ fn bucketing_merges_all_reduces_of_the_same_groups_only() {
             // The interpreter's run of the unbucketed graph adds 5 calls.
             assert_eq!(*n, calls + 5, "bucket={bucket} rank {r}");
             for (a, b) in outs.iter().zip(want) {
-                close(&a.to_f64_vec(), &b.to_f64_vec(), 1e-6, "bucketed vs interpreter");
+                close(
+                    &a.to_f64_vec(),
+                    &b.to_f64_vec(),
+                    1e-6,
+                    "bucketed vs interpreter",
+                );
             }
         }
         results.push(outs);
@@ -877,6 +932,12 @@ fn bucketing_merges_all_reduces_of_the_same_groups_only() {
         }
     }
     // And the gradients of pair-replicated parameters agree within each pair.
-    assert_eq!(results[1][0].1[1].to_f64_vec(), results[1][1].1[1].to_f64_vec());
-    assert_eq!(results[1][0].1[3].to_f64_vec(), results[1][2].1[3].to_f64_vec());
+    assert_eq!(
+        results[1][0].1[1].to_f64_vec(),
+        results[1][1].1[1].to_f64_vec()
+    );
+    assert_eq!(
+        results[1][0].1[3].to_f64_vec(),
+        results[1][2].1[3].to_f64_vec()
+    );
 }

@@ -2,9 +2,9 @@
 //! special values, bad buffers, threads, memory reuse, and large graphs.
 
 use crate::fuzz_check::same_bits;
+use gradlift::ir::GroupParam;
 use gradlift::jit::{self, Buf, BufMut, CallError, JitConfig, Kernel};
 use gradlift::testutil::Rng;
-use gradlift::ir::GroupParam;
 use gradlift::{Attrs, DType, Data, Graph, GraphBuilder, NodeId, Op, Tensor, TensorType, interp};
 use std::sync::Arc;
 

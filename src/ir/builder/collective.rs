@@ -49,7 +49,11 @@ impl<'b> Var<'b> {
     /// `all_gather(tiled=True)`). `groups` must be explicit, all of one size.
     #[track_caller]
     pub fn all_gather(self, axis: usize, groups: &Groups) -> Var<'b> {
-        (self.b).push(Op::AllGather, &[self], attrs(groups, GroupParam::Axis(axis)))
+        (self.b).push(
+            Op::AllGather,
+            &[self],
+            attrs(groups, GroupParam::Axis(axis)),
+        )
     }
 
     /// The sum over the group, split along `axis` into one block per rank, each rank keeping
@@ -57,12 +61,20 @@ impl<'b> Var<'b> {
     /// dividing the axis.
     #[track_caller]
     pub fn reduce_scatter(self, axis: usize, groups: &Groups) -> Var<'b> {
-        (self.b).push(Op::ReduceScatter, &[self], attrs(groups, GroupParam::Axis(axis)))
+        (self.b).push(
+            Op::ReduceScatter,
+            &[self],
+            attrs(groups, GroupParam::Axis(axis)),
+        )
     }
 
     /// The value of the rank at position `root` of each group, on every rank of the group.
     #[track_caller]
     pub fn collective_broadcast(self, root: usize, groups: &Groups) -> Var<'b> {
-        (self.b).push(Op::CollectiveBroadcast, &[self], attrs(groups, GroupParam::Root(root)))
+        (self.b).push(
+            Op::CollectiveBroadcast,
+            &[self],
+            attrs(groups, GroupParam::Root(root)),
+        )
     }
 }

@@ -610,7 +610,11 @@ fn parse_attr_value(cur: &mut Cursor<'_, '_>, spec: AttrSpec) -> Result<AttrVal,
             })
         }
         ValKind::Index => {
-            let what = if key == "root" { "a position" } else { "an axis" };
+            let what = if key == "root" {
+                "a position"
+            } else {
+                "an axis"
+            };
             parse_index(cur, t, &format!("{what} for `{key}`")).map(AttrVal::Index)
         }
         ValKind::Bool => match t.tok {

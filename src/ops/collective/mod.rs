@@ -402,7 +402,12 @@ pub(super) const COLLECTIVE_BROADCAST: OpRules = OpRules {
         Ok(tys[0].clone())
     },
     eval: |_, a| a[0].clone(),
-    jvp: Some(|_, _, n, tg| Some(tg.get(0)?.collective_broadcast(root_of(n), group_attrs(n).0))),
+    jvp: Some(|_, _, n, tg| {
+        Some(
+            tg.get(0)?
+                .collective_broadcast(root_of(n), group_attrs(n).0),
+        )
+    }),
     vjp: Some(|b, _, n, ct| vec![Some(broadcast_transpose(b, n, ct))]),
     math: None,
     lower: None,
