@@ -41,6 +41,7 @@ pub use self::mpi::MpiComm;
 pub use threads::ThreadComm;
 
 pub use crate::ir::Groups;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -147,11 +148,12 @@ pub trait Communicator {
     /// The communicator of this rank's group in `groups`: its ranks are the group's members,
     /// numbered by their position in the group's list. Every rank calls it with the same
     /// groups (for MPI it is a collective call over this communicator). Implementations make
-    /// it once per distinct `groups` and hand out the cached one afterwards.
+    /// it once per distinct `groups` and hand out the cached one (or a cheap handle to it)
+    /// afterwards. (An `Rc`: a communicator is used on the thread of the call.)
     ///
     /// # Errors
     /// [`CommError::Groups`] if `groups` does not list exactly `size()` ranks.
-    fn split(&self, groups: &Groups) -> Result<Arc<dyn Communicator>, CommError>;
+    fn split(&self, groups: &Groups) -> Result<Rc<dyn Communicator>, CommError>;
 }
 
 /// Where this rank of `comm` is in `groups`, or [`CommError::Groups`].
@@ -199,7 +201,7 @@ macro_rules! forward_comm {
         fn reduce_scatter_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CommError> {
             (**self).reduce_scatter_f64(send, recv)
         }
-        fn split(&self, groups: &Groups) -> Result<Arc<dyn Communicator>, CommError> {
+        fn split(&self, groups: &Groups) -> Result<Rc<dyn Communicator>, CommError> {
             (**self).split(groups)
         }
     };
@@ -209,7 +211,7 @@ impl<C: Communicator + ?Sized> Communicator for &C {
     forward_comm!();
 }
 
-impl<C: Communicator + ?Sized> Communicator for Arc<C> {
+impl<C: Communicator + ?Sized> Communicator for Rc<C> {
     forward_comm!();
 }
 
@@ -244,10 +246,10 @@ impl Communicator for SingleProcess {
     fn broadcast_f64(&self, _: &mut [f64], _: usize) -> Result<(), CommError> {
         Ok(())
     }
-    fn split(&self, groups: &Groups) -> Result<Arc<dyn Communicator>, CommError> {
+    fn split(&self, groups: &Groups) -> Result<Rc<dyn Communicator>, CommError> {
         // The one possible group, `[[0]]`.
         locate(groups, self)?;
-        Ok(Arc::new(SingleProcess))
+        Ok(Rc::new(SingleProcess))
     }
 }
 
@@ -330,10 +332,10 @@ impl<C: Communicator> Communicator for Counting<C> {
         self.count(size_of_val(send));
         self.inner.reduce_scatter_f64(send, recv)
     }
-    fn split(&self, groups: &Groups) -> Result<Arc<dyn Communicator>, CommError> {
+    fn split(&self, groups: &Groups) -> Result<Rc<dyn Communicator>, CommError> {
         // A wrapper per call around the inner communicator's cached split: cheap, and it
         // counts into this communicator's totals.
-        Ok(Arc::new(Counting {
+        Ok(Rc::new(Counting {
             inner: self.inner.split(groups)?,
             counts: Arc::clone(&self.counts),
         }))

@@ -6,7 +6,7 @@ use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::{Communicator as _, CommunicatorCollectives, Root};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::rc::Rc;
 
 /// MPI's world communicator. Start the program with `mpirun -np P ...`; each process is one
 /// rank. Holds the MPI environment: MPI is finalized when this is dropped, and can be
@@ -21,7 +21,7 @@ pub struct MpiComm {
 /// One MPI communicator and the sub-group communicators split off it.
 struct Mpi {
     comm: SimpleCommunicator,
-    splits: RefCell<HashMap<Groups, Arc<dyn Communicator>>>,
+    splits: RefCell<HashMap<Groups, Rc<dyn Communicator>>>,
 }
 
 impl std::fmt::Debug for MpiComm {
@@ -114,9 +114,9 @@ impl Communicator for Mpi {
             .reduce_scatter_block_into(send, recv, SystemOperation::sum());
         Ok(())
     }
-    fn split(&self, groups: &Groups) -> Result<Arc<dyn Communicator>, CommError> {
+    fn split(&self, groups: &Groups) -> Result<Rc<dyn Communicator>, CommError> {
         if let Some(c) = self.splits.borrow().get(groups) {
-            return Ok(Arc::clone(c));
+            return Ok(Rc::clone(c));
         }
         let place = locate(groups, self)?;
         // Color: the group; key: the position in it, so sub-ranks follow the group's list.
@@ -126,13 +126,13 @@ impl Communicator for Mpi {
             .comm
             .split_by_color_with_key(color, key)
             .ok_or_else(|| CommError::Transport("MPI_Comm_split gave no communicator".into()))?;
-        let sub: Arc<dyn Communicator> = Arc::new(Mpi {
+        let sub: Rc<dyn Communicator> = Rc::new(Mpi {
             comm,
             splits: RefCell::default(),
         });
         self.splits
             .borrow_mut()
-            .insert(groups.clone(), Arc::clone(&sub));
+            .insert(groups.clone(), Rc::clone(&sub));
         Ok(sub)
     }
 }
@@ -168,7 +168,7 @@ impl Communicator for MpiComm {
     fn reduce_scatter_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CommError> {
         self.world.reduce_scatter_f64(send, recv)
     }
-    fn split(&self, groups: &Groups) -> Result<Arc<dyn Communicator>, CommError> {
+    fn split(&self, groups: &Groups) -> Result<Rc<dyn Communicator>, CommError> {
         self.world.split(groups)
     }
 }

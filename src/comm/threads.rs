@@ -2,6 +2,7 @@
 
 use super::{CommError, Communicator, Groups, locate};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 
 /// One rank of a group of threads (make the group with [`ThreadComm::group`] and move one
@@ -28,9 +29,13 @@ pub struct ThreadComm {
 struct Shared {
     barrier: Barrier,
     slots: Vec<Mutex<Slot>>,
-    /// Per set of groups: each rank's handle in its group, indexed by rank here.
-    splits: Mutex<HashMap<Groups, Vec<Arc<ThreadComm>>>>,
+    /// Per set of groups: each rank's position and shared state in its group, indexed by rank
+    /// here.
+    splits: Mutex<HashMap<Groups, Vec<Place>>>,
 }
+
+/// A rank's position in its group of a split, and the group's shared state.
+type Place = (usize, Arc<Shared>);
 
 /// One rank's contribution to the current collective.
 #[derive(Debug, Default)]
@@ -207,31 +212,32 @@ impl Communicator for ThreadComm {
     fn broadcast_f64(&self, buf: &mut [f64], root: usize) -> Result<(), CommError> {
         self.bcast(buf, root, true, |s| &mut s.f64)
     }
-    fn split(&self, groups: &Groups) -> Result<Arc<dyn Communicator>, CommError> {
+    fn split(&self, groups: &Groups) -> Result<Rc<dyn Communicator>, CommError> {
         locate(groups, self)?;
         if groups.is_world() {
-            return Ok(Arc::new(ThreadComm {
+            return Ok(Rc::new(ThreadComm {
                 rank: self.rank,
                 shared: Arc::clone(&self.shared),
             }));
         }
         let mut splits = lock(&self.shared.splits);
-        let handles = splits.entry(groups.clone()).or_insert_with(|| {
-            let mut handles: Vec<Option<Arc<ThreadComm>>> = vec![None; self.size()];
+        let places = splits.entry(groups.clone()).or_insert_with(|| {
+            let mut places = vec![None; self.size()];
             for list in groups.lists() {
                 let shared = Arc::new(Shared::new(list.len()));
                 for (position, &r) in list.iter().enumerate() {
-                    handles[r] = Some(Arc::new(ThreadComm {
-                        rank: position,
-                        shared: Arc::clone(&shared),
-                    }));
+                    places[r] = Some((position, Arc::clone(&shared)));
                 }
             }
-            (handles.into_iter())
-                .map(|h| h.expect("validated groups list every rank"))
+            (places.into_iter())
+                .map(|p| p.expect("validated groups list every rank"))
                 .collect()
         });
-        Ok(Arc::clone(&handles[self.rank]) as Arc<dyn Communicator>)
+        let (rank, shared) = &places[self.rank];
+        Ok(Rc::new(ThreadComm {
+            rank: *rank,
+            shared: Arc::clone(shared),
+        }))
     }
 }
 
@@ -300,8 +306,11 @@ mod tests {
         let groups = Groups::new(vec![vec![2, 0], vec![1, 3]]).unwrap();
         let out = on_ranks(4, |c| {
             let sub = c.split(&groups).unwrap();
+            // The state the group's ranks share is made once, by the first rank that asks.
+            assert_eq!(lock(&c.shared.splits).len(), 1);
             let again = c.split(&groups).unwrap();
-            assert!(Arc::ptr_eq(&sub, &again), "the cached communicator");
+            assert_eq!(lock(&c.shared.splits).len(), 1);
+            assert_eq!((again.rank(), again.size()), (sub.rank(), sub.size()));
             let mut b = vec![c.rank() as f64 + 1.0];
             sub.all_reduce_sum_f64(&mut b).unwrap();
             let mut all = vec![0.0; 2];

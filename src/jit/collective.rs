@@ -31,7 +31,7 @@ use crate::comm::{CommError, Communicator, locate};
 use crate::ir::{DType, Graph, GroupParam, Groups, Op};
 use crate::ops::collective::{communicates, group_attrs, is_collective};
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::rc::Rc;
 
 /// The trampoline's symbol.
 pub(super) const SYMBOL: &str = "gradlift_collective";
@@ -178,7 +178,7 @@ impl<'a> CommCtx<'a> {
         }
         // Every rank splits (MPI's split is collective over the whole communicator), even
         // one alone in its group, which then needs no call.
-        let sub: Arc<dyn Communicator>;
+        let sub: Rc<dyn Communicator>;
         let c: Option<&dyn Communicator> = if self.size == 1 {
             None
         } else if d.groups.is_world() {
@@ -190,38 +190,46 @@ impl<'a> CommCtx<'a> {
         let stage = self.stage.borrow();
         if d.dtype == DType::F64 {
             // SAFETY: see `collective`: `ptr` holds the result, the stage the operand.
-            let (out, input) = unsafe { views::<f64>(d, ptr, &stage) };
+            let (out, input) = unsafe { (result::<f64>(d, ptr), staged::<f64>(d, &stage)) };
             run_typed(d, c, place.size, out, input, F64)
         } else {
             // SAFETY: as above.
-            let (out, input) = unsafe { views::<f32>(d, ptr, &stage) };
+            let (out, input) = unsafe { (result::<f32>(d, ptr), staged::<f32>(d, &stage)) };
             run_typed(d, c, place.size, out, input, F32)
         }
     }
 }
 
-/// The result at `ptr` and, for the ops that stage their operand, the staged operand.
+/// The result at `ptr`.
 ///
 /// # Safety
-/// `ptr` points to `d.len_out` elements of `T` that nothing else uses during the call, and a
-/// staging op's operand was copied into `stage` (at least `d.len_in` elements).
-unsafe fn views<'s, T>(d: &Desc, ptr: *mut u8, stage: &'s [u64]) -> (&'s mut [T], &'s [T]) {
+/// `ptr` points to `d.len_out` elements of `T` that nothing else uses during the call.
+unsafe fn result<'a, T>(d: &Desc, ptr: *mut u8) -> &'a mut [T] {
     // SAFETY: the caller's contract.
-    let out = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<T>(), d.len_out) };
-    let input = if matches!(d.op, Op::AllGather | Op::ReduceScatter) {
+    unsafe { std::slice::from_raw_parts_mut(ptr.cast::<T>(), d.len_out) }
+}
+
+/// The staged operand of an `all_gather`/`reduce_scatter` (empty for the other ops).
+///
+/// # Safety
+/// For those ops, the operand was copied into `stage` (at least `d.len_in` elements of `T`).
+unsafe fn staged<'s, T>(d: &Desc, stage: &'s [u64]) -> &'s [T] {
+    if matches!(d.op, Op::AllGather | Op::ReduceScatter) {
         // SAFETY: the stage holds the operand (the caller's contract), 8-byte aligned.
         unsafe { std::slice::from_raw_parts(stage.as_ptr().cast::<T>(), d.len_in) }
     } else {
         &[]
-    };
-    (out, input)
+    }
 }
+
+/// A communicator method from one buffer into another.
+type Move<T> = fn(&dyn Communicator, &[T], &mut [T]) -> Result<(), CommError>;
 
 /// The communicator's methods for one dtype.
 struct Methods<T> {
     sum: fn(&dyn Communicator, &mut [T]) -> Result<(), CommError>,
-    gather: fn(&dyn Communicator, &[T], &mut [T]) -> Result<(), CommError>,
-    scatter: fn(&dyn Communicator, &[T], &mut [T]) -> Result<(), CommError>,
+    gather: Move<T>,
+    scatter: Move<T>,
     bcast: fn(&dyn Communicator, &mut [T], usize) -> Result<(), CommError>,
     div: fn(&mut [T], usize),
 }

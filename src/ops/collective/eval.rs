@@ -4,7 +4,7 @@ use super::{group_attrs, root_of};
 use crate::comm::{CommError, Communicator, locate};
 use crate::ir::{GroupParam, Node, Op};
 use crate::tensor::{Data, Tensor};
-use std::sync::Arc;
+use std::rc::Rc;
 
 /// Evaluates a collective node on `args` as this rank of `comm`.
 ///
@@ -31,7 +31,7 @@ pub fn eval_with(
             place.size
         )));
     }
-    let sub: Arc<dyn Communicator>;
+    let sub: Rc<dyn Communicator>;
     let c: &dyn Communicator = if groups.is_world() {
         comm
     } else {
@@ -54,11 +54,14 @@ pub fn eval_with(
     Ok(Tensor::new(node.ty.shape.clone(), data))
 }
 
+/// A communicator method from one buffer into another.
+type Move<T> = fn(&dyn Communicator, &[T], &mut [T]) -> Result<(), CommError>;
+
 /// The communicator's methods for one dtype.
 struct Kernels<T> {
     sum: fn(&dyn Communicator, &mut [T]) -> Result<(), CommError>,
-    gather: fn(&dyn Communicator, &[T], &mut [T]) -> Result<(), CommError>,
-    scatter: fn(&dyn Communicator, &[T], &mut [T]) -> Result<(), CommError>,
+    gather: Move<T>,
+    scatter: Move<T>,
     bcast: fn(&dyn Communicator, &mut [T], usize) -> Result<(), CommError>,
     from: fn(usize) -> T,
 }
