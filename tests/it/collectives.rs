@@ -938,3 +938,60 @@ fn bucketing_merges_all_reduces_of_the_same_groups_only() {
         results[1][2].1[3].to_f64_vec()
     );
 }
+
+#[test]
+fn group_collectives_are_refused_in_loop_bodies_and_never_constant_folded() {
+    let pairs = groups(&[&[0, 1], &[2, 3]]);
+    for (name, f) in [
+        ("all_gather", 0),
+        ("reduce_scatter", 1),
+        ("collective_broadcast", 2),
+        ("axis_index", 3),
+    ] {
+        let b = GraphBuilder::new("loop");
+        let x = b.input("x", DType::F64, &[2]);
+        let out = b.scan(3, &[x], &[], &[], |s, st| {
+            let c = st.carry[0];
+            let y = match f {
+                0 => c.all_gather(0, &pairs).sum() * c,
+                1 => c.reduce_scatter(0, &pairs).sum() * c,
+                2 => c.collective_broadcast(0, &pairs),
+                _ => s.axis_index(DType::F64, &pairs) * c,
+            };
+            (vec![y], vec![])
+        });
+        let e = b.finish(&[("y", out.carry[0])]).unwrap_err().to_string();
+        assert!(e.contains(&format!("cannot hold `{name}`")), "{e}");
+    }
+    // Constant operands: folding would compute one rank's value for every rank.
+    let b = GraphBuilder::new("consts");
+    let c = b.constant(Tensor::from_f64(vec![2], vec![1.0, 2.0]));
+    let outs = [
+        ("sum", c.all_reduce_sum_in(&pairs)),
+        ("gather", c.all_gather(0, &pairs)),
+        ("scatter", c.reduce_scatter(0, &pairs)),
+        (
+            "bcast",
+            (c * b.axis_index(DType::F64, &pairs)).collective_broadcast(1, &pairs),
+        ),
+        ("i", b.axis_index(DType::F64, &pairs)),
+    ];
+    let mut g = b.finish(&outs).unwrap();
+    opt::optimize(&mut g, &OptConfig::default());
+    let collectives = |g: &Graph| {
+        (g.nodes().iter())
+            .filter(|n| gradlift::ops::collective::is_collective(n.op))
+            .count()
+    };
+    // Five: CSE merges the two `axis_index` nodes (same groups, same value).
+    assert_eq!(collectives(&g), 5, "{}", gradlift::ir::text::print(&g));
+    let got = run_both(&g, &vec![vec![]; 4]);
+    for (r, o) in got.iter().enumerate() {
+        let pos = (r % 2) as f64;
+        assert_eq!(o[0].to_f64_vec(), vec![2.0, 4.0]);
+        assert_eq!(o[1].to_f64_vec(), vec![1.0, 2.0, 1.0, 2.0]);
+        assert_eq!(o[2].to_f64_vec(), vec![2.0 * (1.0 + pos)]);
+        assert_eq!(o[3].to_f64_vec(), vec![1.0, 2.0]);
+        assert_eq!(o[4].to_f64_vec(), vec![pos]);
+    }
+}
