@@ -521,10 +521,18 @@ fn place_of<'a>(lists: &'a [&'a [usize]], rank: usize) -> (&'a [usize], usize) {
 const ROWS: usize = 4;
 const COLS: usize = 4;
 
-/// Rank `r`'s operand: distinct values per rank and element.
+/// Rank `r`'s operand: distinct values per rank and element, exact in `f32` too.
 fn operand(r: usize) -> Vec<f64> {
     let mut rng = Rng(100 + r as u64);
-    (0..ROWS * COLS).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    (0..ROWS * COLS)
+        .map(|_| rng.uniform(-1.0, 1.0) as f32 as f64)
+        .collect()
+}
+
+/// `v` rounded to `dt` (an `f32` sum or quotient of `f32` values computed in `f64` and rounded
+/// once is the `f32` operation's result).
+fn round(dt: DType, v: f64) -> f64 {
+    if dt == DType::F32 { v as f32 as f64 } else { v }
 }
 
 /// Row-major `[ROWS, COLS]` blocks of the members joined along `axis`.
@@ -546,12 +554,13 @@ fn joined(members: &[usize], axis: usize) -> Vec<f64> {
     out
 }
 
-/// The elementwise sum over `members` in list order (the communicator's documented order).
-fn summed(members: &[usize]) -> Vec<f64> {
+/// The elementwise sum over `members` in list order (the communicator's documented order),
+/// each addition in `dt`.
+fn summed(members: &[usize], dt: DType) -> Vec<f64> {
     let mut acc = operand(members[0]);
     for &m in &members[1..] {
         for (a, x) in acc.iter_mut().zip(operand(m)) {
-            *a += x;
+            *a = round(dt, *a + x);
         }
     }
     acc
@@ -580,20 +589,23 @@ fn group_collectives_match_a_hand_computation_from_every_ranks_inputs() {
         (4, &[&[0, 2], &[3, 1]]),
         (4, &[&[0], &[1, 2, 3]]),
     ];
-    for (p, lists) in cases {
+    for (dt, (p, lists)) in [DType::F64, DType::F32]
+        .into_iter()
+        .flat_map(|dt| cases.iter().map(move |c| (dt, *c)))
+    {
         let gs = groups(lists);
         let uniform = lists.iter().all(|l| l.len() == lists[0].len());
         let root = lists.iter().map(|l| l.len()).min().unwrap() - 1;
         let b = GraphBuilder::new("groups");
-        let x = b.input("x", DType::F64, &[ROWS, COLS]);
+        let x = b.input("x", dt, &[ROWS, COLS]);
         // A transposed operand: a view, which the JIT copies before communicating.
         let xt = x.transpose(&[1, 0]).transpose(&[1, 0]);
         let mut outs = vec![
             ("sum", x.all_reduce_sum_in(&gs)),
             ("mean", x.all_reduce_mean_in(&gs)),
-            ("p", b.num_ranks_in(DType::F64, &gs)),
-            ("i", b.axis_index(DType::F64, &gs)),
-            ("i32", b.axis_index(DType::I32, &gs).cast(DType::F64)),
+            ("p", b.num_ranks_in(dt, &gs)),
+            ("i", b.axis_index(dt, &gs)),
+            ("i32", b.axis_index(DType::I32, &gs).cast(dt)),
             ("bcast", xt.collective_broadcast(root, &gs)),
         ];
         if uniform {
@@ -603,17 +615,18 @@ fn group_collectives_match_a_hand_computation_from_every_ranks_inputs() {
             outs.push(("scatter1", xt.reduce_scatter(1, &gs)));
         }
         let g = b.finish(&outs).unwrap();
+        let ty = gradlift::TensorType::new(dt, vec![ROWS, COLS]);
         let inputs: Vec<Vec<Tensor>> = (0..p)
-            .map(|r| vec![Tensor::from_f64(vec![ROWS, COLS], operand(r))])
+            .map(|r| vec![Tensor::from_fn(&ty, |i| operand(r)[i])])
             .collect();
         let got = run_both(&g, &inputs);
         for (r, got) in got.iter().enumerate() {
             let (members, pos) = place_of(lists, r);
             let k = members.len();
-            let sum = summed(members);
+            let sum = summed(members, dt);
             let mut want = vec![
                 sum.clone(),
-                sum.iter().map(|s| s / k as f64).collect(),
+                sum.iter().map(|s| round(dt, s / k as f64)).collect(),
                 vec![k as f64],
                 vec![pos as f64],
                 vec![pos as f64],
@@ -629,7 +642,7 @@ fn group_collectives_match_a_hand_computation_from_every_ranks_inputs() {
                 assert_eq!(
                     &got[o].to_f64_vec(),
                     w,
-                    "p={p} groups {gs} rank {r} output {}",
+                    "{dt} p={p} groups {gs} rank {r} output {}",
                     outs[o].0
                 );
             }
