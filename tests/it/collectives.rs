@@ -1008,3 +1008,62 @@ fn group_collectives_are_refused_in_loop_bodies_and_never_constant_folded() {
         assert_eq!(o[4].to_f64_vec(), vec![pos]);
     }
 }
+
+#[test]
+fn second_derivatives_through_group_collectives_match_central_differences() {
+    // L = mean over each pair of ranks of a local loss of the pair-replicated w and rank-local
+    // x, through an all-gather: its gradient and Hessian-vector product with respect to w
+    // (the same on both ranks of a pair) against central differences of L and of the gradient.
+    let pairs = groups(&[&[0, 1], &[2, 3]]);
+    let b = GraphBuilder::new("hvp");
+    let w = b.input("w", DType::F64, &[3]);
+    let x = b.input("x", DType::F64, &[3]);
+    let v = b.input("v", DType::F64, &[3]);
+    let pw = w.pvary_in(&pairs);
+    let a = (pw * x).tanh().all_gather(0, &pairs);
+    let local = ((pw * x).sin() * x).sum() + (a * a).sum() * 0.1;
+    let loss = local.all_reduce_mean_in(&pairs);
+    let g1 = b.grad(loss, &[w]).unwrap()[0];
+    let hv = b.hvp(loss, &[w], &[v]).unwrap()[0];
+    let g = b.finish(&[("loss", loss), ("g", g1), ("hv", hv)]).unwrap();
+    let p = 4;
+    let xs: Vec<Vec<f64>> = (0..p).map(|r| operand(r)[..3].to_vec()).collect();
+    let w0 = vec![0.3, -0.7, 1.1];
+    let v0 = vec![0.5, 0.25, -1.0];
+    let t = |v: &[f64]| Tensor::from_f64(vec![3], v.to_vec());
+    let run = |w: &[f64]| {
+        run_both(
+            &g,
+            &(0..p)
+                .map(|r| vec![t(w), t(&xs[r]), t(&v0)])
+                .collect::<Vec<_>>(),
+        )
+    };
+    let at = run(&w0);
+    let h = 1e-5;
+    let shifted =
+        |s: f64, d: &[f64]| -> Vec<f64> { w0.iter().zip(d).map(|(w, d)| w + s * d).collect() };
+    for r in 0..p {
+        // The gradient: central differences of L along each axis.
+        for i in 0..3 {
+            let e: Vec<f64> = (0..3).map(|j| f64::from(u8::from(i == j))).collect();
+            let fd = (run(&shifted(h, &e))[r][0].scalar_value().unwrap()
+                - run(&shifted(-h, &e))[r][0].scalar_value().unwrap())
+                / (2.0 * h);
+            let gi = at[r][1].to_f64_vec()[i];
+            assert!((fd - gi).abs() < 1e-8, "rank {r} g[{i}]: fd {fd} vs {gi}");
+        }
+        // The Hessian-vector product: central differences of the gradient along v.
+        let (up, down) = (run(&shifted(h, &v0)), run(&shifted(-h, &v0)));
+        let fd: Vec<f64> = (up[r][1].to_f64_vec().iter())
+            .zip(down[r][1].to_f64_vec())
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
+        close(&at[r][2].to_f64_vec(), &fd, 1e-7, &format!("rank {r} hvp"));
+    }
+    // Replicated within a pair: both ranks hold the same gradient (all-reduced by pvary's
+    // transpose), and the pairs differ.
+    assert_eq!(at[0][1].to_f64_vec(), at[1][1].to_f64_vec());
+    assert_eq!(at[2][2].to_f64_vec(), at[3][2].to_f64_vec());
+    assert_ne!(at[0][1].to_f64_vec(), at[2][1].to_f64_vec());
+}
