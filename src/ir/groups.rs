@@ -56,6 +56,35 @@ impl Groups {
         })
     }
 
+    /// The groups along `axis` of a row-major mesh of ranks of shape `mesh` (rank
+    /// `Σ i_d · stride_d`): each group holds the ranks whose coordinates differ only along
+    /// `axis`, in the order of that coordinate. A mesh `[2, 2]` gives `[[0,2],[1,3]]` for axis 0
+    /// and `[[0,1],[2,3]]` for axis 1 (JAX's `shard_map` over one axis of a `Mesh`).
+    ///
+    /// # Errors
+    /// If `axis` is not an axis of `mesh`, or `mesh` has a zero or overflowing size.
+    pub fn mesh_axis(mesh: &[usize], axis: usize) -> Result<Groups, String> {
+        if axis >= mesh.len() {
+            return Err(format!(
+                "axis {axis} is not an axis of a mesh of rank {}",
+                mesh.len()
+            ));
+        }
+        let n = mesh
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("a mesh of shape {mesh:?} has no ranks or too many"))?;
+        let stride: usize = mesh[axis + 1..].iter().product();
+        let k = mesh[axis];
+        // The first rank of each group: coordinate 0 along `axis`.
+        let lists = (0..n)
+            .filter(|r| (r / stride) % k == 0)
+            .map(|first| (0..k).map(|i| first + i * stride).collect())
+            .collect();
+        Groups::new(lists)
+    }
+
     /// True for [`Groups::world`].
     pub fn is_world(&self) -> bool {
         self.lists.is_empty()
@@ -196,6 +225,14 @@ mod tests {
         }
         let w = Groups::world();
         assert_eq!((w.ranks(), w.uniform_size()), (None, None));
+        let mesh = |m: &[usize], a| Groups::mesh_axis(m, a).unwrap().to_string();
+        assert_eq!(mesh(&[2, 2], 0), "[[0,2],[1,3]]");
+        assert_eq!(mesh(&[2, 2], 1), "[[0,1],[2,3]]");
+        // 2×3×2: axis 1 varies the middle coordinate (stride 2).
+        assert_eq!(mesh(&[2, 3, 2], 1), "[[0,2,4],[1,3,5],[6,8,10],[7,9,11]]");
+        assert_eq!(mesh(&[4], 0), "[[0,1,2,3]]");
+        assert!(Groups::mesh_axis(&[2, 2], 2).is_err());
+        assert!(Groups::mesh_axis(&[2, 0], 0).is_err());
         assert_eq!(w.locate(2, 3).unwrap().position, 2);
     }
 }

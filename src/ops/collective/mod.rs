@@ -24,8 +24,8 @@
 //! Groups: every op takes `groups=[[..],[..]]` (a [`Groups`]: explicit rank lists, XLA's
 //! `replica_groups`), or none for one group of every rank. Why rank lists rather than a mesh
 //! axis: a mesh axis is one particular partition (`mesh=[2,2] axis=0` is `[[0,2],[1,3]]`), and
-//! lists also spell irregular groups (a pipeline stage of one rank beside one of three); the
-//! builder or a script writes the lists of a mesh axis in one line.
+//! lists also spell irregular groups (a pipeline stage of one rank beside one of three);
+//! [`Groups::mesh_axis`] writes the lists of a mesh axis.
 //!
 //! Their transposes follow the note, so the gradient of a replicated parameter is reduced
 //! once, where it is needed, and never twice:
