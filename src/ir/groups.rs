@@ -79,7 +79,7 @@ impl Groups {
         let k = mesh[axis];
         // The first rank of each group: coordinate 0 along `axis`.
         let lists = (0..n)
-            .filter(|r| (r / stride) % k == 0)
+            .filter(|r| (r / stride).is_multiple_of(k))
             .map(|first| (0..k).map(|i| first + i * stride).collect())
             .collect();
         Groups::new(lists)
