@@ -92,6 +92,7 @@ fn op_text(op: &Op, attrs: &Attrs) -> String {
             format!("{name} {v}")
         }
         Attrs::Const(_) => name.to_string(),
+        Attrs::Group { groups, param } => format!("{name} {param:?} groups={groups}"),
     }
 }
 

@@ -1,15 +1,20 @@
 //! [`ThreadComm`]: ranks that are threads of one process.
 
-use super::{CommError, Communicator};
+use super::{CommError, Communicator, Groups, locate};
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 
 /// One rank of a group of threads (make the group with [`ThreadComm::group`] and move one
 /// handle into each thread).
 ///
-/// An all-reduce copies the rank's buffer into its slot, waits for every rank, sums the slots
-/// in rank order into the buffer (each rank the same additions in the same order, so the same
-/// bits), and waits again before any slot can be reused. Two barriers and one copy per call:
-/// meant for tests and small demos, not for speed.
+/// A collective copies the rank's buffer into its slot, waits for every rank, reads the slots
+/// in rank order (an all-reduce sums them in that order, so every rank makes the same additions
+/// in the same order and gets the same bits), and waits again before any slot can be reused.
+/// Two barriers and one copy per call: meant for tests and small demos, not for speed.
+///
+/// [`Communicator::split`] hands out the sub-group communicators of a set of groups, made by
+/// the first rank that asks and shared through the group's registry.
 ///
 /// A rank that panics or stops calling leaves the others waiting at the barrier. Run each rank
 /// on a thread of its own (`std::thread`), not as tasks of a pool with fewer threads than
@@ -24,9 +29,15 @@ pub struct ThreadComm {
 struct Shared {
     barrier: Barrier,
     slots: Vec<Mutex<Slot>>,
+    /// Per set of groups: each rank's position and shared state in its group, indexed by rank
+    /// here.
+    splits: Mutex<HashMap<Groups, Vec<Place>>>,
 }
 
-/// One rank's contribution to the current all-reduce.
+/// A rank's position in its group of a split, and the group's shared state.
+type Place = (usize, Arc<Shared>);
+
+/// One rank's contribution to the current collective.
 #[derive(Debug, Default)]
 struct Slot {
     f32: Vec<f32>,
@@ -34,18 +45,18 @@ struct Slot {
     wide: bool,
 }
 
-fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A rank that panicked mid-copy leaves a slot that is only read as numbers.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Selects the slot vector of one dtype.
+type Pick<T> = fn(&mut Slot) -> &mut Vec<T>;
+
 impl ThreadComm {
     /// The handles of a group of `size` ranks, rank `i` at index `i`.
     pub fn group(size: usize) -> Vec<ThreadComm> {
-        let shared = Arc::new(Shared {
-            barrier: Barrier::new(size),
-            slots: (0..size).map(|_| Mutex::new(Slot::default())).collect(),
-        });
+        let shared = Arc::new(Shared::new(size));
         (0..size)
             .map(|rank| ThreadComm {
                 rank,
@@ -54,11 +65,15 @@ impl ThreadComm {
             .collect()
     }
 
-    fn reduce<T: Copy + std::ops::Add<Output = T>>(
+    /// Puts `buf` in this rank's slot, waits for every rank, then calls `read(rank, slot)` for
+    /// each rank in rank order (every slot checked against this rank's dtype and length
+    /// first), and waits again.
+    fn exchange<T: Copy>(
         &self,
-        buf: &mut [T],
+        buf: &[T],
         wide: bool,
-        vec: fn(&mut Slot) -> &mut Vec<T>,
+        vec: Pick<T>,
+        mut read: impl FnMut(usize, &[T]),
     ) -> Result<(), CommError> {
         let s = &self.shared;
         {
@@ -79,27 +94,96 @@ impl ThreadComm {
                 });
                 break;
             }
-            let v = vec(&mut other);
-            if v.len() != buf.len() {
+            let len = vec(&mut other).len();
+            if len != buf.len() {
                 result = Err(CommError::LengthMismatch {
                     rank: self.rank,
                     len: buf.len(),
                     other: r,
-                    other_len: v.len(),
+                    other_len: len,
                 });
                 break;
             }
-            if r == 0 {
-                buf.copy_from_slice(v);
-            } else {
-                for (b, &x) in buf.iter_mut().zip(v.iter()) {
-                    *b = *b + x;
-                }
+        }
+        if result.is_ok() {
+            for (r, slot) in s.slots.iter().enumerate() {
+                read(r, vec(&mut lock(slot)));
             }
         }
         // Nobody refills a slot before every rank has read all of them.
         s.barrier.wait();
         result
+    }
+
+    fn reduce<T: Copy + std::ops::Add<Output = T>>(
+        &self,
+        buf: &mut [T],
+        wide: bool,
+        vec: Pick<T>,
+    ) -> Result<(), CommError> {
+        let mut sum = buf.to_vec();
+        self.exchange(buf, wide, vec, |r, v| {
+            if r == 0 {
+                sum.copy_from_slice(v);
+            } else {
+                for (b, &x) in sum.iter_mut().zip(v) {
+                    *b = *b + x;
+                }
+            }
+        })?;
+        buf.copy_from_slice(&sum);
+        Ok(())
+    }
+
+    fn gather<T: Copy>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        wide: bool,
+        vec: Pick<T>,
+    ) -> Result<(), CommError> {
+        let n = send.len();
+        assert_eq!(
+            recv.len(),
+            n * self.size(),
+            "all_gather: recv is size × send"
+        );
+        self.exchange(send, wide, vec, |r, v| {
+            recv[r * n..(r + 1) * n].copy_from_slice(v);
+        })
+    }
+
+    fn bcast<T: Copy>(
+        &self,
+        buf: &mut [T],
+        root: usize,
+        wide: bool,
+        vec: Pick<T>,
+    ) -> Result<(), CommError> {
+        if root >= self.size() {
+            return Err(CommError::Groups(format!(
+                "broadcast root {root} is not a rank of a group of {}",
+                self.size()
+            )));
+        }
+        let mut out = buf.to_vec();
+        self.exchange(buf, wide, vec, |r, v| {
+            if r == root {
+                out.copy_from_slice(v);
+            }
+        })?;
+        buf.copy_from_slice(&out);
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn new(size: usize) -> Shared {
+        Shared {
+            barrier: Barrier::new(size),
+            slots: (0..size).map(|_| Mutex::new(Slot::default())).collect(),
+            splits: Mutex::default(),
+        }
     }
 }
 
@@ -115,6 +199,45 @@ impl Communicator for ThreadComm {
     }
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<(), CommError> {
         self.reduce(buf, true, |s| &mut s.f64)
+    }
+    fn all_gather_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CommError> {
+        self.gather(send, recv, false, |s| &mut s.f32)
+    }
+    fn all_gather_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CommError> {
+        self.gather(send, recv, true, |s| &mut s.f64)
+    }
+    fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<(), CommError> {
+        self.bcast(buf, root, false, |s| &mut s.f32)
+    }
+    fn broadcast_f64(&self, buf: &mut [f64], root: usize) -> Result<(), CommError> {
+        self.bcast(buf, root, true, |s| &mut s.f64)
+    }
+    fn split(&self, groups: &Groups) -> Result<Rc<dyn Communicator>, CommError> {
+        locate(groups, self)?;
+        if groups.is_world() {
+            return Ok(Rc::new(ThreadComm {
+                rank: self.rank,
+                shared: Arc::clone(&self.shared),
+            }));
+        }
+        let mut splits = lock(&self.shared.splits);
+        let places = splits.entry(groups.clone()).or_insert_with(|| {
+            let mut places = vec![None; self.size()];
+            for list in groups.lists() {
+                let shared = Arc::new(Shared::new(list.len()));
+                for (position, &r) in list.iter().enumerate() {
+                    places[r] = Some((position, Arc::clone(&shared)));
+                }
+            }
+            (places.into_iter())
+                .map(|p| p.expect("validated groups list every rank"))
+                .collect()
+        });
+        let (rank, shared) = &places[self.rank];
+        Ok(Rc::new(ThreadComm {
+            rank: *rank,
+            shared: Arc::clone(shared),
+        }))
     }
 }
 
@@ -176,5 +299,32 @@ mod tests {
             out.iter()
                 .all(|r| matches!(r, Err(CommError::DtypeMismatch { .. })))
         );
+    }
+
+    #[test]
+    fn a_split_is_made_once_and_its_groups_combine_apart() {
+        let groups = Groups::new(vec![vec![2, 0], vec![1, 3]]).unwrap();
+        let out = on_ranks(4, |c| {
+            let sub = c.split(&groups).unwrap();
+            // The state the group's ranks share is made once, by the first rank that asks.
+            assert_eq!(lock(&c.shared.splits).len(), 1);
+            let again = c.split(&groups).unwrap();
+            assert_eq!(lock(&c.shared.splits).len(), 1);
+            assert_eq!((again.rank(), again.size()), (sub.rank(), sub.size()));
+            let mut b = vec![c.rank() as f64 + 1.0];
+            sub.all_reduce_sum_f64(&mut b).unwrap();
+            let mut all = vec![0.0; 2];
+            sub.all_gather_f64(&[c.rank() as f64], &mut all).unwrap();
+            let mut root = vec![c.rank() as f64];
+            sub.broadcast_f64(&mut root, 1).unwrap();
+            (sub.rank(), sub.size(), b[0], all, root[0])
+        });
+        // Groups {2, 0} (positions: 2 → 0, 0 → 1) and {1, 3}.
+        assert_eq!(out[0], (1, 2, 4.0, vec![2.0, 0.0], 0.0));
+        assert_eq!(out[2], (0, 2, 4.0, vec![2.0, 0.0], 0.0));
+        assert_eq!(out[1], (0, 2, 6.0, vec![1.0, 3.0], 3.0));
+        assert_eq!(out[3], (1, 2, 6.0, vec![1.0, 3.0], 3.0));
+        let wrong = on_ranks(2, |c| c.split(&groups).map(|_| ()));
+        assert!(wrong.iter().all(|r| matches!(r, Err(CommError::Groups(_)))));
     }
 }

@@ -69,8 +69,8 @@ pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
     run_impl(g, inputs, false, &SingleProcess)
 }
 
-/// [`run`] as one rank of `comm`: the collective ops (`all_reduce_sum`, `all_reduce_mean`,
-/// see [`crate::ops::collective`]) reduce over its ranks. Every rank must run the same graph.
+/// [`run`] as one rank of `comm`: the collective ops (`all_reduce_sum`, `all_gather`, ...,
+/// see [`crate::ops::collective`]) combine over its ranks. Every rank must run the same graph.
 /// [`run`] is this with [`SingleProcess`].
 ///
 /// # Errors

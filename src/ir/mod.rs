@@ -10,6 +10,7 @@
 
 mod builder;
 mod composite;
+mod groups;
 mod indexing;
 pub mod loops;
 pub mod text;
@@ -17,6 +18,7 @@ mod types;
 mod verify;
 
 pub use builder::{BuildError, BuildErrorKind, GraphBuilder, ScanArgs, ScanOut, ScanStep, Var};
+pub use groups::{GroupParam, Groups, Place};
 pub use types::{
     DType, EMPTY_TENSOR_REASON, MAX_ELEMENTS, TensorType, broadcast_shapes, broadcast_strides,
     checked_numel, shape_problem, strides,
@@ -116,11 +118,15 @@ pub enum Op {
     AllReduceMean,
     Pvary,
     NumRanks,
+    AllGather,
+    ReduceScatter,
+    CollectiveBroadcast,
+    AxisIndex,
 }
 
 impl Op {
     /// Every op, in declaration order (tests loop over this).
-    pub const ALL: [Op; 63] = [
+    pub const ALL: [Op; 67] = [
         Op::Input,
         Op::Const,
         Op::Neg,
@@ -184,6 +190,10 @@ impl Op {
         Op::AllReduceMean,
         Op::Pvary,
         Op::NumRanks,
+        Op::AllGather,
+        Op::ReduceScatter,
+        Op::CollectiveBroadcast,
+        Op::AxisIndex,
     ];
 
     /// The `.gir` spelling.
@@ -287,9 +297,24 @@ pub enum Attrs {
         /// Index into the body's outputs.
         result: usize,
     },
+    /// Collectives: the groups of ranks they combine over, and the op's own parameter.
+    Group {
+        /// The groups.
+        groups: Groups,
+        /// The op's parameter.
+        param: GroupParam,
+    },
 }
 
 impl Attrs {
+    /// A collective's attributes over the world group.
+    pub fn world(param: GroupParam) -> Attrs {
+        Attrs::Group {
+            groups: Groups::world(),
+            param,
+        }
+    }
+
     /// Hash of the attributes, consistent with [`Attrs::same`] (constants hash by bits).
     pub fn hash_into<H: std::hash::Hasher>(&self, h: &mut H) {
         use std::hash::Hash;
@@ -307,6 +332,7 @@ impl Attrs {
             Attrs::Scatter { axis, size } => (axis, size).hash(h),
             Attrs::Random { ty } => ty.hash(h),
             Attrs::Cumsum { axis, reverse } => (axis, reverse).hash(h),
+            Attrs::Group { groups, param } => (groups, param).hash(h),
             Attrs::Scan { body, result } => {
                 (body.length, body.reverse, body.n_carry, body.n_xs, result).hash(h);
                 body.body.len().hash(h);

@@ -275,7 +275,8 @@ pub(super) struct Chosen<'g> {
 
 /// Chooses what to compile for `g`: with its full-snapshot backward loops reading their forward
 /// loops' tapes (one forward sweep, [`crate::opt::tapes`]) when there is no budget or that fits
-/// it; otherwise the fitting candidate with the least recomputation ([`fit`]). The error of an
+/// it, except in checked mode (its reports name the caller's node ids, which sharing
+/// renumbers); otherwise the fitting candidate with the least recomputation ([`fit`]). The error of an
 /// impossible budget names the smallest workspace of either.
 ///
 /// # Errors
@@ -289,7 +290,10 @@ pub(super) fn choose<'g>(g: &'g Graph, cfg: &JitConfig) -> Result<Chosen<'g>, Ji
         choice: (false, None),
     };
     let mut shared_ws = None;
-    if let Some(s) = with_shared_tapes(g) {
+    // Checked mode reports culprits by the caller's node ids, which sharing renumbers.
+    if !cfg.check_finite
+        && let Some(s) = with_shared_tapes(g)
+    {
         let (bodies, body_ws) = super::loops::compile_bodies(&s, cfg)?;
         let fits = match cfg.memory_budget_bytes {
             None => true,

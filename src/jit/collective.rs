@@ -1,16 +1,25 @@
 //! Collectives in compiled code: the communicator a call brings, and the `extern "C"`
-//! trampoline that compiled code calls for each `all_reduce_sum`/`all_reduce_mean` node.
+//! trampoline that compiled code calls for each collective node.
 //!
-//! Each call of a kernel puts a pointer to a [`CommCtx`] (the call's communicator and the first
-//! error it returned) into the last slot of the workspace's address table, after the input
-//! and output addresses. A collective node is lowered (`lower/collective.rs`) as a copy of its
-//! operand into its own home followed by `gradlift_all_reduce(ctx, home, len, code)`, which
-//! reduces the home in place; `num_ranks` is the same call filling its home with the rank
-//! count. `pvary` costs nothing: it is a view of its operand.
+//! Each call of a kernel puts a pointer to a [`CommCtx`] (the call's communicator, the kernel's
+//! table of collective nodes, a staging buffer and the first error) into the last slot of the
+//! workspace's address table, after the input and output addresses. Each collective node but
+//! `pvary` has a [`Desc`] in the kernel's table (its op, dtype, groups and block sizes, made
+//! from the graph at compile time); compiled code names the node by its id, and the trampoline
+//! `gradlift_collective(ctx, node, ptr, phase)` does the rest. A node is lowered
+//! (`lower/collective.rs`) as:
+//! - `all_reduce_sum`, `all_reduce_mean`, `collective_broadcast`: a copy of the operand into
+//!   the node's home, then one call that combines the home in place;
+//! - `num_ranks`, `axis_index`: one call that fills the home;
+//! - `all_gather`, `reduce_scatter` (whose result has another size than their operand): a
+//!   [`Phase::Stage`] call that returns the call's staging buffer, a copy of the operand into
+//!   it, then one call that writes the result into the home.
 //!
-//! Collective nodes are lowered in serial functions only, and a kernel with collectives runs
-//! its serial functions on the calling thread (it never hands the call to a pool thread)
-//! unless the communicator has one rank, when reductions skip it altogether, so the
+//! `pvary` costs nothing: it is a view of its operand.
+//!
+//! Collective nodes are lowered in serial functions only, and a kernel whose collectives move
+//! data runs its serial functions on the calling thread (it never hands the call to a pool
+//! thread) unless the communicator has one rank, when collectives never call it, so the
 //! communicator is called on the caller's thread, in graph order. MPI needs this (its
 //! default threading level), and it keeps ranks that are threads from waiting for each other
 //! inside a rayon pool with fewer threads than ranks.
@@ -18,51 +27,101 @@
 
 use super::buf::{Buf, BufMut};
 use super::{CallError, Kernel, Workspace};
-use crate::comm::{CommError, Communicator};
-use crate::ir::DType;
+use crate::comm::{CommError, Communicator, locate};
+use crate::ir::{DType, Graph, GroupParam, Groups, Op};
+use crate::ops::collective::{communicates, group_attrs, is_collective};
 use std::cell::RefCell;
+use std::rc::Rc;
 
 /// The trampoline's symbol.
-pub(super) const SYMBOL: &str = "gradlift_all_reduce";
+pub(super) const SYMBOL: &str = "gradlift_collective";
 
-/// The trampoline's argument count (all pointer-sized integers).
+/// The trampoline's argument count (all pointer-sized integers; it returns a pointer).
 pub(super) const ARITY: usize = 4;
 
-/// What the trampoline does.
+/// What a trampoline call does.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Action {
-    /// `all_reduce_sum`.
-    Sum = 0,
-    /// `all_reduce_mean`.
-    Mean = 2,
-    /// `num_ranks`: fill the buffer with the number of ranks.
-    Size = 4,
+pub(super) enum Phase {
+    /// Run the collective (the result goes to `ptr`).
+    Run = 0,
+    /// Return the staging buffer for the operand of an `all_gather`/`reduce_scatter`.
+    Stage = 1,
 }
 
-/// The `code` argument: bit 0 set for `f64` (else `f32`), plus the [`Action`].
-pub(super) fn code(dtype: DType, action: Action) -> i64 {
-    i64::from(dtype == DType::F64) | action as i64
+/// One collective node of a kernel.
+#[derive(Clone, Debug)]
+pub(super) struct Desc {
+    node: u32,
+    op: Op,
+    dtype: DType,
+    groups: Groups,
+    /// `collective_broadcast`'s root.
+    root: usize,
+    /// The product of the dimensions before the axis (`all_gather`, `reduce_scatter`).
+    outer: usize,
+    /// Elements of the operand and of the result.
+    len_in: usize,
+    len_out: usize,
+}
+
+impl Desc {
+    /// Whether this node's call moves data (and must run on the caller's thread).
+    pub(super) fn communicates(&self) -> bool {
+        communicates(self.op)
+    }
+}
+
+/// The collective nodes of `g` but `pvary`, in id order.
+pub(super) fn descriptors(g: &Graph) -> Vec<Desc> {
+    let mut out = Vec::new();
+    for (i, n) in g.nodes().iter().enumerate() {
+        if !is_collective(n.op) || n.op == Op::Pvary {
+            continue;
+        }
+        let (groups, param) = group_attrs(n);
+        let (root, axis) = match param {
+            GroupParam::Root(r) => (r, 0),
+            GroupParam::Axis(a) => (0, a),
+            _ => (0, 0),
+        };
+        out.push(Desc {
+            node: i as u32,
+            op: n.op,
+            dtype: n.ty.dtype,
+            groups: groups.clone(),
+            root,
+            outer: n.ty.shape[..axis.min(n.ty.rank())].iter().product(),
+            len_in: n.inputs.first().map_or(0, |&x| g.ty(x).numel()),
+            len_out: n.ty.numel(),
+        });
+    }
+    out
 }
 
 /// What the trampoline reads for one kernel call.
 pub(super) struct CommCtx<'a> {
     comm: &'a dyn Communicator,
+    descs: &'a [Desc],
     /// `comm.size()`, asked on the calling thread.
     size: usize,
+    /// The staging buffer (8-byte words, so aligned for every dtype).
+    stage: RefCell<Vec<u64>>,
     error: RefCell<Option<CommError>>,
 }
 
 impl<'a> CommCtx<'a> {
-    pub(super) fn new(comm: &'a dyn Communicator) -> CommCtx<'a> {
+    pub(super) fn new(comm: &'a dyn Communicator, descs: &'a [Desc]) -> CommCtx<'a> {
         CommCtx {
             comm,
+            descs,
             size: comm.size(),
+            stage: RefCell::default(),
             error: RefCell::new(None),
         }
     }
 
-    /// One rank: the collectives never call the communicator (a sum over one rank is the
-    /// operand), so the call may run on any thread.
+    /// One rank: the collectives never call the communicator (every group is that rank), so
+    /// the call may run on any thread.
     pub(super) fn single(&self) -> bool {
         self.size == 1
     }
@@ -75,72 +134,222 @@ impl<'a> CommCtx<'a> {
         }
     }
 
-    fn reduce(&self, data: *mut u8, len: usize, code: usize) {
-        let size = code & Action::Size as usize != 0;
-        let mean = code & Action::Mean as usize != 0;
-        let p = self.size;
-        if self.error.borrow().is_some() || (p == 1 && !size) {
-            // One rank: the sum, and the mean (divided by 1), are the operand.
-            return;
+    fn desc(&self, node: usize) -> &'a Desc {
+        let at = self
+            .descs
+            .binary_search_by_key(&node, |d| d.node as usize)
+            .expect("compiled code names a collective node of its kernel");
+        &self.descs[at]
+    }
+
+    /// The staging buffer, at least `bytes` long.
+    fn stage(&self, bytes: usize) -> *mut u8 {
+        let mut s = self.stage.borrow_mut();
+        let words = bytes.div_ceil(8);
+        if s.len() < words {
+            s.resize(words, 0);
         }
-        let r = if code & 1 == 1 {
-            // SAFETY: see `all_reduce`.
-            let v = unsafe { std::slice::from_raw_parts_mut(data.cast::<f64>(), len) };
-            if size {
-                v.fill(p as f64);
-                return;
-            }
-            self.comm.all_reduce_sum_f64(v).map(|()| {
-                if mean {
-                    v.iter_mut().for_each(|e| *e /= p as f64);
+        s.as_mut_ptr().cast()
+    }
+
+    fn run(&self, d: &Desc, ptr: *mut u8) -> Result<(), CommError> {
+        let place = locate(&d.groups, self.comm)?;
+        if d.op == Op::NumRanks || d.op == Op::AxisIndex {
+            let x = if d.op == Op::NumRanks {
+                place.size
+            } else {
+                place.position
+            };
+            // SAFETY: see `collective`: `ptr` holds the scalar result.
+            unsafe {
+                match d.dtype {
+                    DType::F64 => ptr.cast::<f64>().write(x as f64),
+                    DType::F32 => ptr.cast::<f32>().write(x as f32),
+                    _ => ptr.cast::<i32>().write(x as i32),
                 }
-            })
+            }
+            return Ok(());
+        }
+        if d.op == Op::CollectiveBroadcast && d.root >= place.size {
+            return Err(CommError::Groups(format!(
+                "broadcast root {} is not a position in a group of {}",
+                d.root, place.size
+            )));
+        }
+        // Every rank splits (MPI's split is collective over the whole communicator), even
+        // one alone in its group, which then needs no call.
+        let sub: Rc<dyn Communicator>;
+        let c: Option<&dyn Communicator> = if self.size == 1 {
+            None
+        } else if d.groups.is_world() {
+            Some(self.comm)
         } else {
-            // SAFETY: see `all_reduce`.
-            let v = unsafe { std::slice::from_raw_parts_mut(data.cast::<f32>(), len) };
-            if size {
-                v.fill(p as f32);
-                return;
-            }
-            self.comm.all_reduce_sum_f32(v).map(|()| {
-                if mean {
-                    v.iter_mut().for_each(|e| *e /= p as f32);
-                }
-            })
+            sub = self.comm.split(&d.groups)?;
+            (place.size > 1).then_some(&*sub)
         };
-        if let Err(e) = r {
-            *self.error.borrow_mut() = Some(e);
+        let stage = self.stage.borrow();
+        if d.dtype == DType::F64 {
+            // SAFETY: see `collective`: `ptr` holds the result, the stage the operand.
+            let (out, input) = unsafe { (result::<f64>(d, ptr), staged::<f64>(d, &stage)) };
+            run_typed(d, c, place.size, out, input, F64)
+        } else {
+            // SAFETY: as above.
+            let (out, input) = unsafe { (result::<f32>(d, ptr), staged::<f32>(d, &stage)) };
+            run_typed(d, c, place.size, out, input, F32)
         }
     }
 }
 
-/// Reduces `len` elements at `data` in place over the call's communicator (`code`: see
-/// [`code`]). A communicator error is kept in the context (later collectives of the call are
-/// skipped) and returned by the call; a panic in the communicator is caught and kept as an
-/// error too (unwinding must not cross into compiled code).
+/// The result at `ptr`.
+///
+/// # Safety
+/// `ptr` points to `d.len_out` elements of `T` that nothing else uses during the call.
+unsafe fn result<'a, T>(d: &Desc, ptr: *mut u8) -> &'a mut [T] {
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts_mut(ptr.cast::<T>(), d.len_out) }
+}
+
+/// The staged operand of an `all_gather`/`reduce_scatter` (empty for the other ops).
+///
+/// # Safety
+/// For those ops, the operand was copied into `stage` (at least `d.len_in` elements of `T`).
+unsafe fn staged<'s, T>(d: &Desc, stage: &'s [u64]) -> &'s [T] {
+    if matches!(d.op, Op::AllGather | Op::ReduceScatter) {
+        // SAFETY: the stage holds the operand (the caller's contract), 8-byte aligned.
+        unsafe { std::slice::from_raw_parts(stage.as_ptr().cast::<T>(), d.len_in) }
+    } else {
+        &[]
+    }
+}
+
+/// A communicator method from one buffer into another.
+type Move<T> = fn(&dyn Communicator, &[T], &mut [T]) -> Result<(), CommError>;
+
+/// The communicator's methods for one dtype.
+struct Methods<T> {
+    sum: fn(&dyn Communicator, &mut [T]) -> Result<(), CommError>,
+    gather: Move<T>,
+    scatter: Move<T>,
+    bcast: fn(&dyn Communicator, &mut [T], usize) -> Result<(), CommError>,
+    div: fn(&mut [T], usize),
+}
+
+const F32: Methods<f32> = Methods {
+    sum: |c, b| c.all_reduce_sum_f32(b),
+    gather: |c, s, r| c.all_gather_f32(s, r),
+    scatter: |c, s, r| c.reduce_scatter_f32(s, r),
+    bcast: |c, b, root| c.broadcast_f32(b, root),
+    div: |v, p| v.iter_mut().for_each(|e| *e /= p as f32),
+};
+
+const F64: Methods<f64> = Methods {
+    sum: |c, b| c.all_reduce_sum_f64(b),
+    gather: |c, s, r| c.all_gather_f64(s, r),
+    scatter: |c, s, r| c.reduce_scatter_f64(s, r),
+    bcast: |c, b, root| c.broadcast_f64(b, root),
+    div: |v, p| v.iter_mut().for_each(|e| *e /= p as f64),
+};
+
+/// One collective over `c` (`None`: a group of one rank, this one), `p` ranks.
+fn run_typed<T: Copy + Default>(
+    d: &Desc,
+    c: Option<&dyn Communicator>,
+    p: usize,
+    out: &mut [T],
+    input: &[T],
+    m: Methods<T>,
+) -> Result<(), CommError> {
+    match (d.op, c) {
+        (Op::AllReduceSum | Op::AllReduceMean | Op::CollectiveBroadcast, None) => {}
+        (Op::AllReduceSum, Some(c)) => (m.sum)(c, out)?,
+        (Op::AllReduceMean, Some(c)) => {
+            (m.sum)(c, out)?;
+            (m.div)(out, p);
+        }
+        (Op::CollectiveBroadcast, Some(c)) => (m.bcast)(c, out, d.root)?,
+        (Op::AllGather, c) => {
+            let mut all = vec![T::default(); out.len()];
+            match c {
+                Some(c) => (m.gather)(c, input, &mut all)?,
+                None => all.copy_from_slice(input),
+            }
+            // Rank-major blocks to blocks joined along the axis: per outer index, each rank's
+            // run in group order.
+            let run = input.len() / d.outer;
+            let mut at = 0;
+            for o in 0..d.outer {
+                for r in 0..p {
+                    let from = r * input.len() + o * run;
+                    out[at..at + run].copy_from_slice(&all[from..from + run]);
+                    at += run;
+                }
+            }
+        }
+        (Op::ReduceScatter, c) => {
+            // Blocks along the axis to rank-major blocks.
+            let run = out.len() / d.outer;
+            let mut send = Vec::with_capacity(input.len());
+            for r in 0..p {
+                for o in 0..d.outer {
+                    let from = (o * p + r) * run;
+                    send.extend_from_slice(&input[from..from + run]);
+                }
+            }
+            match c {
+                Some(c) => (m.scatter)(c, &send, out)?,
+                None => out.copy_from_slice(&send),
+            }
+        }
+        (op, _) => unreachable!("{op} is not a data collective"),
+    }
+    Ok(())
+}
+
+/// Runs phase `phase` of collective node `node` (see [`Phase`]) over the call's communicator.
+/// A communicator error is kept in the context (later collectives of the call are skipped)
+/// and returned by the call; a panic in the communicator is caught and kept as an error too
+/// (unwinding must not cross into compiled code). Returns the staging buffer for
+/// [`Phase::Stage`], null otherwise.
 ///
 /// # Safety
 /// `ctx` is the [`CommCtx`] of the running call (alive for the whole call, used by this
-/// thread only), and `data` points to `len` elements of the dtype `code` names, aligned to
-/// their size, that nothing else reads or writes during this call.
-unsafe extern "C" fn all_reduce(ctx: *const u8, data: *mut u8, len: usize, code: usize) {
+/// thread only), `node` a collective node of its kernel, and for [`Phase::Run`] `ptr` points
+/// to the node's result (its dtype, aligned, with its element count) that nothing else reads
+/// or writes during this call, after the operand was copied there (in-place ops) or into
+/// the staging buffer (`all_gather`, `reduce_scatter`).
+unsafe extern "C" fn collective(
+    ctx: *const u8,
+    node: usize,
+    ptr: *mut u8,
+    phase: usize,
+) -> *mut u8 {
     // SAFETY: the caller's contract; the kernel stored this pointer for the call.
     let ctx = unsafe { &*ctx.cast::<CommCtx<'_>>() };
-    let run = std::panic::AssertUnwindSafe(|| ctx.reduce(data, len, code));
-    if std::panic::catch_unwind(run).is_err() {
-        *ctx.error.borrow_mut() = Some(CommError::Transport("the communicator panicked".into()));
+    let d = ctx.desc(node);
+    if phase == Phase::Stage as usize {
+        return ctx.stage(d.len_in * d.dtype.size_bytes());
     }
+    if ctx.error.borrow().is_some() {
+        return std::ptr::null_mut();
+    }
+    let run = std::panic::AssertUnwindSafe(|| ctx.run(d, ptr));
+    let r = std::panic::catch_unwind(run)
+        .unwrap_or_else(|_| Err(CommError::Transport("the communicator panicked".into())));
+    if let Err(e) = r {
+        *ctx.error.borrow_mut() = Some(e);
+    }
+    std::ptr::null_mut()
 }
 
 /// The trampoline's address, for the JIT's symbol table.
 pub(super) fn symbol() -> (&'static str, *const u8) {
-    type F = unsafe extern "C" fn(*const u8, *mut u8, usize, usize);
-    (SYMBOL, all_reduce as F as *const u8)
+    type F = unsafe extern "C" fn(*const u8, usize, *mut u8, usize) -> *mut u8;
+    (SYMBOL, collective as F as *const u8)
 }
 
 impl Kernel {
-    /// [`Kernel::call`] as one rank of `comm`: the graph's `all_reduce_sum` and
-    /// `all_reduce_mean` nodes reduce over its ranks (see [`crate::comm`]). Every rank calls
+    /// [`Kernel::call`] as one rank of `comm`: the graph's collective nodes combine over its
+    /// ranks (see [`crate::comm`]). Every rank calls
     /// the same kernel; [`Kernel::call`] is this with [`crate::comm::SingleProcess`].
     ///
     /// # Errors

@@ -238,8 +238,9 @@ pub struct Kernel {
     /// threading threshold, here or in a loop's body): calls of other kernels never touch the
     /// pool, which would cost a hop to a pool thread and back for nothing.
     parallel: bool,
-    /// The code calls the communicator: the call stays on the caller's thread.
-    collectives: bool,
+    /// The collective nodes (see `collective`); if any moves data, the call stays on the
+    /// caller's thread.
+    collectives: Vec<super::collective::Desc>,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -281,8 +282,8 @@ pub(super) struct Parts {
     pub threads: Option<NonZeroUsize>,
     /// Whether a GEMM call may be large enough to use threads.
     pub gemm_threads: bool,
-    /// Whether the code calls the communicator (see `collective`).
-    pub collectives: bool,
+    /// The collective nodes (see `collective`).
+    pub collectives: Vec<super::collective::Desc>,
 }
 
 impl Kernel {
@@ -752,11 +753,11 @@ impl Kernel {
                 }
             };
         }
-        let ctx = CommCtx::new(comm);
+        let ctx = CommCtx::new(comm, &self.collectives);
         let slot = self.sig.len();
         ws.ptrs[slot] = std::ptr::from_ref(&ctx) as usize;
         let threads = self.call_threads();
-        let pool = !self.collectives || ctx.single();
+        let pool = !self.collectives.iter().any(|d| d.communicates()) || ctx.single();
         if threads > 1 && rayon::current_thread_index().is_none() && pool {
             // A caller outside the pool hands the whole call to a pool thread once, instead of
             // once per GEMM call or parallel group (each hop parks the caller and wakes a

@@ -529,12 +529,7 @@ fn parts(
         ws_bytes: plan.ws_bytes,
         threads: cfg.kernel_threads,
         gemm_threads: st.matmuls_gemm > 0 && has_threaded_matmul(g),
-        collectives: g.nodes().iter().any(|n| {
-            matches!(
-                n.op,
-                crate::ir::Op::AllReduceSum | crate::ir::Op::AllReduceMean
-            )
-        }),
+        collectives: collective::descriptors(g),
         stats: KernelStats {
             donated_in_place,
             donated_copied,

@@ -120,6 +120,14 @@ pub enum AttrKind {
     Random,
     /// A loop body region and `length=INT` (required), `carry=INT`, `xs=INT`, `reverse=BOOL`.
     Scan,
+    /// `groups=[[..],..]` (optional: the world).
+    Group,
+    /// `to=TYPE` (required), `groups=` (optional).
+    GroupTo,
+    /// `axis=INT` and `groups=` (both required).
+    GroupAxis,
+    /// `root=INT` (required), `groups=` (optional).
+    GroupRoot,
 }
 
 /// Named op properties that passes query.
@@ -515,6 +523,10 @@ pub fn rules(op: Op) -> &'static OpRules {
         Op::AllReduceMean => &collective::ALL_REDUCE_MEAN,
         Op::Pvary => &collective::PVARY,
         Op::NumRanks => &collective::NUM_RANKS,
+        Op::AxisIndex => &collective::AXIS_INDEX,
+        Op::AllGather => &collective::ALL_GATHER,
+        Op::ReduceScatter => &collective::REDUCE_SCATTER,
+        Op::CollectiveBroadcast => &collective::COLLECTIVE_BROADCAST,
     }
 }
 
@@ -585,6 +597,12 @@ pub fn attr_kind(attrs: &Attrs) -> AttrKind {
         Attrs::Iota { .. } => AttrKind::Iota,
         Attrs::Scatter { .. } => AttrKind::Scatter,
         Attrs::Random { .. } => AttrKind::Random,
+        Attrs::Group { param, .. } => match param {
+            crate::ir::GroupParam::None => AttrKind::Group,
+            crate::ir::GroupParam::To(_) => AttrKind::GroupTo,
+            crate::ir::GroupParam::Axis(_) => AttrKind::GroupAxis,
+            crate::ir::GroupParam::Root(_) => AttrKind::GroupRoot,
+        },
     }
 }
 

@@ -70,11 +70,33 @@ fn without_cases(op: Op) -> bool {
         // No derivative by definition; `stop_gradient_blocks_both_modes` checks it.
         | Op::StopGradient
         // Integer-valued or random results: no derivative (`index_ops_have_no_gradient`).
-        | Op::Iota | Op::Argmax | Op::Argmin | Op::RandomUniform | Op::NumRanks
+        | Op::Iota | Op::Argmax | Op::Argmin | Op::RandomUniform | Op::NumRanks | Op::AxisIndex
         // Derivatives are rules of a result group, not of one node (`ops::loops`); checked
         // against unrolled graphs and finite differences in `tests/it/loops.rs`.
         | Op::Scan
     )
+}
+
+/// The collectives on one rank: the world, or the one group `[[0]]`.
+fn collective_cases(op: Op) -> Vec<Case> {
+    use crate::ir::{Attrs as A, GroupParam, Groups};
+    match op {
+        Op::AllReduceSum | Op::AllReduceMean | Op::Pvary => {
+            let w = || A::world(GroupParam::None);
+            vec![case(&[&[]], w(), ANY), case(&[&[2, 3]], w(), ANY)]
+        }
+        Op::CollectiveBroadcast => vec![case(&[&[2, 3]], A::world(GroupParam::Root(0)), ANY)],
+        Op::AllGather | Op::ReduceScatter => (0..2)
+            .map(|axis| {
+                let a = A::Group {
+                    groups: Groups::new(vec![vec![0]]).unwrap(),
+                    param: GroupParam::Axis(axis),
+                };
+                case(&[&[2, 3]], a, ANY)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Test cases per op (an empty list means "not differentiable; checked elsewhere").
@@ -173,10 +195,9 @@ fn cases(op: Op) -> Vec<Case> {
             case(&[&[2, 3], &[1, 3]], A::Axis { axis: 0 }, ANY),
             case(&[&[2, 1], &[2, 2], &[2, 1]], A::Axis { axis: 1 }, ANY),
         ],
-        // One rank: each collective is the identity (ranks > 1: `comm_tests`).
-        Op::AllReduceSum | Op::AllReduceMean | Op::Pvary => {
-            vec![case(&[&[]], A::None, ANY), case(&[&[2, 3]], A::None, ANY)]
-        }
+        // One rank: each collective is the identity or a copy (ranks > 1:
+        // `tests/it/collectives.rs`).
+        op if crate::ops::collective::is_collective(op) => collective_cases(op),
         Op::Cumsum => vec![
             case(
                 &[&[5]],

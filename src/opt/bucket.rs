@@ -1,4 +1,5 @@
-//! Bucketing: independent all-reduces of one dtype become one all-reduce of a flat buffer.
+//! Bucketing: independent all-reduces of one dtype and one set of groups become one
+//! all-reduce of a flat buffer.
 //!
 //! A data-parallel gradient has one `all_reduce_sum` per parameter (the transpose of each
 //! `pvary`), plus the `all_reduce_mean` of the loss. Each all-reduce costs the network's latency at least once,
@@ -9,7 +10,8 @@
 //!
 //! Which all-reduces can share a call: the *level* of a node is the largest level of the
 //! all-reduces it depends on (0 for none), and an all-reduce's level is its operand's plus one.
-//! All-reduces of one level and dtype never depend on each other, so they form one bucket. The
+//! All-reduces of one level and dtype never depend on each other, so those over the same
+//! groups form one bucket (a bucket never mixes groups: its one call reduces over one group). The
 //! graph is then re-emitted level by level: the nodes of level 0 in their old order, then each
 //! level's buckets followed by that level's other nodes in their old order (a node of level
 //! `L` reads only nodes of level at most `L`, and level-`L` all-reduces' operands are of
@@ -19,7 +21,8 @@
 //! Inputs keep their order, outputs their names and values; the pass does nothing to a graph
 //! with custom-derivative regions (re-emitting would split them) or without a bucket of two.
 
-use crate::ir::{Attrs, DType, Graph, Node, NodeId, Op, Origin};
+use crate::ir::{Attrs, DType, Graph, GroupParam, Groups, Node, NodeId, Op, Origin};
+use crate::ops::collective::group_attrs;
 use std::fmt;
 
 /// Counters of one bucketing run.
@@ -45,7 +48,7 @@ fn is_all_reduce(op: Op) -> bool {
     matches!(op, Op::AllReduceSum | Op::AllReduceMean)
 }
 
-/// Merges the independent all-reduces of each level and dtype into one (see the module docs).
+/// Merges the independent all-reduces of each level, dtype and set of groups into one (see the module docs).
 pub fn bucket_all_reduces(g: &mut Graph) -> BucketStats {
     let mut stats = BucketStats::default();
     if !g.custom_regions().is_empty() {
@@ -53,8 +56,8 @@ pub fn bucket_all_reduces(g: &mut Graph) -> BucketStats {
     }
     let n = g.len();
     let mut level = vec![0u32; n];
-    // (level, dtype) → members, in id order.
-    let mut buckets: Vec<((u32, DType), Vec<NodeId>)> = Vec::new();
+    // (level, dtype, groups) → members, in id order.
+    let mut buckets: Vec<((u32, DType, Groups), Vec<NodeId>)> = Vec::new();
     for (i, node) in g.nodes().iter().enumerate() {
         let l = node
             .inputs
@@ -64,7 +67,7 @@ pub fn bucket_all_reduces(g: &mut Graph) -> BucketStats {
             .unwrap_or(0);
         if is_all_reduce(node.op) {
             level[i] = l + 1;
-            let key = (l + 1, node.ty.dtype);
+            let key = (l + 1, node.ty.dtype, group_attrs(node).0.clone());
             match buckets.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, m)) => m.push(NodeId(i as u32)),
                 None => buckets.push((key, vec![NodeId(i as u32)])),
@@ -94,7 +97,7 @@ pub fn bucket_all_reduces(g: &mut Graph) -> BucketStats {
         new.append(node)
     };
     for l in 0..=top {
-        for ((bl, _), members) in &buckets {
+        for ((bl, _, _), members) in &buckets {
             if *bl != l {
                 continue;
             }
@@ -131,6 +134,11 @@ fn emit_bucket(old: &Graph, new: &mut Graph, map: &mut [Option<NodeId>], members
             .expect("bucket nodes are well-typed by construction")
     };
     let dtype = old.ty(members[0]).dtype;
+    let groups = group_attrs(old.node(members[0])).0;
+    let with = |param| Attrs::Group {
+        groups: groups.clone(),
+        param,
+    };
     let mut flats = Vec::with_capacity(members.len() + 1);
     for &m in members {
         let x = map[old.node(m).inputs[0].index()].expect("operands are emitted first");
@@ -143,8 +151,8 @@ fn emit_bucket(old: &Graph, new: &mut Graph, map: &mut [Option<NodeId>], members
     }
     let any_mean = members.iter().any(|&m| old.node(m).op == Op::AllReduceMean);
     let flat = push(new, Op::Concat, flats, Attrs::Axis { axis: 0 });
-    let sum = push(new, Op::AllReduceSum, vec![flat], Attrs::None);
-    let ranks = any_mean.then(|| push(new, Op::NumRanks, vec![], Attrs::Cast { to: dtype }));
+    let sum = push(new, Op::AllReduceSum, vec![flat], with(GroupParam::None));
+    let ranks = any_mean.then(|| push(new, Op::NumRanks, vec![], with(GroupParam::To(dtype))));
     let mut at = 0;
     for &m in members {
         let node = old.node(m);

@@ -2,6 +2,7 @@
 //! special values, bad buffers, threads, memory reuse, and large graphs.
 
 use crate::fuzz_check::same_bits;
+use gradlift::ir::GroupParam;
 use gradlift::jit::{self, Buf, BufMut, CallError, JitConfig, Kernel};
 use gradlift::testutil::Rng;
 use gradlift::{Attrs, DType, Data, Graph, GraphBuilder, NodeId, Op, Tensor, TensorType, interp};
@@ -256,7 +257,24 @@ fn cases(op: Op, d: DType) -> Vec<(Vec<TensorType>, Attrs)> {
                 ]
             })
             .collect(),
-        Op::NumRanks => vec![(vec![], Attrs::Cast { to: d })],
+        // One process: the world, or the one group `[[0]]`.
+        Op::NumRanks => vec![(vec![], Attrs::world(GroupParam::To(d)))],
+        Op::AxisIndex => vec![
+            (vec![], Attrs::world(GroupParam::To(d))),
+            (vec![], Attrs::world(GroupParam::To(DType::I32))),
+        ],
+        Op::AllReduceSum | Op::AllReduceMean | Op::Pvary => unary()
+            .into_iter()
+            .map(|(t, _)| (t, Attrs::world(GroupParam::None)))
+            .collect(),
+        Op::CollectiveBroadcast => vec![(vec![t(d, &[2, 3])], Attrs::world(GroupParam::Root(0)))],
+        Op::AllGather | Op::ReduceScatter => (0..2)
+            .map(|axis| {
+                let groups = gradlift::ir::Groups::new(vec![vec![0]]).unwrap();
+                let param = GroupParam::Axis(axis);
+                (vec![t(d, &[2, 3])], Attrs::Group { groups, param })
+            })
+            .collect(),
         Op::Iota => vec![
             (
                 vec![],

@@ -496,7 +496,7 @@ fn a_collective_inside_a_loop_body_is_a_clear_error() {
         let summed = s.push(
             gradlift::Op::AllReduceSum,
             &[st.carry[0]],
-            gradlift::Attrs::None,
+            gradlift::Attrs::world(gradlift::ir::GroupParam::None),
         );
         (vec![summed], vec![])
     });

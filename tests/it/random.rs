@@ -38,7 +38,7 @@
 
 #![allow(dead_code)] // each test module uses a part of the generator
 
-use gradlift::ir::{Attrs, DType, Graph, NodeId, Op, TensorType};
+use gradlift::ir::{Attrs, DType, Graph, GroupParam, NodeId, Op, TensorType};
 use gradlift::{Data, Tensor, autodiff};
 use std::collections::HashSet;
 
@@ -785,7 +785,21 @@ pub(crate) fn random_step(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
                 None => return,
             }
         }
-        Op::NumRanks => (vec![], Attrs::Cast { to: dtype }),
+        // The world group: these graphs run on one process as well as on two ranks.
+        Op::NumRanks => (vec![], Attrs::world(GroupParam::To(dtype))),
+        Op::AxisIndex => (vec![], Attrs::world(GroupParam::To(dtype))),
+        Op::AllReduceSum | Op::AllReduceMean | Op::Pvary => {
+            (vec![a], Attrs::world(GroupParam::None))
+        }
+        Op::CollectiveBroadcast => (vec![a], Attrs::world(GroupParam::Root(0))),
+        // Their shapes need explicit groups, which fix the number of ranks: one rank's,
+        // `[[0]]` (the test on two ranks skips these graphs).
+        Op::AllGather | Op::ReduceScatter if rank > 0 => {
+            let groups = gradlift::ir::Groups::new(vec![vec![0]]).expect("one group of rank 0");
+            let param = GroupParam::Axis(r.below(rank));
+            (vec![a], Attrs::Group { groups, param })
+        }
+        Op::AllGather | Op::ReduceScatter => return,
         Op::Cast if !smooth && r.one_in(6) => (vec![a], Attrs::Cast { to: DType::I32 }),
         Op::Cast => {
             let to = if ta.dtype == DType::Bool || r.one_in(3) {

@@ -267,7 +267,7 @@ impl GraphBuilder {
     /// `dtype` (1 on one process; see [`crate::ops::collective`]).
     #[track_caller]
     pub fn num_ranks(&self, dtype: DType) -> Var<'_> {
-        self.push(Op::NumRanks, &[], Attrs::Cast { to: dtype })
+        self.num_ranks_in(dtype, &crate::ir::Groups::world())
     }
 
     /// A zero tensor of the given type (a scalar constant broadcast, so it costs no memory).
@@ -641,14 +641,14 @@ impl<'b> Var<'b> {
     /// with (see [`crate::ops::collective`]); the identity on one process.
     #[track_caller]
     pub fn all_reduce_sum(self) -> Var<'b> {
-        self.b.push(Op::AllReduceSum, &[self], Attrs::None)
+        self.all_reduce_sum_in(&crate::ir::Groups::world())
     }
 
     /// The elementwise mean of this value over every rank (the sum divided by the number of
     /// ranks).
     #[track_caller]
     pub fn all_reduce_mean(self) -> Var<'b> {
-        self.b.push(Op::AllReduceMean, &[self], Attrs::None)
+        self.all_reduce_mean_in(&crate::ir::Groups::world())
     }
 
     /// Marks a value that is the same on every rank (a replicated parameter) as used per rank:
@@ -656,7 +656,7 @@ impl<'b> Var<'b> {
     /// `pvary`/`pbroadcast`). Apply it where replicated parameters enter rank-local work.
     #[track_caller]
     pub fn pvary(self) -> Var<'b> {
-        self.b.push(Op::Pvary, &[self], Attrs::None)
+        self.pvary_in(&crate::ir::Groups::world())
     }
 
     // ---- composites (built from primitives; no rules of their own; more in `composite.rs`)
@@ -744,6 +744,7 @@ impl<'b> std::ops::Neg for Var<'b> {
     }
 }
 
+mod collective;
 mod derive;
 mod loops;
 pub use loops::{ScanArgs, ScanOut, ScanStep};

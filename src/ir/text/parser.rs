@@ -503,6 +503,8 @@ enum ValKind {
     List,
     /// A tensor type `DTYPE[d0,...]`.
     Type,
+    /// Rank groups `[[0,1],[2,3]]`.
+    Groups,
 }
 
 /// One attribute an op takes.
@@ -537,6 +539,8 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
     const TYPE: AttrSpec = spec("type", Type, true);
     const SIZE: AttrSpec = spec("size", Index, true);
     const REVERSE: AttrSpec = spec("reverse", Bool, false);
+    const GROUPS: AttrSpec = spec("groups", Groups, false);
+    const ROOT: AttrSpec = spec("root", Index, true);
     match kind {
         AttrKind::None | AttrKind::Const => &[],
         AttrKind::Powi => &[N],
@@ -551,6 +555,10 @@ fn attr_table(kind: AttrKind) -> &'static [AttrSpec] {
         AttrKind::Random => &[TYPE],
         AttrKind::Cumsum => &[AXIS, REVERSE],
         AttrKind::Scan => &[],
+        AttrKind::Group => &[GROUPS],
+        AttrKind::GroupTo => &[TO, GROUPS],
+        AttrKind::GroupAxis => &[AXIS, GROUPS],
+        AttrKind::GroupRoot => &[ROOT, GROUPS],
     }
 }
 
@@ -563,6 +571,7 @@ enum AttrVal {
     DType(DType),
     List(Vec<usize>),
     Type(TensorType),
+    Groups(crate::ir::Groups),
 }
 
 /// Parses a non-negative integer token (`what` names it in errors).
@@ -578,6 +587,9 @@ fn parse_index(cur: &Cursor<'_, '_>, t: Token<'_>, what: &str) -> Result<usize, 
 fn parse_attr_value(cur: &mut Cursor<'_, '_>, spec: AttrSpec) -> Result<AttrVal, ParseError> {
     if spec.kind == ValKind::Type {
         return parse_type(cur).map(|(ty, _)| AttrVal::Type(ty));
+    }
+    if spec.kind == ValKind::Groups {
+        return parse_groups(cur).map(AttrVal::Groups);
     }
     let t = cur.next();
     let key = spec.key;
@@ -597,7 +609,14 @@ fn parse_attr_value(cur: &mut Cursor<'_, '_>, spec: AttrSpec) -> Result<AttrVal,
                 )
             })
         }
-        ValKind::Index => parse_index(cur, t, &format!("an axis for `{key}`")).map(AttrVal::Index),
+        ValKind::Index => {
+            let what = if key == "root" {
+                "a position"
+            } else {
+                "an axis"
+            };
+            parse_index(cur, t, &format!("{what} for `{key}`")).map(AttrVal::Index)
+        }
         ValKind::Bool => match t.tok {
             Tok::Word("true") => Ok(AttrVal::Bool(true)),
             Tok::Word("false") => Ok(AttrVal::Bool(false)),
@@ -609,7 +628,7 @@ fn parse_attr_value(cur: &mut Cursor<'_, '_>, spec: AttrSpec) -> Result<AttrVal,
             Tok::Word("i32") => Ok(AttrVal::DType(DType::I32)),
             _ => Err(cur.expected(t, &format!("`f32`, `f64` or `i32` for `{key}`"))),
         },
-        ValKind::Type => unreachable!("parsed above"),
+        ValKind::Type | ValKind::Groups => unreachable!("parsed above"),
         ValKind::List => {
             if t.tok != Tok::Punct('[') {
                 return Err(cur.expected(
@@ -634,6 +653,45 @@ fn parse_attr_value(cur: &mut Cursor<'_, '_>, spec: AttrSpec) -> Result<AttrVal,
             }
         }
     }
+}
+
+/// Parses rank groups `[[0,1],[2,3]]` (validated: every rank `0..N` in exactly one group).
+fn parse_groups(cur: &mut Cursor<'_, '_>) -> Result<crate::ir::Groups, ParseError> {
+    let open = cur.next();
+    let what = "rank groups such as `[[0,1],[2,3]]` for `groups`";
+    if open.tok != Tok::Punct('[') {
+        return Err(cur.expected(open, what));
+    }
+    let mut lists = Vec::new();
+    loop {
+        let t = cur.next();
+        if t.tok != Tok::Punct('[') {
+            return Err(cur.expected(t, "`[` opening a group such as `[0,1]`"));
+        }
+        let mut l = Vec::new();
+        if cur.peek().tok != Tok::Punct(']') {
+            loop {
+                let e = cur.next();
+                l.push(parse_index(cur, e, "a rank")?);
+                let sep = cur.next();
+                match sep.tok {
+                    Tok::Punct(',') => {}
+                    Tok::Punct(']') => break,
+                    _ => return Err(cur.expected(sep, "`,` or `]` in a group")),
+                }
+            }
+        } else {
+            cur.next();
+        }
+        lists.push(l);
+        let sep = cur.next();
+        match sep.tok {
+            Tok::Punct(',') => {}
+            Tok::Punct(']') => break,
+            _ => return Err(cur.expected(sep, "`,` or `]` between groups")),
+        }
+    }
+    crate::ir::Groups::new(lists).map_err(|e| cur.err(open.col, format!("bad `groups`: {e}")))
 }
 
 /// Turns the parsed attribute slots (in [`attr_table`] order) into [`Attrs`]. `rank` is the rank
@@ -713,6 +771,9 @@ fn build_attrs(
             Attrs::Reduce { axes, keepdims }
         }
         AttrKind::Scan => unreachable!("`scan` statements are parsed by `region`"),
+        AttrKind::Group | AttrKind::GroupTo | AttrKind::GroupAxis | AttrKind::GroupRoot => {
+            group_attrs(kind, a, b)
+        }
         AttrKind::Shape => Attrs::Shape { shape: list(a).0 },
         AttrKind::Perm => Attrs::Perm { perm: list(a).0 },
         AttrKind::Slice => Attrs::Slice {
@@ -720,6 +781,25 @@ fn build_attrs(
             stop: list(b).0,
         },
     })
+}
+
+/// The attributes of a collective: its parameter in slot `a` (none for [`AttrKind::Group`],
+/// whose groups are in `a`), its groups in the last slot.
+fn group_attrs(kind: AttrKind, a: Option<(AttrVal, u32)>, b: Option<(AttrVal, u32)>) -> Attrs {
+    use crate::ir::{GroupParam, Groups};
+    let (param, groups) = match (kind, a) {
+        (AttrKind::Group, g) => (GroupParam::None, g),
+        (AttrKind::GroupTo, Some((AttrVal::DType(to), _))) => (GroupParam::To(to), b),
+        (AttrKind::GroupAxis, Some((AttrVal::Index(axis), _))) => (GroupParam::Axis(axis), b),
+        (AttrKind::GroupRoot, Some((AttrVal::Index(root), _))) => (GroupParam::Root(root), b),
+        _ => unreachable!("required attributes checked"),
+    };
+    let groups = match groups {
+        Some((AttrVal::Groups(g), _)) => g,
+        None => Groups::world(),
+        Some(_) => unreachable!("`groups` holds groups"),
+    };
+    Attrs::Group { groups, param }
 }
 
 // ---- types -------------------------------------------------------------------------------
@@ -791,7 +871,11 @@ mod tests {
             // The spec's table, by hand.
             let want: &[&str] = match op {
                 Op::Powi => &["n"],
-                Op::Cast | Op::NumRanks => &["to"],
+                Op::Cast => &["to"],
+                Op::NumRanks | Op::AxisIndex => &["to", "groups"],
+                Op::AllReduceSum | Op::AllReduceMean | Op::Pvary => &["groups"],
+                Op::AllGather | Op::ReduceScatter => &["axis", "groups"],
+                Op::CollectiveBroadcast => &["root", "groups"],
                 Op::ReduceSum | Op::ReduceMean | Op::ReduceMax | Op::ReduceMin => {
                     &["axes", "keepdims"]
                 }

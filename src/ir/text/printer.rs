@@ -377,6 +377,25 @@ impl<'g> Printer<'g> {
                     out.push_str(" reverse=true");
                 }
             }
+            Attrs::Group { groups, param } => {
+                use crate::ir::GroupParam;
+                match param {
+                    GroupParam::None => {}
+                    GroupParam::To(to) => {
+                        out.push_str(" to=");
+                        out.push_str(to.name());
+                    }
+                    GroupParam::Axis(a) => {
+                        let _ = write!(out, " axis={a}");
+                    }
+                    GroupParam::Root(r) => {
+                        let _ = write!(out, " root={r}");
+                    }
+                }
+                if !groups.is_world() {
+                    let _ = write!(out, " groups={groups}");
+                }
+            }
         }
         self.out.push_str(" : ");
         self.push_type(&node.ty);

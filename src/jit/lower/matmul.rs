@@ -57,7 +57,13 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             Op::Argmax => self.arg_extreme(id, true),
             Op::Argmin => self.arg_extreme(id, false),
             Op::RandomUniform => self.random_uniform(id),
-            Op::AllReduceSum | Op::AllReduceMean | Op::NumRanks => self.all_reduce(id),
+            Op::AllReduceSum
+            | Op::AllReduceMean
+            | Op::NumRanks
+            | Op::AxisIndex
+            | Op::AllGather
+            | Op::ReduceScatter
+            | Op::CollectiveBroadcast => self.collective(id),
             op => unreachable!("{op} is fused or a view"),
         }
     }

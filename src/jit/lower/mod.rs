@@ -166,6 +166,7 @@ pub(super) fn collective_signature(ptr: Type, call_conv: CallConv) -> Signature 
         AbiParam::new(ptr),
         super::collective::ARITY,
     ));
+    sig.returns.push(AbiParam::new(ptr));
     sig
 }
 
