@@ -7,7 +7,7 @@
 //! `Q_k μ_k` another, and the per-point mixture is a `logsumexp` over the component axis.
 
 use super::{GbError, Task, Value, infallible, scalar, unknown_function};
-use crate::{DType, GraphBuilder, Var};
+use crate::{DType, GraphBuilder, Tensor, Var};
 
 /// The sizes and prior parameters that fix the graph.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -138,32 +138,33 @@ fn lse0(v: Var<'_>) -> Var<'_> {
 }
 
 /// The `[k, d, d]` lower-triangular factors: `exp(q)` on the diagonal, `l` below it filled
-/// column by column (`Q[r, c] = l[c(d−1) − c(c−1)/2 + r − c − 1]` for `r > c`).
+/// column by column (`Q[r, c] = l[c(d−1) − c(c−1)/2 + r − c − 1]` for `r > c`). One gather
+/// from `[0, exp(q), l]` by a constant table places every entry, so the graph does not grow
+/// with `d`.
 fn factor<'b>(q: Var<'b>, l: Var<'b>) -> Var<'b> {
     let b = q.builder();
     let (k, d) = (q.shape()[0], q.shape()[1]);
-    let eq = q.exp();
-    let mut cols = Vec::with_capacity(d);
-    let mut off = 0;
+    let source = b.concat(&[b.zeros(DType::F64, &[k, 1]), q.exp(), l], 1);
+    let table = Tensor::from_i32(vec![d * d], placement(d));
+    source.gather(b.constant(table), 1).reshape(&[k, d, d])
+}
+
+/// For each entry `(r, c)` of a `d × d` factor, row-major, its column in `[0, exp(q), l]`:
+/// 0 above the diagonal, `1 + r` on it, `1 + d + (its index in l)` below it.
+fn placement(d: usize) -> Vec<i32> {
+    let mut table = vec![0usize; d * d];
+    let mut next = 1 + d;
     for c in 0..d {
-        let below = d - 1 - c;
-        let mut parts = Vec::with_capacity(3);
-        if c > 0 {
-            parts.push(b.zeros(DType::F64, &[k, c]));
+        table[c * d + c] = 1 + c;
+        for r in c + 1..d {
+            table[r * d + c] = next;
+            next += 1;
         }
-        parts.push(eq.slice(&[0, c], &[k, c + 1]));
-        if below > 0 {
-            parts.push(l.slice(&[0, off], &[k, off + below]));
-        }
-        off += below;
-        let col = if parts.len() == 1 {
-            parts[0]
-        } else {
-            b.concat(&parts, 1)
-        };
-        cols.push(col.reshape(&[k, d, 1]));
     }
-    b.concat(&cols, 2)
+    table
+        .into_iter()
+        .map(|i| i32::try_from(i).expect("d(d+1)/2 fits in i32 for every gmm input"))
+        .collect()
 }
 
 /// `k`-independent part of the log Wishart prior per component:

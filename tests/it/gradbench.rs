@@ -342,31 +342,34 @@ fn ln_gamma(x: f64) -> f64 {
 fn gmm_case(d: usize, k: usize, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>, Json) {
     let mut g = Lcg(seed);
     let x: Vec<f64> = g.vec(n * d).iter().map(|v| 2.0 * v - 1.0).collect();
-    let p: Vec<f64> = g.vec(k + 3 * k * d).iter().map(|v| v - 0.5).collect();
+    let ld = d * (d - 1) / 2;
+    let p: Vec<f64> = g.vec(k + 2 * k * d + k * ld).iter().map(|v| v - 0.5).collect();
     let (alpha, rest) = p.split_at(k);
     let (mu, rest) = rest.split_at(k * d);
     let (q, l) = rest.split_at(k * d);
     let input = json!({"d": d, "k": k, "n": n, "x": rows(&x, d), "m": 0, "gamma": 1.0,
-        "alpha": alpha, "mu": rows(mu, d), "q": rows(q, d), "l": rows(l, 3),
+        "alpha": alpha, "mu": rows(mu, d), "q": rows(q, d), "l": rows(l, ld),
         "min_runs": 1, "min_seconds": 0});
     (x, p, input)
 }
 
 #[test]
 fn gmm_objective_and_gradient_against_scalar_loops() {
-    let (d, k, n) = (3, 2, 4);
-    let (x, p, input) = gmm_case(d, k, n, 3);
-    close(
-        &[num(&output("gmm", "objective", input.clone()))],
-        &[gmm_ref(d, k, &x, &p)],
-        1e-12,
-    );
-    let jac = output("gmm", "jacobian", input);
-    let got: Vec<f64> = ["alpha", "mu", "q", "l"]
-        .iter()
-        .flat_map(|f| flat(&jac[*f]))
-        .collect();
-    close(&got, &fd(|v| gmm_ref(d, k, &x, v), &p), 1e-7);
+    // d = 5 places ten `l` entries per factor, so a misplaced one changes the result.
+    for (d, k, n) in [(3, 2, 4), (5, 3, 6)] {
+        let (x, p, input) = gmm_case(d, k, n, 3);
+        close(
+            &[num(&output("gmm", "objective", input.clone()))],
+            &[gmm_ref(d, k, &x, &p)],
+            1e-12,
+        );
+        let jac = output("gmm", "jacobian", input);
+        let got: Vec<f64> = ["alpha", "mu", "q", "l"]
+            .iter()
+            .flat_map(|f| flat(&jac[*f]))
+            .collect();
+        close(&got, &fd(|v| gmm_ref(d, k, &x, v), &p), 1e-7);
+    }
 }
 
 #[test]
