@@ -77,17 +77,151 @@ pub(super) fn may_use_threads(m: usize, k: usize, n: usize) -> bool {
     m.saturating_mul(k).saturating_mul(n) >= gemm::get_threading_threshold()
 }
 
+/// The product's operands and destination, as the wrappers receive them: `dst` (`m×n`,
+/// row-major) and `lhs`, `rhs` through element strides. Addresses are integers so that a
+/// split product can hand its halves to another thread.
+#[derive(Clone, Copy)]
+struct Product {
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: usize,
+    lhs: usize,
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: usize,
+    rhs_rs: isize,
+    rhs_cs: isize,
+}
+
+impl Product {
+    /// Rows `lo..hi` of the product: the same `rhs`, fewer rows of `lhs` and `dst`.
+    fn rows<T>(self, lo: usize, hi: usize) -> Product {
+        let size = std::mem::size_of::<T>();
+        Product {
+            m: hi - lo,
+            dst: self.dst + lo * self.n * size,
+            lhs: self
+                .lhs
+                .wrapping_add_signed(lo as isize * self.lhs_rs * size as isize),
+            ..self
+        }
+    }
+
+    /// True if the rows may be split between threads without moving any element's sum (see
+    /// the module docs): the parts run the crate's general path with the whole product's `k`
+    /// blocks. The crate sizes the blocks from the shape only on its small path (at most 64
+    /// rows and 64 columns), which then matters only if `k` exceeds one block (512); its
+    /// vector-product paths (at most 256 output elements, or one row or column) are avoided
+    /// by keeping at least 16 rows and 17 columns per part.
+    fn splits(&self, parts: usize) -> bool {
+        parts >= 2
+            && self.m >= 16 * parts
+            && self.n >= 17
+            && (self.n > 64 || self.k <= 512)
+            && may_use_threads(self.m, self.k, self.n)
+    }
+
+    /// `dst = alpha·dst + beta·(lhs·rhs)` (`read_dst`), or `dst = beta·(lhs·rhs)`, with the
+    /// crate's own threads.
+    ///
+    /// # Safety
+    /// As the wrappers'.
+    unsafe fn run<T: 'static>(self, read_dst: bool, alpha: T, beta: T, par: gemm::Parallelism) {
+        // SAFETY: the caller's contract is the `gemm` crate's: `dst` (column stride 1, row
+        // stride n) is valid for writes and disjoint from the operands, and every strided
+        // operand read stays in bounds. Without `read_dst` the old contents of `dst` are not
+        // read, so it may be uninitialized workspace.
+        unsafe {
+            gemm::gemm(
+                self.m,
+                self.n,
+                self.k,
+                self.dst as *mut T,
+                1,
+                self.n as isize,
+                read_dst,
+                self.lhs as *const T,
+                self.lhs_cs,
+                self.lhs_rs,
+                self.rhs as *const T,
+                self.rhs_cs,
+                self.rhs_rs,
+                alpha,
+                beta,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    }
+
+    /// Rows split into `parts` runs of `run` on one thread each, forked as a tree of
+    /// `rayon::join`s (one fork per part; the crate's own threading forks twice per `k`
+    /// block, for packing and for the product, and each fork may have to wake a worker).
+    ///
+    /// # Safety
+    /// As the wrappers'; the parts write disjoint rows of `dst`.
+    unsafe fn run_split<T: 'static + Copy + Send + Sync>(
+        self,
+        parts: usize,
+        read_dst: bool,
+        alpha: T,
+        beta: T,
+    ) {
+        if parts <= 1 {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.run(read_dst, alpha, beta, gemm::Parallelism::None) };
+            return;
+        }
+        let half = parts / 2;
+        let cut = self.m * (parts - half) / parts;
+        let (a, b) = (self.rows::<T>(0, cut), self.rows::<T>(cut, self.m));
+        rayon::join(
+            // SAFETY: forwarded from the caller; the two halves' rows are disjoint.
+            || unsafe { a.run_split(parts - half, read_dst, alpha, beta) },
+            // SAFETY: as above.
+            || unsafe { b.run_split(half, read_dst, alpha, beta) },
+        );
+    }
+
+    /// The product on this thread's count of threads ([`set_threads`]).
+    ///
+    /// # Safety
+    /// As the wrappers'.
+    unsafe fn compute<T: 'static + Copy + Send + Sync>(
+        self,
+        read_dst: bool,
+        alpha: T,
+        beta: T,
+    ) {
+        let threads = THREADS.with(Cell::get);
+        if self.splits(threads) {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.run_split(threads, read_dst, alpha, beta) }
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.run(read_dst, alpha, beta, parallelism()) }
+        }
+    }
+}
+
 macro_rules! wrapper {
     ($name:ident, $t:ty) => {
-        /// `dst[i·n + j] = Σ_p lhs[i·lhs_rs + p·lhs_cs] · rhs[p·rhs_rs + j·rhs_cs]` for
-        /// `i < m`, `j < n`, `p < k` (strides in elements).
+        /// `dst[i·n + j] = alpha·init[i·n + j] + beta·Σ_p lhs[i·lhs_rs + p·lhs_cs] ·
+        /// rhs[p·rhs_rs + j·rhs_cs]` for `i < m`, `j < n`, `p < k` (strides in elements), or
+        /// the product alone (times `beta`) when `init` is null. `init` is copied into `dst`
+        /// first unless it is `dst` itself (updated in place). The factors come as `f64` and
+        /// are exact in `$t` (the plan takes them from constants of the dtype).
         ///
         /// # Safety
-        /// `dst` must be valid for writes of `m·n` elements; `lhs` and `rhs` must be valid for
-        /// reads at every offset the strides produce; `dst` must not overlap either operand.
-        /// Compiled code guarantees this: the plan gives every node memory of its own type's
-        /// size that never overlaps its operands, and operand strides come from the operands'
-        /// types.
+        /// `dst` must be valid for writes of `m·n` elements; `init`, unless null, for reads of
+        /// `m·n` elements, and either `dst` itself or disjoint from it; `lhs` and `rhs` must be
+        /// valid for reads at every offset the strides produce; `dst` must not overlap either
+        /// operand. Compiled code guarantees this: the plan gives every node memory of its own
+        /// type's size that never overlaps its operands (an epilogue's initial value is never
+        /// an operand's memory either), and operand strides come from the operands' types.
         #[allow(clippy::too_many_arguments)]
         unsafe extern "C" fn $name(
             m: usize,
@@ -100,42 +234,31 @@ macro_rules! wrapper {
             rhs: *const $t,
             rhs_rs: isize,
             rhs_cs: isize,
+            init: *const $t,
+            alpha: f64,
+            beta: f64,
         ) {
             if m == 0 || n == 0 {
                 return;
             }
-            if k == 0 {
-                // SAFETY: `dst` is valid for `m·n` writes (the caller's contract).
-                unsafe { std::ptr::write_bytes(dst, 0, m * n) };
-                return;
+            if !init.is_null() && !std::ptr::eq(init, dst) {
+                // SAFETY: both are valid for `m·n` elements and disjoint (the contract).
+                unsafe { std::ptr::copy_nonoverlapping(init, dst, m * n) };
             }
-            // SAFETY: the caller's contract above is the `gemm` crate's: `dst` (column stride
-            // 1, row stride n) is valid for writes and disjoint from the operands, and every
-            // strided operand read stays in bounds. With `read_dst = false` the old contents
-            // of `dst` are not read, so it may be uninitialized workspace.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    dst,
-                    1,
-                    n as isize,
-                    false,
-                    lhs,
-                    lhs_cs,
-                    lhs_rs,
-                    rhs,
-                    rhs_cs,
-                    rhs_rs,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism(),
-                )
-            }
+            let p = Product {
+                m,
+                n,
+                k,
+                dst: dst as usize,
+                lhs: lhs as usize,
+                lhs_rs,
+                lhs_cs,
+                rhs: rhs as usize,
+                rhs_rs,
+                rhs_cs,
+            };
+            // SAFETY: the caller's contract above.
+            unsafe { p.compute(!init.is_null(), alpha as $t, beta as $t) }
         }
     };
 }
@@ -143,36 +266,31 @@ macro_rules! wrapper {
 wrapper!(gl_gemm_f32, f32);
 wrapper!(gl_gemm_f64, f64);
 
-/// The number of arguments of a wrapper: `m, n, k, dst, lhs, lhs_rs, lhs_cs, rhs, rhs_rs,
-/// rhs_cs`, all pointer-sized integers.
-pub(super) const ARITY: usize = 10;
+/// The number of pointer-sized integer arguments of a wrapper, first: `m, n, k, dst, lhs,
+/// lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, init`; then come `alpha` and `beta` as `f64`.
+pub(super) const ARITY: usize = 11;
+
+/// A wrapper's type.
+type Wrapper<T> = unsafe extern "C" fn(
+    usize,
+    usize,
+    usize,
+    *mut T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    f64,
+    f64,
+);
 
 /// Every wrapper: (dtype, symbol name, address).
 pub(super) fn symbols() -> [(DType, &'static str, *const u8); 2] {
-    type F32 = unsafe extern "C" fn(
-        usize,
-        usize,
-        usize,
-        *mut f32,
-        *const f32,
-        isize,
-        isize,
-        *const f32,
-        isize,
-        isize,
-    );
-    type F64 = unsafe extern "C" fn(
-        usize,
-        usize,
-        usize,
-        *mut f64,
-        *const f64,
-        isize,
-        isize,
-        *const f64,
-        isize,
-        isize,
-    );
+    type F32 = Wrapper<f32>;
+    type F64 = Wrapper<f64>;
     [
         (DType::F32, "gl_gemm_f32", gl_gemm_f32 as F32 as *const u8),
         (DType::F64, "gl_gemm_f64", gl_gemm_f64 as F64 as *const u8),
@@ -215,6 +333,9 @@ mod tests {
                 b.as_ptr(),
                 n as isize,
                 1,
+                std::ptr::null(),
+                0.0,
+                1.0,
             )
         };
         assert_eq!(c, want);
@@ -235,6 +356,9 @@ mod tests {
                 bt.as_ptr(),
                 1,
                 k as isize,
+                std::ptr::null(),
+                0.0,
+                1.0,
             )
         };
         assert_eq!(c2, want);
@@ -243,18 +367,7 @@ mod tests {
     /// Calls the f32 or f64 wrapper on row-major `a` (m×k) and `b` (k×n), read through
     /// transposed copies when `ta`/`tb`, with `threads`.
     fn product<T: Copy + Default>(
-        f: unsafe extern "C" fn(
-            usize,
-            usize,
-            usize,
-            *mut T,
-            *const T,
-            isize,
-            isize,
-            *const T,
-            isize,
-            isize,
-        ),
+        f: Wrapper<T>,
         (m, k, n): (usize, usize, usize),
         (a, ta): (&[T], bool),
         (b, tb): (&[T], bool),
@@ -289,6 +402,9 @@ mod tests {
                 b.as_ptr(),
                 brs,
                 bcs,
+                std::ptr::null(),
+                0.0,
+                1.0,
             )
         };
         set_threads(1);
@@ -375,7 +491,23 @@ mod tests {
         let a = [1.0f32, 2.0, 3.0, 4.0];
         let mut c = [0f32; 4];
         // SAFETY: 2×2 matrices, row-major.
-        unsafe { gl_gemm_f32(2, 2, 2, c.as_mut_ptr(), a.as_ptr(), 2, 1, a.as_ptr(), 2, 1) };
+        unsafe {
+            gl_gemm_f32(
+                2,
+                2,
+                2,
+                c.as_mut_ptr(),
+                a.as_ptr(),
+                2,
+                1,
+                a.as_ptr(),
+                2,
+                1,
+                std::ptr::null(),
+                0.0,
+                1.0,
+            );
+        }
         assert_eq!(c, [7.0, 10.0, 15.0, 22.0]);
         let s = symbols();
         assert_ne!(s[0].1, s[1].1);

@@ -291,7 +291,7 @@ fn plan_graph(
     (keep_backward_apart, max_snapshots): (bool, Option<usize>),
 ) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
-    let mut plan = plan::plan(
+    let mut plan = plan::plan_donating(
         g,
         &plan::PlanConfig {
             max_ops_per_function: cfg.max_ops_per_function,
@@ -302,6 +302,7 @@ fn plan_graph(
             max_snapshots,
         },
         body_ws,
+        &donated,
     )?;
     let donated = donate::decide(g, &mut plan, &donated, cfg.exact_math, cfg.check_finite)?;
     if plan.ws_bytes > cfg.max_workspace_bytes {
@@ -510,6 +511,7 @@ fn parts(
                 .filter(|f| !matches!(f, plan::Func::Loop(_)))
                 .count() as u64,
             matmuls_gemm: st.matmuls_gemm,
+            gemm_epilogues: st.gemm_epilogues,
             nodes_recomputed: 0,
             flops_recomputed: 0,
             compile_time: started.elapsed(),

@@ -56,6 +56,22 @@ pub(super) fn assign(
         let mut taken: Vec<NodeId> = Vec::new();
         let mut temps: Vec<(usize, usize)> = Vec::new();
         match grp {
+            Group::Matmul { acc: Some(a), .. } => {
+                // The GEMM updates its initial value where it lies when that value dies here.
+                let x = a.init;
+                let own = dying.contains(&x)
+                    && matches!(locs[x.index()], Loc::Ws(_))
+                    && locs[a.out.index()] == Loc::Unused
+                    && !cfg.checked;
+                if own {
+                    locs[a.out.index()] = locs[x.index()];
+                    ws.size[a.out.index()] = ws.size[x.index()];
+                    taken.push(x);
+                    ws.in_place += 1;
+                } else {
+                    ws.home(g, a.out, &mut locs)?;
+                }
+            }
             Group::Matmul { node, .. } | Group::Node(node) | Group::Copy { node, .. } => {
                 ws.home(g, *node, &mut locs)?;
             }

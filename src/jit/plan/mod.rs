@@ -79,6 +79,7 @@
 //! Deliberately absent: anything Cranelift-specific, and recomputation of values read by
 //! several groups.
 
+mod epilogue;
 mod funcs;
 mod fuse;
 mod live;
@@ -254,6 +255,9 @@ pub(super) enum Group {
         node: NodeId,
         /// Computed by the GEMM wrapper.
         gemm: bool,
+        /// The elementwise node the GEMM computes instead of the product alone (only with
+        /// `gemm`; see [`epilogue`]).
+        acc: Option<Accumulate>,
     },
     /// A node with a lowering of its own, dispatched on its op (a `concat` kept in memory).
     Node(NodeId),
@@ -277,6 +281,25 @@ impl Group {
             Group::Loop(l) => l.node,
         }
     }
+}
+
+/// A GEMM epilogue ([`epilogue`]): the matmul's group computes `out = alpha·init +
+/// beta·(x·y)` straight into `out`'s home, which first receives `init`'s values (no copy when
+/// it is `init`'s own memory), instead of storing the product and adding it in a later pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Accumulate {
+    /// The elementwise node computed (an `add` or `sub` of the product and `init`).
+    pub out: NodeId,
+    /// The value the destination starts from: same type as `out`, read whole (an input or a
+    /// stored value).
+    pub init: NodeId,
+    /// Its factor: ±1, or ± the constant of an absorbed `mul(init, c)`.
+    pub alpha: f64,
+    /// The product's factor: ±1.
+    pub beta: f64,
+    /// A `mul(init, c)` computed by the epilogue instead of its own group (its only reader
+    /// was `out`): it gets no code and no memory.
+    pub scaled: Option<NodeId>,
 }
 
 /// A step of a serial function.
@@ -332,6 +355,7 @@ pub(super) struct PlanStats {
     pub groups: u64,
     pub groups_parallel: u64,
     pub matmuls_gemm: u64,
+    pub gemm_epilogues: u64,
 }
 
 /// Options that change the plan.
@@ -383,10 +407,25 @@ fn box_count(cuts: &[Vec<usize>]) -> usize {
 ///
 /// # Errors
 /// [`JitError::TooLarge`] if the workspace or the constant blob would exceed the address space.
+#[cfg(test)]
 pub(super) fn plan(g: &Graph, cfg: &PlanConfig, bodies: &BodySizes) -> Result<Plan, JitError> {
+    plan_donating(g, cfg, bodies, &[])
+}
+
+/// [`plan`] for a kernel whose donated pairs are `donated` (input index, output index): a
+/// GEMM may then update a donated input in place as its output ([`epilogue`]).
+///
+/// # Errors
+/// As [`plan`].
+pub(super) fn plan_donating(
+    g: &Graph,
+    cfg: &PlanConfig,
+    bodies: &BodySizes,
+    donated: &[(usize, usize)],
+) -> Result<Plan, JitError> {
     let live = live::analyze(g);
     let piecewise = pieces::choose(g, &live, cfg.checked);
-    let fusion = fuse::group(g, &live, &piecewise, cfg);
+    let fusion = fuse::group(g, &live, &piecewise, cfg, donated);
     let nests = nest::shape(g, fusion, cfg, bodies)?;
     let mut groups = nests.groups;
     let memory = memory::assign(g, &nests.roles, &mut groups, &nests.last_use, cfg)?;
@@ -410,6 +449,10 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig, bodies: &BodySizes) -> Result<Pl
         matmuls_gemm: groups
             .iter()
             .filter(|grp| matches!(grp, Group::Matmul { gemm: true, .. }))
+            .count() as u64,
+        gemm_epilogues: groups
+            .iter()
+            .filter(|grp| matches!(grp, Group::Matmul { acc: Some(_), .. }))
             .count() as u64,
     };
     Ok(Plan {
