@@ -12,17 +12,26 @@
 //! `k·ε·Σ|a||b|` of the exact product).
 //!
 //! Threads: a wrapper runs the product on [`set_threads`]'s count of the current rayon pool's
-//! threads ([`gemm::Parallelism::Rayon`]), or on the calling thread alone for a count of 1
-//! ([`gemm::Parallelism::None`]); the crate itself keeps products below its threading
-//! threshold (`m·n·k_block` < 48·48·256) on one thread. Results are bitwise independent of
-//! the count: the crate's threads split the *output* tiles between them, while each output
-//! element is still one accumulator summing its `k` terms in the same order (the `k` blocks,
-//! in order, each a sequential run of fused multiply-adds). The `k` blocks come from the shape
-//! and the cache sizes read once per process, never from the thread count; what threads do
-//! change (the width of the column blocks, always a multiple of the micro-tile, and whether
-//! the left operand is copied into packed form first) moves no element's sum. The tests check
-//! this bitwise on shapes that cross the crate's block sizes; it is a property of `gemm`
-//! 0.19's algorithm, so those tests guard it across updates of the crate.
+//! threads, or on the calling thread alone for a count of 1 ([`gemm::Parallelism::None`]);
+//! products below the crate's threading threshold (`m·n·k_block` < 48·48·256) stay on one
+//! thread. A threaded product is cut into one block of output rows per thread, each a
+//! single-threaded call of the crate, forked once (`rayon::join`); the crate's own threading
+//! ([`gemm::Parallelism::Rayon`]), used where the rows cannot be cut (see `Product::splits`),
+//! forks twice per `k` block (packing, then the product), and on a loaded machine each fork
+//! may wait for a worker to wake. Results are bitwise independent of the count: every output
+//! element is one accumulator summing its `k` terms in the same order (the `k` blocks, in
+//! order, each a sequential run of fused multiply-adds), whichever rows or tiles a thread
+//! gets. The `k` blocks come from the shape and the cache sizes read once per process, never
+//! from the thread count, and a row block keeps the whole product's `k` blocks (the crate
+//! sizes them from the shape only for products of at most 64×64, which a cut avoids unless
+//! `k` fits one block anyway); what threads do change (tile boundaries, whether an operand is
+//! packed first) moves no element's sum. The tests check this bitwise on shapes that cross
+//! the crate's block sizes, cut or not; it is a property of `gemm` 0.19's algorithm, so those
+//! tests guard it across updates of the crate.
+//!
+//! Epilogues: a wrapper can also update a destination, `dst = alpha·init + beta·(A·B)` (the
+//! crate's `read_dst`), for the plan's GEMM epilogues (see `plan::epilogue`, which documents
+//! the rounding).
 //!
 //! Memory: the crate allocates packing memory per call (and, with threads, a small flag
 //! vector per extra thread), keeps a packing slab the size of the L2 cache (2 MB here) per
@@ -433,6 +442,10 @@ mod tests {
             ((784, 64, 256), true, false),
             ((64, 256, 784), false, true),
             ((129, 1037, 77), false, false),
+            // Not split by rows (the crate's threads): k blocks sized from a small shape, and
+            // too few rows per part.
+            ((40, 1100, 60), false, false),
+            ((24, 700, 600), false, true),
         ];
         for ((m, k, n), ta, tb) in f32_shapes {
             let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
@@ -482,6 +495,65 @@ mod tests {
                     .zip(&one)
                     .all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "{m}×{k}×{n} f64 (ta={ta}, tb={tb}) with {t} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn accumulating_products_update_in_place_or_copy_the_initial_value() {
+        // dst = 0.9·init − A·B on shapes split by rows or not, k one block or three.
+        for (m, k, n) in [(130, 64, 77), (70, 1100, 90), (40, 1100, 60)] {
+            let a: Vec<f32> = values(m * k, 5).iter().map(|&v| v as f32).collect();
+            let b: Vec<f32> = values(k * n, 6).iter().map(|&v| v as f32).collect();
+            let init: Vec<f32> = values(m * n, 7).iter().map(|&v| v as f32).collect();
+            let (alpha, beta) = (f64::from(0.9f32), -1.0);
+            let call = |dst: &mut [f32], init: *const f32, threads: usize| {
+                set_threads(threads);
+                // SAFETY: row-major a (m×k), b (k×n), dst and init m×n; init is dst or
+                // disjoint from it.
+                unsafe {
+                    gl_gemm_f32(
+                        m,
+                        n,
+                        k,
+                        dst.as_mut_ptr(),
+                        a.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        init,
+                        alpha,
+                        beta,
+                    );
+                }
+                set_threads(1);
+            };
+            let mut copied = vec![f32::NAN; m * n];
+            call(&mut copied, init.as_ptr(), 1);
+            let eps = f64::from(f32::EPSILON);
+            for (idx, &c) in copied.iter().enumerate() {
+                let (i, j) = (idx / n, idx % n);
+                let mut exact = alpha * f64::from(init[idx]);
+                let mut mag = exact.abs();
+                for p in 0..k {
+                    let t = f64::from(a[i * k + p]) * f64::from(b[p * n + j]);
+                    exact += beta * t;
+                    mag += t.abs();
+                }
+                let err = (f64::from(c) - exact).abs();
+                assert!(err <= (k + 2) as f64 * eps * mag, "{m}×{k}×{n} at {idx}");
+            }
+            for threads in [1, 2, 3] {
+                let mut own = init.clone();
+                let p = own.as_ptr();
+                call(&mut own, p, threads);
+                let same = own
+                    .iter()
+                    .zip(&copied)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{m}×{k}×{n} in place on {threads} threads");
             }
         }
     }
