@@ -1,5 +1,6 @@
 //! GEMM epilogues (`jit::plan::epilogue`): a product added to a value that the GEMM updates in
-//! place (an input donated to the sum, or a computed value read only by the sum). The oracle
+//! place (an input donated to the sum, or a computed value read only by the sum); and an
+//! all-reduce reducing its dying operand (a bucket) in place. The oracle
 //! is a hand computation in f64 with the GEMM's error bound; where the documented numerics
 //! promise more (one `k` block: the unfused value bit for bit; any thread count: the same
 //! bits), the unfused kernel of the same graph (the product also an output, so nothing can
@@ -7,7 +8,8 @@
 
 use crate::call::call_donated;
 use crate::fuzz_check::same_bits;
-use gradlift::jit::{self, JitConfig, Kernel};
+use gradlift::comm::{Communicator, ThreadComm};
+use gradlift::jit::{self, Buf, BufMut, JitConfig, Kernel};
 use gradlift::{DType, Graph, GraphBuilder, Tensor, interp};
 use std::num::NonZeroUsize;
 
@@ -281,4 +283,68 @@ fn a_computed_value_read_only_by_the_sum_is_updated_in_its_workspace() {
     let ks = jit::compile(&sep).unwrap();
     assert_eq!(ks.stats().gemm_epilogues, 0);
     assert_eq!(data(&ks.run(&ins).unwrap()[0]), got);
+}
+
+#[test]
+fn a_bucket_is_all_reduced_where_it_lies_on_thread_ranks() {
+    // r = all_reduce_sum(concat(a, c)) read by a later pass: the concat's buffer (a bucket)
+    // dies at the all-reduce, which reduces it in place instead of copying it first.
+    let n = 5000;
+    let b = GraphBuilder::new("bucket");
+    let a = b.input("a", DType::F32, &[n]);
+    let c = b.input("c", DType::F32, &[n]);
+    let flat = b.concat(&[a, c], 0);
+    let r = flat.all_reduce_sum();
+    let g = b.finish(&[("half", r * 0.5)]).unwrap();
+    for threads in [1, 2] {
+        let cfg = JitConfig {
+            kernel_threads: NonZeroUsize::new(threads),
+            ..JitConfig::default()
+        };
+        let k = jit::compile_with(&g, &cfg).unwrap();
+        // One buffer of 2n floats (the bucket, reduced in place); a copy would need two.
+        assert!(k.workspace_bytes() < 2 * 2 * n * 4, "{}", k.workspace_bytes());
+        for p in [1, 2, 3] {
+            let outs = on_ranks(p, |comm| {
+                let r = comm.rank() as u64;
+                let (a, c) = (values(n, 10 + r), values(n, 20 + r));
+                let mut out = vec![0f32; 2 * n];
+                let mut ws = k.workspace();
+                k.call_with_comm(
+                    &[Buf::F32(&a), Buf::F32(&c)],
+                    &mut [BufMut::F32(&mut out)],
+                    &mut ws,
+                    comm,
+                )
+                .unwrap();
+                out
+            });
+            // Oracle: the sum over ranks of each rank's values, by hand, within p roundings.
+            let mut want = vec![0f64; 2 * n];
+            for r in 0..p as u64 {
+                for (w, v) in want[..n].iter_mut().zip(values(n, 10 + r)) {
+                    *w += f64::from(v);
+                }
+                for (w, v) in want[n..].iter_mut().zip(values(n, 20 + r)) {
+                    *w += f64::from(v);
+                }
+            }
+            for got in &outs {
+                for (i, (&o, &w)) in got.iter().zip(&want).enumerate() {
+                    let tol = p as f64 * f64::from(f32::EPSILON) * p as f64;
+                    assert!((f64::from(o) - 0.5 * w).abs() <= tol, "p={p} at {i}: {o} vs {w}");
+                }
+                assert_eq!(got, &outs[0], "ranks agree");
+            }
+        }
+    }
+}
+
+/// Runs `f(comm)` on one thread per rank; results in rank order.
+fn on_ranks<R: Send>(p: usize, f: impl Fn(&ThreadComm) -> R + Sync) -> Vec<R> {
+    let comms = ThreadComm::group(p);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = comms.iter().map(|c| s.spawn(|| f(c))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }

@@ -1,6 +1,7 @@
-//! `all_reduce_sum`, `all_reduce_mean` and `num_ranks`: a copy of the operand into the node's home, then
-//! one call of the collectives' trampoline (`crate::jit::collective`) that reduces the home in
-//! place over the call's communicator (`num_ranks`: no copy, the call fills the home).
+//! `all_reduce_sum`, `all_reduce_mean` and `num_ranks`: a copy of the operand into the node's
+//! home (none when the plan gave the node its dying operand's memory), then one call of the
+//! collectives' trampoline (`crate::jit::collective`) that reduces the home in place over the
+//! call's communicator (`num_ranks`: no copy, the call fills the home).
 
 use super::{Lowerer, Src};
 use crate::ir::{NodeId, Op};
@@ -17,8 +18,12 @@ impl Lowerer<'_, '_> {
             _ => Action::Size,
         };
         if action != Action::Size {
-            let from = self.view(node.inputs[0]).clone();
-            self.realize(id, &from);
+            let x = node.inputs[0];
+            // The plan may give a dying operand's memory to the all-reduce: nothing to copy.
+            if self.plan.locs[id.index()] != self.plan.locs[x.index()] {
+                let from = self.view(x).clone();
+                self.realize(id, &from);
+            }
         }
         let Src::Mem(base, off) = self.home(id) else {
             unreachable!("plan invariant: computed values live in memory")
