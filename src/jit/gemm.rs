@@ -195,17 +195,63 @@ impl Product {
         );
     }
 
+    /// True if the product is faster computed column-major and transposed into place: few
+    /// output columns, many rows, and a left operand stored column-major (the adjoint's
+    /// `Aᵀ·G`, as `hᵀ·∂logits` in the MLP). The crate's micro-kernel runs down the rows of a
+    /// column-major destination (a row-major one is handled as its transpose), so a
+    /// row-major destination of 10 columns fills 10 of its 16 (f32) lanes and packs the left
+    /// operand; column-major, whole tiles of rows read the left operand in place (256×64×10:
+    /// 1.4 instead of 4.5 µs). Each element's sum is the same either way (the crate's `k`
+    /// blocks do not depend on the orientation).
+    fn column_major_first(&self) -> bool {
+        self.n < 16 && self.m >= 64 && self.lhs_rs == 1
+    }
+
     /// The product on this thread's count of threads ([`set_threads`]).
     ///
     /// # Safety
     /// As the wrappers'.
-    unsafe fn compute<T: 'static + Copy + Send + Sync>(
-        self,
-        read_dst: bool,
-        alpha: T,
-        beta: T,
-    ) {
+    unsafe fn compute<T: 'static + Copy + Send + Sync>(self, read_dst: bool, alpha: T, beta: T) {
         let threads = THREADS.with(Cell::get);
+        if !read_dst && self.column_major_first() {
+            let mut scratch: Vec<T> = Vec::with_capacity(self.m * self.n);
+            let (m, n) = (self.m, self.n);
+            // SAFETY: the operands are the caller's; the destination is `scratch`, m·n
+            // elements, column-major (row stride 1, column stride m), written before it is
+            // read (no `read_dst`), disjoint from everything else.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    self.k,
+                    scratch.as_mut_ptr(),
+                    m as isize,
+                    1,
+                    false,
+                    self.lhs as *const T,
+                    self.lhs_cs,
+                    self.lhs_rs,
+                    self.rhs as *const T,
+                    self.rhs_cs,
+                    self.rhs_rs,
+                    alpha,
+                    beta,
+                    false,
+                    false,
+                    false,
+                    parallelism(),
+                );
+                scratch.set_len(m * n);
+            }
+            let dst = self.dst as *mut T;
+            for (j, col) in scratch.chunks_exact(m).enumerate() {
+                for (i, &v) in col.iter().enumerate() {
+                    // SAFETY: `dst` holds m·n elements (the caller's contract).
+                    unsafe { *dst.add(i * n + j) = v };
+                }
+            }
+            return;
+        }
         if self.splits(threads) {
             // SAFETY: forwarded from the caller.
             unsafe { self.run_split(threads, read_dst, alpha, beta) }
@@ -555,6 +601,48 @@ mod tests {
                     .all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "{m}×{k}×{n} in place on {threads} threads");
             }
+        }
+    }
+
+    #[test]
+    fn narrow_products_computed_column_major_have_the_row_major_bits() {
+        // Few columns, many rows, A stored transposed: computed column-major and transposed;
+        // k one block or two (700 > 512).
+        for (m, k, n) in [(256, 64, 10), (300, 700, 9), (64, 33, 1)] {
+            let a: Vec<f32> = values(m * k, 8).iter().map(|&v| v as f32).collect();
+            let b: Vec<f32> = values(k * n, 9).iter().map(|&v| v as f32).collect();
+            let got = product(gl_gemm_f32, (m, k, n), (&a, true), (&b, false), 1);
+            let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            let mut want = vec![0f32; m * n];
+            // SAFETY: the crate directly, row-major destination (m×n), Aᵀ stored k×m, B k×n.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    want.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    at.as_ptr(),
+                    m as isize,
+                    1,
+                    b.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{m}×{k}×{n}");
         }
     }
 

@@ -4,8 +4,8 @@
 
 use super::{Lowerer, Src, bits_ty, val_ty};
 use crate::ir::{Attrs, DType, NodeId, Op};
-use crate::jit::plan::Accumulate;
 use crate::jit::layout::{View, collapse, matrix_strides, row_major_bytes, to_bytes};
+use crate::jit::plan::Accumulate;
 use cranelift_codegen::ir::InstBuilder;
 
 impl<'f, 'g> Lowerer<'f, 'g> {
@@ -189,7 +189,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             });
             return;
         }
-        debug_assert!(acc.is_none(), "plan invariant: epilogues only on GEMM calls");
+        debug_assert!(
+            acc.is_none(),
+            "plan invariant: epilogues only on GEMM calls"
+        );
         // The loop nest: batch dims, then i, j; the inner loop over p.
         let mut dims = batch.to_vec();
         dims.extend([m, n]);
