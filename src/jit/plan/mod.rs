@@ -43,6 +43,9 @@
 //!    `add(concat(0, a), concat(b, 0))` is one loop in three boxes and no concat buffer. A
 //!    reduction joins such a group only if none of its reduced axes is cut, so each box
 //!    computes whole output elements in the interpreter's order.
+//!    Then [`epilogue`]: a `matmul` computed by the GEMM whose only reader adds it to a value
+//!    the GEMM can update in place (an input donated to the sum, or a value read only by the
+//!    sum) computes that sum itself ([`Accumulate`]); the sum leaves its fused group.
 //! 4. [`nest`]: the loop nests, one per fused group, or per box of a group that reads pieces
 //!    (its accesses start at the box's first index; a box of several with reductions fills
 //!    and finishes only its own output elements and stays serial). The accesses of a nest
