@@ -122,10 +122,12 @@ impl Product {
     /// blocks. The crate sizes the blocks from the shape only on its small path (at most 64
     /// rows and 64 columns), which then matters only if `k` exceeds one block (512); its
     /// vector-product paths (at most 256 output elements, or one row or column) are avoided
-    /// by keeping at least 16 rows and 17 columns per part.
+    /// by keeping at least 32 rows and 17 columns per part. (Each part packs what it reads;
+    /// 32 rows per part keep any packing of the shared operand small beside the part's
+    /// work. Fewer rows per thread: the crate's own threads, which share one packing.)
     fn splits(&self, parts: usize) -> bool {
         parts >= 2
-            && self.m >= 16 * parts
+            && self.m >= 32 * parts
             && self.n >= 17
             && (self.n > 64 || self.k <= 512)
             && may_use_threads(self.m, self.k, self.n)

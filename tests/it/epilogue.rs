@@ -303,7 +303,11 @@ fn a_bucket_is_all_reduced_where_it_lies_on_thread_ranks() {
         };
         let k = jit::compile_with(&g, &cfg).unwrap();
         // One buffer of 2n floats (the bucket, reduced in place); a copy would need two.
-        assert!(k.workspace_bytes() < 2 * 2 * n * 4, "{}", k.workspace_bytes());
+        assert!(
+            k.workspace_bytes() < 2 * 2 * n * 4,
+            "{}",
+            k.workspace_bytes()
+        );
         for p in [1, 2, 3] {
             let outs = on_ranks(p, |comm| {
                 let r = comm.rank() as u64;
@@ -332,7 +336,10 @@ fn a_bucket_is_all_reduced_where_it_lies_on_thread_ranks() {
             for got in &outs {
                 for (i, (&o, &w)) in got.iter().zip(&want).enumerate() {
                     let tol = p as f64 * f64::from(f32::EPSILON) * p as f64;
-                    assert!((f64::from(o) - 0.5 * w).abs() <= tol, "p={p} at {i}: {o} vs {w}");
+                    assert!(
+                        (f64::from(o) - 0.5 * w).abs() <= tol,
+                        "p={p} at {i}: {o} vs {w}"
+                    );
                 }
                 assert_eq!(got, &outs[0], "ranks agree");
             }
