@@ -33,7 +33,8 @@
 //! crate's `read_dst`), for the plan's GEMM epilogues (see `plan::epilogue`, which documents
 //! the rounding).
 //!
-//! Memory: the crate allocates packing memory per call (and, with threads, a small flag
+//! Memory: a narrow product computed column-major first allocates its m·n scratch per call;
+//! the crate allocates packing memory per call (and, with threads, a small flag
 //! vector per extra thread), keeps a packing slab the size of the L2 cache (2 MB here) per
 //! thread that packs for the thread's lifetime, and reads the cache sizes from `/sys` once
 //! per process.
