@@ -108,10 +108,11 @@
 //!   them in order). A reduction across chunks writes one partial result per chunk, folded in
 //!   chunk order afterwards. Chunk boundaries and folding order depend only on the shapes
 //!   and `parallel_min_elements`, never on the thread count.
-//! - GEMM calls (below) split their output rows (or tiles) between the threads; each output element
-//!   is still summed by one accumulator over the same `k` blocks in the same order, so the
-//!   split changes which thread computes an element, not its bits (the `gemm` module's tests
-//!   check this on the MLP's products and on shapes crossing the GEMM's block sizes).
+//! - GEMM calls (below) split their output rows (or tiles) between the threads; each output
+//!   element is still summed by one accumulator over the same `k` blocks in the same order,
+//!   so the split changes which thread computes an element, not its bits (the `gemm`
+//!   module's tests check this on the MLP's products and on shapes crossing the GEMM's block
+//!   sizes).
 //!
 //! Smaller loops (and every scalar kernel) stay on the calling thread. Changing
 //! `parallel_min_elements` (not the thread count) changes the chunks, and with them the order
