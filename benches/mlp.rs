@@ -9,8 +9,10 @@
 //!   plain loops, into preallocated buffers: the floor the JIT is measured against.
 //!
 //! Also the forward pass alone (`*_forward`: the loss only, one thread), for the
-//! gradient/forward cost ratio, and the demo's whole Adam step (`jit_adam_step`: forward,
-//! backward and update in one kernel, one thread).
+//! gradient/forward cost ratio, the demo's whole Adam step (`jit_adam_step`: forward,
+//! backward and update in one kernel, one thread), and its SGD-with-momentum step as the demo
+//! compiles it, parameters and state donated (`jit_sgd_step_t1`, `_t2`): there the weight
+//! gradients' GEMMs update the momentum buffers in place (GEMM epilogues, `jit::plan`).
 //!
 //! Goals (issue 3): `jit_t1` ≤ 1.3 × `direct_t1`; `jit_t1` ≤ 3 × `jit_forward` (issue 12:
 //! `jit_t2` within 1.3 × the two-thread GEMM floor). See `benches/README.md` for the figures.
@@ -359,6 +361,59 @@ fn bench(c: &mut Criterion) {
             .collect();
         b.iter(|| step_k.call(black_box(&sin), &mut sout, &mut sws).unwrap())
     });
+    // The SGD step with donated parameters and momentum, as the demo runs it.
+    let sgd_g = {
+        let mut g = common::train_step_graph(DType::F32, BATCH, ARCH, Optim::SGD).unwrap();
+        opt::optimize(&mut g, &opt::OptConfig::default());
+        g
+    };
+    let sgd_k: Vec<Kernel> = [1, 2]
+        .iter()
+        .map(|&t| {
+            let cfg = jit::JitConfig {
+                kernel_threads: NonZeroUsize::new(t),
+                ..jit::JitConfig::default()
+            };
+            common::compile_step_with(&sgd_g, Optim::SGD, cfg).expect("compiles")
+        })
+        .collect();
+    // Both weight gradients are accumulated into their momentum buffers by their GEMMs; with
+    // k = 64 (one block) the step's bits are the undonated kernel's, which has no epilogue.
+    assert_eq!(sgd_k[0].stats().gemm_epilogues, 2, "{}", sgd_k[0].stats());
+    let mut sgd_state: Vec<Vec<f32>> = params.clone();
+    sgd_state.extend(params.iter().map(|p| vec![0.01f32; p.len()]));
+    let plain = jit::compile(&sgd_g).unwrap();
+    assert_eq!(plain.stats().gemm_epilogues, 0);
+    let sgd_in = |state: &[Vec<f32>]| -> Vec<Tensor> {
+        state
+            .iter()
+            .zip(ARCH.param_shapes().iter().chain(ARCH.param_shapes().iter()))
+            .map(|(v, s)| Tensor::from_f32(s.clone(), v.clone()))
+            .chain([
+                Tensor::from_f32(vec![], vec![1.0]),
+                Tensor::from_f32(vec![], vec![1e-3]),
+                Tensor::from_f32(vec![BATCH, DIM], x.clone()),
+                Tensor::from_f32(vec![BATCH, CLASSES], y.clone()),
+            ])
+            .collect()
+    };
+    let want = plain.run(&sgd_in(&sgd_state)).unwrap();
+    let got = sgd_k[0].run(&sgd_in(&sgd_state)).unwrap();
+    assert!(
+        want.iter().zip(&got).all(|(w, g)| w.data() == g.data()),
+        "the fused SGD step changed the results"
+    );
+    for (name, k) in ["jit_sgd_step_t1", "jit_sgd_step_t2"].iter().zip(&sgd_k) {
+        let mut state = sgd_state.clone();
+        let mut sws = k.workspace();
+        let sin = [Buf::F32(&t), Buf::F32(&lr), Buf::F32(&x), Buf::F32(&y)];
+        group.bench_function(*name, |b| {
+            let mut sout: Vec<BufMut<'_>> = std::iter::once(BufMut::F32(&mut loss))
+                .chain(state.iter_mut().map(|v| BufMut::F32(v)))
+                .collect();
+            b.iter(|| k.call(black_box(&sin), &mut sout, &mut sws).unwrap())
+        });
+    }
     group.sample_size(10);
     let tins: Vec<Tensor> = params
         .iter()

@@ -10,7 +10,8 @@
 //! - the one nest reading the input is the one writing the output, and it reads the input only
 //!   at the element it is about to store, before storing it: the planner's own rule for writing
 //!   a workspace value over a dying operand (same layout, read only by members up to the
-//!   stored one, a nest not cut into boxes and not rerun).
+//!   stored one, a nest not cut into boxes and not rerun), or a GEMM epilogue whose initial
+//!   value is the input (the GEMM updates its destination in place).
 //!
 //! A copy after the code ran that reads the input (an output that *is* the input) also rules
 //! it out. Otherwise the kernel first copies the input into a reserved workspace range and
@@ -135,7 +136,14 @@ fn readers(g: &Graph, plan: &Plan, root: NodeId) -> Vec<usize> {
         .filter(|(_, grp)| match grp {
             Group::Fused(f) => f.leaves.iter().any(|(_, a)| a.root == root),
             Group::Copy { from, .. } => from.root == root,
-            Group::Matmul { node, .. } | Group::Node(node) => g
+            Group::Matmul { node, acc, .. } => {
+                acc.is_some_and(|a| a.init == root)
+                    || g.node(*node)
+                        .inputs
+                        .iter()
+                        .any(|&x| view_root(x) == Some(root))
+            }
+            Group::Node(node) => g
                 .node(*node)
                 .inputs
                 .iter()
@@ -181,6 +189,7 @@ fn in_place_safe(
             Group::Fused(f) => {
                 f.stores.iter().any(|(m, _)| *m == o) || f.reductions.iter().any(|r| r.node == o)
             }
+            Group::Matmul { acc: Some(a), .. } => a.out == o,
             Group::Matmul { node, .. } | Group::Node(node) | Group::Copy { node, .. } => *node == o,
             Group::Loop(l) => l.members.iter().any(|&(m, _)| m == o),
         })
@@ -199,8 +208,12 @@ fn in_place_safe(
         return false;
     }
     // The same nest reads the input and writes the output.
-    let Group::Fused(f) = &plan.groups[first_write] else {
-        return false;
+    let f = match &plan.groups[first_write] {
+        Group::Fused(f) => f,
+        // A GEMM epilogue reads its initial value only as the destination it updates, each
+        // element just before writing it; the plan keeps the product's operands elsewhere.
+        Group::Matmul { acc: Some(a), .. } => return a.init == x && a.out == o && !checked,
+        _ => return false,
     };
     if checked || f.part || (f.math && f.vector.is_some() && !exact) {
         // Checked mode inspects the operands after the node ran; a nest cut into boxes; or a

@@ -12,19 +12,29 @@
 //! `k·ε·Σ|a||b|` of the exact product).
 //!
 //! Threads: a wrapper runs the product on [`set_threads`]'s count of the current rayon pool's
-//! threads ([`gemm::Parallelism::Rayon`]), or on the calling thread alone for a count of 1
-//! ([`gemm::Parallelism::None`]); the crate itself keeps products below its threading
-//! threshold (`m·n·k_block` < 48·48·256) on one thread. Results are bitwise independent of
-//! the count: the crate's threads split the *output* tiles between them, while each output
-//! element is still one accumulator summing its `k` terms in the same order (the `k` blocks,
-//! in order, each a sequential run of fused multiply-adds). The `k` blocks come from the shape
-//! and the cache sizes read once per process, never from the thread count; what threads do
-//! change (the width of the column blocks, always a multiple of the micro-tile, and whether
-//! the left operand is copied into packed form first) moves no element's sum. The tests check
-//! this bitwise on shapes that cross the crate's block sizes; it is a property of `gemm`
-//! 0.19's algorithm, so those tests guard it across updates of the crate.
+//! threads, or on the calling thread alone for a count of 1 ([`gemm::Parallelism::None`]);
+//! products below the crate's threading threshold (`m·n·k_block` < 48·48·256) stay on one
+//! thread. A threaded product is cut into one block of output rows per thread, each a
+//! single-threaded call of the crate, forked once (`rayon::join`); the crate's own threading
+//! ([`gemm::Parallelism::Rayon`]), used where the rows cannot be cut (see `Product::splits`),
+//! forks twice per `k` block (packing, then the product), and on a loaded machine each fork
+//! may wait for a worker to wake. Results are bitwise independent of the count: every output
+//! element is one accumulator summing its `k` terms in the same order (the `k` blocks, in
+//! order, each a sequential run of fused multiply-adds), whichever rows or tiles a thread
+//! gets. The `k` blocks come from the shape and the cache sizes read once per process, never
+//! from the thread count, and a row block keeps the whole product's `k` blocks (the crate
+//! sizes them from the shape only for products of at most 64×64, which a cut avoids unless
+//! `k` fits one block anyway); what threads do change (tile boundaries, whether an operand is
+//! packed first) moves no element's sum. The tests check this bitwise on shapes that cross
+//! the crate's block sizes, cut or not; it is a property of `gemm` 0.19's algorithm, so those
+//! tests guard it across updates of the crate.
 //!
-//! Memory: the crate allocates packing memory per call (and, with threads, a small flag
+//! Epilogues: a wrapper can also update a destination, `dst = alpha·init + beta·(A·B)` (the
+//! crate's `read_dst`), for the plan's GEMM epilogues (see `plan::epilogue`, which documents
+//! the rounding).
+//!
+//! Memory: a narrow product computed column-major first allocates its m·n scratch per call;
+//! the crate allocates packing memory per call (and, with threads, a small flag
 //! vector per extra thread), keeps a packing slab the size of the L2 cache (2 MB here) per
 //! thread that packs for the thread's lifetime, and reads the cache sizes from `/sys` once
 //! per process.
@@ -77,17 +87,201 @@ pub(super) fn may_use_threads(m: usize, k: usize, n: usize) -> bool {
     m.saturating_mul(k).saturating_mul(n) >= gemm::get_threading_threshold()
 }
 
+/// The product's operands and destination, as the wrappers receive them: `dst` (`m×n`,
+/// row-major) and `lhs`, `rhs` through element strides. Addresses are integers so that a
+/// split product can hand its halves to another thread.
+#[derive(Clone, Copy)]
+struct Product {
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: usize,
+    lhs: usize,
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: usize,
+    rhs_rs: isize,
+    rhs_cs: isize,
+}
+
+impl Product {
+    /// Rows `lo..hi` of the product: the same `rhs`, fewer rows of `lhs` and `dst`.
+    fn rows<T>(self, lo: usize, hi: usize) -> Product {
+        let size = std::mem::size_of::<T>();
+        Product {
+            m: hi - lo,
+            dst: self.dst + lo * self.n * size,
+            lhs: self
+                .lhs
+                .wrapping_add_signed(lo as isize * self.lhs_rs * size as isize),
+            ..self
+        }
+    }
+
+    /// True if the rows may be split between threads without moving any element's sum (see
+    /// the module docs): the parts run the crate's general path with the whole product's `k`
+    /// blocks. The crate sizes the blocks from the shape only on its small path (at most 64
+    /// rows and 64 columns), which then matters only if `k` exceeds one block (512); its
+    /// vector-product paths (at most 256 output elements, or one row or column) are avoided
+    /// by keeping at least 32 rows and 17 columns per part. (Each part packs what it reads;
+    /// 32 rows per part keep any packing of the shared operand small beside the part's
+    /// work. Fewer rows per thread: the crate's own threads, which share one packing.)
+    fn splits(&self, parts: usize) -> bool {
+        parts >= 2
+            && self.m >= 32 * parts
+            && self.n >= 17
+            && (self.n > 64 || self.k <= 512)
+            && may_use_threads(self.m, self.k, self.n)
+    }
+
+    /// `dst = alpha·dst + beta·(lhs·rhs)` (`read_dst`), or `dst = beta·(lhs·rhs)`, with the
+    /// crate's own threads.
+    ///
+    /// # Safety
+    /// As the wrappers'.
+    unsafe fn run<T: 'static>(self, read_dst: bool, alpha: T, beta: T, par: gemm::Parallelism) {
+        // SAFETY: the caller's contract is the `gemm` crate's: `dst` (column stride 1, row
+        // stride n) is valid for writes and disjoint from the operands, and every strided
+        // operand read stays in bounds. Without `read_dst` the old contents of `dst` are not
+        // read, so it may be uninitialized workspace.
+        unsafe {
+            gemm::gemm(
+                self.m,
+                self.n,
+                self.k,
+                self.dst as *mut T,
+                1,
+                self.n as isize,
+                read_dst,
+                self.lhs as *const T,
+                self.lhs_cs,
+                self.lhs_rs,
+                self.rhs as *const T,
+                self.rhs_cs,
+                self.rhs_rs,
+                alpha,
+                beta,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    }
+
+    /// Rows split into `parts` runs of `run` on one thread each, forked as a tree of
+    /// `rayon::join`s (one fork per part; the crate's own threading forks twice per `k`
+    /// block, for packing and for the product, and each fork may have to wake a worker).
+    ///
+    /// # Safety
+    /// As the wrappers'; the parts write disjoint rows of `dst`.
+    unsafe fn run_split<T: 'static + Copy + Send + Sync>(
+        self,
+        parts: usize,
+        read_dst: bool,
+        alpha: T,
+        beta: T,
+    ) {
+        if parts <= 1 {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.run(read_dst, alpha, beta, gemm::Parallelism::None) };
+            return;
+        }
+        let half = parts / 2;
+        let cut = self.m * (parts - half) / parts;
+        let (a, b) = (self.rows::<T>(0, cut), self.rows::<T>(cut, self.m));
+        rayon::join(
+            // SAFETY: forwarded from the caller; the two halves' rows are disjoint.
+            || unsafe { a.run_split(parts - half, read_dst, alpha, beta) },
+            // SAFETY: as above.
+            || unsafe { b.run_split(half, read_dst, alpha, beta) },
+        );
+    }
+
+    /// True if the product is faster computed column-major and transposed into place: few
+    /// output columns, many rows, and a left operand stored column-major (the adjoint's
+    /// `Aᵀ·G`, as `hᵀ·∂logits` in the MLP). The crate's micro-kernel runs down the rows of a
+    /// column-major destination (a row-major one is handled as its transpose), so a
+    /// row-major destination of 10 columns fills 10 of its 16 (f32) lanes and packs the left
+    /// operand; column-major, whole tiles of rows read the left operand in place (256×64×10:
+    /// 1.4 instead of 4.5 µs). Each element's sum is the same either way (the crate's `k`
+    /// blocks do not depend on the orientation).
+    /// (The crate's vector-product paths, for one output column or `k` ≤ 2, are left alone:
+    /// their order of summation may depend on the orientation.)
+    fn column_major_first(&self) -> bool {
+        (2..16).contains(&self.n) && self.m >= 64 && self.k > 2 && self.lhs_rs == 1
+    }
+
+    /// The product on this thread's count of threads ([`set_threads`]).
+    ///
+    /// # Safety
+    /// As the wrappers'.
+    unsafe fn compute<T: 'static + Copy + Send + Sync>(self, read_dst: bool, alpha: T, beta: T) {
+        let threads = THREADS.with(Cell::get);
+        if !read_dst && self.column_major_first() {
+            let mut scratch: Vec<T> = Vec::with_capacity(self.m * self.n);
+            let (m, n) = (self.m, self.n);
+            // SAFETY: the operands are the caller's; the destination is `scratch`, m·n
+            // elements, column-major (row stride 1, column stride m), written before it is
+            // read (no `read_dst`), disjoint from everything else.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    self.k,
+                    scratch.as_mut_ptr(),
+                    m as isize,
+                    1,
+                    false,
+                    self.lhs as *const T,
+                    self.lhs_cs,
+                    self.lhs_rs,
+                    self.rhs as *const T,
+                    self.rhs_cs,
+                    self.rhs_rs,
+                    alpha,
+                    beta,
+                    false,
+                    false,
+                    false,
+                    parallelism(),
+                );
+                scratch.set_len(m * n);
+            }
+            let dst = self.dst as *mut T;
+            for (j, col) in scratch.chunks_exact(m).enumerate() {
+                for (i, &v) in col.iter().enumerate() {
+                    // SAFETY: `dst` holds m·n elements (the caller's contract).
+                    unsafe { *dst.add(i * n + j) = v };
+                }
+            }
+            return;
+        }
+        if self.splits(threads) {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.run_split(threads, read_dst, alpha, beta) }
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.run(read_dst, alpha, beta, parallelism()) }
+        }
+    }
+}
+
 macro_rules! wrapper {
     ($name:ident, $t:ty) => {
-        /// `dst[i·n + j] = Σ_p lhs[i·lhs_rs + p·lhs_cs] · rhs[p·rhs_rs + j·rhs_cs]` for
-        /// `i < m`, `j < n`, `p < k` (strides in elements).
+        /// `dst[i·n + j] = alpha·init[i·n + j] + beta·Σ_p lhs[i·lhs_rs + p·lhs_cs] ·
+        /// rhs[p·rhs_rs + j·rhs_cs]` for `i < m`, `j < n`, `p < k` (strides in elements), or
+        /// the product alone (times `beta`) when `init` is null. `init` is copied into `dst`
+        /// first unless it is `dst` itself (updated in place). The factors come as `f64` and
+        /// are exact in `$t` (the plan takes them from constants of the dtype).
         ///
         /// # Safety
-        /// `dst` must be valid for writes of `m·n` elements; `lhs` and `rhs` must be valid for
-        /// reads at every offset the strides produce; `dst` must not overlap either operand.
-        /// Compiled code guarantees this: the plan gives every node memory of its own type's
-        /// size that never overlaps its operands, and operand strides come from the operands'
-        /// types.
+        /// `dst` must be valid for writes of `m·n` elements; `init`, unless null, for reads of
+        /// `m·n` elements, and either `dst` itself or disjoint from it; `lhs` and `rhs` must be
+        /// valid for reads at every offset the strides produce; `dst` must not overlap either
+        /// operand. Compiled code guarantees this: the plan gives every node memory of its own
+        /// type's size that never overlaps its operands (an epilogue's initial value is never
+        /// an operand's memory either), and operand strides come from the operands' types.
         #[allow(clippy::too_many_arguments)]
         unsafe extern "C" fn $name(
             m: usize,
@@ -100,42 +294,31 @@ macro_rules! wrapper {
             rhs: *const $t,
             rhs_rs: isize,
             rhs_cs: isize,
+            init: *const $t,
+            alpha: f64,
+            beta: f64,
         ) {
             if m == 0 || n == 0 {
                 return;
             }
-            if k == 0 {
-                // SAFETY: `dst` is valid for `m·n` writes (the caller's contract).
-                unsafe { std::ptr::write_bytes(dst, 0, m * n) };
-                return;
+            if !init.is_null() && !std::ptr::eq(init, dst) {
+                // SAFETY: both are valid for `m·n` elements and disjoint (the contract).
+                unsafe { std::ptr::copy_nonoverlapping(init, dst, m * n) };
             }
-            // SAFETY: the caller's contract above is the `gemm` crate's: `dst` (column stride
-            // 1, row stride n) is valid for writes and disjoint from the operands, and every
-            // strided operand read stays in bounds. With `read_dst = false` the old contents
-            // of `dst` are not read, so it may be uninitialized workspace.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    dst,
-                    1,
-                    n as isize,
-                    false,
-                    lhs,
-                    lhs_cs,
-                    lhs_rs,
-                    rhs,
-                    rhs_cs,
-                    rhs_rs,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism(),
-                )
-            }
+            let p = Product {
+                m,
+                n,
+                k,
+                dst: dst as usize,
+                lhs: lhs as usize,
+                lhs_rs,
+                lhs_cs,
+                rhs: rhs as usize,
+                rhs_rs,
+                rhs_cs,
+            };
+            // SAFETY: the caller's contract above.
+            unsafe { p.compute(!init.is_null(), alpha as $t, beta as $t) }
         }
     };
 }
@@ -143,36 +326,31 @@ macro_rules! wrapper {
 wrapper!(gl_gemm_f32, f32);
 wrapper!(gl_gemm_f64, f64);
 
-/// The number of arguments of a wrapper: `m, n, k, dst, lhs, lhs_rs, lhs_cs, rhs, rhs_rs,
-/// rhs_cs`, all pointer-sized integers.
-pub(super) const ARITY: usize = 10;
+/// The number of pointer-sized integer arguments of a wrapper, first: `m, n, k, dst, lhs,
+/// lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, init`; then come `alpha` and `beta` as `f64`.
+pub(super) const ARITY: usize = 11;
+
+/// A wrapper's type.
+type Wrapper<T> = unsafe extern "C" fn(
+    usize,
+    usize,
+    usize,
+    *mut T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    f64,
+    f64,
+);
 
 /// Every wrapper: (dtype, symbol name, address).
 pub(super) fn symbols() -> [(DType, &'static str, *const u8); 2] {
-    type F32 = unsafe extern "C" fn(
-        usize,
-        usize,
-        usize,
-        *mut f32,
-        *const f32,
-        isize,
-        isize,
-        *const f32,
-        isize,
-        isize,
-    );
-    type F64 = unsafe extern "C" fn(
-        usize,
-        usize,
-        usize,
-        *mut f64,
-        *const f64,
-        isize,
-        isize,
-        *const f64,
-        isize,
-        isize,
-    );
+    type F32 = Wrapper<f32>;
+    type F64 = Wrapper<f64>;
     [
         (DType::F32, "gl_gemm_f32", gl_gemm_f32 as F32 as *const u8),
         (DType::F64, "gl_gemm_f64", gl_gemm_f64 as F64 as *const u8),
@@ -215,6 +393,9 @@ mod tests {
                 b.as_ptr(),
                 n as isize,
                 1,
+                std::ptr::null(),
+                0.0,
+                1.0,
             )
         };
         assert_eq!(c, want);
@@ -235,6 +416,9 @@ mod tests {
                 bt.as_ptr(),
                 1,
                 k as isize,
+                std::ptr::null(),
+                0.0,
+                1.0,
             )
         };
         assert_eq!(c2, want);
@@ -243,18 +427,7 @@ mod tests {
     /// Calls the f32 or f64 wrapper on row-major `a` (m×k) and `b` (k×n), read through
     /// transposed copies when `ta`/`tb`, with `threads`.
     fn product<T: Copy + Default>(
-        f: unsafe extern "C" fn(
-            usize,
-            usize,
-            usize,
-            *mut T,
-            *const T,
-            isize,
-            isize,
-            *const T,
-            isize,
-            isize,
-        ),
+        f: Wrapper<T>,
         (m, k, n): (usize, usize, usize),
         (a, ta): (&[T], bool),
         (b, tb): (&[T], bool),
@@ -289,6 +462,9 @@ mod tests {
                 b.as_ptr(),
                 brs,
                 bcs,
+                std::ptr::null(),
+                0.0,
+                1.0,
             )
         };
         set_threads(1);
@@ -317,6 +493,10 @@ mod tests {
             ((784, 64, 256), true, false),
             ((64, 256, 784), false, true),
             ((129, 1037, 77), false, false),
+            // Not split by rows (the crate's threads): k blocks sized from a small shape, and
+            // too few rows per part.
+            ((40, 1100, 60), false, false),
+            ((24, 700, 600), false, true),
         ];
         for ((m, k, n), ta, tb) in f32_shapes {
             let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
@@ -371,11 +551,128 @@ mod tests {
     }
 
     #[test]
+    fn accumulating_products_update_in_place_or_copy_the_initial_value() {
+        // dst = 0.9·init − A·B on shapes split by rows or not, k one block or three.
+        for (m, k, n) in [(130, 64, 77), (70, 1100, 90), (40, 1100, 60)] {
+            let a: Vec<f32> = values(m * k, 5).iter().map(|&v| v as f32).collect();
+            let b: Vec<f32> = values(k * n, 6).iter().map(|&v| v as f32).collect();
+            let init: Vec<f32> = values(m * n, 7).iter().map(|&v| v as f32).collect();
+            let (alpha, beta) = (f64::from(0.9f32), -1.0);
+            let call = |dst: &mut [f32], init: *const f32, threads: usize| {
+                set_threads(threads);
+                // SAFETY: row-major a (m×k), b (k×n), dst and init m×n; init is dst or
+                // disjoint from it.
+                unsafe {
+                    gl_gemm_f32(
+                        m,
+                        n,
+                        k,
+                        dst.as_mut_ptr(),
+                        a.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        init,
+                        alpha,
+                        beta,
+                    );
+                }
+                set_threads(1);
+            };
+            let mut copied = vec![f32::NAN; m * n];
+            call(&mut copied, init.as_ptr(), 1);
+            let eps = f64::from(f32::EPSILON);
+            for (idx, &c) in copied.iter().enumerate() {
+                let (i, j) = (idx / n, idx % n);
+                let mut exact = alpha * f64::from(init[idx]);
+                let mut mag = exact.abs();
+                for p in 0..k {
+                    let t = f64::from(a[i * k + p]) * f64::from(b[p * n + j]);
+                    exact += beta * t;
+                    mag += t.abs();
+                }
+                let err = (f64::from(c) - exact).abs();
+                assert!(err <= (k + 2) as f64 * eps * mag, "{m}×{k}×{n} at {idx}");
+            }
+            for threads in [1, 2, 3] {
+                let mut own = init.clone();
+                let p = own.as_ptr();
+                call(&mut own, p, threads);
+                let same = own
+                    .iter()
+                    .zip(&copied)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{m}×{k}×{n} in place on {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn narrow_products_computed_column_major_have_the_row_major_bits() {
+        // Few columns, many rows, A stored transposed: computed column-major and transposed;
+        // k one block or two (700 > 512).
+        for (m, k, n) in [(256, 64, 10), (300, 700, 9), (64, 33, 2)] {
+            let a: Vec<f32> = values(m * k, 8).iter().map(|&v| v as f32).collect();
+            let b: Vec<f32> = values(k * n, 9).iter().map(|&v| v as f32).collect();
+            let got = product(gl_gemm_f32, (m, k, n), (&a, true), (&b, false), 1);
+            let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            let mut want = vec![0f32; m * n];
+            // SAFETY: the crate directly, row-major destination (m×n), Aᵀ stored k×m, B k×n.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    want.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    at.as_ptr(),
+                    m as isize,
+                    1,
+                    b.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{m}×{k}×{n}");
+        }
+    }
+
+    #[test]
     fn f32_wrapper_and_symbols() {
         let a = [1.0f32, 2.0, 3.0, 4.0];
         let mut c = [0f32; 4];
         // SAFETY: 2×2 matrices, row-major.
-        unsafe { gl_gemm_f32(2, 2, 2, c.as_mut_ptr(), a.as_ptr(), 2, 1, a.as_ptr(), 2, 1) };
+        unsafe {
+            gl_gemm_f32(
+                2,
+                2,
+                2,
+                c.as_mut_ptr(),
+                a.as_ptr(),
+                2,
+                1,
+                a.as_ptr(),
+                2,
+                1,
+                std::ptr::null(),
+                0.0,
+                1.0,
+            );
+        }
         assert_eq!(c, [7.0, 10.0, 15.0, 22.0]);
         let s = symbols();
         assert_ne!(s[0].1, s[1].1);

@@ -161,6 +161,9 @@ pub struct KernelStats {
     pub functions: u64,
     /// Matmul nodes computed by calls of the tuned GEMM (the rest use a loop nest).
     pub matmuls_gemm: u64,
+    /// GEMM calls that also compute the sum their product is added to (an epilogue, see
+    /// `jit::plan::epilogue`), instead of a separate pass.
+    pub gemm_epilogues: u64,
     /// Donated outputs computed straight over their inputs (see `JitConfig::donate`).
     pub donated_in_place: u64,
     /// Donated inputs the kernel copies into its workspace first, because some reader of the
@@ -181,7 +184,7 @@ impl fmt::Display for KernelStats {
             f,
             "nodes_compiled={} nodes_dead={} nodes_fused={} views={} groups={} \
              groups_parallel={} buffers_reused={} buffers_in_place={} functions={} \
-             matmuls_gemm={} donated_in_place={} donated_copied={} nodes_recomputed={} \
+             matmuls_gemm={} gemm_epilogues={} donated_in_place={} donated_copied={} nodes_recomputed={} \
              flops_recomputed={} compile_time={:?}",
             self.nodes_compiled,
             self.nodes_dead,
@@ -193,6 +196,7 @@ impl fmt::Display for KernelStats {
             self.buffers_in_place,
             self.functions,
             self.matmuls_gemm,
+            self.gemm_epilogues,
             self.donated_in_place,
             self.donated_copied,
             self.nodes_recomputed,

@@ -109,10 +109,11 @@
 //!   them in order). A reduction across chunks writes one partial result per chunk, folded in
 //!   chunk order afterwards. Chunk boundaries and folding order depend only on the shapes
 //!   and `parallel_min_elements`, never on the thread count.
-//! - GEMM calls (below) split their output tiles between the threads; each output element
-//!   is still summed by one accumulator over the same `k` blocks in the same order, so the
-//!   split changes which thread computes an element, not its bits (the `gemm` module's tests
-//!   check this on the MLP's products and on shapes crossing the GEMM's block sizes).
+//! - GEMM calls (below) split their output rows (or tiles) between the threads; each output
+//!   element is still summed by one accumulator over the same `k` blocks in the same order,
+//!   so the split changes which thread computes an element, not its bits (the `gemm`
+//!   module's tests check this on the MLP's products and on shapes crossing the GEMM's block
+//!   sizes).
 //!
 //! Smaller loops (and every scalar kernel) stay on the calling thread. Changing
 //! `parallel_min_elements` (not the thread count) changes the chunks, and with them the order
@@ -331,7 +332,7 @@ fn plan_graph(
     (keep_backward_apart, max_snapshots): (bool, Option<usize>),
 ) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
-    let mut plan = plan::plan(
+    let mut plan = plan::plan_donating(
         g,
         &plan::PlanConfig {
             max_ops_per_function: cfg.max_ops_per_function,
@@ -342,6 +343,7 @@ fn plan_graph(
             max_snapshots,
         },
         body_ws,
+        &donated,
     )?;
     let donated = donate::decide(g, &mut plan, &donated, cfg.exact_math, cfg.check_finite)?;
     if plan.ws_bytes > cfg.max_workspace_bytes {
@@ -545,6 +547,7 @@ fn parts(
                 .filter(|f| !matches!(f, plan::Func::Loop(_)))
                 .count() as u64,
             matmuls_gemm: st.matmuls_gemm,
+            gemm_epilogues: st.gemm_epilogues,
             nodes_recomputed: 0,
             flops_recomputed: 0,
             compile_time: started.elapsed(),

@@ -27,7 +27,7 @@ fn inputs_for(g: &Graph, seed: u64) -> Vec<Tensor> {
 
 /// Calls `k` through the positional path with each donated input's value placed in its
 /// output's buffer (the only copy of it the kernel gets); returns the outputs.
-fn call_donated(k: &Kernel, inputs: &[Tensor]) -> Vec<Tensor> {
+pub(crate) fn call_donated(k: &Kernel, inputs: &[Tensor]) -> Vec<Tensor> {
     let mut outs: Vec<Tensor> = k
         .output_types()
         .iter()

@@ -8,6 +8,7 @@ mod cli;
 mod collectives;
 mod concat;
 mod differential;
+mod epilogue;
 mod float_ops;
 mod forward;
 mod fuzz_check;

@@ -1,6 +1,7 @@
 //! The collectives (see `crate::jit::collective`): a copy of the operand into the node's home
-//! (or, for `all_gather` and `reduce_scatter`, into the call's staging buffer), then one call of
-//! the collectives' trampoline, which writes the result into the home.
+//! (none when the plan gave an all-reduce its dying operand's memory; for `all_gather` and
+//! `reduce_scatter`, into the call's staging buffer instead), then one call of the
+//! collectives' trampoline, which writes the result into the home.
 
 use super::{Lowerer, Src};
 use crate::ir::{NodeId, Op};
@@ -14,8 +15,12 @@ impl Lowerer<'_, '_> {
         let node = g.node(id);
         match node.op {
             Op::AllReduceSum | Op::AllReduceMean | Op::CollectiveBroadcast => {
-                let from = self.view(node.inputs[0]).clone();
-                self.realize(id, &from);
+                let x = node.inputs[0];
+                // The plan may give a dying operand's memory to an all-reduce: nothing to copy.
+                if self.plan.locs[id.index()] != self.plan.locs[x.index()] {
+                    let from = self.view(x).clone();
+                    self.realize(id, &from);
+                }
             }
             Op::AllGather | Op::ReduceScatter => {
                 let null = self.b.ins().iconst(self.ptr, 0);

@@ -5,6 +5,7 @@
 use super::{Lowerer, Src, bits_ty, val_ty};
 use crate::ir::{Attrs, DType, NodeId, Op};
 use crate::jit::layout::{View, collapse, matrix_strides, row_major_bytes, to_bytes};
+use crate::jit::plan::Accumulate;
 use cranelift_codegen::ir::InstBuilder;
 
 impl<'f, 'g> Lowerer<'f, 'g> {
@@ -93,8 +94,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     /// wrapper (see [`crate::jit::gemm`]) or, with `exact_math` and for small products, splat
     /// operands and broadcast rows/columns (decided by the plan, [`Group::Matmul`](crate::jit::plan::Group::Matmul)), an `i, j` nest
     /// accumulating over `p` in the interpreter's order. Both read each operand through its
-    /// view's strides.
-    pub(super) fn matmul(&mut self, id: NodeId, gemm: bool) {
+    /// view's strides. With an epilogue (`acc`, GEMM only) the destination is the epilogue
+    /// node's home, and the wrapper gets the initial value's address (the same address when
+    /// the plan updates it in place; the wrapper copies it otherwise).
+    pub(super) fn matmul(&mut self, id: NodeId, gemm: bool, acc: Option<&Accumulate>) {
         let g = self.g;
         let node = g.node(id);
         let dt = node.ty.dtype;
@@ -136,10 +139,23 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             .iter()
             .map(|s| s * (m * n) as i64)
             .collect();
-        let dst = self.home(id);
+        let dst = self.home(acc.map_or(id, |a| a.out));
+        // init, alpha, beta: `dst = alpha·init + beta·(x·y)`, or `dst = x·y` (no init).
+        let (init, alpha, beta) = match acc {
+            Some(a) => (Some(self.home(a.init)), a.alpha, a.beta),
+            None => (None, 0.0, 1.0),
+        };
         let [(xrs, xcs), (yrs, ycs)] = mats;
         let [sx, sy] = homes;
         if gemm {
+            debug_assert!(acc.is_none() || batch.is_empty(), "epilogues are rank 2");
+            let init = init.map(|s| {
+                let Src::Mem(base, off) = s else {
+                    unreachable!("plan invariant: an epilogue's initial value is in memory")
+                };
+                let (p, o) = self.addr(base, None, off);
+                self.b.ins().iadd_imm_s(p, i64::from(o))
+            });
             let mut outer = [ob, bx, by];
             let outer_dims = collapse(batch, &mut outer);
             let f = self.gemm_ref(dt);
@@ -158,7 +174,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     ptrs.next().expect("three pointers"),
                 );
                 let mut int = |c: i64| lw.b.ins().iconst(lw.ptr, c);
-                // m, n, k, dst, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs (strides in elements).
+                // m, n, k, dst, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs (strides in elements),
+                // init (0: none), alpha, beta.
                 let args = [
                     int(m as i64),
                     int(n as i64),
@@ -170,11 +187,18 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     py,
                     int(yrs / size),
                     int(ycs / size),
+                    init.unwrap_or_else(|| int(0)),
+                    lw.b.ins().f64const(alpha),
+                    lw.b.ins().f64const(beta),
                 ];
                 lw.b.ins().call(f, &args);
             });
             return;
         }
+        debug_assert!(
+            acc.is_none(),
+            "plan invariant: epilogues only on GEMM calls"
+        );
         // The loop nest: batch dims, then i, j; the inner loop over p.
         let mut dims = batch.to_vec();
         dims.extend([m, n]);

@@ -77,11 +77,13 @@ pub(super) type MathIds = HashMap<(MathFn, DType), u32>;
 /// The module-level function index of the GEMM wrapper of each float dtype.
 pub(super) type GemmIds = HashMap<DType, u32>;
 
-/// The signature of a GEMM wrapper (see [`super::gemm`]): pointer-sized integers only.
+/// The signature of a GEMM wrapper (see [`super::gemm`]): pointer-sized integers, then the
+/// two factors as `f64`.
 pub(super) fn gemm_signature(ptr: Type, call_conv: CallConv) -> Signature {
     let mut sig = Signature::new(call_conv);
     sig.params
         .extend(std::iter::repeat_n(AbiParam::new(ptr), super::gemm::ARITY));
+    sig.params.extend([AbiParam::new(types::F64); 2]);
     sig
 }
 
@@ -441,7 +443,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         self.vals.clear();
         match &self.plan.groups[gi as usize] {
             Group::Fused(f) => self.fused(f, chunks),
-            Group::Matmul { node, gemm } => self.matmul(*node, *gemm),
+            Group::Matmul { node, gemm, acc } => self.matmul(*node, *gemm, acc.as_ref()),
             Group::Node(id) => self.node(*id),
             Group::Copy { node, from } => self.realize(*node, from),
             Group::Loop(_) => unreachable!("plan invariant: loops run in the kernel, not in code"),

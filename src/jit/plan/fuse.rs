@@ -9,8 +9,8 @@
 
 use super::live::Live;
 use super::{
-    MAX_BOXES, MAX_GROUP, Piece, PlanConfig, Role, View, box_count, insert_sorted, is_elementwise,
-    is_reduction,
+    Accumulate, MAX_BOXES, MAX_GROUP, Piece, PlanConfig, Role, View, box_count, insert_sorted,
+    is_elementwise, is_reduction,
 };
 use crate::ir::{Attrs, Graph, NodeId, Op};
 use crate::jit::layout::{broadcast, is_row_major, row_major};
@@ -40,6 +40,8 @@ pub(super) struct Fusion {
     pub stored: Vec<bool>,
     /// Per node: the last group reading it from memory (-1: none).
     pub last_use: Vec<i64>,
+    /// Per group: the epilogue of a GEMM group ([`super::epilogue`]).
+    pub accumulate: Vec<Option<Accumulate>>,
 }
 
 /// Ops that are views of their operand (an `optimization_barrier` is the identity view: it
@@ -69,7 +71,15 @@ fn add_cuts(xs: &[usize], regs: &[Piece], shape: &[usize], cuts: &mut [Vec<usize
 }
 
 /// Groups the live nodes of `g` (`piecewise`: the concats read in place).
-pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig) -> Fusion {
+/// GEMM epilogues may update the inputs `donated` to outputs in place (input index, output
+/// index).
+pub(super) fn group(
+    g: &Graph,
+    live: &Live,
+    piecewise: &[bool],
+    cfg: &PlanConfig,
+    donated: &[(usize, usize)],
+) -> Fusion {
     let n = g.len();
     let nodes = g.nodes();
     let mut b = Builder {
@@ -155,7 +165,9 @@ pub(super) fn group(g: &Graph, live: &Live, piecewise: &[bool], cfg: &PlanConfig
         members: b.members,
         stored: vec![false; n],
         last_use: vec![-1; n],
+        accumulate: Vec::new(),
     };
+    fusion.accumulate = super::epilogue::absorb(g, live, &mut fusion, cfg, donated);
     mark_stored(g, live, &mut fusion, cfg.checked);
     fusion
 }
@@ -177,16 +189,20 @@ fn mark_stored(g: &Graph, live: &Live, f: &mut Fusion, checked: bool) {
     };
     for i in 0..g.len() {
         let Some(gi) = group_of(i) else { continue };
+        let acc = f.accumulate[gi as usize];
+        // A product with an epilogue is never stored: the GEMM writes the epilogue's node.
+        let product = acc.is_some() && nodes[i].op == Op::Matmul;
         if checked
             || live.output[i]
             || is_reduction(nodes[i].op)
-            || matches!(roles[i], Role::Single(_))
+            || (matches!(roles[i], Role::Single(_)) && !product)
         {
             f.stored[i] = true;
         }
-        let reads: Vec<NodeId> = match f.realized.get(&(i as u32)) {
-            Some(v) => vec![v.root],
-            None => nodes[i].inputs.clone(),
+        let reads: Vec<NodeId> = match (f.realized.get(&(i as u32)), acc) {
+            (Some(v), _) => vec![v.root],
+            (None, Some(a)) if a.out.index() == i => vec![a.init],
+            (None, _) => nodes[i].inputs.clone(),
         };
         for x in reads {
             let same = roles[i] == Role::Member(gi)

@@ -1,7 +1,8 @@
 //! Phase 5: memory. Where every stored value lives: the caller's buffers, immediates for
 //! splat constants, one constant blob, and workspace ranges from an [`Arena`] that a linear
 //! scan over the groups reuses (best fit) and that elementwise members may take over from
-//! operands dying in their group (in place).
+//! operands dying in their group (in place), as may a GEMM epilogue from its initial value
+//! and an all-reduce from its operand.
 
 use super::{Access, BIG_ALIGN, Fused, Group, Loc, PlanConfig, PostCopy, Role};
 use crate::ir::{Graph, NodeId, Op};
@@ -56,6 +57,31 @@ pub(super) fn assign(
         let mut taken: Vec<NodeId> = Vec::new();
         let mut temps: Vec<(usize, usize)> = Vec::new();
         match grp {
+            Group::Matmul { acc: Some(a), .. } => {
+                // The GEMM updates its initial value where it lies when that value dies here.
+                let x = a.init;
+                let own = dying.contains(&x)
+                    && matches!(locs[x.index()], Loc::Ws(_))
+                    && locs[a.out.index()] == Loc::Unused
+                    && !cfg.checked;
+                if own {
+                    locs[a.out.index()] = locs[x.index()];
+                    ws.size[a.out.index()] = ws.size[x.index()];
+                    taken.push(x);
+                    ws.in_place += 1;
+                } else {
+                    ws.home(g, a.out, &mut locs)?;
+                }
+            }
+            Group::Node(node) if in_place_all_reduce(g, roles, *node, dying, &locs, cfg) => {
+                // The all-reduce reduces its dying operand where it lies (a bucket's flat
+                // buffer): no copy into a buffer of its own.
+                let x = g.node(*node).inputs[0];
+                locs[node.index()] = locs[x.index()];
+                ws.size[node.index()] = ws.size[x.index()];
+                taken.push(x);
+                ws.in_place += 1;
+            }
             Group::Matmul { node, .. } | Group::Node(node) | Group::Copy { node, .. } => {
                 ws.home(g, *node, &mut locs)?;
             }
@@ -98,6 +124,28 @@ pub(super) fn assign(
         reused: ws.arena.reused,
         in_place: ws.in_place,
     })
+}
+
+/// True if all-reduce `node` may reduce its operand in place: a value computed in the
+/// workspace (stored whole, row-major) that dies in this group, the all-reduce not being an
+/// output; never in checked mode (which inspects the operand after the node ran).
+fn in_place_all_reduce(
+    g: &Graph,
+    roles: &[Role],
+    node: NodeId,
+    dying: &[NodeId],
+    locs: &[Loc],
+    cfg: &PlanConfig,
+) -> bool {
+    let n = g.node(node);
+    if !matches!(n.op, Op::AllReduceSum | Op::AllReduceMean) || cfg.checked {
+        return false;
+    }
+    let x = n.inputs[0];
+    matches!(roles[x.index()], Role::Member(_) | Role::Single(_))
+        && dying.contains(&x)
+        && matches!(locs[x.index()], Loc::Ws(_))
+        && locs[node.index()] == Loc::Unused
 }
 
 /// Homes in the caller's buffers: outputs computed by the kernel, and the copies of outputs

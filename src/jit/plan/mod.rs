@@ -43,6 +43,9 @@
 //!    `add(concat(0, a), concat(b, 0))` is one loop in three boxes and no concat buffer. A
 //!    reduction joins such a group only if none of its reduced axes is cut, so each box
 //!    computes whole output elements in the interpreter's order.
+//!    Then [`epilogue`]: a `matmul` computed by the GEMM whose only reader adds it to a value
+//!    the GEMM can update in place (an input donated to the sum, or a value read only by the
+//!    sum) computes that sum itself ([`Accumulate`]); the sum leaves its fused group.
 //! 4. [`nest`]: the loop nests, one per fused group, or per box of a group that reads pieces
 //!    (its accesses start at the box's first index; a box of several with reductions fills
 //!    and finishes only its own output elements and stays serial). The accesses of a nest
@@ -79,6 +82,7 @@
 //! Deliberately absent: anything Cranelift-specific, and recomputation of values read by
 //! several groups.
 
+mod epilogue;
 mod funcs;
 mod fuse;
 mod live;
@@ -254,6 +258,9 @@ pub(super) enum Group {
         node: NodeId,
         /// Computed by the GEMM wrapper.
         gemm: bool,
+        /// The elementwise node the GEMM computes instead of the product alone (only with
+        /// `gemm`; see [`epilogue`]).
+        acc: Option<Accumulate>,
     },
     /// A node with a lowering of its own, dispatched on its op (a `concat` kept in memory).
     Node(NodeId),
@@ -277,6 +284,25 @@ impl Group {
             Group::Loop(l) => l.node,
         }
     }
+}
+
+/// A GEMM epilogue ([`epilogue`]): the matmul's group computes `out = alpha·init +
+/// beta·(x·y)` straight into `out`'s home, which first receives `init`'s values (no copy when
+/// it is `init`'s own memory), instead of storing the product and adding it in a later pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Accumulate {
+    /// The elementwise node computed (an `add` or `sub` of the product and `init`).
+    pub out: NodeId,
+    /// The value the destination starts from: same type as `out`, read whole (an input or a
+    /// stored value).
+    pub init: NodeId,
+    /// Its factor: ±1, or ± the constant of an absorbed `mul(init, c)`.
+    pub alpha: f64,
+    /// The product's factor: ±1.
+    pub beta: f64,
+    /// A `mul(init, c)` computed by the epilogue instead of its own group (its only reader
+    /// was `out`): it gets no code and no memory.
+    pub scaled: Option<NodeId>,
 }
 
 /// A step of a serial function.
@@ -332,6 +358,7 @@ pub(super) struct PlanStats {
     pub groups: u64,
     pub groups_parallel: u64,
     pub matmuls_gemm: u64,
+    pub gemm_epilogues: u64,
 }
 
 /// Options that change the plan.
@@ -383,10 +410,25 @@ fn box_count(cuts: &[Vec<usize>]) -> usize {
 ///
 /// # Errors
 /// [`JitError::TooLarge`] if the workspace or the constant blob would exceed the address space.
+#[cfg(test)]
 pub(super) fn plan(g: &Graph, cfg: &PlanConfig, bodies: &BodySizes) -> Result<Plan, JitError> {
+    plan_donating(g, cfg, bodies, &[])
+}
+
+/// [`plan`] for a kernel whose donated pairs are `donated` (input index, output index): a
+/// GEMM may then update a donated input in place as its output ([`epilogue`]).
+///
+/// # Errors
+/// As [`plan`].
+pub(super) fn plan_donating(
+    g: &Graph,
+    cfg: &PlanConfig,
+    bodies: &BodySizes,
+    donated: &[(usize, usize)],
+) -> Result<Plan, JitError> {
     let live = live::analyze(g);
     let piecewise = pieces::choose(g, &live, cfg.checked);
-    let fusion = fuse::group(g, &live, &piecewise, cfg);
+    let fusion = fuse::group(g, &live, &piecewise, cfg, donated);
     let nests = nest::shape(g, fusion, cfg, bodies)?;
     let mut groups = nests.groups;
     let memory = memory::assign(g, &nests.roles, &mut groups, &nests.last_use, cfg)?;
@@ -410,6 +452,10 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig, bodies: &BodySizes) -> Result<Pl
         matmuls_gemm: groups
             .iter()
             .filter(|grp| matches!(grp, Group::Matmul { gemm: true, .. }))
+            .count() as u64,
+        gemm_epilogues: groups
+            .iter()
+            .filter(|grp| matches!(grp, Group::Matmul { acc: Some(_), .. }))
             .count() as u64,
     };
     Ok(Plan {

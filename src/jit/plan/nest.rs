@@ -43,14 +43,27 @@ pub(super) fn shape(
     let mut groups: Vec<Group> = Vec::with_capacity(fusion.shapes.len());
     let mut last_nest: Vec<u32> = Vec::with_capacity(fusion.shapes.len());
     let mut nodes_fused = 0u64;
+    let views = fusion.views.clone();
+    let view_of = |x: NodeId| {
+        views[x.index()]
+            .clone()
+            .expect("plan invariant: matmul operands have views")
+    };
     for (gi, shape) in fusion.shapes.iter().enumerate() {
+        if fusion.members[gi].is_empty() {
+            // A fused group whose members all went into GEMM epilogues: no nest, and no
+            // reader (a group reads only earlier groups' values).
+            last_nest.push(groups.len().saturating_sub(1) as u32);
+            continue;
+        }
         let Some(shape) = shape else {
             let node = fusion.members[gi][0];
             groups.push(match fusion.realized.remove(&node.0) {
                 Some(from) => Group::Copy { node, from },
                 None if g.node(node).op == Op::Matmul => Group::Matmul {
                     node,
-                    gemm: gemm(g, &fusion.views, node, cfg.exact),
+                    gemm: gemm(g, &view_of, node, cfg.exact),
+                    acc: fusion.accumulate[gi],
                 },
                 None if g.node(node).op == Op::Scan => Group::Loop(super::loops::step(
                     g,
@@ -151,9 +164,9 @@ fn boxes(shape: &[usize], c: &Cuts) -> Vec<(Vec<usize>, Vec<usize>)> {
 /// True if matmul `id` is computed by the GEMM wrapper: not in `exact` mode (the GEMM sums
 /// in another order than the interpreter), large enough ([`crate::jit::gemm::use_gemm`]), and
 /// both operands in memory (a splat constant has none to point at) with nonzero matrix strides
-/// (a row or column broadcast by a view: not a layout to hand to the GEMM). Other matmuls use
-/// the loop nest, which reads any view.
-fn gemm(g: &Graph, views: &[Option<View>], id: NodeId, exact: bool) -> bool {
+/// (a row or column broadcast by a view: not a layout to hand to the GEMM), each operand read
+/// through `view_of` it. Other matmuls use the loop nest, which reads any view.
+pub(super) fn gemm(g: &Graph, view_of: &dyn Fn(NodeId) -> View, id: NodeId, exact: bool) -> bool {
     let node = g.node(id);
     let xt = g.ty(node.inputs[0]);
     let (m, k) = (xt.shape[xt.rank() - 2], xt.shape[xt.rank() - 1]);
@@ -161,10 +174,8 @@ fn gemm(g: &Graph, views: &[Option<View>], id: NodeId, exact: bool) -> bool {
     !exact
         && crate::jit::gemm::use_gemm(m, k, n)
         && node.inputs.iter().all(|&x| {
-            let v = views[x.index()]
-                .as_ref()
-                .expect("plan invariant: matmul operands have views");
-            let (rs, cs) = matrix_strides(g, x, v);
+            let v = view_of(x);
+            let (rs, cs) = matrix_strides(g, x, &v);
             !is_splat(g, v.root) && rs != 0 && cs != 0
         })
 }
