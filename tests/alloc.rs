@@ -1,8 +1,11 @@
 //! `Kernel::call` allocates nothing itself, on one thread or several: a counting global
 //! allocator (this binary holds this one test, so nothing else allocates meanwhile) around
 //! calls of a kernel whose large loops are cut into chunks for threads. With threads, the one
-//! allocation left is amortized inside rayon: a call from outside the pool enters it through
-//! a queue that allocates a block every 63 entries. (Kernels with GEMM calls allocate inside
+//! allocations left are amortized inside rayon: a call from outside the pool enters it through
+//! a queue that allocates a block every 63 entries, and the workers' deques grow and shrink
+//! their buffers with the stealing pattern (more often when other processes take the cores),
+//! so the bound with threads is one allocation per eight calls, not zero; a per-call
+//! allocation would still be 8× over it. (Kernels with GEMM calls allocate inside
 //! the `gemm` crate: its packing memory; see `jit::gemm`.) Loops too: their scratch memory is
 //! in the workspace.
 
@@ -78,7 +81,7 @@ fn calls_allocate_nothing_on_one_thread_or_several() {
                 count += ALLOCATIONS.load(Ordering::Relaxed) - before;
             }
         }
-        let most = if threads == 1 { 0 } else { calls / 32 };
+        let most = if threads == 1 { 0 } else { calls / 8 };
         assert!(
             count <= most,
             "{threads} threads: {count} allocations in {calls} calls"
