@@ -141,7 +141,7 @@
 //!   | sin      | 1       | 1       |
 //!   | cos      | 1       | 1       |
 //!   | tanh     | 4       | 4       |
-//!   | sigmoid  | 3       | 3       |
+//!   | sigmoid  | 3       | 4       |
 //!
 //!   ±0, ±inf, NaN, overflow and underflow come out as libm gives them (NaN payloads aside);
 //!   arguments a polynomial cannot handle (subnormal `exp` results and `log` arguments, the
