@@ -53,7 +53,13 @@ fn tensor(d: DType, xs: &[f64]) -> Tensor {
 /// partial `i mod (4·lanes)`, slots folded pairwise, then lanes pairwise.
 fn slot_order_sum(d: DType, xs: &[f64]) -> f64 {
     let lanes = 16 / d.size_bytes();
-    let round = |v: f64| if d == DType::F32 { f64::from(v as f32) } else { v };
+    let round = |v: f64| {
+        if d == DType::F32 {
+            f64::from(v as f32)
+        } else {
+            v
+        }
+    };
     let mut part = vec![0.0f64; 4 * lanes];
     for (i, &x) in xs.iter().enumerate() {
         let k = i % part.len();
@@ -61,9 +67,8 @@ fn slot_order_sum(d: DType, xs: &[f64]) -> f64 {
     }
     // Slot s holds lanes `s·lanes .. (s+1)·lanes`; slots pairwise: (0+1), (2+3), then the two.
     let slot = |s: usize| part[s * lanes..(s + 1) * lanes].to_vec();
-    let add = |a: &[f64], b: &[f64]| -> Vec<f64> {
-        a.iter().zip(b).map(|(x, y)| round(x + y)).collect()
-    };
+    let add =
+        |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| round(x + y)).collect() };
     let mut v = add(&add(&slot(0), &slot(1)), &add(&slot(2), &slot(3)));
     while v.len() > 1 {
         v = v.chunks(2).map(|p| round(p[0] + p[1])).collect();
@@ -89,7 +94,10 @@ fn an_empty_reduction_is_refused() {
     let b = GraphBuilder::new("empty");
     let x = b.input("x", DType::F64, &[0]);
     let err = b.finish(&[("s", x.sum())]).unwrap_err().to_string();
-    assert!(err.contains("\"x\"") && err.contains("no empty tensors"), "{err}");
+    assert!(
+        err.contains("\"x\"") && err.contains("no empty tensors"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -111,7 +119,11 @@ fn sums_follow_the_documented_slot_order_and_are_exact_in_exact_mode() {
             // Default mode, one chunk: the documented order, bit for bit.
             let got = one(&g, &single(), &x);
             let oracle = slot_order_sum(d, &xs);
-            assert_eq!(got.to_bits(), oracle.to_bits(), "{d} n={n}: {got} vs {oracle}");
+            assert_eq!(
+                got.to_bits(),
+                oracle.to_bits(),
+                "{d} n={n}: {got} vs {oracle}"
+            );
             // Default mode, chunked: within the summation bound, and the same bits whatever
             // the thread count.
             let eps = if d == DType::F32 {
@@ -131,7 +143,11 @@ fn sums_follow_the_documented_slot_order_and_are_exact_in_exact_mode() {
                     (got - want).abs() <= n as f64 * eps * abs,
                     "{d} n={n}: {got} vs {want}"
                 );
-                assert_eq!(*bits.get_or_insert(got.to_bits()), got.to_bits(), "{threads}");
+                assert_eq!(
+                    *bits.get_or_insert(got.to_bits()),
+                    got.to_bits(),
+                    "{threads}"
+                );
             }
         }
     }
@@ -267,7 +283,11 @@ fn lse_gradient_agrees_with_finite_differences() {
             p[i] += h;
             m[i] -= h;
             let fd = (lse(&p) - lse(&m)) / (2.0 * h);
-            assert!((grad[i] - fd).abs() <= 1e-7, "n={n} i={i}: {} vs {fd}", grad[i]);
+            assert!(
+                (grad[i] - fd).abs() <= 1e-7,
+                "n={n} i={i}: {} vs {fd}",
+                grad[i]
+            );
         }
     }
 }

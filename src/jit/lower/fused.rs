@@ -475,7 +475,10 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let rest = (len % step) / w;
         let tail = len % w;
         let slotted = cx.red.iter().any(|r| r.vars.len() > 1);
-        debug_assert!(!slotted || u % RED_SLOTS == 0, "whole rounds of slots per iteration");
+        debug_assert!(
+            !slotted || u % RED_SLOTS == 0,
+            "whole rounds of slots per iteration"
+        );
         if main > 0 {
             let l = self.loop_begin(Bound::C(0), Bound::C(main as i64));
             let i = self.b.ins().imul_imm_s(l.i, step as i64);
