@@ -13,7 +13,7 @@ use crate::ops::{self, SVal};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use cranelift_frontend::Variable;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 /// Vector accumulators of a register reduction in non-exact vector code: the `k`-th vector of
@@ -42,7 +42,16 @@ pub(super) struct Cx<'p> {
     pub(super) chunk: Option<Value>,
     /// A vector transcendental of this pass updated `mode.bad`.
     pub(super) bad_set: Cell<bool>,
+    /// While the copies of one main-loop iteration are emitted: the full vector loads made so
+    /// far, by (base, outer offset, index, element stride, constant offset), so that leaves
+    /// reading the same memory (shifted views of one buffer: `x[i]`, `x[i - 1]`, … in
+    /// consecutive copies) load it once. Straight-line code, and no copy stores where another
+    /// reads (the plan works in place only where every read is at the written element).
+    pub(super) loads: RefCell<Option<HashMap<LoadKey, Value>>>,
 }
+
+/// See [`Cx::loads`].
+type LoadKey = (Value, Option<Value>, Option<Value>, i64, i64);
 
 /// The code being emitted: scalar or vector, and of which float dtype.
 #[derive(Clone, Copy)]
@@ -124,6 +133,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 bad: None,
             },
             bad_set: Cell::new(false),
+            loads: RefCell::new(None),
             u,
             leaf_src: Vec::new(),
             leaf_of: HashMap::new(),
@@ -486,6 +496,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 Some(s) => self.b.ins().iadd(s, i),
                 None => i,
             };
+            *cx.loads.borrow_mut() = Some(HashMap::new());
             for j in 0..u {
                 let p = Pos {
                     idx: Some(i),
@@ -499,6 +510,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     self.flush_arg_stores(stage);
                 }
             }
+            *cx.loads.borrow_mut() = None;
             self.flush_nan(cx);
             self.loop_end(l);
         }
@@ -663,9 +675,17 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     let s = self.load_at(val_ty(dt), base, dy, off + c);
                     self.widen(mode, s, dt)
                 } else if st == size && dt.is_float() && lanes == w {
+                    let key = (base, outer.leaves[li], pos.idx, st, off + pos.extra * st);
+                    if let Some(&v) = cx.loads.borrow().as_ref().and_then(|m| m.get(&key)) {
+                        return self.sval(v, dt);
+                    }
                     let (dy, c) = self.at(outer.leaves[li], pos, 0, st);
                     let (p, o) = self.addr(base, dy, off + c);
-                    self.b.ins().load(vec_ty(dt), vmem(), p, o)
+                    let v = self.b.ins().load(vec_ty(dt), vmem(), p, o);
+                    if let Some(m) = cx.loads.borrow_mut().as_mut() {
+                        m.insert(key, v);
+                    }
+                    v
                 } else {
                     let mut v = None;
                     for lane in 0..lanes {
