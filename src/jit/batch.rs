@@ -92,7 +92,7 @@ const fn drop2<const N: usize, const M: usize>(from: [f64; N]) -> [f64; M] {
 macro_rules! kernels {
     (
         $m:ident, $t:ty, $u:ty, shift: $shift:expr, shifter: $shifter:expr, ln2: ($hi:expr, $lo:expr),
-        exp: ($edeg:expr, $fast:expr, $ovf:expr, $unf:expr),
+        exp: ($expc:expr, $fast:expr, $ovf:expr, $unf:expr),
         expm1: ($mdeg:expr, $big_k:expr, $tiny:expr, $mlo:expr, $mhi:expr, $movf:expr),
         tanh_clamp: $clamp:expr,
         log: (split: $split:path, lg: ($($lge:expr),*; $($lgo:expr),*), ln2: ($lhi:expr, $llo:expr),
@@ -100,7 +100,7 @@ macro_rules! kernels {
     ) => {
         mod $m {
             type T = $t;
-            const EXP_C: [f64; $edeg + 1] = super::inv_factorials::<{ $edeg + 1 }>();
+            const EXP_C: &[f64] = &$expc;
             const EXPM1_Q: [f64; $mdeg + 1] = super::drop2::<{ $mdeg + 3 }, { $mdeg + 1 }>(
                 super::inv_factorials::<{ $mdeg + 3 }>(),
             );
@@ -150,7 +150,7 @@ macro_rules! kernels {
             pub(super) fn exp_fast(x: T) -> (T, bool) {
                 let (kf, tb) = round_mul(x);
                 let r = reduce_ln2(x, kf);
-                let p = horner(r, &EXP_C);
+                let p = horner(r, EXP_C);
                 (p * pow2(tb), x.abs() > c($fast) || x.is_nan())
             }
 
@@ -365,7 +365,7 @@ fn cos32(x: f32) -> (f32, bool) {
 
 kernels!(k32, f32, u32, shift: 23, shifter: 12582912.0,
     ln2: (f64::from(f32::from_bits(0x3f31_7218)), f64::from(f32::from_bits(0xb102_e308))),
-    exp: (7, 87.0, 88.73, -104.0),
+    exp: (super::inv_factorials::<8>(), 87.0, 88.73, -104.0),
     expm1: (5, 23.0, 2f64.powi(-30), -18.0, 88.0, 88.73),
     tanh_clamp: 9.5,
     log: (split: super::split_log32,
@@ -375,7 +375,7 @@ kernels!(k32, f32, u32, shift: 23, shifter: 12582912.0,
           kmax: 25, tiny: 2f64.powi(-25)));
 kernels!(k64, f64, u64, shift: 52, shifter: 6755399441055744.0,
     ln2: (f64::from_bits(0x3fe6_2e42_fefa_39ef), f64::from_bits(0x3c7a_bc9e_3b39_803f)),
-    exp: (13, 708.0, 709.79, -745.2),
+    exp: (crate::jit::vmath::EXP64, 708.0, 709.79, -745.2),
     expm1: (12, 52.0, 2f64.powi(-60), -40.0, 709.0, 709.79),
     tanh_clamp: 20.0,
     log: (split: super::split_log64,

@@ -143,7 +143,7 @@
 //!   | sin      | 1       | 1       |
 //!   | cos      | 1       | 1       |
 //!   | tanh     | 4       | 4       |
-//!   | sigmoid  | 3       | 3       |
+//!   | sigmoid  | 3       | 4       |
 //!
 //!   ±0, ±inf, NaN, overflow and underflow come out as libm gives them (NaN payloads aside);
 //!   arguments a polynomial cannot handle (subnormal `exp` results and `log` arguments, the
@@ -158,11 +158,16 @@
 //!   operation, so their values are bitwise the in-loop ones (a test compares every bit),
 //!   with one difference: an argument that needs libm gets libm alone, instead of sending
 //!   its whole chunk to libm.
-//! - Reductions whose innermost loop dimension is reduced are reassociated (vector lanes,
-//!   unroll slots and chunks, combined in a fixed tree order): a sum of `n` terms is within
-//!   `n·ε·Σ|xᵢ|` of the interpreter's (ε = `f32::EPSILON` or `f64::EPSILON`), usually much
-//!   closer to the exact sum; `reduce_max`/`reduce_min` may differ only in the sign of a zero
-//!   result. Reductions along a kept innermost dimension (column sums) stay bitwise.
+//! - Reductions whose innermost loop dimension is reduced are reassociated, in an order
+//!   fixed by the shapes (and `parallel_min_elements`) alone: element `i` of an innermost
+//!   loop (counted from the loop's start, or its parallel chunk's) accumulates into partial
+//!   `i mod 8` for `f64` or `i mod 16` for `f32` (four vector slots of 2 or 4 lanes), in
+//!   element order; the slots are folded pairwise ((0+1)+(2+3)), then the lanes pairwise,
+//!   then chunks in chunk order. A sum of `n` terms is within `n·ε·Σ|xᵢ|` of the
+//!   interpreter's (ε = `f32::EPSILON` or `f64::EPSILON`), usually much closer to the exact
+//!   sum; `reduce_max`/`reduce_min` (native max/min instructions, NaN lanes tracked apart, so
+//!   any NaN still gives NaN) may differ only in the sign of a zero result. Reductions along a
+//!   kept innermost dimension (column sums) stay bitwise.
 //! - A `matmul` with `m·k·n > 256` (and both operands in memory) calls a tuned GEMM, which
 //!   tiles the sum over `k` and uses `fma` and SIMD partial sums: each element is within
 //!   `k·ε·Σ|a||b|` of the interpreter's (the sum of both orders' worst-case rounding). It is

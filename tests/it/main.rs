@@ -23,6 +23,7 @@ mod mlp;
 mod props;
 mod random;
 mod random_loops;
+mod reduce_order;
 mod scale;
 mod simd;
 mod text;

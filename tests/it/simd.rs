@@ -30,7 +30,8 @@ fn ulp_bound(op: Op, d: DType) -> u64 {
     match (op, d) {
         (Op::Exp | Op::Log | Op::Log1p | Op::Sin | Op::Cos, _) => 1,
         (Op::Expm1, _) => 2,
-        (Op::Sigmoid, DType::F64) => 3,
+        // f64 sigmoid: 4 ULP, reached by about 1 in 10⁵ arguments of [-40, 40] (the sweep's
+        // samples stop at 3; a random graph found one).
         _ => 4,
     }
 }

@@ -13,8 +13,15 @@ use crate::ops::{self, SVal};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use cranelift_frontend::Variable;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+
+/// Vector accumulators of a register reduction in non-exact vector code: the `k`-th vector of
+/// an innermost loop (counted from the loop's start, or the staged segment's) goes to slot
+/// `k mod RED_SLOTS`, whatever the unrolling, staging or chunking, so the summation order
+/// depends on the shapes alone; the slots are folded pairwise, then the lanes. Four slots of
+/// independent adds (or `maxpd`s) cover the instructions' latency.
+pub(super) const RED_SLOTS: usize = 4;
 
 /// A fused group's code-generation state.
 pub(super) struct Cx<'p> {
@@ -35,7 +42,16 @@ pub(super) struct Cx<'p> {
     pub(super) chunk: Option<Value>,
     /// A vector transcendental of this pass updated `mode.bad`.
     pub(super) bad_set: Cell<bool>,
+    /// While the copies of one main-loop iteration are emitted: the full vector loads made so
+    /// far, by (base, outer offset, index, element stride, constant offset), so that leaves
+    /// reading the same memory (shifted views of one buffer: `x[i]`, `x[i - 1]`, … in
+    /// consecutive copies) load it once. Straight-line code, and no copy stores where another
+    /// reads (the plan works in place only where every read is at the written element).
+    pub(super) loads: RefCell<Option<HashMap<LoadKey, Value>>>,
 }
+
+/// See [`Cx::loads`].
+type LoadKey = (Value, Option<Value>, Option<Value>, i64, i64);
 
 /// The code being emitted: scalar or vector, and of which float dtype.
 #[derive(Clone, Copy)]
@@ -117,6 +133,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 bad: None,
             },
             bad_set: Cell::new(false),
+            loads: RefCell::new(None),
             u,
             leaf_src: Vec::new(),
             leaf_of: HashMap::new(),
@@ -154,17 +171,24 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 Some(off) => Src::Mem(self.ws, off as i64),
                 None => self.root_src(r.node).offset_by(r.out.offset),
             };
+            let vector = register.is_some() && !self.opts.exact && w > 1;
             let vars = match register {
                 Some(_) => {
-                    let (n, ty) = if self.opts.exact || w == 1 {
-                        (1, val_ty(dt))
+                    let (n, ty) = if vector {
+                        (RED_SLOTS, vec_ty(dt))
                     } else {
-                        (u, vec_ty(dt))
+                        (1, val_ty(dt))
                     };
                     (0..n).map(|_| self.var(ty)).collect()
                 }
                 None => Vec::new(),
             };
+            let extreme = matches!(node.op, Op::ReduceMax | Op::ReduceMin);
+            let nan = (vector && extreme).then(|| self.var(mask_ty(dt)));
+            if vector {
+                // Every main-loop iteration covers whole rounds of the slots.
+                cx.u = cx.u.max(RED_SLOTS);
+            }
             let numel_out = node.ty.numel();
             cx.red.push(RedCx {
                 op: node.op,
@@ -175,6 +199,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 register,
                 across,
                 vars,
+                nan,
+                pending: Cell::new(None),
                 count: g.ty(node.inputs[0]).numel() / numel_out,
                 numel_out,
             });
@@ -279,6 +305,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 0,
                 &outer,
             );
+            self.flush_nan(cx);
         } else if d == 1 {
             match chunk {
                 None => self.inner(cx, &[], Bound::C(0), f.dims[0]),
@@ -441,8 +468,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     }
 
     /// The vector loops of an innermost loop: `len` elements from `start_v` (absent: 0),
-    /// `copies` bodies per iteration (copy `j` accumulating into unroll slot `j mod cx.u`),
-    /// then single vectors, then one partial vector.
+    /// `copies` bodies per iteration, then single vectors, then one partial vector; vector `k`
+    /// accumulates into reduction slot `k mod RED_SLOTS` (see [`RED_SLOTS`]).
     pub(super) fn vector_loops(
         &mut self,
         cx: &Cx<'_>,
@@ -457,6 +484,11 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         let main = len / step;
         let rest = (len % step) / w;
         let tail = len % w;
+        let slotted = cx.red.iter().any(|r| r.vars.len() > 1);
+        debug_assert!(
+            !slotted || u % RED_SLOTS == 0,
+            "whole rounds of slots per iteration"
+        );
         if main > 0 {
             let l = self.loop_begin(Bound::C(0), Bound::C(main as i64));
             let i = self.b.ins().imul_imm_s(l.i, step as i64);
@@ -464,6 +496,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 Some(s) => self.b.ins().iadd(s, i),
                 None => i,
             };
+            *cx.loads.borrow_mut() = Some(HashMap::new());
             for j in 0..u {
                 let p = Pos {
                     idx: Some(i),
@@ -472,20 +505,27 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 if let Stage::Args(st) = &mut *stage {
                     st.defer = true;
                 }
-                self.body(cx, stage, p, w, j % cx.u, outer);
+                self.body(cx, stage, p, w, j % RED_SLOTS, outer);
                 if (j + 1) % STORE_GROUP == 0 || j + 1 == u {
                     self.flush_arg_stores(stage);
                 }
             }
+            *cx.loads.borrow_mut() = None;
+            self.flush_nan(cx);
             self.loop_end(l);
         }
         let done = (main * step) as i64;
-        if rest == 1 {
-            let p = Pos {
-                idx: start_v,
-                extra: done,
-            };
-            self.body(cx, stage, p, w, 0, outer);
+        if rest == 1 || (slotted && rest > 0) {
+            // Fewer than `copies` vectors, each in its own slot (the main loop ended on a
+            // whole round).
+            for k in 0..rest {
+                let p = Pos {
+                    idx: start_v,
+                    extra: done + (k * w) as i64,
+                };
+                self.body(cx, stage, p, w, k % RED_SLOTS, outer);
+            }
+            self.flush_nan(cx);
         } else if rest > 1 {
             let l = self.loop_begin(Bound::C(0), Bound::C(rest as i64));
             let i = self.b.ins().imul_imm_s(l.i, w as i64);
@@ -498,6 +538,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 extra: done,
             };
             self.body(cx, stage, p, w, 0, outer);
+            self.flush_nan(cx);
             self.loop_end(l);
         }
         if tail > 0 {
@@ -505,7 +546,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 idx: start_v,
                 extra: (len - tail) as i64,
             };
-            self.body(cx, stage, p, tail, 0, outer);
+            self.body(cx, stage, p, tail, rest % RED_SLOTS, outer);
+            self.flush_nan(cx);
         }
     }
 
@@ -633,9 +675,17 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     let s = self.load_at(val_ty(dt), base, dy, off + c);
                     self.widen(mode, s, dt)
                 } else if st == size && dt.is_float() && lanes == w {
+                    let key = (base, outer.leaves[li], pos.idx, st, off + pos.extra * st);
+                    if let Some(&v) = cx.loads.borrow().as_ref().and_then(|m| m.get(&key)) {
+                        return self.sval(v, dt);
+                    }
                     let (dy, c) = self.at(outer.leaves[li], pos, 0, st);
                     let (p, o) = self.addr(base, dy, off + c);
-                    self.b.ins().load(vec_ty(dt), vmem(), p, o)
+                    let v = self.b.ins().load(vec_ty(dt), vmem(), p, o);
+                    if let Some(m) = cx.loads.borrow_mut().as_mut() {
+                        m.insert(key, v);
+                    }
+                    v
                 } else {
                     let mut v = None;
                     for lane in 0..lanes {
@@ -712,5 +762,41 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 self.b.ins().store(mem(), e, p, o);
             }
         }
+    }
+}
+
+/// Removes the vector loads of `func` whose values nothing uses: a staged segment's last
+/// pass loads each batched call's result, so the operand the body loaded for that call (the
+/// op rules take loaded operands) goes unused, and Cranelift keeps a load it cannot prove
+/// free of side effects. Vector loads ([`vmem`]) never trap, so dropping an unused one
+/// changes nothing but the time.
+pub(super) fn drop_unused_loads(func: &mut cranelift_codegen::ir::Function) {
+    use cranelift_codegen::entity::EntitySet;
+    use cranelift_codegen::ir::{InstructionData, Opcode};
+    let mut used = EntitySet::new();
+    for block in func.layout.blocks() {
+        for inst in func.layout.block_insts(block) {
+            for v in func.dfg.inst_values(inst) {
+                used.insert(func.dfg.resolve_aliases(v));
+            }
+        }
+    }
+    let mut dead = Vec::new();
+    for block in func.layout.blocks() {
+        for inst in func.layout.block_insts(block) {
+            if let InstructionData::Load {
+                opcode: Opcode::Load,
+                flags,
+                ..
+            } = func.dfg.insts[inst]
+                && func.dfg.mem_flags[flags].notrap()
+                && !used.contains(func.dfg.first_result(inst))
+            {
+                dead.push(inst);
+            }
+        }
+    }
+    for inst in dead {
+        func.layout.remove_inst(inst);
     }
 }

@@ -222,6 +222,7 @@ pub(super) fn build_function(
     }
     lw.b.ins().return_(&[]);
     lw.b.finalize(env.target);
+    fused::drop_unused_loads(func);
 }
 
 /// Scalar loads and stores never trap (the kernel checked every buffer) and are aligned to

@@ -10,6 +10,7 @@ use crate::ops::SVal;
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{ConstantData, InstBuilder, Value};
 use cranelift_frontend::Variable;
+use std::cell::Cell;
 
 /// A reduction's code-generation state.
 pub(super) struct RedCx {
@@ -26,6 +27,13 @@ pub(super) struct RedCx {
     /// Register accumulators are also added into memory (an outer dimension is reduced).
     pub(super) across: bool,
     pub(super) vars: Vec<Variable>,
+    /// Vector register `reduce_max`/`reduce_min` (not sequential): the lanes that have seen a
+    /// NaN, so that the accumulators can use the native max/min instructions (which drop a
+    /// NaN operand) and the result is still NaN.
+    pub(super) nan: Option<Variable>,
+    /// An operand vector whose NaN test waits for the next one: one unordered compare tests
+    /// two vectors (see [`Lowerer::flush_nan`]).
+    pub(super) pending: Cell<Option<Value>>,
     /// Operand elements per output element.
     pub(super) count: usize,
     pub(super) numel_out: usize,
@@ -146,6 +154,52 @@ impl<'f, 'g> Lowerer<'f, 'g> {
         for &var in &r.vars {
             self.b.def_var(var, v);
         }
+        if let Some(nan) = r.nan {
+            let z = self.b.ins().iconst(mask_ty(r.dt).lane_type(), 0);
+            let z = self.b.ins().splat(mask_ty(r.dt), z);
+            self.b.def_var(nan, z);
+        }
+    }
+
+    /// `a ⊕ v` for the vector accumulator `a` of register reduction `r` in the loop: for
+    /// `reduce_max`/`reduce_min` the native `maxpd`/`minpd` form (`v` if it beats `a`, else
+    /// `a`: the interpreter's rule, ties keeping the earlier element), with NaN lanes of `v`
+    /// recorded in `r.nan` instead of selected; otherwise [`Lowerer::fold`].
+    fn fold_vector(&mut self, r: &RedCx, a: Value, v: Value) -> Value {
+        let Some(nan) = r.nan else {
+            return self.fold(r, a, v);
+        };
+        // `v` selected where `a < v` is the pattern Cranelift lowers to one `maxpd v, a`;
+        // where `v < a`, to one `minpd v, a`.
+        let wins = match r.op {
+            Op::ReduceMax => self.b.ins().fcmp(FloatCC::LessThan, a, v),
+            _ => self.b.ins().fcmp(FloatCC::LessThan, v, a),
+        };
+        let out = self.sel(wins, v, a);
+        match r.pending.take() {
+            None => r.pending.set(Some(v)),
+            Some(p) => self.note_nan(nan, p, v),
+        }
+        out
+    }
+
+    /// Records in `nan` the lanes where `p` or `v` is NaN.
+    fn note_nan(&mut self, nan: Variable, p: Value, v: Value) {
+        let isnan = self.b.ins().fcmp(FloatCC::Unordered, p, v);
+        let seen = self.b.use_var(nan);
+        let seen = self.b.ins().bor(seen, isnan);
+        self.b.def_var(nan, seen);
+    }
+
+    /// Tests the operand vectors of `cx`'s reductions still waiting for a partner. Called at
+    /// the end of every straight-line run of bodies (a loop iteration, the remainder, the
+    /// tail), so a waiting vector never outlives the code that defines it.
+    pub(super) fn flush_nan(&mut self, cx: &Cx<'_>) {
+        for r in &cx.red {
+            if let (Some(nan), Some(p)) = (r.nan, r.pending.take()) {
+                self.note_nan(nan, p, p);
+            }
+        }
     }
 
     /// Folds the accumulators of register reduction `r` and writes the result.
@@ -180,6 +234,12 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 lanes = lanes.chunks(2).map(|p| self.fold(r, p[0], p[1])).collect();
             }
             v = lanes[0];
+        }
+        if let Some(nan) = r.nan {
+            let seen = self.b.use_var(nan);
+            let any = self.b.ins().vany_true(seen);
+            let q = self.float(r.dt, f64::NAN);
+            v = self.b.ins().select(any, q, v);
         }
         let (target, chunk_off) = self.red_target(r, chunk);
         let o = self.offset(idx, &r.st);
@@ -233,7 +293,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                     v = self.sel(mask, v, idv);
                 }
                 let acc = self.b.use_var(r.vars[slot]);
-                let n = self.fold(r, acc, v);
+                let n = self.fold_vector(r, acc, v);
                 self.b.def_var(r.vars[slot], n);
             }
             return;
@@ -310,6 +370,8 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 register: None,
                 across: false,
                 vars: Vec::new(),
+                nan: None,
+                pending: Cell::new(None),
                 count: self.g.ty(node.inputs[0]).numel() / numel_out,
                 numel_out,
             };

@@ -3,23 +3,24 @@
 
 use super::fused::{Cx, Outer};
 use super::loops::Bound;
-use super::{Lowerer, vmem};
+use super::{Lowerer, mask_ty, vec_ty, vmem};
 use crate::ir::DType;
 use crate::jit::batch;
-use crate::jit::plan::Fused;
 use crate::ops::MathFn;
 use cranelift_codegen::ir::{InstBuilder, StackSlot, StackSlotData, StackSlotKind, Value, types};
 
 /// Bodies per iteration of a staged pass: 8 for groups of at most 32 members, 4 up to 48,
-/// else 2 (the copies accumulate into the same reduction slot, in element order, so sums are
-/// those of the loop without copies). On the 1M-element chain of `benches/jit_perf.rs` (one
-/// thread, best of 1000 calls), eight bodies were fastest and sixteen no faster.
-pub(super) fn staged_copies(f: &Fused) -> usize {
-    match f.members.len() {
+/// else 2, and at least the group's unroll factor (a whole round of reduction slots, see
+/// [`RED_SLOTS`](super::fused::RED_SLOTS), so sums are those of the loop without staging). On
+/// the 1M-element chain of `benches/jit_perf.rs` (one thread, best of 1000 calls), eight
+/// bodies were fastest and sixteen no faster.
+pub(super) fn staged_copies(cx: &Cx<'_>) -> usize {
+    let copies = match cx.f.members.len() {
         0..=32 => 8,
         33..=48 => 4,
         _ => 2,
-    }
+    };
+    copies.max(cx.u)
 }
 
 /// The most batched calls per staged segment: their scratch areas take `MAX_SCRATCH · 8 KiB` of
@@ -109,13 +110,15 @@ impl<'f, 'g> Lowerer<'f, 'g> {
     ) {
         let full = len / batch::SEGMENT;
         let rest = len % batch::SEGMENT;
+        let park = self.park_slot(cx);
+        self.park(cx, park, true);
         let l = self.loop_begin(Bound::C(0), Bound::C(full as i64));
         let off = self.b.ins().imul_imm_s(l.i, batch::SEGMENT as i64);
         let s = match start_v {
             Some(s) => self.b.ins().iadd(s, off),
             None => off,
         };
-        self.staged_segment(cx, outer, s, batch::SEGMENT);
+        self.staged_segment(cx, outer, s, batch::SEGMENT, park);
         self.loop_end(l);
         if rest > 0 {
             let done = (full * batch::SEGMENT) as i64;
@@ -123,13 +126,64 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 Some(s) => self.b.ins().iadd_imm_s(s, done),
                 None => self.b.ins().iconst(types::I64, done),
             };
-            self.staged_segment(cx, outer, s, rest);
+            self.staged_segment(cx, outer, s, rest, park);
+        }
+        self.park(cx, park, false);
+    }
+
+    /// A stack slot for the register accumulators of `cx`'s reductions while a staged loop
+    /// makes its helper calls (`None` without register reductions).
+    ///
+    /// The calls clobber every vector register, so accumulators live across them are
+    /// spilled, and the register allocator then keeps them in their stack slots for the
+    /// whole loop, which adds a store and a load to every add of the accumulator chain.
+    /// Parked here explicitly, they are loaded once before the last pass of each segment and
+    /// stored once after it, and stay in registers inside it.
+    fn park_slot(&mut self, cx: &Cx<'_>) -> Option<StackSlot> {
+        let n: usize = cx
+            .red
+            .iter()
+            .map(|r| r.vars.len() + usize::from(r.nan.is_some()))
+            .sum();
+        (n > 0).then(|| {
+            self.b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                (n * 16) as u32,
+                4,
+            ))
+        })
+    }
+
+    /// Stores (`store`) or loads the register accumulators of `cx`'s reductions into or from
+    /// `slot` (see [`Lowerer::park_slot`]).
+    fn park(&mut self, cx: &Cx<'_>, slot: Option<StackSlot>, store: bool) {
+        let Some(slot) = slot else { return };
+        let mut at = 0;
+        for r in &cx.red {
+            let vars = r.vars.iter().map(|&v| (v, vec_ty(r.dt)));
+            for (var, ty) in vars.chain(r.nan.map(|v| (v, mask_ty(r.dt)))) {
+                if store {
+                    let v = self.b.use_var(var);
+                    self.b.ins().stack_store(self.ptr, v, slot, at);
+                } else {
+                    let v = self.b.ins().stack_load(self.ptr, ty, slot, at);
+                    self.b.def_var(var, v);
+                }
+                at += 16;
+            }
         }
     }
 
     /// All passes of one staged segment of `len <= CHUNK` elements from `start`: an argument
     /// pass and the helper calls per round of batched calls, then the last pass.
-    pub(super) fn staged_segment(&mut self, cx: &Cx<'_>, outer: &Outer, start: Value, len: usize) {
+    pub(super) fn staged_segment(
+        &mut self,
+        cx: &Cx<'_>,
+        outer: &Outer,
+        start: Value,
+        len: usize,
+        park: Option<StackSlot>,
+    ) {
         // Whole vectors: the padding lanes of a partial last vector repeat lane 0, so they
         // hold valid arguments too.
         let count = len.div_ceil(cx.mode.lanes) * cx.mode.lanes;
@@ -142,7 +196,7 @@ impl<'f, 'g> Lowerer<'f, 'g> {
                 batched: std::mem::take(&mut batched),
                 ..StageState::default()
             });
-            self.vector_loops(cx, &mut stage, outer, Some(start), len, staged_copies(cx.f));
+            self.vector_loops(cx, &mut stage, outer, Some(start), len, staged_copies(cx));
             let Stage::Args(st) = stage else {
                 unreachable!("an argument pass ends in its own stage")
             };
@@ -163,7 +217,9 @@ impl<'f, 'g> Lowerer<'f, 'g> {
             batched,
             ..StageState::default()
         });
-        self.vector_loops(cx, &mut stage, outer, Some(start), len, staged_copies(cx.f));
+        self.park(cx, park, false);
+        self.vector_loops(cx, &mut stage, outer, Some(start), len, staged_copies(cx));
+        self.park(cx, park, true);
     }
 
     /// Scratch area `k`.

@@ -119,6 +119,11 @@ pub(super) fn group(
         let node = &nodes[i];
         match node.op {
             Op::Input | Op::Const => b.roles[i] = Role::Leaf,
+            // A slice chosen to be read in place whose operand is copied after all (another
+            // reader needs it in memory) is an ordinary view of the copy.
+            Op::Slice if piecewise[i] && b.pieces[node.inputs[0].index()].is_some() => {
+                b.slice_pieces(id);
+            }
             op if is_view_op(op) => {
                 // Decided before any consumer reads it, so every reader sees one layout.
                 let v = b
@@ -472,6 +477,41 @@ impl Builder<'_> {
         }
         self.roles[n.index()] = Role::Pieces;
         self.pieces[n.index()] = Some(regs);
+    }
+
+    /// Makes `slice` node `n` of a [`Role::Pieces`] value a [`Role::Pieces`] value: the
+    /// operand's pieces that overlap the slice, clipped to it and moved to its origin.
+    fn slice_pieces(&mut self, n: NodeId) {
+        let node = self.g.node(n);
+        let Attrs::Slice { start, stop } = &node.attrs else {
+            unreachable!("verified slices have bounds")
+        };
+        let regs = self.pieces[node.inputs[0].index()]
+            .as_ref()
+            .expect("checked by the caller");
+        let mut out = Vec::new();
+        for r in regs {
+            let lo: Vec<usize> = (0..start.len()).map(|a| r.lo[a].max(start[a])).collect();
+            let hi: Vec<usize> = (0..start.len()).map(|a| r.hi[a].min(stop[a])).collect();
+            if lo.iter().zip(&hi).any(|(l, h)| l >= h) {
+                continue;
+            }
+            let shift: i64 = start
+                .iter()
+                .zip(&r.view.strides)
+                .map(|(&a, &st)| a as i64 * st)
+                .sum();
+            out.push(Piece {
+                lo: lo.iter().zip(start).map(|(l, a)| l - a).collect(),
+                hi: hi.iter().zip(start).map(|(h, a)| h - a).collect(),
+                view: View {
+                    offset: r.view.offset + shift,
+                    ..r.view.clone()
+                },
+            });
+        }
+        self.roles[n.index()] = Role::Pieces;
+        self.pieces[n.index()] = Some(out);
     }
 
     /// The view `n` (a view op) defines, if its operand's view composes with it.

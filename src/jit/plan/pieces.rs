@@ -4,7 +4,9 @@
 //! concat is read in place too. A concat qualifies if it is not an output, it cuts its space
 //! into at most [`MAX_BOXES`] boxes, and every reader reads pieces: an elementwise node (whose
 //! own cuts stay within [`MAX_BOXES`] boxes), a reduction that reduces no cut axis, or a
-//! concat that qualifies.
+//! concat or a `slice` that qualifies. A slice of such a value is read in place like a concat:
+//! its pieces are the value's pieces that overlap it (so `concat(0, y)[k..k + n]`, a shift of
+//! `y` with zeros shifted in, costs no copy).
 //!
 //! [`Role::Pieces`]: super::Role::Pieces
 
@@ -53,7 +55,27 @@ fn upper_cuts(g: &Graph, live: &Live) -> Vec<Option<Cuts>> {
     let mut cuts_ub: Vec<Option<Cuts>> = vec![None; g.len()];
     for i in 0..g.len() {
         let node = &nodes[i];
-        if !live.live[i] || node.op != Op::Concat {
+        if !live.live[i] {
+            continue;
+        }
+        if let Attrs::Slice { start, stop } = &node.attrs
+            && node.op == Op::Slice
+        {
+            // The cuts of its operand that fall strictly inside it, shifted to its origin.
+            cuts_ub[i] = cuts_ub[node.inputs[0].index()].as_ref().map(|xc| {
+                xc.iter()
+                    .zip(start.iter().zip(stop))
+                    .map(|(cut, (&a, &b))| {
+                        cut.iter()
+                            .filter(|&&v| a < v && v < b)
+                            .map(|&v| v - a)
+                            .collect()
+                    })
+                    .collect()
+            });
+            continue;
+        }
+        if node.op != Op::Concat {
             continue;
         }
         let Attrs::Axis { axis } = node.attrs else {
@@ -110,6 +132,6 @@ fn reads_pieces(g: &Graph, node: &Node, cuts_ub: &[Option<Cuts>], piecewise: boo
             .expect("checked above");
         axes.iter().all(|&a| xc[a].is_empty())
     } else {
-        node.op == Op::Concat && piecewise
+        matches!(node.op, Op::Concat | Op::Slice) && piecewise
     }
 }
