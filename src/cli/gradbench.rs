@@ -65,28 +65,35 @@ pub fn run(args: &GradbenchArgs) -> Result<(), CliError> {
         cache: HashMap::new(),
     };
     let io_err = |e: io::Error| CliError::new(format!("gradbench: {e}"));
-    let mut out = io::stdout().lock();
+    // Buffered: a response with millions of timings is written in many small pieces.
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     for line in io::stdin().lock().lines() {
         let line = line.map_err(io_err)?;
         if line.trim().is_empty() {
             continue;
         }
-        let response = tool.respond(&line);
-        writeln!(out, "{response}").map_err(io_err)?;
+        let (response, timings) = tool.respond(&line);
+        write_response(&mut out, &response, timings.as_ref()).map_err(io_err)?;
         out.flush().map_err(io_err)?;
     }
     Ok(())
 }
 
 impl Tool {
-    /// The response line to one message line.
-    fn respond(&mut self, line: &str) -> Json {
+    /// The response to one message line, and the timings it carries (written apart: see
+    /// [`Timings`]).
+    fn respond(&mut self, line: &str) -> (Json, Option<Timings>) {
         let msg: Json = match serde_json::from_str(line) {
             Ok(m) => m,
-            Err(e) => return failure(Json::Null, format!("message is not JSON: {e}")),
+            Err(e) => {
+                return (
+                    failure(Json::Null, format!("message is not JSON: {e}")),
+                    None,
+                );
+            }
         };
         let id = msg.get("id").cloned().unwrap_or(Json::Null);
-        match msg.get("kind").and_then(Json::as_str) {
+        let response = match msg.get("kind").and_then(Json::as_str) {
             Some("start") => {
                 self.warm_up();
                 json!({
@@ -102,16 +109,21 @@ impl Tool {
             },
             Some("evaluate") => {
                 let result = catch_unwind(AssertUnwindSafe(|| self.evaluate(&msg)));
-                match result {
-                    Ok(Ok((output, timings))) => json!({
-                        "id": id, "success": true, "output": output, "timings": timings,
-                    }),
-                    Ok(Err(e)) => failure(id, e),
-                    Err(_) => failure(id, "internal error (bug): the evaluation panicked".into()),
-                }
+                return match result {
+                    Ok(Ok((output, timings))) => (
+                        json!({ "id": id, "success": true, "output": output }),
+                        Some(timings),
+                    ),
+                    Ok(Err(e)) => (failure(id, e), None),
+                    Err(_) => (
+                        failure(id, "internal error (bug): the evaluation panicked".into()),
+                        None,
+                    ),
+                };
             }
             _ => json!({ "id": id }),
-        }
+        };
+        (response, None)
     }
 
     /// The JIT's once-per-process set-up (see [`jit::warm_up`]), done at `start` so that the
@@ -132,7 +144,7 @@ impl Tool {
     }
 
     /// Runs one `evaluate` message: its output and timings.
-    fn evaluate(&mut self, msg: &Json) -> Result<(Json, Vec<Json>), String> {
+    fn evaluate(&mut self, msg: &Json) -> Result<(Json, Timings), String> {
         let field = |k: &str| {
             msg.get(k)
                 .and_then(Json::as_str)
@@ -151,7 +163,7 @@ impl Tool {
             build,
             decode,
         } = task;
-        let mut timings = Vec::new();
+        let mut timings = Timings::default();
         let fresh = !self.cache.contains_key(&key);
         if fresh {
             let c = self.compile(&key, build, &mut timings)?;
@@ -171,7 +183,7 @@ impl Tool {
             c.kernel
                 .call(&bufs, &mut outs, &mut c.ws)
                 .map_err(|e| format!("kernel call failed: {e}"))?;
-            timings.push(timing("warmup", t.elapsed()));
+            timings.phases.push(("warmup", t.elapsed()));
         }
         let mut total = Duration::ZERO;
         let mut n = 0;
@@ -184,7 +196,7 @@ impl Tool {
             let dt = t.elapsed();
             total += dt;
             n += 1;
-            timings.push(timing("evaluate", dt));
+            timings.evaluate.push(nanos(dt));
         }
         let output = decode(c.outs.clone()).map_err(|e| e.to_string())?;
         Ok((to_json(output), timings))
@@ -195,7 +207,7 @@ impl Tool {
         &self,
         key: &str,
         build: gradbench::BuildFn,
-        timings: &mut Vec<Json>,
+        timings: &mut Timings,
     ) -> Result<Compiled, String> {
         let t = Instant::now();
         let mut g = build().map_err(|e| e.to_string())?;
@@ -208,10 +220,10 @@ impl Tool {
         let kernel = jit::compile_with(&g, &self.cfg)
             .map_err(|e| format!("JIT compilation of {key} failed: {e}"))?;
         let compiled = t.elapsed();
-        timings.extend([
-            timing("build", built),
-            timing("optimize", optimized),
-            timing("compile", compiled),
+        timings.phases.extend([
+            ("build", built),
+            ("optimize", optimized),
+            ("compile", compiled),
         ]);
         if self.verbose {
             eprintln!(
@@ -237,8 +249,40 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn timing(name: &str, d: Duration) -> Json {
-    json!({ "name": name, "nanoseconds": u64::try_from(d.as_nanos()).unwrap_or(u64::MAX) })
+/// An `evaluate` response's timings: the phases, then one `evaluate` entry per run. Kept as
+/// durations and written straight to the output: a call of ~0.1 µs runs tens of millions of
+/// times within a `min_seconds` of 1, and a JSON value per run took gigabytes.
+#[derive(Default)]
+struct Timings {
+    phases: Vec<(&'static str, Duration)>,
+    /// Nanoseconds per run.
+    evaluate: Vec<u64>,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Writes `response` as one line, with `timings` (if any) as its `timings` field.
+fn write_response(
+    out: &mut impl Write,
+    response: &Json,
+    timings: Option<&Timings>,
+) -> io::Result<()> {
+    let Some(t) = timings else {
+        return writeln!(out, "{response}");
+    };
+    let text = response.to_string();
+    // A JSON object's text ends with its closing brace; the timings go before it.
+    let open = text.strip_suffix('}').unwrap_or(&text);
+    write!(out, "{open},\"timings\":[")?;
+    let phases = t.phases.iter().map(|&(name, d)| (name, nanos(d)));
+    let entries = phases.chain(t.evaluate.iter().map(|&ns| ("evaluate", ns)));
+    for (i, (name, ns)) in entries.enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        write!(out, "{sep}{{\"name\":\"{name}\",\"nanoseconds\":{ns}}}")?;
+    }
+    writeln!(out, "]}}")
 }
 
 fn failure(id: Json, error: String) -> Json {
@@ -296,5 +340,32 @@ fn to_json(v: Value) -> Json {
                 .collect::<Map<_, _>>(),
         ),
         Value::Other(_) => Json::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_is_one_json_line_with_its_timings_in_order() {
+        let timings = Timings {
+            phases: vec![("compile", Duration::from_nanos(7))],
+            evaluate: vec![3, 5],
+        };
+        let mut out = Vec::new();
+        write_response(&mut out, &json!({"id": 2, "success": true}), Some(&timings)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches('\n').count(), 1);
+        let back: Json = serde_json::from_str(&text).unwrap();
+        let expected = json!({"id": 2, "success": true, "timings": [
+            {"name": "compile", "nanoseconds": 7},
+            {"name": "evaluate", "nanoseconds": 3},
+            {"name": "evaluate", "nanoseconds": 5},
+        ]});
+        assert_eq!(back, expected);
+        let mut plain = Vec::new();
+        write_response(&mut plain, &json!({"id": 1}), None).unwrap();
+        assert_eq!(String::from_utf8(plain).unwrap(), "{\"id\":1}\n");
     }
 }

@@ -343,7 +343,11 @@ fn gmm_case(d: usize, k: usize, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>, Jso
     let mut g = Lcg(seed);
     let x: Vec<f64> = g.vec(n * d).iter().map(|v| 2.0 * v - 1.0).collect();
     let ld = d * (d - 1) / 2;
-    let p: Vec<f64> = g.vec(k + 2 * k * d + k * ld).iter().map(|v| v - 0.5).collect();
+    let p: Vec<f64> = g
+        .vec(k + 2 * k * d + k * ld)
+        .iter()
+        .map(|v| v - 0.5)
+        .collect();
     let (alpha, rest) = p.split_at(k);
     let (mu, rest) = rest.split_at(k * d);
     let (q, l) = rest.split_at(k * d);
