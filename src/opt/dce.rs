@@ -51,10 +51,20 @@ pub fn eliminate_dead_nodes(g: &mut Graph) -> DceStats {
     if removed == 0 {
         return DceStats::default();
     }
-    let mut map = vec![NodeId(u32::MAX); n];
+    retain_nodes(g, &live);
+    DceStats {
+        nodes_removed: removed,
+    }
+}
+
+/// Keeps the nodes whose `live` is true, renumbering them in order: operands, provenance,
+/// outputs and the custom-rule regions whose output survives follow the renumbering. A live
+/// node must not read a removed one.
+pub(super) fn retain_nodes(g: &mut Graph, live: &[bool]) {
+    let mut map = vec![NodeId(u32::MAX); g.len()];
     let mut next = 0u32;
-    for i in 0..n {
-        if live[i] {
+    for (i, &l) in live.iter().enumerate() {
+        if l {
             map[i] = NodeId(next);
             next += 1;
         }
@@ -81,8 +91,5 @@ pub fn eliminate_dead_nodes(g: &mut Graph) -> DceStats {
         r.inputs.iter_mut().for_each(|x| *x = map[x.index()]);
         (r.first, r.output) = (map[r.first.index()], map[r.output.index()]);
         g.add_custom_region(r);
-    }
-    DceStats {
-        nodes_removed: removed,
     }
 }

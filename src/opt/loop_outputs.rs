@@ -225,35 +225,12 @@ fn drop_inputs(g: &mut Graph, keep: &[bool]) {
     if !gone.contains(&true) {
         return;
     }
-    let mut map = vec![NodeId(u32::MAX); g.len()];
-    let mut next = 0u32;
-    for (i, &d) in gone.iter().enumerate() {
-        if !d {
-            map[i] = NodeId(next);
-            next += 1;
-        }
-    }
-    let outputs: Vec<NodeId> = g.outputs().iter().map(|o| map[o.index()]).collect();
-    let regions = g.take_custom_regions();
-    let nodes = g.nodes_mut();
-    let mut i = 0;
-    nodes.retain(|n| {
-        i += 1;
-        debug_assert!(!gone[i - 1] || n.op == Op::Input);
-        !gone[i - 1]
-    });
-    for node in nodes.iter_mut() {
-        for x in &mut node.inputs {
-            *x = map[x.index()];
-        }
-        node.origin = node
-            .origin
-            .renumbered(|f| map.get(f.index()).copied().filter(|m| m.0 != u32::MAX));
-    }
-    g.set_outputs(outputs);
-    for mut r in regions {
-        r.inputs.iter_mut().for_each(|x| *x = map[x.index()]);
-        (r.first, r.output) = (map[r.first.index()], map[r.output.index()]);
-        g.add_custom_region(r);
-    }
+    debug_assert!(
+        g.nodes()
+            .iter()
+            .zip(&gone)
+            .all(|(n, &d)| !d || n.op == Op::Input)
+    );
+    let live: Vec<bool> = gone.iter().map(|&d| !d).collect();
+    super::dce::retain_nodes(g, &live);
 }
