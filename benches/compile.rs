@@ -62,7 +62,13 @@ fn minors_by_halves(a: Var<'_>) -> Var<'_> {
         for c in 0..ell {
             let (hi, lo) = (full >> (c + 1), 1usize << c);
             let signs = (0..lo)
-                .map(|i: usize| if i.count_ones() % 2 == 0 { 1.0 } else { -1.0 })
+                .map(|i: usize| {
+                    if i.count_ones().is_multiple_of(2) {
+                        1.0
+                    } else {
+                        -1.0
+                    }
+                })
                 .collect();
             let sg = b.constant(Tensor::from_f64(vec![1, 1, lo], signs));
             let without = v.reshape(&[hi, 2, lo]).slice(&[0, 0, 0], &[hi, 1, lo]);
