@@ -1,7 +1,7 @@
 //! Compile-time planning: which nodes run together in one loop nest, where every value lives,
 //! and which code goes into which function.
 //!
-//! [`plan`] is a short driver calling one phase after another; each phase is a module whose
+//! [`plan_donating`] is a short driver calling one phase after another; each phase is a module whose
 //! inputs and outputs are types:
 //!
 //! 1. [`live`]: a backward pass from the outputs marks the nodes whose values are needed; the
@@ -415,11 +415,12 @@ pub(super) fn plan(g: &Graph, cfg: &PlanConfig, bodies: &BodySizes) -> Result<Pl
     plan_donating(g, cfg, bodies, &[])
 }
 
-/// [`plan`] for a kernel whose donated pairs are `donated` (input index, output index): a
-/// GEMM may then update a donated input in place as its output ([`epilogue`]).
+/// Plans `g` (already verified), whose loop bodies compiled to kernels needing `bodies`
+/// bytes of workspace, for a kernel whose donated pairs are `donated` (input index, output
+/// index): a GEMM may then update a donated input in place as its output ([`epilogue`]).
 ///
 /// # Errors
-/// As [`plan`].
+/// [`JitError::TooLarge`] if the workspace or the constant blob would exceed the address space.
 pub(super) fn plan_donating(
     g: &Graph,
     cfg: &PlanConfig,
