@@ -473,15 +473,8 @@ mod tests {
 
     /// Values with full mantissas, so that any change in summation order shows in the bits.
     fn values(n: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-            })
-            .collect()
+        let mut rng = crate::testutil::Rng(seed);
+        (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
     }
 
     #[test]

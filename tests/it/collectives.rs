@@ -95,16 +95,7 @@ fn data_parallel_gradients_equal_the_global_batch_gradient() {
         let got = on_ranks(p, |c| {
             let inputs = shard(&d, c.rank(), p);
             let it = interp::run_with_comm(&g, &inputs, c).unwrap();
-            let mut outs: Vec<Tensor> = k
-                .output_types()
-                .iter()
-                .map(|t| Tensor::splat(t, 0.0))
-                .collect();
-            let bufs: Vec<Buf> = inputs.iter().map(Buf::from).collect();
-            let mut obufs: Vec<BufMut> = outs.iter_mut().map(BufMut::from).collect();
-            k.call_with_comm(&bufs, &mut obufs, &mut k.workspace(), c)
-                .unwrap();
-            (it, outs)
+            (it, call_on(&k, &inputs, c))
         });
         for (r, (it, jt)) in got.iter().enumerate() {
             for o in 0..3 {
@@ -476,6 +467,20 @@ fn groups(lists: &[&[usize]]) -> Groups {
     Groups::new(lists.iter().map(|l| l.to_vec()).collect()).unwrap()
 }
 
+/// The outputs of one call of `k` on `inputs` over the communicator `c`.
+fn call_on(k: &jit::Kernel, inputs: &[Tensor], c: &dyn Communicator) -> Vec<Tensor> {
+    let mut outs: Vec<Tensor> = k
+        .output_types()
+        .iter()
+        .map(|t| Tensor::splat(t, 0.0))
+        .collect();
+    let bufs: Vec<Buf> = inputs.iter().map(Buf::from).collect();
+    let mut obufs: Vec<BufMut> = outs.iter_mut().map(BufMut::from).collect();
+    k.call_with_comm(&bufs, &mut obufs, &mut k.workspace(), c)
+        .unwrap();
+    outs
+}
+
 /// Runs `g` on `p` ranks (rank `r`'s inputs `inputs[r]`) with the interpreter and with the
 /// JIT (`exact_math`); asserts they agree bitwise on every rank and returns the interpreter's.
 fn run_both(g: &Graph, inputs: &[Vec<Tensor>]) -> Vec<Vec<Tensor>> {
@@ -487,16 +492,7 @@ fn run_both(g: &Graph, inputs: &[Vec<Tensor>]) -> Vec<Vec<Tensor>> {
     let outs = on_ranks(inputs.len(), |c| {
         let ins = &inputs[c.rank()];
         let want = interp::run_with_comm(g, ins, c).unwrap();
-        let mut got: Vec<Tensor> = k
-            .output_types()
-            .iter()
-            .map(|t| Tensor::splat(t, 0.0))
-            .collect();
-        let bufs: Vec<Buf> = ins.iter().map(Buf::from).collect();
-        let mut ob: Vec<BufMut> = got.iter_mut().map(BufMut::from).collect();
-        k.call_with_comm(&bufs, &mut ob, &mut k.workspace(), c)
-            .unwrap();
-        (want, got)
+        (want, call_on(&k, ins, c))
     });
     for (r, (want, got)) in outs.iter().enumerate() {
         for (o, (a, b)) in want.iter().zip(got).enumerate() {

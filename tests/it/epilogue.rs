@@ -10,20 +10,14 @@ use crate::call::call_donated;
 use crate::fuzz_check::same_bits;
 use gradlift::comm::{Communicator, ThreadComm};
 use gradlift::jit::{self, Buf, BufMut, JitConfig, Kernel};
+use gradlift::testutil::Rng;
 use gradlift::{DType, Graph, GraphBuilder, Tensor, interp};
 use std::num::NonZeroUsize;
 
 /// Deterministic values in [-1, 1) with full mantissas.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
+    let mut rng = Rng(seed);
+    (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
 }
 
 fn data(t: &Tensor) -> Vec<f32> {
