@@ -29,7 +29,7 @@ use super::buf::{Buf, BufMut};
 use super::{CallError, Kernel, Workspace};
 use crate::comm::{CommError, Communicator, locate};
 use crate::ir::{DType, Graph, GroupParam, Groups, Op};
-use crate::ops::collective::{communicates, group_attrs, is_collective};
+use crate::ops::collective::{group_attrs, is_collective};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -62,13 +62,6 @@ pub(super) struct Desc {
     /// Elements of the operand and of the result.
     len_in: usize,
     len_out: usize,
-}
-
-impl Desc {
-    /// Whether this node's call moves data (and must run on the caller's thread).
-    pub(super) fn communicates(&self) -> bool {
-        communicates(self.op)
-    }
 }
 
 /// The collective nodes of `g` but `pvary`, in id order.
@@ -118,12 +111,6 @@ impl<'a> CommCtx<'a> {
             stage: RefCell::default(),
             error: RefCell::new(None),
         }
-    }
-
-    /// One rank: the collectives never call the communicator (every group is that rank), so
-    /// the call may run on any thread.
-    pub(super) fn single(&self) -> bool {
-        self.size == 1
     }
 
     /// The first error of the call, if any.

@@ -22,10 +22,11 @@ pub struct JitConfig {
     /// for every count. (The threads a kernel *runs* on are [`JitConfig::kernel_threads`].)
     pub threads: usize,
     /// The most threads one [`Kernel::call`](super::Kernel::call) uses, for the chunks of large loops and inside
-    /// GEMM calls: `None` (the default) uses every thread of the rayon pool the call runs in
-    /// (rayon's global pool, one thread per core unless the application sizes it), `Some(1)`
-    /// keeps every call on the calling thread and never starts the pool, and a larger count
-    /// is capped at the pool's size. The results are bitwise the same for every count (see
+    /// GEMM calls: the calling thread and helpers that stay awake between a call's forks (see
+    /// the kernel's "Threads"). `None` (the default) uses as many threads as the rayon pool
+    /// the call runs in has (rayon's global pool: one per core unless the application sizes
+    /// it, e.g. with `RAYON_NUM_THREADS`), `Some(1)` keeps every call on the calling thread,
+    /// and a larger count is capped at that pool's size. The results are bitwise the same for every count (see
     /// the module docs, "Threads and determinism"). The count is fixed per kernel; compile
     /// twice for two counts.
     pub kernel_threads: Option<NonZeroUsize>,

@@ -15,7 +15,7 @@
 //! threads, or on the calling thread alone for a count of 1 ([`gemm::Parallelism::None`]);
 //! products below the crate's threading threshold (`m·n·k_block` < 48·48·256) stay on one
 //! thread. A threaded product is cut into one block of output rows per thread, each a
-//! single-threaded call of the crate, forked once (`rayon::join`); the crate's own threading
+//! single-threaded call of the crate, run on the kernel's team (`team`); the crate's own threading
 //! ([`gemm::Parallelism::Rayon`]), used where the rows cannot be cut (see `Product::splits`),
 //! forks twice per `k` block (packing, then the product), and on a loaded machine each fork
 //! may wait for a worker to wake. Results are bitwise independent of the count: every output
@@ -169,12 +169,13 @@ impl Product {
         }
     }
 
-    /// Rows split into `parts` runs of `run` on one thread each, forked as a tree of
-    /// `rayon::join`s (one fork per part; the crate's own threading forks twice per `k`
-    /// block, for packing and for the product, and each fork may have to wake a worker).
+    /// Rows split into `parts` blocks, each a run of `run` on one thread, on the kernel's
+    /// team (`team::run`: the calling thread and helpers that stay awake between forks, each
+    /// claiming the next block; the crate's own threading forks twice per `k` block, for
+    /// packing and for the product, and each fork may have to wake a sleeping thread).
     ///
     /// # Safety
-    /// As the wrappers'; the parts write disjoint rows of `dst`.
+    /// As the wrappers'; the blocks write disjoint rows of `dst`.
     unsafe fn run_split<T: 'static + Copy + Send + Sync>(
         self,
         parts: usize,
@@ -182,20 +183,21 @@ impl Product {
         alpha: T,
         beta: T,
     ) {
-        if parts <= 1 {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.run(read_dst, alpha, beta, gemm::Parallelism::None) };
-            return;
-        }
-        let half = parts / 2;
-        let cut = self.m * (parts - half) / parts;
-        let (a, b) = (self.rows::<T>(0, cut), self.rows::<T>(cut, self.m));
-        rayon::join(
-            // SAFETY: forwarded from the caller; the two halves' rows are disjoint.
-            || unsafe { a.run_split(parts - half, read_dst, alpha, beta) },
-            // SAFETY: as above.
-            || unsafe { b.run_split(half, read_dst, alpha, beta) },
-        );
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let work = || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= parts {
+                    break;
+                }
+                let block = self.rows::<T>(self.m * i / parts, self.m * (i + 1) / parts);
+                // SAFETY: forwarded from the caller; each block is claimed once, and blocks
+                // write disjoint rows.
+                unsafe { block.run(read_dst, alpha, beta, gemm::Parallelism::None) };
+            }
+        };
+        super::team::run(parts, &work);
     }
 
     /// True if the product is faster computed column-major and transposed into place: few

@@ -9,25 +9,25 @@
 //! vouches for the buffers instead of checking them.
 //!
 //! Parallel groups: a chunk function runs a range of chunks; [`Kernel::call`] runs the chunks
-//! on rayon tasks that each claim the next chunk from a shared counter, and waits
-//! for all of them before the next step. Chunks write disjoint
+//! on the calling thread and the kernel team's helpers (`team`), each claiming the next chunk
+//! from a shared counter, and waits for all of them before the next step. Chunks write disjoint
 //! memory (the plan guarantees it), so the ranges may run concurrently; chunk boundaries are
 //! fixed at compile time, so the result does not depend on the number of threads.
 //!
-//! Threads: a call uses at most the kernel's thread count (`JitConfig::kernel_threads`) of the
-//! current rayon pool's threads, for its chunks and (through `gemm::set_threads`) its GEMM
-//! calls. The pool is rayon's: the global one (one thread per core unless the application
-//! sizes it), or the pool the caller runs in. A pool of our own per kernel would add idle
-//! threads per kernel and oversubscribe the cores when several kernels or an application's
-//! own rayon work run side by side; sharing rayon's pool keeps one worker per core. A count
-//! of 1 never touches the pool.
+//! Threads: a call runs on the calling thread, which shares its chunks and (through
+//! `gemm::set_threads`) its GEMM calls' row blocks with up to `threads − 1` helpers of the
+//! process-wide team (`team`). The count is the kernel's (`JitConfig::kernel_threads`), by
+//! default the current rayon pool's size (one per core unless the application sizes it). The
+//! helpers are not rayon's workers: those park as soon as they run out of work, and waking a
+//! parked thread costs tens of microseconds per fork, several times per call; the team's
+//! helpers spin between forks and park after a millisecond without work. One call uses the
+//! team at a time; a kernel called on several threads at once runs the others' work on their
+//! own threads. A count of 1 never touches the team.
 //!
 //! Deliberately absent: any code generation (see `lower`), and any allocation in
 //! [`Kernel::call`] except inside GEMM calls (the crate behind large matmuls allocates its
-//! packing memory per call; see `gemm`) and, amortized, inside rayon (a multi-threaded call
-//! from outside the pool enters it through a queue that allocates a block every 63 entries;
-//! the forks inside are `rayon::join`s, whose jobs live on the stack). `tests/alloc.rs`
-//! counts them.
+//! packing memory per call; see `gemm`) and the team's start (the first threaded call starts
+//! its helper threads). `tests/alloc.rs` counts them.
 #![allow(unsafe_code)]
 
 use super::buf::{Buf, BufMut, Workspace};
@@ -760,17 +760,7 @@ impl Kernel {
         let ctx = CommCtx::new(comm, &self.collectives);
         let slot = self.sig.len();
         ws.ptrs[slot] = std::ptr::from_ref(&ctx) as usize;
-        let threads = self.call_threads();
-        let pool = !self.collectives.iter().any(|d| d.communicates()) || ctx.single();
-        if threads > 1 && rayon::current_thread_index().is_none() && pool {
-            // A caller outside the pool hands the whole call to a pool thread once, instead of
-            // once per GEMM call or parallel group (each hop parks the caller and wakes a
-            // worker); inside, the GEMM's and the chunks' splits fork from that worker, which
-            // takes its own share.
-            rayon::scope(|_| self.run_steps(ws, threads))?;
-        } else {
-            self.run_steps(ws, threads)?;
-        }
+        self.run_steps(ws, self.call_threads())?;
         ws.ptrs[slot] = 0;
         ctx.finish()?;
         // SAFETY: the callers checked every buffer in `ws.ptrs` (a donated input's slot holds
@@ -918,10 +908,9 @@ fn find(names: &[String], map: &HashMap<String, usize>, name: &str) -> Option<us
 }
 
 /// Runs chunks `0..count` of `f` on up to `threads` threads: all on the calling thread for
-/// one thread, else on the pool (a caller outside the pool waits while the pool runs it):
-/// the current thread and up to `threads - 1` forked tasks ([`fan_out`]) claim chunks
-/// one at a time from a shared counter, so a worker that wakes late or shares its core with
-/// another process just runs fewer chunks. Which thread
+/// one thread, else on the kernel's team (`team::run`): the calling thread and up to
+/// `threads - 1` helpers claim chunks one at a time from a shared counter, so a helper that
+/// joins late or shares its core with another process just runs fewer chunks. Which thread
 /// runs a chunk does not change the result (each chunk writes its own part of the outputs,
 /// or its own partial results, folded in chunk order afterwards).
 ///
@@ -948,19 +937,7 @@ unsafe fn run_chunks(args: Args, f: ChunkFn, count: usize, threads: usize) {
             unsafe { args.chunks(f, b, b + 1) };
         }
     };
-    fan_out(threads, &work);
-}
-
-/// Runs `work` on `n` threads of the pool at once (as far as the pool has idle threads): a
-/// tree of `rayon::join`s, whose jobs live on the stack, so nothing is allocated (a
-/// `rayon::scope` boxes every spawned task). Depth `log2(n)`.
-fn fan_out(n: usize, work: &(dyn Fn() + Sync)) {
-    if n <= 1 {
-        work();
-    } else {
-        let half = n / 2;
-        rayon::join(|| fan_out(n - half, work), || fan_out(half, work));
-    }
+    super::team::run(threads, &work);
 }
 
 #[cfg(test)]

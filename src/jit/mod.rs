@@ -59,7 +59,7 @@
 //! 4. The functions are compiled (side by side on rayon's pool when there are several, up to
 //!    [`JitConfig::threads`]; the code is the same for every count), linked into one
 //!    `JITModule` in plan order, and wrapped in a [`Kernel`] that calls them in sequence, running the
-//!    chunks of parallel groups on rayon's pool. Functions never call each other, so there
+//!    chunks of parallel groups on the kernel's threads. Functions never call each other, so there
 //!    are no cross-function relocations.
 //!
 //! Loops (`scan`): before step 2, the body of each distinct loop is compiled once, by this
@@ -99,12 +99,13 @@
 //! into bool memory.
 //!
 //! # Threads and determinism
-//! A call uses up to [`JitConfig::kernel_threads`] threads of rayon's pool (default: all of
-//! them, one per core), in two places, and in both the outputs are bitwise the same for every
+//! A call uses up to [`JitConfig::kernel_threads`] threads (default: one per core): the
+//! calling thread and helper threads that stay awake between the call's forks. It uses them
+//! in two places, and in both the outputs are bitwise the same for every
 //! thread count, 1 included:
 //! - Fused loops over at least [`JitConfig::parallel_min_elements`] elements (and at least
 //!   2 × 16384) are cut at compile time into chunks of about 16384 elements along their
-//!   outermost dimension; [`Kernel::call`] runs them on the pool's threads, which claim
+//!   outermost dimension; [`Kernel::call`] runs them on those threads, which claim
 //!   chunks one at a time from a shared counter (with one thread, the calling thread runs
 //!   them in order). A reduction across chunks writes one partial result per chunk, folded in
 //!   chunk order afterwards. Chunk boundaries and folding order depend only on the shapes
@@ -200,6 +201,7 @@ mod loops;
 mod lower;
 mod plan;
 mod recompute;
+mod team;
 mod vmath;
 
 pub use buf::{Buf, BufMut, Workspace};
