@@ -56,6 +56,9 @@ fn calls_allocate_nothing_on_one_thread_or_several() {
             ..JitConfig::default()
         };
         let k = jit::compile_with(&g, &cfg).unwrap();
+        // Compiling starts rayon's pool, whose workers allocate as they start, on their own
+        // threads and in their own time: wait until every one of them runs.
+        rayon::broadcast(|_| ());
         assert!(k.stats().groups_parallel > 0, "{}", k.stats());
         let mut ws = k.workspace();
         let (mut total, mut rows, mut out) = (0f32, vec![0f32; r], vec![0f32; r * c]);

@@ -36,11 +36,14 @@ pub struct JitConfig {
     /// then not split between threads). Default off: see the module docs for the tolerance.
     pub exact_math: bool,
     /// Loops over at least this many elements are cut into chunks that run on several
-    /// threads (at least 2 × 16384 elements are needed in any case). `usize::MAX` cuts no
+    /// threads (at least 2 × 8192 elements are needed in any case). `usize::MAX` cuts no
     /// loop (GEMM calls still use [`JitConfig::kernel_threads`]; set that to 1 for a
     /// single-threaded kernel). Results do not depend on the number of threads, but the
     /// cut into chunks (decided by this setting) does fix the order of reassociated reductions.
-    /// Default 65536.
+    /// Default 16384: a 64×256 activation is two chunks, each the rows one thread's block
+    /// of the GEMM before it wrote (the chunks and the GEMM's row blocks are claimed in the
+    /// same order), so the elementwise work after a product runs on both threads and mostly
+    /// reads what its own core just wrote.
     pub parallel_min_elements: usize,
     /// The most workspace (scratch memory for intermediate values) a kernel may need; a graph
     /// needing more fails with [`JitError::TooLarge`](super::JitError::TooLarge) naming both sizes. Default 4 GiB.
@@ -156,7 +159,7 @@ impl Default for JitConfig {
             threads: 0,
             kernel_threads: None,
             exact_math: false,
-            parallel_min_elements: 1 << 16,
+            parallel_min_elements: 1 << 14,
             max_workspace_bytes: DEFAULT_MAX_WORKSPACE_BYTES,
             check_finite: false,
             batch_math: !DEPENDENCY_UNOPTIMIZED,

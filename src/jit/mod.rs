@@ -104,7 +104,7 @@
 //! in two places, and in both the outputs are bitwise the same for every
 //! thread count, 1 included:
 //! - Fused loops over at least [`JitConfig::parallel_min_elements`] elements (and at least
-//!   2 × 16384) are cut at compile time into chunks of about 16384 elements along their
+//!   2 × 8192) are cut at compile time into chunks of about 8192 elements along their
 //!   outermost dimension; [`Kernel::call`] runs them on those threads, which claim
 //!   chunks one at a time from a shared counter (with one thread, the calling thread runs
 //!   them in order). A reduction across chunks writes one partial result per chunk, folded in

@@ -329,8 +329,8 @@ fn mnist_idx_files_are_read_and_bad_ones_are_errors() {
 }
 
 /// The benchmark's MLP step (batch 64, 784 → 256 → 10, f32: loss and gradients) compiled for
-/// 1, 2 and 3 threads per call: the GEMM calls split their tiles between threads, and the
-/// outputs are bitwise those of one thread. All agree with the interpreter to rounding, and
+/// 1, 2 and 3 threads per call: the GEMM calls split their tiles between threads, the
+/// elementwise loops their chunks, and the outputs are bitwise those of one thread. All agree with the interpreter to rounding, and
 /// with `exact_math` (no GEMM, interpreter order) two threads give the interpreter's bits.
 #[test]
 fn mlp_step_is_bitwise_independent_of_the_thread_count() {
@@ -374,11 +374,18 @@ fn mlp_step_is_bitwise_independent_of_the_thread_count() {
         };
         let k = jit::compile_with(&g, &cfg).unwrap();
         assert_eq!(k.threads(), NonZeroUsize::new(threads));
-        (k.run(&ins).unwrap(), k.stats().matmuls_gemm)
+        (
+            k.run(&ins).unwrap(),
+            k.stats().matmuls_gemm,
+            k.stats().groups_parallel,
+        )
     };
-    let (one, gemms) = run(1, false);
+    let (one, gemms, parallel) = run(1, false);
     // The 2 forward and 3 backward products (∂x is not an output).
     assert!(gemms >= 5, "{gemms} GEMM calls");
+    // The 64×256 elementwise loops after the hidden layer's products (bias and ReLU; the
+    // ReLU mask and the bias gradient) are cut into chunks for the threads.
+    assert!(parallel >= 2, "{parallel} parallel groups");
     for (i, (a, b)) in one.iter().zip(&want).enumerate() {
         let e = rel_err(a, b);
         assert!(
@@ -387,13 +394,13 @@ fn mlp_step_is_bitwise_independent_of_the_thread_count() {
         );
     }
     for threads in [2, 3] {
-        let (got, _) = run(threads, false);
+        let (got, _, _) = run(threads, false);
         assert!(
             bits(&got) == bits(&one),
             "{threads} threads differ from one"
         );
     }
-    let (exact, gemms) = run(2, true);
+    let (exact, gemms, _) = run(2, true);
     assert_eq!(gemms, 0);
     assert!(
         bits(&exact) == bits(&want),

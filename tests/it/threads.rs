@@ -18,7 +18,7 @@ fn bits(ts: &[Tensor]) -> Vec<Vec<u64>> {
 
 #[test]
 fn chunked_loops_and_reductions_are_bitwise_independent_of_the_thread_count() {
-    // 300 × 1000 elements: far above the default 65536-element threshold, so every loop is
+    // 300 × 1000 elements: far above the default 16384-element threshold, so every loop is
     // cut into chunks; the full sums are reduced across chunks (partials folded in order).
     let (r, c) = (300, 1000);
     let b = GraphBuilder::new("reductions");

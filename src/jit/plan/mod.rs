@@ -106,8 +106,10 @@ pub(super) const BIG_ALIGN: usize = 64;
 /// The most members of one fused group.
 pub(super) const MAX_GROUP: usize = 64;
 
-/// Elements per chunk of a parallel group (a multiple of every vector width times unroll).
-pub(super) const CHUNK_ELEMS: usize = 1 << 14;
+/// Elements per chunk of a parallel group (a multiple of every vector width times unroll):
+/// small enough to split the MLP's 64×256 activations in two, large enough that a chunk's
+/// work (a few microseconds) dwarfs claiming it.
+pub(super) const CHUNK_ELEMS: usize = 1 << 13;
 
 /// The most boxes a fused group's iteration space may be cut into by the pieces it reads (see
 /// [`Piece`]); also the most boxes of one `concat` read in place.
