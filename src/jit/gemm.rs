@@ -11,10 +11,10 @@
 //! so results differ from the interpreter's left-to-right sum by rounding (both are within
 //! `k·ε·Σ|a||b|` of the exact product).
 //!
-//! Threads: a wrapper runs the product on [`set_threads`]'s count of the current rayon pool's
-//! threads, or on the calling thread alone for a count of 1 ([`gemm::Parallelism::None`]);
-//! products below the crate's threading threshold (`m·n·k_block` < 48·48·256) stay on one
-//! thread. A threaded product is cut into one block of output rows per thread, each a
+//! Threads: a wrapper runs the product on [`set_threads`]'s count of threads, or on the
+//! calling thread alone for a count of 1 ([`gemm::Parallelism::None`]); products of fewer
+//! than [`SPLIT_MIN_WORK`] multiply-adds stay on one thread. A threaded product is cut into
+//! one block of output rows per thread, each a
 //! single-threaded call of the crate, run on the kernel's team (`team`); the crate's own threading
 //! ([`gemm::Parallelism::Rayon`]), used where the rows cannot be cut (see `Product::splits`),
 //! forks twice per `k` block (packing, then the product), and on a loaded machine each fork
@@ -81,10 +81,17 @@ pub(super) fn use_gemm(m: usize, k: usize, n: usize) -> bool {
     !super::DEPENDENCY_UNOPTIMIZED && m.saturating_mul(k).saturating_mul(n) > LOOP_NEST_MAX_WORK
 }
 
-/// True if the crate may run a product of this size on more than one thread: it splits only
-/// products whose `m·n·k_block` reaches its threading threshold, with `k_block ≤ k`.
+/// Products of at least this many multiply-adds are cut into row blocks for the kernel's
+/// threads (where the shape allows: `Product::splits`). A fork of the team costs about a
+/// microsecond, so the MLP's 64×256×10 products (2–6 µs on one thread) gain from it, and the
+/// blocks keep each thread on the batch rows it computed before.
+const SPLIT_MIN_WORK: usize = 1 << 17;
+
+/// True if a product of this size may run on more than one thread: cut into row blocks
+/// ([`SPLIT_MIN_WORK`]), or by the crate's own threads (which split only products whose
+/// `m·n·k_block` reaches its threading threshold, with `k_block ≤ k`).
 pub(super) fn may_use_threads(m: usize, k: usize, n: usize) -> bool {
-    m.saturating_mul(k).saturating_mul(n) >= gemm::get_threading_threshold()
+    m.saturating_mul(k).saturating_mul(n) >= SPLIT_MIN_WORK.min(gemm::get_threading_threshold())
 }
 
 /// The product's operands and destination, as the wrappers receive them: `dst` (`m×n`,
@@ -122,16 +129,18 @@ impl Product {
     /// the module docs): the parts run the crate's general path with the whole product's `k`
     /// blocks. The crate sizes the blocks from the shape only on its small path (at most 64
     /// rows and 64 columns), which then matters only if `k` exceeds one block (512); its
-    /// vector-product paths (at most 256 output elements, or one row or column) are avoided
-    /// by keeping at least 32 rows and 17 columns per part. (Each part packs what it reads;
+    /// vector-product paths (at most 256 output elements, one row or column, or `k` ≤ 2) are
+    /// avoided by keeping at least 32 rows and 9 columns per part and `k` > 2. (Each part
+    /// packs what it reads;
     /// 32 rows per part keep any packing of the shared operand small beside the part's
     /// work. Fewer rows per thread: the crate's own threads, which share one packing.)
     fn splits(&self, parts: usize) -> bool {
         parts >= 2
             && self.m >= 32 * parts
-            && self.n >= 17
+            && self.n >= 9
+            && self.k > 2
             && (self.n > 64 || self.k <= 512)
-            && may_use_threads(self.m, self.k, self.n)
+            && self.m.saturating_mul(self.n).saturating_mul(self.k) >= SPLIT_MIN_WORK
     }
 
     /// `dst = alpha·dst + beta·(lhs·rhs)` (`read_dst`), or `dst = beta·(lhs·rhs)`, with the
@@ -487,6 +496,11 @@ mod tests {
             ((64, 784, 256), false, false),
             ((784, 64, 256), true, false),
             ((64, 256, 784), false, true),
+            ((64, 256, 10), false, false),
+            ((64, 10, 256), false, true),
+            // The narrowest and shallowest products cut by rows.
+            ((64, 500, 9), false, false),
+            ((96, 3, 700), true, false),
             ((129, 1037, 77), false, false),
             // Not split by rows (the crate's threads): k blocks sized from a small shape, and
             // too few rows per part.
