@@ -6,7 +6,9 @@
 //! - `direct_t1`, `direct_t2`: hand-written Rust calling the same GEMM crate directly (the 2
 //!   forward and 3 backward products — the gradient with respect to `x` is not needed; on 1
 //!   thread, or on 2 with `gemm::Parallelism::Rayon(2)`) with the cheap elementwise work in
-//!   plain loops, into preallocated buffers: the floor the JIT is measured against.
+//!   plain loops, into preallocated buffers: the floor the JIT is measured against,
+//! - `gemms_t1`: the five products alone on one thread; half of it is the time two perfectly
+//!   used cores would need for them (the two-core GEMM floor).
 //!
 //! Also the forward pass alone (`*_forward`: the loss only, one thread), for the
 //! gradient/forward cost ratio, the demo's whole Adam step (`jit_adam_step`: forward,
@@ -15,7 +17,8 @@
 //! gradients' GEMMs update the momentum buffers in place (GEMM epilogues, `jit::plan`).
 //!
 //! Goals (issue 3): `jit_t1` ≤ 1.3 × `direct_t1`; `jit_t1` ≤ 3 × `jit_forward` (issue 12:
-//! `jit_t2` within 1.3 × the two-thread GEMM floor). See `benches/README.md` for the figures.
+//! `jit_t2` within 1.3 × the two-core GEMM floor, `gemms_t1` / 2). See `benches/README.md` for
+//! the figures.
 
 #[path = "../demo/src/mlp.rs"]
 mod common;
@@ -190,6 +193,48 @@ impl Direct {
         loss / b as f32
     }
 
+    /// The step's five products alone, with the buffers' current values as operands.
+    fn products(&mut self, p: &[Vec<f32>], x: &[f32]) {
+        let (d, hd, c) = (DIM as isize, ARCH.hidden as isize, CLASSES as isize);
+        let (b, h) = (BATCH, ARCH.hidden);
+        let par = self.par;
+        gemm(par, b, DIM, h, x, (d, 1), &p[0], (hd, 1), &mut self.z1);
+        gemm(
+            par,
+            b,
+            h,
+            CLASSES,
+            &self.h,
+            (hd, 1),
+            &p[2],
+            (c, 1),
+            &mut self.logits,
+        );
+        gemm(
+            par,
+            h,
+            b,
+            CLASSES,
+            &self.h,
+            (1, hd),
+            &self.dlogits,
+            (c, 1),
+            &mut self.dw2,
+        );
+        gemm(
+            par,
+            b,
+            CLASSES,
+            h,
+            &self.dlogits,
+            (c, 1),
+            &p[2],
+            (1, c),
+            &mut self.dh,
+        );
+        gemm(par, DIM, b, h, x, (1, d), &self.dh, (hd, 1), &mut self.dw1);
+    }
+
     /// Loss and the four parameter gradients.
     fn step(&mut self, p: &[Vec<f32>], x: &[f32], y: &[f32]) -> f32 {
         let loss = self.forward(p, x, y, true);
@@ -328,6 +373,10 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("direct_t1", |b| {
         b.iter(|| direct.step(black_box(&params), &x, &y))
+    });
+    // The products alone on one thread: half of this is what two perfectly used cores need.
+    group.bench_function("gemms_t1", |b| {
+        b.iter(|| direct.products(black_box(&params), &x))
     });
     group.bench_function("direct_t2", |b| {
         b.iter(|| direct2.step(black_box(&params), &x, &y))

@@ -12,19 +12,21 @@
 //! `k·ε·Σ|a||b|` of the exact product).
 //!
 //! Threads: a wrapper runs the product on [`set_threads`]'s count of threads, or on the
-//! calling thread alone for a count of 1 ([`gemm::Parallelism::None`]); products of fewer
-//! than [`SPLIT_MIN_WORK`] multiply-adds stay on one thread. A threaded product is cut into
-//! one block of output rows per thread, each a
-//! single-threaded call of the crate, run on the kernel's team (`team`); the crate's own threading
-//! ([`gemm::Parallelism::Rayon`]), used where the rows cannot be cut (see `Product::splits`),
-//! forks twice per `k` block (packing, then the product), and on a loaded machine each fork
-//! may wait for a worker to wake. Results are bitwise independent of the count: every output
+//! calling thread alone for a count of 1; products of fewer than [`SPLIT_MIN_WORK`]
+//! multiply-adds stay on one thread. A threaded product is cut into one block of output rows
+//! per thread (or of columns, where the rows cannot be cut; or not at all where neither can),
+//! each a single-threaded call of the crate ([`gemm::Parallelism::None`]), run on the
+//! kernel's team (`team`). The crate's own threading ([`gemm::Parallelism::Rayon`]) is never
+//! used: it forks on rayon's pool twice per `k` block (packing, then the product), and each
+//! fork may wait 10–35 µs for a parked worker to wake (on `gmm`'s 32×1000×32 products it
+//! made the GradBench objective up to 1.4× slower on two threads than on one). Results are
+//! bitwise independent of the count: every output
 //! element is one accumulator summing its `k` terms in the same order (the `k` blocks, in
 //! order, each a sequential run of fused multiply-adds), whichever rows or tiles a thread
 //! gets. The `k` blocks come from the shape and the cache sizes read once per process, never
-//! from the thread count, and a row block keeps the whole product's `k` blocks (the crate
-//! sizes them from the shape only for products of at most 64×64, which a cut avoids unless
-//! `k` fits one block anyway); what threads do change (tile boundaries, whether an operand is
+//! from the thread count, and a row or column block keeps the whole product's `k` blocks (the
+//! crate sizes them from the shape only for products of at most 64×64, which a cut avoids
+//! unless `k` fits one block anyway); what threads do change (tile boundaries, whether an operand is
 //! packed first) moves no element's sum. The tests check this bitwise on shapes that cross
 //! the crate's block sizes, cut or not; it is a property of `gemm` 0.19's algorithm, so those
 //! tests guard it across updates of the crate.
@@ -58,14 +60,6 @@ pub(super) fn set_threads(n: usize) {
     THREADS.with(|t| t.set(n));
 }
 
-/// The crate's parallelism for this thread's current count.
-fn parallelism() -> gemm::Parallelism {
-    match THREADS.with(Cell::get) {
-        0 | 1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    }
-}
-
 /// Products with `m·n·k` at most this stay in the JIT's own loop nest, which sums in the
 /// interpreter's order (bitwise equal results) and beats the GEMM's call and packing overhead
 /// at these sizes. Measured (f64, best of many runs, ns; loop nest vs GEMM): 4³ 115 vs 321,
@@ -81,28 +75,29 @@ pub(super) fn use_gemm(m: usize, k: usize, n: usize) -> bool {
     !super::DEPENDENCY_UNOPTIMIZED && m.saturating_mul(k).saturating_mul(n) > LOOP_NEST_MAX_WORK
 }
 
-/// Products of at least this many multiply-adds are cut into row blocks for the kernel's
-/// threads (where the shape allows: `Product::splits`). A fork of the team costs about a
+/// Products of at least this many multiply-adds are cut into row or column blocks for the
+/// kernel's threads (where the shape allows: `Product::splits`, `Product::splits_columns`). A fork of the team costs about a
 /// microsecond, so the MLP's 64×256×10 products (2–6 µs on one thread) gain from it, and the
 /// blocks keep each thread on the batch rows it computed before.
 const SPLIT_MIN_WORK: usize = 1 << 17;
 
-/// True if a product of this size may run on more than one thread: cut into row blocks
-/// ([`SPLIT_MIN_WORK`]), or by the crate's own threads (which split only products whose
-/// `m·n·k_block` reaches its threading threshold, with `k_block ≤ k`).
+/// True if a product of this size may run on more than one thread ([`SPLIT_MIN_WORK`]).
 pub(super) fn may_use_threads(m: usize, k: usize, n: usize) -> bool {
-    m.saturating_mul(k).saturating_mul(n) >= SPLIT_MIN_WORK.min(gemm::get_threading_threshold())
+    m.saturating_mul(k).saturating_mul(n) >= SPLIT_MIN_WORK
 }
 
-/// The product's operands and destination, as the wrappers receive them: `dst` (`m×n`,
-/// row-major) and `lhs`, `rhs` through element strides. Addresses are integers so that a
-/// split product can hand its halves to another thread.
+/// The product's operands and destination: `dst` (`m×n`) and `lhs`, `rhs`, all through
+/// element strides (the wrappers' `dst` is row-major: `dst_rs` = `n`, `dst_cs` = 1).
+/// Addresses are integers so that a split product can hand its
+/// blocks to other threads.
 #[derive(Clone, Copy)]
 struct Product {
     m: usize,
     n: usize,
     k: usize,
     dst: usize,
+    dst_rs: isize,
+    dst_cs: isize,
     lhs: usize,
     lhs_rs: isize,
     lhs_cs: isize,
@@ -117,12 +112,47 @@ impl Product {
         let size = std::mem::size_of::<T>();
         Product {
             m: hi - lo,
-            dst: self.dst + lo * self.n * size,
+            dst: self
+                .dst
+                .wrapping_add_signed(lo as isize * self.dst_rs * size as isize),
             lhs: self
                 .lhs
                 .wrapping_add_signed(lo as isize * self.lhs_rs * size as isize),
             ..self
         }
+    }
+
+    /// Columns `lo..hi` of the product: the same `lhs`, fewer columns of `rhs` and `dst`.
+    fn cols<T>(self, lo: usize, hi: usize) -> Product {
+        let size = std::mem::size_of::<T>();
+        Product {
+            n: hi - lo,
+            dst: self
+                .dst
+                .wrapping_add_signed(lo as isize * self.dst_cs * size as isize),
+            rhs: self
+                .rhs
+                .wrapping_add_signed(lo as isize * self.rhs_cs * size as isize),
+            ..self
+        }
+    }
+
+    /// True if the columns may be split between threads without moving any element's sum,
+    /// for products whose rows cannot be (`splits`): the same argument with rows and columns
+    /// swapped. Each part keeps at least 16 columns and more than 256 outputs (off the
+    /// crate's vector paths), and the parts take the crate's small path (at most 64 rows and
+    /// 64 columns, `k` blocks sized from the shape) exactly when the whole does, unless `k`
+    /// fits one block anyway.
+    fn splits_columns(&self, parts: usize) -> bool {
+        let narrowest = self.n / parts.max(1);
+        let small = |m: usize, n: usize| m <= 64 && n <= 64;
+        parts >= 2
+            && narrowest >= 16
+            && self.m >= 2
+            && self.m * narrowest > 256
+            && self.k > 2
+            && (self.k <= 512 || small(self.m, self.n) == small(self.m, narrowest))
+            && self.m.saturating_mul(self.n).saturating_mul(self.k) >= SPLIT_MIN_WORK
     }
 
     /// True if the rows may be split between threads without moving any element's sum (see
@@ -131,9 +161,8 @@ impl Product {
     /// rows and 64 columns), which then matters only if `k` exceeds one block (512); its
     /// vector-product paths (at most 256 output elements, one row or column, or `k` ≤ 2) are
     /// avoided by keeping at least 32 rows and 9 columns per part and `k` > 2. (Each part
-    /// packs what it reads;
-    /// 32 rows per part keep any packing of the shared operand small beside the part's
-    /// work. Fewer rows per thread: the crate's own threads, which share one packing.)
+    /// packs what it reads; 32 rows per part keep any packing of the shared operand small
+    /// beside the part's work.)
     fn splits(&self, parts: usize) -> bool {
         parts >= 2
             && self.m >= 32 * parts
@@ -143,14 +172,14 @@ impl Product {
             && self.m.saturating_mul(self.n).saturating_mul(self.k) >= SPLIT_MIN_WORK
     }
 
-    /// `dst = alpha·dst + beta·(lhs·rhs)` (`read_dst`), or `dst = beta·(lhs·rhs)`, with the
-    /// crate's own threads.
+    /// `dst = alpha·dst + beta·(lhs·rhs)` (`read_dst`), or `dst = beta·(lhs·rhs)`, on the
+    /// calling thread.
     ///
     /// # Safety
     /// As the wrappers'.
-    unsafe fn run<T: 'static>(self, read_dst: bool, alpha: T, beta: T, par: gemm::Parallelism) {
-        // SAFETY: the caller's contract is the `gemm` crate's: `dst` (column stride 1, row
-        // stride n) is valid for writes and disjoint from the operands, and every strided
+    unsafe fn run<T: 'static>(self, read_dst: bool, alpha: T, beta: T) {
+        // SAFETY: the caller's contract is the `gemm` crate's: `dst` (through its strides) is
+        // valid for writes and disjoint from the operands, and every strided
         // operand read stays in bounds. Without `read_dst` the old contents of `dst` are not
         // read, so it may be uninitialized workspace.
         unsafe {
@@ -159,8 +188,8 @@ impl Product {
                 self.n,
                 self.k,
                 self.dst as *mut T,
-                1,
-                self.n as isize,
+                self.dst_cs,
+                self.dst_rs,
                 read_dst,
                 self.lhs as *const T,
                 self.lhs_cs,
@@ -173,21 +202,21 @@ impl Product {
                 false,
                 false,
                 false,
-                par,
+                gemm::Parallelism::None,
             );
         }
     }
 
-    /// Rows split into `parts` blocks, each a run of `run` on one thread, on the kernel's
-    /// team (`team::run`: the calling thread and helpers that stay awake between forks, each
-    /// claiming the next block; the crate's own threading forks twice per `k` block, for
-    /// packing and for the product, and each fork may have to wake a sleeping thread).
+    /// Rows (or, `by_rows` false, columns) split into `parts` blocks, each a run of `run` on
+    /// one thread of the kernel's team (`team::run`: the calling thread and helpers that stay
+    /// awake between forks, each claiming the next block).
     ///
     /// # Safety
-    /// As the wrappers'; the blocks write disjoint rows of `dst`.
+    /// As the wrappers'; the blocks write disjoint parts of `dst`.
     unsafe fn run_split<T: 'static + Copy + Send + Sync>(
         self,
         parts: usize,
+        by_rows: bool,
         read_dst: bool,
         alpha: T,
         beta: T,
@@ -200,10 +229,14 @@ impl Product {
                 if i >= parts {
                     break;
                 }
-                let block = self.rows::<T>(self.m * i / parts, self.m * (i + 1) / parts);
+                let block = if by_rows {
+                    self.rows::<T>(self.m * i / parts, self.m * (i + 1) / parts)
+                } else {
+                    self.cols::<T>(self.n * i / parts, self.n * (i + 1) / parts)
+                };
                 // SAFETY: forwarded from the caller; each block is claimed once, and blocks
-                // write disjoint rows.
-                unsafe { block.run(read_dst, alpha, beta, gemm::Parallelism::None) };
+                // write disjoint rows (or columns).
+                unsafe { block.run(read_dst, alpha, beta) };
             }
         };
         super::team::run(parts, &work);
@@ -229,51 +262,56 @@ impl Product {
     /// As the wrappers'.
     unsafe fn compute<T: 'static + Copy + Send + Sync>(self, read_dst: bool, alpha: T, beta: T) {
         let threads = THREADS.with(Cell::get);
-        if !read_dst && self.column_major_first() {
-            let mut scratch: Vec<T> = Vec::with_capacity(self.m * self.n);
-            let (m, n) = (self.m, self.n);
-            // SAFETY: the operands are the caller's; the destination is `scratch`, m·n
-            // elements, column-major (row stride 1, column stride m), written before it is
-            // read (no `read_dst`), disjoint from everything else.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    self.k,
-                    scratch.as_mut_ptr(),
-                    m as isize,
-                    1,
-                    false,
-                    self.lhs as *const T,
-                    self.lhs_cs,
-                    self.lhs_rs,
-                    self.rhs as *const T,
-                    self.rhs_cs,
-                    self.rhs_rs,
-                    alpha,
-                    beta,
-                    false,
-                    false,
-                    false,
-                    parallelism(),
-                );
-                scratch.set_len(m * n);
-            }
-            let dst = self.dst as *mut T;
-            for (j, col) in scratch.chunks_exact(m).enumerate() {
-                for (i, &v) in col.iter().enumerate() {
-                    // SAFETY: `dst` holds m·n elements (the caller's contract).
-                    unsafe { *dst.add(i * n + j) = v };
-                }
-            }
+        if read_dst || !self.column_major_first() {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.threaded(threads, read_dst, alpha, beta) };
             return;
         }
+        let (m, n) = (self.m, self.n);
+        let mut scratch: Vec<T> = Vec::with_capacity(m * n);
+        let column_major = Product {
+            dst: scratch.as_mut_ptr() as usize,
+            dst_rs: 1,
+            dst_cs: m as isize,
+            ..self
+        };
+        // SAFETY: the operands are the caller's; the destination is `scratch`, m·n elements,
+        // column-major (row stride 1, column stride m), written before it is read (no
+        // `read_dst`), disjoint from everything else.
+        unsafe {
+            column_major.threaded(threads, false, alpha, beta);
+            scratch.set_len(m * n);
+        }
+        let dst = self.dst as *mut T;
+        for (j, col) in scratch.chunks_exact(m).enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                // SAFETY: `dst` holds m·n elements (the caller's contract).
+                unsafe { *dst.add(i * n + j) = v };
+            }
+        }
+    }
+
+    /// The product cut by rows or columns for `threads` threads where that keeps every
+    /// element's sum, else on the calling thread alone.
+    ///
+    /// # Safety
+    /// As the wrappers'.
+    unsafe fn threaded<T: 'static + Copy + Send + Sync>(
+        self,
+        threads: usize,
+        read_dst: bool,
+        alpha: T,
+        beta: T,
+    ) {
         if self.splits(threads) {
             // SAFETY: forwarded from the caller.
-            unsafe { self.run_split(threads, read_dst, alpha, beta) }
+            unsafe { self.run_split(threads, true, read_dst, alpha, beta) }
+        } else if self.splits_columns(threads) {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.run_split(threads, false, read_dst, alpha, beta) }
         } else {
             // SAFETY: forwarded from the caller.
-            unsafe { self.run(read_dst, alpha, beta, parallelism()) }
+            unsafe { self.run(read_dst, alpha, beta) }
         }
     }
 }
@@ -321,6 +359,8 @@ macro_rules! wrapper {
                 n,
                 k,
                 dst: dst as usize,
+                dst_rs: n as isize,
+                dst_cs: 1,
                 lhs: lhs as usize,
                 lhs_rs,
                 lhs_cs,
@@ -502,10 +542,12 @@ mod tests {
             ((64, 500, 9), false, false),
             ((96, 3, 700), true, false),
             ((129, 1037, 77), false, false),
-            // Not split by rows (the crate's threads): k blocks sized from a small shape, and
-            // too few rows per part.
+            // Cut by columns (too few rows): k blocks sized from a small shape, or not.
             ((40, 1100, 60), false, false),
             ((24, 700, 600), false, true),
+            ((32, 1000, 32), true, false),
+            // Not cut: the parts would take the crate's small path and the whole would not.
+            ((48, 700, 100), false, false),
         ];
         for ((m, k, n), ta, tb) in f32_shapes {
             let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
