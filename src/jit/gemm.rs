@@ -538,6 +538,8 @@ mod tests {
             ((64, 256, 784), false, true),
             ((64, 256, 10), false, false),
             ((64, 10, 256), false, true),
+            // Computed column-major first (`hᵀ·∂logits`), its rows cut in the scratch.
+            ((256, 64, 10), true, false),
             // The narrowest and shallowest products cut by rows.
             ((64, 500, 9), false, false),
             ((96, 3, 700), true, false),
