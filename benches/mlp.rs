@@ -134,23 +134,8 @@ impl Direct {
     /// Forward pass; returns the mean cross-entropy and leaves `softmax - y` over the batch
     /// in `dlogits` when `grad`.
     fn forward(&mut self, p: &[Vec<f32>], x: &[f32], y: &[f32], grad: bool) -> f32 {
-        let (b, d, hd, c) = (
-            BATCH as isize,
-            DIM as isize,
-            ARCH.hidden as isize,
-            CLASSES as isize,
-        );
-        gemm(
-            self.par,
-            BATCH,
-            DIM,
-            ARCH.hidden,
-            x,
-            (d, 1),
-            &p[0],
-            (hd, 1),
-            &mut self.z1,
-        );
+        let b = BATCH as f32;
+        self.layer1(p, x);
         for (row_z, row_h) in self
             .z1
             .chunks_exact_mut(ARCH.hidden)
@@ -161,17 +146,7 @@ impl Direct {
                 *h = z.max(0.0);
             }
         }
-        gemm(
-            self.par,
-            BATCH,
-            ARCH.hidden,
-            CLASSES,
-            &self.h,
-            (hd, 1),
-            &p[2],
-            (c, 1),
-            &mut self.logits,
-        );
+        self.layer2(p);
         let mut loss = 0.0;
         for r in 0..BATCH {
             let l = &mut self.logits[r * CLASSES..(r + 1) * CLASSES];
@@ -186,95 +161,85 @@ impl Direct {
             if grad {
                 let dl = &mut self.dlogits[r * CLASSES..(r + 1) * CLASSES];
                 for ((g, v), t) in dl.iter_mut().zip(l.iter()).zip(yr) {
-                    *g = ((v - lse).exp() - t) / b as f32;
+                    *g = ((v - lse).exp() - t) / b;
                 }
             }
         }
-        loss / b as f32
+        loss / b
     }
 
-    /// The step's five products alone, with the buffers' current values as operands.
-    fn products(&mut self, p: &[Vec<f32>], x: &[f32]) {
-        let (d, hd, c) = (DIM as isize, ARCH.hidden as isize, CLASSES as isize);
-        let (b, h) = (BATCH, ARCH.hidden);
-        let par = self.par;
-        gemm(par, b, DIM, h, x, (d, 1), &p[0], (hd, 1), &mut self.z1);
+    /// `z1 = x·w1`.
+    fn layer1(&mut self, p: &[Vec<f32>], x: &[f32]) {
+        let (d, hd) = (DIM as isize, ARCH.hidden as isize);
+        let z1 = &mut self.z1;
         gemm(
-            par,
-            b,
-            h,
+            self.par,
+            BATCH,
+            DIM,
+            ARCH.hidden,
+            x,
+            (d, 1),
+            &p[0],
+            (hd, 1),
+            z1,
+        );
+    }
+
+    /// `logits = h·w2`.
+    fn layer2(&mut self, p: &[Vec<f32>]) {
+        let (hd, c) = (ARCH.hidden as isize, CLASSES as isize);
+        let (h, logits) = (&self.h, &mut self.logits);
+        gemm(
+            self.par,
+            BATCH,
+            ARCH.hidden,
             CLASSES,
-            &self.h,
+            h,
             (hd, 1),
             &p[2],
             (c, 1),
-            &mut self.logits,
+            logits,
         );
-        gemm(
-            par,
-            h,
-            b,
-            CLASSES,
-            &self.h,
-            (1, hd),
-            &self.dlogits,
-            (c, 1),
-            &mut self.dw2,
-        );
-        gemm(
-            par,
-            b,
-            CLASSES,
-            h,
-            &self.dlogits,
-            (c, 1),
-            &p[2],
-            (1, c),
-            &mut self.dh,
-        );
-        gemm(par, DIM, b, h, x, (1, d), &self.dh, (hd, 1), &mut self.dw1);
     }
 
-    /// Loss and the four parameter gradients.
-    fn step(&mut self, p: &[Vec<f32>], x: &[f32], y: &[f32]) -> f32 {
-        let loss = self.forward(p, x, y, true);
-        let (d, hd, c) = (DIM as isize, ARCH.hidden as isize, CLASSES as isize);
-        // dW2 = hᵀ·dlogits; db2 = Σ_rows dlogits.
+    /// `dW2 = hᵀ·dlogits`.
+    fn d_w2(&mut self) {
+        let (hd, c) = (ARCH.hidden as isize, CLASSES as isize);
+        let (h, dl, dw2) = (&self.h, &self.dlogits, &mut self.dw2);
         gemm(
             self.par,
             ARCH.hidden,
             BATCH,
             CLASSES,
-            &self.h,
+            h,
             (1, hd),
-            &self.dlogits,
+            dl,
             (c, 1),
-            &mut self.dw2,
+            dw2,
         );
-        self.db2.fill(0.0);
-        for row in self.dlogits.chunks_exact(CLASSES) {
-            for (s, g) in self.db2.iter_mut().zip(row) {
-                *s += g;
-            }
-        }
-        // dh = dlogits·w2ᵀ, then through the ReLU.
+    }
+
+    /// `dh = dlogits·w2ᵀ`.
+    fn d_h(&mut self, p: &[Vec<f32>]) {
+        let c = CLASSES as isize;
+        let (dl, dh) = (&self.dlogits, &mut self.dh);
         gemm(
             self.par,
             BATCH,
             CLASSES,
             ARCH.hidden,
-            &self.dlogits,
+            dl,
             (c, 1),
             &p[2],
             (1, c),
-            &mut self.dh,
+            dh,
         );
-        for (g, z) in self.dh.iter_mut().zip(&self.z1) {
-            if *z <= 0.0 {
-                *g = 0.0;
-            }
-        }
-        // dW1 = xᵀ·dz1; db1 = Σ_rows dz1.
+    }
+
+    /// `dW1 = xᵀ·dz1` (`dz1` is `dh` after the ReLU's mask).
+    fn d_w1(&mut self, x: &[f32]) {
+        let (d, hd) = (DIM as isize, ARCH.hidden as isize);
+        let (dh, dw1) = (&self.dh, &mut self.dw1);
         gemm(
             self.par,
             DIM,
@@ -282,10 +247,41 @@ impl Direct {
             ARCH.hidden,
             x,
             (1, d),
-            &self.dh,
+            dh,
             (hd, 1),
-            &mut self.dw1,
+            dw1,
         );
+    }
+
+    /// The step's five products alone, with the buffers' current values as operands.
+    fn products(&mut self, p: &[Vec<f32>], x: &[f32]) {
+        self.layer1(p, x);
+        self.layer2(p);
+        self.d_w2();
+        self.d_h(p);
+        self.d_w1(x);
+    }
+
+    /// Loss and the four parameter gradients.
+    fn step(&mut self, p: &[Vec<f32>], x: &[f32], y: &[f32]) -> f32 {
+        let loss = self.forward(p, x, y, true);
+        // dW2 = hᵀ·dlogits; db2 = Σ_rows dlogits.
+        self.d_w2();
+        self.db2.fill(0.0);
+        for row in self.dlogits.chunks_exact(CLASSES) {
+            for (s, g) in self.db2.iter_mut().zip(row) {
+                *s += g;
+            }
+        }
+        // dh = dlogits·w2ᵀ, then through the ReLU.
+        self.d_h(p);
+        for (g, z) in self.dh.iter_mut().zip(&self.z1) {
+            if *z <= 0.0 {
+                *g = 0.0;
+            }
+        }
+        // dW1 = xᵀ·dz1; db1 = Σ_rows dz1.
+        self.d_w1(x);
         self.db1.fill(0.0);
         for row in self.dh.chunks_exact(ARCH.hidden) {
             for (s, g) in self.db1.iter_mut().zip(row) {
