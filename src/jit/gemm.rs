@@ -106,33 +106,28 @@ struct Product {
     rhs_cs: isize,
 }
 
+/// The address `by` strides of `stride` elements of `T` past `addr`.
+fn advance<T>(addr: usize, by: usize, stride: isize) -> usize {
+    addr.wrapping_add_signed(by as isize * stride * std::mem::size_of::<T>() as isize)
+}
+
 impl Product {
     /// Rows `lo..hi` of the product: the same `rhs`, fewer rows of `lhs` and `dst`.
     fn rows<T>(self, lo: usize, hi: usize) -> Product {
-        let size = std::mem::size_of::<T>();
         Product {
             m: hi - lo,
-            dst: self
-                .dst
-                .wrapping_add_signed(lo as isize * self.dst_rs * size as isize),
-            lhs: self
-                .lhs
-                .wrapping_add_signed(lo as isize * self.lhs_rs * size as isize),
+            dst: advance::<T>(self.dst, lo, self.dst_rs),
+            lhs: advance::<T>(self.lhs, lo, self.lhs_rs),
             ..self
         }
     }
 
     /// Columns `lo..hi` of the product: the same `lhs`, fewer columns of `rhs` and `dst`.
     fn cols<T>(self, lo: usize, hi: usize) -> Product {
-        let size = std::mem::size_of::<T>();
         Product {
             n: hi - lo,
-            dst: self
-                .dst
-                .wrapping_add_signed(lo as isize * self.dst_cs * size as isize),
-            rhs: self
-                .rhs
-                .wrapping_add_signed(lo as isize * self.rhs_cs * size as isize),
+            dst: advance::<T>(self.dst, lo, self.dst_cs),
+            rhs: advance::<T>(self.rhs, lo, self.rhs_cs),
             ..self
         }
     }
