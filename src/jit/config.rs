@@ -26,9 +26,11 @@ pub struct JitConfig {
     /// the kernel's "Threads"). `None` (the default) uses as many threads as the rayon pool
     /// the call runs in has (rayon's global pool: one per core unless the application sizes
     /// it, e.g. with `RAYON_NUM_THREADS`), `Some(1)` keeps every call on the calling thread,
-    /// and a larger count is capped at that pool's size. The results are bitwise the same for every count (see
-    /// the module docs, "Threads and determinism"). The count is fixed per kernel; compile
-    /// twice for two counts.
+    /// and a larger count is capped at that pool's size. The results are bitwise the same for
+    /// every count (see the module docs, "Threads and determinism"). The count is fixed per
+    /// kernel; compile twice for two counts. The helpers spin for a millisecond after each
+    /// piece of work, so several processes on one machine (MPI ranks, say) should share the
+    /// cores out: ranks × threads ≤ cores (the MLP demo uses one thread per rank).
     pub kernel_threads: Option<NonZeroUsize>,
     /// Bitwise agreement with the interpreter: every transcendental calls the same scalar
     /// libm function as the interpreter (lane by lane in vector loops), and reductions
