@@ -250,7 +250,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
     let chosen = budget::choose(g, cfg)?;
     let (g, bodies) = (&*chosen.graph, &chosen.bodies);
-    let (plan, donated) = plan_graph(g, cfg, &chosen.body_ws, chosen.choice)?;
+    let (plan, donated, stage) = plan_graph(g, cfg, &chosen.body_ws, chosen.choice)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -283,6 +283,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     module.finalize_definitions().map_err(JitError::module)?;
     let (steps, loops) = steps(g, module, &ids, &plan, bodies);
     let mut parts = parts(g, cfg, plan, donated, (steps, loops), started);
+    parts.stage = stage;
     parts.stats.nodes_recomputed = chosen.stats.nodes_recomputed;
     parts.stats.flops_recomputed = chosen.stats.flops_recomputed;
     Ok(Kernel::new(parts, owner))
@@ -330,14 +331,14 @@ pub fn warm_up(cfg: &JitConfig) -> Result<std::time::Duration, crate::Error> {
     Ok(started.elapsed())
 }
 
-/// The plan of verified graph `g` and how it runs its donated pairs, within the workspace
-/// limit of `cfg`.
+/// The plan of verified graph `g`, how it runs its donated pairs and where its collectives'
+/// staging region is, within the workspace limit of `cfg`.
 fn plan_graph(
     g: &Graph,
     cfg: &JitConfig,
     body_ws: &plan::BodySizes,
     (keep_backward_apart, max_snapshots): (bool, Option<usize>),
-) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
+) -> Result<(plan::Plan, Vec<donate::Donated>, Option<usize>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
     let mut plan = plan::plan_donating(
         g,
@@ -353,6 +354,7 @@ fn plan_graph(
         &donated,
     )?;
     let donated = donate::decide(g, &mut plan, &donated, cfg.exact_math, cfg.check_finite)?;
+    let stage = collective::reserve_stage(g, &mut plan.ws_bytes)?;
     if plan.ws_bytes > cfg.max_workspace_bytes {
         return Err(JitError::TooLarge {
             what: format!(
@@ -362,7 +364,7 @@ fn plan_graph(
             ),
         });
     }
-    Ok((plan, donated))
+    Ok((plan, donated, stage))
 }
 
 /// A JIT builder for `isa` that resolves the helpers' symbols.
@@ -539,6 +541,7 @@ fn parts(
         threads: cfg.kernel_threads,
         gemm_threads: st.matmuls_gemm > 0 && has_threaded_matmul(g),
         collectives: collective::descriptors(g),
+        stage: None,
         stats: KernelStats {
             donated_in_place,
             donated_copied,
