@@ -338,6 +338,33 @@ mod tests {
     }
 
     #[test]
+    fn reduce_scatter_sums_each_block_in_rank_order() {
+        // Per block: element 0 is 1e16 + 1 + 1 - 1e16 (0 in rank order, see above), element 1
+        // is Σ_r (10·i + r) = 40·i + 6 for its index i in the whole buffer.
+        let xs = [1e16, 1.0, 1.0, -1e16];
+        let out = on_ranks(4, |c| {
+            let r = c.rank();
+            let send: Vec<f64> = (0..8)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        xs[r]
+                    } else {
+                        (10 * i + r) as f64
+                    }
+                })
+                .collect();
+            let mut recv = vec![f64::NAN; 2];
+            for _ in 0..2 {
+                c.reduce_scatter_f64(&send, &mut recv).unwrap();
+            }
+            recv
+        });
+        for (k, b) in out.iter().enumerate() {
+            assert_eq!(b, &vec![0.0, (40 * (2 * k + 1) + 6) as f64], "rank {k}");
+        }
+    }
+
+    #[test]
     fn mismatched_lengths_are_an_error_on_every_rank() {
         let out = on_ranks(2, |c| {
             let mut b = vec![1.0f32; 2 + c.rank()];

@@ -3,10 +3,10 @@
 //!
 //! Each call of a kernel puts a pointer to a [`CommCtx`] (the call's communicator, the kernel's
 //! table of collective nodes, the workspace's staging region and the first error) into the
-//! last slot of the workspace's address table, after the input and output addresses. Each collective node but
-//! `pvary` has a [`Desc`] in the kernel's table (its op, dtype, groups and block sizes, made
-//! from the graph at compile time); compiled code names the node by its id, and the trampoline
-//! `gradlift_collective(ctx, node, ptr, phase)` does the rest. A node is lowered
+//! last slot of the workspace's address table, after the input and output addresses. Each
+//! collective node but `pvary` has a [`Desc`] in the kernel's table (its op, dtype, groups and
+//! block sizes, made from the graph at compile time); compiled code names the node by its id,
+//! and the trampoline `gradlift_collective(ctx, node, ptr, phase)` does the rest. A node is lowered
 //! (`lower/collective.rs`) as:
 //! - `all_reduce_sum`, `all_reduce_mean`, `collective_broadcast`: a copy of the operand into
 //!   the node's home, then one call that combines the home in place;
@@ -18,8 +18,10 @@
 //! The staging region is part of the kernel's workspace, reserved past the plan's peak for
 //! the largest staged node ([`reserve_stage`]): the operand, then the rank-major blocks the
 //! communicator gathers into or sums from. Collectives run one after another on the calling
-//! thread, so one region serves them all, and a call allocates nothing here (nor in
-//! [`crate::comm::ThreadComm`] once its slots have grown to the call's sizes).
+//! thread, so one region serves them all, and a call allocates nothing here. A collective over
+//! one group listing every rank in rank order runs on the call's communicator; one over
+//! smaller groups on the communicator's `split`, which [`crate::comm::ThreadComm`] hands out
+//! as a new `Rc` per collective (MPI's is cached).
 //!
 //! `pvary` costs nothing: it is a view of its operand.
 //!

@@ -25,8 +25,9 @@
 //! (`(&mut loss).into()` for a scalar output). Every call checks the count, dtype and length of
 //! every buffer before any code runs, and errors name the buffer. A graph with collective ops
 //! (`all_reduce_sum`, ...) runs as one rank of a [`crate::comm::Communicator`] through
-//! [`Kernel::call_with_comm`] and [`Kernel::call_iter_with_comm`]; the other calls use one
-//! rank ([`crate::comm::SingleProcess`]).
+//! [`Kernel::call_with_comm`] and [`Kernel::call_iter_with_comm`], which allocate nothing
+//! either (the communicator may); the other calls use one rank
+//! ([`crate::comm::SingleProcess`]).
 //!
 //! Donated buffers ([`JitConfig::donate`]) pair an input with an output of the same type that
 //! replaces it, as an optimizer step replaces its parameters: the caller passes one buffer,
@@ -82,10 +83,11 @@
 //! of a value after its last reader, and lets an elementwise result overwrite an operand
 //! that dies in its loop and is read only at the same index (values under 64 bytes take
 //! 8-byte-aligned ranges, larger ones 64-byte-aligned ranges). [`Kernel::workspace_bytes`] is
-//! the exact peak. Constants whose elements are all bitwise equal become immediates; other
-//! constants live in a 64-byte aligned blob owned by the kernel. Outputs that are inputs or
-//! constants are copied by [`Kernel::call`] after the code ran. Nodes no output depends on
-//! get no code.
+//! the exact peak, plus the ranges reserved past it for donated inputs copied before the code
+//! runs (`donate`) and for the operands the collectives stage (`collective`). Constants whose
+//! elements are all bitwise equal become immediates; other constants live in a 64-byte aligned
+//! blob owned by the kernel. Outputs that are inputs or constants are copied by
+//! [`Kernel::call`] after the code ran. Nodes no output depends on get no code.
 //!
 //! # Kernel ABI
 //! Each serial function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
