@@ -241,8 +241,9 @@ impl<'a> CommCtx<'a> {
             (place.size > 1).then_some(&*sub)
         };
         if d.dtype == DType::F64 {
-            // SAFETY: see `collective`: `ptr` holds the result, the staging region (which no
-            // planned value shares, so not the result either) the operand.
+            // SAFETY: see `collective`: `ptr` holds the result, the staging region the
+            // operand; the region is reserved past every planned value's range and is not a
+            // caller's buffer, so it does not overlap the result.
             let (out, staged) = unsafe { (result::<f64>(d, ptr), staged::<f64>(d, self.stage)) };
             run_typed(d, c, place.size, out, staged, F64)
         } else {
