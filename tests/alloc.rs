@@ -4,12 +4,15 @@
 //! threads (`jit::team`) are started by the first threaded call, which waits until they run,
 //! so their start is not counted against later calls. (Kernels with GEMM calls allocate
 //! inside the `gemm` crate: its packing memory; see `jit::gemm`.) Loops too: their scratch
-//! memory is in the workspace.
+//! memory is in the workspace. And data-parallel calls over thread ranks: collectives stage
+//! their operands in the workspace, and `ThreadComm` reuses its slots.
 
+use gradlift::comm::{Communicator, Groups, ThreadComm};
 use gradlift::jit::{self, Buf, BufMut, JitConfig};
 use gradlift::{DType, GraphBuilder};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::num::NonZeroUsize;
+use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Counting;
@@ -88,6 +91,7 @@ fn calls_allocate_nothing_on_one_thread_or_several() {
         );
     }
     loop_calls_allocate_nothing();
+    collective_calls_allocate_nothing();
 }
 
 /// A loop (a scan of 1000 steps whose body holds a nested scan, then a while loop that exits
@@ -133,4 +137,92 @@ fn loop_calls_allocate_nothing() {
     }
     let count = ALLOCATIONS.load(Ordering::Relaxed) - before;
     assert_eq!(count, 0, "{count} allocations in 20 calls of a loop kernel");
+}
+
+/// A data-parallel step on 2 thread ranks (`ThreadComm`): its gradient all-reduces (the
+/// transpose of `pvary`), an `all_gather` along an inner axis and a `reduce_scatter`, whose
+/// operands are staged in the workspace. Both rank threads call the kernel; every allocation
+/// between two barriers that both ranks pass (after warm-up calls, which grow the
+/// communicator's slots) is counted, on whichever thread it happens.
+fn collective_calls_allocate_nothing() {
+    let (rows, cols) = (4, 8);
+    // Both ranks in one group, in rank order: the call's communicator serves it (no split).
+    let both = Groups::new(vec![vec![0, 1]]).unwrap();
+    let b = GraphBuilder::new("dp");
+    let w = b.input("w", DType::F64, &[cols]);
+    let x = b.input("x", DType::F64, &[rows, cols]);
+    let h = (w.pvary() * x).tanh();
+    let loss = h.sum().all_reduce_sum();
+    let dw = b.grad(loss, &[w]).unwrap()[0];
+    let gathered = h.all_gather(1, &both);
+    let scattered = (h * h).reduce_scatter(0, &both);
+    let g = b
+        .finish(&[
+            ("loss", loss),
+            ("dw", dw),
+            ("a", gathered),
+            ("s", scattered),
+        ])
+        .unwrap();
+    let cfg = JitConfig {
+        kernel_threads: NonZeroUsize::new(1),
+        ..JitConfig::default()
+    };
+    let k = jit::compile_with(&g, &cfg).unwrap();
+    rayon::broadcast(|_| ());
+    let ranks = 2;
+    let comms = ThreadComm::group(ranks);
+    let barrier = Barrier::new(ranks);
+    let calls = 50;
+    let step = |c: &ThreadComm| {
+        let ws_ = vec![0.25; cols];
+        let xs: Vec<f64> = (0..rows * cols)
+            .map(|i| ((i + c.rank() * 7) % 11) as f64 * 0.1 - 0.5)
+            .collect();
+        let mut ws = k.workspace();
+        let (mut loss, mut dw) = (0f64, vec![0f64; cols]);
+        let (mut a, mut s) = (
+            vec![0f64; rows * cols * ranks],
+            vec![0f64; rows * cols / ranks],
+        );
+        let mut call = || {
+            k.call_with_comm(
+                &[Buf::F64(&ws_), Buf::F64(&xs)],
+                &mut [
+                    BufMut::from(&mut loss),
+                    BufMut::F64(&mut dw),
+                    BufMut::F64(&mut a),
+                    BufMut::F64(&mut s),
+                ],
+                &mut ws,
+                c,
+            )
+            .unwrap();
+        };
+        for _ in 0..3 {
+            call();
+        }
+        barrier.wait();
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        barrier.wait();
+        for _ in 0..calls {
+            call();
+        }
+        barrier.wait();
+        let count = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        barrier.wait();
+        (count, loss.to_bits())
+    };
+    let out: Vec<(usize, u64)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = comms.iter().map(|c| sc.spawn(|| step(c))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Every rank gets the same bits from an all-reduce.
+    assert_eq!(out[0].1, out[1].1);
+    for (r, &(count, _)) in out.iter().enumerate() {
+        assert_eq!(
+            count, 0,
+            "rank {r}: {count} allocations in {calls} calls of a data-parallel step"
+        );
+    }
 }

@@ -22,6 +22,35 @@ pub struct MpiComm {
 struct Mpi {
     comm: SimpleCommunicator,
     splits: RefCell<HashMap<Groups, Rc<dyn Communicator>>>,
+    /// The send copies of the all-reduces (see [`Mpi::all_reduce`]), kept between calls.
+    send_f32: RefCell<Vec<f32>>,
+    send_f64: RefCell<Vec<f64>>,
+}
+
+impl Mpi {
+    fn new(comm: SimpleCommunicator) -> Mpi {
+        Mpi {
+            comm,
+            splits: RefCell::default(),
+            send_f32: RefCell::default(),
+            send_f64: RefCell::default(),
+        }
+    }
+
+    /// Sums `buf` over the ranks. `MPI_IN_PLACE` is not exposed by the crate's safe API, so
+    /// the reduction reads a copy of `buf`: in `send`, which keeps its memory, so a call
+    /// allocates only when it is longer than every earlier one.
+    fn all_reduce<T: Copy + mpi::datatype::Equivalence>(
+        &self,
+        send: &RefCell<Vec<T>>,
+        buf: &mut [T],
+    ) {
+        let mut send = send.borrow_mut();
+        send.clear();
+        send.extend_from_slice(buf);
+        self.comm
+            .all_reduce_into(&send[..], buf, SystemOperation::sum());
+    }
 }
 
 impl std::fmt::Debug for MpiComm {
@@ -42,10 +71,7 @@ impl MpiComm {
         let universe = mpi::initialize()
             .ok_or_else(|| CommError::Transport("MPI is already initialized".into()))?;
         Ok(MpiComm {
-            world: Mpi {
-                comm: universe.world(),
-                splits: RefCell::default(),
-            },
+            world: Mpi::new(universe.world()),
             _universe: universe,
         })
     }
@@ -74,16 +100,11 @@ impl Communicator for Mpi {
         usize::try_from(self.comm.size()).expect("MPI sizes are positive")
     }
     fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<(), CommError> {
-        // MPI_IN_PLACE is not exposed by the crate's safe API: reduce from a copy.
-        let send = buf.to_vec();
-        self.comm
-            .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        self.all_reduce(&self.send_f32, buf);
         Ok(())
     }
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<(), CommError> {
-        let send = buf.to_vec();
-        self.comm
-            .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        self.all_reduce(&self.send_f64, buf);
         Ok(())
     }
     fn all_gather_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CommError> {
@@ -126,10 +147,7 @@ impl Communicator for Mpi {
             .comm
             .split_by_color_with_key(color, key)
             .ok_or_else(|| CommError::Transport("MPI_Comm_split gave no communicator".into()))?;
-        let sub: Rc<dyn Communicator> = Rc::new(Mpi {
-            comm,
-            splits: RefCell::default(),
-        });
+        let sub: Rc<dyn Communicator> = Rc::new(Mpi::new(comm));
         self.splits
             .borrow_mut()
             .insert(groups.clone(), Rc::clone(&sub));

@@ -10,8 +10,10 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 ///
 /// A collective copies the rank's buffer into its slot, waits for every rank, reads the slots
 /// in rank order (an all-reduce sums them in that order, so every rank makes the same additions
-/// in the same order and gets the same bits), and waits again before any slot can be reused.
-/// Two barriers and one copy per call: meant for tests and small demos, not for speed.
+/// in the same order and gets the same bits; a reduce-scatter makes the same additions for its
+/// block), and waits again before any slot can be reused. Two barriers and one copy per call:
+/// meant for tests and small demos, not for speed. A slot keeps its memory, so once it has
+/// grown to a program's longest collective, collectives allocate nothing.
 ///
 /// [`Communicator::split`] hands out the sub-group communicators of a set of groups, made by
 /// the first rank that asks and shared through the group's registry.
@@ -73,16 +75,31 @@ impl ThreadComm {
         buf: &[T],
         wide: bool,
         vec: Pick<T>,
+        read: impl FnMut(usize, &[T]),
+    ) -> Result<(), CommError> {
+        self.put(buf, wide, vec);
+        self.collect(buf.len(), wide, vec, read)
+    }
+
+    /// Copies `buf` into this rank's slot. The slot's vector keeps its memory between
+    /// collectives, so it allocates only when a collective is longer than every earlier one.
+    fn put<T: Copy>(&self, buf: &[T], wide: bool, vec: Pick<T>) {
+        let mut mine = lock(&self.shared.slots[self.rank]);
+        mine.wide = wide;
+        let v = vec(&mut mine);
+        v.clear();
+        v.extend_from_slice(buf);
+    }
+
+    /// The rest of [`ThreadComm::exchange`] after [`ThreadComm::put`] of `len` elements.
+    fn collect<T: Copy>(
+        &self,
+        len: usize,
+        wide: bool,
+        vec: Pick<T>,
         mut read: impl FnMut(usize, &[T]),
     ) -> Result<(), CommError> {
         let s = &self.shared;
-        {
-            let mut mine = lock(&s.slots[self.rank]);
-            mine.wide = wide;
-            let v = vec(&mut mine);
-            v.clear();
-            v.extend_from_slice(buf);
-        }
         s.barrier.wait();
         let mut result = Ok(());
         for (r, slot) in s.slots.iter().enumerate() {
@@ -94,13 +111,13 @@ impl ThreadComm {
                 });
                 break;
             }
-            let len = vec(&mut other).len();
-            if len != buf.len() {
+            let other_len = vec(&mut other).len();
+            if other_len != len {
                 result = Err(CommError::LengthMismatch {
                     rank: self.rank,
-                    len: buf.len(),
+                    len,
                     other: r,
-                    other_len: len,
+                    other_len,
                 });
                 break;
             }
@@ -115,24 +132,55 @@ impl ThreadComm {
         result
     }
 
+    /// Sums, into `buf`, elements `at..at + buf.len()` of every rank's slot of `len`
+    /// elements (filled by [`ThreadComm::put`]) in rank order: `((x₀ + x₁) + x₂) + …`.
+    fn sum_into<T: Copy + std::ops::Add<Output = T>>(
+        &self,
+        (len, at): (usize, usize),
+        buf: &mut [T],
+        wide: bool,
+        vec: Pick<T>,
+    ) -> Result<(), CommError> {
+        let n = buf.len();
+        self.collect(len, wide, vec, |r, v| {
+            let v = &v[at..at + n];
+            if r == 0 {
+                buf.copy_from_slice(v);
+            } else {
+                for (b, &x) in buf.iter_mut().zip(v) {
+                    *b = *b + x;
+                }
+            }
+        })
+    }
+
     fn reduce<T: Copy + std::ops::Add<Output = T>>(
         &self,
         buf: &mut [T],
         wide: bool,
         vec: Pick<T>,
     ) -> Result<(), CommError> {
-        let mut sum = buf.to_vec();
-        self.exchange(buf, wide, vec, |r, v| {
-            if r == 0 {
-                sum.copy_from_slice(v);
-            } else {
-                for (b, &x) in sum.iter_mut().zip(v) {
-                    *b = *b + x;
-                }
-            }
-        })?;
-        buf.copy_from_slice(&sum);
-        Ok(())
+        self.put(buf, wide, vec);
+        self.sum_into((buf.len(), 0), buf, wide, vec)
+    }
+
+    /// The same sums as [`ThreadComm::reduce`] of `send`, in the same order, of this rank's
+    /// block only.
+    fn reduce_scatter<T: Copy + std::ops::Add<Output = T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        wide: bool,
+        vec: Pick<T>,
+    ) -> Result<(), CommError> {
+        let n = recv.len();
+        assert_eq!(
+            send.len(),
+            n * self.size(),
+            "reduce_scatter: send is size × recv"
+        );
+        self.put(send, wide, vec);
+        self.sum_into((send.len(), self.rank * n), recv, wide, vec)
     }
 
     fn gather<T: Copy>(
@@ -166,14 +214,12 @@ impl ThreadComm {
                 self.size()
             )));
         }
-        let mut out = buf.to_vec();
-        self.exchange(buf, wide, vec, |r, v| {
+        self.put(buf, wide, vec);
+        self.collect(buf.len(), wide, vec, |r, v| {
             if r == root {
-                out.copy_from_slice(v);
+                buf.copy_from_slice(v);
             }
-        })?;
-        buf.copy_from_slice(&out);
-        Ok(())
+        })
     }
 }
 
@@ -212,6 +258,12 @@ impl Communicator for ThreadComm {
     fn broadcast_f64(&self, buf: &mut [f64], root: usize) -> Result<(), CommError> {
         self.bcast(buf, root, true, |s| &mut s.f64)
     }
+    fn reduce_scatter_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CommError> {
+        self.reduce_scatter(send, recv, false, |s| &mut s.f32)
+    }
+    fn reduce_scatter_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CommError> {
+        self.reduce_scatter(send, recv, true, |s| &mut s.f64)
+    }
     fn split(&self, groups: &Groups) -> Result<Rc<dyn Communicator>, CommError> {
         locate(groups, self)?;
         if groups.is_world() {
@@ -221,6 +273,13 @@ impl Communicator for ThreadComm {
             }));
         }
         let mut splits = lock(&self.shared.splits);
+        if let Some(places) = splits.get(groups) {
+            let (rank, shared) = &places[self.rank];
+            return Ok(Rc::new(ThreadComm {
+                rank: *rank,
+                shared: Arc::clone(shared),
+            }));
+        }
         let places = splits.entry(groups.clone()).or_insert_with(|| {
             let mut places = vec![None; self.size()];
             for list in groups.lists() {
@@ -276,6 +335,33 @@ mod tests {
         });
         // Three rounds: 4.5, then 13.5, then 40.5 on every rank.
         assert!(out32.iter().all(|b| b == &vec![40.5f32; 5]));
+    }
+
+    #[test]
+    fn reduce_scatter_sums_each_block_in_rank_order() {
+        // Per block: element 0 is 1e16 + 1 + 1 - 1e16 (0 in rank order, see above), element 1
+        // is Σ_r (10·i + r) = 40·i + 6 for its index i in the whole buffer.
+        let xs = [1e16, 1.0, 1.0, -1e16];
+        let out = on_ranks(4, |c| {
+            let r = c.rank();
+            let send: Vec<f64> = (0..8)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        xs[r]
+                    } else {
+                        (10 * i + r) as f64
+                    }
+                })
+                .collect();
+            let mut recv = vec![f64::NAN; 2];
+            for _ in 0..2 {
+                c.reduce_scatter_f64(&send, &mut recv).unwrap();
+            }
+            recv
+        });
+        for (k, b) in out.iter().enumerate() {
+            assert_eq!(b, &vec![0.0, (40 * (2 * k + 1) + 6) as f64], "rank {k}");
+        }
     }
 
     #[test]

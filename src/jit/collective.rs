@@ -2,18 +2,26 @@
 //! trampoline that compiled code calls for each collective node.
 //!
 //! Each call of a kernel puts a pointer to a [`CommCtx`] (the call's communicator, the kernel's
-//! table of collective nodes, a staging buffer and the first error) into the last slot of the
-//! workspace's address table, after the input and output addresses. Each collective node but
-//! `pvary` has a [`Desc`] in the kernel's table (its op, dtype, groups and block sizes, made
-//! from the graph at compile time); compiled code names the node by its id, and the trampoline
-//! `gradlift_collective(ctx, node, ptr, phase)` does the rest. A node is lowered
+//! table of collective nodes, the workspace's staging region and the first error) into the
+//! last slot of the workspace's address table, after the input and output addresses. Each
+//! collective node but `pvary` has a [`Desc`] in the kernel's table (its op, dtype, groups and
+//! block sizes, made from the graph at compile time); compiled code names the node by its id,
+//! and the trampoline `gradlift_collective(ctx, node, ptr, phase)` does the rest. A node is lowered
 //! (`lower/collective.rs`) as:
 //! - `all_reduce_sum`, `all_reduce_mean`, `collective_broadcast`: a copy of the operand into
 //!   the node's home, then one call that combines the home in place;
 //! - `num_ranks`, `axis_index`: one call that fills the home;
 //! - `all_gather`, `reduce_scatter` (whose result has another size than their operand): a
-//!   [`Phase::Stage`] call that returns the call's staging buffer, a copy of the operand into
-//!   it, then one call that writes the result into the home.
+//!   [`Phase::Stage`] call that returns the staging region, a copy of the operand into it,
+//!   then one call that writes the result into the home.
+//!
+//! The staging region is part of the kernel's workspace, reserved past the plan's peak for
+//! the largest staged node ([`reserve_stage`]): the operand, then the rank-major blocks the
+//! communicator gathers into or sums from. Collectives run one after another on the calling
+//! thread, so one region serves them all, and a call allocates nothing here. A collective over
+//! one group listing every rank in rank order runs on the call's communicator; one over
+//! smaller groups on the communicator's `split`, which [`crate::comm::ThreadComm`] hands out
+//! as a new `Rc` per collective (MPI's is cached).
 //!
 //! `pvary` costs nothing: it is a view of its operand.
 //!
@@ -26,7 +34,8 @@
 #![allow(unsafe_code)]
 
 use super::buf::{Buf, BufMut};
-use super::{CallError, Kernel, Workspace};
+use super::plan::BIG_ALIGN;
+use super::{CallError, JitError, Kernel, Workspace};
 use crate::comm::{CommError, Communicator, locate};
 use crate::ir::{DType, Graph, GroupParam, Groups, Op};
 use crate::ops::collective::{group_attrs, is_collective};
@@ -44,7 +53,7 @@ pub(super) const ARITY: usize = 4;
 pub(super) enum Phase {
     /// Run the collective (the result goes to `ptr`).
     Run = 0,
-    /// Return the staging buffer for the operand of an `all_gather`/`reduce_scatter`.
+    /// Return the staging region, for the operand of an `all_gather`/`reduce_scatter`.
     Stage = 1,
 }
 
@@ -55,6 +64,9 @@ pub(super) struct Desc {
     op: Op,
     dtype: DType,
     groups: Groups,
+    /// Whether `groups` is the world, or one group listing every rank in rank order (the
+    /// same ranks at the same positions): the call's communicator serves, with no split.
+    whole: bool,
     /// `collective_broadcast`'s root.
     root: usize,
     /// The product of the dimensions before the axis (`all_gather`, `reduce_scatter`).
@@ -81,6 +93,11 @@ pub(super) fn descriptors(g: &Graph) -> Vec<Desc> {
             node: i as u32,
             op: n.op,
             dtype: n.ty.dtype,
+            whole: match groups.lists() {
+                [] => true,
+                [one] => one.iter().enumerate().all(|(i, &r)| i == r),
+                _ => false,
+            },
             groups: groups.clone(),
             root,
             outer: n.ty.shape[..axis.min(n.ty.rank())].iter().product(),
@@ -91,24 +108,82 @@ pub(super) fn descriptors(g: &Graph) -> Vec<Desc> {
     out
 }
 
+/// The bytes of the staging region of a kernel with collective nodes `descs`: the largest
+/// of their [`Desc::stage_bytes`] (0 without `all_gather` or `reduce_scatter`).
+pub(super) fn stage_bytes(descs: &[Desc]) -> usize {
+    descs.iter().map(Desc::stage_bytes).max().unwrap_or(0)
+}
+
+/// Reserves the staging region of `g`'s collectives past the plan's peak `ws_bytes` (growing
+/// it), like a donated input's copy: no planned value lives there, so the trampoline and the
+/// copies into it touch nothing else. Returns its offset, `None` if `g` stages nothing.
+///
+/// # Errors
+/// [`JitError::TooLarge`] if the workspace size overflows.
+pub(super) fn reserve_stage(g: &Graph, ws_bytes: &mut usize) -> Result<Option<usize>, JitError> {
+    let bytes = stage_bytes(&descriptors(g));
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let off = ws_bytes.div_ceil(BIG_ALIGN) * BIG_ALIGN;
+    *ws_bytes = off.checked_add(bytes).ok_or_else(|| JitError::TooLarge {
+        what: "the workspace size overflows".into(),
+    })?;
+    Ok(Some(off))
+}
+
+impl Desc {
+    /// Where the scratch of an `all_gather`/`reduce_scatter` starts in the staging region
+    /// (bytes, after the operand, 64-byte aligned), and its element count: the rank-major
+    /// blocks the communicator gathers into, or sends to be summed and scattered.
+    fn scratch(&self) -> (usize, usize) {
+        let at = (self.len_in * self.dtype.size_bytes()).div_ceil(BIG_ALIGN) * BIG_ALIGN;
+        let len = if self.op == Op::AllGather {
+            self.len_out
+        } else {
+            self.len_in
+        };
+        (at, len)
+    }
+
+    /// The staging bytes this node uses: its operand, then its scratch (0 for ops that
+    /// combine in their home).
+    fn stage_bytes(&self) -> usize {
+        if matches!(self.op, Op::AllGather | Op::ReduceScatter) {
+            let (at, len) = self.scratch();
+            at + len * self.dtype.size_bytes()
+        } else {
+            0
+        }
+    }
+}
+
 /// What the trampoline reads for one kernel call.
 pub(super) struct CommCtx<'a> {
     comm: &'a dyn Communicator,
     descs: &'a [Desc],
     /// `comm.size()`, asked on the calling thread.
     size: usize,
-    /// The staging buffer (8-byte words, so aligned for every dtype).
-    stage: RefCell<Vec<u64>>,
+    /// The staging region of the call's workspace ([`reserve_stage`]; null if the kernel has
+    /// none).
+    stage: *mut u8,
     error: RefCell<Option<CommError>>,
 }
 
 impl<'a> CommCtx<'a> {
-    pub(super) fn new(comm: &'a dyn Communicator, descs: &'a [Desc]) -> CommCtx<'a> {
+    /// The context of a call over `comm`; `stage` is the staging region of the call's
+    /// workspace (at least [`stage_bytes`] of `descs`, 64-byte aligned, used by nothing but
+    /// the collectives during the call), or null if that is 0.
+    pub(super) fn new(
+        comm: &'a dyn Communicator,
+        descs: &'a [Desc],
+        stage: *mut u8,
+    ) -> CommCtx<'a> {
         CommCtx {
             comm,
             descs,
             size: comm.size(),
-            stage: RefCell::default(),
+            stage,
             error: RefCell::new(None),
         }
     }
@@ -127,16 +202,6 @@ impl<'a> CommCtx<'a> {
             .binary_search_by_key(&node, |d| d.node as usize)
             .expect("compiled code names a collective node of its kernel");
         &self.descs[at]
-    }
-
-    /// The staging buffer, at least `bytes` long.
-    fn stage(&self, bytes: usize) -> *mut u8 {
-        let mut s = self.stage.borrow_mut();
-        let words = bytes.div_ceil(8);
-        if s.len() < words {
-            s.resize(words, 0);
-        }
-        s.as_mut_ptr().cast()
     }
 
     fn run(&self, d: &Desc, ptr: *mut u8) -> Result<(), CommError> {
@@ -164,25 +229,27 @@ impl<'a> CommCtx<'a> {
             )));
         }
         // Every rank splits (MPI's split is collective over the whole communicator), even
-        // one alone in its group, which then needs no call.
+        // one alone in its group, which then needs no call; or none does (the same `whole`
+        // on every rank, as every rank runs the same graph).
         let sub: Rc<dyn Communicator>;
         let c: Option<&dyn Communicator> = if self.size == 1 {
             None
-        } else if d.groups.is_world() {
+        } else if d.whole {
             Some(self.comm)
         } else {
             sub = self.comm.split(&d.groups)?;
             (place.size > 1).then_some(&*sub)
         };
-        let stage = self.stage.borrow();
         if d.dtype == DType::F64 {
-            // SAFETY: see `collective`: `ptr` holds the result, the stage the operand.
-            let (out, input) = unsafe { (result::<f64>(d, ptr), staged::<f64>(d, &stage)) };
-            run_typed(d, c, place.size, out, input, F64)
+            // SAFETY: see `collective`: `ptr` holds the result, the staging region the
+            // operand; the region is reserved past every planned value's range and is not a
+            // caller's buffer, so it does not overlap the result.
+            let (out, staged) = unsafe { (result::<f64>(d, ptr), staged::<f64>(d, self.stage)) };
+            run_typed(d, c, place.size, out, staged, F64)
         } else {
             // SAFETY: as above.
-            let (out, input) = unsafe { (result::<f32>(d, ptr), staged::<f32>(d, &stage)) };
-            run_typed(d, c, place.size, out, input, F32)
+            let (out, staged) = unsafe { (result::<f32>(d, ptr), staged::<f32>(d, self.stage)) };
+            run_typed(d, c, place.size, out, staged, F32)
         }
     }
 }
@@ -196,16 +263,28 @@ unsafe fn result<'a, T>(d: &Desc, ptr: *mut u8) -> &'a mut [T] {
     unsafe { std::slice::from_raw_parts_mut(ptr.cast::<T>(), d.len_out) }
 }
 
-/// The staged operand of an `all_gather`/`reduce_scatter` (empty for the other ops).
+/// The staged operand of an `all_gather`/`reduce_scatter` and the node's scratch (both empty
+/// for the other ops).
 ///
 /// # Safety
-/// For those ops, the operand was copied into `stage` (at least `d.len_in` elements of `T`).
-unsafe fn staged<'s, T>(d: &Desc, stage: &'s [u64]) -> &'s [T] {
+/// For those ops, `stage` is the call's staging region (at least `d.stage_bytes()` bytes,
+/// 64-byte aligned, which nothing else reads or writes during this trampoline call) and its
+/// first `d.len_in` elements of `T` hold the operand.
+unsafe fn staged<'s, T>(d: &Desc, stage: *mut u8) -> (&'s [T], &'s mut [T]) {
     if matches!(d.op, Op::AllGather | Op::ReduceScatter) {
-        // SAFETY: the stage holds the operand (the caller's contract), 8-byte aligned.
-        unsafe { std::slice::from_raw_parts(stage.as_ptr().cast::<T>(), d.len_in) }
+        let (at, len) = d.scratch();
+        // SAFETY: the caller's contract: the operand, `d.len_in` elements from the region's
+        // start, and the scratch, `len` elements from `at` (past the operand, within
+        // `d.stage_bytes()`), are disjoint ranges of the region, aligned (`at` is a multiple
+        // of 64).
+        unsafe {
+            (
+                std::slice::from_raw_parts(stage.cast::<T>(), d.len_in),
+                std::slice::from_raw_parts_mut(stage.add(at).cast::<T>(), len),
+            )
+        }
     } else {
-        &[]
+        (&[], &mut [])
     }
 }
 
@@ -237,13 +316,14 @@ const F64: Methods<f64> = Methods {
     div: |v, p| v.iter_mut().for_each(|e| *e /= p as f64),
 };
 
-/// One collective over `c` (`None`: a group of one rank, this one), `p` ranks.
-fn run_typed<T: Copy + Default>(
+/// One collective over `c` (`None`: a group of one rank, this one), `p` ranks; `staged` is
+/// the operand and the scratch of an `all_gather`/`reduce_scatter` (see [`staged`]).
+fn run_typed<T: Copy>(
     d: &Desc,
     c: Option<&dyn Communicator>,
     p: usize,
     out: &mut [T],
-    input: &[T],
+    (input, scratch): (&[T], &mut [T]),
     m: Methods<T>,
 ) -> Result<(), CommError> {
     match (d.op, c) {
@@ -255,9 +335,9 @@ fn run_typed<T: Copy + Default>(
         }
         (Op::CollectiveBroadcast, Some(c)) => (m.bcast)(c, out, d.root)?,
         (Op::AllGather, c) => {
-            let mut all = vec![T::default(); out.len()];
+            let all = scratch;
             match c {
-                Some(c) => (m.gather)(c, input, &mut all)?,
+                Some(c) => (m.gather)(c, input, all)?,
                 None => all.copy_from_slice(input),
             }
             // Rank-major blocks to blocks joined along the axis: per outer index, each rank's
@@ -275,16 +355,18 @@ fn run_typed<T: Copy + Default>(
         (Op::ReduceScatter, c) => {
             // Blocks along the axis to rank-major blocks.
             let run = out.len() / d.outer;
-            let mut send = Vec::with_capacity(input.len());
+            let send = scratch;
+            let mut at = 0;
             for r in 0..p {
                 for o in 0..d.outer {
                     let from = (o * p + r) * run;
-                    send.extend_from_slice(&input[from..from + run]);
+                    send[at..at + run].copy_from_slice(&input[from..from + run]);
+                    at += run;
                 }
             }
             match c {
-                Some(c) => (m.scatter)(c, &send, out)?,
-                None => out.copy_from_slice(&send),
+                Some(c) => (m.scatter)(c, send, out)?,
+                None => out.copy_from_slice(send),
             }
         }
         (op, _) => unreachable!("{op} is not a data collective"),
@@ -295,15 +377,16 @@ fn run_typed<T: Copy + Default>(
 /// Runs phase `phase` of collective node `node` (see [`Phase`]) over the call's communicator.
 /// A communicator error is kept in the context (later collectives of the call are skipped)
 /// and returned by the call; a panic in the communicator is caught and kept as an error too
-/// (unwinding must not cross into compiled code). Returns the staging buffer for
+/// (unwinding must not cross into compiled code). Returns the staging region for
 /// [`Phase::Stage`], null otherwise.
 ///
 /// # Safety
 /// `ctx` is the [`CommCtx`] of the running call (alive for the whole call, used by this
 /// thread only), `node` a collective node of its kernel, and for [`Phase::Run`] `ptr` points
 /// to the node's result (its dtype, aligned, with its element count) that nothing else reads
-/// or writes during this call, after the operand was copied there (in-place ops) or into
-/// the staging buffer (`all_gather`, `reduce_scatter`).
+/// or writes during this call, after the operand was copied there (in-place ops) or to the
+/// start of the staging region (`all_gather`, `reduce_scatter`), which nothing but this
+/// node's copy and this call touches meanwhile.
 unsafe extern "C" fn collective(
     ctx: *const u8,
     node: usize,
@@ -314,7 +397,8 @@ unsafe extern "C" fn collective(
     let ctx = unsafe { &*ctx.cast::<CommCtx<'_>>() };
     let d = ctx.desc(node);
     if phase == Phase::Stage as usize {
-        return ctx.stage(d.len_in * d.dtype.size_bytes());
+        debug_assert!(!ctx.stage.is_null() && d.stage_bytes() > 0);
+        return ctx.stage;
     }
     if ctx.error.borrow().is_some() {
         return std::ptr::null_mut();

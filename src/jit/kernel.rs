@@ -27,7 +27,10 @@
 //! Deliberately absent: any code generation (see `lower`), and any allocation in
 //! [`Kernel::call`] except inside GEMM calls (the crate behind large matmuls allocates its
 //! packing memory per call; see `gemm`) and the team's start (the first threaded call starts
-//! its helper threads). `tests/alloc.rs` counts them.
+//! its helper threads). [`Kernel::call_with_comm`] neither: collectives stage their operands
+//! in the workspace (`collective`); the communicator may allocate ([`crate::comm::ThreadComm`]
+//! grows its slots on first use, and its `split` hands out a new `Rc` per collective over
+//! groups). `tests/alloc.rs` counts them.
 #![allow(unsafe_code)]
 
 use super::buf::{Buf, BufMut, Workspace};
@@ -245,6 +248,8 @@ pub struct Kernel {
     /// The collective nodes (see `collective`); if any moves data, the call stays on the
     /// caller's thread.
     collectives: Vec<super::collective::Desc>,
+    /// The workspace offset of the collectives' staging region (`collective::reserve_stage`).
+    stage: Option<usize>,
     id: u64,
     /// Held only for its `Drop` (frees the code). Declared last, so it is dropped last.
     #[allow(dead_code)]
@@ -288,6 +293,8 @@ pub(super) struct Parts {
     pub gemm_threads: bool,
     /// The collective nodes (see `collective`).
     pub collectives: Vec<super::collective::Desc>,
+    /// The workspace offset of the collectives' staging region.
+    pub stage: Option<usize>,
 }
 
 impl Kernel {
@@ -316,6 +323,7 @@ impl Kernel {
             threads: p.threads,
             parallel,
             collectives: p.collectives,
+            stage: p.stage,
             in_index: index(&p.input_names),
             out_index: index(&p.output_names),
             donated: p.donated,
@@ -757,7 +765,14 @@ impl Kernel {
                 }
             };
         }
-        let ctx = CommCtx::new(comm, &self.collectives);
+        let stage = match self.stage {
+            // SAFETY: the planner reserved `off..` (the staging region's bytes) of the
+            // workspace for the collectives alone, within `ws_bytes` (`ws` holds at least
+            // that, checked); `off` is a multiple of 64 from the 64-byte aligned base.
+            Some(off) => unsafe { base.add(off) },
+            None => std::ptr::null_mut(),
+        };
+        let ctx = CommCtx::new(comm, &self.collectives, stage);
         let slot = self.sig.len();
         ws.ptrs[slot] = std::ptr::from_ref(&ctx) as usize;
         self.run_steps(ws, self.call_threads())?;

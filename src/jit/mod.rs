@@ -25,8 +25,9 @@
 //! (`(&mut loss).into()` for a scalar output). Every call checks the count, dtype and length of
 //! every buffer before any code runs, and errors name the buffer. A graph with collective ops
 //! (`all_reduce_sum`, ...) runs as one rank of a [`crate::comm::Communicator`] through
-//! [`Kernel::call_with_comm`] and [`Kernel::call_iter_with_comm`]; the other calls use one
-//! rank ([`crate::comm::SingleProcess`]).
+//! [`Kernel::call_with_comm`] and [`Kernel::call_iter_with_comm`], which allocate nothing
+//! either (the communicator may); the other calls use one rank
+//! ([`crate::comm::SingleProcess`]).
 //!
 //! Donated buffers ([`JitConfig::donate`]) pair an input with an output of the same type that
 //! replaces it, as an optimizer step replaces its parameters: the caller passes one buffer,
@@ -82,10 +83,11 @@
 //! of a value after its last reader, and lets an elementwise result overwrite an operand
 //! that dies in its loop and is read only at the same index (values under 64 bytes take
 //! 8-byte-aligned ranges, larger ones 64-byte-aligned ranges). [`Kernel::workspace_bytes`] is
-//! the exact peak. Constants whose elements are all bitwise equal become immediates; other
-//! constants live in a 64-byte aligned blob owned by the kernel. Outputs that are inputs or
-//! constants are copied by [`Kernel::call`] after the code ran. Nodes no output depends on
-//! get no code.
+//! the exact peak, plus the ranges reserved past it for donated inputs copied before the code
+//! runs (`donate`) and for the operands the collectives stage (`collective`). Constants whose
+//! elements are all bitwise equal become immediates; other constants live in a 64-byte aligned
+//! blob owned by the kernel. Outputs that are inputs or constants are copied by
+//! [`Kernel::call`] after the code ran. Nodes no output depends on get no code.
 //!
 //! # Kernel ABI
 //! Each serial function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
@@ -250,7 +252,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     crate::ir::verify(g).map_err(JitError::InvalidGraph)?;
     let chosen = budget::choose(g, cfg)?;
     let (g, bodies) = (&*chosen.graph, &chosen.bodies);
-    let (plan, donated) = plan_graph(g, cfg, &chosen.body_ws, chosen.choice)?;
+    let (plan, donated, stage) = plan_graph(g, cfg, &chosen.body_ws, chosen.choice)?;
     let isa = host_isa(cfg.verifier)?;
     let mut owner = kernel::ModuleOwner::new(JITModule::new(jit_builder(&isa)));
     let module = owner.module();
@@ -283,6 +285,7 @@ pub fn compile_with(g: &Graph, cfg: &JitConfig) -> Result<Kernel, JitError> {
     module.finalize_definitions().map_err(JitError::module)?;
     let (steps, loops) = steps(g, module, &ids, &plan, bodies);
     let mut parts = parts(g, cfg, plan, donated, (steps, loops), started);
+    parts.stage = stage;
     parts.stats.nodes_recomputed = chosen.stats.nodes_recomputed;
     parts.stats.flops_recomputed = chosen.stats.flops_recomputed;
     Ok(Kernel::new(parts, owner))
@@ -330,14 +333,14 @@ pub fn warm_up(cfg: &JitConfig) -> Result<std::time::Duration, crate::Error> {
     Ok(started.elapsed())
 }
 
-/// The plan of verified graph `g` and how it runs its donated pairs, within the workspace
-/// limit of `cfg`.
+/// The plan of verified graph `g`, how it runs its donated pairs and where its collectives'
+/// staging region is, within the workspace limit of `cfg`.
 fn plan_graph(
     g: &Graph,
     cfg: &JitConfig,
     body_ws: &plan::BodySizes,
     (keep_backward_apart, max_snapshots): (bool, Option<usize>),
-) -> Result<(plan::Plan, Vec<donate::Donated>), JitError> {
+) -> Result<(plan::Plan, Vec<donate::Donated>, Option<usize>), JitError> {
     let donated = donate::resolve(g, &cfg.donate)?;
     let mut plan = plan::plan_donating(
         g,
@@ -353,6 +356,7 @@ fn plan_graph(
         &donated,
     )?;
     let donated = donate::decide(g, &mut plan, &donated, cfg.exact_math, cfg.check_finite)?;
+    let stage = collective::reserve_stage(g, &mut plan.ws_bytes)?;
     if plan.ws_bytes > cfg.max_workspace_bytes {
         return Err(JitError::TooLarge {
             what: format!(
@@ -362,7 +366,7 @@ fn plan_graph(
             ),
         });
     }
-    Ok((plan, donated))
+    Ok((plan, donated, stage))
 }
 
 /// A JIT builder for `isa` that resolves the helpers' symbols.
@@ -539,6 +543,7 @@ fn parts(
         threads: cfg.kernel_threads,
         gemm_threads: st.matmuls_gemm > 0 && has_threaded_matmul(g),
         collectives: collective::descriptors(g),
+        stage: None,
         stats: KernelStats {
             donated_in_place,
             donated_copied,
