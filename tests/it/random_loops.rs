@@ -5,9 +5,25 @@
 //! checkpoint count, and some results are left without a node (as after dead-code elimination).
 //! In safe mode each float carry leaves the body through `tanh`, so values stay moderate
 //! however the body amplifies them.
+//!
+//! A third of the loops that can be are bounded `while` loops that exit early
+//! ([`Exit::While`]: forward, no xs, the condition a `bool` y of the body), of two kinds:
+//! - a *counter*: an extra carry `i` (from 0, `i' = i + 1`) and the condition `i < k` for a drawn
+//!   `k`: exit at step 0 (`k = 0`), mid-way, after exactly `length` steps, or never (`k` past
+//!   the bound). The trip count does not depend on the inputs.
+//! - a *data* condition on the carries: `sum(v) < θ` (or `>`) for a float node `v` of the body
+//!   (often a carry entering the step) and a drawn `θ`, so the trip count depends on the inputs.
+//!   In smooth graphs (whose derivatives are checked against finite differences) only loops of
+//!   the generated graph itself get one, and they always keep the node of their stacked
+//!   conditions (see [`while_conditions`]): a difference step that flips a condition crosses a
+//!   discontinuity of the loss, and the differential test skips such steps by comparing those
+//!   nodes. Loops inside bodies use counters there.
+//!
+//! Their bodies are random like a scan's, so they hold scans and while loops (up to
+//! [`MAX_DEPTH`]), and scans' bodies hold them.
 
 use crate::random::{Ctx, MAX_RANK, Rng, maybe_name, pick_where, push, random_step, tanh};
-use gradlift::ir::loops::Loop;
+use gradlift::ir::loops::{Exit, Loop};
 use gradlift::ir::{Attrs, Graph, NodeId, Op, TensorType};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -43,13 +59,37 @@ fn xs_operand(r: &mut Rng, g: &mut Graph, ctx: &Ctx<'_>, length: usize) -> Optio
 /// Appends a random loop to `g` (see the module docs), or nothing when the draw does not fit.
 pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
     let length = if r.one_in(8) { 0 } else { 1 + r.below(4) };
+    let exit = if length > 0 && r.one_in(3) {
+        // Data conditions where finite differences can see their flips (see the module docs).
+        let data = r.one_in(2) && (!ctx.cfg.smooth || ctx.depth == 0);
+        Some(if data {
+            Cond::Data
+        } else {
+            Cond::Counter(match r.below(4) {
+                0 => 0,
+                1 => 1 + r.below(length),
+                2 => length,
+                _ => length + 1 + r.below(3),
+            })
+        })
+    } else {
+        None
+    };
     let mut operands = Vec::new();
-    let n_carry = r.below(3) + usize::from(length == 0);
+    let mut n_carry = r.below(3) + usize::from(length == 0 || exit.is_some());
     for _ in 0..n_carry {
         let Some(c) = pick(r, g, ctx) else { return };
         operands.push(c);
     }
-    let n_xs = if length == 0 { 0 } else { r.below(3) };
+    if let Some(Cond::Counter(_)) = exit {
+        operands.push(g.add_scalar(ctx.dtype, 0.0));
+        n_carry += 1;
+    }
+    let n_xs = if length == 0 || exit.is_some() {
+        0
+    } else {
+        r.below(3)
+    };
     for _ in 0..n_xs {
         let Some(x) = xs_operand(r, g, ctx, length) else {
             return;
@@ -63,23 +103,31 @@ pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
     if operands.is_empty() {
         return; // a scan has at least one operand
     }
-    let Some(body) = random_body(r, g, ctx, &operands, length, n_carry, n_xs) else {
+    let shape = Shape {
+        length,
+        n_carry,
+        n_xs,
+        exit,
+    };
+    let Some((body, cond_at)) = random_body(r, g, ctx, &operands, &shape) else {
         return;
     };
     let lp = Arc::new(Loop {
         length,
-        reverse: r.one_in(3),
+        reverse: exit.is_none() && r.one_in(3),
         n_carry,
         n_xs,
         body,
         checkpoint: r.one_in(4).then(|| 1 + r.below(3)),
         recompute: None,
-        exit: None,
+        exit: cond_at.map(Exit::While),
     });
     let n_out = lp.body.outputs().len();
     let keep = r.below(n_out);
     for result in 0..n_out {
-        if result != keep && r.one_in(4) {
+        // A data condition's stacked values stay a node (the differential test reads them).
+        let kept = result == keep || (exit == Some(Cond::Data) && cond_at == Some(result));
+        if !kept && r.one_in(4) {
             continue;
         }
         let attrs = Attrs::Scan {
@@ -95,17 +143,78 @@ pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
     }
 }
 
+/// The condition of a generated while loop (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cond {
+    /// `i < k` on a counter carry, the last carry.
+    Counter(usize),
+    /// `sum(v) < θ` or `sum(v) > θ` for a float node `v` of the body.
+    Data,
+}
+
+/// The operand layout of a generated loop.
+struct Shape {
+    length: usize,
+    n_carry: usize,
+    n_xs: usize,
+    exit: Option<Cond>,
+}
+
+/// The top-level nodes of `g` holding the stacked conditions of a while loop: bitwise equal on
+/// two inputs exactly when every such loop ran the same steps on both.
+pub fn while_conditions(g: &Graph) -> Vec<NodeId> {
+    (0..g.len())
+        .map(|i| NodeId(i as u32))
+        .filter(|&id| {
+            gradlift::ir::loops::scan_attrs(&g.node(id).attrs)
+                .is_some_and(|(lp, k)| lp.exit == Some(Exit::While(k)))
+        })
+        .collect()
+}
+
+/// The condition of a while loop in `body` (see [`Cond`]), or `None` when it does not fit.
+fn condition(r: &mut Rng, body: &mut Graph, cond: Cond, n_carry: usize) -> Option<NodeId> {
+    let (v, op, theta) = match cond {
+        Cond::Counter(k) => (body.inputs()[n_carry - 1], Op::Lt, k as f64),
+        Cond::Data => {
+            let float_carries: Vec<NodeId> = (body.inputs()[..n_carry].iter().copied())
+                .filter(|&c| body.ty(c).dtype.is_float())
+                .collect();
+            let v = if !float_carries.is_empty() && r.one_in(2) {
+                float_carries[r.below(float_carries.len())]
+            } else {
+                pick_where(r, body, |t| t.dtype.is_float())?
+            };
+            let axes = (0..body.ty(v).rank()).collect();
+            let reduce = Attrs::Reduce {
+                axes,
+                keepdims: false,
+            };
+            let s = push(body, Op::ReduceSum, vec![v], reduce)?;
+            let op = if r.one_in(2) { Op::Lt } else { Op::Gt };
+            (s, op, r.uniform(-1.5, 1.5))
+        }
+    };
+    let theta = body.add_scalar(body.ty(v).dtype, theta);
+    push(body, op, vec![v, theta], Attrs::None)
+}
+
 /// The body of a loop over `operands` (carries, xs, consts): inputs of their types (a row of
-/// each xs), a few random steps, the new carries (same types) and up to two ys.
+/// each xs), a few random steps, the new carries (same types) and up to two ys, one of them a
+/// while loop's condition (its output index is returned too).
 fn random_body(
     r: &mut Rng,
     g: &Graph,
     ctx: &Ctx<'_>,
     operands: &[NodeId],
-    length: usize,
-    n_carry: usize,
-    n_xs: usize,
-) -> Option<Graph> {
+    shape: &Shape,
+) -> Option<(Graph, Option<usize>)> {
+    let &Shape {
+        length,
+        n_carry,
+        n_xs,
+        exit,
+    } = shape;
     let mut body = Graph::new(format!("{}_body", g.name));
     let mut used = HashSet::new();
     for (k, &o) in operands.iter().enumerate() {
@@ -134,11 +243,29 @@ fn random_body(
         used,
         depth: ctx.depth + 1,
     };
+    // The counter's step `i + 1` (before the random steps, which may read it).
+    let counter = if let Some(Cond::Counter(_)) = exit {
+        let i = body.inputs()[n_carry - 1];
+        let one = body.add_scalar(body.ty(i).dtype, 1.0);
+        push(&mut body, Op::Add, vec![i, one], Attrs::None)
+    } else {
+        None
+    };
     for _ in 0..1 + r.below(5) {
         random_step(r, &mut body, &mut inner);
     }
+    let cond = match exit {
+        Some(c) => Some(condition(r, &mut body, c, n_carry)?),
+        None => None,
+    };
     let mut outs: Vec<(String, NodeId)> = Vec::new();
     for k in 0..n_carry {
+        if k == n_carry - 1
+            && let Some(next) = counter
+        {
+            outs.push((format!("c{k}_out"), next));
+            continue;
+        }
         let want = body.ty(body.inputs()[k]).clone();
         let mut c = pick_where(r, &body, |t| *t == want)?;
         if ctx.safe && want.dtype.is_float() {
@@ -156,7 +283,13 @@ fn random_body(
         let y = pick_where(r, &body, |t| !smooth || t.dtype.is_float())?;
         outs.push((format!("y{k}_out"), y));
     }
+    // The condition: a y among the others.
+    let cond_at = cond.map(|c| {
+        let at = n_carry + r.below(n_ys + 1);
+        outs.insert(at, ("go".to_string(), c));
+        at
+    });
     let named: Vec<(&str, NodeId)> = outs.iter().map(|(n, id)| (n.as_str(), *id)).collect();
     body.set_named_outputs(&named).ok()?;
-    Some(body)
+    Some((body, cond_at))
 }
