@@ -6,13 +6,14 @@
 //! In safe mode each float carry leaves the body through `tanh`, so values stay moderate
 //! however the body amplifies them.
 //!
-//! A third of the loops that can be are bounded `while` loops that exit early
-//! ([`Exit::While`]: forward, no xs, the condition a `bool` y of the body), of two kinds:
-//! - a *counter*: an extra carry `i` (from 0, `i' = i + 1`) and the condition `i < k` for a drawn
-//!   `k`: exit at step 0 (`k = 0`), mid-way, after exactly `length` steps, or never (`k` past
-//!   the bound). The trip count does not depend on the inputs.
-//! - a *data* condition on the carries: `sum(v) < θ` (or `>`) for a float node `v` of the body
-//!   (often a carry entering the step) and a drawn `θ`, so the trip count depends on the inputs.
+//! Half the loops of positive length are bounded `while` loops that exit early
+//! ([`Exit::While`]: forward, no xs, up to 6 steps, the condition a `bool` y of the body placed
+//! among the other ys). Each has a step counter, an extra last carry `i` (from 0, `i' = i + 1`,
+//! no `tanh`), and one of two conditions:
+//! - `i < k` for a drawn `k`: exit at step 0 (`k = 0`), mid-way, after exactly `length` steps,
+//!   or never (`k` past the bound). The trip count does not depend on the inputs.
+//! - `v₀ + i < θ` for the first element `v₀` of a float node of the body (half the time a carry
+//!   entering the step) and a drawn `θ` in `[0, length)`: the trip count depends on the inputs.
 //!   In smooth graphs (whose derivatives are checked against finite differences) only loops of
 //!   the generated graph itself get one, and they always keep the node of their stacked
 //!   conditions (see [`while_conditions`]): a difference step that flips a condition crosses a
@@ -58,16 +59,17 @@ fn xs_operand(r: &mut Rng, g: &mut Graph, ctx: &Ctx<'_>, length: usize) -> Optio
 
 /// Appends a random loop to `g` (see the module docs), or nothing when the draw does not fit.
 pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
-    let length = if r.one_in(8) { 0 } else { 1 + r.below(4) };
-    let exit = if length > 0 && r.one_in(3) {
+    let mut length = if r.one_in(8) { 0 } else { 1 + r.below(4) };
+    let exit = if length > 0 && r.one_in(2) {
+        length += r.below(3); // up to 6 steps, so mid-way exits have room
         // Data conditions where finite differences can see their flips (see the module docs).
         let data = r.one_in(2) && (!ctx.cfg.smooth || ctx.depth == 0);
         Some(if data {
-            Cond::Data
+            Cond::Data(r.uniform(0.0, length as f64))
         } else {
             Cond::Counter(match r.below(4) {
-                0 => 0,
-                1 => 1 + r.below(length),
+                1 if length > 1 => 1 + r.below(length - 1),
+                0 | 1 => 0,
                 2 => length,
                 _ => length + 1 + r.below(3),
             })
@@ -81,7 +83,7 @@ pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
         let Some(c) = pick(r, g, ctx) else { return };
         operands.push(c);
     }
-    if let Some(Cond::Counter(_)) = exit {
+    if exit.is_some() {
         operands.push(g.add_scalar(ctx.dtype, 0.0));
         n_carry += 1;
     }
@@ -126,7 +128,8 @@ pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
     let keep = r.below(n_out);
     for result in 0..n_out {
         // A data condition's stacked values stay a node (the differential test reads them).
-        let kept = result == keep || (exit == Some(Cond::Data) && cond_at == Some(result));
+        let kept =
+            result == keep || (matches!(exit, Some(Cond::Data(_))) && cond_at == Some(result));
         if !kept && r.one_in(4) {
             continue;
         }
@@ -144,12 +147,13 @@ pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
 }
 
 /// The condition of a generated while loop (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Cond {
-    /// `i < k` on a counter carry, the last carry.
+    /// `i < k` on the step counter `i` (the last carry).
     Counter(usize),
-    /// `sum(v) < θ` or `sum(v) > θ` for a float node `v` of the body.
-    Data,
+    /// `v₀ + i < θ` for the first element `v₀` of a float node of the body and the step
+    /// counter `i`.
+    Data(f64),
 }
 
 /// The operand layout of a generated loop.
@@ -174,10 +178,11 @@ pub fn while_conditions(g: &Graph) -> Vec<NodeId> {
 
 /// The condition of a while loop in `body` (see [`Cond`]), or `None` when it does not fit.
 fn condition(r: &mut Rng, body: &mut Graph, cond: Cond, n_carry: usize) -> Option<NodeId> {
-    let (v, op, theta) = match cond {
-        Cond::Counter(k) => (body.inputs()[n_carry - 1], Op::Lt, k as f64),
-        Cond::Data => {
-            let float_carries: Vec<NodeId> = (body.inputs()[..n_carry].iter().copied())
+    let i = body.inputs()[n_carry - 1];
+    let (v, theta) = match cond {
+        Cond::Counter(k) => (i, k as f64),
+        Cond::Data(theta) => {
+            let float_carries: Vec<NodeId> = (body.inputs()[..n_carry - 1].iter().copied())
                 .filter(|&c| body.ty(c).dtype.is_float())
                 .collect();
             let v = if !float_carries.is_empty() && r.one_in(2) {
@@ -185,18 +190,25 @@ fn condition(r: &mut Rng, body: &mut Graph, cond: Cond, n_carry: usize) -> Optio
             } else {
                 pick_where(r, body, |t| t.dtype.is_float())?
             };
-            let axes = (0..body.ty(v).rank()).collect();
+            // Its first element: one value, which varies more with the inputs than a mean.
+            let rank = body.ty(v).rank();
+            let (start, stop) = (vec![0; rank], vec![1; rank]);
+            let v = push(body, Op::Slice, vec![v], Attrs::Slice { start, stop })?;
+            let axes = (0..rank).collect();
             let reduce = Attrs::Reduce {
                 axes,
                 keepdims: false,
             };
-            let s = push(body, Op::ReduceSum, vec![v], reduce)?;
-            let op = if r.one_in(2) { Op::Lt } else { Op::Gt };
-            (s, op, r.uniform(-1.5, 1.5))
+            let mut s = push(body, Op::ReduceSum, vec![v], reduce)?;
+            if body.ty(s).dtype != body.ty(i).dtype {
+                let to = body.ty(i).dtype;
+                s = push(body, Op::Cast, vec![s], Attrs::Cast { to })?;
+            }
+            (push(body, Op::Add, vec![s, i], Attrs::None)?, theta)
         }
     };
     let theta = body.add_scalar(body.ty(v).dtype, theta);
-    push(body, op, vec![v, theta], Attrs::None)
+    push(body, Op::Lt, vec![v, theta], Attrs::None)
 }
 
 /// The body of a loop over `operands` (carries, xs, consts): inputs of their types (a row of
@@ -244,7 +256,7 @@ fn random_body(
         depth: ctx.depth + 1,
     };
     // The counter's step `i + 1` (before the random steps, which may read it).
-    let counter = if let Some(Cond::Counter(_)) = exit {
+    let counter = if exit.is_some() {
         let i = body.inputs()[n_carry - 1];
         let one = body.add_scalar(body.ty(i).dtype, 1.0);
         push(&mut body, Op::Add, vec![i, one], Attrs::None)
@@ -292,4 +304,72 @@ fn random_body(
     let named: Vec<(&str, NodeId)> = outs.iter().map(|(n, id)| (n.as_str(), *id)).collect();
     body.set_named_outputs(&named).ok()?;
     Some((body, cond_at))
+}
+
+/// The generator's while loops exit at step 0, mid-way and never (run to their bound), in
+/// smooth and other cases, inside scan bodies and around scans (counted on the stacked
+/// conditions the interpreter computes for the generated graphs' inputs).
+#[test]
+fn while_loops_exit_at_every_step_and_nest_both_ways() {
+    use crate::random::{GenConfig, generate, input_values};
+    use gradlift::interp;
+    let is_while = |lp: &Loop| matches!(lp.exit, Some(Exit::While(_)));
+    let loops_in = |g: &Graph| -> Vec<Arc<Loop>> {
+        (g.nodes().iter())
+            .filter_map(|n| gradlift::ir::loops::scan_attrs(&n.attrs).map(|(lp, _)| lp.clone()))
+            .collect()
+    };
+    let (mut at_zero, mut mid, mut full, mut smooth_data) = (0, 0, 0, 0);
+    let (mut while_in_scan, mut scan_in_while) = (0, 0);
+    for seed in 0..2000u64 {
+        let smooth = seed % 2 == 0;
+        let cfg = GenConfig {
+            steps: 16,
+            safe: true,
+            smooth,
+            order: 0,
+            syntax: false,
+            loops: true,
+        };
+        let g = generate(seed, &cfg).forward;
+        for lp in loops_in(&g) {
+            let inner = loops_in(&lp.body);
+            while_in_scan += usize::from(!is_while(&lp) && inner.iter().any(|l| is_while(l)));
+            scan_in_while += usize::from(is_while(&lp) && inner.iter().any(|l| !is_while(l)));
+        }
+        let conds = while_conditions(&g);
+        if conds.is_empty() {
+            continue;
+        }
+        let mut h = g.clone();
+        h.set_outputs(conds);
+        gradlift::opt::dce::eliminate_dead_nodes(&mut h);
+        let stacked = interp::run(&h, &input_values(&h, seed)).unwrap();
+        for c in &stacked {
+            let go = c.to_f64_vec();
+            let n = go.iter().take_while(|&&f| f != 0.0).count();
+            match n {
+                0 => at_zero += 1,
+                n if n == go.len() => full += 1,
+                _ => mid += 1,
+            }
+        }
+        // Trip counts that depend on the inputs (where finite differences can cross an exit).
+        smooth_data += usize::from(
+            smooth
+                && (1..8).any(|k| {
+                    let other = interp::run(&h, &input_values(&h, seed ^ (k << 20))).unwrap();
+                    other != stacked
+                }),
+        );
+    }
+    // Seen: 67 112 78 14, 22 47.
+    assert!(
+        at_zero > 30 && mid > 50 && full > 30 && smooth_data > 5,
+        "{at_zero} {mid} {full} {smooth_data}"
+    );
+    assert!(
+        while_in_scan > 10 && scan_in_while > 20,
+        "{while_in_scan} {scan_in_while}"
+    );
 }
