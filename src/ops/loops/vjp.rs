@@ -2,13 +2,18 @@
 //!
 //! A loop that stops early ([`Exit`]) has a backward loop that reverses only the steps that
 //! ran: it counts the forward loop's stacked `while` conditions (`Exit::Flags`). A step that
-//! did not run contributes nothing, which is its exact derivative. Running the skipped steps
+//! did not run contributes nothing, which is its exact derivative. The step that stopped the
+//! loop did run its body, on the final carries, and its ys fill the rows from there on: the
+//! cotangents of those rows, summed, go back through one more run of that body's VJP to the
+//! final carries and the consts ([`stopping_step`]). Running the skipped steps
 //! with a `select` keeping the carries (what a bounded `while` was before) differs in two
 //! places only: each skipped step differentiates the body at the final carry with a zero
 //! cotangent and adds the result, a signed zero (so a `-0.0` cotangent becomes `+0.0`), or
 //! NaN where the body's derivative there is infinite (`0·∞`, e.g. `sqrt` at 0); and each
 //! step that ran adds the `select`'s `+0.0` for its unselected branch. Otherwise the
-//! gradients are bitwise equal (tested in `tests/it/loops_exit.rs`).
+//! gradients are bitwise equal (tested in `tests/it/loops_exit.rs`), except that with float
+//! ys the cotangents of the stopped rows are summed before the body's VJP rather than after
+//! (equal up to rounding).
 
 use crate::autodiff::GradError;
 use crate::ir::Attrs;
