@@ -5,7 +5,7 @@
 //! did not run contributes nothing, which is its exact derivative. The step that stopped the
 //! loop did run its body, on the final carries, and its ys fill the rows from there on: the
 //! cotangents of those rows, summed, go back through one more run of that body's VJP to the
-//! final carries and the consts ([`stopping_step`]). Running the skipped steps
+//! final carries and the consts (`stopping_step`). Running the skipped steps
 //! with a `select` keeping the carries (what a bounded `while` was before) differs in two
 //! places only: each skipped step differentiates the body at the final carry with a zero
 //! cotangent and adds the result, a signed zero (so a `-0.0` cotangent becomes `+0.0`), or
