@@ -20,12 +20,16 @@
 //!   discontinuity of the loss, and the differential test skips such steps by comparing those
 //!   nodes. Loops inside bodies use counters there.
 //!
+//! A sixth of the other scans of positive length stop early on constant flags ([`Exit::Flags`],
+//! an extra bool xs: the steps before the first false flag run; later ys rows are zero).
+//!
 //! Their bodies are random like a scan's, so they hold scans and while loops (up to
 //! [`MAX_DEPTH`]), and scans' bodies hold them.
 
 use crate::random::{Ctx, MAX_RANK, Rng, maybe_name, pick_where, push, random_step, tanh};
 use gradlift::ir::loops::{Exit, Loop};
 use gradlift::ir::{Attrs, Graph, NodeId, Op, TensorType};
+use gradlift::{Data, Tensor};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -87,7 +91,7 @@ pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
         operands.push(g.add_scalar(ctx.dtype, 0.0));
         n_carry += 1;
     }
-    let n_xs = if length == 0 || exit.is_some() {
+    let mut n_xs = if length == 0 || exit.is_some() {
         0
     } else {
         r.below(3)
@@ -98,6 +102,17 @@ pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
         };
         operands.push(x);
     }
+    // A sixth of the scans take flags ([`Exit::Flags`]): constant, so their trip count does
+    // not depend on the inputs (`n` leading trues, then anything after a false).
+    let flags_at = (length > 0 && exit.is_none() && r.one_in(6)).then(|| {
+        let n = r.below(length + 1);
+        let flags: Vec<bool> = (0..length)
+            .map(|t| t < n || (t > n && r.one_in(2)))
+            .collect();
+        operands.push(g.add_const(Tensor::new(vec![length], Data::Bool(flags))));
+        n_xs += 1;
+        n_xs - 1
+    });
     for _ in 0..r.below(3) {
         let Some(k) = pick(r, g, ctx) else { return };
         operands.push(k);
@@ -122,7 +137,7 @@ pub(crate) fn push_scan(r: &mut Rng, g: &mut Graph, ctx: &mut Ctx<'_>) {
         body,
         checkpoint: r.one_in(4).then(|| 1 + r.below(3)),
         recompute: None,
-        exit: cond_at.map(Exit::While),
+        exit: cond_at.map(Exit::While).or(flags_at.map(Exit::Flags)),
     });
     let n_out = lp.body.outputs().len();
     let keep = r.below(n_out);
@@ -306,9 +321,10 @@ fn random_body(
     Some((body, cond_at))
 }
 
-/// The generator's while loops exit at step 0, mid-way and never (run to their bound), in
-/// smooth and other cases, inside scan bodies and around scans (counted on the stacked
-/// conditions the interpreter computes for the generated graphs' inputs).
+/// The generator's while loops exit at step 0, mid-way and never (run to their bound; counted
+/// on the stacked conditions the interpreter computes for the generated graphs' inputs), with
+/// trip counts that depend on the inputs in smooth cases, inside scan bodies and around scans;
+/// and some scans stop on flags.
 #[test]
 fn while_loops_exit_at_every_step_and_nest_both_ways() {
     use crate::random::{GenConfig, generate, input_values};
@@ -320,7 +336,7 @@ fn while_loops_exit_at_every_step_and_nest_both_ways() {
             .collect()
     };
     let (mut at_zero, mut mid, mut full, mut smooth_data) = (0, 0, 0, 0);
-    let (mut while_in_scan, mut scan_in_while) = (0, 0);
+    let (mut while_in_scan, mut scan_in_while, mut flags) = (0, 0, 0);
     for seed in 0..2000u64 {
         let smooth = seed % 2 == 0;
         let cfg = GenConfig {
@@ -333,6 +349,7 @@ fn while_loops_exit_at_every_step_and_nest_both_ways() {
         };
         let g = generate(seed, &cfg).forward;
         for lp in loops_in(&g) {
+            flags += usize::from(matches!(lp.exit, Some(Exit::Flags(_))));
             let inner = loops_in(&lp.body);
             while_in_scan += usize::from(!is_while(&lp) && inner.iter().any(|l| is_while(l)));
             scan_in_while += usize::from(is_while(&lp) && inner.iter().any(|l| !is_while(l)));
@@ -363,13 +380,13 @@ fn while_loops_exit_at_every_step_and_nest_both_ways() {
                 }),
         );
     }
-    // Seen: 67 112 78 14, 22 47.
+    // Seen: 67 112 78 14, then 35 43 105.
     assert!(
         at_zero > 30 && mid > 50 && full > 30 && smooth_data > 5,
         "{at_zero} {mid} {full} {smooth_data}"
     );
     assert!(
-        while_in_scan > 10 && scan_in_while > 20,
-        "{while_in_scan} {scan_in_while}"
+        while_in_scan > 10 && scan_in_while > 20 && flags > 20,
+        "{while_in_scan} {scan_in_while} {flags}"
     );
 }
