@@ -1,7 +1,7 @@
 //! Loops for the random-graph generator ([`crate::random`]): a `scan` over random carries, xs
 //! and consts of the graph, whose body is a small random graph built by the generator's own
 //! step (so bodies hold every op, and loops inside bodies, up to [`MAX_DEPTH`] deep). Lengths
-//! are 0 to 4 (0 only without xs and ys), a third of the loops run in reverse, a quarter carry a
+//! are 0 to 4 (0 only without xs and ys), a third of the scans run in reverse, a quarter carry a
 //! checkpoint count, and some results are left without a node (as after dead-code elimination).
 //! In safe mode each float carry leaves the body through `tanh`, so values stay moderate
 //! however the body amplifies them.
@@ -23,7 +23,7 @@
 //! A sixth of the other scans of positive length stop early on constant flags ([`Exit::Flags`],
 //! an extra bool xs: the steps before the first false flag run; later ys rows are zero).
 //!
-//! Their bodies are random like a scan's, so they hold scans and while loops (up to
+//! While loops' bodies are random like a scan's, so they hold scans and while loops (up to
 //! [`MAX_DEPTH`]), and scans' bodies hold them.
 
 use crate::random::{Ctx, MAX_RANK, Rng, maybe_name, pick_where, push, random_step, tanh};
