@@ -15,7 +15,9 @@
 //!    spread of the two central differences (their own error estimate). The rule for skipping:
 //!    if the two central differences disagree with each other by more than 30 times the
 //!    tolerance, the function is not smooth at that scale there (or too badly conditioned to
-//!    tell) and the element is counted as skipped, not checked. Both
+//!    tell) and the element is counted as skipped, not checked. So is an element whose steps
+//!    change how many steps a while loop runs (its stacked conditions differ from the base
+//!    point's): the loss jumps there, and no step size makes the difference a derivative. Both
 //!    first-order derivatives (reverse-mode gradients, forward-mode JVPs along constant tangents,
 //!    checked as directional differences) and second-order ones (Hessian-vector products by
 //!    reverse over reverse and by forward over reverse, `autodiff::hvp`) are checked.
@@ -79,6 +81,9 @@ struct Stats {
     smooth_cases: u64,
     fd_checked: u64,
     fd_skipped: u64,
+    /// Probes skipped because a step flipped a while loop's condition (a subset of
+    /// `fd_skipped`).
+    fd_flips: u64,
     nodes: u64,
 }
 
@@ -88,6 +93,7 @@ impl std::ops::AddAssign for Stats {
         self.smooth_cases += o.smooth_cases;
         self.fd_checked += o.fd_checked;
         self.fd_skipped += o.fd_skipped;
+        self.fd_flips += o.fd_flips;
         self.nodes += o.nodes;
     }
 }
@@ -214,12 +220,35 @@ fn check_gradients(
             per_f.push((c.f(), only_output(g, c.f())));
         }
     }
+    // A while loop whose trip count depends on the inputs makes the loss piecewise smooth: a
+    // difference step that changes a trip count crosses a jump. The generator keeps the nodes
+    // of the stacked conditions of such loops (loops in bodies have input-independent trip
+    // counts in smooth cases), so a step is comparable with the base point exactly when every
+    // one of them is bitwise the same; otherwise the probe reads NaN and is skipped.
+    let conds = crate::random_loops::while_conditions(g);
+    let mut trips = g.clone();
+    trips.set_outputs(conds.clone());
+    opt::dce::eliminate_dead_nodes(&mut trips);
+    let base_trips = interp::run(&trips, inputs).map_err(|e| fail(Kind::Build, e.to_string()))?;
+    let flips = Cell::new(0);
     let run = |gf: &Graph, ins: &[Tensor]| -> Result<f64, Failure> {
+        if !conds.is_empty() {
+            let t = interp::run(&trips, ins).map_err(|e| fail(Kind::Build, e.to_string()))?;
+            if t.iter().zip(&base_trips).any(|(a, b)| !same_bits(a, b)) {
+                flips.set(flips.get() + 1);
+                return Ok(f64::NAN);
+            }
+        }
         let out = interp::run(gf, ins).map_err(|e| fail(Kind::Build, e.to_string()))?;
         Ok(out[0].scalar_value().unwrap_or(f64::NAN))
     };
     let mut r = crate::random::Rng(case.seed ^ 0xFD);
+    let seen = Cell::new(0);
     let mut record = |res: Result<bool, String>, what: String| -> Result<(), Failure> {
+        if flips.get() > seen.get() {
+            seen.set(flips.get());
+            stats.fd_flips += 1;
+        }
         match res {
             Ok(true) => stats.fd_checked += 1,
             Ok(false) => stats.fd_skipped += 1,
@@ -674,11 +703,13 @@ fn run_and_assert(n: u64, threads: u64) {
     let (stats, failures) = run_cases(n, threads, 0xD1FF);
     eprintln!(
         "differential: {} cases ({} smooth with gradients; {} finite-difference checks, {} \
-         skipped as not smooth at the step size), {} nodes, {} failures, {:.1} s",
+         skipped as not smooth at the step size, {} of them across a while loop's exit), {} \
+         nodes, {} failures, {:.1} s",
         stats.cases,
         stats.smooth_cases,
         stats.fd_checked,
         stats.fd_skipped,
+        stats.fd_flips,
         stats.nodes,
         failures.len(),
         t.elapsed().as_secs_f64()

@@ -525,3 +525,48 @@ fn grad_of_grad_through_a_while_loop_equals_its_hvp() {
         }
     }
 }
+
+#[test]
+fn rows_after_the_exit_pass_their_cotangents_to_the_final_carries() {
+    // The step that stops the loop computes its ys from the final carries, and its row fills
+    // rows `n..5`: their cotangents reach `x` and `w` through it. (Reverse mode once dropped
+    // them: found by `differential_random_graphs`, seeds 3440148810383 and 7020982662764.)
+    let src = "graph @stop {\n  %x = input f64[]\n  %w = input f64[]\n  %lim = input f64[]\n  \
+               %c, %ys, %go = scan %x, %w, %lim length=5 carry=1 while=2 {\n    \
+               %a = input f64[]\n    %k = input f64[]\n    %l = input f64[]\n    \
+               %b = mul %a, %k\n    %sq = mul %a, %a\n    %g = lt %a, %l\n    \
+               output %b, %sq, %g\n  }\n  %s = reduce_sum %ys axes=[0]\n  \
+               %loss = add %s, %c\n  output %loss\n}\n";
+    let mut g = gradlift::ir::text::parse(src).unwrap();
+    let (loss, x, w) = (g.outputs()[0], g.inputs()[0], g.inputs()[1]);
+    let d = gradlift::autodiff::grad(&mut g, loss, &[x, w]).unwrap();
+    g.set_named_outputs(&[("loss", loss), ("gx", d[0]), ("gw", d[1])])
+        .unwrap();
+    // The loop in Rust: a_t = x·w^t while a_t < lim; rows from the exit on repeat a_n².
+    let rust = |x: f64, w: f64, lim: f64| {
+        let (mut a, mut s, mut n) = (x, 0.0, 0);
+        while n < 5 && a < lim {
+            s += a * a;
+            a *= w;
+            n += 1;
+        }
+        s + (5 - n) as f64 * a * a + a
+    };
+    let (x0, w0, h) = (1.5, 1.3, 1e-6);
+    // Exits at step 0, 2, 3, and never (a = 1.5, 1.95, 2.535, 3.2955, ...: no limit is near).
+    for lim in [1.0, 2.0, 3.0, 100.0] {
+        let r = run_both(&g, &[x0, w0, lim].map(Tensor::scalar_f64));
+        assert_eq!(r[0].scalar_value(), Some(rust(x0, w0, lim)), "lim = {lim}");
+        let fx = (rust(x0 + h, w0, lim) - rust(x0 - h, w0, lim)) / (2.0 * h);
+        let fw = (rust(x0, w0 + h, lim) - rust(x0, w0 - h, lim)) / (2.0 * h);
+        for (ad, fd) in [
+            (r[1].scalar_value().unwrap(), fx),
+            (r[2].scalar_value().unwrap(), fw),
+        ] {
+            assert!(
+                (ad - fd).abs() <= 1e-7 * (1.0 + fd.abs()),
+                "lim = {lim}: {ad} vs {fd}"
+            );
+        }
+    }
+}

@@ -2,13 +2,18 @@
 //!
 //! A loop that stops early ([`Exit`]) has a backward loop that reverses only the steps that
 //! ran: it counts the forward loop's stacked `while` conditions (`Exit::Flags`). A step that
-//! did not run contributes nothing, which is its exact derivative. Running the skipped steps
+//! did not run contributes nothing, which is its exact derivative. The step that stopped the
+//! loop did run its body, on the final carries, and its ys fill the rows from there on: the
+//! cotangents of those rows, summed, go back through one more run of that body's VJP to the
+//! final carries and the consts (`stopping_step`). Running the skipped steps
 //! with a `select` keeping the carries (what a bounded `while` was before) differs in two
 //! places only: each skipped step differentiates the body at the final carry with a zero
 //! cotangent and adds the result, a signed zero (so a `-0.0` cotangent becomes `+0.0`), or
 //! NaN where the body's derivative there is infinite (`0·∞`, e.g. `sqrt` at 0); and each
 //! step that ran adds the `select`'s `+0.0` for its unselected branch. Otherwise the
-//! gradients are bitwise equal (tested in `tests/it/loops_exit.rs`).
+//! gradients are bitwise equal (tested in `tests/it/loops_exit.rs`), except that with float
+//! ys the cotangents of the stopped rows are summed before the body's VJP rather than after
+//! (equal up to rounding).
 
 use crate::autodiff::GradError;
 use crate::ir::Attrs;
@@ -89,20 +94,10 @@ pub(crate) fn scan_vjp<'b>(
     // loop's stacked conditions (the forward group's member holding them) or its own flags.
     let (flags, exit) = match lp.exit {
         None => (None, None),
-        Some(Exit::While(k)) => {
-            let found = group_member(&b.graph(), first, k);
-            let at = found.map_or_else(
-                || {
-                    let attrs = Attrs::Scan {
-                        body: scan_attrs(&node.attrs).expect("a scan node").0.clone(),
-                        result: k,
-                    };
-                    b.push(crate::ir::Op::Scan, &operands, attrs)
-                },
-                |id| b.var(id),
-            );
-            (Some(at), Some(Exit::Flags(nc + nx + yf.len())))
-        }
+        Some(Exit::While(k)) => (
+            Some(loop_result(b, first, &operands, k)),
+            Some(Exit::Flags(nc + nx + yf.len())),
+        ),
         Some(Exit::Flags(k)) => (None, Some(Exit::Flags(nc + k))),
     };
     let body = backward_body(b, &lp, &roles, &yf, flags.is_some(), batch)?;
@@ -118,6 +113,10 @@ pub(crate) fn scan_vjp<'b>(
             .map(|&k| result_cts[k].unwrap_or_else(|| zeros(operands[k]))),
     );
     ops.extend(roles.kf.iter().map(|&k| zeros(operands[nc + nx + k])));
+    if let Some(go) = flags.filter(|_| !yf.is_empty()) {
+        let seeds = &mut ops[..];
+        stopping_step(b, first, &operands, result_cts, &yf, go, seeds, batch)?;
+    }
     ops.extend(&operands[..nc]); // the initial carries: the backward loop recomputes the rest
     ops.extend(&operands[nc..nc + nx]);
     for &j in &yf {
@@ -152,6 +151,83 @@ pub(crate) fn scan_vjp<'b>(
         contribs[nc + k] = Some(if batch.is_some() { swap01(xb) } else { xb });
     }
     Ok(contribs)
+}
+
+/// Result `k` of the loop whose group starts at `first`: its group member, or a new one.
+fn loop_result<'b>(b: &'b GraphBuilder, first: NodeId, operands: &[Var<'b>], k: usize) -> Var<'b> {
+    let found = group_member(&b.graph(), first, k);
+    found.map_or_else(
+        || {
+            let body = scan_attrs(&b.graph().node(first).attrs)
+                .expect("a scan node")
+                .0
+                .clone();
+            let attrs = Attrs::Scan { body, result: k };
+            b.push(crate::ir::Op::Scan, operands, attrs)
+        },
+        |id| b.var(id),
+    )
+}
+
+/// The step that stopped a `while` loop: it ran the body on the final carries, and its ys fill
+/// rows `n..length` (rows `t` whose condition `go[t]` is false). Adds the VJP of that body run
+/// (its ys' cotangents summed over those rows, zero for the carries it dropped) to `seeds`,
+/// the backward loop's initial carries (the carries' cotangents, then the consts' sums). When
+/// the loop never stopped, `select` keeps the seeds as they were, bit for bit.
+#[allow(clippy::too_many_arguments)]
+fn stopping_step<'b>(
+    b: &'b GraphBuilder,
+    first: NodeId,
+    operands: &[Var<'b>],
+    result_cts: &[Option<Var<'b>>],
+    yf: &[usize],
+    go: Var<'b>,
+    seeds: &mut [Var<'b>],
+    batch: Option<usize>,
+) -> Result<(), GradError> {
+    let lp = scan_attrs(&b.graph().node(first).attrs)
+        .expect("a scan node")
+        .0
+        .clone();
+    let roles = Roles::of(&lp);
+    let (nc, len) = (lp.n_carry, lp.length);
+    let mut ops: Vec<Var<'b>> = seeds
+        .iter()
+        .map(|&s| s.ty())
+        .map(|t| b.zeros(t.dtype, &t.shape))
+        .collect();
+    let one_row = |v: Var<'b>| {
+        let shape: Vec<usize> = std::iter::once(1).chain(v.ty().shape).collect();
+        v.reshape(&shape)
+    };
+    ops.extend((0..nc).map(|k| one_row(loop_result(b, first, operands, k))));
+    for &j in yf {
+        let ct = result_cts[nc + j].expect("listed in yf");
+        let ct = if batch.is_some() { swap01(ct) } else { ct };
+        let shape = ct.ty().shape;
+        let mut col = vec![1; shape.len()];
+        col[0] = len;
+        let ran = go.reshape(&col).broadcast_to(&shape);
+        let stopped = ran.select(b.zeros(ct.ty().dtype, &shape), ct);
+        ops.push(stopped.sum_axes_keepdims(&[0]));
+    }
+    ops.extend(&operands[nc + lp.n_xs..]);
+    let step = Loop {
+        length: 1,
+        reverse: false,
+        n_carry: seeds.len(),
+        n_xs: nc + yf.len(),
+        body: backward_body(b, &lp, &roles, yf, false, batch)?,
+        checkpoint: None,
+        exit: None,
+        recompute: None,
+    };
+    let res = b.push_loop(step, &ops);
+    let never_stopped = go.slice(&[len - 1], &[len]).reshape(&[]);
+    for (s, d) in seeds.iter_mut().zip(res) {
+        *s = never_stopped.select(*s, *s + d);
+    }
+    Ok(())
 }
 
 /// The loop again, with the carries entering each step stacked as extra ys (a tape). Returns
