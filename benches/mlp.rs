@@ -26,7 +26,7 @@ mod common;
 use common::{Arch, CLASSES, DIM, Optim, Rng};
 use criterion::{Criterion, criterion_group, criterion_main};
 use gradlift::jit::{self, Buf, BufMut, Kernel};
-use gradlift::{DType, Graph, Tensor, interp, opt};
+use gradlift::{DType, Graph, GraphBuilder, Tensor, interp, opt};
 use std::hint::black_box;
 use std::num::NonZeroUsize;
 
@@ -56,6 +56,29 @@ fn compiled(mut g: Graph, threads: usize) -> Kernel {
         ..jit::JitConfig::default()
     };
     jit::compile_with(&g, &cfg).expect("compiles")
+}
+
+/// The step's five products alone, as a kernel on `threads` threads: `x·w1`, `h·w2`,
+/// `hᵀ·dl`, `dl·w2ᵀ` and `xᵀ·dz1` (inputs `x`, `w1`, `h`, `w2`, `dl`, `dz1`).
+fn products_kernel(threads: usize) -> Kernel {
+    let b = GraphBuilder::new("products");
+    let (n, d, hd, c) = (BATCH, DIM, ARCH.hidden, CLASSES);
+    let x = b.input("x", DType::F32, &[n, d]);
+    let w1 = b.input("w1", DType::F32, &[d, hd]);
+    let h = b.input("h", DType::F32, &[n, hd]);
+    let w2 = b.input("w2", DType::F32, &[hd, c]);
+    let dl = b.input("dl", DType::F32, &[n, c]);
+    let dz1 = b.input("dz1", DType::F32, &[n, hd]);
+    let g = b
+        .finish(&[
+            ("z1", x.matmul(w1)),
+            ("logits", h.matmul(w2)),
+            ("dw2", h.mt().matmul(dl)),
+            ("dh", dl.matmul(w2.mt())),
+            ("dw1", x.mt().matmul(dz1)),
+        ])
+        .expect("a valid graph");
+    compiled(g, threads)
 }
 
 /// `C = A·B` (row-major C; A, B through (row, column) element strides) on `par`'s threads.
@@ -376,6 +399,29 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("direct_t2", |b| {
         b.iter(|| direct2.step(black_box(&params), &x, &y))
+    });
+    // The same products through the kernel team on two threads: what the two cores do with
+    // them as gradlift splits them (the realistic two-core GEMM time).
+    let pk = products_kernel(2);
+    let pins: Vec<Vec<f32>> = pk
+        .input_types()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let v = (0..t.numel()).map(|j| ((i * 7 + j * 13) % 17) as f32 * 0.05 - 0.4);
+            v.collect()
+        })
+        .collect();
+    let pbufs: Vec<Buf<'_>> = pins.iter().map(|v| Buf::F32(v)).collect();
+    let mut pouts: Vec<Vec<f32>> = pk
+        .output_types()
+        .iter()
+        .map(|t| vec![0.0; t.numel()])
+        .collect();
+    let mut pws = pk.workspace();
+    group.bench_function("gemms_t2", |b| {
+        let mut ob: Vec<BufMut<'_>> = pouts.iter_mut().map(|o| BufMut::F32(o)).collect();
+        b.iter(|| pk.call(black_box(&pbufs), &mut ob, &mut pws).unwrap())
     });
     let mut loss = [0f32];
     let mut lws = loss_k.workspace();
