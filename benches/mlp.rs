@@ -8,7 +8,8 @@
 //!   thread, or on 2 with `gemm::Parallelism::Rayon(2)`) with the cheap elementwise work in
 //!   plain loops, into preallocated buffers: the floor the JIT is measured against,
 //! - `gemms_t1`: the five products alone on one thread; half of it is the time two perfectly
-//!   used cores would need for them (the two-core GEMM floor).
+//!   used cores would need for them (the two-core GEMM floor); `gemms_t2`: the same products
+//!   as a kernel on two threads (the two-core GEMM time as the kernel team reaches it).
 //!
 //! Also the forward pass alone (`*_forward`: the loss only, one thread), for the
 //! gradient/forward cost ratio, the demo's whole Adam step (`jit_adam_step`: forward,
