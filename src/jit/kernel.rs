@@ -88,8 +88,8 @@ pub(super) struct Args {
     pub consts: *const u8,
 }
 
-// SAFETY: `Args` is only shared while `Kernel::call` waits for every thread using it (inside a
-// rayon scope). The pointed-to buffers outlive the call, the inputs and constants are only
+// SAFETY: `Args` is only shared while `Kernel::call` waits for every thread using it (inside
+// `team::run`, which returns only after every helper has left the job). The pointed-to buffers outlive the call, the inputs and constants are only
 // read, and concurrent chunks write disjoint parts of the outputs and the workspace (see the
 // plan's parallel chunks).
 unsafe impl Send for Args {}
