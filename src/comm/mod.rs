@@ -79,6 +79,56 @@ pub enum CommError {
     /// The underlying transport failed.
     #[error("collective failed: {0}")]
     Transport(String),
+    /// A buffer passed on this rank has the wrong length for the other: `all_gather`'s
+    /// receive buffer holds `size()` send buffers, `reduce_scatter`'s send buffer `size()`
+    /// receive buffers.
+    #[error(
+        "{op}: the {which} buffer has {got} elements, expected {expected} (size() × the other buffer's)"
+    )]
+    BufferLength {
+        /// The collective.
+        op: &'static str,
+        /// `"receive"` or `"send"`.
+        which: &'static str,
+        /// Its length.
+        got: usize,
+        /// The length the other buffer and the communicator's size ask for.
+        expected: usize,
+    },
+}
+
+/// Checks that `all_gather`'s `recv` holds `size` times `send`.
+///
+/// # Errors
+/// [`CommError::BufferLength`] otherwise.
+pub(crate) fn check_gather(size: usize, send: usize, recv: usize) -> Result<(), CommError> {
+    check_blocks("all_gather", "receive", recv, send, size)
+}
+
+/// Checks that `reduce_scatter`'s `send` holds `size` times `recv`.
+///
+/// # Errors
+/// [`CommError::BufferLength`] otherwise.
+pub(crate) fn check_scatter(size: usize, send: usize, recv: usize) -> Result<(), CommError> {
+    check_blocks("reduce_scatter", "send", send, recv, size)
+}
+
+fn check_blocks(
+    op: &'static str,
+    which: &'static str,
+    got: usize,
+    block: usize,
+    size: usize,
+) -> Result<(), CommError> {
+    match block.checked_mul(size) {
+        Some(expected) if expected == got => Ok(()),
+        expected => Err(CommError::BufferLength {
+            op,
+            which,
+            got,
+            expected: expected.unwrap_or(usize::MAX),
+        }),
+    }
 }
 
 /// A group of ranks that can combine buffers across all of them.
@@ -127,6 +177,7 @@ pub trait Communicator {
     /// # Errors
     /// [`CommError`] if the ranks disagree or the transport fails.
     fn reduce_scatter_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CommError> {
+        check_scatter(self.size(), send.len(), recv.len())?;
         let mut sum = send.to_vec();
         self.all_reduce_sum_f32(&mut sum)?;
         let n = recv.len();
@@ -139,6 +190,7 @@ pub trait Communicator {
     /// # Errors
     /// [`CommError`] if the ranks disagree or the transport fails.
     fn reduce_scatter_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CommError> {
+        check_scatter(self.size(), send.len(), recv.len())?;
         let mut sum = send.to_vec();
         self.all_reduce_sum_f64(&mut sum)?;
         let n = recv.len();
@@ -233,10 +285,12 @@ impl Communicator for SingleProcess {
         Ok(())
     }
     fn all_gather_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CommError> {
+        check_gather(1, send.len(), recv.len())?;
         recv.copy_from_slice(send);
         Ok(())
     }
     fn all_gather_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CommError> {
+        check_gather(1, send.len(), recv.len())?;
         recv.copy_from_slice(send);
         Ok(())
     }

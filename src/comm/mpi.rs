@@ -108,10 +108,12 @@ impl Communicator for Mpi {
         Ok(())
     }
     fn all_gather_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CommError> {
+        super::check_gather(self.size(), send.len(), recv.len())?;
         self.comm.all_gather_into(send, recv);
         Ok(())
     }
     fn all_gather_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CommError> {
+        super::check_gather(self.size(), send.len(), recv.len())?;
         self.comm.all_gather_into(send, recv);
         Ok(())
     }
@@ -126,11 +128,13 @@ impl Communicator for Mpi {
         Ok(())
     }
     fn reduce_scatter_f32(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CommError> {
+        super::check_scatter(self.size(), send.len(), recv.len())?;
         self.comm
             .reduce_scatter_block_into(send, recv, SystemOperation::sum());
         Ok(())
     }
     fn reduce_scatter_f64(&self, send: &[f64], recv: &mut [f64]) -> Result<(), CommError> {
+        super::check_scatter(self.size(), send.len(), recv.len())?;
         self.comm
             .reduce_scatter_block_into(send, recv, SystemOperation::sum());
         Ok(())

@@ -174,11 +174,7 @@ impl ThreadComm {
         vec: Pick<T>,
     ) -> Result<(), CommError> {
         let n = recv.len();
-        assert_eq!(
-            send.len(),
-            n * self.size(),
-            "reduce_scatter: send is size × recv"
-        );
+        super::check_scatter(self.size(), send.len(), n)?;
         self.put(send, wide, vec);
         self.sum_into((send.len(), self.rank * n), recv, wide, vec)
     }
@@ -191,11 +187,7 @@ impl ThreadComm {
         vec: Pick<T>,
     ) -> Result<(), CommError> {
         let n = send.len();
-        assert_eq!(
-            recv.len(),
-            n * self.size(),
-            "all_gather: recv is size × send"
-        );
+        super::check_gather(self.size(), n, recv.len())?;
         self.exchange(send, wide, vec, |r, v| {
             recv[r * n..(r + 1) * n].copy_from_slice(v);
         })
@@ -311,6 +303,44 @@ mod tests {
             let hs: Vec<_> = comms.iter().map(|c| s.spawn(|| f(c))).collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         })
+    }
+
+    /// Buffers of the wrong lengths are a typed error on every rank that passes them (and on
+    /// a single process), not a panic; the communicator still works afterwards.
+    #[test]
+    fn wrong_buffer_lengths_are_errors() {
+        let out = on_ranks(2, |c| {
+            let mut short = vec![0f32; 3];
+            let gather = c.all_gather_f32(&[1.0, 2.0], &mut short);
+            let scatter = c.reduce_scatter_f64(&[1.0; 5], &mut [0.0; 2]);
+            let mut ok = vec![0f64; 4];
+            c.all_gather_f64(&[c.rank() as f64, 1.0], &mut ok).unwrap();
+            (gather, scatter, ok)
+        });
+        for (gather, scatter, ok) in out {
+            assert_eq!(
+                gather,
+                Err(CommError::BufferLength {
+                    op: "all_gather",
+                    which: "receive",
+                    got: 3,
+                    expected: 4
+                })
+            );
+            assert_eq!(
+                scatter,
+                Err(CommError::BufferLength {
+                    op: "reduce_scatter",
+                    which: "send",
+                    got: 5,
+                    expected: 4
+                })
+            );
+            assert_eq!(ok, vec![0.0, 1.0, 1.0, 1.0]);
+        }
+        let one = crate::comm::SingleProcess;
+        let e = one.all_gather_f32(&[1.0], &mut [0.0; 2]).unwrap_err();
+        assert!(e.to_string().contains("has 2 elements, expected 1"), "{e}");
     }
 
     #[test]
